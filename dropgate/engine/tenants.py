@@ -1,0 +1,84 @@
+"""Tenants: their subscription status lives in Redis, where every critical script reads it.
+
+Script <-> method: ``tenant_create-2.lua`` <-> ``Tenants.create``,
+``tenant_subscription-2.lua`` <-> ``Tenants.set_subscription``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from dropgate.engine.context import EngineContext
+from dropgate.engine.errors import NotFound
+
+SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
+SUBSCRIPTION_STATUSES: tuple[str, ...] = ("active", "trialing", "past_due", "suspended", "canceled")
+
+
+class TenantState(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    name: str
+    status: str
+    trial_end_ms: int | None = None
+    created_ms: int
+    version: int
+    balances: dict[str, int] = {}
+
+
+def is_active(status: str, trial_end_ms: int | None, now_ms: int) -> bool:
+    """The rule ``dg_tenant_inactive.lua`` enforces, for reads that show it."""
+    if status == "active":
+        return True
+    return status == "trialing" and trial_end_ms is not None and trial_end_ms > now_ms
+
+
+class Tenants:
+    def __init__(self, ctx: EngineContext) -> None:
+        self._ctx = ctx
+        self._known: set[str] = set()
+
+    async def create(
+        self, tenant_id: str, *, name: str, status: str, trial_end_ms: int | None
+    ) -> TenantState:
+        tk = self._ctx.keys.tenant(tenant_id)
+        state = await self._ctx.scripts.call(
+            "tenant_create",
+            [tk.log, tk.tenant()],
+            [self._ctx.backlog_bound, tenant_id, name, status, "" if trial_end_ms is None else trial_end_ms],
+            type=TenantState,
+        )
+        self._known.add(tenant_id)
+        return state
+
+    async def set_subscription(
+        self, tenant_id: str, *, status: str, trial_end_ms: int | None
+    ) -> TenantState:
+        tk = self._ctx.keys.tenant(tenant_id)
+        await self._ctx.scripts.call(
+            "tenant_subscription",
+            [tk.log, tk.tenant()],
+            [self._ctx.backlog_bound, tenant_id, status, "" if trial_end_ms is None else trial_end_ms],
+        )
+        return await self.get(tenant_id)
+
+    async def get(self, tenant_id: str) -> TenantState:
+        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).tenant())
+        if not raw:
+            raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        balances = {k[4:]: int(v) for k, v in fields.items() if k.startswith("bal:")}
+        return msgspec.convert(
+            {k: v for k, v in fields.items() if ":" not in k} | {"balances": balances},
+            TenantState, strict=False,
+        )
+
+    async def exists(self, tenant_id: str) -> bool:
+        """Tenants are never deleted, so a positive answer is cached for the process."""
+        if tenant_id in self._known:
+            return True
+        found = bool(await self._ctx.redis.exists(self._ctx.keys.tenant(tenant_id).tenant()))
+        if found:
+            self._known.add(tenant_id)
+        return found

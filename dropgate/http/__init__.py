@@ -1,0 +1,1 @@
+"""The aiohttp JSON API (API.md): app factory, routes, auth, errors, OpenAPI, metrics."""

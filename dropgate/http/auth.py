@@ -1,0 +1,45 @@
+"""Bearer keys and tenant resolution, as API.md's "Auth and tenancy" states."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from dropgate.engine.apikeys import Principal
+from dropgate.engine.errors import Forbidden, NotFound, TenantRequired, Unauthorized
+from dropgate.engine.keys import check_id
+from dropgate.runtime import Runtime
+
+_BOOTSTRAP = Principal(role="admin", tenant_id=None, key_id=None)
+
+
+async def authenticate(request: web.Request, runtime: Runtime) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Send Authorization: Bearer <key>.")
+    token = token.strip()
+    admin_key = runtime.settings.admin_key
+    if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
+        return _BOOTSTRAP
+    principal = await runtime.api_keys.authenticate(token)
+    if principal is None:
+        raise Unauthorized("Unknown API key.")
+    return principal
+
+
+async def resolve_tenant(request: web.Request, runtime: Runtime, principal: Principal) -> str:
+    """Admin: X-Tenant-Id (400 without it, 404 if unknown); service: its own tenant."""
+    header = request.headers.get("X-Tenant-Id")
+    if principal.role == "admin":
+        if not header:
+            raise TenantRequired("Admin keys must name the tenant in X-Tenant-Id.")
+        tenant_id = check_id(header, "X-Tenant-Id")
+        if not await runtime.tenants.exists(tenant_id):
+            raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
+        return tenant_id
+    assert principal.tenant_id is not None
+    if header and header != principal.tenant_id:
+        raise Forbidden("This key belongs to another tenant.")
+    return principal.tenant_id

@@ -1,0 +1,100 @@
+"""One middleware for every request: request id, the error shape, metrics.
+
+Every failure leaves as ``{"error", "code", "details"}``: dropgate errors with their
+own code, aiohttp's 404/405/413 under API.md's codes, a Redis or PostgreSQL outage
+as 503 ``UNAVAILABLE`` (fast: the pools have bounded timeouts), and anything
+unexpected as 500 ``INTERNAL`` with the traceback in the log, never in the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import msgspec
+import redis.exceptions
+from aiohttp import web
+
+from dropgate.engine.errors import (
+    DropgateError,
+    Internal,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    ValidationError,
+    error_for,
+)
+from dropgate.http.appkeys import METRICS
+from dropgate.models.common import ErrorBody
+
+log = logging.getLogger("dropgate.http")
+_encoder = msgspec.json.Encoder()
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(exc: DropgateError, request_id: str) -> web.Response:
+    body = ErrorBody(error=exc.message, code=exc.code, details=exc.details)
+    headers = {"X-Request-Id": request_id}
+    retry_after = exc.details.get("retry_after_s") if exc.details else None
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return web.Response(body=_encoder.encode(body), status=exc.status,
+                        content_type="application/json", headers=headers)
+
+
+def _from_http(exc: web.HTTPException) -> DropgateError:
+    if exc.status == 404:
+        return NotFound("No such route.")
+    if exc.status == 405:
+        return MethodNotAllowed("Method not allowed on this route.")
+    if exc.status == 413:
+        return PayloadTooLarge("The request body is over the limit.")
+    if exc.status == 400:
+        return ValidationError(exc.text or "Bad request.")
+    err = error_for("HTTP_" + str(exc.status), exc.reason)
+    err.status = exc.status  # type: ignore[misc]
+    return err
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    sent_id = request.headers.get("X-Request-Id")
+    request_id = sent_id if sent_id and _REQUEST_ID_RE.match(sent_id) else uuid.uuid4().hex
+    try:
+        response = await handler(request)
+    except DropgateError as exc:
+        response = error_response(exc, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_from_http(exc), request_id)
+    except _UNAVAILABLE as exc:
+        log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
+        response = error_response(Unavailable(), request_id)
+    except Exception:
+        log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
+        response = error_response(Internal(f"Internal error (request {request_id})."), request_id)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    request.app[METRICS].observe(name, request.method, response.status,
+                                 time.perf_counter() - started)
+    return response

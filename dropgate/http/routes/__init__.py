@@ -1,0 +1,8 @@
+"""Every route table of the API, one module per domain."""
+
+from __future__ import annotations
+
+from dropgate.http.routes import invites, ops, tenants
+from dropgate.http.routing import ApiRoutes
+
+ROUTE_TABLES: list[ApiRoutes] = [ops.routes, tenants.routes, invites.routes]

@@ -1,0 +1,74 @@
+"""Invite codes (tenant)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from dropgate.engine.errors import (
+    AlreadyExists,
+    AlreadyUsed,
+    Conflict,
+    Exhausted,
+    Expired,
+    Inactive,
+    NotFound,
+)
+from dropgate.engine.invites import InviteState
+from dropgate.http.routing import ApiRoutes, Call
+from dropgate.models.common import dt_to_ms, ms_to_dt
+from dropgate.models.invites import (
+    Invite,
+    InviteCreate,
+    InvitePatch,
+    InviteRedeem,
+    InviteRedemption,
+)
+
+routes = ApiRoutes("invites")
+
+
+def invite_view(state: InviteState) -> Invite:
+    created = ms_to_dt(state.created_ms)
+    assert created is not None
+    return Invite(code=state.code, max_uses=state.max_uses, used_count=state.used_count,
+                  active=state.active, expires_at=ms_to_dt(state.expires_at_ms),
+                  created_at=created)
+
+
+@routes.post("/v1/invites", body=InviteCreate, response=Invite, status=201,
+             errors=[AlreadyExists])
+async def create_invite(call: Call[InviteCreate]) -> Invite:
+    """Create an invite code (a code is generated when none is given)."""
+    b = call.body
+    state = await call.runtime.invites.create(
+        call.tenant_id, code=b.code, max_uses=b.max_uses, expires_at_ms=dt_to_ms(b.expires_at),
+        active=b.active,
+    )
+    return invite_view(state)
+
+
+@routes.get("/v1/invites/{code}", response=Invite, errors=[NotFound])
+async def get_invite(call: Call[None]) -> Invite:
+    """An invite code with its use count."""
+    return invite_view(await call.runtime.invites.get(call.tenant_id, call.path_id("code")))
+
+
+@routes.patch("/v1/invites/{code}", body=InvitePatch, response=Invite, errors=[NotFound, Conflict])
+async def update_invite(call: Call[InvitePatch]) -> Invite:
+    """Change active, expires_at (null clears) or max_uses (never below used_count)."""
+    b = call.body
+    state = await call.runtime.invites.update(
+        call.tenant_id, call.path_id("code"), active=b.active,
+        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at),
+        max_uses=b.max_uses,
+    )
+    return invite_view(state)
+
+
+@routes.post("/v1/invites/{code}/redeem", body=InviteRedeem, response=InviteRedemption,
+             errors=[NotFound, Inactive, Expired, AlreadyUsed, Exhausted])
+async def redeem_invite(call: Call[InviteRedeem]) -> InviteRedemption:
+    """Use the code for one user (at most once per user, never past max_uses)."""
+    code = call.path_id("code")
+    used = await call.runtime.invites.redeem(call.tenant_id, code, user_id=call.body.user_id)
+    return InviteRedemption(code=code, user_id=call.body.user_id, used_count=used)

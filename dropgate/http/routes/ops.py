@@ -1,0 +1,78 @@
+"""Operations: health, readiness, metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from dropgate.http.appkeys import METRICS, OPENAPI
+from dropgate.http.routing import ApiRoutes, Call
+
+routes = ApiRoutes("operations")
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    status: str
+    redis: bool
+    postgres: bool
+    persister_lag: int
+    max_backlog: int
+    dead_letters: int
+
+
+@routes.get("/healthz", auth="public", response=Health)
+async def healthz(call: Call[None]) -> Health:
+    """The process is up."""
+    return Health(status="ok")
+
+
+@routes.get("/readyz", auth="public", response=Readiness)
+async def readyz(call: Call[None]) -> web.Response:
+    """Redis and PostgreSQL answer and the persistence backlog is under its bound (503 if not)."""
+    rt = call.runtime
+    redis_ok = pg_ok = False
+    lag = dead = 0
+    try:
+        await rt.redis.ping()
+        redis_ok = True
+        async with rt.redis.pipeline(transaction=False) as pipe:
+            for p in range(rt.keys.partitions):
+                pipe.xlen(rt.keys.log(p))
+                pipe.xlen(rt.keys.dead_letters(p))
+            counts = await pipe.execute()
+        lag = max(counts[0::2], default=0)
+        dead = sum(counts[1::2])
+    except Exception:
+        pass
+    try:
+        await rt.pool.fetchval("SELECT 1")
+        pg_ok = True
+    except Exception:
+        pass
+    ready = redis_ok and pg_ok and lag < rt.settings.max_backlog
+    body = Readiness(status="ready" if ready else "unavailable", redis=redis_ok, postgres=pg_ok,
+                     persister_lag=lag, max_backlog=rt.settings.max_backlog, dead_letters=dead)
+    return web.json_response(body=msgspec.json.encode(body), status=200 if ready else 503)
+
+
+@routes.get("/metrics", auth="public", response_content_type="text/plain")
+async def metrics(call: Call[None]) -> web.Response:
+    """Prometheus text exposition."""
+    rt = call.runtime
+    if rt.persister is not None:
+        await rt.persister.lag()
+    return web.Response(body=call.request.app[METRICS].render(),
+                        content_type="text/plain", charset="utf-8")
+
+
+@routes.get("/openapi.json", auth="public")
+async def openapi(call: Call[None]) -> web.Response:
+    """This document."""
+    doc: dict[str, Any] = call.request.app[OPENAPI]
+    return web.json_response(body=msgspec.json.encode(doc))

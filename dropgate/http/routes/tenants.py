@@ -1,0 +1,82 @@
+"""Tenants and API keys (admin only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dropgate.engine.errors import AlreadyExists, NotFound, ValidationError
+from dropgate.engine.tenants import TenantState
+from dropgate.http.routing import ApiRoutes, Call
+from dropgate.models.common import dt_to_ms, ms_to_dt
+from dropgate.models.money import format_amount
+from dropgate.models.tenants import KeyCreate, KeyCreated, SubscriptionUpdate, Tenant, TenantCreate
+
+routes = ApiRoutes("tenants")
+
+
+def tenant_view(state: TenantState) -> Tenant:
+    return Tenant(
+        tenant_id=state.tenant_id, name=state.name,
+        subscription_status=state.status,  # type: ignore[arg-type]
+        trial_end=ms_to_dt(state.trial_end_ms),
+        balance={cur: format_amount(v, cur) for cur, v in sorted(state.balances.items())},
+    )
+
+
+def _trial_end(status: str, trial_end: Any) -> int | None:
+    if status == "trialing" and trial_end is None:
+        raise ValidationError("trial_end is required when subscription_status is trialing.",
+                              details={"field": "trial_end"})
+    return dt_to_ms(trial_end)
+
+
+@routes.post("/v1/tenants", auth="admin", body=TenantCreate, response=Tenant, status=201,
+             errors=[AlreadyExists])
+async def create_tenant(call: Call[TenantCreate]) -> Tenant:
+    """Create a tenant."""
+    b = call.body
+    state = await call.runtime.tenants.create(
+        b.tenant_id, name=b.name or b.tenant_id, status=b.subscription_status,
+        trial_end_ms=_trial_end(b.subscription_status, b.trial_end),
+    )
+    return tenant_view(state)
+
+
+@routes.get("/v1/tenants/{tenant_id}", auth="admin", response=Tenant, errors=[NotFound])
+async def get_tenant(call: Call[None]) -> Tenant:
+    """A tenant with its subscription and balances."""
+    return tenant_view(await call.runtime.tenants.get(call.path_id("tenant_id")))
+
+
+@routes.put("/v1/tenants/{tenant_id}/subscription", auth="admin", body=SubscriptionUpdate,
+            response=Tenant, errors=[NotFound])
+async def set_subscription(call: Call[SubscriptionUpdate]) -> Tenant:
+    """Change a tenant's subscription status; ordered against its critical operations."""
+    b = call.body
+    state = await call.runtime.tenants.set_subscription(
+        call.path_id("tenant_id"), status=b.subscription_status,
+        trial_end_ms=_trial_end(b.subscription_status, b.trial_end),
+    )
+    return tenant_view(state)
+
+
+@routes.post("/v1/keys", auth="admin", body=KeyCreate, response=KeyCreated, status=201,
+             errors=[NotFound])
+async def create_key(call: Call[KeyCreate]) -> KeyCreated:
+    """Create an API key; the key is shown once."""
+    b = call.body
+    if b.role == "service":
+        if b.tenant_id is None:
+            raise ValidationError("A service key needs tenant_id.", details={"field": "tenant_id"})
+        if not await call.runtime.tenants.exists(b.tenant_id):
+            raise NotFound("No such tenant.", details={"tenant_id": b.tenant_id})
+    elif b.tenant_id is not None:
+        raise ValidationError("An admin key has no tenant_id.", details={"field": "tenant_id"})
+    key_id, token = await call.runtime.api_keys.create(role=b.role, tenant_id=b.tenant_id)
+    return KeyCreated(key_id=key_id, key=token, role=b.role, tenant_id=b.tenant_id)
+
+
+@routes.delete("/v1/keys/{key_id}", auth="admin", status=204, errors=[NotFound])
+async def delete_key(call: Call[None]) -> None:
+    """Revoke an API key."""
+    await call.runtime.api_keys.revoke(call.path_id("key_id"))

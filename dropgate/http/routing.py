@@ -1,0 +1,197 @@
+"""Route declarations that carry their contract: body, response, status, auth, errors.
+
+Handlers are thin: ``ApiRoutes`` decodes the JSON body with a module-level msgspec
+decoder of the declared struct, resolves the caller and tenant, calls the handler
+with a ``Call``, and encodes what it returns. The same declarations generate
+``/openapi.json``, so the document cannot miss a route.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from dropgate.engine.apikeys import Principal
+from dropgate.engine.errors import DropgateError, ValidationError
+from dropgate.engine.keys import check_id, check_type
+from dropgate.http.appkeys import RUNTIME
+from dropgate.http.auth import authenticate, resolve_tenant
+from dropgate.runtime import Runtime
+
+Auth = Literal["public", "admin", "tenant"]
+B = TypeVar("B")
+
+_encoder = msgspec.json.Encoder()
+_PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
+
+
+@dataclass
+class Call(Generic[B]):
+    """One API call as a handler sees it."""
+
+    request: web.Request
+    body: B
+    principal: Principal | None
+    tenant_id: str  # "" on routes that are not tenant-scoped
+    runtime: Runtime
+
+    def path_id(self, name: str) -> str:
+        return check_id(self.request.match_info[name], name)
+
+    def query_id(self, name: str, *, required: bool = False) -> str | None:
+        value = self.request.query.get(name)
+        if value is None:
+            if required:
+                raise ValidationError(f"Query parameter {name} is required.",
+                                      details={"field": name})
+            return None
+        return check_id(value, name)
+
+    def query_type(self, name: str = "type", *, required: bool = False) -> str | None:
+        value = self.request.query.get(name)
+        if value is None:
+            if required:
+                raise ValidationError(f"Query parameter {name} is required.",
+                                      details={"field": name})
+            return None
+        return check_type(value, name)
+
+
+Handler = Callable[[Call[Any]], Awaitable[Any]]
+
+
+@dataclass
+class RouteSpec:
+    """One route's contract, read by the router and by the OpenAPI generator."""
+
+    method: str
+    path: str
+    handler: Handler
+    auth: Auth
+    body: type[Any] | None
+    response: Any
+    status: int
+    errors: tuple[type[DropgateError], ...]
+    summary: str
+    tag: str
+    request_content: dict[str, Any] | None = None
+    response_content_type: str = "application/json"
+    headers: tuple[str, ...] = ()
+    query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
+    decoder: msgspec.json.Decoder[Any] | None = field(default=None, repr=False)
+
+
+def validation_error(exc: msgspec.MsgspecError) -> ValidationError:
+    """msgspec's message names the path (``at `$.max_uses```): put it in details.field."""
+    text = str(exc)
+    match = _PATH_RE.search(text)
+    details: dict[str, Any] = {}
+    if match and match.group(1):
+        details["field"] = match.group(1)
+    if isinstance(exc, msgspec.DecodeError) and not isinstance(exc, msgspec.ValidationError):
+        return ValidationError(f"Malformed JSON: {text}", details=details)
+    unknown = re.search(r"unknown field `([^`]+)`", text)
+    if unknown:
+        details["field"] = unknown.group(1)
+    return ValidationError(text, details=details)
+
+
+class ApiRoutes:
+    """Like ``web.RouteTableDef``, plus the contract of each route."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.specs: list[RouteSpec] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: Auth = "tenant",
+        body: type[Any] | None = None,
+        response: Any = None,
+        status: int = 200,
+        errors: Sequence[type[DropgateError]] = (),
+        summary: str = "",
+        request_content: dict[str, Any] | None = None,
+        response_content_type: str = "application/json",
+        headers: Sequence[str] = (),
+        query: Sequence[tuple[str, str, bool]] = (),
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.specs.append(RouteSpec(
+                method=method, path=path, handler=handler, auth=auth, body=body,
+                response=response, status=status, errors=tuple(errors),
+                summary=summary or (handler.__doc__ or "").strip().split("\n")[0],
+                tag=self.tag, request_content=request_content,
+                response_content_type=response_content_type, headers=tuple(headers),
+                query=tuple(query),
+                decoder=msgspec.json.Decoder(body) if body is not None else None,
+            ))
+            return handler
+        return register
+
+    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)
+
+
+def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler of one route: auth, decode, call, encode."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        runtime = request.app[RUNTIME]
+        principal: Principal | None = None
+        tenant_id = ""
+        if spec.auth != "public":
+            principal = await authenticate(request, runtime)
+            if spec.auth == "admin":
+                if principal.role != "admin":
+                    from dropgate.engine.errors import Forbidden
+
+                    raise Forbidden("This route needs an admin key.")
+            else:
+                tenant_id = await resolve_tenant(request, runtime, principal)
+        body: Any = None
+        if spec.decoder is not None:
+            raw = await request.read()
+            try:
+                body = spec.decoder.decode(raw or b"{}")
+            except msgspec.MsgspecError as exc:
+                raise validation_error(exc) from None
+        result = await spec.handler(Call(request, body, principal, tenant_id, runtime))
+        if isinstance(result, web.StreamResponse):
+            return result
+        if result is None:
+            return web.Response(status=spec.status)
+        return web.Response(body=_encoder.encode(result), status=spec.status,
+                            content_type="application/json")
+
+    handle.__name__ = spec.handler.__name__
+    return handle
+
+
+def add_routes(app: web.Application, tables: Sequence[ApiRoutes]) -> list[RouteSpec]:
+    specs: list[RouteSpec] = []
+    for table in tables:
+        for spec in table.specs:
+            app.router.add_route(spec.method, spec.path, make_handler(spec))
+            specs.append(spec)
+    return specs

@@ -1,0 +1,1 @@
+"""The API's request and response structs, shared by the server and the client."""

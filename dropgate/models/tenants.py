@@ -1,0 +1,43 @@
+"""Tenants and API keys (admin)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from dropgate.models.common import Id, Struct, Timestamp
+
+SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
+
+
+class TenantCreate(Struct, kw_only=True):
+    tenant_id: Id
+    name: str = msgspec.field(default="")
+    subscription_status: SubscriptionStatus = "active"
+    trial_end: Timestamp | None = None
+
+
+class SubscriptionUpdate(Struct, kw_only=True):
+    subscription_status: SubscriptionStatus
+    trial_end: Timestamp | None = None
+
+
+class Tenant(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    name: str
+    subscription_status: SubscriptionStatus
+    trial_end: Timestamp | None
+    balance: dict[str, str]
+
+
+class KeyCreate(Struct, kw_only=True):
+    role: Literal["admin", "service"]
+    tenant_id: Id | None = None
+
+
+class KeyCreated(msgspec.Struct, kw_only=True):
+    key_id: str
+    key: str
+    role: str
+    tenant_id: str | None

@@ -1,0 +1,1 @@
+"""PostgreSQL, the durable record: migrations, the write-behind persister, reconciliation."""

