@@ -106,6 +106,10 @@ class TenantKeys:
         """Tenant hash: name, subscription status, trial end, balances, version."""
         return f"{self.tag}:tenant:{self.tenant_id}"
 
+    def ratelimit(self, scope: str, subject: str) -> str:
+        """GCRA state of one subject (user, customer) under one limit scope."""
+        return f"{self.base}:rl:{scope}:{check_id(subject, 'subject')}"
+
     # -- invites -------------------------------------------------------------------
     def invite(self, code: str) -> str:
         return f"{self.base}:invite:{check_id(code, 'code')}"

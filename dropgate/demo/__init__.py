@@ -1,0 +1,1 @@
+"""``dropgate demo``: a simulated crowd against every domain, then a summary table."""
