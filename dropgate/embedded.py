@@ -173,7 +173,7 @@ class EmbeddedPostgres:
         import pgserver
 
         self.dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.dir, cleanup_mode="stop")
+        self._server = pgserver.get_server(self.dir, cleanup_mode="stop")  # type: ignore[attr-defined]
         uri: str = self._server.get_uri()
         return uri
 

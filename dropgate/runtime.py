@@ -26,6 +26,7 @@ from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
+from dropgate.engine.text import text
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
@@ -84,12 +85,13 @@ async def check_install(runtime: Runtime) -> None:
         raise Conflict(f"PostgreSQL was installed with {stored} partitions, not {p}.",
                        details={"stored_partitions": int(stored), "configured_partitions": p})
     try:
-        policy = (await runtime.redis.config_get("maxmemory-policy")).get(b"maxmemory-policy")
+        reply = await runtime.redis.config_get("maxmemory-policy")
+        policy = next((text(v) for v in reply.values() if v is not None), None)
     except Exception:  # managed Redis may forbid CONFIG
         policy = None
-    if policy not in (None, b"noeviction"):
+    if policy not in (None, "noeviction"):
         raise Conflict(
-            f"Redis maxmemory-policy is {policy.decode()}; dropgate needs noeviction "
+            f"Redis maxmemory-policy is {policy}; dropgate needs noeviction "
             "(an evicted key would be lost hot state).",
         )
 

@@ -6,6 +6,7 @@ import asyncio
 import random
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
+from dropgate.engine.text import text
 
 _CODES = {"LAUNCH-100": 100, "VIP-25": 25, "OPEN": 0}
 
@@ -40,7 +41,7 @@ class InvitesDemo(DemoDomain):
         all_equal = True
         for code, max_uses in _CODES.items():
             state = await rt.invites.get(ctx.tenant_id, code)
-            users = {u.decode() for u in await rt.redis.smembers(
+            users = {text(u) for u in await rt.redis.smembers(
                 rt.keys.tenant(ctx.tenant_id).invite_users(code))}
             rows = {r["user_id"] for r in await rt.pool.fetch(
                 "SELECT user_id FROM invite_code_uses WHERE tenant_id = $1 AND code = $2",

@@ -20,6 +20,7 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
+from dropgate.engine.text import text
 
 Role = Literal["admin", "service"]
 CACHE_TTL_S = 2.0
@@ -92,10 +93,10 @@ class ApiKeys:
         except ValueError:
             return None
         stored, role, tenant_id = await self._ctx.redis.hmget(key, "secret_sha256", "role", "tenant_id")
-        if stored is None or not hmac.compare_digest(stored.decode(), secret_digest(secret)):
+        if stored is None or not hmac.compare_digest(text(stored), secret_digest(secret)):
             return None
         return Principal(
-            role="admin" if role == b"admin" else "service",
-            tenant_id=tenant_id.decode() or None if tenant_id else None,
+            role="admin" if role is not None and text(role) == "admin" else "service",
+            tenant_id=text(tenant_id) or None if tenant_id else None,
             key_id=key_id,
         )

@@ -37,47 +37,209 @@ class DropgateError(Exception):
         return f"{type(self).__name__}({self.status}: {self.code}: {self.message!r})"
 
 
-def _error(name: str, code: str, status: int, message: str) -> type[DropgateError]:
-    cls = type(name, (DropgateError,), {"code": code, "status": status, "default_message": message})
-    return cls
+class ValidationError(DropgateError):
+    code = "VALIDATION_ERROR"
+    status = 400
+    default_message = "The request is invalid."
 
 
-# fmt: off
-ValidationError = _error("ValidationError", "VALIDATION_ERROR", 400, "The request is invalid.")
-PayloadTooLarge = _error("PayloadTooLarge", "PAYLOAD_TOO_LARGE", 413, "The request body is too large.")
-NotFound = _error("NotFound", "NOT_FOUND", 404, "Not found.")
-MethodNotAllowed = _error("MethodNotAllowed", "METHOD_NOT_ALLOWED", 405, "Method not allowed.")
-Unauthorized = _error("Unauthorized", "UNAUTHORIZED", 401, "A valid API key is required.")
-Forbidden = _error("Forbidden", "FORBIDDEN", 403, "This key may not do that.")
-TenantRequired = _error("TenantRequired", "TENANT_REQUIRED", 400, "Header X-Tenant-Id is required.")
-AlreadyExists = _error("AlreadyExists", "ALREADY_EXISTS", 409, "It exists already.")
-Conflict = _error("Conflict", "CONFLICT", 409, "The change conflicts with the current state.")
-SubscriptionInactive = _error("SubscriptionInactive", "SUBSCRIPTION_INACTIVE", 403, "The tenant's subscription is not active.")
-FourEyesRequired = _error("FourEyesRequired", "FOUR_EYES_REQUIRED", 409, "A withdrawal must be approved by someone other than its initiator.")
-InsufficientFunds = _error("InsufficientFunds", "INSUFFICIENT_FUNDS", 409, "The balance is too low.")
-SlotFull = _error("SlotFull", "SLOT_FULL", 409, "The slot is full.")
-TenantBusy = _error("TenantBusy", "TENANT_BUSY", 503, "The tenant has too many operations queued; retry shortly.")
-AlreadyUsed = _error("AlreadyUsed", "ALREADY_USED", 409, "This user has already used the code.")
-Exhausted = _error("Exhausted", "EXHAUSTED", 409, "The code has no uses left.")
-Expired = _error("Expired", "EXPIRED", 409, "The code has expired.")
-Inactive = _error("Inactive", "INACTIVE", 409, "The code is not active.")
-NotStarted = _error("NotStarted", "NOT_STARTED", 409, "The code is not valid yet.")
-CustomerLimit = _error("CustomerLimit", "CUSTOMER_LIMIT", 409, "This customer has used the code as often as allowed.")
-InsufficientInventory = _error("InsufficientInventory", "INSUFFICIENT_INVENTORY", 409, "Not enough inventory left.")
-OfferUnavailable = _error("OfferUnavailable", "OFFER_UNAVAILABLE", 409, "The offer is not available.")
-InventoryConflict = _error("InventoryConflict", "INVENTORY_CONFLICT", 409, "Inventory total cannot go below reserved plus sold.")
-QuantityLimit = _error("QuantityLimit", "QUANTITY_LIMIT", 400, "The quantity is over the offer's per-order limit.")
-RateLimited = _error("RateLimited", "RATE_LIMITED", 429, "Too many requests; retry later.")
-PaymentProviderUnavailable = _error("PaymentProviderUnavailable", "PAYMENT_PROVIDER_UNAVAILABLE", 503, "The payment provider is unavailable; nothing was charged or held.")
-InvalidSignature = _error("InvalidSignature", "INVALID_SIGNATURE", 400, "The webhook signature is invalid.")
-IdempotencyKeyInUse = _error("IdempotencyKeyInUse", "IDEMPOTENCY_KEY_IN_USE", 409, "A request with this idempotency key is still running.")
-IdempotencyKeyReused = _error("IdempotencyKeyReused", "IDEMPOTENCY_KEY_REUSED", 422, "This idempotency key was used with a different request.")
-PersistenceLagging = _error("PersistenceLagging", "PERSISTENCE_LAGGING", 503, "Writes are paused while persistence catches up; retry shortly.")
-Unavailable = _error("Unavailable", "UNAVAILABLE", 503, "A backing service is unavailable; retry shortly.")
-StorageUnavailable = _error("StorageUnavailable", "STORAGE_UNAVAILABLE", 502, "The file store did not answer.")
-StaleEpoch = _error("StaleEpoch", "STALE_EPOCH", 409, "This actor's lease was taken over; the operation was not applied.")
-Internal = _error("Internal", "INTERNAL", 500, "Internal error.")
-# fmt: on
+class PayloadTooLarge(DropgateError):
+    code = "PAYLOAD_TOO_LARGE"
+    status = 413
+    default_message = "The request body is too large."
+
+
+class NotFound(DropgateError):
+    code = "NOT_FOUND"
+    status = 404
+    default_message = "Not found."
+
+
+class MethodNotAllowed(DropgateError):
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+    default_message = "Method not allowed."
+
+
+class Unauthorized(DropgateError):
+    code = "UNAUTHORIZED"
+    status = 401
+    default_message = "A valid API key is required."
+
+
+class Forbidden(DropgateError):
+    code = "FORBIDDEN"
+    status = 403
+    default_message = "This key may not do that."
+
+
+class TenantRequired(DropgateError):
+    code = "TENANT_REQUIRED"
+    status = 400
+    default_message = "Header X-Tenant-Id is required."
+
+
+class AlreadyExists(DropgateError):
+    code = "ALREADY_EXISTS"
+    status = 409
+    default_message = "It exists already."
+
+
+class Conflict(DropgateError):
+    code = "CONFLICT"
+    status = 409
+    default_message = "The change conflicts with the current state."
+
+
+class SubscriptionInactive(DropgateError):
+    code = "SUBSCRIPTION_INACTIVE"
+    status = 403
+    default_message = "The tenant's subscription is not active."
+
+
+class FourEyesRequired(DropgateError):
+    code = "FOUR_EYES_REQUIRED"
+    status = 409
+    default_message = "A withdrawal must be approved by someone other than its initiator."
+
+
+class InsufficientFunds(DropgateError):
+    code = "INSUFFICIENT_FUNDS"
+    status = 409
+    default_message = "The balance is too low."
+
+
+class SlotFull(DropgateError):
+    code = "SLOT_FULL"
+    status = 409
+    default_message = "The slot is full."
+
+
+class TenantBusy(DropgateError):
+    code = "TENANT_BUSY"
+    status = 503
+    default_message = "The tenant has too many operations queued; retry shortly."
+
+
+class AlreadyUsed(DropgateError):
+    code = "ALREADY_USED"
+    status = 409
+    default_message = "This user has already used the code."
+
+
+class Exhausted(DropgateError):
+    code = "EXHAUSTED"
+    status = 409
+    default_message = "The code has no uses left."
+
+
+class Expired(DropgateError):
+    code = "EXPIRED"
+    status = 409
+    default_message = "The code has expired."
+
+
+class Inactive(DropgateError):
+    code = "INACTIVE"
+    status = 409
+    default_message = "The code is not active."
+
+
+class NotStarted(DropgateError):
+    code = "NOT_STARTED"
+    status = 409
+    default_message = "The code is not valid yet."
+
+
+class CustomerLimit(DropgateError):
+    code = "CUSTOMER_LIMIT"
+    status = 409
+    default_message = "This customer has used the code as often as allowed."
+
+
+class InsufficientInventory(DropgateError):
+    code = "INSUFFICIENT_INVENTORY"
+    status = 409
+    default_message = "Not enough inventory left."
+
+
+class OfferUnavailable(DropgateError):
+    code = "OFFER_UNAVAILABLE"
+    status = 409
+    default_message = "The offer is not available."
+
+
+class InventoryConflict(DropgateError):
+    code = "INVENTORY_CONFLICT"
+    status = 409
+    default_message = "Inventory total cannot go below reserved plus sold."
+
+
+class QuantityLimit(DropgateError):
+    code = "QUANTITY_LIMIT"
+    status = 400
+    default_message = "The quantity is over the offer's per-order limit."
+
+
+class RateLimited(DropgateError):
+    code = "RATE_LIMITED"
+    status = 429
+    default_message = "Too many requests; retry later."
+
+
+class PaymentProviderUnavailable(DropgateError):
+    code = "PAYMENT_PROVIDER_UNAVAILABLE"
+    status = 503
+    default_message = "The payment provider is unavailable; nothing was charged or held."
+
+
+class InvalidSignature(DropgateError):
+    code = "INVALID_SIGNATURE"
+    status = 400
+    default_message = "The webhook signature is invalid."
+
+
+class IdempotencyKeyInUse(DropgateError):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    status = 409
+    default_message = "A request with this idempotency key is still running."
+
+
+class IdempotencyKeyReused(DropgateError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    status = 422
+    default_message = "This idempotency key was used with a different request."
+
+
+class PersistenceLagging(DropgateError):
+    code = "PERSISTENCE_LAGGING"
+    status = 503
+    default_message = "Writes are paused while persistence catches up; retry shortly."
+
+
+class Unavailable(DropgateError):
+    code = "UNAVAILABLE"
+    status = 503
+    default_message = "A backing service is unavailable; retry shortly."
+
+
+class StorageUnavailable(DropgateError):
+    code = "STORAGE_UNAVAILABLE"
+    status = 502
+    default_message = "The file store did not answer."
+
+
+class StaleEpoch(DropgateError):
+    code = "STALE_EPOCH"
+    status = 409
+    default_message = "This actor's lease was taken over; the operation was not applied."
+
+
+class Internal(DropgateError):
+    code = "INTERNAL"
+    status = 500
+    default_message = "Internal error."
+
 
 ERRORS: dict[str, type[DropgateError]] = {
     cls.code: cls

@@ -13,6 +13,7 @@ import msgspec
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import NotFound
+from dropgate.engine.text import text_map
 
 _UNCHANGED = ""
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -58,7 +59,7 @@ class Invites:
         code: str,
         *,
         active: bool | None = None,
-        expires_at_ms: int | None | msgspec.UnsetType = msgspec.UNSET,
+        expires_at_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
         max_uses: int | None = None,
     ) -> InviteState:
         """Fields left ``None`` (``UNSET`` for expiry, where ``None`` clears it) stay."""
@@ -83,7 +84,7 @@ class Invites:
         raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).invite(code))
         if not raw:
             raise NotFound("No such invite code.", details={"code": code})
-        return msgspec.convert({k.decode(): v.decode() for k, v in raw.items()},
+        return msgspec.convert(text_map(raw),
                                InviteState, strict=False)
 
     async def redeem(self, tenant_id: str, code: str, *, user_id: str) -> int:

@@ -12,6 +12,7 @@ import msgspec
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import NotFound
+from dropgate.engine.text import text_map
 
 SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("active", "trialing", "past_due", "suspended", "canceled")
@@ -67,7 +68,7 @@ class Tenants:
         raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).tenant())
         if not raw:
             raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = text_map(raw)
         balances = {k[4:]: int(v) for k, v in fields.items() if k.startswith("bal:")}
         return msgspec.convert(
             {k: v for k, v in fields.items() if ":" not in k} | {"balances": balances},

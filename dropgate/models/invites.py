@@ -20,7 +20,7 @@ class InviteCreate(Struct, kw_only=True):
 
 class InvitePatch(Struct, kw_only=True):
     active: bool | None = None
-    expires_at: Timestamp | None | msgspec.UnsetType = msgspec.UNSET
+    expires_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
     max_uses: MaxUses | None = None
 
 

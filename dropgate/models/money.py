@@ -48,7 +48,7 @@ def parse_amount(value: str, currency: str, *, field: str = "amount", positive: 
     if len(frac) > exp:
         raise ValidationError(f"{field} has more decimals than {currency} allows ({exp}).",
                               details={"field": field, "value": value})
-    minor = int(whole) * 10**exp + int(frac.ljust(exp, "0") or "0")
+    minor: int = int(whole) * 10**exp + int(frac.ljust(exp, "0") or "0")
     if positive and minor <= 0:
         raise ValidationError(f"{field} must be greater than 0.", details={"field": field})
     if minor > MAX_MINOR:

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from dropgate.engine.events import Event, parse_entry
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
+from dropgate.engine.text import text
 from dropgate.persistence.appliers import APPLIERS, Applier
 from dropgate.settings import Settings
 
@@ -207,9 +208,9 @@ class Persister:
             count=self._settings.persister_batch_size,
             block=block_ms,
         )
-        for stream, entries in response or []:
-            name = stream.decode() if isinstance(stream, bytes) else stream
-            p = self._stream_partition[name]
+        streams: Any = response or []  # RESP2: [[stream, [(id, fields), ...]], ...]
+        for stream, entries in streams:
+            p = self._stream_partition[text(stream)]
             events = [parse_entry(p, eid, fields) for eid, fields in entries if fields]
             if events:
                 applied += await self._apply(p, events)
