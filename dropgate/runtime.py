@@ -22,11 +22,15 @@ from dropgate.embedded import EmbeddedStack
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import Conflict
+from dropgate.engine.holds import HoldSweeper
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
+from dropgate.engine.offers import Offers
+from dropgate.engine.purchases import Purchases
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.engine.text import text
+from dropgate.payments.factory import build_provider
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
@@ -46,10 +50,14 @@ class Runtime:
     tenants: Tenants
     api_keys: ApiKeys
     invites: Invites
+    offers: Offers
+    purchases: Purchases
+    hold_sweeper: HoldSweeper
     persister: Persister | None = None
     persister_task: asyncio.Task[None] | None = None
     redis_url: str = ""
     database_url: str = ""
+    sweeper_task: asyncio.Task[None] | None = None
 
     def new_persister(self, *, name: str | None = None) -> Persister:
         return Persister(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
@@ -107,6 +115,7 @@ async def open_runtime(
     redis: Redis | None = None
     pool: asyncpg.Pool | None = None
     runtime: Runtime | None = None
+    provider = build_provider(settings)  # a configuration problem stops start-up, not a purchase
     try:
         endpoints = await asyncio.to_thread(
             embedded.endpoints, settings.redis_url, settings.database_url
@@ -119,9 +128,12 @@ async def open_runtime(
         scripts = Scripts(redis)
         await scripts.load_all()
         ctx = EngineContext(redis=redis, scripts=scripts, keys=keys, settings=settings)
+        offers = Offers(ctx)
         runtime = Runtime(
             settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
             tenants=Tenants(ctx), api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            offers=offers, purchases=Purchases(ctx, offers, provider),
+            hold_sweeper=HoldSweeper(ctx, offers),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
         await check_install(runtime)
@@ -129,8 +141,16 @@ async def open_runtime(
             runtime.persister = runtime.new_persister()
             runtime.persister_task = asyncio.create_task(runtime.persister.run(),
                                                          name="dropgate-persister")
+            runtime.sweeper_task = asyncio.create_task(runtime.hold_sweeper.run(),
+                                                       name="dropgate-hold-sweeper")
         yield runtime
     finally:
+        if runtime is not None:
+            await runtime.hold_sweeper.close()
+            if runtime.sweeper_task is not None:
+                await asyncio.gather(runtime.sweeper_task, return_exceptions=True)
+            await runtime.purchases.close()
+        await provider.close()
         if runtime is not None and runtime.persister is not None:
             await runtime.persister.close()
             if runtime.persister_task is not None:

@@ -45,9 +45,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_s: float = 5.0
     rate_limit_burst: int = 10
     tenant_concurrency: int = 256
+    payment_provider: str | None = None
     stripe_api_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str | None = None
+    stripe_timeout_s: float = 10.0
+    idempotency_ttl_s: int = 24 * 3600
+    sweeper_interval_s: float = 1.0
+    purchase_batch_size: int = 64
     public_url: str | None = None
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
@@ -87,9 +92,14 @@ SETTINGS_HELP: dict[str, str] = {
     "rate_limit_per_s": "Sustained requests per second per user on rate-limited operations.",
     "rate_limit_burst": "Burst allowance of the per-user rate limit.",
     "tenant_concurrency": "In-flight purchases per tenant before 429.",
+    "payment_provider": "'stripe' or 'sandbox'. Unset: stripe when a Stripe key is set, else sandbox.",
     "stripe_api_key": "Stripe secret key. Unset: the built-in sandbox payment provider.",
     "stripe_webhook_secret": "Secret that signs Stripe webhooks.",
     "stripe_api_base": "Override of the Stripe API base URL (tests point it at a local fake).",
+    "stripe_timeout_s": "Longest wait for one Stripe call; past it the hold is released and the purchase answers 503.",
+    "idempotency_ttl_s": "How long a purchase's Idempotency-Key and its response are kept.",
+    "sweeper_interval_s": "How often the hold sweeper releases expired offer holds.",
+    "purchase_batch_size": "Most concurrent purchases of one offer coalesced into one script call.",
     "public_url": "URL clients reach the API at (sandbox checkout links).",
     "s3_bucket": "Bucket holding code files for uploads by file_key.",
     "s3_endpoint_url": "S3 endpoint override (MinIO, moto).",

@@ -72,6 +72,22 @@ class Keys:
     def persister_lease(self, partition: int) -> str:
         return f"{self.tag(partition)}:persister"
 
+    def offer_hold_expiry(self, partition: int) -> str:
+        """Offer holds of the partition by expiry (member ``tenant:offer:purchase``): the sweeper's queue."""
+        return f"{self.tag(partition)}:offer_holds"
+
+    def offer_idempotency(self, partition: int) -> str:
+        """Purchase idempotency records of the partition (field ``tenant:sha256(key)``)."""
+        return f"{self.tag(partition)}:idem"
+
+    def offer_idempotency_expiry(self, partition: int) -> str:
+        """The same records by expiry ms (24 h after their first use)."""
+        return f"{self.tag(partition)}:idem_exp"
+
+    def purchase_ratelimit(self, partition: int) -> str:
+        """Per-user purchase rate limits of the partition (field ``tenant:user`` -> GCRA TAT)."""
+        return f"{self.tag(partition)}:rl_purchase"
+
     def all_logs(self) -> list[str]:
         return [self.log(p) for p in range(self.partitions)]
 
@@ -123,6 +139,38 @@ class TenantKeys:
     # -- promos --------------------------------------------------------------------
 
     # -- offers --------------------------------------------------------------------
+    def offer(self, offer_id: str) -> str:
+        """Offer hash: definition, total/reserved/sold, version."""
+        return f"{self.base}:offer:{check_id(offer_id, 'offer_id')}"
+
+    def offer_holds(self, offer_id: str) -> str:
+        """The offer's live holds: purchase id -> expiry ms."""
+        return f"{self.base}:offer:{check_id(offer_id, 'offer_id')}:holds"
+
+    def offers_by_event(self, event_id: str) -> str:
+        """Set of the offer ids of one event (the list endpoint reads it)."""
+        return f"{self.base}:event:{check_id(event_id, 'event_id')}:offers"
+
+    def purchases(self) -> str:
+        """Hash of the tenant's purchases: purchase id -> JSON record."""
+        return f"{self.base}:purchases"
+
+    def webhook_event(self, event_id: str) -> str:
+        """Marks a processed payment-provider event (kept for a week)."""
+        return f"{self.base}:whevt:{check_id(event_id, 'event_id')}"
+
+    def offer_hold_expiry(self) -> str:
+        return f"{self.tag}:offer_holds"
+
+    def offer_idempotency(self) -> str:
+        return f"{self.tag}:idem"
+
+    def offer_idempotency_expiry(self) -> str:
+        return f"{self.tag}:idem_exp"
+
+    def purchase_ratelimit(self) -> str:
+        return f"{self.tag}:rl_purchase"
+
 
     # -- tenant operations (payments, withdrawals, orders, bookings) ----------------
 

@@ -8,15 +8,12 @@
   Writes KEYS[1] (theoretical arrival time, with a TTL); appends no event (not domain state).
 ]]
 --- @include "dg_now_ms"
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+--- @include "dg_gcra"
 local now = dg_now_ms()
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local allow_at = tat - interval * burst
-if now < allow_at then
-  return cjson.encode({allowed = false, retry_after_ms = math.ceil(allow_at - now + interval)})
+local allowed, value = dg_gcra(tonumber(redis.call('GET', KEYS[1])), now,
+  tonumber(ARGV[1]), tonumber(ARGV[2]))
+if not allowed then
+  return cjson.encode({allowed = false, retry_after_ms = value})
 end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now) + 1000)
+redis.call('SET', KEYS[1], value, 'PX', math.ceil(value - now) + 1000)
 return '{"allowed":true}'

@@ -1,0 +1,86 @@
+--[[
+  checkout.session.completed: the payment went through.
+    pending             -> paid: reserved -= quantity, sold += quantity (exactly the hold)
+    expired / released  -> the units are taken again if still available (paid,
+                           retaken), else the purchase becomes refunded (refund
+                           pending: the caller refunds through the provider and then
+                           calls offer_refund_done)
+    paid                -> no-op;  refunded with the refund still pending -> "refund" again
+  The event id is recorded (7 days): a repeated delivery is a no-op (it only answers
+  "refund" again while that refund is pending, so a failed refund is retried).
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] offer hash          <prefix>:{pN}:t:<tenant>:offer:<offer>
+  KEYS[3] offer holds zset    <prefix>:{pN}:t:<tenant>:offer:<offer>:holds
+  KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds
+  KEYS[5] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
+  KEYS[6] webhook event mark  <prefix>:{pN}:t:<tenant>:whevt:<event>
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] purchase id
+  ARGV[5] webhook event id   ARGV[6] checkout session id   ARGV[7] payment intent id
+  Returns {"outcome": "confirmed" | "retaken" | "refund" | "noop" | "duplicate",
+           "status": s, "quantity": n, "payment_intent": s}
+  Errors: NOT_FOUND, PERSISTENCE_LAGGING
+  Writes KEYS[2..6]; appends offer.purchase (on a change) and offer.webhook to KEYS[1].
+]]
+--- @include "dg_error"
+--- @include "dg_now_ms"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+--- @include "dg_offer_release"
+--- @include "dg_offer_expire_holds"
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then return dg_error('PERSISTENCE_LAGGING', full) end
+local raw = redis.call('HGET', KEYS[5], ARGV[4])
+local p = raw and cjson.decode(raw)
+if not p or p.offer_id ~= ARGV[3] or redis.call('EXISTS', KEYS[2]) == 0 then
+  return dg_error('NOT_FOUND', {purchase_id = ARGV[4]})
+end
+local function answer(outcome)
+  return cjson.encode({outcome = outcome, status = p.status, quantity = p.quantity,
+    payment_intent = p.payment_intent or ARGV[7]})
+end
+local refund_pending = p.status == 'refunded' and p.refund == 'pending'
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  if refund_pending then return answer('refund') end
+  return answer('duplicate')
+end
+local now = dg_now_ms()
+local outcome = 'noop'
+local entity = 'purchase:' .. ARGV[2] .. ':' .. ARGV[4]
+local function settle(status)
+  p.status = status
+  p.version = p.version + 1
+  p.updated_ms = now
+  if ARGV[6] ~= '' then p.session_id = ARGV[6] end
+  if ARGV[7] ~= '' then p.payment_intent = ARGV[7] end
+  p.offer_version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  redis.call('HSET', KEYS[5], p.purchase_id, cjson.encode(p))
+  dg_emit(KEYS[1], 'offer.purchase', entity, p.version, p)
+end
+if p.status == 'pending' then
+  redis.call('HINCRBY', KEYS[2], 'reserved', -p.quantity)
+  redis.call('HINCRBY', KEYS[2], 'sold', p.quantity)
+  redis.call('ZREM', KEYS[3], p.purchase_id)
+  redis.call('ZREM', KEYS[4], ARGV[2] .. ':' .. ARGV[3] .. ':' .. p.purchase_id)
+  settle('paid')
+  outcome = 'confirmed'
+elseif p.status == 'expired' or p.status == 'released' then
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, 1000)
+  local o = redis.call('HMGET', KEYS[2], 'total', 'reserved', 'sold')
+  if tonumber(o[1]) - tonumber(o[2]) - tonumber(o[3]) >= p.quantity then
+    redis.call('HINCRBY', KEYS[2], 'sold', p.quantity)
+    p.retaken = true
+    settle('paid')
+    outcome = 'retaken'
+  else
+    p.refund = 'pending'
+    settle('refunded')
+    outcome = 'refund'
+  end
+elseif refund_pending then
+  outcome = 'refund'
+end
+redis.call('SET', KEYS[6], outcome, 'PX', 7 * 86400000)
+dg_emit(KEYS[1], 'offer.webhook', 'webhook:' .. ARGV[5], 1, {event_id = ARGV[5],
+  tenant_id = ARGV[2], purchase_id = ARGV[4], type = 'checkout.session.completed',
+  outcome = outcome, at_ms = now})
+return answer(outcome)

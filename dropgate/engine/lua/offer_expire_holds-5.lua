@@ -1,0 +1,36 @@
+--[[
+  The sweeper's step for one offer: release its holds whose expiry has passed.
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] offer hash          <prefix>:{pN}:t:<tenant>:offer:<offer>
+  KEYS[3] offer holds zset    <prefix>:{pN}:t:<tenant>:offer:<offer>:holds
+  KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds
+  KEYS[5] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] most holds to release
+  Returns {"released": n}
+  Errors: PERSISTENCE_LAGGING
+  Writes KEYS[2..5]; appends offer.purchase per released hold to KEYS[1]. Queue
+  entries of a vanished offer or settled purchase are dropped.
+]]
+--- @include "dg_error"
+--- @include "dg_now_ms"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+--- @include "dg_offer_release"
+--- @include "dg_offer_expire_holds"
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then return dg_error('PERSISTENCE_LAGGING', full) end
+local now = dg_now_ms()
+local released = 0
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  released = dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], now,
+    tonumber(ARGV[4]))
+end
+-- queue entries of this offer that are due but no longer held (settled, vanished)
+local prefix = ARGV[2] .. ':' .. ARGV[3] .. ':'
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)) do
+  if string.sub(member, 1, #prefix) == prefix then
+    local pid = string.sub(member, #prefix + 1)
+    if redis.call('ZSCORE', KEYS[3], pid) == false then redis.call('ZREM', KEYS[4], member) end
+  end
+end
+return cjson.encode({released = released})

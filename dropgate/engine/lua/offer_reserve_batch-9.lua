@@ -1,0 +1,137 @@
+--[[
+  Purchase holds for up to 64 requests on one offer, coalesced into one call. Each
+  request is decided on its own, in order, exactly as if it ran alone:
+    1. rate limit of its user (GCRA, as ratelimit_take): RATE_LIMITED, nothing stored;
+    2. idempotency key (when given): a live record with another fingerprint ->
+       IDEMPOTENCY_KEY_REUSED; one still running -> IDEMPOTENCY_KEY_IN_USE; a finished
+       one -> its stored response is replayed; else it is marked running (24 h);
+    3. the hold: quantity within max_per_order, offer active/unarchived/unexpired,
+       tenant subscription active, available >= quantity; then reserved += quantity,
+       the hold (expiry = now + hold ttl) enters the offer's holds and the partition's
+       expiry queue, the purchase record is written and one event appended.
+  Expired holds of the offer are released first (lazy expiry).
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] offer hash          <prefix>:{pN}:t:<tenant>:offer:<offer>
+  KEYS[3] offer holds zset    <prefix>:{pN}:t:<tenant>:offer:<offer>:holds
+  KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds
+  KEYS[5] tenant hash         <prefix>:{pN}:tenant:<tenant>
+  KEYS[6] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
+  KEYS[7] idempotency hash    <prefix>:{pN}:idem
+  KEYS[8] idempotency expiry  <prefix>:{pN}:idem_exp
+  KEYS[9] purchase rate limit <prefix>:{pN}:rl_purchase
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] hold ttl ms
+  ARGV[5] rate limit interval ms   ARGV[6] rate limit burst   ARGV[7] idempotency ttl ms
+  ARGV[8] ms after which a running idempotency record counts as abandoned
+  then 5 per request: purchase id, user id, quantity, idempotency digest ('' none),
+  request fingerprint
+  Returns a JSON array, one entry per request:
+    {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s}
+    {"replay": 1, "status": n, "body": "<the stored response>"}
+    {"err": CODE, "details": {...}}
+  plus "idem": 1 when an idempotency record was marked running for it (the caller
+  stores the final response with offer_finish_batch).
+  Errors: PERSISTENCE_LAGGING (whole batch); per request: RATE_LIMITED,
+    IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND,
+    OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, INSUFFICIENT_INVENTORY
+  Writes KEYS[2..9]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
+]]
+--- @include "dg_error"
+--- @include "dg_now_ms"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+--- @include "dg_gcra"
+--- @include "dg_tenant_inactive"
+--- @include "dg_offer_release"
+--- @include "dg_offer_expire_holds"
+--- @include "dg_offer_closed"
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then return dg_error('PERSISTENCE_LAGGING', full) end
+local tenant, offer_id = ARGV[2], ARGV[3]
+local now = dg_now_ms()
+local hold_ttl, interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local idem_ttl, idem_stale = tonumber(ARGV[7]), tonumber(ARGV[8])
+local exists = redis.call('EXISTS', KEYS[2]) == 1
+if exists then
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, 1000)
+end
+local o = redis.call('HMGET', KEYS[2], 'active', 'archived', 'expires_at_ms', 'max_per_order',
+  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name')
+local closed = exists and dg_offer_closed(offer_id, o, now)
+local inactive = dg_tenant_inactive(KEYS[5], now)
+local max_per_order = tonumber(o[4])
+local total, reserved, sold = tonumber(o[5]), tonumber(o[6]), tonumber(o[7])
+local price = tonumber(o[8])
+local expires = now + hold_ttl
+local held = 0
+local out = {}
+
+local function refuse(code, details)
+  return {err = code, details = details or {}}
+end
+
+for i = 9, #ARGV, 5 do
+  local pid, user, qty, digest, fp = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3],
+    ARGV[i + 4]
+  local result
+  -- 1. rate limit
+  local rl_field = tenant .. ':' .. user
+  local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[9], rl_field)), now, interval, burst)
+  if not allowed then
+    result = refuse('RATE_LIMITED', {retry_after_ms = value, scope = 'purchase'})
+  else
+    redis.call('HSET', KEYS[9], rl_field, value)
+  end
+  -- 2. idempotency
+  local idem_field = tenant .. ':' .. digest
+  local marked = false
+  if result == nil and digest ~= '' then
+    local raw = redis.call('HGET', KEYS[7], idem_field)
+    local rec = raw and cjson.decode(raw)
+    if rec and rec.exp <= now then rec = nil end
+    if rec and rec.st == 'running' and rec.at + idem_stale <= now then rec = nil end
+    if rec then
+      if rec.fp ~= fp then
+        result = refuse('IDEMPOTENCY_KEY_REUSED', {})
+      elseif rec.st == 'running' then
+        result = refuse('IDEMPOTENCY_KEY_IN_USE', {})
+      else
+        result = {replay = 1, status = rec.status, body = rec.body}
+      end
+    else
+      redis.call('HSET', KEYS[7], idem_field,
+        cjson.encode({fp = fp, st = 'running', at = now, exp = now + idem_ttl}))
+      redis.call('ZADD', KEYS[8], now + idem_ttl, idem_field)
+      marked = true
+    end
+  end
+  -- 3. the hold
+  if result == nil then
+    if not exists then
+      result = refuse('NOT_FOUND', {offer_id = offer_id})
+    elseif qty < 1 or qty > max_per_order then
+      result = refuse('QUANTITY_LIMIT', {quantity = qty, max_per_order = max_per_order})
+    elseif closed then
+      result = refuse('OFFER_UNAVAILABLE', closed)
+    elseif inactive then
+      result = refuse('SUBSCRIPTION_INACTIVE', inactive)
+    elseif total - reserved - sold - held < qty then
+      result = refuse('INSUFFICIENT_INVENTORY', {offer_id = offer_id, requested = qty,
+        available = total - reserved - sold - held})
+    else
+      held = held + qty
+      redis.call('HINCRBY', KEYS[2], 'reserved', qty)
+      local p = {purchase_id = pid, tenant_id = tenant, offer_id = offer_id, user_id = user,
+        quantity = qty, status = 'pending', amount_minor = price * qty, currency = o[9],
+        hold_expires_ms = expires, created_ms = now, updated_ms = now, version = 1,
+        offer_version = redis.call('HINCRBY', KEYS[2], 'version', 1)}
+      redis.call('HSET', KEYS[6], pid, cjson.encode(p))
+      redis.call('ZADD', KEYS[3], expires, pid)
+      redis.call('ZADD', KEYS[4], expires, tenant .. ':' .. offer_id .. ':' .. pid)
+      dg_emit(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, p)
+      result = {ok = 1, expires_ms = expires, price_minor = price, currency = o[9], name = o[10]}
+    end
+  end
+  if marked then result.idem = 1 end
+  out[#out + 1] = result
+end
+return cjson.encode(out)

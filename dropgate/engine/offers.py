@@ -1,0 +1,282 @@
+"""Offers: inventory where ``available = total - reserved - sold`` never goes negative.
+
+Script <-> method: ``offer_create-3.lua`` <-> ``Offers.create``,
+``offer_update-5.lua`` <-> ``Offers.update``, ``offer_read-5.lua`` <-> ``Offers.read``,
+``offer_reserve_batch-9.lua`` <-> ``Offers.reserve_batch``,
+``offer_finish_batch-2.lua`` <-> ``Offers.finish_batch``,
+``offer_release-6.lua`` <-> ``Offers.release``, ``offer_confirm-6.lua`` <-> ``Offers.confirm``,
+``offer_refund_done-3.lua`` <-> ``Offers.refund_done``,
+``offer_expire_holds-5.lua`` <-> ``Offers.expire_holds``,
+``offer_housekeep-3.lua`` <-> ``Offers.housekeep``.
+
+The purchase flow around these (rate limits, idempotency, the payment provider,
+webhooks) is ``engine/purchases.py``; the expiry sweeper is ``engine/holds.py``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+
+from dropgate.engine.context import EngineContext
+from dropgate.engine.errors import NotFound
+from dropgate.engine.keys import TenantKeys, check_id
+
+_UNCHANGED = ""
+_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+def new_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+class OfferState(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    offer_id: str
+    event_id: str
+    name: str
+    price_minor: int
+    currency: str
+    total: int
+    reserved: int
+    sold: int
+    max_per_order: int
+    active: bool
+    archived: bool
+    expires_at_ms: int | None = None
+    created_ms: int
+    version: int
+
+    @property
+    def available(self) -> int:
+        return self.total - self.reserved - self.sold
+
+    def listed(self, now_ms: int) -> bool:
+        """Shown by the list endpoint: active, unarchived, unexpired."""
+        return self.active and not self.archived and (
+            self.expires_at_ms is None or self.expires_at_ms > now_ms)
+
+
+class PurchaseRecord(msgspec.Struct, kw_only=True):
+    purchase_id: str
+    tenant_id: str
+    offer_id: str
+    user_id: str
+    quantity: int
+    status: str
+    amount_minor: int
+    currency: str
+    hold_expires_ms: int
+    created_ms: int
+    updated_ms: int
+    version: int
+    session_id: str | None = None
+    checkout_url: str | None = None
+    payment_intent: str | None = None
+    refund: str | None = None
+    refund_id: str | None = None
+    retaken: bool = False
+    offer_version: int = 0
+
+
+class HoldRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One purchase request as the batch script sees it."""
+
+    purchase_id: str
+    user_id: str
+    quantity: int
+    idem_digest: str = ""
+    fingerprint: str = ""
+
+
+class HoldResult(msgspec.Struct, kw_only=True):
+    """One entry of the batch script's answer (see the script header)."""
+
+    ok: int = 0
+    expires_ms: int = 0
+    price_minor: int = 0
+    currency: str = ""
+    name: str = ""
+    replay: int = 0
+    status: int = 0
+    body: str = ""
+    err: str = ""
+    details: dict[str, Any] = {}
+    idem: int = 0
+
+
+class FinishItem(msgspec.Struct, frozen=True, kw_only=True):
+    purchase_id: str = ""
+    session_id: str = ""
+    checkout_url: str = ""
+    idem_digest: str = ""
+    status: int = 0
+    body: bytes = b""
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    outcome: str
+    status: str = ""
+    quantity: int = 0
+    payment_intent: str | None = None
+
+
+_hold_results = msgspec.json.Decoder(list[HoldResult])
+_record_decoder = msgspec.json.Decoder(PurchaseRecord)
+
+
+def _bool_arg(value: bool | None) -> str:
+    return _UNCHANGED if value is None else ("1" if value else "0")
+
+
+class Offers:
+    def __init__(self, ctx: EngineContext) -> None:
+        self._ctx = ctx
+
+    def _keys5(self, tk: TenantKeys, offer_id: str) -> list[str]:
+        """log, offer, holds, the partition's hold expiry queue, purchases."""
+        return [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
+                tk.purchases()]
+
+    async def create(
+        self, tenant_id: str, *, offer_id: str | None, event_id: str, name: str, price_minor: int,
+        currency: str, total: int, max_per_order: int, expires_at_ms: int | None, active: bool,
+    ) -> OfferState:
+        offer_id = offer_id or new_id("of_")
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_create",
+            [tk.log, tk.offer(offer_id), tk.offers_by_event(event_id)],
+            [self._ctx.backlog_bound, tenant_id, offer_id, event_id, name, price_minor, currency,
+             total, max_per_order, "" if expires_at_ms is None else expires_at_ms,
+             "1" if active else "0"],
+            type=OfferState,
+        )
+
+    async def update(
+        self, tenant_id: str, offer_id: str, *, total: int | None = None,
+        active: bool | None = None, archived: bool | None = None,
+        expires_at_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> OfferState:
+        tk = self._ctx.keys.tenant(tenant_id)
+        if expires_at_ms is msgspec.UNSET:
+            expiry: str | int = _UNCHANGED
+        elif expires_at_ms is None:
+            expiry = "none"
+        else:
+            expiry = expires_at_ms
+        return await self._ctx.scripts.call(
+            "offer_update", self._keys5(tk, offer_id),
+            [self._ctx.backlog_bound, tenant_id, offer_id,
+             _UNCHANGED if total is None else total, _bool_arg(active), _bool_arg(archived), expiry],
+            type=OfferState,
+        )
+
+    async def read(self, tenant_id: str, offer_id: str) -> OfferState:
+        """The offer with exact availability (expired holds released first)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_read", self._keys5(tk, offer_id), [self._ctx.backlog_bound, tenant_id, offer_id],
+            type=OfferState,
+        )
+
+    async def list_by_event(self, tenant_id: str, event_id: str) -> list[OfferState]:
+        """Every offer of the event, read in one pipelined round trip (no N+1)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        ids = sorted(v.decode() if isinstance(v, bytes) else v
+                     for v in await self._ctx.redis.smembers(tk.offers_by_event(event_id)))
+        if not ids:
+            return []
+        async with self._ctx.redis.pipeline(transaction=False) as pipe:
+            for offer_id in ids:
+                pipe.hgetall(tk.offer(offer_id))
+            rows = await pipe.execute()
+        return [msgspec.convert({_s(k): _s(v) for k, v in row.items()}, OfferState, strict=False)
+                for row in rows if row]
+
+    async def reserve_batch(
+        self, tenant_id: str, offer_id: str, requests: list[HoldRequest], *, hold_ttl_ms: int,
+        rate_interval_ms: float, rate_burst: int, idem_ttl_ms: int, idem_stale_ms: int,
+    ) -> list[HoldResult]:
+        tk = self._ctx.keys.tenant(tenant_id)
+        args: list[Any] = [self._ctx.backlog_bound, tenant_id, offer_id, hold_ttl_ms,
+                           rate_interval_ms, rate_burst, idem_ttl_ms, idem_stale_ms]
+        for r in requests:
+            args += [r.purchase_id, r.user_id, r.quantity, r.idem_digest, r.fingerprint]
+        raw = await self._ctx.scripts.raw(
+            "offer_reserve_batch",
+            [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
+             tk.tenant(), tk.purchases(), tk.offer_idempotency(), tk.offer_idempotency_expiry(),
+             tk.purchase_ratelimit()],
+            args,
+        )
+        if raw.startswith(b'{"err"'):
+            from dropgate.engine.scripts import decode_result
+
+            decode_result(raw)  # raises the batch-wide error
+        return _hold_results.decode(raw)
+
+    async def finish_batch(self, tenant_id: str, items: list[FinishItem]) -> None:
+        tk = self._ctx.keys.tenant(tenant_id)
+        args: list[Any] = [tenant_id]
+        for it in items:
+            args += [it.purchase_id, it.session_id, it.checkout_url, it.idem_digest, it.status,
+                     it.body]
+        await self._ctx.scripts.raw("offer_finish_batch", [tk.purchases(), tk.offer_idempotency()],
+                                    args)
+
+    async def release(self, tenant_id: str, offer_id: str, purchase_id: str, *, status: str,
+                      event_id: str = "", event_type: str = "") -> Outcome:
+        tk = self._ctx.keys.tenant(tenant_id)
+        event_key = tk.webhook_event(event_id or "none")
+        return await self._ctx.scripts.call(
+            "offer_release", [*self._keys5(tk, offer_id), event_key],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, status, event_id, event_type],
+            type=Outcome,
+        )
+
+    async def confirm(self, tenant_id: str, offer_id: str, purchase_id: str, *, event_id: str,
+                      session_id: str, payment_intent: str) -> Outcome:
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id)],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, session_id,
+             payment_intent],
+            type=Outcome,
+        )
+
+    async def refund_done(self, tenant_id: str, offer_id: str, purchase_id: str, *,
+                          refund_id: str) -> None:
+        tk = self._ctx.keys.tenant(tenant_id)
+        await self._ctx.scripts.call(
+            "offer_refund_done", [tk.log, tk.purchases(), tk.offer(offer_id)],
+            [self._ctx.backlog_bound, tenant_id, purchase_id, refund_id])
+
+    async def expire_holds(self, tenant_id: str, offer_id: str, *, limit: int = 1000) -> int:
+        tk = self._ctx.keys.tenant(tenant_id)
+        result = await self._ctx.scripts.call(
+            "offer_expire_holds", self._keys5(tk, offer_id),
+            [self._ctx.backlog_bound, tenant_id, offer_id, limit])
+        return int(result["released"])
+
+    async def housekeep(self, partition: int, *, limit: int = 1000) -> dict[str, int]:
+        keys = self._ctx.keys
+        result: dict[str, int] = await self._ctx.scripts.call(
+            "offer_housekeep",
+            [keys.offer_idempotency(partition), keys.offer_idempotency_expiry(partition),
+             keys.purchase_ratelimit(partition)],
+            [limit])
+        return result
+
+    async def purchase(self, tenant_id: str, purchase_id: str) -> PurchaseRecord:
+        check_id(purchase_id, "purchase_id")
+        raw = await self._ctx.redis.hget(self._ctx.keys.tenant(tenant_id).purchases(), purchase_id)
+        if raw is None:
+            raise NotFound("No such purchase.", details={"purchase_id": purchase_id})
+        return _record_decoder.decode(raw)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,261 @@
+"""The purchase flow and the payment webhooks around the offer scripts.
+
+``POST /v1/offers/{id}/purchase`` runs, in this order:
+
+1. the tenant's concurrency cap (in-flight purchases of this process, 429);
+2. in ONE script call shared with every concurrent request for the same offer
+   (``engine/actors/batcher.py`` coalesces them, up to ``purchase_batch_size``):
+   the user's rate limit (the shared GCRA, 429 with Retry-After), the idempotency
+   key (Stripe's semantics: replay, 422 for another body, 409 while running), and
+   the hold itself (``offer_reserve_batch-9.lua``);
+3. the payment provider's checkout session, ``expires_at`` = the hold's expiry,
+   the purchase id in its metadata. If the provider fails or times out, the hold
+   is released (``offer_release-6.lua``) and the answer is 503
+   ``PAYMENT_PROVIDER_UNAVAILABLE``, logged with offer, tenant, user, quantity, error;
+4. the final response is stored under the idempotency key (batched too), then sent.
+
+Webhooks: ``checkout.session.completed`` confirms (``offer_confirm-6.lua``; a
+payment for a released hold re-takes the units or is refunded),
+``checkout.session.expired`` releases; a repeated event id changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from typing import Any
+
+import msgspec
+import stripe
+
+from dropgate.engine.actors.batcher import Batcher, QueueFull
+from dropgate.engine.context import EngineContext
+from dropgate.engine.errors import (
+    DropgateError,
+    InvalidSignature,
+    NotFound,
+    PaymentProviderUnavailable,
+    RateLimited,
+    TenantBusy,
+    ValidationError,
+    error_for,
+)
+from dropgate.engine.keys import check_id
+from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_id
+from dropgate.models.common import ErrorBody, ms_to_dt
+from dropgate.models.offers import PurchaseCreated
+from dropgate.payments.base import CheckoutRequest, PaymentProvider, PaymentProviderError
+
+log = logging.getLogger("dropgate.purchases")
+_encoder = msgspec.json.Encoder()
+_MAX_IDEMPOTENCY_KEY = 255
+
+
+class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """What the client sees: status and the exact body bytes (replays send the same)."""
+
+    status: int
+    body: bytes
+    replayed: bool = False
+
+
+def error_body(exc: DropgateError) -> bytes:
+    """The bytes the HTTP error middleware would send for ``exc``."""
+    return _encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+class Purchases:
+    def __init__(self, ctx: EngineContext, offers: Offers, provider: PaymentProvider) -> None:
+        s = ctx.settings
+        if s.rate_limit_per_s <= 0 or s.rate_limit_burst < 1:
+            raise ValueError("rate_limit_per_s must be > 0 and rate_limit_burst >= 1")
+        self._ctx = ctx
+        self._offers = offers
+        self.provider = provider
+        self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
+        self._idem_stale_ms = int(max(60.0, 3 * s.stripe_timeout_s) * 1000)
+        self._inflight: dict[str, int] = {}
+        self._holds: Batcher[tuple[str, str], HoldRequest, HoldResult] = Batcher(
+            self._flush_holds, max_batch=s.purchase_batch_size)
+        self._finishes: Batcher[str, FinishItem, None] = Batcher(
+            self._flush_finishes, max_batch=s.purchase_batch_size)
+
+    # -- batching ----------------------------------------------------------------------
+    async def _flush_holds(self, key: tuple[str, str], items: list[HoldRequest]) -> list[HoldResult]:
+        s = self._ctx.settings
+        return await self._offers.reserve_batch(
+            key[0], key[1], items, hold_ttl_ms=s.hold_ttl_s * 1000,
+            rate_interval_ms=self._rate_interval_ms, rate_burst=s.rate_limit_burst,
+            idem_ttl_ms=s.idempotency_ttl_s * 1000, idem_stale_ms=self._idem_stale_ms)
+
+    async def _flush_finishes(self, tenant_id: str, items: list[FinishItem]) -> list[None]:
+        await self._offers.finish_batch(tenant_id, items)
+        return [None] * len(items)
+
+    async def close(self) -> None:
+        await self._holds.close()
+        await self._finishes.close()
+
+    # -- the purchase ------------------------------------------------------------------
+    async def purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
+                       idempotency_key: str | None) -> PurchaseAnswer:
+        check_id(offer_id, "offer_id")
+        check_id(user_id, "user_id")
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
+            raise ValidationError("Idempotency-Key must be 1-255 characters.",
+                                  details={"field": "Idempotency-Key"})
+        inflight = self._inflight.get(tenant_id, 0)
+        if inflight >= self._ctx.settings.tenant_concurrency:
+            raise RateLimited("Too many purchases in flight for this tenant; retry shortly.",
+                              details={"retry_after_s": 1, "scope": "tenant_concurrency"})
+        self._inflight[tenant_id] = inflight + 1
+        try:
+            return await self._purchase(tenant_id, offer_id, user_id=user_id, quantity=quantity,
+                                        idempotency_key=idempotency_key)
+        finally:
+            left = self._inflight[tenant_id] - 1
+            if left:
+                self._inflight[tenant_id] = left
+            else:
+                del self._inflight[tenant_id]
+
+    async def _purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
+                        idempotency_key: str | None) -> PurchaseAnswer:
+        digest = fingerprint = ""
+        if idempotency_key is not None:
+            digest = _sha(idempotency_key)
+            fingerprint = _sha(f"purchase\n{offer_id}\n{user_id}\n{quantity}")
+        purchase_id = new_id("pu_")
+        request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
+                              idem_digest=digest, fingerprint=fingerprint)
+        try:
+            held = await self._holds.submit((tenant_id, offer_id), request)
+        except QueueFull:
+            raise TenantBusy("Too many purchases queued for this offer; retry shortly.",
+                             details={"offer_id": offer_id}) from None
+        if held.replay:
+            return PurchaseAnswer(status=held.status, body=held.body.encode(), replayed=True)
+        if held.err:
+            exc = self._hold_error(held)
+            if not held.idem:
+                raise exc
+            return await self._finish(tenant_id, FinishItem(
+                idem_digest=digest, status=exc.status, body=error_body(exc)))
+        checkout = CheckoutRequest(
+            purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
+            quantity=quantity, unit_amount_minor=held.price_minor, currency=held.currency,
+            name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000))
+        try:
+            session = await self.provider.create_checkout(checkout)
+        except BaseException as exc:
+            await self._release_after_failure(tenant_id, offer_id, purchase_id, user_id, quantity, exc)
+            if not isinstance(exc, Exception):
+                raise
+            failure = PaymentProviderUnavailable(details={"offer_id": offer_id})
+            if not digest:
+                raise failure from None
+            return await self._finish(tenant_id, FinishItem(
+                purchase_id=purchase_id, idem_digest=digest, status=failure.status,
+                body=error_body(failure)))
+        expires_at = ms_to_dt(held.expires_ms)
+        assert expires_at is not None
+        body = _encoder.encode(PurchaseCreated(
+            purchase_id=purchase_id, status="pending", checkout_session_id=session.session_id,
+            checkout_url=session.url, expires_at=expires_at))
+        return await self._finish(tenant_id, FinishItem(
+            purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
+            idem_digest=digest, status=201, body=body))
+
+    async def _finish(self, tenant_id: str, item: FinishItem) -> PurchaseAnswer:
+        await self._finishes.submit(tenant_id, item)
+        return PurchaseAnswer(status=item.status, body=item.body)
+
+    @staticmethod
+    def _hold_error(held: HoldResult) -> DropgateError:
+        details = dict(held.details)
+        if held.err == "RATE_LIMITED":
+            retry_after_s = max(1, math.ceil(int(details.pop("retry_after_ms", 1000)) / 1000))
+            details["retry_after_s"] = retry_after_s
+            return RateLimited(f"Too many purchases by this user; retry in {retry_after_s}s.",
+                               details=details)
+        return error_for(held.err, details=details or None)
+
+    async def _release_after_failure(self, tenant_id: str, offer_id: str, purchase_id: str,
+                                     user_id: str, quantity: int, exc: BaseException) -> None:
+        released = "released"
+        try:
+            await self._offers.release(tenant_id, offer_id, purchase_id, status="released")
+        except Exception as release_exc:  # Redis gone too: the hold still expires by its TTL
+            released = f"NOT released ({release_exc!r}; it expires by its TTL)"
+        log.warning(
+            "payment provider %s failed: offer=%s tenant=%s user=%s quantity=%d purchase=%s "
+            "hold %s; error: %s", self.provider.name, offer_id, tenant_id, user_id, quantity,
+            purchase_id, released, exc if str(exc) else repr(exc))
+
+    # -- webhooks ----------------------------------------------------------------------
+    async def webhook(self, payload: bytes, signature: str | None) -> str:
+        """Verify and apply one provider event; return what it did."""
+        try:
+            stripe.Webhook.construct_event(payload.decode("utf-8", "replace"), signature or "",
+                                           self.provider.webhook_secret)
+            # verified: read the same bytes as plain JSON (StripeObject is not a dict)
+            event: dict[str, Any] = msgspec.json.decode(payload, type=dict[str, Any])
+            event_type = str(event["type"])
+            session: dict[str, Any] = event["data"]["object"]
+            if not isinstance(session, dict):
+                raise ValueError("data.object is not an object")
+        except (stripe.SignatureVerificationError, ValueError, KeyError, TypeError,
+                msgspec.DecodeError) as exc:
+            raise InvalidSignature(f"The webhook signature is invalid: {exc}") from None
+        if event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded",
+                              "checkout.session.expired"):
+            return "ignored"
+        meta = session.get("metadata") or {}
+        try:
+            tenant_id = check_id(str(meta.get("tenant_id", "")), "tenant_id")
+            offer_id = check_id(str(meta.get("offer_id", "")), "offer_id")
+            purchase_id = check_id(str(meta.get("purchase_id", "")), "purchase_id")
+            event_id = check_id(str(event["id"]), "event_id")
+        except ValidationError:
+            log.warning("webhook %s %s: no dropgate purchase in its metadata; ignored",
+                        event.get("id"), event_type)
+            return "ignored"
+        try:
+            if event_type == "checkout.session.expired":
+                out = await self._offers.release(tenant_id, offer_id, purchase_id, status="expired",
+                                                 event_id=event_id, event_type=event_type)
+                return out.outcome
+            if session.get("payment_status") not in ("paid", "no_payment_required"):
+                return "awaiting_payment"
+            payment_intent = str(session.get("payment_intent") or "")
+            out = await self._offers.confirm(tenant_id, offer_id, purchase_id, event_id=event_id,
+                                             session_id=str(session.get("id") or ""),
+                                             payment_intent=payment_intent)
+        except NotFound:
+            log.warning("webhook %s %s: purchase %s of tenant %s / offer %s unknown; ignored",
+                        event_id, event_type, purchase_id, tenant_id, offer_id)
+            return "unknown_purchase"
+        if out.outcome == "refund":
+            await self._refund(tenant_id, offer_id, purchase_id, out.payment_intent or payment_intent,
+                               out.quantity)
+        return out.outcome
+
+    async def _refund(self, tenant_id: str, offer_id: str, purchase_id: str, payment_intent: str,
+                      quantity: int) -> None:
+        try:
+            refund_id = await self.provider.refund(payment_intent=payment_intent, purchase_id=purchase_id)
+        except PaymentProviderError as exc:
+            log.warning("refund failed (the provider will redeliver the event and it is retried): "
+                        "offer=%s tenant=%s purchase=%s quantity=%d payment_intent=%s; error: %s",
+                        offer_id, tenant_id, purchase_id, quantity, payment_intent, exc)
+            raise PaymentProviderUnavailable("The refund could not be made yet; redeliver the event.",
+                                             details={"purchase_id": purchase_id}) from None
+        await self._offers.refund_done(tenant_id, offer_id, purchase_id, refund_id=refund_id)
+        log.info("payment for an expired hold refunded (no inventory left): offer=%s tenant=%s "
+                 "purchase=%s quantity=%d refund=%s", offer_id, tenant_id, purchase_id, quantity,
+                 refund_id)

@@ -1,0 +1,201 @@
+"""Offers, purchases, the Stripe webhook and the sandbox checkout pages."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from dropgate.engine.errors import (
+    AlreadyExists,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InsufficientInventory,
+    InvalidSignature,
+    InventoryConflict,
+    NotFound,
+    OfferUnavailable,
+    PaymentProviderUnavailable,
+    QuantityLimit,
+    RateLimited,
+    SubscriptionInactive,
+    TenantBusy,
+)
+from dropgate.engine.offers import OfferState, PurchaseRecord
+from dropgate.http.routing import ApiRoutes, Call
+from dropgate.models.common import dt_to_ms, ms_to_dt
+from dropgate.models.money import format_amount, parse_amount
+from dropgate.models.offers import (
+    Offer,
+    OfferCreate,
+    OfferInventory,
+    OfferList,
+    OfferPatch,
+    Purchase,
+    PurchaseCreated,
+    PurchaseRequest,
+    WebhookAck,
+)
+from dropgate.payments.base import sign_payload
+from dropgate.payments.sandbox import SandboxProvider, checkout_event, parse_session_id
+
+routes = ApiRoutes("offers")
+_PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, SubscriptionInactive,
+                    RateLimited, PaymentProviderUnavailable, IdempotencyKeyInUse,
+                    IdempotencyKeyReused, TenantBusy, NotFound]
+
+
+def offer_view(o: OfferState) -> Offer:
+    created = ms_to_dt(o.created_ms)
+    assert created is not None
+    return Offer(
+        offer_id=o.offer_id, event_id=o.event_id, name=o.name,
+        price=format_amount(o.price_minor, o.currency), currency=o.currency,
+        max_per_order=o.max_per_order, active=o.active, archived=o.archived,
+        expires_at=ms_to_dt(o.expires_at_ms), created_at=created,
+        inventory=OfferInventory(total=o.total, available=max(0, o.available), reserved=o.reserved,
+                                 sold=o.sold))
+
+
+def purchase_view(p: PurchaseRecord) -> Purchase:
+    expires, created = ms_to_dt(p.hold_expires_ms), ms_to_dt(p.created_ms)
+    assert expires is not None and created is not None
+    return Purchase(purchase_id=p.purchase_id, offer_id=p.offer_id, user_id=p.user_id,
+                    quantity=p.quantity, status=p.status,  # type: ignore[arg-type]
+                    amount=format_amount(p.amount_minor, p.currency), currency=p.currency,
+                    expires_at=expires, created_at=created)
+
+
+@routes.post("/v1/offers", body=OfferCreate, response=Offer, status=201, errors=[AlreadyExists])
+async def create_offer(call: Call[OfferCreate]) -> Offer:
+    """Create an offer (an id is generated when none is given)."""
+    b = call.body
+    state = await call.runtime.offers.create(
+        call.tenant_id, offer_id=b.offer_id, event_id=b.event_id, name=b.name,
+        price_minor=parse_amount(b.price, b.currency, field="price"), currency=b.currency,
+        total=b.inventory_total, max_per_order=b.max_per_order,
+        expires_at_ms=dt_to_ms(b.expires_at), active=b.active)
+    return offer_view(state)
+
+
+@routes.get("/v1/offers", response=OfferList,
+            query=[("event_id", "the event whose offers to list", True)])
+async def list_offers(call: Call[None]) -> OfferList:
+    """The event's active, unarchived, unexpired offers (read from Redis in one round trip)."""
+    event_id = call.query_id("event_id", required=True)
+    assert event_id is not None
+    seconds, micros = await call.runtime.redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    states = await call.runtime.offers.list_by_event(call.tenant_id, event_id)
+    return OfferList(offers=[offer_view(o) for o in states if o.listed(now_ms)])
+
+
+@routes.get("/v1/offers/{offer_id}", response=Offer, errors=[NotFound])
+async def get_offer(call: Call[None]) -> Offer:
+    """An offer with its inventory: total, available, reserved, sold."""
+    return offer_view(await call.runtime.offers.read(call.tenant_id, call.path_id("offer_id")))
+
+
+@routes.patch("/v1/offers/{offer_id}", body=OfferPatch, response=Offer,
+              errors=[NotFound, InventoryConflict])
+async def update_offer(call: Call[OfferPatch]) -> Offer:
+    """Change inventory_total (never below reserved + sold), active, archived, expires_at."""
+    b = call.body
+    state = await call.runtime.offers.update(
+        call.tenant_id, call.path_id("offer_id"), total=b.inventory_total, active=b.active,
+        archived=b.archived,
+        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at))
+    return offer_view(state)
+
+
+@routes.post("/v1/offers/{offer_id}/purchase", body=PurchaseRequest, response=PurchaseCreated,
+             status=201, errors=_PURCHASE_ERRORS, headers=["Idempotency-Key"])
+async def purchase_offer(call: Call[PurchaseRequest]) -> web.Response:
+    """Hold units and open a checkout session (Idempotency-Key: Stripe's semantics)."""
+    answer = await call.runtime.purchases.purchase(
+        call.tenant_id, call.path_id("offer_id"), user_id=call.body.user_id,
+        quantity=call.body.quantity, idempotency_key=call.request.headers.get("Idempotency-Key"))
+    response = web.Response(body=answer.body, status=answer.status, content_type="application/json")
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@routes.get("/v1/purchases/{purchase_id}", response=Purchase, errors=[NotFound])
+async def get_purchase(call: Call[None]) -> Purchase:
+    """A purchase and its status: pending, paid, released, expired, refunded."""
+    return purchase_view(await call.runtime.offers.purchase(call.tenant_id,
+                                                            call.path_id("purchase_id")))
+
+
+@routes.post("/v1/webhooks/stripe", auth="public", response=WebhookAck,
+             errors=[InvalidSignature, PaymentProviderUnavailable], headers=["Stripe-Signature"],
+             request_content={"application/json": {"schema": {"type": "object"}}})
+async def stripe_webhook(call: Call[None]) -> WebhookAck:
+    """A Stripe event (signature verified with the stripe library)."""
+    payload = await call.request.read()
+    outcome = await call.runtime.purchases.webhook(payload, call.request.headers.get("Stripe-Signature"))
+    return WebhookAck(received=True, outcome=outcome)
+
+
+# -- the sandbox provider's checkout pages -------------------------------------------------
+def _sandbox(call: Call[None]) -> tuple[SandboxProvider, str, str, str]:
+    provider = call.runtime.purchases.provider
+    session_id = call.request.match_info["session_id"]
+    parsed = parse_session_id(session_id)
+    if not isinstance(provider, SandboxProvider) or parsed is None:
+        raise NotFound("No such sandbox checkout session.")
+    return provider, session_id, parsed[0], parsed[1]
+
+
+@routes.get("/v1/sandbox/checkout/{session_id}", auth="public", response_content_type="text/html",
+            errors=[NotFound])
+async def sandbox_checkout_page(call: Call[None]) -> web.Response:
+    """The sandbox's checkout page: pay or cancel."""
+    _, session_id, tenant_id, purchase_id = _sandbox(call)
+    p = await call.runtime.offers.purchase(tenant_id, purchase_id)
+    sid = html.escape(session_id)
+    page = f"""<!doctype html><meta charset="utf-8"><title>dropgate sandbox checkout</title>
+<h1>Sandbox checkout</h1>
+<p>{p.quantity} x offer {html.escape(p.offer_id)}: {format_amount(p.amount_minor, p.currency)}
+{html.escape(p.currency)} (purchase {html.escape(p.purchase_id)}, status {html.escape(p.status)})</p>
+<form method="post" action="/v1/sandbox/checkout/{sid}/complete"><button>Pay</button></form>
+<form method="post" action="/v1/sandbox/checkout/{sid}/expire"><button>Cancel</button></form>"""
+    return web.Response(text=page, content_type="text/html")
+
+
+class SandboxResult(msgspec.Struct, kw_only=True):
+    webhook_status: int
+    webhook_response: dict[str, Any]
+
+
+async def _sandbox_send(call: Call[None], event_type: str) -> SandboxResult:
+    provider, session_id, tenant_id, purchase_id = _sandbox(call)
+    p = await call.runtime.offers.purchase(tenant_id, purchase_id)
+    payload = checkout_event(event_type, session_id=session_id, purchase=msgspec.to_builtins(p))
+    headers = {"Stripe-Signature": sign_payload(payload, provider.webhook_secret),
+               "Content-Type": "application/json"}
+    # Sent over HTTP to this API's own webhook endpoint, exactly as Stripe would.
+    url = str(call.request.url.origin()) + "/v1/webhooks/stripe"
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.post(url, data=payload, headers=headers) as response:
+        body = await response.json(content_type=None)
+        return SandboxResult(webhook_status=response.status, webhook_response=body)
+
+
+@routes.post("/v1/sandbox/checkout/{session_id}/complete", auth="public", response=SandboxResult,
+             errors=[NotFound])
+async def sandbox_complete(call: Call[None]) -> SandboxResult:
+    """Pay a sandbox session: sends a signed checkout.session.completed webhook."""
+    return await _sandbox_send(call, "checkout.session.completed")
+
+
+@routes.post("/v1/sandbox/checkout/{session_id}/expire", auth="public", response=SandboxResult,
+             errors=[NotFound])
+async def sandbox_expire(call: Call[None]) -> SandboxResult:
+    """Abandon a sandbox session: sends a signed checkout.session.expired webhook."""
+    return await _sandbox_send(call, "checkout.session.expired")

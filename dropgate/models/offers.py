@@ -1,0 +1,91 @@
+"""Offers and purchases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from dropgate.models.common import Id, NonNegative, Struct, Timestamp
+from dropgate.models.money import Amount, Currency
+
+Inventory = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
+MaxPerOrder = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+# QUANTITY_LIMIT (not a generic 400) answers a quantity over max_per_order, so the
+# struct only bounds it loosely; the script compares it with the offer's limit.
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+PurchaseStatus = Literal["pending", "paid", "released", "expired", "refunded"]
+
+
+class OfferCreate(Struct, kw_only=True):
+    offer_id: Id | None = None
+    event_id: Id
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    price: Amount
+    currency: Currency
+    inventory_total: Inventory
+    max_per_order: MaxPerOrder = 10
+    expires_at: Timestamp | None = None
+    active: bool = True
+
+
+class OfferPatch(Struct, kw_only=True):
+    inventory_total: Inventory | None = None
+    active: bool | None = None
+    archived: bool | None = None
+    expires_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class OfferInventory(msgspec.Struct, kw_only=True):
+    total: NonNegative
+    available: NonNegative
+    reserved: NonNegative
+    sold: NonNegative
+
+
+class Offer(msgspec.Struct, kw_only=True):
+    offer_id: str
+    event_id: str
+    name: str
+    price: str
+    currency: str
+    max_per_order: int
+    active: bool
+    archived: bool
+    expires_at: Timestamp | None
+    created_at: Timestamp
+    inventory: OfferInventory
+
+
+class OfferList(msgspec.Struct, kw_only=True):
+    offers: list[Offer]
+
+
+class PurchaseRequest(Struct, kw_only=True):
+    user_id: Id
+    quantity: Quantity = 1
+
+
+class PurchaseCreated(msgspec.Struct, kw_only=True):
+    purchase_id: str
+    status: PurchaseStatus
+    checkout_session_id: str
+    checkout_url: str
+    expires_at: Timestamp
+
+
+class Purchase(msgspec.Struct, kw_only=True):
+    purchase_id: str
+    offer_id: str
+    user_id: str
+    quantity: int
+    status: PurchaseStatus
+    amount: str
+    currency: str
+    expires_at: Timestamp
+    created_at: Timestamp
+
+
+class WebhookAck(msgspec.Struct, kw_only=True):
+    received: bool
+    outcome: str

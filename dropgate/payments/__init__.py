@@ -1,0 +1,1 @@
+"""Payment providers: Stripe (the official library, async) and a built-in sandbox."""

@@ -1,0 +1,114 @@
+"""Stripe Checkout through the official ``stripe`` library's async client.
+
+The key is read from settings when the provider is built (at start-up), into a
+``StripeClient`` of this provider alone: nothing is read at import time and the
+library's global ``stripe.api_key`` is never touched, so two runtimes with two keys
+coexist and a missing key is a clear start-up error, not a crash on a purchase.
+Every call is bounded by ``stripe_timeout_s`` and carries an idempotency key
+derived from the purchase, so a retried call can never open a second session or
+refund twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import stripe
+
+from dropgate.payments.base import (
+    CheckoutRequest,
+    CheckoutSession,
+    PaymentProviderError,
+    ProviderConfigError,
+    metadata,
+)
+from dropgate.settings import Settings
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.stripe_api_key:
+            raise ProviderConfigError(
+                "payment provider 'stripe' needs DROPGATE_STRIPE_API_KEY "
+                "(or leave DROPGATE_PAYMENT_PROVIDER unset to use the sandbox)")
+        if not settings.stripe_webhook_secret:
+            raise ProviderConfigError(
+                "payment provider 'stripe' needs DROPGATE_STRIPE_WEBHOOK_SECRET "
+                "(the signing secret of the webhook endpoint /v1/webhooks/stripe)")
+        self._secret = settings.stripe_webhook_secret
+        public = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+        self._success_url = public + "/v1/checkout/done?session_id={CHECKOUT_SESSION_ID}"
+        self._timeout_s = settings.stripe_timeout_s
+        self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
+        base: dict[str, str] = {}
+        if settings.stripe_api_base:
+            base = {"api": settings.stripe_api_base.rstrip("/")}
+        self._client = stripe.StripeClient(
+            settings.stripe_api_key,
+            base_addresses=base,  # type: ignore[arg-type]
+            http_client=self._http,
+            max_network_retries=0,
+        )
+
+    @property
+    def webhook_secret(self) -> str:
+        return self._secret
+
+    async def _bounded(self, what: str, call: Any) -> Any:
+        try:
+            return await asyncio.wait_for(call, timeout=self._timeout_s + 1)
+        except TimeoutError:
+            raise PaymentProviderError(f"stripe {what}: no answer within {self._timeout_s}s") from None
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(
+                f"stripe {what}: {type(exc).__name__} (HTTP {exc.http_status}): "
+                f"{exc.user_message or exc._message}") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PaymentProviderError(f"stripe {what}: {type(exc).__name__}: {exc}") from exc
+
+    async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "line_items": [{
+                "quantity": request.quantity,
+                "price_data": {
+                    "currency": request.currency,
+                    "unit_amount": request.unit_amount_minor,
+                    "product_data": {"name": request.name},
+                },
+            }],
+            "expires_at": request.expires_at_s,
+            "client_reference_id": request.purchase_id,
+            "metadata": metadata(request),
+            "payment_intent_data": {"metadata": metadata(request)},
+            "success_url": self._success_url,
+        }
+        session = await self._bounded("checkout.sessions.create", self._client.v1.checkout.sessions.create_async(
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"dropgate-checkout-{request.tenant_id}-{request.purchase_id}"},
+        ))
+        # Never trust the shape of a provider's answer: a session without an id or a
+        # URL is a provider failure (hold released, 503), not a crash.
+        session_id = getattr(session, "id", None)
+        url = getattr(session, "url", None)
+        if not isinstance(session_id, str) or not session_id or not isinstance(url, str) or not url:
+            raise PaymentProviderError(
+                f"stripe checkout.sessions.create answered without an id or url: {session!r:.200}")
+        return CheckoutSession(session_id=session_id, url=url)
+
+    async def refund(self, *, payment_intent: str, purchase_id: str) -> str:
+        refund = await self._bounded("refunds.create", self._client.v1.refunds.create_async(
+            params={"payment_intent": payment_intent, "metadata": {"purchase_id": purchase_id}},
+            options={"idempotency_key": f"dropgate-refund-{purchase_id}"},
+        ))
+        refund_id = getattr(refund, "id", None)
+        if not isinstance(refund_id, str) or not refund_id:
+            raise PaymentProviderError(f"stripe refunds.create answered without an id: {refund!r:.200}")
+        return refund_id
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
