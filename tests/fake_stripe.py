@@ -1,0 +1,150 @@
+"""A local fake of the Stripe API parts dropgate uses, for the real ``stripe`` library.
+
+Serves ``POST /v1/checkout/sessions``, ``POST /v1/checkout/sessions/{id}/expire`` and
+``POST /v1/refunds`` on 127.0.0.1 (form-encoded in, JSON out, Stripe's error shape),
+honours ``Idempotency-Key`` like Stripe, and can be told to fail (HTTP 500), hang
+(never answer), or answer a session without its ``url``. ``event()`` builds the
+webhook events Stripe would send, signed with the endpoint secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from dropgate.payments.base import sign_payload
+
+Mode = Literal["ok", "fail", "hang", "malformed"]
+WEBHOOK_SECRET = "whsec_test_fake"
+API_KEY = "sk_test_fake"
+
+
+@dataclass
+class FakeStripe:
+    mode: Mode = "ok"
+    refund_mode: Mode = "ok"
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    calls: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _idem: dict[str, bytes] = field(default_factory=dict)
+    server: TestServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("")).rstrip("/")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/checkout/sessions", self._create_session)
+        app.router.add_post("/v1/checkout/sessions/{id}/expire", self._expire_session)
+        app.router.add_post("/v1/refunds", self._create_refund)
+        return app
+
+    async def start(self) -> None:
+        self.server = TestServer(self.app(), host="127.0.0.1")
+        await self.server.start_server()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+
+    async def _gate(self, request: web.Request, mode: Mode) -> web.Response | None:
+        self.calls += 1
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return _error(401, "authentication_error", "Invalid API key provided.")
+        if mode == "fail":
+            return _error(500, "api_error", "Something went wrong on Stripe's end.")
+        if mode == "hang":
+            await asyncio.sleep(3600)
+        return None
+
+    async def _idempotent(self, request: web.Request, make: Any) -> web.Response:
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self._idem:
+            return web.Response(body=self._idem[key], content_type="application/json")
+        body = msgspec.json.encode(await make())
+        if key:
+            self._idem[key] = body
+        return web.Response(body=body, content_type="application/json")
+
+    async def _create_session(self, request: web.Request) -> web.Response:
+        refused = await self._gate(request, self.mode)
+        if refused is not None:
+            return refused
+        form = await request.post()
+
+        async def make() -> dict[str, Any]:
+            sid = f"cs_test_{next(self._ids):06d}"
+            session: dict[str, Any] = {
+                "id": sid, "object": "checkout.session", "mode": form.get("mode"),
+                "status": "open", "payment_status": "unpaid",
+                "expires_at": int(str(form["expires_at"])),
+                "client_reference_id": form.get("client_reference_id"),
+                "amount_total": int(str(form["line_items[0][price_data][unit_amount]"]))
+                * int(str(form["line_items[0][quantity]"])),
+                "currency": form["line_items[0][price_data][currency]"],
+                "metadata": {k[len("metadata["):-1]: str(v) for k, v in form.items()
+                             if k.startswith("metadata[")},
+                "url": f"https://checkout.stripe.test/c/pay/{sid}",
+                "payment_intent": None,
+            }
+            if self.mode == "malformed":
+                del session["url"]
+            self.sessions[sid] = session
+            return session
+
+        return await self._idempotent(request, make)
+
+    async def _expire_session(self, request: web.Request) -> web.Response:
+        refused = await self._gate(request, self.mode)
+        if refused is not None:
+            return refused
+        session = self.sessions.get(request.match_info["id"])
+        if session is None:
+            return _error(404, "invalid_request_error", "No such checkout.session")
+        session["status"] = "expired"
+        return web.json_response(session)
+
+    async def _create_refund(self, request: web.Request) -> web.Response:
+        refused = await self._gate(request, self.refund_mode)
+        if refused is not None:
+            return refused
+        form = await request.post()
+
+        async def make() -> dict[str, Any]:
+            refund = {"id": f"re_test_{next(self._ids):06d}", "object": "refund",
+                      "payment_intent": form.get("payment_intent"), "status": "succeeded"}
+            self.refunds.append(refund)
+            return refund
+
+        return await self._idempotent(request, make)
+
+    def event(self, event_type: str, session_id: str, *, event_id: str | None = None,
+              secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+        """A signed webhook for one of our sessions, as Stripe would POST it."""
+        session = dict(self.sessions[session_id])
+        if event_type == "checkout.session.completed":
+            session.update(status="complete", payment_status="paid",
+                           payment_intent="pi_" + session_id)
+        elif event_type == "checkout.session.expired":
+            session.update(status="expired")
+        payload = msgspec.json.encode({
+            "id": event_id or f"evt_test_{next(self._ids):06d}", "object": "event",
+            "type": event_type, "created": int(time.time()), "livemode": False,
+            "api_version": "2024-06-20", "data": {"object": session},
+        })
+        return payload, {"Stripe-Signature": sign_payload(payload, secret),
+                         "Content-Type": "application/json"}
+
+
+def _error(status: int, kind: str, message: str) -> web.Response:
+    return web.json_response({"error": {"type": kind, "message": message}}, status=status)
