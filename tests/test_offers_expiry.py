@@ -92,10 +92,10 @@ async def test_sandbox_checkout_completes_through_a_signed_webhook(
 
 async def test_completed_after_the_hold_expired_by_itself_retakes(api: Api) -> None:
     await create_offer(api, "o1", 5)
-    status, held = await purchase(api, "o1", "u1", 2)
+    _status, held = await purchase(api, "o1", "u1", 2)
     await _past_expiry()
     assert await inventory(api, "o1") == {"total": 5, "available": 5, "reserved": 0, "sold": 0}
-    status, result = await api.call("POST", f"/v1/sandbox/checkout/{held['checkout_session_id']}/complete",
-                                    headers={})
+    _, result = await api.call("POST", f"/v1/sandbox/checkout/{held['checkout_session_id']}/complete",
+                               headers={})
     assert result["webhook_response"]["outcome"] == "retaken"
     assert await inventory(api, "o1") == {"total": 5, "available": 3, "reserved": 0, "sold": 2}

@@ -30,9 +30,8 @@
     {"err": CODE, "details": {...}}
   plus "idem": 1 when an idempotency record was marked running for it (the caller
   stores the final response with offer_finish_batch).
-  Errors: PERSISTENCE_LAGGING (whole batch); per request: RATE_LIMITED,
-    IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND,
-    OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, INSUFFICIENT_INVENTORY
+  PERSISTENCE_LAGGING refuses the whole batch; the other codes are per-request entries.
+  Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, INSUFFICIENT_INVENTORY
   Writes KEYS[2..9]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
 ]]
 --- @include "dg_error"
