@@ -159,8 +159,9 @@ async def test_poison_event_is_dead_lettered_and_the_partition_moves_on(
     tk = runtime.keys.tenant("t1")
     await _load(invites, 0, 30)
     # an event no PostgreSQL row can take: a use of a code that was never created
-    await runtime.redis.xadd(tk.log, {"t": "invite.redeemed", "e": "invite:t1:GHOST", "v": "1", "d": msgspec.json.encode(
-        {"tenant_id": "t1", "code": "GHOST", "user_id": "x", "used_count": 1, "at_ms": 1})})
+    payload = {"tenant_id": "t1", "code": "GHOST", "user_id": "x", "used_count": 1, "at_ms": 1}
+    await runtime.redis.xadd(tk.log, {"t": "invite.redeemed", "e": "invite:t1:GHOST", "v": "1",
+                                      "d": msgspec.json.encode(payload)})
     await _load(invites, 30, 30)
     persister = Persister(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys, scripts=runtime.scripts,
                           settings=make_settings(persister_max_retries=3, persister_retry_base_ms=10),
