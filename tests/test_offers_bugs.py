@@ -41,7 +41,7 @@ __all__ = ["fake_stripe"]
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) -> Settings:
-    return stripe_settings(make_settings, fake_stripe, stripe_timeout_s=0.5)
+    return stripe_settings(make_settings, fake_stripe, stripe_timeout_s=1.5)
 
 
 async def _status(api: Api, purchase_id: str) -> str:
@@ -91,7 +91,7 @@ async def test_provider_timeout_releases_hold(api: Api, fake_stripe: FakeStripe)
     started = time.monotonic()
     status, body = await purchase(api, "o1", "u1", 2)
     assert (status, body["code"]) == (503, "PAYMENT_PROVIDER_UNAVAILABLE")
-    assert time.monotonic() - started < 3  # bounded by stripe_timeout_s (0.5 s here)
+    assert time.monotonic() - started < 4  # bounded by stripe_timeout_s (1.5 s here)
     assert await inventory(api, "o1") == {"total": 2, "available": 2, "reserved": 0, "sold": 0}
 
 
@@ -137,7 +137,8 @@ async def test_retried_purchase_with_idempotency_key_charges_once(api: Api, fake
 # 8. no rate limiting
 async def test_purchases_are_rate_limited_per_user(api: Api, runtime: Runtime) -> None:
     await create_offer(api, "o1", 1000, max_per_order=1)
-    results = [await purchase(api, "o1", "bot", 1) for _ in range(runtime.settings.rate_limit_burst + 5)]
+    results = await asyncio.gather(*(purchase(api, "o1", "bot", 1)
+                                     for _ in range(runtime.settings.rate_limit_burst + 10)))
     limited = [b for s, b in results if s == 429]
     assert len(limited) >= 4 and all(b["code"] == "RATE_LIMITED" for b in limited)
     assert all(b["details"]["retry_after_s"] >= 1 for b in limited)

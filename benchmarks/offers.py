@@ -1,0 +1,369 @@
+"""Offer purchases per second through HTTP on one hot offer, 1,000 concurrent clients.
+
+    .venv/bin/python -m benchmarks.offers [--runs 3] [--seconds 3] [--clients 1000]
+
+Three servers, each in its own process, measured in turns within each run (so the
+ratios come from the same minutes of a noisy machine):
+
+- ``noop``: the dropgate server's own no-op JSON POST (same app, same middleware):
+  the ceiling of one aiohttp process;
+- ``dropgate``: ``POST /v1/offers/hot/purchase`` with an Idempotency-Key, a new user
+  per request (so every request passes its rate limit and takes a hold); the sandbox
+  payment provider (no network); concurrent holds coalesced into one script call;
+- ``pg``: the source document's design behind a bare aiohttp app: ``SELECT ... FOR
+  UPDATE`` on the offer row, then insert the purchase, in one transaction.
+
+The load generator is a raw HTTP/1.1 keep-alive client (asyncio protocols, one request
+in flight per connection), cheap enough that the servers, not it, are measured. A
+separate round sells 500 units to 2,000 requests on each design and checks for
+oversell. The write-behind persister is off while dropgate is measured (it is a
+separate, deferrable process in a drop); the time it then takes to drain the run's
+events into PostgreSQL is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from benchmarks.common import Stores, free_port, private_settings, stores
+
+_HOT = "hot"
+
+
+# -- servers (each runs in its own process) ------------------------------------------------
+async def _noop(request: web.Request) -> web.Response:
+    body = msgspec.json.decode(await request.read())
+    return web.json_response(body={"ok": True, "user_id": body.get("user_id")}, status=201)
+
+
+async def serve_dropgate(port: int, settings_json: str, inventory: int) -> None:
+    from dropgate.http.app import create_app
+    from dropgate.runtime import open_runtime
+    from dropgate.settings import Settings
+
+    settings = msgspec.json.decode(settings_json, type=Settings)
+    async with open_runtime(settings, run_persister=False) as rt:
+        await rt.tenants.create("bench", name="bench", status="active", trial_end_ms=None)
+        _, key = await rt.api_keys.create(role="service", tenant_id="bench")
+        await rt.offers.create("bench", offer_id=_HOT, event_id="drop", name="Hot", price_minor=2500,
+                               currency="usd", total=inventory, max_per_order=3, expires_at_ms=None,
+                               active=True)
+        app = create_app(rt)
+        app.router.add_post("/bench/noop", _noop)
+        await _run_app(app, port, key)
+
+
+async def serve_pg(port: int, database_url: str, schema: str, inventory: int) -> None:
+    pool = await asyncpg.create_pool(database_url, min_size=20, max_size=20,
+                                     server_settings={"search_path": schema})
+    async with pool.acquire() as conn:
+        await conn.execute("""
+            CREATE TABLE bench_offers (offer_id text PRIMARY KEY, total integer NOT NULL,
+                                       sold integer NOT NULL DEFAULT 0);
+            CREATE TABLE bench_purchases (purchase_id text PRIMARY KEY, offer_id text NOT NULL,
+                                          user_id text NOT NULL, quantity integer NOT NULL,
+                                          created_at timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX ON bench_purchases (user_id);""")
+        await conn.execute("INSERT INTO bench_offers VALUES ($1, $2)", _HOT, inventory)
+
+    async def purchase(request: web.Request) -> web.Response:
+        body = msgspec.json.decode(await request.read())
+        quantity = int(body["quantity"])
+        purchase_id = uuid.uuid4().hex
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT total, sold FROM bench_offers WHERE offer_id = $1 FOR UPDATE",
+                                      request.match_info["offer_id"])
+            if row is None:
+                return web.json_response({"code": "NOT_FOUND"}, status=404)
+            if row["total"] - row["sold"] < quantity:
+                return web.json_response({"code": "INSUFFICIENT_INVENTORY"}, status=409)
+            await conn.execute("UPDATE bench_offers SET sold = sold + $2 WHERE offer_id = $1",
+                               request.match_info["offer_id"], quantity)
+            await conn.execute("INSERT INTO bench_purchases (purchase_id, offer_id, user_id, quantity) "
+                               "VALUES ($1, $2, $3, $4)", purchase_id, request.match_info["offer_id"],
+                               body["user_id"], quantity)
+        return web.json_response({"purchase_id": purchase_id, "status": "pending"}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/v1/offers/{offer_id}/purchase", purchase)
+    await _run_app(app, port, "none")
+
+
+async def _run_app(app: web.Application, port: int, key: str) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
+    await site.start()
+    print(f"READY {key}", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+# -- the load generator --------------------------------------------------------------------
+@dataclass
+class Window:
+    start: float = 0.0
+    end: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    stopped: bool = False
+
+
+class _Client(asyncio.Protocol):
+    """One keep-alive connection sending requests back to back."""
+
+    def __init__(self, make: Any, window: Window, idx: int, limit: int | None,
+                 done: asyncio.Future[None]) -> None:
+        self._make, self._window, self._idx, self._limit, self._done = make, window, idx, limit, done
+        self._n = 0
+        self._buf = b""
+        self._sent = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self) -> None:
+        if self._window.stopped or (self._limit is not None and self._n >= self._limit):
+            if not self._done.done():
+                self._done.set_result(None)
+            return
+        assert self.transport is not None
+        self._sent = time.perf_counter()
+        self.transport.write(self._make(self._idx, self._n))
+        self._n += 1
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        head_end = self._buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = self._buf[:head_end]
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if len(self._buf) < head_end + 4 + length:
+            return
+        self._buf = self._buf[head_end + 4 + length:]
+        now = time.perf_counter()
+        w = self._window
+        status = int(head[9:12])
+        if w.start <= now <= w.end or self._limit is not None:
+            w.latencies.append(now - self._sent)
+            w.statuses[status] = w.statuses.get(status, 0) + 1
+        self.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done.done():
+            self._done.set_exception(ConnectionError(f"connection lost: {exc!r}"))
+
+
+async def load(port: int, make: Any, *, clients: int, seconds: float = 0.0, warmup: float = 0.5,
+               per_client: int | None = None) -> Window:
+    """``clients`` connections; for ``seconds`` (after ``warmup``), or ``per_client`` requests each."""
+    loop = asyncio.get_running_loop()
+    window = Window()
+    dones: list[asyncio.Future[None]] = []
+    conns: list[_Client] = []
+    for i in range(clients):
+        done: asyncio.Future[None] = loop.create_future()
+        _, proto = await loop.create_connection(
+            lambda i=i, done=done: _Client(make, window, i, per_client, done), "127.0.0.1", port)
+        conns.append(proto)
+        dones.append(done)
+    began = time.perf_counter()
+    window.start, window.end = began + warmup, began + warmup + seconds
+    for c in conns:
+        c.send()
+    if per_client is None:
+        await asyncio.sleep(warmup + seconds)
+        window.stopped = True
+        window.end = time.perf_counter()
+        await asyncio.wait_for(asyncio.gather(*dones), timeout=60)
+        window.end = min(window.end, began + warmup + seconds)
+    else:
+        await asyncio.wait_for(asyncio.gather(*dones), timeout=300)
+        window.start, window.end = began, time.perf_counter()
+    for c in conns:
+        assert c.transport is not None
+        c.transport.close()
+    return window
+
+
+def _request(path: str, key: str, body: bytes, idem: bytes = b"") -> bytes:
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + (b"Authorization: Bearer " + key.encode() + b"\r\n" if key else b"")
+            + (b"Idempotency-Key: " + idem + b"\r\n" if idem else b"")
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def purchase_maker(key: str, tag: str, quantity: Any = 1) -> Any:
+    path = f"/v1/offers/{_HOT}/purchase"
+
+    def make(client: int, n: int) -> bytes:
+        user = f"{tag}{client}x{n}".encode()
+        q = quantity(client, n) if callable(quantity) else quantity
+        return _request(path, key, b'{"user_id":"' + user + b'","quantity":' + str(q).encode() + b"}",
+                        idem=b"k-" + user)
+    return make
+
+
+def noop_maker() -> Any:
+    def make(client: int, n: int) -> bytes:
+        return _request("/bench/noop", "", f'{{"user_id":"u{client}x{n}","quantity":1}}'.encode())
+    return make
+
+
+# -- orchestration -------------------------------------------------------------------------
+class Server:
+    def __init__(self, args: list[str]) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.offers", "--serve", *args,
+                                      "--port", str(self.port)], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.key = line.split(" ", 1)[1]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+
+
+def _summary(w: Window) -> tuple[float, float]:
+    ok = sum(w.statuses.values())
+    lat = sorted(w.latencies)
+    return ok / (w.end - w.start), (lat[int(0.99 * (len(lat) - 1))] * 1000 if lat else 0.0)
+
+
+async def correctness(s: Stores, clients: int) -> dict[str, Any]:
+    """500 units, 2,000 requests of 1-3 units: nobody oversells."""
+    out: dict[str, Any] = {}
+    qty = lambda c, n: 1 + (c + n) % 3  # noqa: E731
+    async with private_settings(s, tenant_concurrency=100_000, persister_enabled=False) as settings:
+        dg = Server(["--dropgate", msgspec.json.encode(settings).decode(), "--inventory", "500"])
+        pg = Server(["--pg", s.database_url, str(settings.database_schema), "--inventory", "500"])
+        try:
+            per_client = max(1, 2000 // clients)
+            w = await load(dg.port, purchase_maker(dg.key, "c", qty), clients=min(clients, 2000),
+                           per_client=per_client)
+            from redis.asyncio import Redis
+
+            from dropgate.engine.keys import Keys
+            redis = Redis.from_url(s.redis_url)
+            key = Keys(settings.key_prefix, settings.partitions).tenant("bench").offer(_HOT)
+            total, reserved, sold = (int(x) for x in await redis.hmget(key, "total", "reserved", "sold"))
+            await redis.aclose()
+            out["dropgate"] = {"statuses": w.statuses, "held+sold": reserved + sold, "total": total,
+                               "oversold": max(0, reserved + sold - total)}
+            w = await load(pg.port, purchase_maker("", "c", qty), clients=min(clients, 2000),
+                           per_client=per_client)
+            conn = await asyncpg.connect(s.database_url, server_settings={"search_path": str(settings.database_schema)})
+            sold_pg = await conn.fetchval("SELECT sold FROM bench_offers")
+            rows = await conn.fetchval("SELECT COALESCE(SUM(quantity), 0) FROM bench_purchases")
+            await conn.close()
+            out["pg"] = {"statuses": w.statuses, "sold": sold_pg, "rows": rows,
+                         "oversold": max(0, sold_pg - 500)}
+        finally:
+            dg.stop()
+            pg.stop()
+    return out
+
+
+async def main(runs: int, seconds: float, clients: int) -> None:
+    s = stores()
+    results: dict[str, list[tuple[float, float]]] = {"noop": [], "dropgate": [], "pg": []}
+    print(f"offers benchmark: {clients} concurrent clients, {runs} runs of {seconds}s per server")
+    print("correctness round:", await correctness(s, clients))
+    inventory = 1_000_000_000
+    async with private_settings(s, tenant_concurrency=100_000, persister_enabled=False,
+                                redis_max_connections=64) as settings:
+        dg = Server(["--dropgate", msgspec.json.encode(settings).decode(), "--inventory", str(inventory)])
+        pg = Server(["--pg", s.database_url, str(settings.database_schema), "--inventory", str(inventory)])
+        try:
+            for run in range(runs):
+                for name, port, make in (
+                    ("noop", dg.port, noop_maker()),
+                    ("dropgate", dg.port, purchase_maker(dg.key, f"r{run}u")),
+                    ("pg", pg.port, purchase_maker("", f"r{run}u")),
+                ):
+                    w = await load(port, make, clients=clients, seconds=seconds)
+                    bad = {k: v for k, v in w.statuses.items() if k != 201}
+                    if bad:
+                        raise RuntimeError(f"{name}: unexpected statuses {w.statuses}")
+                    results[name].append(_summary(w))
+                    print(f"  run {run + 1} {name:8s} {results[name][-1][0]:9,.0f}/s  "
+                          f"p99 {results[name][-1][1]:7.1f} ms", flush=True)
+        finally:
+            dg.stop()
+            pg.stop()
+        # drain the write-behind log of everything dropgate sold, and check PostgreSQL
+        from dropgate.runtime import open_runtime
+
+        async with open_runtime(settings, run_persister=False) as rt:
+            lag = sum((await rt.new_persister().lag()).values())
+            started = time.perf_counter()
+            await rt.new_persister(name="bench-drain").drain(timeout_s=600)
+            drain_s = time.perf_counter() - started
+            state = await rt.offers.read("bench", _HOT)
+            row = await rt.pool.fetchrow("SELECT reserved, sold FROM offers WHERE offer_id = $1", _HOT)
+    print("\nsummary (medians)")
+    med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs))
+           for k, vs in results.items()}
+    for name, (rate, p99) in med.items():
+        print(f"  {name:8s} {rate:9,.0f}/s   p99 {p99:7.1f} ms   runs: "
+              + ", ".join(f"{r:,.0f}" for r, _ in results[name]))
+    ratios_pg = [d[0] / p[0] for d, p in zip(results["dropgate"], results["pg"], strict=True)]
+    ratios_noop = [d[0] / n[0] for d, n in zip(results["dropgate"], results["noop"], strict=True)]
+    print(f"  dropgate / pg FOR UPDATE: median {statistics.median(ratios_pg):.1f}x "
+          f"(per run: {', '.join(f'{r:.1f}' for r in ratios_pg)})")
+    print(f"  dropgate / no-op POST:    median {statistics.median(ratios_noop):.2f} "
+          f"(per run: {', '.join(f'{r:.2f}' for r in ratios_noop)})")
+    print(f"  write-behind drain: {lag:,} events in {drain_s:.1f}s ({lag / max(drain_s, 1e-9):,.0f} events/s); "
+          f"PostgreSQL reserved {row['reserved']:,} == Redis {state.reserved:,}: {row['reserved'] == state.reserved}")
+
+
+def _serve(argv: list[str]) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--serve", action="store_true")
+    p.add_argument("--dropgate")
+    p.add_argument("--pg", nargs=2)
+    p.add_argument("--inventory", type=int)
+    p.add_argument("--port", type=int)
+    a = p.parse_args(argv)
+    if a.dropgate:
+        asyncio.run(serve_dropgate(a.port, a.dropgate, a.inventory))
+    else:
+        asyncio.run(serve_pg(a.port, a.pg[0], a.pg[1], a.inventory))
+
+
+if __name__ == "__main__":
+    if "--serve" in sys.argv:
+        _serve(sys.argv[1:])
+    else:
+        parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+        parser.add_argument("--runs", type=int, default=3)
+        parser.add_argument("--seconds", type=float, default=3.0)
+        parser.add_argument("--clients", type=int, default=1000)
+        args = parser.parse_args()
+        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+        asyncio.run(main(args.runs, args.seconds, args.clients))
