@@ -47,7 +47,8 @@ _HOT = "hot"
 # -- servers (each runs in its own process) ------------------------------------------------
 async def _noop(request: web.Request) -> web.Response:
     body = msgspec.json.decode(await request.read())
-    return web.json_response(body={"ok": True, "user_id": body.get("user_id")}, status=201)
+    return web.Response(body=msgspec.json.encode({"ok": True, "user_id": body.get("user_id")}),
+                        status=201, content_type="application/json")
 
 
 async def serve_dropgate(port: int, settings_json: str, inventory: int) -> None:
@@ -111,7 +112,17 @@ async def _run_app(app: web.Application, port: int, key: str) -> None:
     print(f"READY {key}", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
+    profile = os.environ.get("DROPGATE_BENCH_PROFILE")
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        await stop.wait()
+        prof.disable()
+        prof.dump_stats(f"{profile}.{port}")
+    else:
+        await stop.wait()
     await runner.cleanup()
 
 

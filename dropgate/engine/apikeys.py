@@ -11,6 +11,7 @@ Script <-> method: ``apikey_create-2.lua`` <-> ``ApiKeys.create``,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -52,6 +53,9 @@ class ApiKeys:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # single flight: when a cached answer expires under a crowd, one lookup runs
+        # and the other requests with the same token wait for it
+        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
 
     async def create(self, *, role: Role, tenant_id: str | None) -> tuple[str, str]:
         """Return ``(key_id, token)``; the token is shown once and never stored."""
@@ -77,7 +81,24 @@ class ApiKeys:
         hit = self._cache.get(token)
         if hit is not None and hit[0] > now:
             return hit[1]
-        principal = await self._lookup(token)
+        pending = self._lookups.get(token)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._lookups[token] = future
+        try:
+            principal = await self._lookup(token)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            else:
+                future.cancel()
+            raise
+        else:
+            future.set_result(principal)
+        finally:
+            del self._lookups[token]
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
         self._cache[token] = (now + CACHE_TTL_S, principal)

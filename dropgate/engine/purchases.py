@@ -50,6 +50,7 @@ from dropgate.payments.base import CheckoutRequest, PaymentProvider, PaymentProv
 log = logging.getLogger("dropgate.purchases")
 _encoder = msgspec.json.Encoder()
 _MAX_IDEMPOTENCY_KEY = 255
+_IN_FLIGHT = 4  # batches per offer under way at once
 
 
 class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,9 +82,9 @@ class Purchases:
         self._idem_stale_ms = int(max(60.0, 3 * s.stripe_timeout_s) * 1000)
         self._inflight: dict[str, int] = {}
         self._holds: Batcher[tuple[str, str], HoldRequest, HoldResult] = Batcher(
-            self._flush_holds, max_batch=s.purchase_batch_size)
+            self._flush_holds, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
         self._finishes: Batcher[str, FinishItem, None] = Batcher(
-            self._flush_finishes, max_batch=s.purchase_batch_size)
+            self._flush_finishes, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
 
     # -- batching ----------------------------------------------------------------------
     async def _flush_holds(self, key: tuple[str, str], items: list[HoldRequest]) -> list[HoldResult]:

@@ -1,11 +1,13 @@
 """Coalesce concurrent requests for one hot entity into one script call.
 
-A ``Batcher`` keeps one queue per entity key. The first request for an idle key
-starts a drain task; requests arriving while a batch is in flight wait in the
-queue and leave together in the next batch (up to ``max_batch``), so under a crowd
-one offer costs one Redis round trip per batch, not per request, while a lone
-request still goes out at once (no timer, no added latency). The drain task ends
-when its queue is empty, so idle keys hold nothing.
+A ``Batcher`` keeps one queue per entity key. A request for a key with fewer than
+``max_in_flight`` batches under way starts a drain task; requests arriving while
+those are in flight wait in the queue and leave together in the next batch (up to
+``max_batch``), so under a crowd one offer costs one Redis round trip per batch,
+not per request, while a lone request still goes out at once (no timer, no added
+latency). A few batches in flight per key keep Redis and Python busy at the same
+time (each script is atomic on its own; their order does not matter). Drain tasks
+end when their queue is empty, so idle keys hold nothing.
 
 ``flush(key, items)`` must return one result per item, in order: a value or an
 exception instance (delivered to that item's caller alone). If ``flush`` itself
@@ -34,14 +36,15 @@ class QueueFull(Exception):
 
 class Batcher(Generic[K, Req, Res]):
     def __init__(self, flush: Flush[K, Req, Res], *, max_batch: int = 64,
-                 max_queue: int = 10_000) -> None:
-        if max_batch < 1 or max_queue < 1:
-            raise ValueError("max_batch and max_queue must be >= 1")
+                 max_queue: int = 10_000, max_in_flight: int = 1) -> None:
+        if max_batch < 1 or max_queue < 1 or max_in_flight < 1:
+            raise ValueError("max_batch, max_queue and max_in_flight must be >= 1")
         self._flush = flush
         self._max_batch = max_batch
         self._max_queue = max_queue
+        self._max_in_flight = max_in_flight
         self._queues: dict[K, collections.deque[tuple[Req, asyncio.Future[Res]]]] = {}
-        self._tasks: dict[K, asyncio.Task[None]] = {}
+        self._tasks: dict[K, set[asyncio.Task[None]]] = {}
         self.batches = 0
         self.items = 0
 
@@ -53,9 +56,11 @@ class Batcher(Generic[K, Req, Res]):
             raise QueueFull(f"{len(queue)} requests queued for {key!r}")
         future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         queue.append((item, future))
-        if key not in self._tasks:
-            self._tasks[key] = asyncio.create_task(self._drain(key, queue),
-                                                   name=f"batcher-{key!r}")
+        tasks = self._tasks.get(key)
+        if tasks is None:
+            tasks = self._tasks[key] = set()
+        if len(tasks) < self._max_in_flight:
+            tasks.add(asyncio.create_task(self._drain(key, queue), name=f"batcher-{key!r}"))
         return await future
 
     async def _drain(self, key: K, queue: collections.deque[tuple[Req, asyncio.Future[Res]]]) -> None:
@@ -86,17 +91,23 @@ class Batcher(Generic[K, Req, Res]):
                     else:
                         future.set_result(result)
         finally:
-            self._tasks.pop(key, None)
+            tasks = self._tasks.get(key)
+            if tasks is not None:
+                current = asyncio.current_task()
+                tasks.discard(current)  # type: ignore[arg-type,unused-ignore]
+                if not tasks:
+                    del self._tasks[key]
             if not queue:
-                self._queues.pop(key, None)
-            else:  # cancelled with waiters left: cancel them rather than leave them hanging
+                if key not in self._tasks:
+                    self._queues.pop(key, None)
+            elif key not in self._tasks:  # cancelled, waiters left: cancel them, never leave them hanging
                 while queue:
                     _, future = queue.popleft()
                     future.cancel()
 
     async def close(self) -> None:
         """Cancel every drain task (their waiters get CancelledError)."""
-        tasks = list(self._tasks.values())
+        tasks = [t for group in self._tasks.values() for t in group]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
