@@ -134,6 +134,7 @@ class Window:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     stopped: bool = False
+    total: int = 0  # every response, warm-up included (for CPU per request)
 
 
 class _Client(asyncio.Protocol):
@@ -176,6 +177,7 @@ class _Client(asyncio.Protocol):
         self._buf = self._buf[head_end + 4 + length:]
         now = time.perf_counter()
         w = self._window
+        w.total += 1
         status = int(head[9:12])
         if w.start <= now <= w.end or self._limit is not None:
             w.latencies.append(now - self._sent)
@@ -260,6 +262,12 @@ class Server:
         self.proc.wait(60)
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _summary(w: Window) -> tuple[float, float]:
     ok = sum(w.statuses.values())
     lat = sorted(w.latencies)
@@ -303,6 +311,7 @@ async def correctness(s: Stores, clients: int) -> dict[str, Any]:
 async def main(runs: int, seconds: float, clients: int) -> None:
     s = stores()
     results: dict[str, list[tuple[float, float]]] = {"noop": [], "dropgate": [], "pg": []}
+    cpu_us: dict[str, list[float]] = {"noop": [], "dropgate": [], "pg": []}
     print(f"offers benchmark: {clients} concurrent clients, {runs} runs of {seconds}s per server")
     print("correctness round:", await correctness(s, clients))
     inventory = 1_000_000_000
@@ -312,18 +321,21 @@ async def main(runs: int, seconds: float, clients: int) -> None:
         pg = Server(["--pg", s.database_url, str(settings.database_schema), "--inventory", str(inventory)])
         try:
             for run in range(runs):
-                for name, port, make in (
-                    ("noop", dg.port, noop_maker()),
-                    ("dropgate", dg.port, purchase_maker(dg.key, f"r{run}u")),
-                    ("pg", pg.port, purchase_maker("", f"r{run}u")),
+                for name, server, make in (
+                    ("noop", dg, noop_maker()),
+                    ("dropgate", dg, purchase_maker(dg.key, f"r{run}u")),
+                    ("pg", pg, purchase_maker("", f"r{run}u")),
                 ):
-                    w = await load(port, make, clients=clients, seconds=seconds)
+                    cpu_before = cpu_s(server.proc.pid)
+                    w = await load(server.port, make, clients=clients, seconds=seconds)
+                    cpu_us[name].append((cpu_s(server.proc.pid) - cpu_before) * 1e6 / max(1, w.total))
                     bad = {k: v for k, v in w.statuses.items() if k != 201}
                     if bad:
                         raise RuntimeError(f"{name}: unexpected statuses {w.statuses}")
                     results[name].append(_summary(w))
                     print(f"  run {run + 1} {name:8s} {results[name][-1][0]:9,.0f}/s  "
-                          f"p99 {results[name][-1][1]:7.1f} ms", flush=True)
+                          f"p99 {results[name][-1][1]:7.1f} ms  server CPU {cpu_us[name][-1]:5.0f} us/request",
+                          flush=True)
         finally:
             dg.stop()
             pg.stop()
@@ -341,8 +353,12 @@ async def main(runs: int, seconds: float, clients: int) -> None:
     med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs))
            for k, vs in results.items()}
     for name, (rate, p99) in med.items():
-        print(f"  {name:8s} {rate:9,.0f}/s   p99 {p99:7.1f} ms   runs: "
+        print(f"  {name:8s} {rate:9,.0f}/s   p99 {p99:7.1f} ms   server CPU "
+              f"{statistics.median(cpu_us[name]):4.0f} us/request   runs: "
               + ", ".join(f"{r:,.0f}" for r, _ in results[name]))
+    print(f"  server CPU per request, no-op / dropgate: median "
+          f"{statistics.median(n / d for n, d in zip(cpu_us['noop'], cpu_us['dropgate'], strict=True)):.2f}"
+          " (the throughput ratio a CPU-bound server would reach)")
     ratios_pg = [d[0] / p[0] for d, p in zip(results["dropgate"], results["pg"], strict=True)]
     ratios_noop = [d[0] / n[0] for d, n in zip(results["dropgate"], results["noop"], strict=True)]
     print(f"  dropgate / pg FOR UPDATE: median {statistics.median(ratios_pg):.1f}x "
