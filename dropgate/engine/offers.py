@@ -125,6 +125,7 @@ class Outcome(msgspec.Struct, kw_only=True):
 
 
 _hold_results = msgspec.json.Decoder(list[HoldResult])
+_encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(PurchaseRecord)
 
 
@@ -202,10 +203,10 @@ class Offers:
         rate_interval_ms: float, rate_burst: int, idem_ttl_ms: int, idem_stale_ms: int,
     ) -> list[HoldResult]:
         tk = self._ctx.keys.tenant(tenant_id)
+        batch = _encoder.encode([(r.purchase_id, r.user_id, r.quantity, r.idem_digest, r.fingerprint)
+                                 for r in requests])
         args: list[Any] = [self._ctx.backlog_bound, tenant_id, offer_id, hold_ttl_ms,
-                           rate_interval_ms, rate_burst, idem_ttl_ms, idem_stale_ms]
-        for r in requests:
-            args += [r.purchase_id, r.user_id, r.quantity, r.idem_digest, r.fingerprint]
+                           rate_interval_ms, rate_burst, idem_ttl_ms, idem_stale_ms, batch]
         raw = await self._ctx.scripts.raw(
             "offer_reserve_batch",
             [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
@@ -221,12 +222,10 @@ class Offers:
 
     async def finish_batch(self, tenant_id: str, items: list[FinishItem]) -> None:
         tk = self._ctx.keys.tenant(tenant_id)
-        args: list[Any] = [tenant_id]
-        for it in items:
-            args += [it.purchase_id, it.session_id, it.checkout_url, it.idem_digest, it.status,
-                     it.body]
+        batch = _encoder.encode([(it.purchase_id, it.session_id, it.checkout_url, it.idem_digest,
+                                  it.status, it.body.decode()) for it in items])
         await self._ctx.scripts.raw("offer_finish_batch", [tk.purchases(), tk.offer_idempotency()],
-                                    args)
+                                    [tenant_id, batch])
 
     async def release(self, tenant_id: str, offer_id: str, purchase_id: str, *, status: str,
                       event_id: str = "", event_type: str = "") -> Outcome:

@@ -105,7 +105,7 @@ class Purchases:
     # -- the purchase ------------------------------------------------------------------
     async def purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
                        idempotency_key: str | None) -> PurchaseAnswer:
-        check_id(offer_id, "offer_id")
+        """Hold, open a checkout, answer; ``offer_id`` is checked by keys.py with its key."""
         check_id(user_id, "user_id")
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
             raise ValidationError("Idempotency-Key must be 1-255 characters.",

@@ -5,8 +5,8 @@
   KEYS[1] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[2] idempotency hash    <prefix>:{pN}:idem
   ARGV[1] tenant id
-  then 6 per request: purchase id ('' none), checkout session id, checkout url,
-  idempotency digest ('' none), response status, response body
+  ARGV[2] one JSON array of [purchase id ('' none), checkout session id, checkout url,
+          idempotency digest ('' none), response status, response body] per request
   Returns {"done": n}
   Errors: none
   Writes KEYS[1] (checkout metadata, carried by the purchase's next event: no event
@@ -14,8 +14,8 @@
 ]]
 local tenant = ARGV[1]
 local n = 0
-for i = 2, #ARGV, 6 do
-  local pid, session, url, digest = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+for _, r in ipairs(cjson.decode(ARGV[2])) do
+  local pid, session, url, digest = r[1], r[2], r[3], r[4]
   if pid ~= '' and session ~= '' then
     local raw = redis.call('HGET', KEYS[1], pid)
     if raw then
@@ -32,8 +32,8 @@ for i = 2, #ARGV, 6 do
       local rec = cjson.decode(raw)
       if rec.st == 'running' then
         rec.st = 'done'
-        rec.status = tonumber(ARGV[i + 4])
-        rec.body = ARGV[i + 5]
+        rec.status = tonumber(r[5])
+        rec.body = r[6]
         redis.call('HSET', KEYS[2], field, cjson.encode(rec))
       end
     end

@@ -22,8 +22,9 @@
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] hold ttl ms
   ARGV[5] rate limit interval ms   ARGV[6] rate limit burst   ARGV[7] idempotency ttl ms
   ARGV[8] ms after which a running idempotency record counts as abandoned
-  then 5 per request: purchase id, user id, quantity, idempotency digest ('' none),
-  request fingerprint
+  ARGV[9] the requests as one JSON array of [purchase id, user id, quantity,
+          idempotency digest ('' none), request fingerprint] (one argument, not 5 per
+          request: packing arguments is the caller's main cost)
   Returns a JSON array, one entry per request:
     {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s}
     {"replay": 1, "status": n, "body": "<the stored response>"}
@@ -68,9 +69,8 @@ local function refuse(code, details)
   return {err = code, details = details or {}}
 end
 
-for i = 9, #ARGV, 5 do
-  local pid, user, qty, digest, fp = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3],
-    ARGV[i + 4]
+for _, r in ipairs(cjson.decode(ARGV[9])) do
+  local pid, user, qty, digest, fp = r[1], r[2], tonumber(r[3]), r[4], r[5]
   local result
   -- 1. rate limit
   local rl_field = tenant .. ':' .. user
