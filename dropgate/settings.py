@@ -76,7 +76,7 @@ SETTINGS_HELP: dict[str, str] = {
     "csv_body_limit_bytes": "Largest CSV upload body accepted.",
     "persister_enabled": "Run the write-behind persister inside `serve`.",
     "persister_batch_size": "Events read and applied per PostgreSQL transaction.",
-    "persister_block_ms": "How long one stream read waits for new events.",
+    "persister_block_ms": "How long the persister waits before polling an empty log again.",
     "persister_lease_ms": "Partition lease of a persister; another takes over after it lapses.",
     "persister_max_retries": "Attempts for one failing event before it goes to the dead-letter stream.",
     "persister_retry_base_ms": "First retry delay of a failing batch (doubles each time).",

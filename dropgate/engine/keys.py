@@ -25,7 +25,7 @@ _TYPE_RE = re.compile(TYPE_PATTERN)
 
 def check_id(value: str, field: str = "id") -> str:
     """Return ``value`` if it is a valid id, else raise a 400 naming ``field``."""
-    if not isinstance(value, str) or _ID_RE.match(value) is None:
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
         raise ValidationError(
             f"{field} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'.",
             details={"field": field},
@@ -34,7 +34,7 @@ def check_id(value: str, field: str = "id") -> str:
 
 
 def check_type(value: str, field: str = "type") -> str:
-    if not isinstance(value, str) or _TYPE_RE.match(value) is None:
+    if not isinstance(value, str) or _TYPE_RE.fullmatch(value) is None:
         raise ValidationError(f"{field} must match ^[a-z][a-z0-9_-]{{0,31}}$.",
                               details={"field": field})
     return value
