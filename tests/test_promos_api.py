@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropgate.engine.errors import CustomerLimit, NotFound
+from dropgate.engine.errors import CustomerLimit, NotFound, ValidationError
 from dropgate.http.app import create_app
 from dropgate.models.money import exponent, parse_percent
 from dropgate.runtime import Runtime, open_runtime
@@ -283,3 +283,22 @@ async def test_redemptions_are_rate_limited_per_customer(
             assert promo["times_used"] == codes.count(201) + 1
         finally:
             await client.close()
+
+
+async def test_cached_currency_is_checked_by_the_script(runtime: Runtime) -> None:
+    """The engine caches a code's currency; a code recreated in another one still parses right."""
+    promos = runtime.promos
+    await promos.create("acme", code="CUR", kind="percent", value=100_000, currency="usd",
+                        per_customer_limit=9)
+    currency, base, _ = await promos.redeem("acme", "CUR", customer_id="c1", base_amount="1.50")
+    assert (currency, base) == ("usd", 150)
+    tk = runtime.keys.tenant("acme")
+    # as if Redis were rebuilt and the code created again in yen (test-only direct delete)
+    await runtime.redis.delete(tk.promo("CUR"), tk.promo_uses("CUR"), tk.promo_customers("CUR"))
+    await promos.create("acme", code="CUR", kind="percent", value=100_000, currency="jpy",
+                        per_customer_limit=9)
+    currency, base, r = await promos.redeem("acme", "CUR", customer_id="c1", base_amount="150")
+    assert (currency, base, r.bonus_amount) == ("jpy", 150, 15)
+    with pytest.raises(ValidationError):
+        await promos.redeem("acme", "CUR", customer_id="c1", base_amount="1.50")
+    assert (await promos.get("acme", "CUR")).times_used == 1

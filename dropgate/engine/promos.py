@@ -18,7 +18,7 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import NotFound
+from dropgate.engine.errors import NotFound, ValidationError
 from dropgate.engine.ratelimit import RateLimiter
 from dropgate.engine.text import text, text_map
 from dropgate.models.money import parse_amount
@@ -26,6 +26,7 @@ from dropgate.models.money import parse_amount
 _UNCHANGED = ""
 _CLEAR = "none"
 RATE_LIMIT_SCOPE = "promo_redeem"
+_CURRENCY_CACHE_SIZE = 100_000
 
 BonusKind = Literal["fixed", "percent"]
 
@@ -95,6 +96,9 @@ def _patch(value: int | msgspec.UnsetType | None) -> str | int:
 class Promos:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
+        # (tenant, code) -> currency: fixed at creation, so a redemption needs no extra
+        # read; the redeem script checks it anyway (see ``redeem``).
+        self._currencies: dict[tuple[str, str], str] = {}
         # The shared GCRA limiter; the HTTP route takes one per customer before redeeming.
         self.limiter = RateLimiter(ctx, rate_per_s=ctx.settings.rate_limit_per_s,
                                    burst=ctx.settings.rate_limit_burst)
@@ -154,10 +158,16 @@ class Promos:
 
     async def currency(self, tenant_id: str, code: str) -> str:
         """The promo's currency (fixed at creation): needed to parse a base amount."""
+        cached = self._currencies.get((tenant_id, code))
+        if cached is not None:
+            return cached
         raw = await self._ctx.redis.hget(self._ctx.keys.tenant(tenant_id).promo(code), "currency")
         if raw is None:
             raise NotFound("No such promo code.", details={"code": code})
-        return text(raw)
+        if len(self._currencies) >= _CURRENCY_CACHE_SIZE:
+            self._currencies.clear()
+        self._currencies[(tenant_id, code)] = currency = text(raw)
+        return currency
 
     async def redeem(
         self, tenant_id: str, code: str, *, customer_id: str, base_amount: str
@@ -166,10 +176,19 @@ class Promos:
 
         Returns (currency, base in minor units, the script's answer).
         """
-        currency = await self.currency(tenant_id, code)
-        base = parse_amount(base_amount, currency, field="base_amount")
-        return currency, base, await self.redeem_minor(
-            tenant_id, code, customer_id=customer_id, base_minor=base, currency=currency)
+        for attempt in (1, 2):
+            currency = await self.currency(tenant_id, code)
+            base = parse_amount(base_amount, currency, field="base_amount")
+            try:
+                return currency, base, await self.redeem_minor(
+                    tenant_id, code, customer_id=customer_id, base_minor=base, currency=currency)
+            except ValidationError as exc:
+                # the code was recreated (Redis restored, say) in another currency
+                stored = exc.details.get("currency")
+                if attempt == 2 or stored is None or stored == currency:
+                    raise
+                self._currencies.pop((tenant_id, code), None)
+        raise AssertionError("unreachable")
 
     async def redeem_minor(
         self, tenant_id: str, code: str, *, customer_id: str, base_minor: int, currency: str,
