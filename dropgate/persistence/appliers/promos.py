@@ -51,7 +51,25 @@ async def _bump_versions(conn: asyncpg.Connection, events: list[Event]) -> None:
     )
 
 
+class MissingPromoCode(ValueError):
+    """A data error to the persister (ValueError): retried, then dead-lettered."""
+
+
+async def _require_codes(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """A use whose code has no row would be dropped silently by the JOIN below: refuse
+    the batch instead (retried, then dead-lettered: visible, never lost quietly)."""
+    wanted = {(e.data["tenant_id"], e.data["code"]) for e in events}
+    found = await conn.fetchval(
+        """SELECT count(*) FROM promo_codes p
+             JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, code)
+               ON p.tenant_id = w.tenant_id AND p.code = w.code""",
+        [w[0] for w in wanted], [w[1] for w in wanted])
+    if found != len(wanted):
+        raise MissingPromoCode(f"promo code row missing for one of {sorted(wanted)}")
+
+
 async def promo_redeemed(conn: asyncpg.Connection, events: list[Event]) -> None:
+    await _require_codes(conn, events)
     cols: tuple[list[object], ...] = ([], [], [], [], [], [], [], [])
     for e in events:
         d = e.data
