@@ -24,6 +24,7 @@ from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import Conflict
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
+from dropgate.engine.promos import Promos
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.engine.text import text
@@ -46,6 +47,7 @@ class Runtime:
     tenants: Tenants
     api_keys: ApiKeys
     invites: Invites
+    promos: Promos
     persister: Persister | None = None
     persister_task: asyncio.Task[None] | None = None
     redis_url: str = ""
@@ -122,6 +124,7 @@ async def open_runtime(
         runtime = Runtime(
             settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
             tenants=Tenants(ctx), api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            promos=Promos(ctx),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
         await check_install(runtime)

@@ -121,6 +121,17 @@ class TenantKeys:
     # -- codes (campaign pools) ----------------------------------------------------
 
     # -- promos --------------------------------------------------------------------
+    def promo(self, code: str) -> str:
+        """Promo hash: definition, times_used, total_bonus_issued, version."""
+        return f"{self.base}:promo:{check_id(code, 'code')}"
+
+    def promo_uses(self, code: str) -> str:
+        """Hash use_id -> JSON use record (customer, base, bonus, time): the counters' truth."""
+        return f"{self.base}:promo:{check_id(code, 'code')}:uses"
+
+    def promo_customers(self, code: str) -> str:
+        """Hash customer_id -> that customer's live uses of the code."""
+        return f"{self.base}:promo:{check_id(code, 'code')}:customers"
 
     # -- offers --------------------------------------------------------------------
 
