@@ -121,6 +121,13 @@ async def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_promos(args: argparse.Namespace) -> int:
+    from dropgate import promos_cli
+
+    async with open_runtime(_settings(args), run_persister=False) as runtime:
+        return await promos_cli.run_stats(runtime, args.tenant, args.code, as_json=args.json)
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from dropgate.demo.runner import run_demo
 
@@ -163,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", help="the tenant of a service key")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
+
+    from dropgate import promos_cli
+
+    promos = command("promos", "Inspect promo codes.")
+    promos_sub = promos.add_subparsers(dest="promos_command", required=True)
+    promos_cli.add_stats_arguments(promos_sub.add_parser("stats", help="Redis and PostgreSQL side by side"))
     return parser
 
 
@@ -172,6 +185,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "migrate": cmd_migrate,
     "persister": cmd_persister,
     "keys": cmd_keys,
+    "promos": cmd_promos,
 }
 
 
