@@ -290,7 +290,7 @@ class Persister:
         pending = [e for e in events if e.position > offset]
         if replays:
             self.stats.skipped_replays += len(replays)
-            await self._ack(p, replays, trim=False)
+            await self._ack(p, replays, trim=True)
         if not pending:
             return 0
         try:

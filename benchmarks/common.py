@@ -1,0 +1,184 @@
+"""What every benchmark shares: private stores, a server process, a load generator, stats.
+
+Benchmarks use the machine's Redis/PostgreSQL when ``DROPGATE_BENCH_REDIS_URL`` /
+``DROPGATE_BENCH_DATABASE_URL`` are set (or the local services answer on 127.0.0.1),
+else embedded servers; always under a private key prefix and schema, removed after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+from redis.asyncio import Redis
+
+from dropgate.embedded import EmbeddedStack
+from dropgate.runtime import Runtime, open_runtime
+from dropgate.settings import Settings
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Stores:
+    redis_url: str
+    database_url: str
+    stack: EmbeddedStack | None = None
+
+
+def stores() -> Stores:
+    redis_url = os.environ.get("DROPGATE_BENCH_REDIS_URL")
+    database_url = os.environ.get("DROPGATE_BENCH_DATABASE_URL")
+    if not redis_url and _answers(6379):
+        redis_url = "redis://127.0.0.1:6379/0"
+    if not database_url and _answers(5432):
+        database_url = "postgresql://postgres@127.0.0.1:5432/postgres"
+    stack = None
+    if not redis_url or not database_url:
+        from pathlib import Path
+
+        stack = EmbeddedStack(Path(".dropgate-bench").resolve())
+        endpoints = stack.endpoints(redis_url, database_url)
+        redis_url, database_url = endpoints.redis_url, endpoints.database_url
+    return Stores(redis_url=redis_url, database_url=database_url, stack=stack)
+
+
+@contextlib.asynccontextmanager
+async def private_settings(s: Stores, **overrides: Any) -> AsyncIterator[Settings]:
+    """Settings on a fresh key prefix and schema; both removed afterwards."""
+    name = "b" + uuid.uuid4().hex[:10]
+    conn = await asyncpg.connect(s.database_url)
+    await conn.execute(f'CREATE SCHEMA "{name}"')
+    await conn.close()
+    values: dict[str, Any] = dict(redis_url=s.redis_url, database_url=s.database_url, key_prefix=name,
+                                  database_schema=name, admin_key="bench-admin", persister_enabled=True,
+                                  log_level="WARNING", max_backlog=5_000_000)
+    values.update(overrides)
+    try:
+        yield Settings(**values)
+    finally:
+        redis = Redis.from_url(s.redis_url)
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=f"{name}:*", count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                await redis.delete(*batch)
+                batch.clear()
+        if batch:
+            await redis.delete(*batch)
+        await redis.aclose()
+        conn = await asyncpg.connect(s.database_url)
+        await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def private_runtime(s: Stores, **overrides: Any) -> AsyncIterator[Runtime]:
+    async with private_settings(s, **overrides) as settings, open_runtime(settings) as runtime:
+        yield runtime
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    for key, value in {
+        "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url,
+        "KEY_PREFIX": settings.key_prefix, "DATABASE_SCHEMA": settings.database_schema,
+        "ADMIN_KEY": settings.admin_key, "PARTITIONS": settings.partitions,
+        "LOG_LEVEL": "WARNING", "MAX_BACKLOG": settings.max_backlog,
+        "RATE_LIMIT_PER_S": settings.rate_limit_per_s, "RATE_LIMIT_BURST": settings.rate_limit_burst,
+    }.items():
+        if value is not None:
+            env[f"DROPGATE_{key}"] = str(value)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def server_process(settings: Settings, *extra_args: str) -> AsyncIterator[str]:
+    """``dropgate serve`` in its own process (its own core); yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dropgate.cli", "serve", "--port", str(port), *extra_args],
+                            env=settings_env(settings), stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    async with session.get(url + "/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("server did not start")
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies_s: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def run_load(total: int, concurrency: int, one: Callable[[int], Awaitable[int]]) -> LoadResult:
+    """``total`` calls of ``one(i)`` (returns a status) by ``concurrency`` workers."""
+    counter = iter(range(total))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def worker() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            status = await one(i)
+            latencies.append(time.perf_counter() - started)
+            statuses[status] = statuses.get(status, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoadResult(requests=total, seconds=time.perf_counter() - started, latencies_s=latencies,
+                      statuses=statuses)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def fmt_runs(values: list[float], unit: str = "/s") -> str:
+    return f"median {median(values):,.0f}{unit} (runs: {', '.join(f'{v:,.0f}' for v in values)})"

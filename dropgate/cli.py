@@ -1,0 +1,198 @@
+"""The ``dropgate`` command: serve, demo, migrate, persister, keys.
+
+Configuration comes from ``DROPGATE_*`` variables; flags override them. This is the
+only place that reads the environment (STYLE.md, house rule 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from dropgate.runtime import Runtime, open_runtime
+from dropgate.settings import SETTINGS_HELP, Settings, env_name, from_env
+
+log = logging.getLogger("dropgate")
+
+
+def _settings_epilog() -> str:
+    lines = ["configuration (environment variables):"]
+    for field, text in SETTINGS_HELP.items():
+        lines.append(f"  {env_name(field):<36} {text}")
+    return "\n".join(lines)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis-url", help="overrides DROPGATE_REDIS_URL")
+    parser.add_argument("--database-url", help="overrides DROPGATE_DATABASE_URL")
+    parser.add_argument("--data-dir", help="overrides DROPGATE_DATA_DIR")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {
+        "redis_url": getattr(args, "redis_url", None),
+        "database_url": getattr(args, "database_url", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        **extra,
+    }
+    return from_env(os.environ, **overrides)
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime, host: str, port: int) -> Any:
+    """Run the API on host:port for the duration of the block; yields the bound URL."""
+    from dropgate.http.app import create_app
+
+    runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_port = runner.addresses[0][1] if runner.addresses else port
+    try:
+        yield f"http://{host}:{bound_port}"
+    finally:
+        await runner.cleanup()
+
+
+async def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, persister_enabled=False if args.no_persister else None)
+    async with open_runtime(settings) as runtime, serving(runtime, settings.host, settings.port) as url:
+        print(f"dropgate: serving on {url} (redis {runtime.redis_url}, "
+              f"persister {'on' if runtime.persister else 'off'})", flush=True)
+        await wait_for_signal()
+        print("dropgate: shutting down", flush=True)
+    return 0
+
+
+async def cmd_persister(args: argparse.Namespace) -> int:
+    settings = _settings(args, persister_enabled=True)
+    async with open_runtime(settings, run_persister=True) as runtime:
+        assert runtime.persister is not None
+        print(f"dropgate: persister {runtime.persister.name} running", flush=True)
+        await wait_for_signal()
+    return 0
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    async with open_runtime(settings, run_persister=False) as runtime:
+        rows = await runtime.pool.fetch("SELECT name FROM dg_schema_migrations ORDER BY version")
+        print("applied migrations: " + ", ".join(r["name"] for r in rows))
+    return 0
+
+
+async def cmd_keys(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    async with open_runtime(settings, run_persister=False) as runtime:
+        if args.keys_command == "create":
+            if args.role == "service":
+                if not args.tenant:
+                    print("dropgate: --tenant is required for a service key", file=sys.stderr)
+                    return 2
+                if not await runtime.tenants.exists(args.tenant):
+                    print(f"dropgate: no tenant {args.tenant!r}", file=sys.stderr)
+                    return 2
+            key_id, token = await runtime.api_keys.create(role=args.role, tenant_id=args.tenant)
+            print(f"key_id: {key_id}\nkey:    {token}\n(the key is shown once)")
+        else:
+            await runtime.api_keys.revoke(args.key_id)
+            print(f"revoked {args.key_id}")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from dropgate.demo.runner import run_demo
+
+    settings = _settings(args, persister_enabled=True)
+    return await run_demo(settings, exit_after=args.exit, scale=args.scale)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dropgate", description="High-traffic drops that cannot oversell, double-redeem or drift.",
+        epilog=_settings_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default=None, help="overrides DROPGATE_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=_settings_epilog(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        _add_common(p)
+        return p
+
+    serve = command("serve", "Run the HTTP API and (by default) the persister.")
+    serve.add_argument("--host", help="overrides DROPGATE_HOST")
+    serve.add_argument("--port", type=int, help="overrides DROPGATE_PORT")
+    serve.add_argument("--no-persister", action="store_true", help="do not run the persister in-process")
+
+    demo = command("demo", "Start the stack, drive a crowd against every domain, print a summary.")
+    demo.add_argument("--host", help="overrides DROPGATE_HOST")
+    demo.add_argument("--port", type=int, help="overrides DROPGATE_PORT (0 picks a free port)")
+    demo.add_argument("--exit", action="store_true", help="stop after the summary instead of serving")
+    demo.add_argument("--scale", type=float, default=1.0, help="multiply crowd sizes (default 1)")
+
+    command("migrate", "Apply PostgreSQL migrations.")
+    command("persister", "Run only the write-behind persister.")
+
+    keys = command("keys", "Create or revoke API keys.")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--role", choices=["admin", "service"], required=True)
+    create.add_argument("--tenant", help="the tenant of a service key")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key_id")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = {
+    "serve": cmd_serve,
+    "demo": cmd_demo,
+    "migrate": cmd_migrate,
+    "persister": cmd_persister,
+    "keys": cmd_keys,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = args.log_level or os.environ.get(env_name("log_level")) or "INFO"
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(COMMANDS[args.command](args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line error, not a traceback, for known failures
+        from dropgate.engine.errors import DropgateError
+
+        if isinstance(exc, DropgateError | OSError):
+            print(f"dropgate: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

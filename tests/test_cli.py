@@ -1,0 +1,102 @@
+"""The command line and the README's `make demo` path, run as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DROPGATE = [sys.executable, "-m", "dropgate.cli"]
+
+
+def _clean_env(data_dir: Path) -> dict[str, str]:
+    """No URLs configured: the commands must start (or attach to) embedded servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env["DROPGATE_DATA_DIR"] = str(data_dir)
+    env["DROPGATE_LOG_LEVEL"] = "WARNING"
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, token: str | None = None) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_serve_help_lists_the_configuration() -> None:
+    out = subprocess.run([*DROPGATE, "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    for name in ("DROPGATE_REDIS_URL", "DROPGATE_DATABASE_URL", "DROPGATE_ADMIN_KEY",
+                 "DROPGATE_DATA_DIR", "DROPGATE_PARTITIONS", "DROPGATE_HOST", "DROPGATE_PORT"):
+        assert name in out
+
+
+def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
+    env = _clean_env(tmp_path) | {"DROPGATE_PORT": "eighty"}
+    result = subprocess.run([*DROPGATE, "migrate"], capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    assert "invalid configuration" in result.stderr and "port" in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_on_embedded_servers_and_a_second_process_attaches(tmp_path: Path) -> None:
+    port = _free_port()
+    env = _clean_env(tmp_path / "data")
+    server = subprocess.Popen([*DROPGATE, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                if _get(f"http://127.0.0.1:{port}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.2)
+        # a second process with the same data dir attaches to the same servers
+        created = subprocess.run([*DROPGATE, "keys", "create", "--role", "admin"], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert created.returncode == 0, created.stderr
+        token = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("key:"))
+        status, body = _get(f"http://127.0.0.1:{port}/v1/tenants/nobody", token)
+        assert (status, body["code"]) == (404, "NOT_FOUND")  # the server knows the new key
+        assert len(list((tmp_path / "data").glob("redis/redis.pid"))) == 1
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+    assert server.returncode == 0
+
+
+@pytest.mark.slow
+def test_make_demo_runs_on_embedded_servers(tmp_path: Path) -> None:
+    """The README's first command, far enough to prove the embedded servers start and serve."""
+    env = _clean_env(tmp_path / "data")
+    env["ARGS"] = "--exit --port 0 --scale 0.05"
+    result = subprocess.run(["make", "--no-print-directory", "demo"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "service key:" in out and "API:" in out
+    assert "oversell" in out and "PostgreSQL == Redis" in out
+    assert "FAILED" not in out
+    assert (tmp_path / "data" / "postgres").is_dir() and (tmp_path / "data" / "redis").is_dir()
