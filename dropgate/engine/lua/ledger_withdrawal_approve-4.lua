@@ -8,8 +8,7 @@
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] epoch   ARGV[4] lease ttl ms
   ARGV[5] withdrawal id   ARGV[6] approved by
   Returns the withdrawal as an object, with "balance" (after the debit)
-  Errors: STALE_EPOCH, SUBSCRIPTION_INACTIVE, NOT_FOUND, CONFLICT, FOUR_EYES_REQUIRED,
-    INSUFFICIENT_FUNDS, PERSISTENCE_LAGGING
+  Errors: STALE_EPOCH, SUBSCRIPTION_INACTIVE, NOT_FOUND, CONFLICT, FOUR_EYES_REQUIRED, INSUFFICIENT_FUNDS, PERSISTENCE_LAGGING
   Writes KEYS[2] (bal:<currency>), KEYS[4], KEYS[3] (lease renewal);
   appends withdrawal.completed to KEYS[1].
 ]]
