@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from dropgate.demo.base import DemoDomain
 from dropgate.demo.invites import InvitesDemo
+from dropgate.demo.ledger import LedgerDemo
 
-DOMAINS: list[type[DemoDomain]] = [InvitesDemo]
+DOMAINS: list[type[DemoDomain]] = [InvitesDemo, LedgerDemo]
