@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -19,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dropgate.embedded import EmbeddedStack
+from dropgate.engine.actors import ActorSystem, TenantActors
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import Conflict
@@ -48,6 +50,8 @@ class Runtime:
     api_keys: ApiKeys
     invites: Invites
     promos: Promos
+    tenant_actors: TenantActors
+    actor_systems: list[ActorSystem[Any]] = field(default_factory=list)  # metrics, drained at close
     persister: Persister | None = None
     persister_task: asyncio.Task[None] | None = None
     redis_url: str = ""
@@ -121,12 +125,15 @@ async def open_runtime(
         scripts = Scripts(redis)
         await scripts.load_all()
         ctx = EngineContext(redis=redis, scripts=scripts, keys=keys, settings=settings)
+        tenants = Tenants(ctx)
         runtime = Runtime(
             settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
-            tenants=Tenants(ctx), api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            tenants=tenants, api_keys=ApiKeys(ctx), invites=Invites(ctx),
             promos=Promos(ctx),
+            tenant_actors=TenantActors(ctx, tenants),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
+        runtime.actor_systems.append(runtime.tenant_actors.system)
         await check_install(runtime)
         if run_persister if run_persister is not None else settings.persister_enabled:
             runtime.persister = runtime.new_persister()
@@ -134,6 +141,9 @@ async def open_runtime(
                                                          name="dropgate-persister")
         yield runtime
     finally:
+        if runtime is not None:
+            for system in runtime.actor_systems:  # finish queued operations first
+                await system.close()
         if runtime is not None and runtime.persister is not None:
             await runtime.persister.close()
             if runtime.persister_task is not None:

@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_endpoint_url: str | None = None
     actor_mailbox_size: int = 1024
     actor_idle_s: float = 60.0
+    actor_lease_ms: int = 10_000
     log_level: str = "INFO"
 
     def data_path(self) -> Path:
@@ -95,6 +96,7 @@ SETTINGS_HELP: dict[str, str] = {
     "s3_endpoint_url": "S3 endpoint override (MinIO, moto).",
     "actor_mailbox_size": "Messages one tenant actor queues before 503 TENANT_BUSY.",
     "actor_idle_s": "Seconds an idle actor lives before it passivates.",
+    "actor_lease_ms": "Lease of a tenant actor's fencing epoch; a process paused past it cannot commit.",
     "log_level": "Python logging level.",
 }
 

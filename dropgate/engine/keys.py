@@ -136,6 +136,20 @@ class TenantKeys:
     # -- offers --------------------------------------------------------------------
 
     # -- tenant operations (payments, withdrawals, orders, bookings) ----------------
+    def actor_lease(self) -> str:
+        """Hash of the tenant actor's leases: ``epoch`` (a counter that never resets,
+        so the key never expires) and ``e:<epoch>`` -> lease expiry ms per activation."""
+        return f"{self.base}:actor"
+
+    def withdrawal(self, withdrawal_id: str) -> str:
+        return f"{self.base}:wd:{check_id(withdrawal_id, 'withdrawal_id')}"
+
+    def order(self, order_id: str) -> str:
+        return f"{self.base}:order:{check_id(order_id, 'order_id')}"
+
+    def booking_slot(self, resource_id: str, start_ms: int, end_ms: int) -> str:
+        """One slot of a resource: capacity and booked count."""
+        return f"{self.base}:slot:{check_id(resource_id, 'resource_id')}:{int(start_ms)}:{int(end_ms)}"
 
 
 @lru_cache(maxsize=65536)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dropgate.http.routes import invites, ops, promos, tenants
+from dropgate.http.routes import invites, ledger, ops, promos, tenants
 from dropgate.http.routing import ApiRoutes
 
-ROUTE_TABLES: list[ApiRoutes] = [ops.routes, tenants.routes, invites.routes, promos.routes]
+ROUTE_TABLES: list[ApiRoutes] = [ops.routes, tenants.routes, invites.routes, promos.routes, ledger.routes]
