@@ -69,7 +69,7 @@ def connect_redis(url: str, settings: Settings) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout_s,
+        timeout=settings.redis_pool_wait_s,  # queueing under a crowd is not an outage
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         retry=Retry(NoBackoff(), 0),

@@ -29,6 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_schema: str | None = None
     redis_max_connections: int = 64
     redis_timeout_s: float = 2.0
+    redis_pool_wait_s: float = 10.0
     database_pool_size: int = 10
     body_limit_bytes: int = 1024 * 1024
     csv_body_limit_bytes: int = 256 * 1024 * 1024
@@ -71,7 +72,8 @@ SETTINGS_HELP: dict[str, str] = {
     "key_prefix": "Prefix of every Redis key dropgate writes.",
     "database_schema": "PostgreSQL schema for dropgate's tables (default: the search_path's first).",
     "redis_max_connections": "Size of the blocking Redis connection pool.",
-    "redis_timeout_s": "Redis socket and pool wait timeout; past it requests answer 503 UNAVAILABLE.",
+    "redis_timeout_s": "Redis connect and read timeout; past it requests answer 503 UNAVAILABLE.",
+    "redis_pool_wait_s": "How long a request waits for a free pooled Redis connection under a crowd.",
     "database_pool_size": "asyncpg pool size.",
     "body_limit_bytes": "Largest JSON body accepted (413 PAYLOAD_TOO_LARGE past it).",
     "csv_body_limit_bytes": "Largest CSV upload body accepted.",
