@@ -20,6 +20,7 @@ from redis.retry import Retry
 
 from dropgate.embedded import EmbeddedStack
 from dropgate.engine.apikeys import ApiKeys
+from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import Conflict
 from dropgate.engine.invites import Invites
@@ -46,6 +47,7 @@ class Runtime:
     tenants: Tenants
     api_keys: ApiKeys
     invites: Invites
+    codes: Codes
     persister: Persister | None = None
     persister_task: asyncio.Task[None] | None = None
     redis_url: str = ""
@@ -122,6 +124,7 @@ async def open_runtime(
         runtime = Runtime(
             settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
             tenants=Tenants(ctx), api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            codes=Codes(ctx),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
         await check_install(runtime)

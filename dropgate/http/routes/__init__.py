@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dropgate.http.routes import invites, ops, tenants
+from dropgate.http.routes import codes, invites, ops, tenants
 from dropgate.http.routing import ApiRoutes
 
-ROUTE_TABLES: list[ApiRoutes] = [ops.routes, tenants.routes, invites.routes]
+ROUTE_TABLES: list[ApiRoutes] = [ops.routes, tenants.routes, invites.routes, codes.routes]
