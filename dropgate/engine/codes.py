@@ -148,7 +148,6 @@ class Codes:
 
         def take(codes: list[bytes]) -> list[bytes]:
             """Add codes to the batch; answer the ones past a full batch."""
-            totals.lines += len(codes)
             for i, code in enumerate(codes):
                 if code in batch:
                     totals.skipped += 1
@@ -159,6 +158,7 @@ class Codes:
             return []
 
         async def absorb(codes: list[bytes]) -> None:
+            totals.lines += len(codes)
             while True:
                 codes = take(codes)
                 if len(batch) < size:

@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import aioboto3
+import botocore.config  # type: ignore[import-untyped]
 import botocore.exceptions  # type: ignore[import-untyped]
 
 from dropgate.engine.errors import NotFound, StorageUnavailable, ValidationError
@@ -23,6 +24,9 @@ from dropgate.settings import Settings
 
 CHUNK_BYTES = 256 * 1024
 _KEY_RE = re.compile(r"^codes/(?P<campaign>[^/]+)/(?P<type>[^/]+)/(?P<name>[^\x00-\x1f]{1,900})$")
+# Bounded: a store that does not answer is a quick 502, not a request hanging on retries.
+_CLIENT_CONFIG = botocore.config.Config(connect_timeout=5, read_timeout=30,
+                                        retries={"max_attempts": 2, "mode": "standard"})
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
@@ -63,13 +67,16 @@ async def s3_chunks(settings: Settings, file_key: str) -> AsyncGenerator[bytes, 
     session = aioboto3.Session()
     try:
         async with session.client("s3", endpoint_url=settings.s3_endpoint_url,
-                                  region_name=settings.s3_region) as s3:
+                                  region_name=settings.s3_region, config=_CLIENT_CONFIG) as s3:
             response = await s3.get_object(Bucket=bucket, Key=file_key)
-            async with response["Body"] as body:
+            body = response["Body"]
+            try:
                 while True:
                     chunk = await body.read(CHUNK_BYTES)
                     if not chunk:
                         return
                     yield chunk
+            finally:
+                body.close()
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
         raise _storage_error(exc, bucket, file_key) from exc
