@@ -63,6 +63,7 @@ async def upload_file(
         return await runtime.codes.upload(tenant_id, campaign, type, chunks)
     finally:
         await chunks.aclose()
+        f.close()  # also when the generator never started
 
 
 def summary(result: UploadResult) -> str:
