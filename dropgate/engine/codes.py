@@ -206,7 +206,8 @@ class Codes:
             [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
              tk.codes_available(campaign_id, type), seen],
             [self._ctx.backlog_bound, tenant_id, campaign_id, type,
-             "" if upload_id is None else SEEN_TTL_MS, "1" if final else "0", *codes],
+             "" if upload_id is None else SEEN_TTL_MS, "1" if final else "0",
+             b"\n".join(c.encode() if isinstance(c, str) else c for c in codes)],
             type=_Batch,
         )
 
