@@ -147,6 +147,10 @@ async def test_writes_refused_while_persistence_lags(
             await codes.reserve("acme", "lag", "tm", 1)
         with pytest.raises(PersistenceLagging):
             await codes.upload_batch("acme", "lag", "tm", ["L4"])
+        # coalesced callers each get the refusal
+        refused = await asyncio.gather(*(codes.reserve("acme", "lag", "tm", 1) for _ in range(20)),
+                                       return_exceptions=True)
+        assert all(isinstance(r, PersistenceLagging) for r in refused)
         assert (await codes.count("acme", "lag", "tm")).available == 2
 
 
@@ -156,3 +160,15 @@ def test_script_headers_match_files() -> None:
             continue
         assert src.declared_keys == tuple(range(1, src.num_keys + 1)), name
         assert all(code in ERRORS for code in src.declared_errors), name
+
+
+async def test_openapi_covers_the_code_pool_routes(api: Api) -> None:
+    status, doc = await api.call("GET", "/openapi.json", headers={})
+    assert status == 200
+    paths = doc["paths"]
+    upload = paths["/v1/campaigns/{campaign_id}/codes"]["post"]
+    assert set(upload["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert {"404", "409", "413", "502"} <= set(upload["responses"])
+    for path in ("reservations", "assign", "release"):
+        assert "post" in paths[f"/v1/campaigns/{{campaign_id}}/{path}"]
+    assert "get" in paths["/v1/campaigns/{campaign_id}/codes/count"]
