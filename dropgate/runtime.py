@@ -22,6 +22,7 @@ from redis.retry import Retry
 from dropgate.embedded import EmbeddedStack
 from dropgate.engine.actors import ActorSystem, TenantActors
 from dropgate.engine.apikeys import ApiKeys
+from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import Conflict
 from dropgate.engine.invites import Invites
@@ -49,6 +50,7 @@ class Runtime:
     tenants: Tenants
     api_keys: ApiKeys
     invites: Invites
+    codes: Codes
     promos: Promos
     tenant_actors: TenantActors
     actor_systems: list[ActorSystem[Any]] = field(default_factory=list)  # metrics, drained at close
@@ -129,6 +131,7 @@ async def open_runtime(
         runtime = Runtime(
             settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
             tenants=tenants, api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            codes=Codes(ctx),
             promos=Promos(ctx),
             tenant_actors=TenantActors(ctx, tenants),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,

@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str | None = None
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    s3_region: str | None = None
     actor_mailbox_size: int = 1024
     actor_idle_s: float = 60.0
     actor_lease_ms: int = 10_000
@@ -96,6 +97,7 @@ SETTINGS_HELP: dict[str, str] = {
     "public_url": "URL clients reach the API at (sandbox checkout links).",
     "s3_bucket": "Bucket holding code files for uploads by file_key.",
     "s3_endpoint_url": "S3 endpoint override (MinIO, moto).",
+    "s3_region": "S3 region (default: the AWS chain's, else us-east-1).",
     "actor_mailbox_size": "Messages one tenant actor queues before 503 TENANT_BUSY.",
     "actor_idle_s": "Seconds an idle actor lives before it passivates.",
     "actor_lease_ms": "Lease of a tenant actor's fencing epoch; a process paused past it cannot commit.",

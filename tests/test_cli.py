@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from dropgate.runtime import open_runtime
+from dropgate.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DROPGATE = [sys.executable, "-m", "dropgate.cli"]
@@ -100,3 +104,40 @@ def test_make_demo_runs_on_embedded_servers(embedded_dir: Path) -> None:
     assert "oversell" in out and "PostgreSQL == Redis" in out
     assert "FAILED" not in out
     assert (embedded_dir / "data" / "postgres").is_dir() and (embedded_dir / "data" / "redis").is_dir()
+
+
+@pytest.mark.slow
+def test_codes_upload_command(embedded_dir: Path) -> None:
+    """``dropgate codes upload`` streams a file in batches and waits until PostgreSQL has it."""
+    env = _clean_env(embedded_dir / "data") | {"DROPGATE_CODE_UPLOAD_BATCH_SIZE": "1000"}
+    codes = embedded_dir / "codes.csv"
+    codes.write_text("".join(f"  CODE{i}  \n" for i in range(2500)) + "\n\nCODE1\n")
+    tenant = subprocess.run([*DROPGATE, "keys", "create", "--role", "service", "--tenant", "nobody"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert tenant.returncode == 2 and "no tenant" in tenant.stderr
+    result = subprocess.run([*DROPGATE, "codes", "upload", str(codes), "--tenant", "nobody",
+                             "--campaign", "launch", "--type", "tm"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "No tenant" in result.stderr
+
+    settings = Settings(data_dir=str(embedded_dir / "data"), persister_enabled=False)
+
+    async def make_tenant() -> None:
+        async with open_runtime(settings, run_persister=False) as rt:
+            await rt.tenants.create("shop", name="shop", status="active", trial_end_ms=None)
+
+    asyncio.run(make_tenant())
+    result = subprocess.run([*DROPGATE, "codes", "upload", str(codes), "--tenant", "shop",
+                             "--campaign", "launch", "--type", "tm"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "in 2,501  inserted 2,500  updated 0  skipped 1" in result.stdout
+    assert "upload codes.csv [" in result.stderr  # the progress bar
+
+    async def counts() -> tuple[int, int]:
+        async with open_runtime(settings, run_persister=False) as rt:
+            pg = await rt.pool.fetchval("SELECT count(*) FROM campaign_codes WHERE tenant_id = 'shop'")
+            available = (await rt.codes.count("shop", "launch", "tm")).available
+            return int(pg), int(available)
+
+    assert asyncio.run(counts()) == (2500, 2500)

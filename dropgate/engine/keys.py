@@ -119,6 +119,35 @@ class TenantKeys:
         return f"{self.base}:invite:{check_id(code, 'code')}:users"
 
     # -- codes (campaign pools) ----------------------------------------------------
+    # Per campaign: a meta hash (version, the types seen) and one hash of every code's
+    # record. Per campaign and type: the available set, the reserved zset (score =
+    # expiry ms) and the assigned set. No operation scans any of them.
+    def codes_meta(self, campaign_id: str) -> str:
+        """Hash: ``version`` of the campaign's pool, and a field ``t:<type>`` per type."""
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:meta"
+
+    def codes_records(self, campaign_id: str) -> str:
+        """Hash code -> ``type|status|reserve_id|reserved_at_ms|expires_at_ms|assigned_at_ms``."""
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:records"
+
+    def codes_available(self, campaign_id: str, type: str) -> str:
+        """Set of available codes of one type (SPOP hands them out)."""
+        return self._codes_type(campaign_id, type) + ":available"
+
+    def codes_reserved(self, campaign_id: str, type: str) -> str:
+        """Zset of reserved codes of one type, scored by expiry (ms, Redis time)."""
+        return self._codes_type(campaign_id, type) + ":reserved"
+
+    def codes_assigned(self, campaign_id: str, type: str) -> str:
+        """Set of assigned codes of one type."""
+        return self._codes_type(campaign_id, type) + ":assigned"
+
+    def codes_upload(self, campaign_id: str, upload_id: str) -> str:
+        """Set of the codes one upload has seen so far (de-duplicates across batches)."""
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:upload:{check_id(upload_id, 'upload_id')}"
+
+    def _codes_type(self, campaign_id: str, type: str) -> str:
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:type:{check_type(type)}"
 
     # -- promos --------------------------------------------------------------------
     def promo(self, code: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dropgate.http.routes import invites, ledger, ops, promos, tenants
+from dropgate.http.routes import codes, invites, ledger, ops, promos, tenants
 from dropgate.http.routing import ApiRoutes
 
-ROUTE_TABLES: list[ApiRoutes] = [ops.routes, tenants.routes, invites.routes, promos.routes, ledger.routes]
+ROUTE_TABLES: list[ApiRoutes] = [
+    ops.routes, tenants.routes, invites.routes, codes.routes, promos.routes, ledger.routes,
+]
