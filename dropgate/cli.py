@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -121,6 +122,42 @@ async def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_codes(args: argparse.Namespace) -> int:
+    from dropgate.codes_cli import summary, upload_file
+    from dropgate.engine.errors import DropgateError
+    from dropgate.progressbar import ProgressBar
+
+    bar = ProgressBar(f"upload {Path(args.file).name}", unit=" B")
+    sizes = [0, 0]
+
+    def progress(done: int, total: int) -> None:
+        sizes[:] = [done, total]
+        bar.update(done, total)
+
+    async with open_runtime(_settings(args), run_persister=not args.no_wait) as runtime:
+        try:
+            result = await upload_file(runtime, args.tenant, args.file, args.campaign, args.type,
+                                       progress=progress)
+        except (DropgateError, FileNotFoundError) as exc:
+            bar.finish(*sizes)
+            details = getattr(exc, "details", None)
+            print(f"dropgate: upload refused: {exc}" + (f" {details}" if details else ""), file=sys.stderr)
+            return 1
+        bar.finish(*sizes)
+        print(summary(result))
+        if runtime.persister is not None:
+            print("waiting for PostgreSQL to have every code ...", file=sys.stderr, flush=True)
+            await runtime.persister.drain(timeout_s=600)
+    return 0
+
+
+async def cmd_promos(args: argparse.Namespace) -> int:
+    from dropgate import promos_cli
+
+    async with open_runtime(_settings(args), run_persister=False) as runtime:
+        return await promos_cli.run_stats(runtime, args.tenant, args.code, as_json=args.json)
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from dropgate.demo.runner import run_demo
 
@@ -163,6 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", help="the tenant of a service key")
     revoke = keys_sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key_id")
+
+    codes = command("codes", "Campaign code pools.")
+    codes_sub = codes.add_subparsers(dest="codes_command", required=True)
+    upload = codes_sub.add_parser("upload", help="upload a file of codes (one per line), streamed in batches")
+    upload.add_argument("file")
+    upload.add_argument("--tenant", required=True, help="the tenant that owns the campaign")
+    upload.add_argument("--campaign", required=True)
+    upload.add_argument("--type", required=True, help="code type, e.g. tm or external")
+    upload.add_argument("--no-wait", action="store_true", help="do not wait until PostgreSQL has every code")
+
+    from dropgate import promos_cli
+
+    promos = command("promos", "Inspect promo codes.")
+    promos_sub = promos.add_subparsers(dest="promos_command", required=True)
+    promos_cli.add_stats_arguments(promos_sub.add_parser("stats", help="Redis and PostgreSQL side by side"))
     return parser
 
 
@@ -172,6 +224,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "migrate": cmd_migrate,
     "persister": cmd_persister,
     "keys": cmd_keys,
+    "promos": cmd_promos,
+    "codes": cmd_codes,
 }
 
 

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -19,13 +20,16 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dropgate.embedded import EmbeddedStack
+from dropgate.engine.actors import ActorSystem, TenantActors
 from dropgate.engine.apikeys import ApiKeys
+from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
 from dropgate.engine.errors import Conflict
 from dropgate.engine.holds import HoldSweeper
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
 from dropgate.engine.offers import Offers
+from dropgate.engine.promos import Promos
 from dropgate.engine.purchases import Purchases
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
@@ -50,9 +54,13 @@ class Runtime:
     tenants: Tenants
     api_keys: ApiKeys
     invites: Invites
+    codes: Codes
+    promos: Promos
+    tenant_actors: TenantActors
     offers: Offers
     purchases: Purchases
     hold_sweeper: HoldSweeper
+    actor_systems: list[ActorSystem[Any]] = field(default_factory=list)  # metrics, drained at close
     persister: Persister | None = None
     persister_task: asyncio.Task[None] | None = None
     redis_url: str = ""
@@ -71,7 +79,7 @@ def connect_redis(url: str, settings: Settings) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout_s,
+        timeout=settings.redis_pool_wait_s,  # queueing under a crowd is not an outage
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         retry=Retry(NoBackoff(), 0),
@@ -128,14 +136,19 @@ async def open_runtime(
         scripts = Scripts(redis)
         await scripts.load_all()
         ctx = EngineContext(redis=redis, scripts=scripts, keys=keys, settings=settings)
+        tenants = Tenants(ctx)
         offers = Offers(ctx)
         runtime = Runtime(
             settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
-            tenants=Tenants(ctx), api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            tenants=tenants, api_keys=ApiKeys(ctx), invites=Invites(ctx),
+            codes=Codes(ctx),
+            promos=Promos(ctx),
+            tenant_actors=TenantActors(ctx, tenants),
             offers=offers, purchases=Purchases(ctx, offers, provider),
             hold_sweeper=HoldSweeper(ctx, offers),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
+        runtime.actor_systems.append(runtime.tenant_actors.system)
         await check_install(runtime)
         if run_persister if run_persister is not None else settings.persister_enabled:
             runtime.persister = runtime.new_persister()
@@ -146,6 +159,8 @@ async def open_runtime(
         yield runtime
     finally:
         if runtime is not None:
+            for system in runtime.actor_systems:  # finish queued operations first
+                await system.close()
             await runtime.hold_sweeper.close()
             if runtime.sweeper_task is not None:
                 await asyncio.gather(runtime.sweeper_task, return_exceptions=True)

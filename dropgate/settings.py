@@ -29,6 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_schema: str | None = None
     redis_max_connections: int = 64
     redis_timeout_s: float = 2.0
+    redis_pool_wait_s: float = 10.0
     database_pool_size: int = 10
     body_limit_bytes: int = 1024 * 1024
     csv_body_limit_bytes: int = 256 * 1024 * 1024
@@ -56,8 +57,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str | None = None
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
+    s3_region: str | None = None
     actor_mailbox_size: int = 1024
     actor_idle_s: float = 60.0
+    actor_lease_ms: int = 10_000
     log_level: str = "INFO"
 
     def data_path(self) -> Path:
@@ -75,13 +78,14 @@ SETTINGS_HELP: dict[str, str] = {
     "key_prefix": "Prefix of every Redis key dropgate writes.",
     "database_schema": "PostgreSQL schema for dropgate's tables (default: the search_path's first).",
     "redis_max_connections": "Size of the blocking Redis connection pool.",
-    "redis_timeout_s": "Redis socket and pool wait timeout; past it requests answer 503 UNAVAILABLE.",
+    "redis_timeout_s": "Redis connect and read timeout; past it requests answer 503 UNAVAILABLE.",
+    "redis_pool_wait_s": "How long a request waits for a free pooled Redis connection under a crowd.",
     "database_pool_size": "asyncpg pool size.",
     "body_limit_bytes": "Largest JSON body accepted (413 PAYLOAD_TOO_LARGE past it).",
     "csv_body_limit_bytes": "Largest CSV upload body accepted.",
     "persister_enabled": "Run the write-behind persister inside `serve`.",
     "persister_batch_size": "Events read and applied per PostgreSQL transaction.",
-    "persister_block_ms": "How long one stream read waits for new events.",
+    "persister_block_ms": "How long the persister waits before polling an empty log again.",
     "persister_lease_ms": "Partition lease of a persister; another takes over after it lapses.",
     "persister_max_retries": "Attempts for one failing event before it goes to the dead-letter stream.",
     "persister_retry_base_ms": "First retry delay of a failing batch (doubles each time).",
@@ -103,8 +107,10 @@ SETTINGS_HELP: dict[str, str] = {
     "public_url": "URL clients reach the API at (sandbox checkout links).",
     "s3_bucket": "Bucket holding code files for uploads by file_key.",
     "s3_endpoint_url": "S3 endpoint override (MinIO, moto).",
+    "s3_region": "S3 region (default: the AWS chain's, else us-east-1).",
     "actor_mailbox_size": "Messages one tenant actor queues before 503 TENANT_BUSY.",
     "actor_idle_s": "Seconds an idle actor lives before it passivates.",
+    "actor_lease_ms": "Lease of a tenant actor's fencing epoch; a process paused past it cannot commit.",
     "log_level": "Python logging level.",
 }
 

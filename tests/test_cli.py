@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,6 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from dropgate.runtime import open_runtime
+from dropgate.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DROPGATE = [sys.executable, "-m", "dropgate.cli"]
@@ -49,17 +53,17 @@ def test_serve_help_lists_the_configuration() -> None:
         assert name in out
 
 
-def test_bad_configuration_is_a_clear_error(tmp_path: Path) -> None:
-    env = _clean_env(tmp_path) | {"DROPGATE_PORT": "eighty"}
+def test_bad_configuration_is_a_clear_error(embedded_dir: Path) -> None:
+    env = _clean_env(embedded_dir) | {"DROPGATE_PORT": "eighty"}
     result = subprocess.run([*DROPGATE, "migrate"], capture_output=True, text=True, env=env)
     assert result.returncode != 0
     assert "invalid configuration" in result.stderr and "port" in result.stderr
 
 
 @pytest.mark.slow
-def test_serve_on_embedded_servers_and_a_second_process_attaches(tmp_path: Path) -> None:
+def test_serve_on_embedded_servers_and_a_second_process_attaches(embedded_dir: Path) -> None:
     port = _free_port()
-    env = _clean_env(tmp_path / "data")
+    env = _clean_env(embedded_dir / "data")
     server = subprocess.Popen([*DROPGATE, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -80,7 +84,7 @@ def test_serve_on_embedded_servers_and_a_second_process_attaches(tmp_path: Path)
         token = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("key:"))
         status, body = _get(f"http://127.0.0.1:{port}/v1/tenants/nobody", token)
         assert (status, body["code"]) == (404, "NOT_FOUND")  # the server knows the new key
-        assert len(list((tmp_path / "data").glob("redis/redis.pid"))) == 1
+        assert len(list((embedded_dir / "data").glob("redis/redis.pid"))) == 1
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(60)
@@ -88,9 +92,9 @@ def test_serve_on_embedded_servers_and_a_second_process_attaches(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_make_demo_runs_on_embedded_servers(tmp_path: Path) -> None:
+def test_make_demo_runs_on_embedded_servers(embedded_dir: Path) -> None:
     """The README's first command, far enough to prove the embedded servers start and serve."""
-    env = _clean_env(tmp_path / "data")
+    env = _clean_env(embedded_dir / "data")
     env["ARGS"] = "--exit --port 0 --scale 0.05"
     result = subprocess.run(["make", "--no-print-directory", "demo"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -99,4 +103,41 @@ def test_make_demo_runs_on_embedded_servers(tmp_path: Path) -> None:
     assert "service key:" in out and "API:" in out
     assert "oversell" in out and "PostgreSQL == Redis" in out
     assert "FAILED" not in out
-    assert (tmp_path / "data" / "postgres").is_dir() and (tmp_path / "data" / "redis").is_dir()
+    assert (embedded_dir / "data" / "postgres").is_dir() and (embedded_dir / "data" / "redis").is_dir()
+
+
+@pytest.mark.slow
+def test_codes_upload_command(embedded_dir: Path) -> None:
+    """``dropgate codes upload`` streams a file in batches and waits until PostgreSQL has it."""
+    env = _clean_env(embedded_dir / "data") | {"DROPGATE_CODE_UPLOAD_BATCH_SIZE": "1000"}
+    codes = embedded_dir / "codes.csv"
+    codes.write_text("".join(f"  CODE{i}  \n" for i in range(2500)) + "\n\nCODE1\n")
+    tenant = subprocess.run([*DROPGATE, "keys", "create", "--role", "service", "--tenant", "nobody"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert tenant.returncode == 2 and "no tenant" in tenant.stderr
+    result = subprocess.run([*DROPGATE, "codes", "upload", str(codes), "--tenant", "nobody",
+                             "--campaign", "launch", "--type", "tm"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "No tenant" in result.stderr
+
+    settings = Settings(data_dir=str(embedded_dir / "data"), persister_enabled=False)
+
+    async def make_tenant() -> None:
+        async with open_runtime(settings, run_persister=False) as rt:
+            await rt.tenants.create("shop", name="shop", status="active", trial_end_ms=None)
+
+    asyncio.run(make_tenant())
+    result = subprocess.run([*DROPGATE, "codes", "upload", str(codes), "--tenant", "shop",
+                             "--campaign", "launch", "--type", "tm"], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "in 2,501  inserted 2,500  updated 0  skipped 1" in result.stdout
+    assert "upload codes.csv [" in result.stderr  # the progress bar
+
+    async def counts() -> tuple[int, int]:
+        async with open_runtime(settings, run_persister=False) as rt:
+            pg = await rt.pool.fetchval("SELECT count(*) FROM campaign_codes WHERE tenant_id = 'shop'")
+            available = (await rt.codes.count("shop", "launch", "tm")).available
+            return int(pg), int(available)
+
+    assert asyncio.run(counts()) == (2500, 2500)

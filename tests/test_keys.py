@@ -23,7 +23,7 @@ def test_partition_is_stable_and_tagged() -> None:
     assert {partition_of(f"t{i}", 16) for i in range(200)} == set(range(16))
 
 
-@pytest.mark.parametrize("bad", ["", "a:b", "{p1}", "a}", "x" * 65, "sp ace", "ü", "a\nb"])
+@pytest.mark.parametrize("bad", ["", "a:b", "{p1}", "a}", "x" * 65, "sp ace", "ü", "a\nb", "abc\n"])
 def test_bad_ids_never_reach_a_key(bad: str) -> None:
     keys = Keys("dg", 16)
     with pytest.raises(ValidationError):

@@ -66,7 +66,9 @@ async def test_killed_persister_is_replaced_without_loss_or_duplicates(
         first = runtime.new_persister(name="first")
         task = asyncio.create_task(first.run())
         load = asyncio.create_task(_load(invites, 0, 1500))
+        deadline = time.monotonic() + 60
         while first.stats.applied_events < 200:
+            assert time.monotonic() < deadline, first.stats
             await asyncio.sleep(0.005)
         task.cancel()  # killed mid-stream: no lease release, entries left pending
         with contextlib.suppress(asyncio.CancelledError):

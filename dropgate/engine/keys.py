@@ -25,7 +25,7 @@ _TYPE_RE = re.compile(TYPE_PATTERN)
 
 def check_id(value: str, field: str = "id") -> str:
     """Return ``value`` if it is a valid id, else raise a 400 naming ``field``."""
-    if not isinstance(value, str) or _ID_RE.match(value) is None:
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
         raise ValidationError(
             f"{field} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'.",
             details={"field": field},
@@ -34,7 +34,7 @@ def check_id(value: str, field: str = "id") -> str:
 
 
 def check_type(value: str, field: str = "type") -> str:
-    if not isinstance(value, str) or _TYPE_RE.match(value) is None:
+    if not isinstance(value, str) or _TYPE_RE.fullmatch(value) is None:
         raise ValidationError(f"{field} must match ^[a-z][a-z0-9_-]{{0,31}}$.",
                               details={"field": field})
     return value
@@ -135,8 +135,48 @@ class TenantKeys:
         return f"{self.base}:invite:{check_id(code, 'code')}:users"
 
     # -- codes (campaign pools) ----------------------------------------------------
+    # Per campaign: a meta hash (version, the types seen) and one hash of every code's
+    # record. Per campaign and type: the available set, the reserved zset (score =
+    # expiry ms) and the assigned set. No operation scans any of them.
+    def codes_meta(self, campaign_id: str) -> str:
+        """Hash: ``version`` of the campaign's pool, and a field ``t:<type>`` per type."""
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:meta"
+
+    def codes_records(self, campaign_id: str) -> str:
+        """Hash code -> ``type|status|reserve_id|reserved_at_ms|expires_at_ms|assigned_at_ms``."""
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:records"
+
+    def codes_available(self, campaign_id: str, type: str) -> str:
+        """Set of available codes of one type (SPOP hands them out)."""
+        return self._codes_type(campaign_id, type) + ":available"
+
+    def codes_reserved(self, campaign_id: str, type: str) -> str:
+        """Zset of reserved codes of one type, scored by expiry (ms, Redis time)."""
+        return self._codes_type(campaign_id, type) + ":reserved"
+
+    def codes_assigned(self, campaign_id: str, type: str) -> str:
+        """Set of assigned codes of one type."""
+        return self._codes_type(campaign_id, type) + ":assigned"
+
+    def codes_upload(self, campaign_id: str, upload_id: str) -> str:
+        """Set of the codes one upload has seen so far (de-duplicates across batches)."""
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:upload:{check_id(upload_id, 'upload_id')}"
+
+    def _codes_type(self, campaign_id: str, type: str) -> str:
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:type:{check_type(type)}"
 
     # -- promos --------------------------------------------------------------------
+    def promo(self, code: str) -> str:
+        """Promo hash: definition, times_used, total_bonus_issued, version."""
+        return f"{self.base}:promo:{check_id(code, 'code')}"
+
+    def promo_uses(self, code: str) -> str:
+        """Hash use_id -> JSON use record (customer, base, bonus, time): the counters' truth."""
+        return f"{self.base}:promo:{check_id(code, 'code')}:uses"
+
+    def promo_customers(self, code: str) -> str:
+        """Hash customer_id -> that customer's live uses of the code."""
+        return f"{self.base}:promo:{check_id(code, 'code')}:customers"
 
     # -- offers --------------------------------------------------------------------
     def offer(self, offer_id: str) -> str:
@@ -173,6 +213,20 @@ class TenantKeys:
 
 
     # -- tenant operations (payments, withdrawals, orders, bookings) ----------------
+    def actor_lease(self) -> str:
+        """Hash of the tenant actor's leases: ``epoch`` (a counter that never resets,
+        so the key never expires) and ``e:<epoch>`` -> lease expiry ms per activation."""
+        return f"{self.base}:actor"
+
+    def withdrawal(self, withdrawal_id: str) -> str:
+        return f"{self.base}:wd:{check_id(withdrawal_id, 'withdrawal_id')}"
+
+    def order(self, order_id: str) -> str:
+        return f"{self.base}:order:{check_id(order_id, 'order_id')}"
+
+    def booking_slot(self, resource_id: str, start_ms: int, end_ms: int) -> str:
+        """One slot of a resource: capacity and booked count."""
+        return f"{self.base}:slot:{check_id(resource_id, 'resource_id')}:{int(start_ms)}:{int(end_ms)}"
 
 
 @lru_cache(maxsize=65536)

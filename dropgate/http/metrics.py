@@ -1,4 +1,4 @@
-"""Prometheus metrics of one app: requests, latency, persister lag and progress."""
+"""Prometheus metrics of one app: requests, latency, persister lag and progress, actors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -39,6 +39,45 @@ class _PersisterCollector(Collector):
             yield CounterMetricFamily(name, doc, value=value)
 
 
+class _ActorCollector(Collector):
+    """Per actor system (label ``system``): active actors, mailbox depth, turn latency."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        systems = self._runtime.actor_systems
+        active = GaugeMetricFamily("dropgate_actors_active", "Actors activated now",
+                                   labels=["system"])
+        depth = GaugeMetricFamily("dropgate_actor_mailbox_depth",
+                                  "Messages queued in all mailboxes", labels=["system"])
+        deepest = GaugeMetricFamily("dropgate_actor_mailbox_depth_max",
+                                    "Messages queued in the fullest mailbox", labels=["system"])
+        turns = HistogramMetricFamily("dropgate_actor_turn_seconds",
+                                      "Time one message takes in its actor", labels=["system"])
+        counters = {
+            name: CounterMetricFamily(f"dropgate_actor_{name}", doc, labels=["system"])
+            for name, doc in (("activations", "Actor activations"),
+                              ("passivations", "Actor passivations"),
+                              ("rejected", "Messages refused by a full mailbox (503 TENANT_BUSY)"),
+                              ("failed_turns", "Messages that raised (their caller got the error)"))
+        }
+        for system in systems:
+            depths = system.mailbox_depths()
+            active.add_metric([system.name], len(depths))
+            depth.add_metric([system.name], sum(depths))
+            deepest.add_metric([system.name], max(depths, default=0))
+            hist = system.stats.turn_seconds
+            turns.add_metric([system.name], buckets=list(hist.cumulative()), sum_value=hist.sum)
+            for name, family in counters.items():
+                family.add_metric([system.name], getattr(system.stats, name))
+        yield active
+        yield depth
+        yield deepest
+        yield turns
+        yield from counters.values()
+
+
 class Metrics:
     def __init__(self, runtime: Runtime) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -49,6 +88,7 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                           0.5, 1.0, 2.5))
         self.registry.register(_PersisterCollector(runtime))
+        self.registry.register(_ActorCollector(runtime))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$(?!\n)"  # (?!\n): Python's $ also matches before a final newline
+TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$(?!\n)"
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=64,
                                  description="1-64 chars of [A-Za-z0-9_.-]")]

@@ -20,16 +20,18 @@ _EXPONENTS: dict[str, int] = {
     "pyg": 0, "rwf": 0, "ugx": 0, "vnd": 0, "vuv": 0, "xaf": 0, "xof": 0, "xpf": 0,
     "bhd": 3, "iqd": 3, "jod": 3, "kwd": 3, "lyd": 3, "omr": 3, "tnd": 3,
 }
-_AMOUNT_RE = re.compile(r"^(\d{1,15})(?:\.(\d+))?$")
-_PERCENT_RE = re.compile(r"^(\d{1,3})(?:\.(\d{1,4}))?$")
+# ASCII digits only (Python's \d also matches other scripts' digits) and fullmatch
+# (``$`` would accept a trailing newline).
+_AMOUNT_RE = re.compile(r"([0-9]{1,15})(?:\.([0-9]+))?")
+_PERCENT_RE = re.compile(r"([0-9]{1,3})(?:\.([0-9]{1,4}))?")
 CURRENCY_PATTERN = r"^[a-z]{3}$"
 # Largest amount in minor units: keeps every product in Lua (doubles) exact.
 MAX_MINOR = 10**13
 
 Currency = Annotated[str, msgspec.Meta(pattern=CURRENCY_PATTERN, description="ISO 4217, lowercase")]
-Amount = Annotated[str, msgspec.Meta(pattern=r"^\d{1,15}(\.\d+)?$",
+Amount = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,15}(\.[0-9]+)?$",
                                      description="decimal string, no sign or exponent")]
-Percent = Annotated[str, msgspec.Meta(pattern=r"^\d{1,3}(\.\d{1,4})?$",
+Percent = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$",
                                       description="decimal string, 0 < p <= 100, 4 decimals at most")]
 
 
@@ -39,7 +41,7 @@ def exponent(currency: str) -> int:
 
 def parse_amount(value: str, currency: str, *, field: str = "amount", positive: bool = True) -> int:
     """``"25.5"`` usd -> 2550. Refuses signs, exponents and more digits than the currency has."""
-    match = _AMOUNT_RE.match(value)
+    match = _AMOUNT_RE.fullmatch(value)
     if match is None:
         raise ValidationError(f"{field} must be a decimal string such as \"25.00\".",
                               details={"field": field, "value": value})
@@ -68,7 +70,7 @@ def format_amount(minor: int, currency: str) -> str:
 
 def parse_percent(value: str, *, field: str = "percent") -> int:
     """``"12.5"`` -> 125000: hundredths of a basis point, so 0 < p <= 1,000,000."""
-    match = _PERCENT_RE.match(value)
+    match = _PERCENT_RE.fullmatch(value)
     if match is None:
         raise ValidationError(f"{field} must be a decimal string with at most 4 decimals.",
                               details={"field": field, "value": value})

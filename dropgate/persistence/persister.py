@@ -80,6 +80,12 @@ _POISON = (
 )
 
 
+def _raise_if_cancelling() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+
+
 class _LeaseLost(Exception):
     """Another persister advanced the partition's offset: ours is stale."""
 
@@ -133,18 +139,21 @@ class Persister:
         """Apply events until ``close()``; transient failures back off and retry."""
         delay = 0.05
         while not self._closing.is_set():
+            _raise_if_cancelling()
             try:
                 await self._iteration(block_ms=self._settings.persister_block_ms)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
             except _TRANSIENT as exc:
+                _raise_if_cancelling()  # a library that turned our cancellation into an error
                 self.stats.transient_errors += 1
                 self.stats.last_error = repr(exc)
                 log.warning("persister %s: %r; retrying in %.2fs", self.name, exc, delay)
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
             except Exception:
+                _raise_if_cancelling()
                 log.exception("persister %s: unexpected error", self.name)
                 await self._sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -197,23 +206,23 @@ class Persister:
             if self._retry.get(p) and self._not_before.get(p, 0.0) <= now:
                 applied += await self._apply(p, self._retry.pop(p))
         ready = [p for p in sorted(self._owned) if not self._retry.get(p)]
-        if not ready:
-            if block_ms:
-                await self._sleep(block_ms / 1000)
-            return applied
-        response = await self._redis.xreadgroup(
-            GROUP,
-            self.name,
-            {self._keys.log(p): ">" for p in ready},
-            count=self._settings.persister_batch_size,
-            block=block_ms,
-        )
+        response = None
+        if ready:
+            # Never XREADGROUP ... BLOCK: a task cancelled while redis-py waits on a
+            # blocking read can be left waiting forever on the socket. Poll instead,
+            # and sleep interruptibly (close() wakes it) when there was nothing.
+            response = await self._redis.xreadgroup(
+                GROUP, self.name, {self._keys.log(p): ">" for p in ready},
+                count=self._settings.persister_batch_size,
+            )
         streams: Any = response or []  # RESP2: [[stream, [(id, fields), ...]], ...]
         for stream, entries in streams:
             p = self._stream_partition[text(stream)]
             events = [parse_entry(p, eid, fields) for eid, fields in entries if fields]
             if events:
                 applied += await self._apply(p, events)
+        if not streams and block_ms:
+            await self._sleep(block_ms / 1000)
         return applied
 
     async def _refresh_leases(self) -> None:

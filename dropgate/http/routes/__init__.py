@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dropgate.http.routes import invites, offers, ops, tenants
+from dropgate.http.routes import codes, invites, ledger, offers, ops, promos, tenants
 from dropgate.http.routing import ApiRoutes
 
-ROUTE_TABLES: list[ApiRoutes] = [ops.routes, tenants.routes, invites.routes, offers.routes]
+ROUTE_TABLES: list[ApiRoutes] = [
+    ops.routes, tenants.routes, invites.routes, codes.routes, promos.routes, ledger.routes,
+    offers.routes,
+]

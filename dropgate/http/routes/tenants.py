@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dropgate.engine.errors import AlreadyExists, NotFound, ValidationError
+from dropgate.engine.errors import AlreadyExists, NotFound, TenantBusy, ValidationError
 from dropgate.engine.tenants import TenantState
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.common import dt_to_ms, ms_to_dt
@@ -49,11 +49,12 @@ async def get_tenant(call: Call[None]) -> Tenant:
 
 
 @routes.put("/v1/tenants/{tenant_id}/subscription", auth="admin", body=SubscriptionUpdate,
-            response=Tenant, errors=[NotFound])
+            response=Tenant, errors=[NotFound, TenantBusy])
 async def set_subscription(call: Call[SubscriptionUpdate]) -> Tenant:
-    """Change a tenant's subscription status; ordered against its critical operations."""
+    """Change a tenant's subscription status, in the tenant's actor: ordered after the
+    operations that arrived before it and before those that arrive after."""
     b = call.body
-    state = await call.runtime.tenants.set_subscription(
+    state = await call.runtime.tenant_actors.set_subscription(
         call.path_id("tenant_id"), status=b.subscription_status,
         trial_end_ms=_trial_end(b.subscription_status, b.trial_end),
     )

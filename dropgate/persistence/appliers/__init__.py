@@ -9,11 +9,11 @@ persister apply each event once.
 
 from __future__ import annotations
 
-from dropgate.persistence.appliers import core, invites, offers
+from dropgate.persistence.appliers import codes, core, invites, ledger, offers, promos
 from dropgate.persistence.appliers.base import Applier
 
 APPLIERS: dict[str, Applier] = {}
-for _module in (core, invites, offers):
+for _module in (core, invites, codes, promos, ledger, offers):
     for _type, _fn in _module.APPLIERS.items():
         if _type in APPLIERS:
             raise RuntimeError(f"two appliers for {_type}")

@@ -1,0 +1,157 @@
+"""Subscription-gated operations of a tenant: payments, withdrawals, orders, bookings.
+
+Each is one Lua script that checks, in the same atomic step, the calling actor's
+lease (``STALE_EPOCH``) and the tenant's subscription (``SUBSCRIPTION_INACTIVE``,
+Redis time decides whether a trial has ended), then validates and writes. Callers
+are the tenant actor (``actors/tenant.py``), which supplies its lease epoch; the
+HTTP layer never calls this module directly.
+
+Script <-> method: ``ledger_payment-3.lua`` <-> ``Ledger.payment``,
+``ledger_withdrawal_initiate-4.lua`` <-> ``Ledger.withdrawal_initiate``,
+``ledger_withdrawal_approve-4.lua`` <-> ``Ledger.withdrawal_approve``,
+``ledger_order-4.lua`` <-> ``Ledger.order``, ``ledger_booking-4.lua`` <->
+``Ledger.booking``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from dropgate.engine.context import EngineContext
+from dropgate.engine.errors import NotFound, SubscriptionInactive
+from dropgate.engine.text import text_map
+from dropgate.models.common import ms_to_dt
+
+T = TypeVar("T")
+_ts_encoder = msgspec.json.Encoder()
+
+
+class PaymentResult(msgspec.Struct, kw_only=True):
+    payment_id: str
+    balance: int
+    at_ms: int
+
+
+class WithdrawalState(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    withdrawal_id: str
+    amount: int
+    currency: str
+    initiated_by: str
+    status: str
+    created_ms: int
+    version: int
+    approved_by: str | None = None
+    completed_ms: int | None = None
+    balance: int | None = None  # after the debit, in approve's answer
+
+
+class OrderState(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    order_id: str
+    items: str  # JSON array of {sku, quantity}
+    total: int
+    currency: str
+    status: str
+    created_ms: int
+    version: int
+
+
+class BookingResult(msgspec.Struct, kw_only=True):
+    booking_id: str
+    capacity: int
+    booked: int
+    created_ms: int
+
+
+def trial_end_date(trial_end_ms: Any) -> str | None:
+    """The lib's ``trial_end_ms`` as the RFC 3339 string API.md calls ``trial_end_date``."""
+    if trial_end_ms is None:
+        return None
+    encoded: bytes = _ts_encoder.encode(ms_to_dt(int(trial_end_ms)))
+    return encoded.decode().strip('"')
+
+
+class Ledger:
+    def __init__(self, ctx: EngineContext) -> None:
+        self._ctx = ctx
+
+    async def _call(self, name: str, keys: list[str], args: list[Any], type: type[T]) -> T:
+        try:
+            return await self._ctx.scripts.call(name, keys, args, type=type)
+        except SubscriptionInactive as exc:
+            d = exc.details
+            raise SubscriptionInactive(details={
+                "subscription_status": d.get("subscription_status"),
+                "trial_end_date": trial_end_date(d.get("trial_end_ms")),
+            }) from None
+
+    def _head(self, tenant_id: str, epoch: int) -> tuple[list[str], list[Any]]:
+        """KEYS[1..3] and ARGV[1..4] every ledger script shares."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        return ([tk.log, tk.tenant(), tk.actor_lease()],
+                [self._ctx.backlog_bound, tenant_id, epoch, self._ctx.settings.actor_lease_ms])
+
+    async def payment(
+        self, tenant_id: str, *, epoch: int, payment_id: str, amount: int, currency: str,
+        reference: str,
+    ) -> PaymentResult:
+        keys, args = self._head(tenant_id, epoch)
+        return await self._call("ledger_payment", keys,
+                                [*args, payment_id, amount, currency, reference], PaymentResult)
+
+    async def withdrawal_initiate(
+        self, tenant_id: str, *, epoch: int, withdrawal_id: str, amount: int, currency: str,
+        initiated_by: str,
+    ) -> WithdrawalState:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
+        return await self._call("ledger_withdrawal_initiate", keys,
+                                [*args, withdrawal_id, amount, currency, initiated_by],
+                                WithdrawalState)
+
+    async def withdrawal_approve(
+        self, tenant_id: str, *, epoch: int, withdrawal_id: str, approved_by: str,
+    ) -> WithdrawalState:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
+        return await self._call("ledger_withdrawal_approve", keys,
+                                [*args, withdrawal_id, approved_by], WithdrawalState)
+
+    async def order(
+        self, tenant_id: str, *, epoch: int, order_id: str, items_json: str, total: int,
+        currency: str,
+    ) -> OrderState:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).order(order_id))
+        return await self._call("ledger_order", keys,
+                                [*args, order_id, items_json, total, currency], OrderState)
+
+    async def booking(
+        self, tenant_id: str, *, epoch: int, booking_id: str, resource_id: str,
+        slot_start_ms: int, slot_end_ms: int, capacity: int | None, user_id: str,
+    ) -> BookingResult:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).booking_slot(resource_id, slot_start_ms,
+                                                                  slot_end_ms))
+        return await self._call(
+            "ledger_booking", keys,
+            [*args, booking_id, resource_id, slot_start_ms, slot_end_ms,
+             "" if capacity is None else capacity, user_id],
+            BookingResult,
+        )
+
+    # -- reads (plain commands) ----------------------------------------------------------
+    async def withdrawal(self, tenant_id: str, withdrawal_id: str) -> WithdrawalState:
+        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
+        if not raw:
+            raise NotFound("No such withdrawal.", details={"withdrawal_id": withdrawal_id})
+        return msgspec.convert(text_map(raw), WithdrawalState, strict=False)
+
+    async def order_get(self, tenant_id: str, order_id: str) -> OrderState:
+        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).order(order_id))
+        if not raw:
+            raise NotFound("No such order.", details={"order_id": order_id})
+        return msgspec.convert(text_map(raw), OrderState, strict=False)

@@ -1,0 +1,93 @@
+--[[
+  Reserve codes of one type for one or more callers at once (concurrent requests for
+  one pool are coalesced into one call): each caller gets up to its `count` available
+  codes under its own fresh reserve_id until now + ttl (Redis time), in order. First,
+  up to (total count + 64) expired reservations return to the available set (lazily,
+  here: no cron), keeping their last reserve_id so the old holder may still assign
+  them until someone else takes them. A low pool answers fewer codes, or none: never
+  an error, never a code twice (SPOP is atomic here).
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] campaign meta hash  <prefix>:{pN}:t:<tenant>:codes:<campaign>:meta
+  KEYS[3] code records hash   <prefix>:{pN}:t:<tenant>:codes:<campaign>:records
+  KEYS[4] available set       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:available
+  KEYS[5] reserved zset       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:reserved
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id   ARGV[4] type
+  ARGV[5] reserve ids, newline-joined   ARGV[6] their counts, newline-joined
+  ARGV[7] ttl ms
+  Returns [{"reserve_id": id, "codes": [...], "reserved_at_ms": n, "expires_at_ms": n}, ...]
+    one per reserve id, in order
+  Errors: PERSISTENCE_LAGGING
+  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends one codes.reserved to KEYS[1]
+  when anything changed (codes taken or expired reservations returned).
+]]
+--- @include "dg_error"
+--- @include "dg_now_ms"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+--- @include "dg_call_chunked"
+--- @include "dg_code_unpack"
+--- @include "dg_code_pack"
+--- @include "dg_code_row"
+--- @include "dg_json_strings"
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then return dg_error('PERSISTENCE_LAGGING', full) end
+local now = dg_now_ms()
+local expires = now + tonumber(ARGV[7])
+local rids, counts, total = {}, {}, 0
+for rid in string.gmatch(ARGV[5], '[^\n]+') do rids[#rids + 1] = rid end
+for n in string.gmatch(ARGV[6], '[^\n]+') do
+  counts[#counts + 1] = tonumber(n)
+  total = total + tonumber(n)
+end
+local rows = {}
+-- expired reservations go back to the pool (they already count as available)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, total + 64)
+if #expired > 0 then
+  local recs = dg_call_chunked('HMGET', KEYS[3], expired, 4000)
+  local fields = {}
+  local back = {}
+  for i = 1, #expired do
+    if recs[i] then
+      local r = dg_code_unpack(recs[i])
+      r.status = 'a'
+      fields[#fields + 1] = expired[i]
+      fields[#fields + 1] = dg_code_pack(r)
+      back[#back + 1] = expired[i]
+      rows[#rows + 1] = dg_code_row(expired[i], r)
+    end
+  end
+  dg_call_chunked('ZREM', KEYS[5], expired, 4000)
+  if #back > 0 then
+    dg_call_chunked('HSET', KEYS[3], fields, 4000)
+    dg_call_chunked('SADD', KEYS[4], back, 4000)
+  end
+end
+local fields, scored, answers, taken_total = {}, {}, {}, 0
+for k = 1, #rids do
+  local taken = {}
+  if counts[k] > 0 then taken = redis.call('SPOP', KEYS[4], counts[k]) end
+  local r = {type = ARGV[4], status = 'r', rid = rids[k], reserved_at = tostring(now),
+             expires_at = tostring(expires), assigned_at = ''}
+  local packed = dg_code_pack(r)
+  for i = 1, #taken do
+    fields[#fields + 1] = taken[i]
+    fields[#fields + 1] = packed
+    scored[#scored + 1] = expires
+    scored[#scored + 1] = taken[i]
+    rows[#rows + 1] = dg_code_row(taken[i], r)
+  end
+  taken_total = taken_total + #taken
+  answers[k] = '{"reserve_id":"' .. rids[k] .. '","codes":' .. dg_json_strings(taken) ..
+    ',"reserved_at_ms":' .. now .. ',"expires_at_ms":' .. expires .. '}'
+end
+if taken_total > 0 then
+  dg_call_chunked('HSET', KEYS[3], fields, 4000)
+  dg_call_chunked('ZADD', KEYS[5], scored, 4000)
+end
+if #rows > 0 then
+  local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  dg_emit(KEYS[1], 'codes.reserved', 'codes:' .. ARGV[2] .. ':' .. ARGV[3], version, {
+    tenant_id = ARGV[2], campaign_id = ARGV[3], type = ARGV[4], taken = taken_total,
+    reservations = #rids, rows = rows})
+end
+return '[' .. table.concat(answers, ',') .. ']'

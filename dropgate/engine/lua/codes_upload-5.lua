@@ -1,0 +1,80 @@
+--[[
+  Add one batch of an upload to a campaign's pool of one type. New codes become
+  available; codes already known keep their status (counted as updated); codes this
+  upload has already seen in an earlier batch are skipped (the caller de-duplicates
+  within a batch). A code known under another type refuses the whole batch.
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] campaign meta hash  <prefix>:{pN}:t:<tenant>:codes:<campaign>:meta
+  KEYS[3] code records hash   <prefix>:{pN}:t:<tenant>:codes:<campaign>:records
+  KEYS[4] available set       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:available
+  KEYS[5] upload's seen set   <prefix>:{pN}:t:<tenant>:codes:<campaign>:upload:<upload id>
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id   ARGV[4] type
+  ARGV[5] seen-set ttl ms ('' = single-batch upload: KEYS[5] unused)
+  ARGV[6] '1' when this is the upload's last batch (KEYS[5] is deleted)
+  ARGV[7] the batch's codes (distinct, validated), joined by newlines: one argument
+          is much cheaper to send and unpack than 10,000
+  Returns {"inserted": n, "updated": n, "skipped": n}
+  Errors: CONFLICT, PERSISTENCE_LAGGING
+  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends codes.uploaded to KEYS[1] when
+  the batch inserted anything.
+]]
+--- @include "dg_error"
+--- @include "dg_now_ms"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+--- @include "dg_call_chunked"
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then return dg_error('PERSISTENCE_LAGGING', full) end
+local ctype = ARGV[4]
+local use_seen = ARGV[5] ~= ''
+local codes = {}
+for code in string.gmatch(ARGV[7], '[^\n]+') do codes[#codes + 1] = code end
+local skipped, updated = 0, 0
+local inserted, fields, known = {}, {}, {}
+if #codes > 0 then
+  local recs = dg_call_chunked('HMGET', KEYS[3], codes, 4000)
+  local prefix = ctype .. '|'
+  for i = 1, #codes do
+    local rec = recs[i]
+    if rec then
+      if string.sub(rec, 1, #prefix) ~= prefix then
+        return dg_error('CONFLICT', {code = codes[i], type = string.match(rec, '^[^|]*'),
+                                     index = i - 1})
+      end
+      known[#known + 1] = codes[i]
+    else
+      inserted[#inserted + 1] = codes[i]
+      fields[#fields + 1] = codes[i]
+      fields[#fields + 1] = ctype .. '|a'
+    end
+  end
+end
+-- A known code is `updated` the first time this upload meets it and `skipped` after
+-- (the seen set holds what earlier batches met; new codes cannot be in it).
+if use_seen and #known > 0 then
+  local seen = dg_call_chunked('SMISMEMBER', KEYS[5], known, 4000)
+  for i = 1, #known do
+    if seen[i] == 1 then skipped = skipped + 1 else updated = updated + 1 end
+  end
+else
+  updated = #known
+end
+-- validated: now write
+if use_seen then
+  if #codes > 0 and ARGV[6] ~= '1' then dg_call_chunked('SADD', KEYS[5], codes, 4000) end
+  if ARGV[6] == '1' then
+    redis.call('DEL', KEYS[5])
+  else
+    redis.call('PEXPIRE', KEYS[5], ARGV[5])
+  end
+end
+if #inserted > 0 then
+  dg_call_chunked('HSET', KEYS[3], fields, 4000)
+  dg_call_chunked('SADD', KEYS[4], inserted, 4000)
+  redis.call('HSET', KEYS[2], 't:' .. ctype, 1)
+  local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  dg_emit(KEYS[1], 'codes.uploaded', 'codes:' .. ARGV[2] .. ':' .. ARGV[3], version, {
+    tenant_id = ARGV[2], campaign_id = ARGV[3], type = ctype, codes = inserted,
+    at_ms = dg_now_ms()})
+end
+return '{"inserted":' .. #inserted .. ',"updated":' .. updated .. ',"skipped":' .. skipped .. '}'

@@ -1,0 +1,138 @@
+"""Subscription-gated operations (tenant): each runs in the tenant's actor, in order."""
+
+from __future__ import annotations
+
+import msgspec
+
+from dropgate.engine.actors import Item
+from dropgate.engine.errors import (
+    AlreadyExists,
+    Conflict,
+    FourEyesRequired,
+    InsufficientFunds,
+    NotFound,
+    SlotFull,
+    StaleEpoch,
+    SubscriptionInactive,
+    TenantBusy,
+    ValidationError,
+)
+from dropgate.engine.ledger import WithdrawalState
+from dropgate.http.routing import ApiRoutes, Call
+from dropgate.models.common import dt_to_ms, ms_to_dt
+from dropgate.models.ledger import (
+    Booking,
+    BookingCreate,
+    Order,
+    OrderCreate,
+    OrderItem,
+    Payment,
+    PaymentCreate,
+    Withdrawal,
+    WithdrawalApprove,
+    WithdrawalCreate,
+)
+from dropgate.models.money import format_amount, parse_amount
+
+routes = ApiRoutes("tenant operations")
+
+# Every gated route can answer these on top of its own.
+_GATED = (SubscriptionInactive, TenantBusy, StaleEpoch)
+_items_decoder = msgspec.json.Decoder(list[OrderItem])
+
+
+def withdrawal_view(w: WithdrawalState) -> Withdrawal:
+    return Withdrawal(
+        withdrawal_id=w.withdrawal_id, status=w.status,  # type: ignore[arg-type]
+        amount=format_amount(w.amount, w.currency), currency=w.currency,
+        initiated_by=w.initiated_by, created_at=ms_to_dt(w.created_ms),  # type: ignore[arg-type]
+        approved_by=w.approved_by, completed_at=ms_to_dt(w.completed_ms),
+        balance=None if w.balance is None else format_amount(w.balance, w.currency),
+    )
+
+
+@routes.post("/v1/payments", body=PaymentCreate, response=Payment, status=201,
+             errors=[*_GATED, Conflict])
+async def create_payment(call: Call[PaymentCreate]) -> Payment:
+    """A payment into the tenant's balance (refused while the subscription is inactive)."""
+    b = call.body
+    amount = parse_amount(b.amount, b.currency)
+    r = await call.runtime.tenant_actors.payment(call.tenant_id, amount=amount, currency=b.currency,
+                                                 reference=b.reference)
+    created = ms_to_dt(r.at_ms)
+    assert created is not None
+    return Payment(payment_id=r.payment_id, amount=format_amount(amount, b.currency),
+                   currency=b.currency, reference=b.reference,
+                   balance=format_amount(r.balance, b.currency), created_at=created)
+
+
+@routes.post("/v1/withdrawals", body=WithdrawalCreate, response=Withdrawal, status=201,
+             errors=[*_GATED])
+async def create_withdrawal(call: Call[WithdrawalCreate]) -> Withdrawal:
+    """Initiate a withdrawal; it stays pending until someone else approves it."""
+    b = call.body
+    w = await call.runtime.tenant_actors.withdrawal_initiate(
+        call.tenant_id, amount=parse_amount(b.amount, b.currency), currency=b.currency,
+        initiated_by=b.initiated_by)
+    return withdrawal_view(w)
+
+
+@routes.post("/v1/withdrawals/{withdrawal_id}/approve", body=WithdrawalApprove, response=Withdrawal,
+             errors=[*_GATED, NotFound, Conflict, FourEyesRequired, InsufficientFunds])
+async def approve_withdrawal(call: Call[WithdrawalApprove]) -> Withdrawal:
+    """Approve (by a person other than the initiator) and debit; never overdraws."""
+    w = await call.runtime.tenant_actors.withdrawal_approve(
+        call.tenant_id, call.path_id("withdrawal_id"), approved_by=call.body.approved_by)
+    return withdrawal_view(w)
+
+
+@routes.get("/v1/withdrawals/{withdrawal_id}", response=Withdrawal, errors=[NotFound])
+async def get_withdrawal(call: Call[None]) -> Withdrawal:
+    """A withdrawal and its status."""
+    return withdrawal_view(await call.runtime.tenant_actors.ledger.withdrawal(
+        call.tenant_id, call.path_id("withdrawal_id")))
+
+
+@routes.post("/v1/orders", body=OrderCreate, response=Order, status=201,
+             errors=[*_GATED, AlreadyExists])
+async def create_order(call: Call[OrderCreate]) -> Order:
+    """Record an order (an order_id already used -> 409 ALREADY_EXISTS)."""
+    b = call.body
+    total = parse_amount(b.total, b.currency, field="total", positive=False)
+    o = await call.runtime.tenant_actors.order(
+        call.tenant_id, order_id=b.order_id, items=[Item(i.sku, i.quantity) for i in b.items],
+        total=total, currency=b.currency)
+    created = ms_to_dt(o.created_ms)
+    assert created is not None
+    return Order(order_id=o.order_id, items=b.items, total=format_amount(o.total, o.currency),
+                 currency=o.currency, status=o.status, created_at=created)
+
+
+@routes.get("/v1/orders/{order_id}", response=Order, errors=[NotFound])
+async def get_order(call: Call[None]) -> Order:
+    """An order."""
+    o = await call.runtime.tenant_actors.ledger.order_get(call.tenant_id, call.path_id("order_id"))
+    created = ms_to_dt(o.created_ms)
+    assert created is not None
+    return Order(order_id=o.order_id, items=_items_decoder.decode(o.items),
+                 total=format_amount(o.total, o.currency), currency=o.currency, status=o.status,
+                 created_at=created)
+
+
+@routes.post("/v1/bookings", body=BookingCreate, response=Booking, status=201,
+             errors=[*_GATED, SlotFull, Conflict])
+async def create_booking(call: Call[BookingCreate]) -> Booking:
+    """Book a place in a resource's slot; the slot's capacity is never exceeded."""
+    b = call.body
+    start_ms, end_ms = dt_to_ms(b.slot_start), dt_to_ms(b.slot_end)
+    assert start_ms is not None and end_ms is not None
+    if end_ms <= start_ms:
+        raise ValidationError("slot_end must be after slot_start.", details={"field": "slot_end"})
+    r = await call.runtime.tenant_actors.booking(
+        call.tenant_id, resource_id=b.resource_id, slot_start_ms=start_ms, slot_end_ms=end_ms,
+        capacity=b.capacity, user_id=b.user_id)
+    created = ms_to_dt(r.created_ms)
+    assert created is not None
+    return Booking(booking_id=r.booking_id, resource_id=b.resource_id, slot_start=b.slot_start,
+                   slot_end=b.slot_end, user_id=b.user_id, capacity=r.capacity, booked=r.booked,
+                   created_at=created)

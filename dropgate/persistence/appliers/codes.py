@@ -1,0 +1,93 @@
+"""Campaign code pools: uploads insert rows in bulk, every other event sets rows' state.
+
+``codes.uploaded`` carries the batch's new codes: one ``INSERT ... SELECT FROM
+unnest(...)`` per run of events (``ON CONFLICT DO NOTHING``: a replay inserts
+nothing). ``codes.reserved`` / ``.assigned`` / ``.released`` carry each changed
+code's full resulting state, so one ``UPDATE ... FROM unnest(...)`` per run applies
+them, the last state per code winning, guarded by the campaign version.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from dropgate.engine.events import Event
+from dropgate.persistence.appliers.base import Applier, ts
+
+_INSERT_ROWS = 50_000  # rows per statement: bounded parameter size
+
+
+async def codes_uploaded(conn: asyncpg.Connection, events: list[Event]) -> None:
+    tenants: list[str] = []
+    campaigns: list[str] = []
+    types: list[str] = []
+    codes: list[str] = []
+    uploaded: list[Any] = []
+    versions: list[int] = []
+
+    async def insert() -> None:
+        await conn.execute(
+            """INSERT INTO campaign_codes
+                   (tenant_id, campaign_id, type, code, uploaded_at, version)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                    $5::timestamptz[], $6::bigint[])
+               ON CONFLICT (tenant_id, campaign_id, code) DO NOTHING""",
+            tenants, campaigns, types, codes, uploaded, versions,
+        )
+        for column in (tenants, campaigns, types, codes, uploaded, versions):
+            column.clear()
+
+    for e in events:
+        d = e.data
+        batch = d.get("codes") or []
+        n = len(batch)
+        tenants.extend([d["tenant_id"]] * n)
+        campaigns.extend([d["campaign_id"]] * n)
+        types.extend([d["type"]] * n)
+        codes.extend(batch)
+        uploaded.extend([ts(d["at_ms"])] * n)
+        versions.extend([e.version] * n)
+        if len(codes) >= _INSERT_ROWS:
+            await insert()
+    if codes:
+        await insert()
+
+
+async def codes_changed(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """Rows ``[code, status, reserve_id, reserved_at_ms, expires_at_ms, assigned_at_ms]``."""
+    latest: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+    for e in events:
+        d = e.data
+        for row in d.get("rows") or []:
+            code, status, reserve_id, reserved_ms, expires_ms, assigned_ms = row
+            latest[(d["tenant_id"], d["campaign_id"], code)] = (
+                status, reserve_id, ts(reserved_ms), ts(expires_ms), ts(assigned_ms), e.version)
+    if not latest:
+        return
+    keys = list(latest)
+    values = [latest[k] for k in keys]
+    await conn.execute(
+        """UPDATE campaign_codes AS c
+              SET status = u.status, reserve_id = u.reserve_id, reserved_at = u.reserved_at,
+                  expires_at = u.expires_at, assigned_at = u.assigned_at,
+                  version = u.version, saved_at = now()
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bigint[])
+                  AS u (tenant_id, campaign_id, code, status, reserve_id, reserved_at,
+                        expires_at, assigned_at, version)
+            WHERE c.tenant_id = u.tenant_id AND c.campaign_id = u.campaign_id
+              AND c.code = u.code AND c.version < u.version""",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        [v[0] for v in values], [v[1] for v in values], [v[2] for v in values],
+        [v[3] for v in values], [v[4] for v in values], [v[5] for v in values],
+    )
+
+
+APPLIERS: dict[str, Applier] = {
+    "codes.uploaded": codes_uploaded,
+    "codes.reserved": codes_changed,
+    "codes.assigned": codes_changed,
+    "codes.released": codes_changed,
+}

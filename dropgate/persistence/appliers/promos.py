@@ -1,0 +1,112 @@
+"""Promo codes: definitions upserted by version; uses inserted and deleted as rows.
+
+The counters (``times_used``, ``total_bonus_issued``) are never written here: the
+triggers of ``0004_promos.sql`` derive them from the use rows. Each statement is
+one batch over the run (``unnest``), so a run of 1,000 uses is one INSERT and one
+trigger UPDATE per code. Idempotent on its own too: a use is inserted only while
+the code's row is older than the event (a replayed ``promo.redeemed`` cannot bring
+back a use that a later rollback deleted), and ``ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from dropgate.engine.events import Event
+from dropgate.persistence.appliers.base import Applier, ts
+
+
+async def promo_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
+    await conn.executemany(
+        """INSERT INTO promo_codes (tenant_id, code, bonus_kind, bonus_amount, bonus_percent,
+                                    currency, max_uses, per_customer_limit, starts_at, ends_at,
+                                    active, created_at, version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+           ON CONFLICT (tenant_id, code) DO UPDATE SET
+               max_uses = EXCLUDED.max_uses, per_customer_limit = EXCLUDED.per_customer_limit,
+               starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,
+               active = EXCLUDED.active, version = EXCLUDED.version
+           WHERE promo_codes.version < EXCLUDED.version""",
+        [
+            (d["tenant_id"], d["code"], d["kind"], d.get("amount"), d.get("percent"),
+             d["currency"], d.get("max_uses"), d["per_customer_limit"],
+             ts(d.get("starts_at_ms")), ts(d.get("ends_at_ms")), d["active"],
+             ts(d["created_ms"]), e.version)
+            for e in events
+            for d in (e.data,)
+        ],
+    )
+
+
+async def _bump_versions(conn: asyncpg.Connection, events: list[Event]) -> None:
+    latest: dict[tuple[str, str], int] = {}
+    for e in events:
+        key = (e.data["tenant_id"], e.data["code"])
+        latest[key] = max(latest.get(key, 0), e.version)
+    await conn.execute(
+        """UPDATE promo_codes p SET version = v.version
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(tenant_id, code, version)
+            WHERE p.tenant_id = v.tenant_id AND p.code = v.code AND p.version < v.version""",
+        [k[0] for k in latest], [k[1] for k in latest], list(latest.values()),
+    )
+
+
+class MissingPromoCode(ValueError):
+    """A data error to the persister (ValueError): retried, then dead-lettered."""
+
+
+async def _require_codes(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """A use whose code has no row would be dropped silently by the JOIN below: refuse
+    the batch instead (retried, then dead-lettered: visible, never lost quietly)."""
+    wanted = {(e.data["tenant_id"], e.data["code"]) for e in events}
+    found = await conn.fetchval(
+        """SELECT count(*) FROM promo_codes p
+             JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, code)
+               ON p.tenant_id = w.tenant_id AND p.code = w.code""",
+        [w[0] for w in wanted], [w[1] for w in wanted])
+    if found != len(wanted):
+        raise MissingPromoCode(f"promo code row missing for one of {sorted(wanted)}")
+
+
+async def promo_redeemed(conn: asyncpg.Connection, events: list[Event]) -> None:
+    await _require_codes(conn, events)
+    cols: tuple[list[object], ...] = ([], [], [], [], [], [], [], [])
+    for e in events:
+        d = e.data
+        for col, value in zip(cols, (d["tenant_id"], d["code"], d["use_id"], d["customer_id"],
+                                     int(d["base_amount"]), int(d["bonus_amount"]),
+                                     ts(d["at_ms"]), e.version), strict=True):
+            col.append(value)
+    await conn.execute(
+        """INSERT INTO promo_code_uses (tenant_id, code, use_id, customer_id, base_amount,
+                                        bonus_amount, used_at)
+           SELECT u.tenant_id, u.code, u.use_id, u.customer_id, u.base_amount, u.bonus_amount,
+                  u.used_at
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                         $6::bigint[], $7::timestamptz[], $8::bigint[])
+                  AS u(tenant_id, code, use_id, customer_id, base_amount, bonus_amount, used_at,
+                       version)
+             JOIN promo_codes p ON p.tenant_id = u.tenant_id AND p.code = u.code
+            WHERE p.version < u.version
+           ON CONFLICT DO NOTHING""",
+        *cols,
+    )
+    await _bump_versions(conn, events)
+
+
+async def promo_use_rolled_back(conn: asyncpg.Connection, events: list[Event]) -> None:
+    await conn.execute(
+        """DELETE FROM promo_code_uses u
+            USING unnest($1::text[], $2::text[], $3::text[]) AS r(tenant_id, code, use_id)
+            WHERE u.tenant_id = r.tenant_id AND u.code = r.code AND u.use_id = r.use_id""",
+        [e.data["tenant_id"] for e in events], [e.data["code"] for e in events],
+        [e.data["use_id"] for e in events],
+    )
+    await _bump_versions(conn, events)
+
+
+APPLIERS: dict[str, Applier] = {
+    "promo.saved": promo_saved,
+    "promo.redeemed": promo_redeemed,
+    "promo.use_rolled_back": promo_use_rolled_back,
+}
