@@ -73,8 +73,12 @@ if #inserted > 0 then
   dg_call_chunked('SADD', KEYS[4], inserted, 4000)
   redis.call('HSET', KEYS[2], 't:' .. ctype, 1)
   local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  -- the new codes as one newline-joined string: when all are new (the bulk case) that
+  -- is ARGV[7] itself, and no 10,000-element JSON array is built
+  local codes_text = ARGV[7]
+  if #inserted < #codes then codes_text = table.concat(inserted, '\n') end
   dg_emit(KEYS[1], 'codes.uploaded', 'codes:' .. ARGV[2] .. ':' .. ARGV[3], version, {
-    tenant_id = ARGV[2], campaign_id = ARGV[3], type = ctype, codes = inserted,
+    tenant_id = ARGV[2], campaign_id = ARGV[3], type = ctype, codes_text = codes_text,
     at_ms = dg_now_ms()})
 end
 return '{"inserted":' .. #inserted .. ',"updated":' .. updated .. ',"skipped":' .. skipped .. '}'

@@ -41,7 +41,8 @@ async def codes_uploaded(conn: asyncpg.Connection, events: list[Event]) -> None:
 
     for e in events:
         d = e.data
-        batch = d.get("codes") or []
+        text = d.get("codes_text")
+        batch = text.split("\n") if text else d.get("codes") or []
         n = len(batch)
         tenants.extend([d["tenant_id"]] * n)
         campaigns.extend([d["campaign_id"]] * n)
