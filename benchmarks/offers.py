@@ -40,6 +40,7 @@ import msgspec
 from aiohttp import web
 
 from benchmarks.common import Stores, free_port, private_settings, stores
+from dropgate.http.app import tune_gc
 
 _HOT = "hot"
 
@@ -109,6 +110,7 @@ async def _run_app(app: web.Application, port: int, key: str) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
     await site.start()
+    tune_gc()  # what `dropgate serve` does, for every server of this benchmark alike
     print(f"READY {key}", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

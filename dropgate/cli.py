@@ -63,12 +63,13 @@ async def wait_for_signal() -> None:
 @contextlib.asynccontextmanager
 async def serving(runtime: Runtime, host: str, port: int) -> Any:
     """Run the API on host:port for the duration of the block; yields the bound URL."""
-    from dropgate.http.app import create_app
+    from dropgate.http.app import create_app, tune_gc
 
     runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
+    tune_gc()
     bound_port = runner.addresses[0][1] if runner.addresses else port
     try:
         yield f"http://{host}:{bound_port}"

@@ -7,12 +7,13 @@
    (``engine/actors/batcher.py`` coalesces them, up to ``purchase_batch_size``):
    the user's rate limit (the shared GCRA, 429 with Retry-After), the idempotency
    key (Stripe's semantics: replay, 422 for another body, 409 while running), and
-   the hold itself (``offer_reserve_batch-9.lua``);
+   the hold itself (``offer_purchase_batch-9.lua``);
 3. the payment provider's checkout session, ``expires_at`` = the hold's expiry,
    the purchase id in its metadata. If the provider fails or times out, the hold
    is released (``offer_release-6.lua``) and the answer is 503
    ``PAYMENT_PROVIDER_UNAVAILABLE``, logged with offer, tenant, user, quantity, error;
-4. the final response is stored under the idempotency key (batched too), then sent.
+4. the final response is stored under the idempotency key, then sent: it rides with
+   the offer's next batch (same queue, ahead of the new requests, same script call).
 
 Webhooks: ``checkout.session.completed`` confirms (``offer_confirm-6.lua``; a
 payment for a released hold re-takes the units or is refunded),
@@ -61,9 +62,9 @@ class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
     replayed: bool = False
 
 
-def error_body(exc: DropgateError) -> bytes:
-    """The bytes the HTTP error middleware would send for ``exc``."""
-    return _encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details))
+def error_body(exc: DropgateError) -> str:
+    """The body the HTTP error middleware would send for ``exc``."""
+    return _encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details)).decode()
 
 
 def _sha(text: str) -> str:
@@ -81,26 +82,27 @@ class Purchases:
         self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
         self._idem_stale_ms = int(max(60.0, 3 * s.stripe_timeout_s) * 1000)
         self._inflight: dict[str, int] = {}
-        self._holds: Batcher[tuple[str, str], HoldRequest, HoldResult] = Batcher(
-            self._flush_holds, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
-        self._finishes: Batcher[str, FinishItem, None] = Batcher(
-            self._flush_finishes, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
+        # one queue per (tenant, offer) for both steps of a purchase: the hold and, once
+        # the provider answered, the stored response (queued first: it completes a
+        # request already holding units)
+        self._batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
+            self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
+        self._hold_ttl_ms = s.hold_ttl_s * 1000
+        self._idem_ttl_ms = s.idempotency_ttl_s * 1000
 
     # -- batching ----------------------------------------------------------------------
-    async def _flush_holds(self, key: tuple[str, str], items: list[HoldRequest]) -> list[HoldResult]:
-        s = self._ctx.settings
-        return await self._offers.reserve_batch(
-            key[0], key[1], items, hold_ttl_ms=s.hold_ttl_s * 1000,
-            rate_interval_ms=self._rate_interval_ms, rate_burst=s.rate_limit_burst,
-            idem_ttl_ms=s.idempotency_ttl_s * 1000, idem_stale_ms=self._idem_stale_ms)
-
-    async def _flush_finishes(self, tenant_id: str, items: list[FinishItem]) -> list[None]:
-        await self._offers.finish_batch(tenant_id, items)
-        return [None] * len(items)
+    async def _flush(self, key: tuple[str, str], items: list[HoldRequest | FinishItem]
+                     ) -> list[HoldResult | None]:
+        holds = [it for it in items if type(it) is HoldRequest]
+        finishes = [it for it in items if type(it) is FinishItem]
+        held = iter(await self._offers.purchase_batch(
+            key[0], key[1], holds, finishes, hold_ttl_ms=self._hold_ttl_ms,
+            rate_interval_ms=self._rate_interval_ms, rate_burst=self._ctx.settings.rate_limit_burst,
+            idem_ttl_ms=self._idem_ttl_ms, idem_stale_ms=self._idem_stale_ms))
+        return [next(held) if type(it) is HoldRequest else None for it in items]
 
     async def close(self) -> None:
-        await self._holds.close()
-        await self._finishes.close()
+        await self._batches.close()
 
     # -- the purchase ------------------------------------------------------------------
     async def purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
@@ -135,17 +137,18 @@ class Purchases:
         request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
                               idem_digest=digest, fingerprint=fingerprint)
         try:
-            held = await self._holds.submit((tenant_id, offer_id), request)
+            held = await self._batches.submit((tenant_id, offer_id), request)
         except QueueFull:
             raise TenantBusy("Too many purchases queued for this offer; retry shortly.",
                              details={"offer_id": offer_id}) from None
+        assert held is not None
         if held.replay:
             return PurchaseAnswer(status=held.status, body=held.body.encode(), replayed=True)
         if held.err:
             exc = self._hold_error(held)
             if not held.idem:
                 raise exc
-            return await self._finish(tenant_id, FinishItem(
+            return await self._finish(tenant_id, offer_id, FinishItem(
                 idem_digest=digest, status=exc.status, body=error_body(exc)))
         checkout = CheckoutRequest(
             purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
@@ -160,7 +163,7 @@ class Purchases:
             failure = PaymentProviderUnavailable(details={"offer_id": offer_id})
             if not digest:
                 raise failure from None
-            return await self._finish(tenant_id, FinishItem(
+            return await self._finish(tenant_id, offer_id, FinishItem(
                 purchase_id=purchase_id, idem_digest=digest, status=failure.status,
                 body=error_body(failure)))
         expires_at = ms_to_dt(held.expires_ms)
@@ -168,13 +171,15 @@ class Purchases:
         body = _encoder.encode(PurchaseCreated(
             purchase_id=purchase_id, status="pending", checkout_session_id=session.session_id,
             checkout_url=session.url, expires_at=expires_at))
-        return await self._finish(tenant_id, FinishItem(
+        return await self._finish(tenant_id, offer_id, FinishItem(
             purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
-            idem_digest=digest, status=201, body=body))
+            idem_digest=digest, status=201, body=body.decode()), body)
 
-    async def _finish(self, tenant_id: str, item: FinishItem) -> PurchaseAnswer:
-        await self._finishes.submit(tenant_id, item)
-        return PurchaseAnswer(status=item.status, body=item.body)
+    async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem,
+                      body: bytes | None = None) -> PurchaseAnswer:
+        """Store the final response (and the checkout session) before the client sees it."""
+        await self._batches.submit((tenant_id, offer_id), item, first=True)
+        return PurchaseAnswer(status=item.status, body=item.body.encode() if body is None else body)
 
     @staticmethod
     def _hold_error(held: HoldResult) -> DropgateError:

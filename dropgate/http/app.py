@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from aiohttp import web
 
 from dropgate.http.appkeys import METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
@@ -24,3 +26,22 @@ def create_app(runtime: Runtime) -> web.Application:
     app[ROUTE_SPECS] = specs
     app[OPENAPI] = build_openapi(specs)
     return app
+
+
+# Young-generation threshold for a serving process. CPython's default (700) runs a
+# collection every few requests under a crowd, each scanning the objects of the ~1,000
+# requests in flight: measured at a quarter of the server's CPU in the offers benchmark.
+# Objects that die by reference counting never need the collector; the cycles a request
+# leaves (tasks, futures, exceptions) are still collected, just in larger, rarer passes.
+GC_THRESHOLD = (20_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Call once a serving process has imported and built everything it keeps.
+
+    ``gc.freeze()`` moves what exists now (modules, classes, the app) out of every
+    future collection, and the thresholds make collections rare (see GC_THRESHOLD).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)

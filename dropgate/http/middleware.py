@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -29,6 +28,7 @@ from dropgate.engine.errors import (
     ValidationError,
     error_for,
 )
+from dropgate.engine.randomhex import random_hex
 from dropgate.http.appkeys import METRICS
 from dropgate.models.common import ErrorBody
 
@@ -76,7 +76,7 @@ def _from_http(exc: web.HTTPException) -> DropgateError:
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     sent_id = request.headers.get("X-Request-Id")
-    request_id = sent_id if sent_id and _REQUEST_ID_RE.match(sent_id) else uuid.uuid4().hex
+    request_id = sent_id if sent_id and _REQUEST_ID_RE.match(sent_id) else random_hex(16)
     try:
         response = await handler(request)
     except DropgateError as exc:

@@ -43,19 +43,25 @@ class Batcher(Generic[K, Req, Res]):
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._max_in_flight = max_in_flight
-        self._queues: dict[K, collections.deque[tuple[Req, asyncio.Future[Res]]]] = {}
+        self._queues: dict[K, collections.deque[tuple[Req, asyncio.Future[Res], bool]]] = {}
         self._tasks: dict[K, set[asyncio.Task[None]]] = {}
         self.batches = 0
         self.items = 0
 
-    async def submit(self, key: K, item: Req) -> Res:
+    async def submit(self, key: K, item: Req, *, first: bool = False) -> Res:
+        """Queue ``item`` and wait for its result. ``first``: at the head of the queue and
+        never refused (for work that completes an earlier item, e.g. storing the response
+        of a request whose hold was taken: refusing it would strand that request)."""
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
-        if len(queue) >= self._max_queue:
-            raise QueueFull(f"{len(queue)} requests queued for {key!r}")
         future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
-        queue.append((item, future))
+        if first:
+            queue.appendleft((item, future, True))
+        elif len(queue) >= self._max_queue:
+            raise QueueFull(f"{len(queue)} requests queued for {key!r}")
+        else:
+            queue.append((item, future, False))
         tasks = self._tasks.get(key)
         if tasks is None:
             tasks = self._tasks[key] = set()
@@ -63,27 +69,33 @@ class Batcher(Generic[K, Req, Res]):
             tasks.add(asyncio.create_task(self._drain(key, queue), name=f"batcher-{key!r}"))
         return await future
 
-    async def _drain(self, key: K, queue: collections.deque[tuple[Req, asyncio.Future[Res]]]) -> None:
+    async def _drain(self, key: K, queue: collections.deque[tuple[Req, asyncio.Future[Res], bool]]) -> None:
         try:
             while queue:
-                n = min(len(queue), self._max_batch)
-                batch = [queue.popleft() for _ in range(n)]
+                # every ``first`` item queued (they are at the head) plus up to max_batch others
+                batch = []
+                others = 0
+                while queue and (queue[0][2] or others < self._max_batch):
+                    entry = queue.popleft()
+                    others += not entry[2]
+                    batch.append(entry)
+                n = len(batch)
                 self.batches += 1
                 self.items += n
                 try:
-                    results = await self._flush(key, [item for item, _ in batch])
+                    results = await self._flush(key, [entry[0] for entry in batch])
                     if len(results) != n:
                         raise RuntimeError(f"flush returned {len(results)} results for {n} items")
                 except Exception as exc:
-                    for _, future in batch:
+                    for _, future, _ in batch:
                         if not future.done():
                             future.set_exception(exc)
                     continue
                 except BaseException:  # cancelled: cancel this batch and the rest
-                    for _, future in batch:
+                    for _, future, _ in batch:
                         future.cancel()
                     raise
-                for (_, future), result in zip(batch, results, strict=True):
+                for (_, future, _), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, BaseException):
@@ -102,7 +114,7 @@ class Batcher(Generic[K, Req, Res]):
                     self._queues.pop(key, None)
             elif key not in self._tasks:  # cancelled, waiters left: cancel them, never leave them hanging
                 while queue:
-                    _, future = queue.popleft()
+                    _, future, _ = queue.popleft()
                     future.cancel()
 
     async def close(self) -> None:

@@ -1,6 +1,12 @@
 --[[
-  Purchase holds for up to 64 requests on one offer, coalesced into one call. Each
-  request is decided on its own, in order, exactly as if it ran alone:
+  One step of the purchases of one offer, coalesced into one call: first the final
+  responses of earlier requests (after the payment provider answered), then the holds
+  of up to 64 new requests. (One call for both: a second script call per purchase
+  was a visible share of its CPU.)
+  Finishing: attach the checkout session to each purchase record (no event of its
+  own: the purchase's next event carries it) and store the response the client is
+  about to see under its idempotency key (running -> done).
+  Holds: each request is decided on its own, in order, exactly as if it ran alone:
     1. rate limit of its user (GCRA, as ratelimit_take): RATE_LIMITED, nothing stored;
     2. idempotency key (when given): a live record with another fingerprint ->
        IDEMPOTENCY_KEY_REUSED; one still running -> IDEMPOTENCY_KEY_IN_USE; a finished
@@ -25,17 +31,20 @@
   ARGV[9] the requests as one JSON array of [purchase id, user id, quantity,
           idempotency digest ('' none), request fingerprint] (one argument, not 5 per
           request: packing arguments is the caller's main cost)
-  Returns a JSON array, one entry per request:
+  ARGV[10] the responses to store, one JSON array of [purchase id ('' none), checkout
+          session id, checkout url, idempotency digest ('' none), response status,
+          response body]
+  Returns a JSON array, one entry per request of ARGV[9]:
     {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s}
     {"replay": 1, "status": n, "body": "<the stored response>"}
     {"err": CODE, "details": {...}}
   plus "idem": 1 when an idempotency record was marked running for it (the caller
-  stores the final response with offer_finish_batch).
-  PERSISTENCE_LAGGING refuses the whole batch; the other codes are per-request entries.
+  stores the final response with a later call, in ARGV[10]).
+  All codes are per-request entries; PERSISTENCE_LAGGING refuses every hold of the
+  call (the responses of ARGV[10] are stored all the same: they append no event).
   Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, INSUFFICIENT_INVENTORY
   Writes KEYS[2..9]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
 ]]
---- @include "dg_error"
 --- @include "dg_now_ms"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
@@ -44,9 +53,40 @@
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_closed"
-local full = dg_backlog_full(KEYS[1], ARGV[1])
-if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local tenant, offer_id = ARGV[2], ARGV[3]
+for _, r in ipairs(cjson.decode(ARGV[10])) do
+  local pid, session, url, digest = r[1], r[2], r[3], r[4]
+  if pid ~= '' and session ~= '' then
+    local raw = redis.call('HGET', KEYS[6], pid)
+    if raw then
+      local p = cjson.decode(raw)
+      p.session_id = session
+      p.checkout_url = url
+      redis.call('HSET', KEYS[6], pid, cjson.encode(p))
+    end
+  end
+  if digest ~= '' then
+    local field = tenant .. ':' .. digest
+    local raw = redis.call('HGET', KEYS[7], field)
+    if raw then
+      local rec = cjson.decode(raw)
+      if rec.st == 'running' then
+        rec.st = 'done'
+        rec.status = tonumber(r[5])
+        rec.body = r[6]
+        redis.call('HSET', KEYS[7], field, cjson.encode(rec))
+      end
+    end
+  end
+end
+local requests = cjson.decode(ARGV[9])
+if #requests == 0 then return '[]' end
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then
+  local refused = {}
+  for i = 1, #requests do refused[i] = {err = 'PERSISTENCE_LAGGING', details = full} end
+  return cjson.encode(refused)
+end
 local now = dg_now_ms()
 local hold_ttl, interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local idem_ttl, idem_stale = tonumber(ARGV[7]), tonumber(ARGV[8])
@@ -69,7 +109,7 @@ local function refuse(code, details)
   return {err = code, details = details or {}}
 end
 
-for _, r in ipairs(cjson.decode(ARGV[9])) do
+for _, r in ipairs(requests) do
   local pid, user, qty, digest, fp = r[1], r[2], tonumber(r[3]), r[4], r[5]
   local result
   -- 1. rate limit

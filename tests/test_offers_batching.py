@@ -1,0 +1,79 @@
+"""The purchase batch: a request's stored response rides with the offer's next holds,
+ahead of them, never refused; a lagging backlog refuses the holds, not the responses."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import msgspec
+import pytest
+
+from dropgate.engine.actors.batcher import Batcher, QueueFull
+from dropgate.engine.offers import FinishItem, HoldRequest, Offers
+from dropgate.engine.randomhex import random_hex
+from dropgate.runtime import Runtime
+
+_LIMITS = dict(hold_ttl_ms=60_000, rate_interval_ms=1.0, rate_burst=100, idem_ttl_ms=86_400_000,
+               idem_stale_ms=60_000)
+
+
+async def test_first_items_lead_the_batch_uncounted_and_never_refused() -> None:
+    gate = asyncio.Event()
+    seen: list[list[str]] = []
+
+    async def flush(key: str, items: list[str]) -> list[str]:
+        seen.append(items)
+        await gate.wait()
+        return [i.upper() for i in items]
+
+    batcher: Batcher[str, str, str] = Batcher(flush, max_batch=2, max_queue=2)
+    waiters = [asyncio.create_task(batcher.submit("k", "a"))]
+    for _ in range(3):
+        await asyncio.sleep(0)  # "a" leaves alone and waits in flush
+    waiters += [asyncio.create_task(batcher.submit("k", x)) for x in ("b", "c")]
+    await asyncio.sleep(0)
+    with pytest.raises(QueueFull):
+        await batcher.submit("k", "d")
+    waiters += [asyncio.create_task(batcher.submit("k", x, first=True)) for x in ("f1", "f2", "f3")]
+    await asyncio.sleep(0)  # the queue is full, yet the three first items were taken
+    gate.set()
+    assert await asyncio.gather(*waiters) == ["A", "B", "C", "F1", "F2", "F3"]
+    assert seen[0] == ["a"]
+    assert sorted(seen[1][:3]) == ["f1", "f2", "f3"] and seen[1][3:] == ["b", "c"]  # max_batch 2 + firsts
+    assert len(seen) == 2
+
+
+def test_random_hex_is_fresh_and_sized() -> None:
+    ids = {random_hex(10) for _ in range(20_000)}
+    assert len(ids) == 20_000
+    assert all(len(i) == 20 and int(i, 16) >= 0 for i in ids)
+    assert len(random_hex(5000)) == 10_000
+
+
+async def test_lagging_backlog_refuses_holds_but_stores_responses(runtime: Runtime) -> None:
+    await runtime.tenants.create("t1", name="t1", status="active", trial_end_ms=None)
+    await runtime.offers.create("t1", offer_id="o1", event_id="e", name="O", price_minor=100,
+                                currency="usd", total=10, max_per_order=3, expires_at_ms=None,
+                                active=True)
+    first = HoldRequest(purchase_id="pu_1", user_id="u1", quantity=2, idem_digest="d1", fingerprint="f1")
+    [held] = await runtime.offers.purchase_batch("t1", "o1", [first], [], **_LIMITS)
+    assert held.ok == 1 and held.idem == 1
+    # the same partition with a backlog bound it is over
+    ctx = runtime.offers._ctx
+    lagging = Offers(dataclasses.replace(ctx, settings=msgspec.structs.replace(ctx.settings, max_backlog=1)))
+    finish = FinishItem(purchase_id="pu_1", session_id="cs_1", checkout_url="https://pay/cs_1",
+                        idem_digest="d1", status=201, body='{"purchase_id":"pu_1"}')
+    second = HoldRequest(purchase_id="pu_2", user_id="u2", quantity=1, idem_digest="d2", fingerprint="f2")
+    [refused] = await lagging.purchase_batch("t1", "o1", [second], [finish], **_LIMITS)
+    assert refused.err == "PERSISTENCE_LAGGING" and refused.idem == 0 and refused.details["bound"] == 1
+    record = await runtime.offers.purchase("t1", "pu_1")
+    assert (record.session_id, record.checkout_url) == ("cs_1", "https://pay/cs_1")
+    state = await runtime.offers.read("t1", "o1")
+    assert state.reserved == 2  # the refused request took nothing
+    # the stored response replays; the refused request's key was never marked
+    again = HoldRequest(purchase_id="pu_3", user_id="u1", quantity=2, idem_digest="d1", fingerprint="f1")
+    retry = HoldRequest(purchase_id="pu_4", user_id="u2", quantity=1, idem_digest="d2", fingerprint="f2")
+    replay, fresh = await runtime.offers.purchase_batch("t1", "o1", [again, retry], [], **_LIMITS)
+    assert replay.replay == 1 and replay.status == 201 and replay.body == '{"purchase_id":"pu_1"}'
+    assert fresh.ok == 1 and fresh.idem == 1
