@@ -314,6 +314,15 @@ async def main(runs: int, seconds: float, clients: int) -> None:
     s = stores()
     results: dict[str, list[tuple[float, float]]] = {"noop": [], "dropgate": [], "pg": []}
     cpu_us: dict[str, list[float]] = {"noop": [], "dropgate": [], "pg": []}
+    redis_us: list[float] = []  # Redis CPU per dropgate purchase (the instance may be shared)
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(s.redis_url)
+
+    async def redis_cpu_s() -> float:
+        info = await redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
     print(f"offers benchmark: {clients} concurrent clients, {runs} runs of {seconds}s per server")
     print("correctness round:", await correctness(s, clients))
     inventory = 1_000_000_000
@@ -328,19 +337,23 @@ async def main(runs: int, seconds: float, clients: int) -> None:
                     ("dropgate", dg, purchase_maker(dg.key, f"r{run}u")),
                     ("pg", pg, purchase_maker("", f"r{run}u")),
                 ):
-                    cpu_before = cpu_s(server.proc.pid)
+                    cpu_before, redis_before = cpu_s(server.proc.pid), await redis_cpu_s()
                     w = await load(server.port, make, clients=clients, seconds=seconds)
                     cpu_us[name].append((cpu_s(server.proc.pid) - cpu_before) * 1e6 / max(1, w.total))
+                    if name == "dropgate":
+                        redis_us.append((await redis_cpu_s() - redis_before) * 1e6 / max(1, w.total))
                     bad = {k: v for k, v in w.statuses.items() if k != 201}
                     if bad:
                         raise RuntimeError(f"{name}: unexpected statuses {w.statuses}")
                     results[name].append(_summary(w))
                     print(f"  run {run + 1} {name:8s} {results[name][-1][0]:9,.0f}/s  "
-                          f"p99 {results[name][-1][1]:7.1f} ms  server CPU {cpu_us[name][-1]:5.0f} us/request",
+                          f"p99 {results[name][-1][1]:7.1f} ms  server CPU {cpu_us[name][-1]:5.0f} us/request"
+                          + (f"  Redis CPU {redis_us[-1]:3.0f} us/request" if name == "dropgate" else ""),
                           flush=True)
         finally:
             dg.stop()
             pg.stop()
+            await redis.aclose()
         # drain the write-behind log of everything dropgate sold, and check PostgreSQL
         from dropgate.runtime import open_runtime
 
@@ -358,6 +371,8 @@ async def main(runs: int, seconds: float, clients: int) -> None:
         print(f"  {name:8s} {rate:9,.0f}/s   p99 {p99:7.1f} ms   server CPU "
               f"{statistics.median(cpu_us[name]):4.0f} us/request   runs: "
               + ", ".join(f"{r:,.0f}" for r, _ in results[name]))
+    print(f"  Redis CPU per dropgate purchase: median {statistics.median(redis_us):.0f} us "
+          "(the whole instance's CPU over the window: includes any other client of it)")
     print(f"  server CPU per request, no-op / dropgate: median "
           f"{statistics.median(n / d for n, d in zip(cpu_us['noop'], cpu_us['dropgate'], strict=True)):.2f}"
           " (the throughput ratio a CPU-bound server would reach)")

@@ -137,7 +137,7 @@ class Purchases:
         request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
                               idem_digest=digest, fingerprint=fingerprint)
         try:
-            held = await self._batches.submit((tenant_id, offer_id), request)
+            held = await self._batches.enqueue((tenant_id, offer_id), request)
         except QueueFull:
             raise TenantBusy("Too many purchases queued for this offer; retry shortly.",
                              details={"offer_id": offer_id}) from None
@@ -178,7 +178,7 @@ class Purchases:
     async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem,
                       body: bytes | None = None) -> PurchaseAnswer:
         """Store the final response (and the checkout session) before the client sees it."""
-        await self._batches.submit((tenant_id, offer_id), item, first=True)
+        await self._batches.enqueue((tenant_id, offer_id), item, first=True)
         return PurchaseAnswer(status=item.status, body=item.body.encode() if body is None else body)
 
     @staticmethod

@@ -49,9 +49,14 @@ class Batcher(Generic[K, Req, Res]):
         self.items = 0
 
     async def submit(self, key: K, item: Req, *, first: bool = False) -> Res:
-        """Queue ``item`` and wait for its result. ``first``: at the head of the queue and
-        never refused (for work that completes an earlier item, e.g. storing the response
-        of a request whose hold was taken: refusing it would strand that request)."""
+        """Queue ``item`` and wait for its result (see ``enqueue``)."""
+        return await self.enqueue(key, item, first=first)
+
+    def enqueue(self, key: K, item: Req, *, first: bool = False) -> asyncio.Future[Res]:
+        """Queue ``item``; the future gets its result. ``first``: at the head of the queue
+        and never refused (for work that completes an earlier item, e.g. storing the
+        response of a request whose hold was taken: refusing it would strand that
+        request). Raises ``QueueFull`` when the key's queue is at its bound."""
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
@@ -67,7 +72,7 @@ class Batcher(Generic[K, Req, Res]):
             tasks = self._tasks[key] = set()
         if len(tasks) < self._max_in_flight:
             tasks.add(asyncio.create_task(self._drain(key, queue), name=f"batcher-{key!r}"))
-        return await future
+        return future
 
     async def _drain(self, key: K, queue: collections.deque[tuple[Req, asyncio.Future[Res], bool]]) -> None:
         try:

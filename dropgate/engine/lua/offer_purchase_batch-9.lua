@@ -47,6 +47,7 @@
 ]]
 --- @include "dg_now_ms"
 --- @include "dg_emit"
+--- @include "dg_emit_json"
 --- @include "dg_backlog_full"
 --- @include "dg_gcra"
 --- @include "dg_tenant_inactive"
@@ -59,10 +60,16 @@ for _, r in ipairs(cjson.decode(ARGV[10])) do
   if pid ~= '' and session ~= '' then
     local raw = redis.call('HGET', KEYS[6], pid)
     if raw then
-      local p = cjson.decode(raw)
-      p.session_id = session
-      p.checkout_url = url
-      redis.call('HSET', KEYS[6], pid, cjson.encode(p))
+      if string.find(raw, '"session_id"', 1, true) then
+        local p = cjson.decode(raw)
+        p.session_id = session
+        p.checkout_url = url
+        raw = cjson.encode(p)
+      else  -- the record as the hold wrote it: append the two fields (no decode/encode)
+        raw = string.sub(raw, 1, -2) .. ',"session_id":' .. cjson.encode(session)
+          .. ',"checkout_url":' .. cjson.encode(url) .. '}'
+      end
+      redis.call('HSET', KEYS[6], pid, raw)
     end
   end
   if digest ~= '' then
@@ -95,7 +102,7 @@ if exists then
   dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, 1000)
 end
 local o = redis.call('HMGET', KEYS[2], 'active', 'archived', 'expires_at_ms', 'max_per_order',
-  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name')
+  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version')
 local closed = exists and dg_offer_closed(offer_id, o, now)
 local inactive = dg_tenant_inactive(KEYS[5], now)
 local max_per_order = tonumber(o[4])
@@ -103,6 +110,9 @@ local total, reserved, sold = tonumber(o[5]), tonumber(o[6]), tonumber(o[7])
 local price = tonumber(o[8])
 local expires = now + hold_ttl
 local held = 0
+-- the offer's reserved and version change once per call (the sum of the holds; one
+-- version per hold, in order), not once per hold
+local offer_version = tonumber(o[11]) or 0
 local out = {}
 
 local function refuse(code, details)
@@ -158,19 +168,24 @@ for _, r in ipairs(requests) do
         available = total - reserved - sold - held})
     else
       held = held + qty
-      redis.call('HINCRBY', KEYS[2], 'reserved', qty)
+      offer_version = offer_version + 1
       local p = {purchase_id = pid, tenant_id = tenant, offer_id = offer_id, user_id = user,
         quantity = qty, status = 'pending', amount_minor = price * qty, currency = o[9],
         hold_expires_ms = expires, created_ms = now, updated_ms = now, version = 1,
-        offer_version = redis.call('HINCRBY', KEYS[2], 'version', 1)}
-      redis.call('HSET', KEYS[6], pid, cjson.encode(p))
+        offer_version = offer_version}
+      local record = cjson.encode(p)
+      redis.call('HSET', KEYS[6], pid, record)
       redis.call('ZADD', KEYS[3], expires, pid)
       redis.call('ZADD', KEYS[4], expires, tenant .. ':' .. offer_id .. ':' .. pid)
-      dg_emit(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, p)
+      dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, record)
       result = {ok = 1, expires_ms = expires, price_minor = price, currency = o[9], name = o[10]}
     end
   end
   if marked then result.idem = 1 end
   out[#out + 1] = result
+end
+if held > 0 then
+  redis.call('HINCRBY', KEYS[2], 'reserved', held)
+  redis.call('HSET', KEYS[2], 'version', offer_version)
 end
 return cjson.encode(out)
