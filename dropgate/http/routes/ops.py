@@ -9,21 +9,9 @@ from aiohttp import web
 
 from dropgate.http.appkeys import METRICS, OPENAPI
 from dropgate.http.routing import ApiRoutes, Call
+from dropgate.models.ops import Health, Readiness
 
 routes = ApiRoutes("operations")
-
-
-class Health(msgspec.Struct):
-    status: str
-
-
-class Readiness(msgspec.Struct, kw_only=True):
-    status: str
-    redis: bool
-    postgres: bool
-    persister_lag: int
-    max_backlog: int
-    dead_letters: int
 
 
 @routes.get("/healthz", auth="public", response=Health)
