@@ -10,6 +10,7 @@ requests and records what reached it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 from redis.asyncio import Redis
 
 from dropgate.client import AsyncDropgate
@@ -168,25 +170,38 @@ async def dg(live: LiveServer, tenant: TenantAccess) -> AsyncIterator[AsyncDropg
 class Seen:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     body: bytes
+
+
+@dataclass
+class Canned:
+    """An answer the proxy gives itself instead of forwarding."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def error(cls, status: int, code: str, *, details: dict[str, Any] | None = None,
+              headers: dict[str, str] | None = None) -> Canned:
+        body = json.dumps({"error": f"canned {code}", "code": code, "details": details or {}})
+        return cls(status, body.encode(), {"Content-Type": "application/json", **(headers or {})})
 
 
 @dataclass
 class FaultyProxy:
     """Forwards to the live server, except for the faults it is told to inject.
 
-    ``fail_first`` requests are answered by the proxy itself with ``fail_status``
-    (and ``fail_headers``/``fail_body``), never forwarded; ``delay_first`` requests
-    are held ``delay_s`` before being forwarded; ``drop_after_forward_first``
-    requests are forwarded, then the connection is cut before the answer.
+    The first ``len(canned)`` requests get those answers from the proxy itself and
+    are never forwarded; ``delay_first`` requests are held ``delay_s`` before being
+    forwarded; ``drop_after_forward_first`` requests are forwarded, then their
+    connection is cut before the answer. ``seen`` records every request that
+    reached the proxy, ``forwarded`` those the server received.
     """
 
     upstream: str
-    fail_first: int = 0
-    fail_status: int = 503
-    fail_headers: dict[str, str] = field(default_factory=dict)
-    fail_body: bytes = b""
+    canned: list[Canned] = field(default_factory=list)
     delay_first: int = 0
     delay_s: float = 0.0
     drop_after_forward_first: int = 0
@@ -195,16 +210,17 @@ class FaultyProxy:
     url: str = ""
     _session: aiohttp.ClientSession | None = None
 
+    def fail_first(self, n: int, status: int = 503, code: str = "UNAVAILABLE", **kw: Any) -> None:
+        self.canned = [Canned.error(status, code, **kw) for _ in range(n)]
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        seen = Seen(request.method, request.path_qs, dict(request.headers), body)
+        seen = Seen(request.method, request.path_qs, CIMultiDict(request.headers), body)
         self.seen.append(seen)
         n = len(self.seen)
-        if n <= self.fail_first:
-            return web.Response(status=self.fail_status, body=self.fail_body,
-                                headers=self.fail_headers,
-                                content_type="application/json" if self.fail_body.startswith(b"{")
-                                else "text/plain")
+        if n <= len(self.canned):
+            answer = self.canned[n - 1]
+            return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
         if n <= self.delay_first:
             await asyncio.sleep(self.delay_s)
         assert self._session is not None
