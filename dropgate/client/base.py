@@ -49,13 +49,13 @@ class Namespace:
     async def _call(self, method: str, path: str, response: type[T], *,
                     path_params: Mapping[str, object] | None = ..., body: Any = ...,
                     query: Mapping[str, str | None] | None = ...,
-                    idempotency_key: str | None = ...) -> T: ...
+                    idempotency_key: str | None = ..., content_type: str = ...) -> T: ...
 
     @overload
     async def _call(self, method: str, path: str, response: None, *,
                     path_params: Mapping[str, object] | None = ..., body: Any = ...,
                     query: Mapping[str, str | None] | None = ...,
-                    idempotency_key: str | None = ...) -> None: ...
+                    idempotency_key: str | None = ..., content_type: str = ...) -> None: ...
 
     async def _call(
         self,
@@ -67,11 +67,13 @@ class Namespace:
         body: Any = None,
         query: Mapping[str, str | None] | None = None,
         idempotency_key: str | None = None,
+        content_type: str = "application/json",
     ) -> T | None:
         """Send one API call and decode its answer into ``response`` (None: no body expected).
 
         ``path`` is the route's template exactly as the server declares it; ``body`` a
-        request struct (encoded with msgspec), or raw bytes for non-JSON bodies.
+        request struct (encoded with msgspec), or raw bytes sent as ``content_type``
+        (e.g. a CSV upload); ``query`` drops None values.
         """
         answer = await self._client._transport.request(
             method,
@@ -80,6 +82,7 @@ class Namespace:
             params={k: v for k, v in (query or {}).items() if v is not None} or None,
             tenant_id=self._client.tenant_id,
             idempotency_key=idempotency_key,
+            content_type=content_type,
         )
         if response is None:
             return None

@@ -188,11 +188,12 @@ class Transport:
         idempotency_key: str | None = None,
         retries: int | None = None,
         ok_statuses: tuple[int, ...] = (),
+        content_type: str = "application/json",
     ) -> Answer:
         """Send one logical call (retrying as the policy allows); raise its error or answer it."""
         headers = {"Authorization": self._auth, "X-Request-Id": uuid.uuid4().hex}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         if tenant_id:
             headers["X-Tenant-Id"] = tenant_id
         if method in UNSAFE_METHODS and not idempotency_key:
