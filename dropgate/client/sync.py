@@ -12,6 +12,7 @@ import asyncio
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from types import TracebackType
@@ -50,6 +51,15 @@ class _LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         self.loop.close()
+
+
+def _shutdown(loop: _LoopThread, client: AsyncDropgate) -> None:
+    if loop.loop.is_closed():
+        return
+    try:
+        loop.run(client.aclose())
+    finally:
+        loop.stop()
 
 
 class SyncNamespace:
@@ -96,6 +106,7 @@ class Dropgate:
                  **options: Any) -> None:
         self._loop = _LoopThread()
         self._owner = True
+        self._parent: Dropgate | None = None
 
         async def build() -> AsyncDropgate:  # the aiohttp session is created on its loop
             client = AsyncDropgate(base_url, api_key, tenant_id=tenant_id, **options)
@@ -106,6 +117,8 @@ class Dropgate:
         except BaseException:
             self._loop.stop()
             raise
+        # closes the session and stops the thread if the client is dropped without close()
+        self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._async)
         self._wrap_namespaces()
 
     def _wrap_namespaces(self) -> None:
@@ -135,6 +148,7 @@ class Dropgate:
         view = object.__new__(Dropgate)
         view._loop = self._loop
         view._owner = False
+        view._parent = self  # keeps the owner (and so its session and thread) alive
         view._async = self._async.for_tenant(tenant_id)
         view._wrap_namespaces()
         return view
@@ -148,12 +162,8 @@ class Dropgate:
 
     def close(self) -> None:
         """Close the session and stop the client's thread (a ``for_tenant`` view closes nothing)."""
-        if not self._owner or self._loop.loop.is_closed():
-            return
-        try:
-            self._loop.run(self._async.aclose())
-        finally:
-            self._loop.stop()
+        if self._owner:
+            self._finalizer()
 
     def health(self) -> Health:
         """``GET /healthz``: the server process is up."""

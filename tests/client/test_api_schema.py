@@ -38,8 +38,8 @@ EXAMPLES = int(os.environ.get("DROPGATE_FUZZ_EXAMPLES", "200"))
 RANDOM = os.environ.get("DROPGATE_FUZZ_RANDOM", "") not in ("", "0")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, negative_data_rejection]
-# Short codes the generator tends to produce, created beforehand so that generated
-# requests also reach existing invites (redeem, update), not only 404s.
+# Short ids the generator tends to produce, created beforehand (as invite codes and as
+# tenants) so that generated requests also reach existing entities, not only 404s.
 SEEDED_CODES = ("0", "00", "A", "a", "_", "-", "0-", "AA", "00000")
 _ID = re.compile(ID_PATTERN)
 
@@ -59,6 +59,7 @@ def fuzz_tenant(live: LiveServer) -> FuzzTenant:
         tenant = admin.for_tenant(tenant_id)
         for code in SEEDED_CODES:
             tenant.invites.create(code, max_uses=1_000_000)
+            admin.tenants.create(code, name="seeded")  # so tenant routes find some too
     return FuzzTenant(tenant_id, key.key)
 
 

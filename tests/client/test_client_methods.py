@@ -221,3 +221,16 @@ def test_sync_client_is_safe_to_share_between_threads(live: LiveServer) -> None:
             t.join(timeout=30)
         assert not errors
         assert scoped.invites.get("T").used_count == 20
+
+
+def test_sync_client_closes_when_dropped_and_a_view_keeps_its_owner_alive(
+        live: LiveServer, tenant: TenantAccess) -> None:
+    import gc
+
+    before = threading.active_count()
+    view = Dropgate(live.url, live.admin_key).for_tenant(tenant.tenant_id)  # the owner is dropped
+    gc.collect()
+    assert view.invites.create("VIEW", max_uses=1).code == "VIEW"
+    del view
+    gc.collect()
+    assert threading.active_count() == before  # the client's thread stopped with it
