@@ -5,6 +5,13 @@ struct the server decodes (``dropgate.models``) and call ``self._call(METHOD,
 PATH_TEMPLATE, ResponseStruct, path=..., body=...)``. The (method, path) pair is a
 literal on purpose: a test reads every namespace and checks that each pair is a
 route of the server and that every route has a method.
+
+Adding a domain: ``dropgate/client/<domain>.py`` with ``class Offers(Namespace)``;
+the first argument positional, the rest keyword-only and named as the API's fields;
+every POST method takes ``idempotency_key: str | None = None``; a docstring naming
+the route and the exceptions it raises. Then one line in
+``AsyncDropgate._attach_namespaces`` (``self.offers = Offers(self)``): the blocking
+``Dropgate`` wraps every namespace by itself.
 """
 
 from __future__ import annotations
