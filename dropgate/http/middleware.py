@@ -54,6 +54,8 @@ def error_response(exc: DropgateError, request_id: str) -> web.Response:
     retry_after = exc.details.get("retry_after_s") if exc.details else None
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="dropgate"'  # RFC 9110 11.6.1: a 401 must say how
     return web.Response(body=_encoder.encode(body), status=exc.status,
                         content_type="application/json", headers=headers)
 
@@ -85,6 +87,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status < 400:
             raise
         response = error_response(_from_http(exc), request_id)
+        if exc.status == 405 and "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 must list them
+            response.headers["Allow"] = exc.headers["Allow"]
     except _UNAVAILABLE as exc:
         log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
         response = error_response(Unavailable(), request_id)

@@ -391,7 +391,7 @@ class Persister:
                 await conn.execute(
                     """INSERT INTO dg_dead_letters
                          (partition, stream_id, event_type, entity, version, payload, error, attempts)
-                       VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) ON CONFLICT DO NOTHING""",
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
                     p, e.id, e.type, e.entity, e.version,
                     msgspec.json.encode(e.data).decode(), dead_letter[0], dead_letter[1],
                 )
