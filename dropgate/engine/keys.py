@@ -72,6 +72,11 @@ class Keys:
     def persister_lease(self, partition: int) -> str:
         return f"{self.tag(partition)}:persister"
 
+    @staticmethod
+    def staging(key: str) -> str:
+        """Where a restore stages a set before swapping it into ``key`` (same hash tag)."""
+        return f"{key}:restore"
+
     def all_logs(self) -> list[str]:
         return [self.log(p) for p in range(self.partitions)]
 
