@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
 
+import msgspec
+
+from dropgate.embedded import Endpoints
 from dropgate.engine.errors import AlreadyUsed
 from dropgate.persistence.persister import Persister
-from dropgate.persistence.reconcile.runner import reconcile
+from dropgate.persistence.reconcile.runner import format_table, reconcile
 from dropgate.runtime import Runtime
+from dropgate.settings import Settings
 
 TENANTS = ("t1", "t2")
 CODES = ("A", "B", "C", "D")
@@ -99,3 +107,61 @@ async def test_hand_made_drift_is_found_exactly_and_repaired(runtime: Runtime, p
         raise AssertionError("u0 redeemed twice")
     except AlreadyUsed:
         pass
+
+
+async def test_dead_letters_are_reported(runtime: Runtime, make_settings: Callable[..., Settings]) -> None:
+    await _drop(runtime, users=20)
+    tk = runtime.keys.tenant("t1")
+    payload = {"tenant_id": "t1", "code": "GHOST", "user_id": "x", "used_count": 1, "at_ms": 1}
+    await runtime.redis.xadd(tk.log, {"t": "invite.redeemed", "e": "invite:t1:GHOST", "v": "1",
+                                      "d": msgspec.json.encode(payload)})
+    persister = Persister(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys, scripts=runtime.scripts,
+                          settings=make_settings(persister_max_retries=1), name="p")
+    await _drained(persister)
+    report = await reconcile(runtime, wait_s=0)
+    assert report.exit_code == 0  # the stores agree: the poison event changed neither
+    assert report.dead_letters == 1
+    assert report.dead_letter_sample[0].entity == "invite:t1:GHOST"
+    assert "dead letters: 1" in format_table(report)
+
+
+def _cli_env(servers: Endpoints, settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env.update(DROPGATE_REDIS_URL=servers.redis_url, DROPGATE_DATABASE_URL=servers.database_url,
+               DROPGATE_KEY_PREFIX=settings.key_prefix, DROPGATE_DATABASE_SCHEMA=settings.database_schema or "",
+               DROPGATE_PARTITIONS=str(settings.partitions), DROPGATE_LOG_LEVEL="WARNING",
+               DROPGATE_DATA_DIR=settings.data_dir)
+    return env
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dropgate.cli", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_exit_codes_table_and_json(runtime: Runtime, persister: Persister, servers: Endpoints,
+                                             settings: Settings) -> None:
+    await _drop(runtime, users=60)
+    await _drained(persister)
+    env = _cli_env(servers, settings)
+    code, out, _ = await _cli(env, "reconcile")
+    assert code == 0, out
+    assert "invites" in out and "result: agree (exit 0)" in out
+    await runtime.pool.execute("DELETE FROM invite_code_uses WHERE tenant_id = 't2' AND user_id = 'u1'")
+    code, out, _ = await _cli(env, "reconcile", "--json", "--tenant", "t2", "--entity", "invite")
+    assert code == 1
+    report = json.loads(out)
+    assert report["result"] == "drift"
+    assert {(d["entity"], d["field"]) for d in report["drifts"]} == {
+        ("invite:t2:B", "uses"), ("invite:t2:B", "used_count")}
+    code, out, err = await _cli(env, "reconcile", "--repair")
+    assert code == 0, out + err
+    assert "repairs: reemitted 1" in out and "repair invites invite:t2:B: reemitted" in err
+    code, _, err = await _cli(env, "restore")
+    assert code == 1 and "refused" in err
+    code, out, _ = await _cli({**env, "DROPGATE_REDIS_URL": "redis://127.0.0.1:1/0"}, "reconcile", "--json")
+    assert code == 2 and json.loads(out)["result"] == "error"

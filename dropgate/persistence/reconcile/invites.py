@@ -196,12 +196,12 @@ class InviteReconciler:
             if entity in users_r:
                 users = sorted(users_r[entity])
                 out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="uses", problem="missing_in_postgres",
-                                        redis=users, detail=f"{len(users)} uses in Redis, not in PostgreSQL",
+                                        redis=users, detail=f"{len(users)} uses in Redis, not in PostgreSQL: {_sample(users)}",
                                         **versions))
             if entity in users_p:
                 users = sorted(users_p[entity])
                 out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="uses", problem="missing_in_redis",
-                                        postgres=users, detail=f"{len(users)} uses in PostgreSQL, not in Redis",
+                                        postgres=users, detail=f"{len(users)} uses in PostgreSQL, not in Redis: {_sample(users)}",
                                         **versions))
         for entity, fields in sorted(redis_defs.items()):
             used = _int(fields.get("used_count"))
@@ -330,6 +330,10 @@ class InviteReconciler:
             replies = await pipe.execute()
         rc.progress.advance(len(rows))
         return sum(1 for raw in replies if decode_result(raw).get("restored") is True)
+
+
+def _sample(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
 def _int(value: str | None) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -38,26 +39,27 @@ class KeyIndex:
     async def scan(cls, redis: Redis, keys: Keys, *, tenant_id: str | None = None,
                    progress: Progress | None = None, count: int = 10_000) -> KeyIndex:
         index = cls(prefix=keys.prefix)
-        tag_re = re.compile(re.escape(keys.prefix) + r":\{p(\d+)\}:(.*)\Z", re.S)
         if progress is not None:
             progress.stage("scan keys", int(await redis.dbsize()))
         async for batch in _scan(redis, f"{keys.prefix}:*", count):
             for raw in batch:
-                key = text(raw)
-                match = tag_re.match(key)
-                if match is None:
-                    index.other.append(key)
-                    continue
-                parts = tuple(match.group(2).split(":"))
-                if tenant_id is not None and not _of_tenant(parts, tenant_id):
-                    continue
-                bucket = index.by_partition.setdefault(int(match.group(1)), set())
-                if parts not in bucket:  # SCAN may return a key twice
-                    bucket.add(parts)
-                    index.total += 1
+                index.add(text(raw), tenant_id=tenant_id)
             if progress is not None:
                 progress.advance(len(batch))
         return index
+
+    def add(self, key: str, *, tenant_id: str | None = None) -> None:
+        match = _tag_re(self.prefix).match(key)
+        if match is None:
+            self.other.append(key)
+            return
+        parts = tuple(match.group(2).split(":"))
+        if tenant_id is not None and not _of_tenant(parts, tenant_id):
+            return
+        bucket = self.by_partition.setdefault(int(match.group(1)), set())
+        if parts not in bucket:  # SCAN may return a key twice
+            bucket.add(parts)
+            self.total += 1
 
     def find(self, *shape: str | None) -> Iterator[tuple[int, tuple[str, ...]]]:
         """Keys whose parts match ``shape`` (``None`` matches any one part)."""
@@ -75,6 +77,11 @@ class KeyIndex:
             for parts in parts_list:
                 if parts[0] not in INFRASTRUCTURE:
                     yield p, parts
+
+
+@lru_cache(maxsize=64)
+def _tag_re(prefix: str) -> re.Pattern[str]:
+    return re.compile(re.escape(prefix) + r":\{p(\d+)\}:(.*)\Z", re.S)
 
 
 def _of_tenant(parts: tuple[str, ...], tenant_id: str) -> bool:
