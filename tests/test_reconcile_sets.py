@@ -26,7 +26,7 @@ def _producer(members: list[str]) -> StreamSide:
 async def _table(runtime: Runtime, n: int) -> SqlSide:
     await runtime.pool.execute("CREATE TABLE set_diff_test (m text PRIMARY KEY)")
     await runtime.pool.execute("INSERT INTO set_diff_test SELECT 'm' || g FROM generate_series(0, $1 - 1) g", n)
-    return SqlSide(runtime.pool, member_sql="m", from_sql="FROM set_diff_test")
+    return SqlSide(runtime.pool.fetch, member_sql="m", from_sql="FROM set_diff_test")
 
 
 async def test_a_large_set_differing_in_three_members_is_bisected_to_them(runtime: Runtime) -> None:

@@ -11,6 +11,7 @@ before the first ``:`` is the entity kind (``--entity invite``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -141,12 +142,45 @@ class ReconcileContext:
         self.repairs: list[Repair] = []
         self._index: KeyIndex | None = None
         self._pending: dict[int, dict[str, int]] = {}
+        self._conn: Any = None
+        self._tx: Any = None
+        self._lock = asyncio.Lock()
+        self.snapshot_offsets: dict[int, tuple[int, int]] = {}
+        self._offsets_now: dict[int, tuple[int, int]] | None = None
 
     # -- per round --------------------------------------------------------------------
     def new_round(self) -> None:
         """Forget the key index and the waiting events: the next compare reads afresh."""
         self._index = None
         self._pending.clear()
+        self._offsets_now = None
+
+    async def begin_round(self) -> None:
+        """Open this round's PostgreSQL snapshot (REPEATABLE READ, read only) BEFORE any
+        Redis read: every PostgreSQL read of the round sees this one instant, with the
+        committed offsets of that instant, and Redis, read afterwards, can only be ahead
+        of it (or drifted)."""
+        self.new_round()
+        self._conn = await self.pool.acquire()
+        self._tx = self._conn.transaction(isolation="repeatable_read", readonly=True)
+        await self._tx.start()
+        rows = await self._conn.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
+        self.snapshot_offsets = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+
+    async def end_round(self) -> None:
+        conn, tx, self._conn, self._tx = self._conn, self._tx, None, None
+        if tx is not None:
+            try:
+                await tx.rollback()
+            finally:
+                await self.pool.release(conn)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """A query in the round's snapshot (or, outside a round, on the pool)."""
+        if self._conn is None:
+            return list(await self.pool.fetch(sql, *args))
+        async with self._lock:  # one connection: one query at a time
+            return list(await self._conn.fetch(sql, *args))
 
     async def index(self, scope: Scope) -> KeyIndex:
         """Every key of the installation (or of the scope's tenant), scanned once per round."""
@@ -178,26 +212,39 @@ class ReconcileContext:
             self._pending[partition] = waiting
         return self._pending[partition]
 
+    async def unsettled(self, entity: str, partition: int, postgres_version: int | None) -> bool:
+        """Could Redis be ahead of the snapshot for this entity only because events are
+        on their way? Yes if the log holds an event of it newer than ``postgres_version``
+        (any event, when None), or if the persister committed in this partition since the
+        snapshot (events it trimmed meanwhile cannot be seen any more: recheck later)."""
+        waiting = (await self.pending(partition)).get(entity)
+        if waiting is not None and waiting > (postgres_version or 0):
+            return True
+        if self._offsets_now is None:  # read after the log: no commit since => nothing trimmed
+            rows = await self.pool.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
+            self._offsets_now = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+        return self._offsets_now.get(partition) != self.snapshot_offsets.get(partition)
+
     async def classify(self, entity: str, partition: int, redis_version: int | None,
-                       postgres_version: int | None, *, versioned: bool = True
-                       ) -> Literal["in_flight"] | Problem:
+                       postgres_version: int | None, *, versioned: bool = True,
+                       redis_ahead: bool = False) -> Literal["in_flight"] | Problem:
         """The entity differs between the stores: is it in flight, or which drift?
 
-        In flight: Redis is ahead (or PostgreSQL lacks the entity) and the log still
-        holds an event of it newer than PostgreSQL's version. Without versions (API
-        keys) any waiting event of the entity means in flight.
+        In flight: Redis is ahead of the snapshot (a newer version, an entity PostgreSQL
+        lacks, or ``redis_ahead`` — e.g. a member Redis added since) and ``unsettled``.
+        Without versions (API keys) every difference may be Redis ahead. PostgreSQL can
+        never be ahead of Redis (its snapshot is taken first): that is drift.
         """
-        waiting = (await self.pending(partition)).get(entity)
+        pv = postgres_version
+        newer = redis_version is not None and (pv is None or redis_version > pv)
+        if (newer or redis_ahead or not versioned) and await self.unsettled(
+                entity, partition, pv if versioned else None):
+            return "in_flight"
         if not versioned:
-            if waiting is not None:
-                return "in_flight"
             if redis_version is None:
                 return "missing_in_redis"
-            return "missing_in_postgres" if postgres_version is None else "differs"
-        pv = postgres_version
-        if redis_version is not None and (pv is None or redis_version > pv):
-            if waiting is not None and waiting > (pv or 0):
-                return "in_flight"
+            return "missing_in_postgres" if pv is None else "differs"
+        if newer:
             return "missing_in_postgres" if pv is None else "postgres_behind"
         if pv is not None and (redis_version is None or redis_version < pv):
             return "missing_in_redis" if redis_version is None else "redis_behind"

@@ -70,7 +70,7 @@ class TenantReconciler:
 
         where, args = self._filter(scope)
         diff = await diff_sets(StreamSide(records), SqlSide(
-            rc.pool, args=args, from_sql=f"FROM tenants {where}",
+            rc.fetch, args=args, from_sql=f"FROM tenants {where}",
             member_sql=sql_member("tenant_id", "name", "subscription_status", sql_ms("trial_end"),
                                   sql_ms("created_at"), "version")))
         r_only = {decode(m)[0]: decode(m)[1:] for m in diff.only_redis}
@@ -184,7 +184,7 @@ class ApiKeyReconciler:
 
         where, args = self._filter(scope)
         diff = await diff_sets(StreamSide(records), SqlSide(
-            rc.pool, args=args, from_sql=f"FROM api_keys WHERE revoked_at IS NULL {where}",
+            rc.fetch, args=args, from_sql=f"FROM api_keys WHERE revoked_at IS NULL {where}",
             member_sql=sql_member("key_id", "secret_sha256", "role", "tenant_id", sql_ms("created_at"))))
         r_only = {decode(m)[0] for m in diff.only_redis}
         p_only = {decode(m)[0] for m in diff.only_postgres}

@@ -119,11 +119,11 @@ class InviteReconciler:
         rc.progress.stage("invites", len(ordered))
         defs_diff, uses_diff = await asyncio.gather(
             diff_sets(StreamSide(definitions, on_batch=rc.progress.advance), SqlSide(
-                rc.pool, args=args, from_sql=f"FROM invite_codes {where}",
+                rc.fetch, args=args, from_sql=f"FROM invite_codes {where}",
                 member_sql=sql_member("tenant_id", "code", "max_uses", "CASE WHEN active THEN 1 ELSE 0 END",
                                       sql_ms("expires_at"), sql_ms("created_at"), "used_count", "version"))),
             diff_sets(StreamSide(uses), SqlSide(
-                rc.pool, args=args, from_sql=f"FROM invite_code_uses {where}",
+                rc.fetch, args=args, from_sql=f"FROM invite_code_uses {where}",
                 member_sql=sql_member("tenant_id", "code", "user_id"))),
         )
         pg_counters = await self._pg_counter_drift(rc, scope)
@@ -139,7 +139,7 @@ class InviteReconciler:
     async def _pg_counter_drift(self, rc: ReconcileContext, scope: Scope) -> dict[str, tuple[int, int]]:
         """PostgreSQL's used_count against its own rows: entity -> (counter, rows)."""
         where, args = _pg_filter(scope, "c")
-        rows = await rc.pool.fetch(
+        rows = await rc.fetch(
             f"""SELECT tenant_id, code, used_count, n FROM (
                     SELECT c.tenant_id, c.code, c.used_count,
                            (SELECT count(*) FROM invite_code_uses u
@@ -176,7 +176,10 @@ class InviteReconciler:
                 g = r  # the definitions agree; only the uses differ
             rv = _int(r.get("version")) if r else None
             pv = _int(g.get("version")) if g else None
-            status = await rc.classify(entity, rc.keys.tenant(tenant_id).partition, rv, pv)
+            # users only Redis holds, at PostgreSQL's version, are Redis ahead too (a redeem
+            # after the hash was read)
+            status = await rc.classify(entity, rc.keys.tenant(tenant_id).partition, rv, pv,
+                                       redis_ahead=entity in users_r)
             if status == "in_flight":
                 out.in_flight.add(entity)
                 continue
@@ -195,14 +198,14 @@ class InviteReconciler:
                                             detail=f"{f}: Redis {r.get(f)}, PostgreSQL {g[f]}", **versions))
             if entity in users_r:
                 users = sorted(users_r[entity])
-                out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="uses", problem="missing_in_postgres",
-                                        redis=users, detail=f"{len(users)} uses in Redis, not in PostgreSQL: {_sample(users)}",
-                                        **versions))
+                out.drifts.append(Drift(
+                    domain=DOMAIN, entity=entity, field="uses", problem="missing_in_postgres", redis=users,
+                    detail=f"{len(users)} uses in Redis, not in PostgreSQL: {_sample(users)}", **versions))
             if entity in users_p:
                 users = sorted(users_p[entity])
-                out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="uses", problem="missing_in_redis",
-                                        postgres=users, detail=f"{len(users)} uses in PostgreSQL, not in Redis: {_sample(users)}",
-                                        **versions))
+                out.drifts.append(Drift(
+                    domain=DOMAIN, entity=entity, field="uses", problem="missing_in_redis", postgres=users,
+                    detail=f"{len(users)} uses in PostgreSQL, not in Redis: {_sample(users)}", **versions))
         for entity, fields in sorted(redis_defs.items()):
             used = _int(fields.get("used_count"))
             if used != scards.get(entity, 0):

@@ -153,13 +153,17 @@ async def reconcile(stores: Stores, *, tenant_id: str | None = None, entities: S
 # -- comparing ----------------------------------------------------------------------------
 
 async def compare_all(rc: ReconcileContext, reconcilers: Iterable[Reconciler], scope: Scope) -> Comparison:
-    rc.new_round()
+    """One round: PostgreSQL's snapshot first, then every reconciler reads Redis."""
+    await rc.begin_round()
     merged = Comparison()
-    for r in reconcilers:
-        part = await r.compare(rc, scope)
-        merged.counts += part.counts
-        merged.drifts += part.drifts
-        merged.in_flight |= part.in_flight
+    try:
+        for r in reconcilers:
+            part = await r.compare(rc, scope)
+            merged.counts += part.counts
+            merged.drifts += part.drifts
+            merged.in_flight |= part.in_flight
+    finally:
+        await rc.end_round()
     return merged
 
 

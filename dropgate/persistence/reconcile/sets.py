@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import asyncpg
 from redis.asyncio import Redis
 
 from dropgate.engine.text import text
@@ -85,6 +84,7 @@ class MemberSide(Protocol):
 
 
 Producer = Callable[[], AsyncIterator[Sequence[str]]]
+Fetch = Callable[..., Awaitable[Sequence[Any]]]
 
 
 class StreamSide:
@@ -142,13 +142,14 @@ class StreamSide:
 class SqlSide:
     """Members produced by a PostgreSQL query; hashing and grouping run in the server.
 
-    ``member_sql`` is an expression giving the member (see ``sql_member``),
-    ``from_sql`` the rest of the query (``FROM ... WHERE ...``) using ``$1..$n`` for
-    ``args``.
+    ``fetch`` runs a query (``rc.fetch``: all in the round's snapshot, so the passes of
+    one comparison see the same rows; or ``pool.fetch``). ``member_sql`` is an
+    expression giving the member (see ``sql_member``), ``from_sql`` the rest of the
+    query (``FROM ... WHERE ...``) using ``$1..$n`` for ``args``.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, member_sql: str, from_sql: str, args: Sequence[Any] = ()) -> None:
-        self._pool = pool
+    def __init__(self, fetch: Fetch, *, member_sql: str, from_sql: str, args: Sequence[Any] = ()) -> None:
+        self._fetch = fetch
         self._base = f"SELECT {member_sql} AS m {from_sql}"
         self._args = list(args)
         self.queries = 0
@@ -166,7 +167,7 @@ class SqlSide:
         sql = (f"SELECT h >> ${n + 1} AS b, count(*) AS n, sum(h) AS s "
                f"FROM (SELECT {self._hash()} AS h FROM ({self._base}) q) hq {where} GROUP BY 1")
         self.queries += 1
-        rows = await self._pool.fetch(sql, *args)
+        rows = await self._fetch(sql, *args)
         return {int(r["b"]): (int(r["n"]), int(r["s"])) for r in rows}
 
     async def members(self, bits: int, buckets: set[int]) -> set[str]:
@@ -174,7 +175,7 @@ class SqlSide:
         sql = (f"SELECT m FROM ({self._base}) q "
                f"WHERE ({self._hash()} >> ${n + 1}) = ANY(${n + 2}::bigint[])")
         self.queries += 1
-        rows = await self._pool.fetch(sql, *self._args, HASH_BITS - bits, sorted(buckets))
+        rows = await self._fetch(sql, *self._args, HASH_BITS - bits, sorted(buckets))
         return {r["m"] for r in rows}
 
 
