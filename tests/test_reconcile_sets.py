@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from dropgate.engine.keys import Keys
 from dropgate.persistence.reconcile.keyspace import KeyIndex
-from dropgate.persistence.reconcile.sets import SQL_HASH, SqlSide, StreamSide, diff_sets, member_hash
+from dropgate.persistence.reconcile.sets import SQL_HASH, SqlSide, StreamSide, diff_sets, member_hash, zset_members
 from dropgate.runtime import Runtime
 
 
@@ -75,3 +75,15 @@ def test_key_index_parses_what_keys_py_formats() -> None:
     assert index.key(tk.partition, ("t", "acme", "invite", "LAUNCH", "users")) == tk.invite_users("LAUNCH")
     assert index.other == [keys.meta()]
     assert {parts[0] for _, parts in index.domain_parts()} == {"tenant", "t", "apikey"}
+
+
+async def test_sorted_set_members_carry_their_absolute_scores(runtime: Runtime) -> None:
+    base = runtime.keys.tenant("t1").base
+    small, large = f"{base}:z:small", f"{base}:z:large"
+    await runtime.redis.zadd(small, {"r1": 1_700_000_000_123, "r2": 1_700_000_000_456})
+    await runtime.redis.zadd(large, {f"m{i}": i for i in range(3000)})
+    got: list[str] = []
+    async for batch in zset_members(runtime.redis, [(small, "S|"), (large, "L|")]):
+        got += batch
+    assert "S|r1\x1f1700000000123" in got and "S|r2\x1f1700000000456" in got
+    assert len({m for m in got if m.startswith("L|")}) == 3000

@@ -269,3 +269,36 @@ async def hashes(redis: Redis, keys: Sequence[str]) -> AsyncIterator[list[tuple[
                 pipe.hgetall(key)
             replies = await pipe.execute()
         yield [(key, {text(k): text(v) for k, v in raw.items()}) for key, raw in zip(chunk, replies, strict=True)]
+
+
+async def zset_members(redis: Redis, keys: Sequence[tuple[str, str]], *, with_scores: bool = True,
+                       zscan_count: int = 5_000) -> AsyncIterator[list[str]]:
+    """Members of many sorted sets (reservations, holds), each as ``tag + member`` or, with
+    scores, ``tag + member + SEP + score`` (scores are absolute ms: an expiry compared
+    with PostgreSQL's ``sql_ms(expires_at)``). Small sets pipelined, large ones by ZSCAN."""
+
+    def fmt(tag: str, member: Any, score: Any) -> str:
+        return f"{tag}{text(member)}{SEP}{int(float(score))}" if with_scores else tag + text(member)
+
+    for start in range(0, len(keys), PIPELINE):
+        chunk = keys[start:start + PIPELINE]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key, _ in chunk:
+                pipe.zcard(key)
+            sizes = await pipe.execute()
+        small = [(k, t) for (k, t), n in zip(chunk, sizes, strict=True) if 0 < int(n) <= SMALL_SET]
+        large = [(k, t) for (k, t), n in zip(chunk, sizes, strict=True) if int(n) > SMALL_SET]
+        if small:
+            async with redis.pipeline(transaction=False) as pipe:
+                for key, _ in small:
+                    pipe.zrange(key, 0, -1, withscores=True)
+                replies = await pipe.execute()
+            yield [fmt(tag, m, s) for (_, tag), pairs in zip(small, replies, strict=True) for m, s in pairs]
+        for key, tag in large:
+            cursor = 0
+            while True:
+                cursor, pairs = await redis.zscan(key, cursor, count=zscan_count)
+                if pairs:
+                    yield [fmt(tag, m, s) for m, s in pairs]
+                if cursor == 0:
+                    break
