@@ -43,6 +43,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_port() -> int:
+    """A free port for a server we will stop and restart on the same port: below the
+    kernel's ephemeral range, so no client connection can take it while it is down."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, max(low, 20001))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 def _wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -59,7 +78,7 @@ class PrivateRedis:
     def __init__(self, folder: Path, *, appendfsync: str = "everysec") -> None:
         self.folder = folder
         self.appendfsync = appendfsync
-        self.port = free_port()
+        self.port = server_port()
         self.proc: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -115,7 +134,7 @@ class PrivatePostgres:
         self.bin = Path(pgserver.__file__).parent / "pginstall" / "bin"
         self.folder = folder
         self.data = folder / "data"
-        self.port = free_port()
+        self.port = server_port()
         self.user: str | None = None
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root: use pgserver's system user
             from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists

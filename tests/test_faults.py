@@ -91,7 +91,8 @@ async def test_persister_killed_mid_batch_loses_and_duplicates_nothing(cluster: 
 async def test_redis_killed_under_load_keeps_every_acknowledged_write(cluster: Cluster) -> None:
     assert kill_redis
     summary = await _run(cluster, "kill_redis", after_s=1.5)
-    assert summary["unknown"] == 0 or summary["acknowledged"] > 0
+    statuses = summary["statuses"]
+    assert isinstance(statuses, dict) and statuses.get(503, 0) > 0, statuses  # clients saw the outage
 
 
 async def test_postgres_down_for_a_while_the_api_serves_and_the_backlog_stays_bounded(cluster: Cluster) -> None:
