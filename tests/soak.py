@@ -44,6 +44,7 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
                       codes=CODES)
     started = time.monotonic()
     counts: dict[str, int] = {}
+    keep = False
     try:
         postgres.init()
         postgres.start()
@@ -66,6 +67,8 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
                            f"{len(report.get('in_flight', []))} in flight, {load.count('ok')} acknowledged so far")
             if report["exit_code"] != 0:
                 print(json.dumps(report, indent=1)[:4000])
+                print(f"(servers' data and process logs kept in {folder})")
+                keep = True
                 return 1
         report, summary = await settle_and_check(cluster, load)
         _line(started, f"final reconcile: exit {report['exit_code']}; history: {summary}")
@@ -77,7 +80,8 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
         for p in [cluster.api, *cluster.persisters]:
             if p is not None:
                 print(f"--- {p.name} (last lines)\n{p.output()}")
-        print(f"(servers' data kept in {folder})")
+        print(f"(servers' data and process logs kept in {folder})")
+        keep = True
         return 1
     finally:
         cluster.close()
@@ -86,7 +90,7 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
             postgres.stop("immediate")
         except Exception:
             pass
-        if not sys.exc_info()[0]:
+        if not keep:
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -40,8 +41,10 @@ PG_DOWN_S = float(os.environ.get("DROPGATE_FAULT_PG_DOWN_S", "10"))
 
 
 @pytest.fixture(scope="session")
-def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
-    pg = PrivatePostgres(tmp_path_factory.mktemp("faultpg"))
+def private_postgres() -> Iterator[PrivatePostgres]:
+    # Not under pytest's tmp dir: running as root, PostgreSQL runs as pgserver's user, and
+    # any pytest session on the machine resets /tmp/pytest-of-<user> to 0700.
+    pg = PrivatePostgres(Path(tempfile.mkdtemp(prefix="dropgate-faultpg-", dir="/tmp")))
     pg.init()
     pg.start()
     yield pg

@@ -122,3 +122,24 @@ async def test_dropgate_refuses_an_evicting_redis(evicting_redis: str, isolated:
         await client.aclose()
     async with open_runtime(settings) as runtime:  # the same server, fixed: accepted
         assert isinstance(runtime.scripts, Scripts)
+
+
+async def test_a_running_persister_carries_on_after_redis_is_lost_and_restored(
+        runtime: Runtime, persister: Persister) -> None:
+    await _drop(runtime, users=100)
+    task = asyncio.create_task(persister.run())
+    try:
+        while sum((await persister.lag()).values()):
+            await asyncio.sleep(0.02)
+        await _wipe(runtime)  # streams and consumer groups gone with everything else
+        await restore(runtime)
+        for i in range(50):
+            await runtime.invites.redeem("t2", "B", user_id=f"after-{i}")
+        deadline = asyncio.get_running_loop().time() + 30
+        while await runtime.pool.fetchval("SELECT count(*) FROM invite_code_uses WHERE user_id LIKE 'after-%'") < 50:
+            assert asyncio.get_running_loop().time() < deadline, persister.stats
+            await asyncio.sleep(0.05)
+    finally:
+        await persister.close()
+        await asyncio.wait_for(task, 10)
+    assert (await reconcile(runtime, wait_s=0)).exit_code == 0
