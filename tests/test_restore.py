@@ -143,3 +143,17 @@ async def test_a_running_persister_carries_on_after_redis_is_lost_and_restored(
         await persister.close()
         await asyncio.wait_for(task, 10)
     assert (await reconcile(runtime, wait_s=0)).exit_code == 0
+
+
+async def test_one_tenant_is_restored_beside_the_others(runtime: Runtime, persister: Persister) -> None:
+    await _drop(runtime, users=80)
+    await _drained(persister)
+    tk = runtime.keys.tenant("t2")
+    lost = [k async for k in runtime.redis.scan_iter(match=f"{tk.tag}:t:t2:*")] + [tk.tenant()]
+    await runtime.redis.delete(*lost)
+    await runtime.invites.redeem("t1", "A", user_id="meanwhile")  # t1's traffic goes on (unpersisted)
+    result = await restore(runtime, tenant_id="t2")
+    assert result.restored["invites/invite"] == 4 and result.restored["core/tenant"] == 1
+    with pytest.raises(KeyspaceNotEmpty):
+        await restore(runtime, tenant_id="t2")  # now its keys exist again
+    assert (await reconcile(runtime, wait_s=0)).exit_code == 0
