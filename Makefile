@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak clean
+.PHONY: demo test fuzz lint bench soak clean
 
 $(STAMP): pyproject.toml
 	@if [ -z "$(PY)" ]; then \
@@ -25,9 +25,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Schema-driven API tests with many more generated cases per operation, fresh randomness each run.
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	DROPGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DROPGATE_FUZZ_RANDOM=1 $(BIN)/python -m pytest \
+		tests/client/test_api_schema.py -p no:cacheprovider --timeout=3600 $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check dropgate tests benchmarks
 	$(BIN)/mypy
+
+# Fault injection for minutes (not part of `make test`): make soak ARGS="--minutes 30 --seed 1"
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)

@@ -185,6 +185,16 @@ class RateLimited(DropgateError):
     code = "RATE_LIMITED"
     status = 429
     default_message = "Too many requests; retry later."
+    #: The response's ``Retry-After`` in seconds, set by the client that received it.
+    header_retry_after_s: float | None = None
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds to wait before retrying: ``details.retry_after_s``, else ``Retry-After``."""
+        value = self.details.get("retry_after_s")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return self.header_retry_after_s
 
 
 class PaymentProviderUnavailable(DropgateError):

@@ -40,6 +40,6 @@ async def resolve_tenant(request: web.Request, runtime: Runtime, principal: Prin
             raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
         return tenant_id
     assert principal.tenant_id is not None
-    if header and header != principal.tenant_id:
+    if header is not None and check_id(header, "X-Tenant-Id") != principal.tenant_id:
         raise Forbidden("This key belongs to another tenant.")
     return principal.tenant_id

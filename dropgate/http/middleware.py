@@ -38,6 +38,10 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    # maxmemory reached under noeviction, or a replica promoted away: refused writes,
+    # nothing applied (Redis refuses a script at its first write, never half-way)
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
@@ -54,6 +58,8 @@ def error_response(exc: DropgateError, request_id: str) -> web.Response:
     retry_after = exc.details.get("retry_after_s") if exc.details else None
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="dropgate"'  # RFC 9110 11.6.1: a 401 must say how
     return web.Response(body=_encoder.encode(body), status=exc.status,
                         content_type="application/json", headers=headers)
 
@@ -85,9 +91,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status < 400:
             raise
         response = error_response(_from_http(exc), request_id)
+        if exc.status == 405 and "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 must list them
+            response.headers["Allow"] = exc.headers["Allow"]
     except _UNAVAILABLE as exc:
         log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
         response = error_response(Unavailable(), request_id)
+    except redis.exceptions.ResponseError as exc:
+        if "OOM command not allowed" not in str(exc):  # Redis 6 wraps a script's OOM
+            log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
+            response = error_response(Internal(f"Internal error (request {request_id})."), request_id)
+        else:
+            log.warning("%s %s: Redis is out of memory: %r", request.method, request.path, exc)
+            response = error_response(Unavailable("Redis is out of memory; nothing was changed."), request_id)
     except Exception:
         log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
         response = error_response(Internal(f"Internal error (request {request_id})."), request_id)

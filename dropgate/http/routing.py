@@ -83,6 +83,8 @@ class RouteSpec:
     response_content_type: str = "application/json"
     headers: tuple[str, ...] = ()
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
+    # other statuses answered with a body of their own instead of the error shape
+    other_responses: dict[int, Any] = field(default_factory=dict)
     decoder: msgspec.json.Decoder[Any] | None = field(default=None, repr=False)
 
 
@@ -123,6 +125,7 @@ class ApiRoutes:
         response_content_type: str = "application/json",
         headers: Sequence[str] = (),
         query: Sequence[tuple[str, str, bool]] = (),
+        other_responses: dict[int, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.specs.append(RouteSpec(
@@ -131,7 +134,7 @@ class ApiRoutes:
                 summary=summary or (handler.__doc__ or "").strip().split("\n")[0],
                 tag=self.tag, request_content=request_content,
                 response_content_type=response_content_type, headers=tuple(headers),
-                query=tuple(query),
+                query=tuple(query), other_responses=dict(other_responses or {}),
                 decoder=msgspec.json.Decoder(body) if body is not None else None,
             ))
             return handler

@@ -14,6 +14,9 @@ Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=64
                                  description="1-64 chars of [A-Za-z0-9_.-]")]
 CodeType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN, description="code type")]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 UTC time")]
+# Free text (names, references): PostgreSQL text and jsonb cannot hold NUL, so it is refused here.
+Text = Annotated[str, msgspec.Meta(max_length=200, pattern=r"^[^\x00]*$",
+                                   description="free text, at most 200 characters, no NUL")]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 

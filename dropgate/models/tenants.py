@@ -6,14 +6,14 @@ from typing import Literal
 
 import msgspec
 
-from dropgate.models.common import Id, Struct, Timestamp
+from dropgate.models.common import Id, Struct, Text, Timestamp
 
 SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
 
 
 class TenantCreate(Struct, kw_only=True):
     tenant_id: Id
-    name: str = msgspec.field(default="")
+    name: Text = ""
     subscription_status: SubscriptionStatus = "active"
     trial_end: Timestamp | None = None
 

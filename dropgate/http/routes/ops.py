@@ -9,21 +9,9 @@ from aiohttp import web
 
 from dropgate.http.appkeys import METRICS, OPENAPI
 from dropgate.http.routing import ApiRoutes, Call
+from dropgate.models.ops import Health, Readiness
 
 routes = ApiRoutes("operations")
-
-
-class Health(msgspec.Struct):
-    status: str
-
-
-class Readiness(msgspec.Struct, kw_only=True):
-    status: str
-    redis: bool
-    postgres: bool
-    persister_lag: int
-    max_backlog: int
-    dead_letters: int
 
 
 @routes.get("/healthz", auth="public", response=Health)
@@ -32,7 +20,7 @@ async def healthz(call: Call[None]) -> Health:
     return Health(status="ok")
 
 
-@routes.get("/readyz", auth="public", response=Readiness)
+@routes.get("/readyz", auth="public", response=Readiness, other_responses={503: Readiness})
 async def readyz(call: Call[None]) -> web.Response:
     """Redis and PostgreSQL answer and the persistence backlog is under its bound (503 if not)."""
     rt = call.runtime
@@ -61,7 +49,7 @@ async def readyz(call: Call[None]) -> web.Response:
     return web.json_response(body=msgspec.json.encode(body), status=200 if ready else 503)
 
 
-@routes.get("/metrics", auth="public", response_content_type="text/plain")
+@routes.get("/metrics", auth="public", response=str, response_content_type="text/plain")
 async def metrics(call: Call[None]) -> web.Response:
     """Prometheus text exposition."""
     rt = call.runtime
@@ -71,7 +59,7 @@ async def metrics(call: Call[None]) -> web.Response:
                         content_type="text/plain", charset="utf-8")
 
 
-@routes.get("/openapi.json", auth="public")
+@routes.get("/openapi.json", auth="public", response=dict[str, Any])
 async def openapi(call: Call[None]) -> web.Response:
     """This document."""
     doc: dict[str, Any] = call.request.app[OPENAPI]

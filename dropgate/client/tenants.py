@@ -1,0 +1,87 @@
+"""``client.tenants`` and ``client.keys`` (admin keys only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from dropgate.client.base import Namespace
+from dropgate.models.tenants import (
+    KeyCreate,
+    KeyCreated,
+    SubscriptionStatus,
+    SubscriptionUpdate,
+    Tenant,
+    TenantCreate,
+)
+
+
+class Tenants(Namespace):
+    """Tenants and their subscriptions (``/v1/tenants``; needs an admin key)."""
+
+    async def create(
+        self,
+        tenant_id: str,
+        *,
+        name: str = "",
+        subscription_status: SubscriptionStatus = "active",
+        trial_end: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> Tenant:
+        """Create a tenant (``POST /v1/tenants``).
+
+        ``name`` defaults to the id; ``trial_end`` is required with ``"trialing"``.
+        Raises ``AlreadyExists`` when the id is taken.
+        """
+        body = TenantCreate(tenant_id=tenant_id, name=name, subscription_status=subscription_status,
+                            trial_end=trial_end)
+        return await self._call("POST", "/v1/tenants", Tenant, body=body,
+                                idempotency_key=idempotency_key)
+
+    async def get(self, tenant_id: str) -> Tenant:
+        """A tenant with its subscription and balances (``GET /v1/tenants/{tenant_id}``).
+
+        Raises ``NotFound``.
+        """
+        return await self._call("GET", "/v1/tenants/{tenant_id}", Tenant,
+                                path_params={"tenant_id": tenant_id})
+
+    async def set_subscription(
+        self,
+        tenant_id: str,
+        *,
+        subscription_status: SubscriptionStatus,
+        trial_end: datetime | None = None,
+    ) -> Tenant:
+        """Change a tenant's subscription (``PUT /v1/tenants/{tenant_id}/subscription``).
+
+        Ordered against the tenant's critical operations: one that committed before
+        the change stands, none commits after a suspension. Raises ``NotFound``.
+        """
+        body = SubscriptionUpdate(subscription_status=subscription_status, trial_end=trial_end)
+        return await self._call("PUT", "/v1/tenants/{tenant_id}/subscription", Tenant,
+                                path_params={"tenant_id": tenant_id}, body=body)
+
+
+class Keys(Namespace):
+    """API keys (``/v1/keys``; needs an admin key)."""
+
+    async def create(
+        self,
+        role: Literal["admin", "service"],
+        *,
+        tenant_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> KeyCreated:
+        """Create an API key (``POST /v1/keys``); ``.key`` is shown this once only.
+
+        A ``"service"`` key belongs to ``tenant_id`` (raises ``NotFound`` for an
+        unknown tenant); an ``"admin"`` key takes no tenant.
+        """
+        return await self._call("POST", "/v1/keys", KeyCreated,
+                                body=KeyCreate(role=role, tenant_id=tenant_id),
+                                idempotency_key=idempotency_key)
+
+    async def delete(self, key_id: str) -> None:
+        """Revoke an API key (``DELETE /v1/keys/{key_id}``). Raises ``NotFound`` if unknown."""
+        await self._call("DELETE", "/v1/keys/{key_id}", None, path_params={"key_id": key_id})
