@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -89,3 +89,10 @@ class Purchase(msgspec.Struct, kw_only=True):
 class WebhookAck(msgspec.Struct, kw_only=True):
     received: bool
     outcome: str
+
+
+class SandboxResult(msgspec.Struct, kw_only=True):
+    """What the sandbox's Pay / Cancel did: the webhook it sent itself and the answer."""
+
+    webhook_status: int
+    webhook_response: dict[str, Any]
