@@ -15,6 +15,7 @@ import pytest
 from dropgate.client import (
     AlreadyExists,
     AsyncDropgate,
+    Dropgate,
     IdempotencyKeyReused,
     InsufficientInventory,
     InventoryConflict,
@@ -26,7 +27,7 @@ from dropgate.client import (
     ValidationError,
 )
 from dropgate.models.offers import Offer, OfferInventory, PurchaseCreated
-from tests.client.conftest import FaultyProxy, TenantAccess
+from tests.client.conftest import FaultyProxy, LiveServer, TenantAccess
 
 FAST = {"backoff": 0.01, "max_backoff": 0.05}
 
@@ -161,3 +162,15 @@ async def test_a_purchase_whose_answer_is_lost_is_replayed_not_repeated(
     again = await dg.offers.purchase("R2", user_id="u1", quantity=3, idempotency_key=keys[0])
     assert again == created
     assert (await dg.offers.get("R2")).inventory.reserved == 3
+
+
+def test_the_sync_client_sells_an_offer(live: LiveServer, tenant: TenantAccess) -> None:
+    with Dropgate(live.url, tenant.service_key, retries=0) as dg:
+        dg.offers.create("SYNC", event_id="sync-gig", name="Seat", price="5", currency="usd",
+                         inventory_total=1)
+        assert [o.offer_id for o in dg.offers.list("sync-gig")] == ["SYNC"]
+        created = dg.offers.purchase("SYNC", user_id="u1")
+        assert dg.sandbox.complete(created.checkout_session_id).webhook_status == 200
+        assert dg.purchases.get(created.purchase_id).status == "paid"
+        with pytest.raises(InsufficientInventory):
+            dg.offers.purchase("SYNC", user_id="u2")
