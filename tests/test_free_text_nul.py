@@ -1,0 +1,34 @@
+"""Free text of offers and payments refuses NUL, which PostgreSQL text cannot hold.
+
+Found by the client work (#8): an offer named ``"a\\u0000b"`` was accepted (201) and
+lived in Redis, but every event carrying the name failed in the persister and was
+dead-lettered, so PostgreSQL never had the offer (nor, through it, its purchases):
+the two stores drifted. Tenant names were fixed the same way before.
+"""
+
+from __future__ import annotations
+
+from dropgate.persistence.persister import Persister
+from dropgate.runtime import Runtime
+from tests.conftest import Api
+
+
+async def test_offer_names_and_payment_references_refuse_nul(api: Api, runtime: Runtime,
+                                                             persister: Persister) -> None:
+    offer = {"offer_id": "nul", "event_id": "e", "name": "a\u0000b", "price": "1",
+             "currency": "usd", "inventory_total": 1}
+    status, body = await api.call("POST", "/v1/offers", json=offer)
+    assert (status, body["code"], body["details"]["field"]) == (400, "VALIDATION_ERROR", "name")
+    payment = {"amount": "1", "currency": "usd", "reference": "r\u0000"}
+    status, body = await api.call("POST", "/v1/payments", json=payment)
+    assert (status, body["code"], body["details"]["field"]) == (400, "VALIDATION_ERROR", "reference")
+    # any other text still goes through, and reaches PostgreSQL
+    status, body = await api.call("POST", "/v1/offers", json={**offer, "name": "ä \t\u2028 ok"})
+    assert status == 201, body
+    status, body = await api.call("POST", "/v1/payments", json={**payment, "reference": "ref \u00e9"})
+    assert status == 201, body
+    await persister.drain()
+    async with runtime.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT name FROM offers WHERE offer_id = 'nul'") == "ä \t\u2028 ok"
+        assert await conn.fetchval("SELECT count(*) FROM payments WHERE reference = 'ref \u00e9'") == 1
+        assert await conn.fetchval("SELECT count(*) FROM dg_dead_letters") == 0
