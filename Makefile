@@ -35,6 +35,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check dropgate tests benchmarks
 	$(BIN)/mypy
 
+# Fault injection for minutes (not part of `make test`): make soak ARGS="--minutes 30 --seed 1"
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak $(ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 

@@ -1,4 +1,4 @@
-"""The ``dropgate`` command: serve, demo, migrate, persister, keys.
+"""The ``dropgate`` command: serve, demo, migrate, persister, keys, reconcile, restore.
 
 Configuration comes from ``DROPGATE_*`` variables; flags override them. This is the
 only place that reads the environment (STYLE.md, house rule 4).
@@ -165,6 +165,20 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return await run_demo(settings, exit_after=args.exit, scale=args.scale)
 
 
+# -- reconcile and restore (logic: dropgate/persistence/reconcile/) -----------------------
+async def cmd_reconcile(args: argparse.Namespace) -> int:
+    from dropgate.persistence.reconcile.command import reconcile_command
+
+    return await reconcile_command(lambda: open_runtime(_settings(args), run_persister=False), args)
+
+
+async def cmd_restore(args: argparse.Namespace) -> int:
+    from dropgate.persistence.reconcile.command import restore_command
+
+    return await restore_command(lambda: open_runtime(_settings(args), run_persister=False), args)
+# -- end reconcile and restore -----------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dropgate", description="High-traffic drops that cannot oversell, double-redeem or drift.",
@@ -215,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     promos = command("promos", "Inspect promo codes.")
     promos_sub = promos.add_subparsers(dest="promos_command", required=True)
     promos_cli.add_stats_arguments(promos_sub.add_parser("stats", help="Redis and PostgreSQL side by side"))
+
+    from dropgate.persistence.reconcile.command import add_reconcile_arguments, add_restore_arguments
+
+    add_reconcile_arguments(command("reconcile", "Compare Redis with PostgreSQL; report (and --repair) drift."))
+    add_restore_arguments(command("restore", "Rebuild Redis from PostgreSQL after Redis was lost or flushed."))
     return parser
 
 
@@ -226,6 +245,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "keys": cmd_keys,
     "promos": cmd_promos,
     "codes": cmd_codes,
+    "reconcile": cmd_reconcile,
+    "restore": cmd_restore,
 }
 
 

@@ -167,3 +167,32 @@ async def api(runtime: Runtime) -> AsyncIterator[Api]:
         yield holder
     finally:
         await client.close()
+
+
+@pytest.fixture
+def private_redis_url(embedded_dir: Path) -> Callable[..., str]:
+    """Start a redis-server of this test's own (extra config as ``--name value`` pairs);
+    returns its URL. Faults such as SCRIPT FLUSH or maxmemory never touch a shared server."""
+    import subprocess
+    import time as _time
+
+    from dropgate.embedded import redis_server_binary
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*config: str) -> str:
+        sock = embedded_dir / f"redis{len(procs)}.sock"
+        proc = subprocess.Popen([redis_server_binary(), "--port", "0", "--unixsocket", str(sock),
+                                 "--save", "", "--appendonly", "no", *config],
+                                stdout=subprocess.DEVNULL)
+        procs.append(proc)
+        deadline = _time.monotonic() + 20
+        while not sock.exists():
+            assert _time.monotonic() < deadline, "private redis-server did not start"
+            _time.sleep(0.02)
+        return f"unix://{sock}"
+
+    yield start  # type: ignore[misc]
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)

@@ -164,17 +164,24 @@ async def test_poison_event_is_dead_lettered_and_the_partition_moves_on(
     payload = {"tenant_id": "t1", "code": "GHOST", "user_id": "x", "used_count": 1, "at_ms": 1}
     await runtime.redis.xadd(tk.log, {"t": "invite.redeemed", "e": "invite:t1:GHOST", "v": "1",
                                       "d": msgspec.json.encode(payload)})
+    # and one whose payload PostgreSQL's jsonb could not even hold (a NUL character)
+    nul = {"tenant_id": "t1", "code": "C1", "user_id": "nul\u0000user", "used_count": 1, "at_ms": 1}
+    await runtime.redis.xadd(tk.log, {"t": "invite.redeemed", "e": "invite:t1:C1", "v": "1",
+                                      "d": msgspec.json.encode(nul)})
     await _load(invites, 30, 30)
     persister = Persister(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys, scripts=runtime.scripts,
                           settings=make_settings(persister_max_retries=3, persister_retry_base_ms=10),
                           name="p")
     await persister.drain(timeout_s=30)
-    assert persister.stats.dead_letters == 1
-    row = await runtime.pool.fetchrow("SELECT entity, attempts, error FROM dg_dead_letters")
-    assert row["entity"] == "invite:t1:GHOST" and row["attempts"] == 3
-    assert "ForeignKeyViolation" in row["error"]
+    assert persister.stats.dead_letters == 2
+    rows = await runtime.pool.fetch(
+        "SELECT entity, attempts, error, payload FROM dg_dead_letters ORDER BY stream_id")
+    assert [r["entity"] for r in rows] == ["invite:t1:GHOST", "invite:t1:C1"]
+    assert all(r["attempts"] == 3 for r in rows)
+    assert "ForeignKeyViolation" in rows[0]["error"]
+    assert "nul\\u0000user" in rows[1]["payload"]
     dead = await runtime.redis.xrange(runtime.keys.dead_letters(tk.partition))
-    assert len(dead) == 1 and text(dead[0][1][b"e"]) == "invite:t1:GHOST"
+    assert [text(d[1][b"e"]) for d in dead] == ["invite:t1:GHOST", "invite:t1:C1"]
     await _assert_pg_equals_redis(runtime)  # every valid event, before and after it, applied
 
 

@@ -88,6 +88,11 @@ class Keys:
         """Per-user purchase rate limits of the partition (field ``tenant:user`` -> GCRA TAT)."""
         return f"{self.tag(partition)}:rl_purchase"
 
+    @staticmethod
+    def staging(key: str) -> str:
+        """Where a restore stages a set before swapping it into ``key`` (same hash tag)."""
+        return f"{key}:restore"
+
     def all_logs(self) -> list[str]:
         return [self.log(p) for p in range(self.partitions)]
 

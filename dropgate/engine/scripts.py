@@ -21,6 +21,7 @@ from typing import Any, TypeVar, overload
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from dropgate.engine.errors import error_for
@@ -134,6 +135,13 @@ class Scripts:
             raise TypeError(f"{name} takes {src.num_keys} keys, got {len(keys)}")
         result: bytes = await self._scripts[name](keys=keys, args=args, client=self._redis)
         return result
+
+    async def queue(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
+        """Queue a script on a pipeline (bulk restore); ``decode_result`` its raw answer."""
+        src = self._sources[name]
+        if len(keys) != src.num_keys:
+            raise TypeError(f"{name} takes {src.num_keys} keys, got {len(keys)}")
+        await self._scripts[name](keys=keys, args=args, client=pipe)
 
     @overload
     async def call(self, name: str, keys: list[str], args: list[Any]) -> Any: ...

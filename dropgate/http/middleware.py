@@ -38,6 +38,10 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
+    # maxmemory reached under noeviction, or a replica promoted away: refused writes,
+    # nothing applied (Redis refuses a script at its first write, never half-way)
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
@@ -92,6 +96,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except _UNAVAILABLE as exc:
         log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
         response = error_response(Unavailable(), request_id)
+    except redis.exceptions.ResponseError as exc:
+        if "OOM command not allowed" not in str(exc):  # Redis 6 wraps a script's OOM
+            log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
+            response = error_response(Internal(f"Internal error (request {request_id})."), request_id)
+        else:
+            log.warning("%s %s: Redis is out of memory: %r", request.method, request.path, exc)
+            response = error_response(Unavailable("Redis is out of memory; nothing was changed."), request_id)
     except Exception:
         log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
         response = error_response(Internal(f"Internal error (request {request_id})."), request_id)

@@ -199,6 +199,22 @@ class Persister:
 
     # -- one iteration -----------------------------------------------------------------
     async def _iteration(self, *, block_ms: int | None) -> int:
+        try:
+            return await self._iterate(block_ms=block_ms)
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost its state (restarted without its AOF, flushed, then restored):
+            # the streams and groups are new. Take the partitions afresh; the committed
+            # offsets in PostgreSQL still say what was applied.
+            log.warning("persister %s: consumer group gone (%s); taking the partitions afresh", self.name, exc)
+            self._groups_ready.clear()
+            for p in list(self._owned):
+                self._drop_partition(p)
+            self._leases_renewed_at = 0.0
+            return 0
+
+    async def _iterate(self, *, block_ms: int | None) -> int:
         await self._refresh_leases()
         applied = 0
         now = time.monotonic()

@@ -1,0 +1,28 @@
+"""Reconciliation (Redis <-> PostgreSQL), repair and restore, one plug-in per domain.
+
+``RECONCILERS`` lists every domain's reconciler, in restore order (a tenant before
+what it owns). A new domain adds its module here; see docs/reconcile.md.
+"""
+
+from __future__ import annotations
+
+from dropgate.persistence.reconcile.base import (
+    Comparison,
+    Drift,
+    KindCount,
+    ReconcileContext,
+    Reconciler,
+    Repair,
+    Scope,
+)
+from dropgate.persistence.reconcile.core import ApiKeyReconciler, TenantReconciler
+from dropgate.persistence.reconcile.invites import InviteReconciler
+
+RECONCILERS: tuple[Reconciler, ...] = (
+    TenantReconciler(),
+    ApiKeyReconciler(),
+    InviteReconciler(),
+    # codes (#3), promos (#4), offers (#5), ledger (#6): add yours here
+)
+
+__all__ = ["RECONCILERS", "Comparison", "Drift", "KindCount", "ReconcileContext", "Reconciler", "Repair", "Scope"]

@@ -1,0 +1,296 @@
+"""What a domain's reconciler implements, and what the runner gives it.
+
+A reconciler compares one domain's Redis state with its PostgreSQL state
+(``compare``), fixes what the policy allows (``recount``, ``repair``), and rebuilds
+the domain's Redis state from PostgreSQL (``restore``). Domains list theirs in
+``reconcile/__init__.py: RECONCILERS``. See docs/reconcile.md.
+
+Entities are named as in the event log (``invite:<tenant>:<code>``); the part
+before the first ``:`` is the entity kind (``--entity invite``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import asyncpg
+import msgspec
+from redis.asyncio import Redis
+
+from dropgate.engine.events import parse_stream_id
+from dropgate.engine.keys import Keys
+from dropgate.engine.scripts import Scripts
+from dropgate.engine.text import text
+from dropgate.persistence.reconcile.keyspace import KeyIndex
+from dropgate.settings import Settings
+
+log = logging.getLogger("dropgate.reconcile")
+repair_log = logging.getLogger("dropgate.reconcile.repair")
+
+Problem = Literal[
+    "missing_in_redis",      # PostgreSQL has it, Redis does not
+    "missing_in_postgres",   # Redis has it, PostgreSQL does not (and no event of it is waiting)
+    "redis_behind",          # PostgreSQL's version is newer: Redis lost writes
+    "postgres_behind",       # Redis' version is newer and no event of it is waiting: lost events
+    "differs",               # same version, different values: changed by hand
+    "counter",               # a counter disagrees with the rows/members it counts (same store)
+]
+
+
+class Drift(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One disagreement: an entity, the field, and both sides' values."""
+
+    domain: str
+    entity: str
+    field: str
+    problem: Problem
+    redis: Any = None
+    postgres: Any = None
+    redis_version: int | None = None
+    postgres_version: int | None = None
+    detail: str = ""
+
+    @property
+    def kind(self) -> str:
+        return entity_kind(self.entity)
+
+
+class Repair(msgspec.Struct, kw_only=True):
+    """One repair action, as logged and counted."""
+
+    domain: str
+    entity: str
+    action: Literal["replayed", "recounted", "reemitted", "restored", "deleted_from_redis"]
+    detail: str
+
+
+class KindCount(msgspec.Struct, kw_only=True):
+    """One row of the summary table."""
+
+    domain: str
+    kind: str
+    checked: int = 0          # entities compared
+    members: int = 0          # set members compared (uses, codes, holds ...)
+    in_flight: int = 0
+    drift: int = 0            # entities with drift
+
+
+@dataclass
+class Comparison:
+    counts: list[KindCount] = field(default_factory=list)
+    drifts: list[Drift] = field(default_factory=list)
+    in_flight: set[str] = field(default_factory=set)
+
+
+def entity_kind(entity: str) -> str:
+    return entity.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What to compare: a tenant, entity kinds, or (rechecks) exact entities."""
+
+    tenant_id: str | None = None
+    kinds: frozenset[str] | None = None
+    entities: frozenset[str] | None = None
+
+    def wants_kind(self, kind: str) -> bool:
+        if self.kinds is not None and kind not in self.kinds:
+            return False
+        return self.entities is None or any(entity_kind(e) == kind for e in self.entities)
+
+    def wants(self, entity: str, tenant_id: str | None) -> bool:
+        if self.tenant_id is not None and tenant_id != self.tenant_id:
+            return False
+        if self.kinds is not None and entity_kind(entity) not in self.kinds:
+            return False
+        return self.entities is None or entity in self.entities
+
+    def narrowed(self, entities: Iterable[str]) -> Scope:
+        return Scope(tenant_id=self.tenant_id, kinds=self.kinds, entities=frozenset(entities))
+
+
+class Progress(Protocol):
+    def stage(self, name: str, total: int | None = None) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+
+
+class NoProgress:
+    def stage(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+class ReconcileContext:
+    """The stores, the key index of this round, and the log's waiting events."""
+
+    def __init__(self, *, redis: Redis, pool: asyncpg.Pool, keys: Keys, scripts: Scripts,
+                 settings: Settings, progress: Progress | None = None) -> None:
+        self.redis = redis
+        self.pool = pool
+        self.keys = keys
+        self.scripts = scripts
+        self.settings = settings
+        self.progress: Progress = progress or NoProgress()
+        self.repairs: list[Repair] = []
+        self._index: KeyIndex | None = None
+        self._pending: dict[int, dict[str, int]] = {}
+        self._conn: Any = None
+        self._tx: Any = None
+        self._lock = asyncio.Lock()
+        self.snapshot_offsets: dict[int, tuple[int, int]] = {}
+        self._offsets_now: dict[int, tuple[int, int]] | None = None
+
+    # -- per round --------------------------------------------------------------------
+    def new_round(self) -> None:
+        """Forget the key index and the waiting events: the next compare reads afresh."""
+        self._index = None
+        self._pending.clear()
+        self._offsets_now = None
+
+    async def begin_round(self) -> None:
+        """Open this round's PostgreSQL snapshot (REPEATABLE READ, read only) BEFORE any
+        Redis read: every PostgreSQL read of the round sees this one instant, with the
+        committed offsets of that instant, and Redis, read afterwards, can only be ahead
+        of it (or drifted)."""
+        self.new_round()
+        self._conn = await self.pool.acquire()
+        self._tx = self._conn.transaction(isolation="repeatable_read", readonly=True)
+        await self._tx.start()
+        rows = await self._conn.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
+        self.snapshot_offsets = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+
+    async def end_round(self) -> None:
+        conn, tx, self._conn, self._tx = self._conn, self._tx, None, None
+        if tx is not None:
+            try:
+                await tx.rollback()
+            finally:
+                await self.pool.release(conn)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """A query in the round's snapshot (or, outside a round, on the pool)."""
+        if self._conn is None:
+            return list(await self.pool.fetch(sql, *args))
+        async with self._lock:  # one connection: one query at a time
+            return list(await self._conn.fetch(sql, *args))
+
+    async def index(self, scope: Scope) -> KeyIndex:
+        """Every key of the installation (or of the scope's tenant), scanned once per round."""
+        if self._index is None:
+            self._index = await KeyIndex.scan(self.redis, self.keys, tenant_id=scope.tenant_id,
+                                              progress=self.progress)
+        return self._index
+
+    async def pending(self, partition: int) -> dict[str, int]:
+        """Entity -> the highest version among its events still in the partition's log.
+
+        The log holds exactly the events the persister has not committed yet (it trims
+        after each commit). Read it after the PostgreSQL side of a comparison, so an
+        event is either committed in what was read, or still here."""
+        if partition not in self._pending:
+            waiting: dict[str, int] = {}
+            start = "-"
+            while True:
+                entries: Any = await self.redis.xrange(self.keys.log(partition), min=start, count=10_000)
+                for _, fields in entries:
+                    entity = text(fields.get(b"e", b""))
+                    version = int(fields.get(b"v", b"0"))
+                    if waiting.get(entity, -1) < version:
+                        waiting[entity] = version
+                if len(entries) < 10_000:
+                    break
+                ms, seq = parse_stream_id(text(entries[-1][0]))
+                start = f"{ms}-{seq + 1}"
+            self._pending[partition] = waiting
+        return self._pending[partition]
+
+    async def unsettled(self, entity: str, partition: int, postgres_version: int | None) -> bool:
+        """Could Redis be ahead of the snapshot for this entity only because events are
+        on their way? Yes if the log holds an event of it newer than ``postgres_version``
+        (any event, when None), or if the persister committed in this partition since the
+        snapshot (events it trimmed meanwhile cannot be seen any more: recheck later)."""
+        waiting = (await self.pending(partition)).get(entity)
+        if waiting is not None and waiting > (postgres_version or 0):
+            return True
+        if self._offsets_now is None:  # read after the log: no commit since => nothing trimmed
+            rows = await self.pool.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
+            self._offsets_now = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+        return self._offsets_now.get(partition) != self.snapshot_offsets.get(partition)
+
+    async def classify(self, entity: str, partition: int, redis_version: int | None,
+                       postgres_version: int | None, *, versioned: bool = True,
+                       redis_ahead: bool = False) -> Literal["in_flight"] | Problem:
+        """The entity differs between the stores: is it in flight, or which drift?
+
+        In flight: Redis is ahead of the snapshot (a newer version, an entity PostgreSQL
+        lacks, or ``redis_ahead`` — e.g. a member Redis added since) and ``unsettled``.
+        Without versions (API keys) every difference may be Redis ahead. PostgreSQL can
+        never be ahead of Redis (its snapshot is taken first): that is drift.
+        """
+        pv = postgres_version
+        newer = redis_version is not None and (pv is None or redis_version > pv)
+        if (newer or redis_ahead or not versioned) and await self.unsettled(
+                entity, partition, pv if versioned else None):
+            return "in_flight"
+        if not versioned:
+            if redis_version is None:
+                return "missing_in_redis"
+            return "missing_in_postgres" if pv is None else "differs"
+        if newer:
+            return "missing_in_postgres" if pv is None else "postgres_behind"
+        if pv is not None and (redis_version is None or redis_version < pv):
+            return "missing_in_redis" if redis_version is None else "redis_behind"
+        return "differs"
+
+    # -- repairs ----------------------------------------------------------------------
+    def repaired(self, domain: str, entity: str, action: Any, detail: str) -> None:
+        """Record one repair: logged at WARNING and counted in the report."""
+        repair = Repair(domain=domain, entity=entity, action=action, detail=detail)
+        self.repairs.append(repair)
+        repair_log.warning("repair %s %s: %s (%s)", domain, entity, action, detail)
+
+    async def now_ms(self) -> int:
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+
+class Reconciler(Protocol):
+    """One domain's reconciliation. Instances are stateless; the context carries state."""
+
+    domain: str
+    kinds: tuple[str, ...]
+
+    def owns(self, parts: tuple[str, ...]) -> bool:
+        """Does a key (split after its ``{pN}`` tag) hold this domain's state?"""
+        ...
+
+    async def compare(self, rc: ReconcileContext, scope: Scope) -> Comparison:
+        """Compare Redis with PostgreSQL within ``scope``; classify each difference as
+        in flight (``rc.classify``) or drift."""
+        ...
+
+    async def recount(self, rc: ReconcileContext, scope: Scope) -> None:
+        """Recompute PostgreSQL counters from their rows (``rc.repaired`` per fix)."""
+        ...
+
+    async def repair(self, rc: ReconcileContext, drifts: list[Drift]) -> None:
+        """Fix confirmed drifts: re-emit Redis state into the log where PostgreSQL lacks
+        it, restore Redis from PostgreSQL where Redis lacks it (``rc.repaired`` each)."""
+        ...
+
+    async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
+        """Rebuild the domain's Redis state from PostgreSQL through restore scripts;
+        return the number of entities restored."""
+        ...
+
+
+def elapsed_since(started: float) -> float:
+    return round(time.monotonic() - started, 3)
