@@ -8,7 +8,11 @@ from typing import Any
 import aiohttp
 
 from dropgate.client.base import decode
+from dropgate.client.codes import Codes
 from dropgate.client.invites import Invites
+from dropgate.client.ledger import Bookings, Orders, Payments, Withdrawals
+from dropgate.client.offers import Offers, Purchases, Sandbox
+from dropgate.client.promos import Promos
 from dropgate.client.tenants import Keys, Tenants
 from dropgate.client.transport import RetryPolicy, Transport
 from dropgate.models.ops import Health, Readiness
@@ -59,6 +63,15 @@ class AsyncDropgate:
         self.tenants = Tenants(self)
         self.keys = Keys(self)
         self.invites = Invites(self)
+        self.codes = Codes(self)
+        self.promos = Promos(self)
+        self.offers = Offers(self)
+        self.purchases = Purchases(self)
+        self.sandbox = Sandbox(self)
+        self.payments = Payments(self)
+        self.withdrawals = Withdrawals(self)
+        self.orders = Orders(self)
+        self.bookings = Bookings(self)
 
     @property
     def base_url(self) -> str:

@@ -49,7 +49,8 @@ _WWW_AUTHENTICATE = {"WWW-Authenticate": {
 def common_errors(spec: RouteSpec) -> list[type[DropgateError]]:
     """The errors any route of this kind can answer, besides its declared ones."""
     errors: list[type[DropgateError]] = [Internal, Unavailable]
-    if spec.body is not None or spec.request_content is not None or "{" in spec.path or spec.query:
+    if (spec.body is not None or spec.request_content is not None or "{" in spec.path or spec.query
+            or spec.auth != "public"):  # API routes refuse unknown query parameters
         errors.append(ValidationError)
     if spec.body is not None or spec.request_content is not None:
         errors.append(PayloadTooLarge)

@@ -159,6 +159,8 @@ class ApiRoutes:
 def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler of one route: auth, decode, call, encode."""
 
+    declared = frozenset(name for name, _, _ in spec.query)
+
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
         principal: Principal | None = None
@@ -172,6 +174,11 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                     raise Forbidden("This route needs an admin key.")
             else:
                 tenant_id = await resolve_tenant(request, runtime, principal)
+            # like unknown body fields: a misspelt ?statuss= must not silently mean "all"
+            unknown = next((name for name in request.query if name not in declared), None)
+            if unknown is not None:
+                raise ValidationError(f"Unknown query parameter {unknown!r}.",
+                                      details={"field": unknown})
         body: Any = None
         if spec.decoder is not None:
             raw = await request.read()

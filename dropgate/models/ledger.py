@@ -11,7 +11,9 @@ from dropgate.models.money import Amount, Currency
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
-Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# PostgreSQL text cannot hold NUL: refused here, or the payment would never reach PostgreSQL.
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
+                                        description="1-200 characters, no NUL")]
 
 
 class PaymentCreate(Struct, kw_only=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -14,13 +14,16 @@ MaxPerOrder = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 # QUANTITY_LIMIT (not a generic 400) answers a quantity over max_per_order, so the
 # struct only bounds it loosely; the script compares it with the offer's limit.
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+# PostgreSQL text cannot hold NUL: refused here, or the offer would never reach PostgreSQL.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
+                                   description="1-200 characters, no NUL")]
 PurchaseStatus = Literal["pending", "paid", "released", "expired", "refunded"]
 
 
 class OfferCreate(Struct, kw_only=True):
     offer_id: Id | None = None
     event_id: Id
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Name
     price: Amount
     currency: Currency
     inventory_total: Inventory
@@ -89,3 +92,10 @@ class Purchase(msgspec.Struct, kw_only=True):
 class WebhookAck(msgspec.Struct, kw_only=True):
     received: bool
     outcome: str
+
+
+class SandboxResult(msgspec.Struct, kw_only=True):
+    """What the sandbox's Pay / Cancel did: the webhook it sent itself and the answer."""
+
+    webhook_status: int
+    webhook_response: dict[str, Any]

@@ -32,14 +32,17 @@ from dropgate.client import Dropgate
 from dropgate.http.openapi import build_openapi
 from dropgate.http.routes import ROUTE_TABLES
 from dropgate.models.common import ID_PATTERN
+from dropgate.models.ledger import OrderItem
+from dropgate.models.promos import FixedBonus
 from tests.client.conftest import LiveServer
 
 EXAMPLES = int(os.environ.get("DROPGATE_FUZZ_EXAMPLES", "200"))
 RANDOM = os.environ.get("DROPGATE_FUZZ_RANDOM", "") not in ("", "0")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, negative_data_rejection]
-# Short ids the generator tends to produce, created beforehand (as invite codes and as
-# tenants) so that generated requests also reach existing entities, not only 404s.
+# Short ids the generator tends to produce, created beforehand (as tenants, invite and
+# promo codes, offers and their events, campaigns with codes, orders) so that generated
+# requests also reach existing entities, not only 404s.
 SEEDED_CODES = ("0", "00", "A", "a", "_", "-", "0-", "AA", "00000")
 _ID = re.compile(ID_PATTERN)
 
@@ -60,6 +63,13 @@ def fuzz_tenant(live: LiveServer) -> FuzzTenant:
         for code in SEEDED_CODES:
             tenant.invites.create(code, max_uses=1_000_000)
             admin.tenants.create(code, name="seeded")  # so tenant routes find some too
+            tenant.promos.create(code, bonus=FixedBonus(amount="1"), currency="usd",
+                                 per_customer_limit=2_000_000_000)
+            tenant.offers.create(code, event_id=code, name="seeded", price="1", currency="usd",
+                                 inventory_total=1_000_000_000, max_per_order=10_000)
+            tenant.codes.upload(code, type="a", codes=SEEDED_CODES)
+            tenant.orders.create(code, items=[OrderItem(sku=code, quantity=1)], total="1",
+                                 currency="usd")
     return FuzzTenant(tenant_id, key.key)
 
 

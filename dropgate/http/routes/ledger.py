@@ -67,7 +67,7 @@ async def create_payment(call: Call[PaymentCreate]) -> Payment:
 
 
 @routes.post("/v1/withdrawals", body=WithdrawalCreate, response=Withdrawal, status=201,
-             errors=[*_GATED])
+             errors=[*_GATED, AlreadyExists])
 async def create_withdrawal(call: Call[WithdrawalCreate]) -> Withdrawal:
     """Initiate a withdrawal; it stays pending until someone else approves it."""
     b = call.body

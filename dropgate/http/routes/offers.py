@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from typing import Any
 
 import aiohttp
 import msgspec
@@ -37,6 +36,7 @@ from dropgate.models.offers import (
     Purchase,
     PurchaseCreated,
     PurchaseRequest,
+    SandboxResult,
     WebhookAck,
 )
 from dropgate.payments.base import sign_payload
@@ -165,11 +165,6 @@ async def sandbox_checkout_page(call: Call[None]) -> web.Response:
 <form method="post" action="/v1/sandbox/checkout/{sid}/complete"><button>Pay</button></form>
 <form method="post" action="/v1/sandbox/checkout/{sid}/expire"><button>Cancel</button></form>"""
     return web.Response(text=page, content_type="text/html")
-
-
-class SandboxResult(msgspec.Struct, kw_only=True):
-    webhook_status: int
-    webhook_response: dict[str, Any]
 
 
 async def _sandbox_send(call: Call[None], event_type: str) -> SandboxResult:

@@ -1,0 +1,155 @@
+"""``client.offers``, ``client.purchases`` and ``client.sandbox``: offer inventory and checkout."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+
+import msgspec
+
+from dropgate.client.base import Namespace
+from dropgate.models.offers import (
+    Offer,
+    OfferCreate,
+    OfferList,
+    OfferPatch,
+    Purchase,
+    PurchaseCreated,
+    PurchaseRequest,
+    SandboxResult,
+)
+
+
+class Offers(Namespace):
+    """Offers of an event (``/v1/offers``), each with an inventory that is never oversold.
+
+    ``price`` is a decimal string in the offer's currency (``"49.90"``), never a float.
+    """
+
+    async def create(
+        self,
+        offer_id: str | None = None,
+        *,
+        event_id: str,
+        name: str,
+        price: str,
+        currency: str,
+        inventory_total: int,
+        max_per_order: int = 10,
+        expires_at: datetime | None = None,
+        active: bool = True,
+        idempotency_key: str | None = None,
+    ) -> Offer:
+        """Create an offer (``POST /v1/offers``); an ``offer_id`` is generated when none is given.
+
+        Raises ``ValidationError`` (e.g. a price with more decimals than the
+        currency has), ``AlreadyExists`` when the id is taken, or ``PersistenceLagging``.
+        """
+        body = OfferCreate(offer_id=offer_id, event_id=event_id, name=name, price=price,
+                           currency=currency, inventory_total=inventory_total,
+                           max_per_order=max_per_order, expires_at=expires_at, active=active)
+        return await self._call("POST", "/v1/offers", Offer, body=body,
+                                idempotency_key=idempotency_key)
+
+    async def list(self, event_id: str) -> builtins.list[Offer]:
+        """The event's active, unarchived, unexpired offers (``GET /v1/offers?event_id=``).
+
+        Raises ``ValidationError`` for a malformed ``event_id``.
+        """
+        answer = await self._call("GET", "/v1/offers", OfferList, query={"event_id": event_id})
+        return answer.offers
+
+    async def get(self, offer_id: str) -> Offer:
+        """An offer with its ``inventory`` (total, available, reserved, sold) (``GET /v1/offers/{offer_id}``).
+
+        Raises ``NotFound``.
+        """
+        return await self._call("GET", "/v1/offers/{offer_id}", Offer,
+                                path_params={"offer_id": offer_id})
+
+    async def update(
+        self,
+        offer_id: str,
+        *,
+        inventory_total: int | None = None,
+        active: bool | None = None,
+        archived: bool | None = None,
+        expires_at: datetime | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> Offer:
+        """Change an offer (``PATCH /v1/offers/{offer_id}``); arguments left out stay as they are.
+
+        ``expires_at=None`` removes the expiry. Raises ``NotFound``,
+        ``InventoryConflict`` (``inventory_total`` below reserved + sold),
+        ``ValidationError`` or ``PersistenceLagging``.
+        """
+        body = OfferPatch(inventory_total=inventory_total, active=active, archived=archived,
+                          expires_at=expires_at)
+        return await self._call("PATCH", "/v1/offers/{offer_id}", Offer,
+                                path_params={"offer_id": offer_id}, body=body)
+
+    async def purchase(
+        self,
+        offer_id: str,
+        *,
+        user_id: str,
+        quantity: int = 1,
+        idempotency_key: str | None = None,
+    ) -> PurchaseCreated:
+        """Hold ``quantity`` units for ``user_id`` and open a checkout (``POST /v1/offers/{offer_id}/purchase``).
+
+        Answers the pending purchase with its ``checkout_url``; the hold lasts until
+        ``expires_at`` unless the checkout completes. The server replays by
+        ``Idempotency-Key`` (24 h, Stripe's semantics), so the client's retries
+        after a lost answer get the first answer back, never a second purchase;
+        pass your own ``idempotency_key`` to span processes. Raises
+        ``InsufficientInventory``, ``OfferUnavailable`` (inactive, archived or
+        expired), ``QuantityLimit`` (over ``max_per_order``), ``SubscriptionInactive``,
+        ``RateLimited`` (``retry_after``), ``PaymentProviderUnavailable`` (the hold
+        was released), ``IdempotencyKeyReused`` (the key came with another body),
+        ``IdempotencyKeyInUse``, ``TenantBusy``, ``NotFound`` or ``PersistenceLagging``.
+        """
+        return await self._call("POST", "/v1/offers/{offer_id}/purchase", PurchaseCreated,
+                                path_params={"offer_id": offer_id},
+                                body=PurchaseRequest(user_id=user_id, quantity=quantity),
+                                idempotency_key=idempotency_key)
+
+
+class Purchases(Namespace):
+    """Purchases of offers (``/v1/purchases``)."""
+
+    async def get(self, purchase_id: str) -> Purchase:
+        """A purchase and its ``status`` (``GET /v1/purchases/{purchase_id}``).
+
+        ``pending``, ``paid``, ``released``, ``expired`` or ``refunded``. Raises ``NotFound``.
+        """
+        return await self._call("GET", "/v1/purchases/{purchase_id}", Purchase,
+                                path_params={"purchase_id": purchase_id})
+
+
+class Sandbox(Namespace):
+    """The sandbox payment provider's checkout (servers without a Stripe key): pay or cancel from code.
+
+    ``checkout_session_id`` of a purchase names the session. The checkout page itself
+    (``checkout_url``) is HTML for a browser and has no method here.
+    """
+
+    async def complete(self, session_id: str, *, idempotency_key: str | None = None) -> SandboxResult:
+        """Pay a sandbox checkout (``POST /v1/sandbox/checkout/{session_id}/complete``).
+
+        The server sends itself a signed ``checkout.session.completed`` webhook and
+        answers its status and body. Raises ``NotFound`` (no such session, or the
+        server uses Stripe).
+        """
+        return await self._call("POST", "/v1/sandbox/checkout/{session_id}/complete", SandboxResult,
+                                path_params={"session_id": session_id},
+                                idempotency_key=idempotency_key)
+
+    async def expire(self, session_id: str, *, idempotency_key: str | None = None) -> SandboxResult:
+        """Abandon a sandbox checkout (``POST /v1/sandbox/checkout/{session_id}/expire``).
+
+        The server sends itself a signed ``checkout.session.expired`` webhook (the
+        hold is released). Raises ``NotFound``.
+        """
+        return await self._call("POST", "/v1/sandbox/checkout/{session_id}/expire", SandboxResult,
+                                path_params={"session_id": session_id},
+                                idempotency_key=idempotency_key)
