@@ -23,7 +23,7 @@ from urllib.parse import quote
 import msgspec
 
 from dropgate.client.errors import InvalidResponse
-from dropgate.client.transport import Answer
+from dropgate.client.transport import REPLAYED_BY_KEY, Answer
 
 if TYPE_CHECKING:
     from dropgate.client.aio import AsyncDropgate
@@ -90,6 +90,7 @@ class Namespace:
             tenant_id=self._client.tenant_id,
             idempotency_key=idempotency_key,
             content_type=content_type,
+            replayable=(method, path) in REPLAYED_BY_KEY,
         )
         if response is None:
             return None

@@ -44,6 +44,11 @@ from dropgate.models.common import ErrorBody
 
 USER_AGENT = f"dropgate-python/{__version__}"
 RETRY_STATUSES = frozenset({429, 503})
+# Routes whose server replays a repeated Idempotency-Key (API.md: purchases). Any
+# other POST is retried only when the failure proves nothing was applied.
+REPLAYED_BY_KEY = frozenset({("POST", "/v1/offers/{offer_id}/purchase")})
+# 503 codes the server answers before changing anything.
+_REFUSED_BEFORE_CHANGE = frozenset({"PERSISTENCE_LAGGING", "TENANT_BUSY"})
 # Methods whose repeat could apply twice: always sent with an Idempotency-Key, kept across
 # attempts. GET reads; PUT, PATCH and DELETE set state, so a repeat leaves the same state.
 UNSAFE_METHODS = frozenset({"POST"})
@@ -189,6 +194,7 @@ class Transport:
         retries: int | None = None,
         ok_statuses: tuple[int, ...] = (),
         content_type: str = "application/json",
+        replayable: bool = True,
     ) -> Answer:
         """Send one logical call (retrying as the policy allows); raise its error or answer it."""
         headers = {"Authorization": self._auth, "X-Request-Id": uuid.uuid4().hex}
@@ -200,6 +206,11 @@ class Transport:
             idempotency_key = new_idempotency_key()
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
+        # A POST the server does not replay by key may be sent again only after a
+        # failure that proves the first attempt changed nothing: a connection never
+        # made, a rate-limit refusal, or a 503 answered before any change. A timeout or
+        # a connection lost after sending is ambiguous, and is raised instead.
+        at_most_once = method in UNSAFE_METHODS and not replayable
         url = URL(self.base_url + path, encoded=True)
         limit = self.policy.retries if retries is None else retries
         attempt = 0
@@ -215,18 +226,21 @@ class Transport:
                 failure = Timeout(f"{method} {path}: no answer within {self.timeout_s} s.",
                                   request_id=headers["X-Request-Id"])
                 failure.__cause__ = exc
-                wait = self.policy.backoff(attempt)
+                wait = None if at_most_once else self.policy.backoff(attempt)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 failure = ConnectionFailed(f"{method} {path}: {type(exc).__name__}: {exc}",
                                            request_id=headers["X-Request-Id"])
                 failure.__cause__ = exc
-                wait = self.policy.backoff(attempt)
+                never_sent = isinstance(exc, aiohttp.ClientConnectorError)
+                wait = None if at_most_once and not never_sent else self.policy.backoff(attempt)
             else:
                 if status < 400 or status in ok_statuses:
                     return Answer(status, raw, answer_headers.get("X-Request-Id"))
                 failure = error_from_answer(status, raw, answer_headers)
                 wait = self._retry_wait(failure, attempt,
                                         parse_retry_after(answer_headers.get("Retry-After")))
+                if at_most_once and status == 503 and failure.code not in _REFUSED_BEFORE_CHANGE:
+                    wait = None
             if wait is None or attempt >= limit:
                 raise failure
             attempt += 1
