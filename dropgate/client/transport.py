@@ -4,10 +4,12 @@ A logical call is sent up to ``1 + retries`` times. It is sent again after a
 connection error or timeout, a 429 (waiting at least its ``Retry-After``) and a
 503, with exponential backoff and jitter between attempts. An unsafe call (POST)
 carries one ``Idempotency-Key`` made for the logical call and kept across its
-attempts, so the server can recognise a repeat instead of applying it twice; a
-repeat that meets the first attempt still running (409 ``IDEMPOTENCY_KEY_IN_USE``)
-waits and tries again. Every other answer of 400 or more becomes the exception
-of its error code, raised at once.
+attempts. Where the server replays by key (``REPLAYED_BY_KEY``: purchases) a repeat
+answers the first result; a repeat that meets the first attempt still running (409
+``IDEMPOTENCY_KEY_IN_USE``) waits and tries again. Any other POST is resent only
+after a failure that proves nothing was applied (a connection never made, a 429, a
+503 answered before any change), never after a timeout or a lost answer. Every
+other answer of 400 or more becomes the exception of its error code, raised at once.
 """
 
 from __future__ import annotations
