@@ -17,12 +17,13 @@ from dropgate.persistence.reconcile.base import (
 )
 from dropgate.persistence.reconcile.core import ApiKeyReconciler, TenantReconciler
 from dropgate.persistence.reconcile.invites import InviteReconciler
+from dropgate.persistence.reconcile.promos import PromoReconciler
 
 RECONCILERS: tuple[Reconciler, ...] = (
     TenantReconciler(),
     ApiKeyReconciler(),
     InviteReconciler(),
-    # codes (#3), promos (#4), offers (#5), ledger (#6): add yours here
+    PromoReconciler(),
 )
 
 __all__ = ["RECONCILERS", "Comparison", "Drift", "KindCount", "ReconcileContext", "Reconciler", "Repair", "Scope"]
