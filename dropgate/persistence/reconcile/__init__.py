@@ -15,6 +15,7 @@ from dropgate.persistence.reconcile.base import (
     Repair,
     Scope,
 )
+from dropgate.persistence.reconcile.codes import CodesReconciler
 from dropgate.persistence.reconcile.core import ApiKeyReconciler, TenantReconciler
 from dropgate.persistence.reconcile.invites import InviteReconciler
 from dropgate.persistence.reconcile.promos import PromoReconciler
@@ -23,6 +24,7 @@ RECONCILERS: tuple[Reconciler, ...] = (
     TenantReconciler(),
     ApiKeyReconciler(),
     InviteReconciler(),
+    CodesReconciler(),
     PromoReconciler(),
 )
 
