@@ -18,6 +18,7 @@ from dropgate.persistence.reconcile.base import (
 from dropgate.persistence.reconcile.codes import CodesReconciler
 from dropgate.persistence.reconcile.core import ApiKeyReconciler, TenantReconciler
 from dropgate.persistence.reconcile.invites import InviteReconciler
+from dropgate.persistence.reconcile.ledger import LedgerReconciler
 from dropgate.persistence.reconcile.offers import OfferReconciler
 from dropgate.persistence.reconcile.promos import PromoReconciler
 
@@ -28,6 +29,7 @@ RECONCILERS: tuple[Reconciler, ...] = (
     CodesReconciler(),
     PromoReconciler(),
     OfferReconciler(),
+    LedgerReconciler(),  # after tenants: merges bal:* into the tenant hash
 )
 
 __all__ = ["RECONCILERS", "Comparison", "Drift", "KindCount", "ReconcileContext", "Reconciler", "Repair", "Scope"]
