@@ -29,7 +29,7 @@ async def _drop(api: Api) -> None:
     await asyncio.gather(*(_ok(api, "/v1/payments", {"amount": f"{10 + i}.00", "currency": "usd",
                                                       "reference": f"r{i}"}) for i in range(30)))
     await _ok(api, "/v1/payments", {"amount": "7.50", "currency": "eur", "reference": "e"})
-    for i in range(3):
+    for _ in range(3):
         await _ok(api, "/v1/withdrawals", {"amount": "5.00", "currency": "usd", "initiated_by": "alice"})
     w = await _ok(api, "/v1/withdrawals", {"amount": "20.00", "currency": "usd", "initiated_by": "alice"})
     await _ok(api, f"/v1/withdrawals/{w['withdrawal_id']}/approve", {"approved_by": "bob"})

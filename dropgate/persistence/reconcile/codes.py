@@ -1,7 +1,8 @@
 """Campaign code pools: every code's type and status (with its reservation) per campaign.
 
-One set over the scope, ``tenant, campaign, code, type, status, reserve_id,
-reserved_ms, expires_ms, assigned_ms``: Redis streams each campaign's records hash
+One set over the scope, ``tenant, campaign, code, record`` with the record spelt as
+Redis stores it (``type|status|reserve_id|reserved_ms|expires_ms|assigned_ms``, status
+``a`` / ``r`` / ``s``; PostgreSQL builds the same string from its columns): Redis streams each campaign's records hash
 (HSCAN), PostgreSQL hashes ``campaign_codes`` in one ``GROUP BY``; only differing
 checksum buckets are fetched (1,000,000 codes in seconds). The entity is the campaign
 (``codes:<tenant>:<campaign>``, as the scripts emit it), versioned by its meta hash in
@@ -63,12 +64,15 @@ def _filter(scope: Scope) -> tuple[str, list[Any]]:
     return pg_filter(scope, KIND, ("tenant_id", "campaign_id"))
 
 
-def _record_fields(packed: str) -> list[str]:
-    """``type|a`` or ``type|status|rid|reserved|expires|assigned`` -> the six fields, status spelt out."""
-    f = packed.split("|")
-    f += [""] * (6 - len(f))
-    f[1] = STATUS.get(f[1], f[1])
-    return f
+# A row spelt as Redis stores the code's record (dg_code_pack): ``type|a`` while it has
+# neither reservation nor assignment, else ``type|status|reserve_id|reserved_ms|expires_ms|assigned_ms``
+# (status a / r / s).
+PACKED_SQL = (
+    "type || '|' || CASE status WHEN 'available' THEN 'a' WHEN 'reserved' THEN 'r' ELSE 's' END"
+    " || CASE WHEN reserve_id IS NULL AND assigned_at IS NULL THEN '' ELSE"
+    " '|' || coalesce(reserve_id, '') || '|' || coalesce((" + sql_ms("reserved_at") + ")::text, '')"
+    " || '|' || coalesce((" + sql_ms("expires_at") + ")::text, '')"
+    " || '|' || coalesce((" + sql_ms("assigned_at") + ")::text, '') END")
 
 
 class CodesReconciler:
@@ -99,17 +103,16 @@ class CodesReconciler:
             for t, c in ordered:
                 tk = rc.keys.tenant(t)
                 before = to_int(await rc.redis.hget(tk.codes_meta(c), "version"))
-                tally: Counter[tuple[str, str]] = Counter()
+                tally: Counter[bytes] = Counter()
                 tag = encode(t, c, "")
                 cursor = 0
                 while True:
                     reply: Any = await rc.redis.hscan(tk.codes_records(c), cursor, count=HSCAN_COUNT)
                     cursor, page = reply
-                    batch = []
-                    for code, packed in page.items():
-                        f = _record_fields(text(packed))
-                        tally[(f[0], f[1])] += 1
-                        batch.append(tag + text(code) + SEP + SEP.join(f))
+                    # members are the records exactly as stored (``type|a``, ``type|r|rid|...``):
+                    # PostgreSQL spells its rows the same way, so nothing is parsed here
+                    batch = [tag + code.decode() + SEP + packed.decode() for code, packed in page.items()]
+                    tally.update(packed[:packed.find(b"|") + 2] for packed in page.values())
                     if batch:
                         yield batch
                     if cursor == 0:
@@ -122,16 +125,15 @@ class CodesReconciler:
         where, args = _filter(scope)
         diff = await diff_sets(StreamSide(records, on_batch=rc.progress.advance), SqlSide(
             rc.fetch, args=args, from_sql=f"FROM campaign_codes {where}",
-            member_sql=sql_member("tenant_id", "campaign_id", "code", "type", "status", "reserve_id",
-                                  sql_ms("reserved_at"), sql_ms("expires_at"), sql_ms("assigned_at"))))
+            member_sql=sql_member("tenant_id", "campaign_id", "code", PACKED_SQL)))
         pg_versions = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["v"]) for r in await rc.fetch(
             f"SELECT tenant_id, campaign_id, max(version) AS v FROM campaign_codes {where} GROUP BY 1, 2", *args)}
         r_codes: dict[str, dict[str, str]] = defaultdict(dict)
         p_codes: dict[str, dict[str, str]] = defaultdict(dict)
         for members, into in ((diff.only_redis, r_codes), (diff.only_postgres, p_codes)):
             for m in members:
-                t, c, code, *rest = decode(m)
-                into[entity_of(t, c)][code] = "|".join(rest)
+                t, c, code, packed = decode(m)
+                into[entity_of(t, c)][code] = packed
         entities = set(r_codes) | set(p_codes) | (set(versions) ^ set(pg_versions))
         entities |= {e for e in versions if e in pg_versions and versions[e] != pg_versions[e]}
         for entity in sorted(entities):
@@ -174,10 +176,14 @@ class CodesReconciler:
         return out
 
     async def _redis_counters(self, rc: ReconcileContext, t: str, c: str, before: int | None,
-                              tally: Counter[tuple[str, str]]) -> tuple[int | None, list[Drift]]:
+                              tally_raw: Counter[bytes]) -> tuple[int | None, list[Drift]]:
         """The campaign's version after the scan, and (if it did not move meanwhile) each
         type's sets against the records counted."""
         tk = rc.keys.tenant(t)
+        tally: Counter[tuple[str, str]] = Counter()
+        for prefix, n in tally_raw.items():
+            ty, _, st = prefix.decode().partition("|")
+            tally[(ty, STATUS.get(st, st))] += n
         meta = {text(k): text(v) for k, v in (await rc.redis.hgetall(tk.codes_meta(c))).items()}
         after = to_int(meta.get("version"))
         if after != before:
