@@ -227,7 +227,7 @@ class CodesReconciler:
             if reemit:
                 tk = rc.keys.tenant(tenant_id)
                 for chunk in chunks(sorted(reemit), PER_CALL):
-                    await rc.scripts.call("codes_resync", [tk.log, tk.codes_meta(campaign), tk.codes_records(campaign)],
+                    await rc.scripts.call("resync_codes", [tk.log, tk.codes_meta(campaign), tk.codes_records(campaign)],
                                           [rc.settings.max_backlog, tenant_id, campaign, *chunk])
                 rc.repaired(DOMAIN, entity, "reemitted", f"{len(reemit)} codes from Redis into the log")
                 continue

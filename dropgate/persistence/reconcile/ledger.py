@@ -15,7 +15,7 @@ Four sets over the scope:
   PostgreSQL: a slot that differs is in flight while an event of it waits.
 
 Repair: withdrawals and orders Redis holds and PostgreSQL lacks are re-emitted
-(``ledger_resync``); otherwise PostgreSQL wins: records and slots are restored,
+(``resync_ledger``); otherwise PostgreSQL wins: records and slots are restored,
 balances set to what the rows give (``restore_balance``, a compare-and-set). Redis
 keeps no per-payment or per-booking record, so a payment or booking whose event was
 lost cannot be re-emitted: its balance or slot count is reported and, on repair,
@@ -296,7 +296,7 @@ class LedgerReconciler:
             spec = next(k for k in KINDS if k.name == kind)
             key = spec.key(tk, ident)
             if kind != "slot" and any(d.problem in ("missing_in_postgres", "postgres_behind") for d in found):
-                await rc.scripts.call("ledger_resync", [tk.log, key], [rc.settings.max_backlog, kind, t, ident[0]])
+                await rc.scripts.call("resync_ledger", [tk.log, key], [rc.settings.max_backlog, kind, t, ident[0]])
                 rc.repaired(DOMAIN, entity, "reemitted", f"{kind} from Redis into the log")
                 continue
             rv = to_int(await rc.redis.hget(key, "version"))

@@ -314,7 +314,7 @@ class OfferReconciler:
             tk = rc.keys.tenant(t)
             pids = sorted(reemit_buys.get((t, o), []))
             for i, chunk in enumerate(chunks(pids, 2_000)):
-                await rc.scripts.call("offer_resync", [tk.log, tk.offer(o), tk.purchases()],
+                await rc.scripts.call("resync_offer", [tk.log, tk.offer(o), tk.purchases()],
                                       [rc.settings.max_backlog, t, o,
                                        "1" if (t, o) in reemit_defs and i == 0 else "0", *chunk])
             for pid in pids:

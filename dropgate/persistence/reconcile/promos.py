@@ -254,7 +254,7 @@ class PromoReconciler:
         if missing_row:  # PostgreSQL lacks the code: every use with it
             use_ids = [text(u) for u in await rc.redis.hkeys(tk.promo_uses(code))]
         for i, chunk in enumerate(chunks(sorted(use_ids), PER_CALL)):
-            await rc.scripts.call("promo_resync", [tk.log, tk.promo(code), tk.promo_uses(code)],
+            await rc.scripts.call("resync_promo", [tk.log, tk.promo(code), tk.promo_uses(code)],
                                   [rc.settings.max_backlog, tenant_id, code,
                                    "1" if definition and i == 0 else "0", *chunk])
         what = ("definition and " if definition else "") + f"{len(use_ids)} uses"
