@@ -37,7 +37,9 @@ async def test_restore_after_redis_was_lost_serves_as_before(runtime: Runtime, p
     before = {(c, (await runtime.invites.get("t1", c)).used_count) for c in ("A", "B", "C", "D")}
     assert await _wipe(runtime) > 0
     result = await restore(runtime)
-    assert result.restored == {"core/tenant": 2, "core/apikey": 2, "invites/invite": 8}
+    assert result.restored == {"core/tenant": 2, "core/apikey": 2, "invites/invite": 8, "codes/codes": 0,
+                               "promos/promo": 0, "offers/offer+purchase": 0,
+                               "ledger/balance+withdrawal+order+slot": 0}
     assert {(c, (await runtime.invites.get("t1", c)).used_count) for c in ("A", "B", "C", "D")} == before
     report = await reconcile(runtime, wait_s=0)
     assert report.exit_code == 0, report.drifts

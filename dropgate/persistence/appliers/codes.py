@@ -86,7 +86,39 @@ async def codes_changed(conn: asyncpg.Connection, events: list[Event]) -> None:
     )
 
 
+async def codes_resynced(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """``reconcile --repair`` re-emitted codes from Redis (rows as ``codes_changed``'s,
+    plus the type): inserted when missing (uploaded_at: the repair time), else set to
+    that state unless the row is newer than the campaign version of the event."""
+    latest: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+    for e in events:
+        d = e.data
+        for code, status, reserve_id, reserved_ms, expires_ms, assigned_ms, type_ in d.get("rows") or []:
+            latest[(d["tenant_id"], d["campaign_id"], code)] = (
+                type_, status, reserve_id, ts(reserved_ms), ts(expires_ms), ts(assigned_ms), ts(d["at_ms"]),
+                e.version)
+    if not latest:
+        return
+    keys = list(latest)
+    values = [latest[k] for k in keys]
+    await conn.execute(
+        """INSERT INTO campaign_codes AS c (tenant_id, campaign_id, code, type, status, reserve_id,
+                                           reserved_at, expires_at, assigned_at, uploaded_at, version)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::timestamptz[],
+                                $11::bigint[])
+           ON CONFLICT (tenant_id, campaign_id, code) DO UPDATE SET
+               status = EXCLUDED.status, reserve_id = EXCLUDED.reserve_id,
+               reserved_at = EXCLUDED.reserved_at, expires_at = EXCLUDED.expires_at,
+               assigned_at = EXCLUDED.assigned_at, version = EXCLUDED.version, saved_at = now()
+           WHERE c.version <= EXCLUDED.version""",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        *([v[i] for v in values] for i in range(8)),
+    )
+
+
 APPLIERS: dict[str, Applier] = {
+    "codes.resynced": codes_resynced,
     "codes.uploaded": codes_uploaded,
     "codes.reserved": codes_changed,
     "codes.assigned": codes_changed,

@@ -5,7 +5,9 @@ triggers of ``0004_promos.sql`` derive them from the use rows. Each statement is
 one batch over the run (``unnest``), so a run of 1,000 uses is one INSERT and one
 trigger UPDATE per code. Idempotent on its own too: a use is inserted only while
 the code's row is older than the event (a replayed ``promo.redeemed`` cannot bring
-back a use that a later rollback deleted), and ``ON CONFLICT DO NOTHING``.
+back a use that a later rollback deleted), and ``ON CONFLICT DO NOTHING``. A use
+re-emitted by ``reconcile --repair`` (``resync``: Redis holds it at the code's current
+version) is inserted while the row is not newer than that version.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ async def promo_redeemed(conn: asyncpg.Connection, events: list[Event]) -> None:
         d = e.data
         for col, value in zip(cols, (d["tenant_id"], d["code"], d["use_id"], d["customer_id"],
                                      int(d["base_amount"]), int(d["bonus_amount"]),
-                                     ts(d["at_ms"]), e.version), strict=True):
+                                     ts(d["at_ms"]), e.version + (1 if d.get("resync") else 0)),
+                              strict=True):
             col.append(value)
     await conn.execute(
         """INSERT INTO promo_code_uses (tenant_id, code, use_id, customer_id, base_amount,

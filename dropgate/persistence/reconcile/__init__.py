@@ -15,14 +15,21 @@ from dropgate.persistence.reconcile.base import (
     Repair,
     Scope,
 )
+from dropgate.persistence.reconcile.codes import CodesReconciler
 from dropgate.persistence.reconcile.core import ApiKeyReconciler, TenantReconciler
 from dropgate.persistence.reconcile.invites import InviteReconciler
+from dropgate.persistence.reconcile.ledger import LedgerReconciler
+from dropgate.persistence.reconcile.offers import OfferReconciler
+from dropgate.persistence.reconcile.promos import PromoReconciler
 
 RECONCILERS: tuple[Reconciler, ...] = (
     TenantReconciler(),
     ApiKeyReconciler(),
     InviteReconciler(),
-    # codes (#3), promos (#4), offers (#5), ledger (#6): add yours here
+    CodesReconciler(),
+    PromoReconciler(),
+    OfferReconciler(),
+    LedgerReconciler(),  # after tenants: merges bal:* into the tenant hash
 )
 
 __all__ = ["RECONCILERS", "Comparison", "Drift", "KindCount", "ReconcileContext", "Reconciler", "Repair", "Scope"]

@@ -1,0 +1,44 @@
+--[[
+  Re-emit an offer's Redis state into the log (reconcile --repair), for PostgreSQL to
+  catch up: its definition (offer.saved) and one offer.purchase per given purchase,
+  each record exactly as Redis holds it at its version (a row deleted by hand, a lost
+  or dead-lettered event). Changes no state; the appliers are idempotent.
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] offer hash          <prefix>:{pN}:t:<tenant>:offer:<offer>
+  KEYS[3] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id
+  ARGV[4] '1' to emit the definition too, '0' only the purchases
+  ARGV[5..] purchase ids (each in KEYS[3], of this offer)
+  Returns {"version": n, "purchases": number of offer.purchase emitted}
+  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING
+  Writes nothing; appends offer.saved and offer.purchase to KEYS[1].
+]]
+--- @include "dg_error"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then return dg_error('PERSISTENCE_LAGGING', full) end
+local o = redis.call('HMGET', KEYS[2], 'event_id', 'name', 'price_minor', 'currency', 'total',
+  'max_per_order', 'active', 'archived', 'expires_at_ms', 'created_ms', 'version')
+if o[11] == false then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end
+local purchases = {}
+for i = 5, #ARGV do
+  local raw = redis.call('HGET', KEYS[3], ARGV[i])
+  if raw == false then return dg_error('CONFLICT', {purchase_id = ARGV[i]}) end
+  local p = cjson.decode(raw)
+  if p.offer_id ~= ARGV[3] then return dg_error('CONFLICT', {purchase_id = ARGV[i]}) end
+  purchases[#purchases + 1] = p
+end
+local version = tonumber(o[11])
+if ARGV[4] == '1' then
+  dg_emit(KEYS[1], 'offer.saved', 'offer:' .. ARGV[2] .. ':' .. ARGV[3], version, {
+    tenant_id = ARGV[2], offer_id = ARGV[3], event_id = o[1], name = o[2],
+    price_minor = tonumber(o[3]), currency = o[4], total = tonumber(o[5]),
+    max_per_order = tonumber(o[6]), active = o[7] == '1', archived = o[8] == '1',
+    expires_at_ms = tonumber(o[9]) or cjson.null, created_ms = tonumber(o[10])})
+end
+for _, p in ipairs(purchases) do
+  p.offer_version = version
+  dg_emit(KEYS[1], 'offer.purchase', 'purchase:' .. ARGV[2] .. ':' .. p.purchase_id, p.version, p)
+end
+return cjson.encode({version = version, purchases = #purchases})
