@@ -151,8 +151,8 @@ async def _figure_setup(rt: Runtime, codes: int, offers: int, promo_uses: int) -
                                    price_minor=2500, currency="usd", total=100, max_per_order=5,
                                    expires_at_ms=None, active=True)
             if i % 10 == 0:
-                await rt.offers.reserve_batch(
-                    "bench", f"of{i}", [HoldRequest(purchase_id=f"pu{i}", user_id=f"u{i}", quantity=2)],
+                await rt.offers.purchase_batch(
+                    "bench", f"of{i}", [HoldRequest(purchase_id=f"pu{i}", user_id=f"u{i}", quantity=2)], [],
                     hold_ttl_ms=3_600_000, rate_interval_ms=0, rate_burst=1000, idem_ttl_ms=1000,
                     idem_stale_ms=1000)
 

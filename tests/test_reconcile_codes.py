@@ -46,7 +46,9 @@ async def test_hand_made_drift_is_found_exactly_and_repaired(runtime: Runtime, p
     await runtime.pool.execute("DELETE FROM campaign_codes WHERE tenant_id = 'ct' AND code = 'S0001'")
     await runtime.pool.execute("UPDATE campaign_codes SET status = 'available', reserve_id = NULL, "
                                "reserved_at = NULL, expires_at = NULL WHERE code = $1", taken[100])
-    await runtime.redis.hset(tk.codes_records("autumn"), "A0050", "gold|s||||1")
+    # an autumn code still in the available set (10 of its 100 were reserved at random)
+    available = sorted(m.decode() for m in await runtime.redis.smembers(tk.codes_available("autumn", "gold")))
+    await runtime.redis.hset(tk.codes_records("autumn"), available[0], "gold|s||||1")
     await runtime.redis.srem(tk.codes_available("spring", "silver"), "S0100")
     report = await reconcile(runtime, wait_s=0)
     assert report.exit_code == 1

@@ -18,8 +18,8 @@ HOLD_MS = 600_000
 
 
 async def _hold(runtime: Runtime, offer: str, pid: str, qty: int = 1, ttl_ms: int = HOLD_MS) -> bool:
-    [r] = await runtime.offers.reserve_batch(
-        T, offer, [HoldRequest(purchase_id=pid, user_id=f"u-{pid}", quantity=qty)], hold_ttl_ms=ttl_ms,
+    [r] = await runtime.offers.purchase_batch(
+        T, offer, [HoldRequest(purchase_id=pid, user_id=f"u-{pid}", quantity=qty)], [], hold_ttl_ms=ttl_ms,
         rate_interval_ms=0, rate_burst=1000, idem_ttl_ms=1000, idem_stale_ms=1000)
     return getattr(r, "ok", 0) == 1
 
