@@ -198,12 +198,17 @@ class EmbeddedStack:
         self.postgres: EmbeddedPostgres | None = None
 
     def endpoints(self, redis_url: str | None, database_url: str | None) -> Endpoints:
-        if redis_url is None:
-            self.redis = EmbeddedRedis(self.data_dir)
-            redis_url = self.redis.start()
-        if database_url is None:
-            self.postgres = EmbeddedPostgres(self.data_dir)
-            database_url = self.postgres.start()
+        """Start what is missing; if one fails, stop what this call started before raising."""
+        try:
+            if redis_url is None:
+                self.redis = EmbeddedRedis(self.data_dir)
+                redis_url = self.redis.start()
+            if database_url is None:
+                self.postgres = EmbeddedPostgres(self.data_dir)
+                database_url = self.postgres.start()
+        except BaseException:
+            self.close()
+            raise
         return Endpoints(redis_url=redis_url, database_url=database_url)
 
     def close(self) -> None:
