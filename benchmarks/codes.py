@@ -42,6 +42,7 @@ import asyncpg
 from aiohttp import web
 
 from dropgate.embedded import EmbeddedStack, Endpoints
+from dropgate.engine.keyspace import delete_prefix
 from dropgate.http.app import create_app
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import from_env
@@ -90,9 +91,7 @@ async def stack(endpoints: Endpoints, admin: str, callers: int,
                 if rt.persister is not None and rt.persister_task is not None:
                     await rt.persister.close()  # before the keys go
                     await rt.persister_task
-                keys = [k async for k in rt.redis.scan_iter(match=f"{isolation}:*", count=1000)]
-                for i in range(0, len(keys), 1000):
-                    await rt.redis.delete(*keys[i:i + 1000])
+                await delete_prefix(rt.redis, isolation)
     finally:
         conn = await asyncpg.connect(endpoints.database_url)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{isolation}" CASCADE')

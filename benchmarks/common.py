@@ -26,6 +26,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from dropgate.embedded import EmbeddedStack
+from dropgate.engine.keyspace import delete_prefix
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 
@@ -75,14 +76,7 @@ async def private_settings(s: Stores, **overrides: Any) -> AsyncIterator[Setting
         yield Settings(**values)
     finally:
         redis = Redis.from_url(s.redis_url)
-        batch: list[bytes] = []
-        async for key in redis.scan_iter(match=f"{name}:*", count=5000):
-            batch.append(key)
-            if len(batch) >= 5000:
-                await redis.delete(*batch)
-                batch.clear()
-        if batch:
-            await redis.delete(*batch)
+        await delete_prefix(redis, name, batch=5000)
         await redis.aclose()
         conn = await asyncpg.connect(s.database_url)
         await conn.execute(f'DROP SCHEMA "{name}" CASCADE')

@@ -33,6 +33,7 @@ import asyncpg
 from aiohttp import web
 
 from dropgate.embedded import EmbeddedStack
+from dropgate.engine.keyspace import delete_prefix
 from dropgate.http.app import create_app
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
@@ -147,9 +148,7 @@ async def main(runs: int, n: int, concurrency: int) -> None:
                                                          for k, v in results[-1].items()))
             finally:
                 await runner.cleanup()
-                keys = [k async for k in rt.redis.scan_iter(match=f"{isolation}:*", count=1000)]
-                for i in range(0, len(keys), 1000):
-                    await rt.redis.delete(*keys[i:i + 1000])
+                await delete_prefix(rt.redis, isolation)
     finally:
         conn = await asyncpg.connect(endpoints.database_url)
         await conn.execute(f'DROP SCHEMA IF EXISTS "{isolation}" CASCADE')

@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator
 
 from benchmarks.common import Stores, median, private_runtime, stores
+from dropgate.engine.keyspace import delete_prefix
 from dropgate.engine.offers import HoldRequest
 from dropgate.persistence.reconcile.restore import restore
 from dropgate.persistence.reconcile.runner import reconcile
@@ -55,14 +56,7 @@ async def _setup(rt: Runtime, codes: int, uses: int) -> tuple[float, float]:
 
 
 async def _wipe(rt: Runtime) -> None:
-    batch = []
-    async for key in rt.redis.scan_iter(match=f"{rt.keys.prefix}:*", count=5000):
-        batch.append(key)
-        if len(batch) >= 5000:
-            await rt.redis.delete(*batch)
-            batch.clear()
-    if batch:
-        await rt.redis.delete(*batch)
+    await delete_prefix(rt.redis, rt.keys.prefix, batch=5000)
 
 
 async def shape(s: Stores, codes: int, uses: int, runs: int) -> dict[str, list[float]]:

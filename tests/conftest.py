@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from dropgate.embedded import EmbeddedStack, Endpoints
+from dropgate.engine.keyspace import delete_prefix
 from dropgate.http.app import create_app
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
@@ -93,14 +94,7 @@ async def isolated(servers: Endpoints, isolation: str) -> AsyncIterator[str]:
     yield isolation
     redis = Redis.from_url(servers.redis_url)
     try:
-        batch: list[bytes] = []
-        async for key in redis.scan_iter(match=f"{isolation}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await redis.delete(*batch)
-                batch.clear()
-        if batch:
-            await redis.delete(*batch)
+        await delete_prefix(redis, isolation)
     finally:
         await redis.aclose()
     conn = await asyncpg.connect(servers.database_url)

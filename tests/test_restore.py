@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from dropgate.embedded import redis_server_binary
 from dropgate.engine.errors import AlreadyUsed, Conflict, Exhausted
 from dropgate.engine.keys import Keys
+from dropgate.engine.keyspace import delete_prefix
 from dropgate.engine.scripts import Scripts
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.restore import KeyspaceNotEmpty, restore
@@ -25,10 +26,7 @@ from tests.test_reconcile import _drained, _drop
 
 async def _wipe(runtime: Runtime) -> int:
     """Redis lost: delete every key of this test's prefix (only those)."""
-    keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.keys.prefix}:*", count=1000)]
-    if keys:
-        await runtime.redis.delete(*keys)
-    return len(keys)
+    return await delete_prefix(runtime.redis, runtime.keys.prefix)
 
 
 async def test_restore_after_redis_was_lost_serves_as_before(runtime: Runtime, persister: Persister) -> None:

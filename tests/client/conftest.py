@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 
 from dropgate.client import AsyncDropgate
 from dropgate.embedded import Endpoints
+from dropgate.engine.keyspace import delete_prefix
 
 ADMIN_KEY = "live-admin-key"
 
@@ -62,14 +63,7 @@ async def _create_schema(database_url: str, schema: str) -> None:
 async def _cleanup(endpoints: Endpoints, prefix: str) -> None:
     redis = Redis.from_url(endpoints.redis_url)
     try:
-        batch: list[bytes] = []
-        async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await redis.delete(*batch)
-                batch.clear()
-        if batch:
-            await redis.delete(*batch)
+        await delete_prefix(redis, prefix)
     finally:
         await redis.aclose()
     conn = await asyncpg.connect(endpoints.database_url)

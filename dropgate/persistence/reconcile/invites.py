@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 from dropgate.engine.keys import Keys
@@ -36,6 +36,7 @@ from dropgate.persistence.reconcile.sets import (
     sql_member,
     sql_ms,
 )
+from dropgate.persistence.reconcile.util import chunks
 
 DOMAIN = "invites"
 KIND = "invite"
@@ -64,10 +65,6 @@ def _pg_filter(scope: Scope, alias: str = "") -> tuple[str, list[Any]]:
     return "", []
 
 
-def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
-
-
 class InviteReconciler:
     domain: str = DOMAIN
     kinds: tuple[str, ...] = (KIND,)
@@ -92,7 +89,7 @@ class InviteReconciler:
         ordered = sorted(targets.items())
 
         async def definitions() -> AsyncIterator[list[str]]:
-            for chunk in _chunks(ordered, 256):
+            for chunk in chunks(ordered, 256):
                 # MULTI: each code's hash and SCARD from the same instant
                 async with rc.redis.pipeline(transaction=True) as pipe:
                     for _, (t, c) in chunk:
@@ -274,7 +271,7 @@ class InviteReconciler:
         tk = rc.keys.tenant(tenant_id)
         if missing_row:  # PostgreSQL lacks the code: every use with it
             users = [text(u) for u in await rc.redis.smembers(tk.invite_users(code))]
-        for i, chunk in enumerate(_chunks(sorted(users), USERS_PER_CALL)):
+        for i, chunk in enumerate(chunks(sorted(users), USERS_PER_CALL)):
             await rc.scripts.call("invite_resync", [tk.log, tk.invite(code), tk.invite_users(code)],
                                   [rc.settings.max_backlog, tenant_id, code,
                                    "1" if definition and i == 0 else "0", *chunk])
@@ -324,7 +321,7 @@ class InviteReconciler:
                 target = tk.invite_users(c)
                 staging = Keys.staging(target)
                 if members:
-                    for i, chunk in enumerate(_chunks(members, USERS_PER_CALL)):
+                    for i, chunk in enumerate(chunks(members, USERS_PER_CALL)):
                         await rc.scripts.queue(pipe, "restore_members", [staging],
                                                ["1" if i == 0 else "0", "set", *chunk])
                 await rc.scripts.queue(pipe, "restore_invite", [tk.invite(c), target, staging], [
