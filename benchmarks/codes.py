@@ -3,10 +3,13 @@
     .venv/bin/python -m benchmarks.codes [--runs 3] [--codes 1000000] [--callers 512] [--seconds 3]
 
 Upload: a 1,000,000-line text/csv body streamed to ``POST /v1/campaigns/{c}/codes``
-on a real aiohttp server on 127.0.0.1, with the write-behind persister running in
-the same process (a fresh key prefix and schema per run). Reported: seconds from
+on ``dropgate serve`` in its own process on 127.0.0.1 (a fresh key prefix and schema
+per run), in two layouts alternating within each run: ``separate`` (``serve
+--no-persister`` plus ``dropgate persister`` in a third process, how a drop deploys
+it) and ``inline`` (the persister inside the API process). Reported: seconds from
 the request to its answer (every code is then reservable: the answer comes after the
-last batch's script) and to all rows in PostgreSQL's ``campaign_codes``.
+last batch's script) and until the persister has committed every event (then all
+1,000,000 rows are checked to be in ``campaign_codes``).
 
 Reservations (one code each) with ``--callers`` concurrent callers, alternating in
 the same run on the same machine:
@@ -30,22 +33,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
+from benchmarks.common import Stores, private_settings, server_process, settings_env
 from dropgate.embedded import EmbeddedStack, Endpoints
 from dropgate.engine.keyspace import delete_prefix
 from dropgate.http.app import create_app
 from dropgate.runtime import Runtime, open_runtime
-from dropgate.settings import from_env
+from dropgate.settings import Settings, from_env
 
 TENANT = "bench"
 _SQL_CLAIM = """
@@ -99,26 +105,56 @@ async def stack(endpoints: Endpoints, admin: str, callers: int,
 
 
 # -- upload ---------------------------------------------------------------------------
-async def upload_run(endpoints: Endpoints, admin: str, n: int) -> dict[str, float]:
-    headers = {"Authorization": f"Bearer {admin}", "X-Tenant-Id": TENANT,
-               "Content-Type": "text/csv"}
+LAYOUTS = {
+    # how a drop deploys it: the API and the persister each in its own process
+    "separate": ("--no-persister",),
+    # `dropgate serve` alone: the persister shares the API process (and its one core)
+    "inline": (),
+}
+
+
+@asynccontextmanager
+async def persister_process(settings: Settings, run: bool) -> AsyncIterator[None]:
+    """``dropgate persister`` in its own process while the block runs (when ``run``)."""
+    if not run:
+        yield
+        return
+    proc = subprocess.Popen([sys.executable, "-m", "dropgate.cli", "persister"],
+                            env=settings_env(settings), stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+async def upload_run(s: Stores, n: int, layout: str) -> dict[str, float]:
+    """One upload of ``n`` codes to a server in its own process; seconds to answer and to persisted."""
     body = b"".join(b"CODE-%09d\n" % i for i in range(n))
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(body), 256 * 1024):
             yield body[i:i + 256 * 1024]
 
-    async with stack(endpoints, admin, 64) as (rt, url, _), aiohttp.ClientSession() as session:
-        started = time.perf_counter()
-        async with session.post(f"{url}/v1/campaigns/big/codes?type=tm", data=chunks(),
-                                headers=headers, timeout=aiohttp.ClientTimeout(total=300)) as r:
-            answer = await r.json()
-        reservable = time.perf_counter() - started
-        assert r.status == 200 and answer["inserted"] == n, answer
+    async with private_settings(s, persister_block_ms=50, max_backlog=10_000_000) as settings, \
+            open_runtime(settings, run_persister=False) as rt:
+        await rt.tenants.create(TENANT, name=TENANT, status="active", trial_end_ms=None)
+        headers = {"Authorization": f"Bearer {settings.admin_key}", "X-Tenant-Id": TENANT,
+                   "Content-Type": "text/csv"}
+        async with server_process(settings, *LAYOUTS[layout]) as url, \
+                persister_process(settings, layout == "separate"), aiohttp.ClientSession() as session:
+            started = time.perf_counter()
+            async with session.post(f"{url}/v1/campaigns/big/codes?type=tm", data=chunks(),
+                                    headers=headers, timeout=aiohttp.ClientTimeout(total=300)) as r:
+                answer = await r.json()
+            reservable = time.perf_counter() - started
+            assert r.status == 200 and answer["inserted"] == n, answer
+            # the log keeps only what the persister has not committed yet
+            while sum((await rt.new_persister().lag()).values()) > 0:
+                await asyncio.sleep(0.05)
+            persisted = time.perf_counter() - started
         assert (await rt.codes.count(TENANT, "big", "tm")).available == n
-        while await rt.pool.fetchval("SELECT count(*) FROM campaign_codes") < n:
-            await asyncio.sleep(0.05)
-        persisted = time.perf_counter() - started
+        assert await rt.pool.fetchval("SELECT count(*) FROM campaign_codes") == n
     return {"reservable_s": reservable, "persisted_s": persisted}
 
 
@@ -228,20 +264,25 @@ async def main(runs: int, codes: int, callers: int, seconds: float, pool_size: i
     try:
         uploads: list[dict[str, float]] = []
         reservations: list[dict[str, float]] = []
+        store = Stores(redis_url=endpoints.redis_url, database_url=endpoints.database_url)
         for run in range(runs if part in ("all", "upload") else 0):
-            uploads.append(await upload_run(endpoints, admin, codes))
-            print(f"upload run {run + 1}: reservable {uploads[-1]['reservable_s']:.2f} s, "
-                  f"persisted {uploads[-1]['persisted_s']:.2f} s", flush=True)
+            for layout in LAYOUTS:
+                uploads.append({"layout": layout, **await upload_run(store, codes, layout)})
+                print(f"upload run {run + 1} ({layout} persister): reservable "
+                      f"{uploads[-1]['reservable_s']:.2f} s, persisted {uploads[-1]['persisted_s']:.2f} s",
+                      flush=True)
         if part in ("all", "reservations"):
             reservations = await reservation_runs(endpoints, admin, runs, callers, seconds,
                                                   pool_size)
     finally:
         await asyncio.to_thread(embedded.close)
     if uploads:
-        med: dict[str, Any] = {k: statistics.median(r[k] for r in uploads) for k in uploads[0]}
         print(f"\nupload of {codes:,} codes, median of {runs} runs:")
-        print(f"  reservable after {med['reservable_s']:.2f} s, "
-              f"persisted after {med['persisted_s']:.2f} s")
+        for layout in LAYOUTS:
+            mine = [r for r in uploads if r["layout"] == layout]
+            print(f"  {layout:<8} persister: reservable after "
+                  f"{statistics.median(r['reservable_s'] for r in mine):.2f} s, persisted after "
+                  f"{statistics.median(r['persisted_s'] for r in mine):.2f} s")
     if not reservations:
         return
     med = {k: statistics.median(r[k] for r in reservations) for k in reservations[0]}

@@ -25,7 +25,7 @@ async def redis_rows(rt: Runtime, tenant: str, campaign: str) -> dict[str, tuple
     raw = await rt.redis.hgetall(rt.keys.tenant(tenant).codes_records(campaign))
     rows: dict[str, tuple[Any, ...]] = {}
     for code, record in raw.items():
-        f = text(record).split("|") + [""] * 6
+        f = text(record).partition("#")[0].split("|") + [""] * 6  # less its upload mark
         rows[text(code)] = (f[0], _NAMES[f[1]], f[2] or None, int(f[3]) if f[3] else None,
                             int(f[5]) if f[5] else None)
     return rows

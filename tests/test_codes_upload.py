@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import uuid
@@ -15,7 +16,9 @@ from moto.server import ThreadedMotoServer
 
 from dropgate.engine.codestore import s3_chunks
 from dropgate.engine.errors import StorageUnavailable
+from dropgate.engine.text import text
 from dropgate.persistence.persister import Persister
+from dropgate.persistence.reconcile.runner import reconcile
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.codes_support import assert_pg_matches_redis, upload_csv
@@ -227,3 +230,39 @@ async def test_upload_request_errors(api: Api) -> None:
     assert status == 400 and body["details"]["field"] == "type"
     status, body = await api.call("POST", "/v1/campaigns/c/codes?type=tm", headers={})
     assert status == 401
+
+
+async def test_repeats_across_batches_are_skipped_even_after_their_status_changed(
+        runtime: Runtime, persister: Persister) -> None:
+    """An upload of several batches recognises its own earlier codes by the upload mark
+    in their records; reserve, assign and release in between must keep that mark, and
+    codes that existed before count as updated once, however often they repeat."""
+    codes = runtime.codes
+    await runtime.tenants.create("mk", name="mk", status="active", trial_end_ms=None)
+    await codes.upload_batch("mk", "marks", "tm", ["P1", "P2", "P3"])  # before the upload
+    records = runtime.keys.tenant("mk").codes_records("marks")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"N1\nN2\nP1\nN3\nN4\n"  # batches of 3: [N1 N2 P1] is applied while we wait
+        for _ in range(500):
+            if await runtime.redis.hexists(records, "N2"):
+                break
+            await asyncio.sleep(0.01)
+        held = await codes.reserve("mk", "marks", "tm", 10)
+        assert {"N1", "N2", "P1"} <= set(held.codes)
+        await codes.assign("mk", "marks", ["N1"])
+        await codes.release("mk", "marks", ["N2"])  # N1 assigned, N2 available again, P1 reserved
+        yield b"N2\nN1\nP1\nP2\nN5\nP2\nN3\nN4\nP3\n"
+
+    result = await codes.upload("mk", "marks", "tm", chunks(), batch_size=3)
+    assert (result.lines, result.inserted, result.updated, result.skipped) == (14, 5, 3, 6)
+    statuses = {c: s for c, s in zip(
+        ["N1", "N2", "P1", "N5"], [text(v).partition("#")[0] for v in await runtime.redis.hmget(
+            records, ["N1", "N2", "P1", "N5"])], strict=True)}
+    assert statuses["N1"].startswith("tm|s|") and statuses["N2"] == "tm|a"
+    assert statuses["P1"].startswith("tm|r|") and statuses["N5"] == "tm|a"
+    # the marks stay in Redis: PostgreSQL and the reconciler see the same records
+    await persister.drain()
+    await assert_pg_matches_redis(runtime, "mk", "marks")
+    report = await reconcile(runtime, wait_s=0, entities=["codes"])
+    assert report.exit_code == 0, report.drifts

@@ -84,7 +84,7 @@ class CodesDemo(DemoDomain):
         raw = await rt.redis.hgetall(rt.keys.tenant(tenant).codes_records(campaign))
         redis_rows = {}
         for code, record in raw.items():
-            f = [*text(record).split("|"), "", ""]
+            f = [*text(record).partition("#")[0].split("|"), "", ""]
             redis_rows[text(code)] = (f[0], names[f[1]], f[2] or None)
         pg_rows = {r["code"]: (r["type"], r["status"], r["reserve_id"]) for r in await rt.pool.fetch(
             "SELECT code, type, status, reserve_id FROM campaign_codes"

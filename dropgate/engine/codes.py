@@ -77,6 +77,7 @@ class _Batch(msgspec.Struct):
     inserted: int
     updated: int
     skipped: int
+    upload: int = 0  # the upload's number (0: a single-batch upload has none)
 
 
 class _Updated(msgspec.Struct):
@@ -122,9 +123,14 @@ class Codes:
         upload_id: str | None = None
         in_flight: asyncio.Task[None] | None = None
 
+        number: int | None = None  # the upload's number, from its first batch
+
         async def apply(codes: list[bytes], *, final: bool) -> None:
+            nonlocal number
             result = await self.upload_batch(tenant_id, campaign_id, type, codes,
-                                             upload_id=upload_id, final=final)
+                                             upload_id=upload_id, final=final, number=number)
+            if upload_id is not None:
+                number = result.upload
             totals.inserted += result.inserted
             totals.updated += result.updated
             totals.skipped += result.skipped
@@ -203,8 +209,14 @@ class Codes:
         *,
         upload_id: str | None = None,
         final: bool = True,
+        number: int | None = None,
     ) -> _Batch:
-        """One script call: distinct, validated codes of one batch."""
+        """One script call: distinct, validated codes of one batch.
+
+        An upload of several batches passes its ``upload_id`` with each and, from the
+        second on, the ``number`` its first batch answered (the script marks the codes
+        it inserts with it, to recognise repeats in later batches).
+        """
         tk = self._ctx.keys.tenant(tenant_id)
         seen = tk.codes_upload(campaign_id, upload_id or "single")
         return await self._ctx.scripts.call(
@@ -213,7 +225,8 @@ class Codes:
              tk.codes_available(campaign_id, type), seen],
             [self._ctx.backlog_bound, tenant_id, campaign_id, type,
              "" if upload_id is None else SEEN_TTL_MS, "1" if final else "0",
-             b"\n".join(c.encode() if isinstance(c, str) else c for c in codes)],
+             b"\n".join(c.encode() if isinstance(c, str) else c for c in codes),
+             "" if upload_id is None else ("new" if number is None else number)],
             type=_Batch,
         )
 

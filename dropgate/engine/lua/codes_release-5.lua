@@ -20,6 +20,7 @@
 --- @include "dg_backlog_full"
 --- @include "dg_call_chunked"
 --- @include "dg_code_unpack"
+--- @include "dg_code_pack"
 --- @include "dg_code_row"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
@@ -29,16 +30,17 @@ if #codes == 0 then return '{"updated":0}' end
 local want = ARGV[5]
 local recs = dg_call_chunked('HMGET', KEYS[3], codes, 4000)
 local fields, from_reserved, done, rows = {}, {}, {}, {}
-local packed = ARGV[4] .. '|a'
 for i = 1, #codes do
   if recs[i] then
     local r = dg_code_unpack(recs[i])
     if r.type == ARGV[4] and r.status ~= 's' and r.rid ~= '' and (want == '' or r.rid == want) then
       if r.status == 'r' then from_reserved[#from_reserved + 1] = codes[i] end
+      local back = {type = r.type, status = 'a', rid = '', reserved_at = '', expires_at = '',
+                    assigned_at = '', mark = r.mark}
       fields[#fields + 1] = codes[i]
-      fields[#fields + 1] = packed
+      fields[#fields + 1] = dg_code_pack(back)
       done[#done + 1] = codes[i]
-      rows[#rows + 1] = dg_code_row(codes[i], dg_code_unpack(packed))
+      rows[#rows + 1] = dg_code_row(codes[i], back)
     end
   end
 end

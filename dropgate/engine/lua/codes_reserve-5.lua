@@ -69,9 +69,11 @@ for k = 1, #rids do
   local r = {type = ARGV[4], status = 'r', rid = rids[k], reserved_at = tostring(now),
              expires_at = tostring(expires), assigned_at = ''}
   local packed = dg_code_pack(r)
+  -- each record keeps its upload mark (see dg_code_unpack): read them back in one call
+  local before = #taken > 0 and dg_call_chunked('HMGET', KEYS[3], taken, 4000) or {}
   for i = 1, #taken do
     fields[#fields + 1] = taken[i]
-    fields[#fields + 1] = packed
+    fields[#fields + 1] = packed .. (before[i] and string.match(before[i], '#.*$') or '')
     scored[#scored + 1] = expires
     scored[#scored + 1] = taken[i]
     rows[#rows + 1] = dg_code_row(taken[i], r)

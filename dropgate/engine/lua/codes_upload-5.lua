@@ -1,19 +1,27 @@
 --[[
   Add one batch of an upload to a campaign's pool of one type. New codes become
   available; codes already known keep their status (counted as updated); codes this
-  upload has already seen in an earlier batch are skipped (the caller de-duplicates
+  upload has already met in an earlier batch are skipped (the caller de-duplicates
   within a batch). A code known under another type refuses the whole batch.
+  How an upload of several batches knows what it met before, without a set of every
+  code it sent (that SADD was a quarter of the script's time): each upload gets a
+  number (the campaign meta's `uploads` counter) and the codes it inserts carry it in
+  their record (`type|a#<n>`, kept by every script that rewrites a record), so a
+  repeat of one of them is recognised from the record HMGET already returns. Only
+  codes that existed before the upload go into the seen set (KEYS[5]) when first met.
   KEYS[1] partition log       <prefix>:{pN}:log
   KEYS[2] campaign meta hash  <prefix>:{pN}:t:<tenant>:codes:<campaign>:meta
   KEYS[3] code records hash   <prefix>:{pN}:t:<tenant>:codes:<campaign>:records
   KEYS[4] available set       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:available
   KEYS[5] upload's seen set   <prefix>:{pN}:t:<tenant>:codes:<campaign>:upload:<upload id>
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id   ARGV[4] type
-  ARGV[5] seen-set ttl ms ('' = single-batch upload: KEYS[5] unused)
+  ARGV[5] seen-set ttl ms ('' = single-batch upload: KEYS[5] unused, no upload number)
   ARGV[6] '1' when this is the upload's last batch (KEYS[5] is deleted)
   ARGV[7] the batch's codes (distinct, validated), joined by newlines: one argument
           is much cheaper to send and unpack than 10,000
-  Returns {"inserted": n, "updated": n, "skipped": n}
+  ARGV[8] the upload's number: '' with ARGV[5] = '', 'new' on its first batch (one is
+          allocated and returned), else the number the first batch returned
+  Returns {"inserted": n, "updated": n, "skipped": n, "upload": number or 0}
   Errors: CONFLICT, PERSISTENCE_LAGGING
   Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends codes.uploaded to KEYS[1] when
   the batch inserted anything.
@@ -29,11 +37,15 @@ local ctype = ARGV[4]
 local use_seen = ARGV[5] ~= ''
 local codes = {}
 for code in string.gmatch(ARGV[7], '[^\n]+') do codes[#codes + 1] = code end
+local upload = ARGV[8]
 local skipped, updated = 0, 0
 local inserted, fields, known = {}, {}, {}
 if #codes > 0 then
   local recs = dg_call_chunked('HMGET', KEYS[3], codes, 4000)
   local prefix = ctype .. '|'
+  -- a mark is only compared once a known code turns up: the first batch allocates its
+  -- number below, after this check (nothing can carry it yet)
+  local mark = (upload ~= '' and upload ~= 'new') and ('#' .. upload) or nil
   for i = 1, #codes do
     local rec = recs[i]
     if rec then
@@ -41,34 +53,45 @@ if #codes > 0 then
         return dg_error('CONFLICT', {code = codes[i], type = string.match(rec, '^[^|]*'),
                                      index = i - 1})
       end
-      known[#known + 1] = codes[i]
+      if mark and string.sub(rec, -#mark) == mark then
+        skipped = skipped + 1  -- inserted by an earlier batch of this upload
+      else
+        known[#known + 1] = codes[i]
+      end
     else
       inserted[#inserted + 1] = codes[i]
-      fields[#fields + 1] = codes[i]
-      fields[#fields + 1] = ctype .. '|a'
     end
   end
 end
+-- validated: now write
+if upload == 'new' then upload = tostring(redis.call('HINCRBY', KEYS[2], 'uploads', 1)) end
 -- A known code is `updated` the first time this upload meets it and `skipped` after
--- (the seen set holds what earlier batches met; new codes cannot be in it).
+-- (the seen set holds the known codes earlier batches met).
 if use_seen and #known > 0 then
   local seen = dg_call_chunked('SMISMEMBER', KEYS[5], known, 4000)
+  local first = {}
   for i = 1, #known do
-    if seen[i] == 1 then skipped = skipped + 1 else updated = updated + 1 end
+    if seen[i] == 1 then skipped = skipped + 1 else first[#first + 1] = known[i] end
   end
+  updated = #first
+  if #first > 0 and ARGV[6] ~= '1' then dg_call_chunked('SADD', KEYS[5], first, 4000) end
 else
   updated = #known
 end
--- validated: now write
 if use_seen then
-  if #codes > 0 and ARGV[6] ~= '1' then dg_call_chunked('SADD', KEYS[5], codes, 4000) end
   if ARGV[6] == '1' then
     redis.call('DEL', KEYS[5])
-  else
+  elseif redis.call('EXISTS', KEYS[5]) == 1 then
     redis.call('PEXPIRE', KEYS[5], ARGV[5])
   end
 end
 if #inserted > 0 then
+  local record = ctype .. '|a'
+  if upload ~= '' then record = record .. '#' .. upload end
+  for i = 1, #inserted do
+    fields[#fields + 1] = inserted[i]
+    fields[#fields + 1] = record
+  end
   dg_call_chunked('HSET', KEYS[3], fields, 4000)
   dg_call_chunked('SADD', KEYS[4], inserted, 4000)
   redis.call('HSET', KEYS[2], 't:' .. ctype, 1)
@@ -81,4 +104,5 @@ if #inserted > 0 then
     tenant_id = ARGV[2], campaign_id = ARGV[3], type = ctype, codes_text = codes_text,
     at_ms = dg_now_ms()})
 end
-return '{"inserted":' .. #inserted .. ',"updated":' .. updated .. ',"skipped":' .. skipped .. '}'
+return '{"inserted":' .. #inserted .. ',"updated":' .. updated .. ',"skipped":' .. skipped ..
+  ',"upload":' .. (tonumber(upload) or 0) .. '}'

@@ -1,7 +1,7 @@
 """Campaign code pools: uploads insert rows in bulk, every other event sets rows' state.
 
 ``codes.uploaded`` carries the batch's new codes: one ``INSERT ... SELECT FROM
-unnest(...)`` per run of events (``ON CONFLICT DO NOTHING``: a replay inserts
+unnest(codes)`` per event (``ON CONFLICT DO NOTHING``: a replay inserts
 nothing). ``codes.reserved`` / ``.assigned`` / ``.released`` carry each changed
 code's full resulting state, so one ``UPDATE ... FROM unnest(...)`` per run applies
 them, the last state per code winning, guarded by the campaign version.
@@ -16,44 +16,24 @@ import asyncpg
 from dropgate.engine.events import Event
 from dropgate.persistence.appliers.base import Applier, ts
 
-_INSERT_ROWS = 50_000  # rows per statement: bounded parameter size
-
 
 async def codes_uploaded(conn: asyncpg.Connection, events: list[Event]) -> None:
-    tenants: list[str] = []
-    campaigns: list[str] = []
-    types: list[str] = []
-    codes: list[str] = []
-    uploaded: list[Any] = []
-    versions: list[int] = []
-
-    async def insert() -> None:
-        await conn.execute(
-            """INSERT INTO campaign_codes
-                   (tenant_id, campaign_id, type, code, uploaded_at, version)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                    $5::timestamptz[], $6::bigint[])
-               ON CONFLICT (tenant_id, campaign_id, code) DO NOTHING""",
-            tenants, campaigns, types, codes, uploaded, versions,
-        )
-        for column in (tenants, campaigns, types, codes, uploaded, versions):
-            column.clear()
-
+    """One statement per event, everything but the codes as scalars: sending tenant,
+    campaign, type, time and version as 10,000-element arrays too made the insert of a
+    million codes about 40% slower (PostgreSQL decodes every array element)."""
     for e in events:
         d = e.data
         text = d.get("codes_text")
         batch = text.split("\n") if text else d.get("codes") or []
-        n = len(batch)
-        tenants.extend([d["tenant_id"]] * n)
-        campaigns.extend([d["campaign_id"]] * n)
-        types.extend([d["type"]] * n)
-        codes.extend(batch)
-        uploaded.extend([ts(d["at_ms"])] * n)
-        versions.extend([e.version] * n)
-        if len(codes) >= _INSERT_ROWS:
-            await insert()
-    if codes:
-        await insert()
+        if not batch:
+            continue
+        await conn.execute(
+            """INSERT INTO campaign_codes
+                   (tenant_id, campaign_id, type, code, uploaded_at, version)
+               SELECT $1, $2, $3, u.code, $5, $6 FROM unnest($4::text[]) AS u (code)
+               ON CONFLICT (tenant_id, campaign_id, code) DO NOTHING""",
+            d["tenant_id"], d["campaign_id"], d["type"], batch, ts(d["at_ms"]), e.version,
+        )
 
 
 async def codes_changed(conn: asyncpg.Connection, events: list[Event]) -> None:

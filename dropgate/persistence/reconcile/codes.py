@@ -109,9 +109,11 @@ class CodesReconciler:
                 while True:
                     reply: Any = await rc.redis.hscan(tk.codes_records(c), cursor, count=HSCAN_COUNT)
                     cursor, page = reply
-                    # members are the records exactly as stored (``type|a``, ``type|r|rid|...``):
-                    # PostgreSQL spells its rows the same way, so nothing is parsed here
-                    batch = [tag + code.decode() + SEP + packed.decode() for code, packed in page.items()]
+                    # members are the records as stored (``type|a``, ``type|r|rid|...``) less
+                    # an upload mark (``#n``, Redis-only): PostgreSQL spells its rows the
+                    # same way, so nothing else is parsed here
+                    batch = [tag + code.decode() + SEP + packed.partition(b"#")[0].decode()
+                             for code, packed in page.items()]
                     tally.update(packed[:packed.find(b"|") + 2] for packed in page.values())
                     if batch:
                         yield batch
