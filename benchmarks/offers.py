@@ -40,6 +40,7 @@ import msgspec
 from aiohttp import web
 
 from benchmarks.common import Stores, free_port, private_settings, stores
+from dropgate.cli import event_loop_runner
 from dropgate.http.app import tune_gc
 
 _HOT = "hot"
@@ -323,7 +324,9 @@ async def main(runs: int, seconds: float, clients: int) -> None:
         info = await redis.info("cpu")
         return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
-    print(f"offers benchmark: {clients} concurrent clients, {runs} runs of {seconds}s per server")
+    loop = os.environ.get("DROPGATE_EVENT_LOOP") or "auto"
+    print(f"offers benchmark: {clients} concurrent clients, {runs} runs of {seconds}s per server, "
+          f"servers on the {loop!r} event loop (DROPGATE_EVENT_LOOP)")
     print("correctness round:", await correctness(s, clients))
     inventory = 1_000_000_000
     async with private_settings(s, tenant_concurrency=100_000, persister_enabled=False,
@@ -394,10 +397,12 @@ def _serve(argv: list[str]) -> None:
     p.add_argument("--inventory", type=int)
     p.add_argument("--port", type=int)
     a = p.parse_args(argv)
+    # every server on the loop `dropgate serve` would use (DROPGATE_EVENT_LOOP, default auto)
+    run = event_loop_runner(os.environ.get("DROPGATE_EVENT_LOOP") or "auto")
     if a.dropgate:
-        asyncio.run(serve_dropgate(a.port, a.dropgate, a.inventory))
+        run(serve_dropgate(a.port, a.dropgate, a.inventory))
     else:
-        asyncio.run(serve_pg(a.port, a.pg[0], a.pg[1], a.inventory))
+        run(serve_pg(a.port, a.pg[0], a.pg[1], a.inventory))
 
 
 if __name__ == "__main__":

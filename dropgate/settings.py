@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -62,6 +62,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     actor_idle_s: float = 60.0
     actor_lease_ms: int = 10_000
     log_level: str = "INFO"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
@@ -112,6 +113,7 @@ SETTINGS_HELP: dict[str, str] = {
     "actor_idle_s": "Seconds an idle actor lives before it passivates.",
     "actor_lease_ms": "Lease of a tenant actor's fencing epoch; a process paused past it cannot commit.",
     "log_level": "Python logging level.",
+    "event_loop": "auto (uvloop when installed), uvloop or asyncio: the loop the dropgate command runs on.",
 }
 
 

@@ -141,3 +141,21 @@ def test_codes_upload_command(embedded_dir: Path) -> None:
             return int(pg), int(available)
 
     assert asyncio.run(counts()) == (2500, 2500)
+
+
+def test_event_loop_choice() -> None:
+    """`auto` runs the commands on uvloop (a dependency), `asyncio` on the standard loop,
+    and anything else is a clear configuration error, not a traceback."""
+    import uvloop
+
+    from dropgate.cli import event_loop_runner
+
+    async def loop_type() -> int:
+        return 1 if isinstance(asyncio.get_running_loop(), uvloop.Loop) else 0
+
+    assert event_loop_runner("auto")(loop_type()) == 1
+    assert event_loop_runner("uvloop")(loop_type()) == 1
+    assert event_loop_runner("asyncio")(loop_type()) == 0
+    bad = subprocess.run([*DROPGATE, "migrate"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "DROPGATE_EVENT_LOOP": "tokio"})
+    assert bad.returncode != 0 and "DROPGATE_EVENT_LOOP must be auto, uvloop or asyncio" in bad.stderr
