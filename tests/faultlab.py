@@ -31,6 +31,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from dropgate.embedded import redis_server_binary
+from tests.faultlab_offers import OfferLoad, check_offer_history
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "fault-admin-key"
@@ -355,6 +356,7 @@ class Load:
     statuses: dict[int, int] = field(default_factory=dict)
     seed: int = 0
     _user: int = 0
+    companion: OfferLoad | None = None  # purchases running, pausing and stopping with it
     _running: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -362,17 +364,25 @@ class Load:
     def start(self) -> None:
         self._running.set()
         self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
+        if self.companion is not None:
+            self.companion.start()
 
     def pause(self) -> None:
         self._running.clear()
+        if self.companion is not None:
+            self.companion.pause()
 
     def resume(self) -> None:
         self._running.set()
+        if self.companion is not None:
+            self.companion.resume()
 
     async def stop(self) -> None:
         self._stop.set()
         self._running.set()
         await asyncio.gather(*self._tasks)
+        if self.companion is not None:
+            await self.companion.stop()
 
     async def run_for(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -597,4 +607,7 @@ async def settle_and_check(cluster: Cluster, load: Load) -> tuple[dict[str, Any]
     await cluster.wait_drained()
     report = await cluster.reconcile()
     assert report["exit_code"] == 0, json.dumps(report, indent=1)[:3000]
-    return report, await check_history(cluster, load.ops)
+    summary = await check_history(cluster, load.ops)
+    if load.companion is not None:
+        summary.update(await check_offer_history(cluster, load.companion.ops, _partition(TENANT), TENANT))
+    return report, summary

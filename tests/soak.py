@@ -5,11 +5,12 @@
 
 Runs the API and persister processes against a private redis-server (AOF) and a
 private PostgreSQL (both under a temp dir, removed afterwards), drives invite
-redemptions through HTTP the whole time, and every few seconds injects a random
-fault from ``tests/faultlab.py: FAULTS``. After each fault ``dropgate reconcile`` must
-exit 0 while the load goes on (in-flight events are not drift); at the end the load
-stops, the persister drains, reconcile must exit 0 again, and the history checker
-verifies that no acknowledged write was lost, none applied twice, nothing oversold.
+redemptions and offer purchases (``tests/faultlab_offers.py``) through HTTP the
+whole time, and every few seconds injects a random fault from ``tests/faultlab.py:
+FAULTS``. After each fault ``dropgate reconcile`` must exit 0 while the load goes on
+(in-flight events are not drift); at the end the load stops, the persister drains,
+reconcile must exit 0 again, and the history checkers verify that no acknowledged
+write was lost, none applied twice, nothing oversold.
 Exit status 0 when every check held.
 """
 
@@ -27,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from tests.faultlab import FAULTS, Cluster, Load, PrivatePostgres, PrivateRedis, settle_and_check
+from tests.faultlab_offers import OfferLoad
 
 CODES = {"OPEN": 0, "OPEN2": 0, "OPEN3": 0, "LIMITED": 2_000, "TINY": 25}
 
@@ -51,7 +53,9 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
         redis.start()
         await cluster.start()
         cluster.start_persister()
-        load = Load(cluster, workers=16, seed=seed)
+        offers = OfferLoad(cluster, units=20_000, seed=seed)
+        await offers.prepare()
+        load = Load(cluster, workers=16, seed=seed, companion=offers)
         load.start()
         _line(started, f"soak: seed {seed}, {minutes} min, faults {', '.join(faults)}, appendfsync {appendfsync}")
         deadline = started + minutes * 60

@@ -2,10 +2,10 @@
 
 Each test runs the API (``dropgate serve --no-persister``) and persister processes
 (``dropgate persister``) against a redis-server and a PostgreSQL of its own, drives
-a crowd of invite redemptions through HTTP, injects one fault, and ends with
-``dropgate reconcile`` exiting 0 and the history checker: no acknowledged write
-lost, none applied twice, no oversell. ``make soak`` runs the same faults at random
-for minutes (tests/soak.py).
+a crowd of invite redemptions and one of offer purchases (with Idempotency-Keys)
+through HTTP, injects one fault, and ends with ``dropgate reconcile`` exiting 0 and
+the history checkers: no acknowledged write lost, none applied twice, no oversell.
+``make soak`` runs the same faults at random for minutes (tests/soak.py).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from tests.faultlab import (
     settle_and_check,
     stop_postgres,
 )
+from tests.faultlab_offers import OfferLoad
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +72,9 @@ async def _run(cluster: Cluster, fault_name: str, *, before_s: float = 1.0, afte
     from tests.faultlab import FAULTS
 
     cluster.start_persister()
-    load = Load(cluster, seed=7)
+    offers = OfferLoad(cluster, seed=7)
+    await offers.prepare()
+    load = Load(cluster, seed=7, companion=offers)
     load.start()
     await asyncio.sleep(before_s)
     note = await FAULTS[fault_name](cluster, load, random.Random(7), **kwargs)  # type: ignore[call-arg]
@@ -81,6 +84,7 @@ async def _run(cluster: Cluster, fault_name: str, *, before_s: float = 1.0, afte
     summary["statuses"] = load.statuses
     print(f"\n{fault_name}: {summary}")
     assert summary["acknowledged"] > 100, summary
+    assert summary["purchases_acknowledged"] > 20, summary
     return summary
 
 

@@ -1,0 +1,151 @@
+"""Offer purchases as a second crowd of the fault tests, and their history checker.
+
+Money is where a lost or doubled write hurts most, so the fault tests drive purchases
+of one limited offer beside the invite redemptions (``faultlab.Load`` runs this load
+as its companion: paused, resumed and stopped with it). Each purchase is a fresh user
+with its own ``Idempotency-Key``; an answer the client cannot interpret is retried
+with the same key, as API.md tells clients to, so a retry replays instead of buying
+twice. The checker then holds Redis and PostgreSQL to the history: every purchase a
+client saw (201) exists in both with its quantity; nothing exists that no client
+asked for; no user holds twice; the offer's reserved + sold equals the held units in
+both stores and never passes the inventory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import asyncpg
+
+if TYPE_CHECKING:
+    from tests.faultlab import Cluster
+
+OFFER = "drop-offer"
+HELD = ("pending", "paid")  # statuses whose units count in reserved + sold
+
+
+@dataclass
+class Purchase:
+    user: str
+    quantity: int
+    outcome: str  # ok | refused | unknown
+    purchase_id: str = ""
+    detail: str = ""
+
+
+@dataclass
+class OfferLoad:
+    cluster: Cluster
+    units: int = 3000  # enough to keep selling through the fault window of a test
+    workers: int = 6
+    seed: int = 0
+    ops: list[Purchase] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    _n: int = 0
+    _running: asyncio.Event = field(default_factory=asyncio.Event)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def prepare(self) -> None:
+        """The offer, created through the API before the crowd arrives."""
+        async with aiohttp.ClientSession() as http:
+            r = await http.post(f"{self.cluster.base_url}/v1/offers", headers=self.cluster.service_headers,
+                                json={"offer_id": OFFER, "event_id": "fault-drop", "name": "Fault drop",
+                                      "price": "25.00", "currency": "usd",
+                                      "inventory_total": self.units, "max_per_order": 2})
+            assert r.status == 201, await r.text()
+
+    def start(self) -> None:
+        self._running.set()
+        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._running.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _worker(self, i: int) -> None:
+        rng = random.Random(self.seed * 1000 + 500 + i)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while not self._stop.is_set():
+                await self._running.wait()
+                if self._stop.is_set():
+                    return
+                self._n += 1
+                self.ops.append(await self._purchase(http, f"buyer{self._n}", rng.choice((1, 1, 2))))
+
+    async def _purchase(self, http: aiohttp.ClientSession, user: str, quantity: int) -> Purchase:
+        url = f"{self.cluster.base_url}/v1/offers/{OFFER}/purchase"
+        headers = {**self.cluster.service_headers, "Idempotency-Key": f"key-{user}"}
+        unknown = False
+        for attempt in range(6):
+            try:
+                async with http.post(url, json={"user_id": user, "quantity": quantity}, headers=headers) as r:
+                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                    body = await r.json(content_type=None)
+                    if r.status == 201:
+                        return Purchase(user, quantity, "ok", purchase_id=body["purchase_id"])
+                    err = body.get("code", "") if isinstance(body, dict) else ""
+                    if err in ("INSUFFICIENT_INVENTORY", "QUANTITY_LIMIT", "RATE_LIMITED"):
+                        # decided by the script, which wrote no hold; an earlier attempt whose
+                        # answer was lost would have been replayed here instead
+                        return Purchase(user, quantity, "refused", detail=err)
+                    # 503 (Redis away, persistence lagging, provider), 409 (the key's first
+                    # attempt still counts as running), 500: maybe applied; same key again
+                    unknown = True
+            except (TimeoutError, aiohttp.ClientError):
+                unknown = True
+            await asyncio.sleep(0.2 * (attempt + 1))
+        return Purchase(user, quantity, "unknown" if unknown else "refused", detail="gave up")
+
+
+async def check_offer_history(cluster: Cluster, ops: list[Purchase], partition: int,
+                              tenant: str) -> dict[str, Any]:
+    """No acknowledged purchase lost, none applied twice or unasked, no oversell."""
+    conn = await asyncpg.connect(cluster.postgres.url, server_settings={"search_path": cluster.name})
+    try:
+        pg_rows = {r["purchase_id"]: (r["user_id"], r["quantity"], r["status"]) for r in await conn.fetch(
+            "SELECT purchase_id, user_id, quantity, status FROM offer_purchases"
+            " WHERE tenant_id = $1 AND offer_id = $2", tenant, OFFER)}
+        offer = await conn.fetchrow("SELECT inventory_total, reserved, sold FROM offers"
+                                    " WHERE tenant_id = $1 AND offer_id = $2", tenant, OFFER)
+    finally:
+        await conn.close()
+    assert offer is not None, "the offer never reached PostgreSQL"
+    tag = f"{cluster.name}:{{p{partition}}}:t:{tenant}"
+    async with cluster.redis_client() as r:
+        records = [json.loads(v) for v in (await r.hgetall(f"{tag}:purchases")).values()]
+        hot = {k.decode(): v.decode() for k, v in (await r.hgetall(f"{tag}:offer:{OFFER}")).items()}
+    redis_rows = {p["purchase_id"]: (p["user_id"], p["quantity"], p["status"])
+                  for p in records if p["offer_id"] == OFFER}
+    assert redis_rows == pg_rows, (
+        f"purchases differ: only in Redis {sorted(set(redis_rows) - set(pg_rows))[:5]}, only in "
+        f"PostgreSQL {sorted(set(pg_rows) - set(redis_rows))[:5]}, or their state differs")
+    acked = {op.purchase_id: op for op in ops if op.outcome == "ok"}
+    lost = [pid for pid in acked if pid not in pg_rows]
+    assert not lost, f"acknowledged purchases lost: {lost[:10]}"
+    for pid, op in acked.items():
+        assert pg_rows[pid][:2] == (op.user, op.quantity), f"{pid}: {pg_rows[pid]} is not what {op} saw"
+    asked = {op.user for op in ops if op.outcome in ("ok", "unknown")}
+    users = [user for user, _, _ in pg_rows.values()]
+    phantom = set(users) - asked
+    assert not phantom, f"purchases nobody was told of or asked for: {sorted(phantom)[:10]}"
+    assert len(users) == len(set(users)), "a user holds twice: an Idempotency-Key retry bought again"
+    held = sum(q for _, q, status in pg_rows.values() if status in HELD)
+    redis_held = int(hot.get("reserved", 0)) + int(hot.get("sold", 0))
+    assert redis_held == held == offer["reserved"] + offer["sold"], (
+        f"held units: Redis {redis_held}, purchases {held}, PostgreSQL {offer['reserved'] + offer['sold']}")
+    assert held <= offer["inventory_total"], f"oversold: {held} > {offer['inventory_total']}"
+    return {"purchases_acknowledged": len(acked), "purchases_present": len(pg_rows),
+            "purchases_unknown": sum(1 for op in ops if op.outcome == "unknown"), "units_held": held}
