@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
 
+from dropgate.engine.codes import UploadResult
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from tests.codes_support import assert_pg_matches_redis, pg_counts, upload_csv
@@ -68,3 +70,46 @@ async def test_concurrent_uploads_of_overlapping_files_insert_each_code_once(
     await persister.drain()
     assert await pg_counts(runtime, "acme", "overlap", "tm") == counts
     await assert_pg_matches_redis(runtime, "acme", "overlap")
+
+
+async def test_concurrent_multi_batch_uploads_with_repeats_count_exactly_while_codes_are_reserved(
+        runtime: Runtime, persister: Persister) -> None:
+    """16 uploads of overlapping files, each in batches of 50 with codes repeated across its
+    own batches, beside 300 reservations of the same pool: every upload's counts are exact
+    (repeats skipped even when a reservation rewrote the code's record in between)."""
+    await runtime.tenants.create("mb", name="mb", status="active", trial_end_ms=None)
+    rng = random.Random(11)
+    files = []
+    for k in range(16):
+        distinct = [f"M{(k * 97 + i) % 1500:04d}" for i in range(400)]
+        files.append(distinct + rng.sample(distinct, 150))  # 150 repeats, mostly in later batches
+        rng.shuffle(files[-1])
+
+    async def upload(codes: list[str]) -> UploadResult:
+        data = ("\n".join(codes) + "\n").encode()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(data), 512):
+                yield data[i:i + 512]
+                await asyncio.sleep(0)
+
+        return await runtime.codes.upload("mb", "multi", "tm", chunks(), batch_size=50)
+
+    async def reserve() -> list[str]:
+        await asyncio.sleep(rng.random() * 0.2)
+        return (await runtime.codes.reserve("mb", "multi", "tm", rng.randint(1, 3))).codes
+
+    results = await asyncio.gather(*(upload(f) for f in files), *(reserve() for _ in range(300)))
+    uploads = [r for r in results if isinstance(r, UploadResult)]
+    handed = [c for r in results if isinstance(r, list) for c in r]
+    universe = {c for f in files for c in f}
+    for result, codes in zip(uploads, files, strict=True):
+        assert result.lines == len(codes) == 550
+        assert result.skipped == 150, result  # exactly the file's own repeats
+        assert result.inserted + result.updated == 400, result
+    assert sum(r.inserted for r in uploads) == len(universe)  # each code inserted by one upload
+    assert len(handed) == len(set(handed)) and set(handed) <= universe
+    counts = await runtime.codes.count("mb", "multi", "tm")
+    assert (counts.available, counts.reserved, counts.assigned) == (len(universe) - len(handed), len(handed), 0)
+    await persister.drain()
+    await assert_pg_matches_redis(runtime, "mb", "multi")
