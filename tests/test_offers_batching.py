@@ -77,3 +77,26 @@ async def test_lagging_backlog_refuses_holds_but_stores_responses(runtime: Runti
     replay, fresh = await runtime.offers.purchase_batch("t1", "o1", [again, retry], [], **_LIMITS)
     assert replay.replay == 1 and replay.status == 201 and replay.body == '{"purchase_id":"pu_1"}'
     assert fresh.ok == 1 and fresh.idem == 1
+
+
+async def test_backlog_bound_holds_per_hold_not_only_per_call(runtime: Runtime) -> None:
+    """A call admitted just under the bound takes only as many holds as there is room
+    for in the log; the rest are refused untouched (no rate-limit token, no key marked)."""
+    await runtime.tenants.create("t2", name="t2", status="active", trial_end_ms=None)
+    await runtime.offers.create("t2", offer_id="o2", event_id="e", name="O", price_minor=100,
+                                currency="usd", total=100, max_per_order=3, expires_at_ms=None,
+                                active=True)
+    log = runtime.keys.tenant("t2").log
+    ctx = runtime.offers._ctx
+    bound = await runtime.redis.xlen(log) + 3  # room for three more events
+    near = Offers(dataclasses.replace(ctx, settings=msgspec.structs.replace(ctx.settings, max_backlog=bound)))
+    requests = [HoldRequest(purchase_id=f"pu_b{i}", user_id=f"b{i}", quantity=1, idem_digest=f"bd{i}",
+                            fingerprint=f"bf{i}") for i in range(10)]
+    results = await near.purchase_batch("t2", "o2", requests, [], **_LIMITS)
+    assert [r.ok for r in results] == [1, 1, 1] + [0] * 7
+    assert all(r.err == "PERSISTENCE_LAGGING" and r.idem == 0 for r in results[3:])
+    assert await runtime.redis.xlen(log) == bound  # never past it
+    assert (await runtime.offers.read("t2", "o2")).reserved == 3
+    # once there is room again, the refused requests go through with the same keys
+    results = await runtime.offers.purchase_batch("t2", "o2", requests[3:], [], **_LIMITS)
+    assert all(r.ok == 1 and r.idem == 1 for r in results)

@@ -41,7 +41,9 @@
   plus "idem": 1 when an idempotency record was marked running for it (the caller
   stores the final response with a later call, in ARGV[10]).
   All codes are per-request entries; PERSISTENCE_LAGGING refuses every hold of the
-  call (the responses of ARGV[10] are stored all the same: they append no event).
+  call when the backlog is at its bound (the responses of ARGV[10] are stored all the
+  same: they append no event), and the holds past the room left when the call's own
+  events would pass it (so the log never grows past the bound by holds).
   Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, INSUFFICIENT_INVENTORY
   Writes KEYS[2..9]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
 ]]
@@ -101,6 +103,9 @@ local exists = redis.call('EXISTS', KEYS[2]) == 1
 if exists then
   dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, 1000)
 end
+-- each hold appends one event: the backlog bound holds per hold, not only per call
+local bound = tonumber(ARGV[1])
+local room = bound - redis.call('XLEN', KEYS[1])
 local o = redis.call('HMGET', KEYS[2], 'active', 'archived', 'expires_at_ms', 'max_per_order',
   'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version')
 local closed = exists and dg_offer_closed(offer_id, o, now)
@@ -122,13 +127,18 @@ end
 for _, r in ipairs(requests) do
   local pid, user, qty, digest, fp = r[1], r[2], tonumber(r[3]), r[4], r[5]
   local result
+  if room <= 0 then  -- refused before anything of it is taken or marked
+    result = refuse('PERSISTENCE_LAGGING', {backlog = bound - room, bound = bound})
+  end
   -- 1. rate limit
   local rl_field = tenant .. ':' .. user
-  local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[9], rl_field)), now, interval, burst)
-  if not allowed then
-    result = refuse('RATE_LIMITED', {retry_after_ms = value, scope = 'purchase'})
-  else
-    redis.call('HSET', KEYS[9], rl_field, value)
+  if result == nil then
+    local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[9], rl_field)), now, interval, burst)
+    if not allowed then
+      result = refuse('RATE_LIMITED', {retry_after_ms = value, scope = 'purchase'})
+    else
+      redis.call('HSET', KEYS[9], rl_field, value)
+    end
   end
   -- 2. idempotency
   local idem_field = tenant .. ':' .. digest
@@ -168,6 +178,7 @@ for _, r in ipairs(requests) do
         available = total - reserved - sold - held})
     else
       held = held + qty
+      room = room - 1
       offer_version = offer_version + 1
       local p = {purchase_id = pid, tenant_id = tenant, offer_id = offer_id, user_id = user,
         quantity = qty, status = 'pending', amount_minor = price * qty, currency = o[9],
