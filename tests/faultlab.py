@@ -31,6 +31,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from dropgate.embedded import redis_server_binary
+from tests.faultcrowd import Crowd
 from tests.faultlab_offers import OfferLoad, check_offer_history
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,7 +344,7 @@ class Op:
 
 
 @dataclass
-class Load:
+class Load(Crowd):
     """Workers redeeming invite codes for fresh users through the API; every answer recorded.
 
     An answer the client cannot interpret (connection cut, timeout, 503 UNAVAILABLE while
@@ -351,36 +352,28 @@ class Load:
     retries it like a real client; ALREADY_USED on a retry proves the first applied."""
 
     cluster: Cluster
-    workers: int = 12
+    workers: int = field(default=12, kw_only=True)
     ops: list[Op] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
-    seed: int = 0
     _user: int = 0
     companion: OfferLoad | None = None  # purchases running, pausing and stopping with it
-    _running: asyncio.Event = field(default_factory=asyncio.Event)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
-        self._running.set()
-        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
+        super().start()
         if self.companion is not None:
             self.companion.start()
 
     def pause(self) -> None:
-        self._running.clear()
+        super().pause()
         if self.companion is not None:
             self.companion.pause()
 
     def resume(self) -> None:
-        self._running.set()
+        super().resume()
         if self.companion is not None:
             self.companion.resume()
 
     async def stop(self) -> None:
-        self._stop.set()
-        self._running.set()
-        await asyncio.gather(*self._tasks)
+        await super().stop()
         if self.companion is not None:
             await self.companion.stop()
 
@@ -390,18 +383,10 @@ class Load:
     def count(self, outcome: str) -> int:
         return sum(1 for op in self.ops if op.outcome == outcome)
 
-    async def _worker(self, i: int) -> None:
-        rng = random.Random(self.seed * 1000 + i)
-        codes = list(self.cluster.codes)
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while not self._stop.is_set():
-                await self._running.wait()
-                if self._stop.is_set():
-                    return
-                self._user += 1
-                code, user = rng.choice(codes), f"u{self._user}"
-                self.ops.append(await self._redeem(http, code, user))
+    async def _one(self, http: aiohttp.ClientSession, rng: random.Random) -> None:
+        self._user += 1
+        code, user = rng.choice(list(self.cluster.codes)), f"u{self._user}"
+        self.ops.append(await self._redeem(http, code, user))
 
     async def _redeem(self, http: aiohttp.ClientSession, code: str, user: str) -> Op:
         url = f"{self.cluster.base_url}/v1/invites/{code}/redeem"

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import asyncpg
 
+from tests.faultcrowd import Crowd
+
 if TYPE_CHECKING:
     from tests.faultlab import Cluster
 
@@ -39,17 +41,12 @@ class Purchase:
 
 
 @dataclass
-class OfferLoad:
+class OfferLoad(Crowd):
     cluster: Cluster
     units: int = 3000  # enough to keep selling through the fault window of a test
-    workers: int = 6
-    seed: int = 0
     ops: list[Purchase] = field(default_factory=list)
-    statuses: dict[int, int] = field(default_factory=dict)
     _n: int = 0
-    _running: asyncio.Event = field(default_factory=asyncio.Event)
-    _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _rng_base: int = field(default=500, kw_only=True)
 
     async def prepare(self) -> None:
         """The offer, created through the API before the crowd arrives."""
@@ -60,30 +57,9 @@ class OfferLoad:
                                       "inventory_total": self.units, "max_per_order": 2})
             assert r.status == 201, await r.text()
 
-    def start(self) -> None:
-        self._running.set()
-        self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    async def stop(self) -> None:
-        self._stop.set()
-        self._running.set()
-        await asyncio.gather(*self._tasks)
-
-    async def _worker(self, i: int) -> None:
-        rng = random.Random(self.seed * 1000 + 500 + i)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            while not self._stop.is_set():
-                await self._running.wait()
-                if self._stop.is_set():
-                    return
-                self._n += 1
-                self.ops.append(await self._purchase(http, f"buyer{self._n}", rng.choice((1, 1, 2))))
+    async def _one(self, http: aiohttp.ClientSession, rng: random.Random) -> None:
+        self._n += 1
+        self.ops.append(await self._purchase(http, f"buyer{self._n}", rng.choice((1, 1, 2))))
 
     async def _purchase(self, http: aiohttp.ClientSession, user: str, quantity: int) -> Purchase:
         url = f"{self.cluster.base_url}/v1/offers/{OFFER}/purchase"
