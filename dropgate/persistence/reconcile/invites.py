@@ -36,7 +36,7 @@ from dropgate.persistence.reconcile.sets import (
     sql_member,
     sql_ms,
 )
-from dropgate.persistence.reconcile.util import chunks
+from dropgate.persistence.reconcile.util import chunks, restore_in_batches
 
 DOMAIN = "invites"
 KIND = "invite"
@@ -288,23 +288,12 @@ class InviteReconciler:
         """Every code in scope from one PostgreSQL snapshot: users staged in chunks, then
         swapped in with the hash by ``restore_invite`` (guarded by ``guard``)."""
         where, args = _pg_filter(scope)
-        restored = 0
-        async with rc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            total = await conn.fetchval(f"SELECT count(*) FROM invite_codes {where}", *args)
-            rc.progress.stage("restore invites", int(total))
-            batch: list[Any] = []
-            cursor = conn.cursor(
-                f"""SELECT tenant_id, code, max_uses, active, {sql_ms('expires_at')} AS expires_ms,
-                           {sql_ms('created_at')} AS created_ms, version
-                      FROM invite_codes {where} ORDER BY tenant_id, code""", *args)
-            async for row in cursor:
-                batch.append(row)
-                if len(batch) >= RESTORE_BATCH:
-                    restored += await self._restore_batch(rc, conn, batch, guard)
-                    batch = []
-            if batch:
-                restored += await self._restore_batch(rc, conn, batch, guard)
-        return restored
+        return await restore_in_batches(
+            rc, stage="restore invites", table="invite_codes", where=where, args=args,
+            select=f"""tenant_id, code, max_uses, active, {sql_ms('expires_at')} AS expires_ms,
+                       {sql_ms('created_at')} AS created_ms, version""",
+            order_by="tenant_id, code", batch=RESTORE_BATCH,
+            apply=lambda conn, rows: self._restore_batch(rc, conn, rows, guard))
 
     async def _restore_batch(self, rc: ReconcileContext, conn: Any, rows: list[Any], guard: str) -> int:
         users: dict[tuple[str, str], list[str]] = defaultdict(list)

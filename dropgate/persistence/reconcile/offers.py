@@ -41,7 +41,15 @@ from dropgate.persistence.reconcile.sets import (
     sql_member,
     sql_ms,
 )
-from dropgate.persistence.reconcile.util import and_where, chunks, field_drifts, listed, sample, to_int
+from dropgate.persistence.reconcile.util import (
+    and_where,
+    chunks,
+    field_drifts,
+    listed,
+    restore_in_batches,
+    sample,
+    to_int,
+)
 
 DOMAIN = "offers"
 OFFER, PURCHASE = "offer", "purchase"
@@ -340,24 +348,13 @@ class OfferReconciler:
 
     async def _restore(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
         where, args = _scope_sql(scope)
-        restored = 0
-        async with rc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            total = await conn.fetchval(f"SELECT count(*) FROM offers {where}", *args)
-            rc.progress.stage("restore offers", int(total))
-            batch: list[Any] = []
-            cursor = conn.cursor(
-                f"""SELECT tenant_id, offer_id, event_id, name, price_minor, currency, inventory_total,
-                           max_per_order, active, archived, {sql_ms('expires_at')} AS expires_ms,
-                           {sql_ms('created_at')} AS created_ms, version
-                      FROM offers {where} ORDER BY tenant_id, offer_id""", *args)
-            async for row in cursor:
-                batch.append(row)
-                if len(batch) >= RESTORE_BATCH:
-                    restored += await self._restore_batch(rc, conn, batch, guard)
-                    batch = []
-            if batch:
-                restored += await self._restore_batch(rc, conn, batch, guard)
-        return restored
+        return await restore_in_batches(
+            rc, stage="restore offers", table="offers", where=where, args=args,
+            select=f"""tenant_id, offer_id, event_id, name, price_minor, currency, inventory_total,
+                       max_per_order, active, archived, {sql_ms('expires_at')} AS expires_ms,
+                       {sql_ms('created_at')} AS created_ms, version""",
+            order_by="tenant_id, offer_id", batch=RESTORE_BATCH,
+            apply=lambda conn, rows: self._restore_batch(rc, conn, rows, guard))
 
     async def _restore_batch(self, rc: ReconcileContext, conn: Any, rows: list[Any], guard: str) -> int:
         buys: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)

@@ -42,6 +42,7 @@ from dropgate.persistence.reconcile.util import (
     field_drifts,
     listed,
     pg_filter,
+    restore_in_batches,
     sample,
     to_int,
 )
@@ -268,24 +269,13 @@ class PromoReconciler:
 
     async def _restore(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
         where, args = _filter(scope)
-        restored = 0
-        async with rc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            total = await conn.fetchval(f"SELECT count(*) FROM promo_codes {where}", *args)
-            rc.progress.stage("restore promos", int(total))
-            batch: list[Any] = []
-            cursor = conn.cursor(
-                f"""SELECT tenant_id, code, bonus_kind, bonus_amount, bonus_percent, currency, max_uses,
-                           per_customer_limit, {sql_ms('starts_at')} AS starts_ms, {sql_ms('ends_at')} AS ends_ms,
-                           active, {sql_ms('created_at')} AS created_ms, version
-                      FROM promo_codes {where} ORDER BY tenant_id, code""", *args)
-            async for row in cursor:
-                batch.append(row)
-                if len(batch) >= RESTORE_BATCH:
-                    restored += await self._restore_batch(rc, conn, batch, guard)
-                    batch = []
-            if batch:
-                restored += await self._restore_batch(rc, conn, batch, guard)
-        return restored
+        return await restore_in_batches(
+            rc, stage="restore promos", table="promo_codes", where=where, args=args,
+            select=f"""tenant_id, code, bonus_kind, bonus_amount, bonus_percent, currency, max_uses,
+                       per_customer_limit, {sql_ms('starts_at')} AS starts_ms, {sql_ms('ends_at')} AS ends_ms,
+                       active, {sql_ms('created_at')} AS created_ms, version""",
+            order_by="tenant_id, code", batch=RESTORE_BATCH,
+            apply=lambda conn, rows: self._restore_batch(rc, conn, rows, guard))
 
     async def _restore_batch(self, rc: ReconcileContext, conn: Any, rows: list[Any], guard: str) -> int:
         uses: dict[tuple[str, str], list[Any]] = defaultdict(list)

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from dropgate.persistence.reconcile.base import Comparison, Drift, Scope
+from dropgate.persistence.reconcile.base import Comparison, Drift, ReconcileContext, Scope
 from dropgate.persistence.reconcile.sets import Producer
+
+
+async def restore_in_batches(rc: ReconcileContext, *, stage: str, table: str, where: str, args: list[Any],
+                             select: str, order_by: str, batch: int,
+                             apply: Callable[[Any, list[Any]], Awaitable[int]]) -> int:
+    """Stream ``SELECT {select} FROM {table} {where} ORDER BY {order_by}`` from one
+    read-only snapshot (the
+    progress bar sized by a count of the same rows) and hand it to ``apply(conn,
+    rows)`` ``batch`` rows at a time, inside that snapshot; the restored count summed."""
+    restored = 0
+    async with rc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval(f"SELECT count(*) FROM {table} {where}", *args)
+        rc.progress.stage(stage, int(total))
+        rows: list[Any] = []
+        async for row in conn.cursor(f"SELECT {select} FROM {table} {where} ORDER BY {order_by}", *args):
+            rows.append(row)
+            if len(rows) >= batch:
+                restored += await apply(conn, rows)
+                rows = []
+        if rows:
+            restored += await apply(conn, rows)
+    return restored
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
