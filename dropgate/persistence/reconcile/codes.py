@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from dropgate.engine.keys import Keys
@@ -29,7 +30,6 @@ from dropgate.persistence.reconcile.base import (
     KindCount,
     ReconcileContext,
     Scope,
-    repair_log,
 )
 from dropgate.persistence.reconcile.sets import (
     SEP,
@@ -41,7 +41,15 @@ from dropgate.persistence.reconcile.sets import (
     sql_member,
     sql_ms,
 )
-from dropgate.persistence.reconcile.util import chunks, pg_filter, sample, to_int
+from dropgate.persistence.reconcile.util import (
+    chunks,
+    pg_filter,
+    restore_entity,
+    sample,
+    seen_version,
+    to_int,
+    whole_scope_guard,
+)
 
 DOMAIN = "codes"
 KIND = "codes"
@@ -233,17 +241,14 @@ class CodesReconciler:
                                           [rc.settings.max_backlog, tenant_id, campaign, *chunk])
                 rc.repaired(DOMAIN, entity, "reemitted", f"{len(reemit)} codes from Redis into the log")
                 continue
-            rv = next((d.redis_version for d in found if d.redis_version is not None), None)
-            if await self._restore(rc, Scope(entities=frozenset({entity})), guard=str(rv) if rv is not None else "-"):
-                rc.repaired(DOMAIN, entity, "restored", "Redis := PostgreSQL (the campaign's codes)")
-            else:
-                repair_log.warning("repair %s %s: skipped, the campaign changed in Redis meanwhile", DOMAIN, entity)
+            await restore_entity(rc, DOMAIN, entity, seen_version(found), "the campaign's codes",
+                                 partial(self._restore, rc))
 
     # -- restore ----------------------------------------------------------------------
     async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
         if not scope.wants_kind(KIND):
             return 0
-        return await self._restore(rc, scope, guard="*" if scope.entities is None else "-")
+        return await self._restore(rc, scope, guard=whole_scope_guard(scope))
 
     async def _restore(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
         """Each campaign from one snapshot: records and per-type sets staged in chunks

@@ -8,6 +8,7 @@ in ``merge`` mode so it never erases a balance.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from dropgate.engine.scripts import decode_result
@@ -17,7 +18,6 @@ from dropgate.persistence.reconcile.base import (
     KindCount,
     ReconcileContext,
     Scope,
-    repair_log,
 )
 from dropgate.persistence.reconcile.sets import (
     SqlSide,
@@ -29,6 +29,7 @@ from dropgate.persistence.reconcile.sets import (
     sql_member,
     sql_ms,
 )
+from dropgate.persistence.reconcile.util import restore_entity, seen_version
 
 DOMAIN = "core"
 TENANT_FIELDS = ("name", "status", "trial_end_ms", "created_ms", "version")
@@ -111,11 +112,8 @@ class TenantReconciler:
                 await rc.scripts.call("tenant_resync", [tk.log, tk.tenant()], [rc.settings.max_backlog, t])
                 rc.repaired(DOMAIN, entity, "reemitted", "tenant.saved from Redis into the log")
                 continue
-            rv = found[0].redis_version
-            if await self._restore(rc, Scope(entities=frozenset({entity})), guard=str(rv) if rv else "-"):
-                rc.repaired(DOMAIN, entity, "restored", "Redis := PostgreSQL (tenant fields)")
-            else:
-                repair_log.warning("repair %s %s: skipped, the tenant changed in Redis meanwhile", DOMAIN, entity)
+            await restore_entity(rc, DOMAIN, entity, seen_version(found), "tenant fields",
+                                 partial(self._restore, rc))
 
     async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
         if not scope.wants_kind("tenant"):

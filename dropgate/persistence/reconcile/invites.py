@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from dropgate.engine.keys import Keys
@@ -23,7 +24,6 @@ from dropgate.persistence.reconcile.base import (
     KindCount,
     ReconcileContext,
     Scope,
-    repair_log,
 )
 from dropgate.persistence.reconcile.sets import (
     SetDiff,
@@ -36,7 +36,13 @@ from dropgate.persistence.reconcile.sets import (
     sql_member,
     sql_ms,
 )
-from dropgate.persistence.reconcile.util import chunks, restore_in_batches
+from dropgate.persistence.reconcile.util import (
+    chunks,
+    restore_entity,
+    restore_in_batches,
+    seen_version,
+    whole_scope_guard,
+)
 
 DOMAIN = "invites"
 KIND = "invite"
@@ -257,14 +263,8 @@ class InviteReconciler:
                                    missing_row=any(d.field == "invite" for d in found))
                 continue  # Redis is restored from PostgreSQL, if still needed, once these applied
             if any(d.problem != "counter" or d.redis is not None for d in found):
-                rv = next((d.redis_version for d in found if d.redis_version is not None), None)
-                restored = await self._restore(rc, Scope(entities=frozenset({entity})),
-                                               guard=str(rv) if rv is not None else "-")
-                if restored:
-                    rc.repaired(DOMAIN, entity, "restored", "Redis := PostgreSQL (definition and users)")
-                else:
-                    repair_log.warning("repair %s %s: skipped, the code changed in Redis meanwhile",
-                                       DOMAIN, entity)
+                await restore_entity(rc, DOMAIN, entity, seen_version(found), "definition and users",
+                                     partial(self._restore, rc))
 
     async def _reemit(self, rc: ReconcileContext, entity: str, tenant_id: str, code: str,
                       definition: bool, users: list[str], *, missing_row: bool) -> None:
@@ -282,7 +282,7 @@ class InviteReconciler:
     async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
         if not scope.wants_kind(KIND):
             return 0
-        return await self._restore(rc, scope, guard="*" if scope.entities is None else "-")
+        return await self._restore(rc, scope, guard=whole_scope_guard(scope))
 
     async def _restore(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
         """Every code in scope from one PostgreSQL snapshot: users staged in chunks, then

@@ -31,6 +31,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from dropgate.engine.keys import TenantKeys
@@ -53,7 +54,13 @@ from dropgate.persistence.reconcile.sets import (
     sql_member,
     sql_ms,
 )
-from dropgate.persistence.reconcile.util import and_where, field_drifts, to_int
+from dropgate.persistence.reconcile.util import (
+    and_where,
+    field_drifts,
+    restore_entity,
+    to_int,
+    whole_scope_guard,
+)
 
 DOMAIN = "ledger"
 
@@ -299,13 +306,8 @@ class LedgerReconciler:
                 await rc.scripts.call("resync_ledger", [tk.log, key], [rc.settings.max_backlog, kind, t, ident[0]])
                 rc.repaired(DOMAIN, entity, "reemitted", f"{kind} from Redis into the log")
                 continue
-            rv = to_int(await rc.redis.hget(key, "version"))
-            restored = await self._restore_kind(rc, spec, Scope(entities=frozenset({entity})),
-                                                guard=str(rv) if rv is not None else "-")
-            if restored:
-                rc.repaired(DOMAIN, entity, "restored", f"Redis := PostgreSQL ({kind})")
-            else:
-                repair_log.warning("repair %s %s: skipped, it changed in Redis meanwhile", DOMAIN, entity)
+            await restore_entity(rc, DOMAIN, entity, to_int(await rc.redis.hget(key, "version")), kind,
+                                 partial(self._restore_kind, rc, spec))
 
     async def _repair_balance(self, rc: ReconcileContext, entity: str, t: str, currency: str,
                               found: list[Drift]) -> None:
@@ -326,7 +328,7 @@ class LedgerReconciler:
         restored = 0
         for kind in KINDS:
             if scope.wants_kind(kind.name):
-                restored += await self._restore_kind(rc, kind, scope, guard="*" if scope.entities is None else "-")
+                restored += await self._restore_kind(rc, kind, scope, guard=whole_scope_guard(scope))
         if scope.wants_kind(BALANCE):
             where, args = _tenant_sql(scope)
             rows = await rc.pool.fetch(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from dropgate.engine.scripts import decode_result
@@ -30,7 +31,6 @@ from dropgate.persistence.reconcile.base import (
     KindCount,
     ReconcileContext,
     Scope,
-    repair_log,
 )
 from dropgate.persistence.reconcile.sets import (
     SqlSide,
@@ -46,9 +46,11 @@ from dropgate.persistence.reconcile.util import (
     chunks,
     field_drifts,
     listed,
+    restore_entity,
     restore_in_batches,
     sample,
     to_int,
+    whole_scope_guard,
 )
 
 DOMAIN = "offers"
@@ -334,17 +336,14 @@ class OfferReconciler:
                 continue  # restored next round, if still needed, once these applied
             if rv is None:
                 rv = to_int(await rc.redis.hget(rc.keys.tenant(t).offer(o), "version"))
-            entity = f"{OFFER}:{t}:{o}"
-            if await self._restore(rc, Scope(entities=frozenset({entity})), guard=str(rv) if rv is not None else "-"):
-                rc.repaired(DOMAIN, entity, "restored", "Redis := PostgreSQL (offer, its purchases and holds)")
-            else:
-                repair_log.warning("repair %s %s: skipped, the offer changed in Redis meanwhile", DOMAIN, entity)
+            await restore_entity(rc, DOMAIN, f"{OFFER}:{t}:{o}", rv, "offer, its purchases and holds",
+                                 partial(self._restore, rc))
 
     # -- restore ----------------------------------------------------------------------
     async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
         if not scope.wants_kind(OFFER):
             return 0
-        return await self._restore(rc, scope, guard="*" if scope.entities is None else "-")
+        return await self._restore(rc, scope, guard=whole_scope_guard(scope))
 
     async def _restore(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
         where, args = _scope_sql(scope)

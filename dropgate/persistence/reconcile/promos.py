@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, defaultdict
+from functools import partial
 from typing import Any
 
 from dropgate.engine.keys import Keys
@@ -25,7 +26,6 @@ from dropgate.persistence.reconcile.base import (
     KindCount,
     ReconcileContext,
     Scope,
-    repair_log,
 )
 from dropgate.persistence.reconcile.sets import (
     SqlSide,
@@ -42,9 +42,12 @@ from dropgate.persistence.reconcile.util import (
     field_drifts,
     listed,
     pg_filter,
+    restore_entity,
     restore_in_batches,
     sample,
+    seen_version,
     to_int,
+    whole_scope_guard,
 )
 
 DOMAIN = "promos"
@@ -241,13 +244,8 @@ class PromoReconciler:
                 await self._reemit(rc, entity, tenant_id, code, lacks_definition, redis_only, missing_row)
                 continue  # restored next round, if still needed, once these applied
             if any(d.problem != "counter" or d.redis is not None for d in found):
-                rv = next((d.redis_version for d in found if d.redis_version is not None), None)
-                if await self._restore(rc, Scope(entities=frozenset({entity})),
-                                       guard=str(rv) if rv is not None else "-"):
-                    rc.repaired(DOMAIN, entity, "restored", "Redis := PostgreSQL (definition, uses, customers)")
-                else:
-                    repair_log.warning("repair %s %s: skipped, the code changed in Redis meanwhile",
-                                       DOMAIN, entity)
+                await restore_entity(rc, DOMAIN, entity, seen_version(found), "definition, uses, customers",
+                                     partial(self._restore, rc))
 
     async def _reemit(self, rc: ReconcileContext, entity: str, tenant_id: str, code: str,
                       definition: bool, use_ids: list[str], missing_row: bool) -> None:
@@ -265,7 +263,7 @@ class PromoReconciler:
     async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
         if not scope.wants_kind(KIND):
             return 0
-        return await self._restore(rc, scope, guard="*" if scope.entities is None else "-")
+        return await self._restore(rc, scope, guard=whole_scope_guard(scope))
 
     async def _restore(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
         where, args = _filter(scope)

@@ -5,17 +5,41 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from dropgate.persistence.reconcile.base import Comparison, Drift, ReconcileContext, Scope
+from dropgate.persistence.reconcile.base import Comparison, Drift, ReconcileContext, Scope, repair_log
 from dropgate.persistence.reconcile.sets import Producer
+
+
+def whole_scope_guard(scope: Scope) -> str:
+    """A restore's guard: everything (``*``: replace whatever Redis holds) for a full
+    restore, ``-`` (only what Redis lacks) when entities are named."""
+    return "*" if scope.entities is None else "-"
+
+
+def seen_version(found: Sequence[Drift]) -> int | None:
+    """The Redis version the comparison saw for an entity (its drifts'), if any."""
+    return next((d.redis_version for d in found if d.redis_version is not None), None)
+
+
+async def restore_entity(rc: ReconcileContext, domain: str, entity: str, version: int | None, what: str,
+                         restore: Callable[..., Awaitable[int]]) -> None:
+    """Repair by restore (``restore(scope, guard=...)``): Redis := PostgreSQL for one
+    entity, guarded by the Redis ``version`` the comparison saw (``-``: it saw none),
+    so a writer that moved the entity meanwhile wins and the repair is skipped (and
+    logged) instead of undoing that write."""
+    guard = str(version) if version is not None else "-"
+    if await restore(Scope(entities=frozenset({entity})), guard=guard):
+        rc.repaired(domain, entity, "restored", f"Redis := PostgreSQL ({what})")
+    else:
+        repair_log.warning("repair %s %s: skipped, it changed in Redis meanwhile", domain, entity)
 
 
 async def restore_in_batches(rc: ReconcileContext, *, stage: str, table: str, where: str, args: list[Any],
                              select: str, order_by: str, batch: int,
                              apply: Callable[[Any, list[Any]], Awaitable[int]]) -> int:
     """Stream ``SELECT {select} FROM {table} {where} ORDER BY {order_by}`` from one
-    read-only snapshot (the
-    progress bar sized by a count of the same rows) and hand it to ``apply(conn,
-    rows)`` ``batch`` rows at a time, inside that snapshot; the restored count summed."""
+    read-only snapshot (the progress bar sized by a count of the same rows) and hand
+    it to ``apply(conn, rows)`` ``batch`` rows at a time, inside that snapshot; the
+    restored count summed."""
     restored = 0
     async with rc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         total = await conn.fetchval(f"SELECT count(*) FROM {table} {where}", *args)
