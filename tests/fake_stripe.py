@@ -34,7 +34,7 @@ class FakeStripe:
     refunds: list[dict[str, Any]] = field(default_factory=list)
     calls: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _idem: dict[str, bytes] = field(default_factory=dict)
+    _idem: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # key -> (params, answer)
     server: TestServer | None = None
 
     @property
@@ -68,12 +68,19 @@ class FakeStripe:
         return None
 
     async def _idempotent(self, request: web.Request, make: Any) -> web.Response:
+        """Stripe's rule: the same key replays the first answer, but only for the same
+        parameters (another request under a used key is an idempotency_error)."""
         key = request.headers.get("Idempotency-Key")
+        params = repr(sorted((await request.post()).items()))
         if key and key in self._idem:
-            return web.Response(body=self._idem[key], content_type="application/json")
+            first_params, first_body = self._idem[key]
+            if params != first_params:
+                return _error(400, "idempotency_error",
+                              "Keys for idempotent requests can only be used with the same parameters.")
+            return web.Response(body=first_body, content_type="application/json")
         body = msgspec.json.encode(await make())
         if key:
-            self._idem[key] = body
+            self._idem[key] = (params, body)
         return web.Response(body=body, content_type="application/json")
 
     async def _create_session(self, request: web.Request) -> web.Response:

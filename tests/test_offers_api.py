@@ -127,6 +127,36 @@ async def test_batcher_coalesces_and_keeps_per_item_results() -> None:
     assert batcher.batches == len(seen) and not batcher._tasks and not batcher._queues
 
 
+async def test_batcher_posts_ride_with_the_next_batch_and_close_waits_for_them(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[list[int]] = []
+    fail = False
+
+    async def flush(key: str, items: list[int]) -> list[int]:
+        seen.append(items)
+        await asyncio.sleep(0.01)
+        if fail:
+            raise ConnectionError("redis away")
+        return [i for i in items]
+
+    batcher: Batcher[str, int, int] = Batcher(flush, max_batch=4, max_in_flight=1)
+    first = asyncio.create_task(batcher.submit("k", 1))
+    await asyncio.sleep(0)  # 1 is in flight
+    later = asyncio.create_task(batcher.submit("k", 2))
+    await asyncio.sleep(0)
+    batcher.post("k", 100)  # nobody waits; it goes ahead of 2, in the same next batch
+    assert await first == 1 and await later == 2
+    assert seen == [[1], [100, 2]]
+    fail = True
+    batcher.post("k", 101)
+    batcher.post("k", 102)
+    with caplog.at_level("WARNING", logger="dropgate.batcher"):
+        await batcher.close(grace_s=5)  # waits for the queued posts instead of dropping them
+    assert seen[-1] == [102, 101]
+    assert "2 posted item(s) for 'k' not applied: redis away" in caplog.text
+    assert not batcher._tasks and not batcher._queues
+
+
 async def test_batcher_failure_reaches_every_item_and_bounds_its_queue() -> None:
     gate = asyncio.Event()
 

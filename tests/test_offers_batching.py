@@ -63,7 +63,7 @@ async def test_lagging_backlog_refuses_holds_but_stores_responses(runtime: Runti
     ctx = runtime.offers._ctx
     lagging = Offers(dataclasses.replace(ctx, settings=msgspec.structs.replace(ctx.settings, max_backlog=1)))
     finish = FinishItem(purchase_id="pu_1", session_id="cs_1", checkout_url="https://pay/cs_1",
-                        idem_digest="d1", status=201, body='{"purchase_id":"pu_1"}')
+                        idem_digest="d1", status=201, body=b'{"purchase_id":"pu_1"}')
     second = HoldRequest(purchase_id="pu_2", user_id="u2", quantity=1, idem_digest="d2", fingerprint="f2")
     [refused] = await lagging.purchase_batch("t1", "o1", [second], [finish], **_LIMITS)
     assert refused.err == "PERSISTENCE_LAGGING" and refused.idem == 0 and refused.details["bound"] == 1
@@ -100,3 +100,41 @@ async def test_backlog_bound_holds_per_hold_not_only_per_call(runtime: Runtime) 
     # once there is room again, the refused requests go through with the same keys
     results = await runtime.offers.purchase_batch("t2", "o2", requests[3:], [], **_LIMITS)
     assert all(r.ok == 1 and r.idem == 1 for r in results)
+
+
+async def test_stored_responses_come_back_byte_for_byte_and_older_json_records_still_read(
+        runtime: Runtime) -> None:
+    """Idempotency records are plain text with the body last, unescaped: every byte of
+    a body comes back as stored. Records in the earlier JSON shape are still read."""
+    await runtime.tenants.create("t1", name="t1", status="active", trial_end_ms=None)
+    await runtime.offers.create("t1", offer_id="o1", event_id="e", name="O", price_minor=100,
+                                currency="usd", total=10, max_per_order=3, expires_at_ms=None,
+                                active=True)
+    body = '{"error":"a \\"quoted\\" 5 €\\n","x":"with spaces  and\ttabs"}\n  trailing '.encode()
+    first = HoldRequest(purchase_id="pu_1", user_id="u1", quantity=1, idem_digest="d1", fingerprint="f1")
+    [held] = await runtime.offers.purchase_batch("t1", "o1", [first], [], **_LIMITS)
+    assert held.ok == 1 and held.idem == 1
+    finish = FinishItem(purchase_id="pu_1", session_id="cs_1", checkout_url="https://pay/cs_1",
+                        idem_digest="d1", status=409, body=body)
+    await runtime.offers.purchase_batch("t1", "o1", [], [finish], **_LIMITS)
+    again = HoldRequest(purchase_id="pu_2", user_id="u1", quantity=1, idem_digest="d1", fingerprint="f1")
+    [replay] = await runtime.offers.purchase_batch("t1", "o1", [again], [], **_LIMITS)
+    assert (replay.replay, replay.status, replay.body.encode()) == (1, 409, body)
+
+    tk = runtime.keys.tenant("t1")
+    seconds, micros = await runtime.redis.time()
+    now = seconds * 1000 + micros // 1000
+    older = {"d2": {"fp": "f2", "st": "done", "at": now, "exp": now + 60_000, "status": 201,
+                    "body": '{"purchase_id":"pu_old"}'},
+             "d3": {"fp": "f3", "st": "running", "at": now, "exp": now + 60_000}}
+    for digest, record in older.items():
+        await runtime.redis.hset(tk.offer_idempotency(), f"t1:{digest}", msgspec.json.encode(record))
+    done, running, reused = await runtime.offers.purchase_batch("t1", "o1", [
+        HoldRequest(purchase_id="pu_3", user_id="u3", quantity=1, idem_digest="d2", fingerprint="f2"),
+        HoldRequest(purchase_id="pu_4", user_id="u4", quantity=1, idem_digest="d3", fingerprint="f3"),
+        HoldRequest(purchase_id="pu_5", user_id="u5", quantity=1, idem_digest="d2", fingerprint="zz"),
+    ], [], **_LIMITS)
+    assert (done.replay, done.status, done.body) == (1, 201, '{"purchase_id":"pu_old"}')
+    assert running.err == "IDEMPOTENCY_KEY_IN_USE"
+    assert reused.err == "IDEMPOTENCY_KEY_REUSED"
+    assert (await runtime.offers.read("t1", "o1")).reserved == 1  # none of them held

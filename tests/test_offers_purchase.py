@@ -119,6 +119,64 @@ async def test_idempotency_key_reused_with_another_body_is_422(api: Api) -> None
     assert status == 422 and body["code"] == "IDEMPOTENCY_KEY_REUSED"
 
 
+async def test_an_answer_lost_before_it_was_stored_is_recovered_not_bought_again(
+        api: Api, runtime: Runtime, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 201 is stored after it is sent. A crash in between leaves the key running with
+    its hold: a repeat is told 409 while the first might still be running, then gets
+    the very same answer (the hold's checkout again, under Stripe's idempotency key),
+    never a second hold or session."""
+    await create_offer(api, "o1", 10)
+    purchases = runtime.purchases
+    real_post = purchases._batches.post
+    monkeypatch.setattr(purchases._batches, "post", lambda key, item: None)  # the store is lost
+    first = await api.client.post("/v1/offers/o1/purchase", json={"user_id": "u1", "quantity": 2},
+                                  headers={**api.service, "Idempotency-Key": "lost"})
+    assert first.status == 201
+    monkeypatch.setattr(purchases._batches, "post", real_post)
+    status, body = await purchase(api, "o1", "u1", 2, key="lost")
+    assert (status, body["code"]) == (409, "IDEMPOTENCY_KEY_IN_USE")  # it may still be running
+    monkeypatch.setattr(purchases, "_idem_stale_ms", 1)  # ... until it has been quiet that long
+    await asyncio.sleep(0.01)
+    recovered = await api.client.post("/v1/offers/o1/purchase", json={"user_id": "u1", "quantity": 2},
+                                      headers={**api.service, "Idempotency-Key": "lost"})
+    assert recovered.status == 201 and recovered.headers["Idempotent-Replayed"] == "true"
+    assert await recovered.read() == await first.read()
+    assert len(fake_stripe.sessions) == 1  # Stripe replayed the same session
+    assert await inventory(api, "o1") == {"total": 10, "available": 8, "reserved": 2, "sold": 0}
+    # now stored: a later repeat is a plain replay, even long after
+    again = await api.client.post("/v1/offers/o1/purchase", json={"user_id": "u1", "quantity": 2},
+                                  headers={**api.service, "Idempotency-Key": "lost"})
+    assert again.status == 201 and await again.read() == await first.read()
+    status, body = await purchase(api, "o1", "u1", 3, key="lost")
+    assert (status, body["code"]) == (422, "IDEMPOTENCY_KEY_REUSED")  # recovery checks the body too
+    assert fake_stripe.calls == 2
+
+
+async def test_a_key_whose_hold_a_provider_failure_released_starts_afresh_after_a_crash(
+        api: Api, runtime: Runtime, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Provider failure: the hold is released, then the 503 is stored before it is sent.
+    A crash between the two sent nothing, so after the quiet period the key buys anew."""
+    await create_offer(api, "o1", 10)
+    purchases = runtime.purchases
+    fake_stripe.mode = "fail"
+
+    async def crash(*args: object, **kw: object) -> None:
+        raise ConnectionError("the process died here")
+
+    monkeypatch.setattr(purchases, "_finish", crash)
+    status, body = await purchase(api, "o1", "u1", 1, key="k")
+    assert status == 503  # what a client of a crashed process sees: no answer of ours
+    monkeypatch.undo()
+    fake_stripe.mode = "ok"
+    assert (await purchase(api, "o1", "u1", 1, key="k"))[1]["code"] == "IDEMPOTENCY_KEY_IN_USE"
+    monkeypatch.setattr(purchases, "_idem_stale_ms", 1)
+    await asyncio.sleep(0.01)
+    status, body = await purchase(api, "o1", "u1", 1, key="k")
+    assert (status, body["status"]) == (201, "pending")
+    assert await inventory(api, "o1") == {"total": 10, "available": 9, "reserved": 1, "sold": 0}
+    assert len(fake_stripe.sessions) == 1
+
+
 async def test_fifty_concurrent_requests_with_one_key_make_one_purchase(
         api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 100)

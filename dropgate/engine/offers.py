@@ -105,6 +105,9 @@ class HoldResult(msgspec.Struct, kw_only=True):
     err: str = ""
     details: dict[str, Any] = {}
     idem: int = 0
+    recover: int = 0  # the key's first request stopped answering after its hold
+    purchase_id: str = ""  # of the hold to recover
+    quantity: int = 0
 
 
 class FinishItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,7 +118,7 @@ class FinishItem(msgspec.Struct, frozen=True, kw_only=True):
     checkout_url: str = ""
     idem_digest: str = ""
     status: int = 0
-    body: str = ""  # the response body (JSON text)
+    body: bytes = b""  # the response body, exactly as sent
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -209,9 +212,10 @@ class Offers:
         batch = _encoder.encode([(r.purchase_id, r.user_id, r.quantity, r.idem_digest, r.fingerprint)
                                  for r in requests])
         done = _encoder.encode([(f.purchase_id, f.session_id, f.checkout_url, f.idem_digest, f.status,
-                                 f.body) for f in finishes])
+                                 len(f.body)) for f in finishes])
         args: list[Any] = [self._ctx.backlog_bound, tenant_id, offer_id, hold_ttl_ms,
-                           rate_interval_ms, rate_burst, idem_ttl_ms, idem_stale_ms, batch, done]
+                           rate_interval_ms, rate_burst, idem_ttl_ms, idem_stale_ms, batch, done,
+                           b"".join(f.body for f in finishes)]
         raw = await self._ctx.scripts.raw(
             "offer_purchase_batch",
             [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),

@@ -12,8 +12,11 @@
    the purchase id in its metadata. If the provider fails or times out, the hold
    is released (``offer_release-6.lua``) and the answer is 503
    ``PAYMENT_PROVIDER_UNAVAILABLE``, logged with offer, tenant, user, quantity, error;
-4. the final response is stored under the idempotency key, then sent: it rides with
-   the offer's next batch (same queue, ahead of the new requests, same script call).
+4. the response is sent, and stored under the idempotency key with the offer's next
+   batch (same queue, ahead of the new requests, same script call; nobody waits for
+   it). A repeat meanwhile is told the first is still running (409); a repeat after
+   a crash lost the store recovers the same answer from the provider. Refusals and
+   provider failures are stored before they are sent.
 
 Webhooks: ``checkout.session.completed`` confirms (``offer_confirm-6.lua``; a
 payment for a released hold re-takes the units or is refunded),
@@ -46,7 +49,12 @@ from dropgate.engine.keys import check_id
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_id
 from dropgate.models.common import ErrorBody, ms_to_dt
 from dropgate.models.offers import PurchaseCreated
-from dropgate.payments.base import CheckoutRequest, PaymentProvider, PaymentProviderError
+from dropgate.payments.base import (
+    CheckoutRequest,
+    CheckoutSession,
+    PaymentProvider,
+    PaymentProviderError,
+)
 
 log = logging.getLogger("dropgate.purchases")
 _encoder = msgspec.json.Encoder()
@@ -62,9 +70,18 @@ class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
     replayed: bool = False
 
 
-def error_body(exc: DropgateError) -> str:
+def error_body(exc: DropgateError) -> bytes:
     """The body the HTTP error middleware would send for ``exc``."""
-    return _encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details)).decode()
+    return _encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details))
+
+
+def _created(purchase_id: str, session: CheckoutSession, expires_ms: int) -> bytes:
+    """The 201 body: a pure function of the hold and its checkout session."""
+    expires_at = ms_to_dt(expires_ms)
+    assert expires_at is not None
+    return _encoder.encode(PurchaseCreated(
+        purchase_id=purchase_id, status="pending", checkout_session_id=session.session_id,
+        checkout_url=session.url, expires_at=expires_at))
 
 
 def _sha(text: str) -> str:
@@ -150,6 +167,8 @@ class Purchases:
                 raise exc
             return await self._finish(tenant_id, offer_id, FinishItem(
                 idem_digest=digest, status=exc.status, body=error_body(exc)))
+        if held.recover:
+            return await self._recover(tenant_id, offer_id, user_id, digest, held)
         checkout = CheckoutRequest(
             purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
             quantity=quantity, unit_amount_minor=held.price_minor, currency=held.currency,
@@ -166,20 +185,43 @@ class Purchases:
             return await self._finish(tenant_id, offer_id, FinishItem(
                 purchase_id=purchase_id, idem_digest=digest, status=failure.status,
                 body=error_body(failure)))
-        expires_at = ms_to_dt(held.expires_ms)
-        assert expires_at is not None
-        body = _encoder.encode(PurchaseCreated(
-            purchase_id=purchase_id, status="pending", checkout_session_id=session.session_id,
-            checkout_url=session.url, expires_at=expires_at))
-        return await self._finish(tenant_id, offer_id, FinishItem(
+        body = _created(purchase_id, session, held.expires_ms)
+        # Stored after it is sent (riding with the offer's next batch, nobody waiting:
+        # a second wait per purchase was a fifth of its CPU). Until it lands a repeat
+        # of the key is told the first is still running (409); if it never lands (a
+        # crash), the repeat recovers this same answer (``_recover``).
+        self._batches.post((tenant_id, offer_id), FinishItem(
             purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
-            idem_digest=digest, status=201, body=body.decode()), body)
+            idem_digest=digest, status=201, body=body))
+        return PurchaseAnswer(status=201, body=body)
 
-    async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem,
-                      body: bytes | None = None) -> PurchaseAnswer:
+    async def _recover(self, tenant_id: str, offer_id: str, user_id: str, digest: str,
+                       held: HoldResult) -> PurchaseAnswer:
+        """The first request with this key took a hold, then stopped answering before its
+        response was stored: that response may have reached the client. Ask the provider
+        for the hold's checkout again, the same request under the same provider
+        idempotency key, which gives the same session and so the same body."""
+        checkout = CheckoutRequest(
+            purchase_id=held.purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
+            quantity=held.quantity, unit_amount_minor=held.price_minor, currency=held.currency,
+            name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000))
+        try:
+            session = await self.provider.create_checkout(checkout)
+        except Exception as exc:  # nothing stored: a later repeat recovers again
+            log.warning("payment provider %s failed while recovering the answer of purchase %s "
+                        "(offer=%s tenant=%s user=%s); error: %s", self.provider.name,
+                        held.purchase_id, offer_id, tenant_id, user_id, exc if str(exc) else repr(exc))
+            raise PaymentProviderUnavailable(details={"offer_id": offer_id}) from None
+        body = _created(held.purchase_id, session, held.expires_ms)
+        await self._finish(tenant_id, offer_id, FinishItem(
+            purchase_id=held.purchase_id, session_id=session.session_id, checkout_url=session.url,
+            idem_digest=digest, status=201, body=body))
+        return PurchaseAnswer(status=201, body=body, replayed=True)
+
+    async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem) -> PurchaseAnswer:
         """Store the final response (and the checkout session) before the client sees it."""
         await self._batches.enqueue((tenant_id, offer_id), item, first=True)
-        return PurchaseAnswer(status=item.status, body=item.body.encode() if body is None else body)
+        return PurchaseAnswer(status=item.status, body=item.body)
 
     @staticmethod
     def _hold_error(held: HoldResult) -> DropgateError:

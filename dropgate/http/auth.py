@@ -14,32 +14,46 @@ from dropgate.runtime import Runtime
 _BOOTSTRAP = Principal(role="admin", tenant_id=None, key_id=None)
 
 
-async def authenticate(request: web.Request, runtime: Runtime) -> Principal:
+def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Send Authorization: Bearer <key>.")
-    token = token.strip()
+    return token.strip()
+
+
+def known_principal(token: str, runtime: Runtime) -> Principal | None:
+    """The bootstrap admin, or a key this process has looked up lately; else None."""
     admin_key = runtime.settings.admin_key
     if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
         return _BOOTSTRAP
+    return runtime.api_keys.cached(token)
+
+
+async def look_up(token: str, runtime: Runtime) -> Principal:
     principal = await runtime.api_keys.authenticate(token)
     if principal is None:
         raise Unauthorized("Unknown API key.")
     return principal
 
 
-async def resolve_tenant(request: web.Request, runtime: Runtime, principal: Principal) -> str:
-    """Admin: X-Tenant-Id (400 without it, 404 if unknown); service: its own tenant."""
-    header = request.headers.get("X-Tenant-Id")
-    if principal.role == "admin":
-        if not header:
-            raise TenantRequired("Admin keys must name the tenant in X-Tenant-Id.")
-        tenant_id = check_id(header, "X-Tenant-Id")
-        if not await runtime.tenants.exists(tenant_id):
-            raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
-        return tenant_id
+def own_tenant(request: web.Request, principal: Principal) -> str:
+    """A service key's tenant (X-Tenant-Id, when sent, must name it)."""
     assert principal.tenant_id is not None
+    header = request.headers.get("X-Tenant-Id")
     if header is not None and check_id(header, "X-Tenant-Id") != principal.tenant_id:
         raise Forbidden("This key belongs to another tenant.")
     return principal.tenant_id
+
+
+async def resolve_tenant(request: web.Request, runtime: Runtime, principal: Principal) -> str:
+    """Admin: X-Tenant-Id (400 without it, 404 if unknown); service: its own tenant."""
+    if principal.role != "admin":
+        return own_tenant(request, principal)
+    header = request.headers.get("X-Tenant-Id")
+    if not header:
+        raise TenantRequired("Admin keys must name the tenant in X-Tenant-Id.")
+    tenant_id = check_id(header, "X-Tenant-Id")
+    if not await runtime.tenants.exists(tenant_id):
+        raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
+    return tenant_id

@@ -14,18 +14,25 @@ exception instance (delivered to that item's caller alone). If ``flush`` itself
 raises, every item of that batch gets the exception. Per-item semantics are the
 flush function's business (the offer script still checks, holds and logs each
 request on its own); the batcher only decides who travels together.
+
+``post`` queues work nobody waits for (it rides with the key's next batch): a
+caller that awaited it would pay a second task wake-up for a result it does not
+need. Its failures are logged; ``close`` gives queued posts a grace period first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 Req = TypeVar("Req")
 Res = TypeVar("Res")
+
+log = logging.getLogger("dropgate.batcher")
 
 Flush = Callable[[K, list[Req]], Awaitable[Sequence[Res | BaseException]]]
 
@@ -43,7 +50,8 @@ class Batcher(Generic[K, Req, Res]):
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._max_in_flight = max_in_flight
-        self._queues: dict[K, collections.deque[tuple[Req, asyncio.Future[Res], bool]]] = {}
+        # (item, its waiter or None for a post, first)
+        self._queues: dict[K, collections.deque[tuple[Req, asyncio.Future[Res] | None, bool]]] = {}
         self._tasks: dict[K, set[asyncio.Task[None]]] = {}
         self.batches = 0
         self.items = 0
@@ -57,10 +65,19 @@ class Batcher(Generic[K, Req, Res]):
         and never refused (for work that completes an earlier item, e.g. storing the
         response of a request whose hold was taken: refusing it would strand that
         request). Raises ``QueueFull`` when the key's queue is at its bound."""
+        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
+        self._put(key, item, future, first)
+        return future
+
+    def post(self, key: K, item: Req) -> None:
+        """Queue ``item`` at the head (as ``first``) with nobody waiting for its result:
+        it leaves with the key's next batch; a failure is logged, not raised."""
+        self._put(key, item, None, True)
+
+    def _put(self, key: K, item: Req, future: asyncio.Future[Res] | None, first: bool) -> None:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = collections.deque()
-        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         if first:
             queue.appendleft((item, future, True))
         elif len(queue) >= self._max_queue:
@@ -72,9 +89,9 @@ class Batcher(Generic[K, Req, Res]):
             tasks = self._tasks[key] = set()
         if len(tasks) < self._max_in_flight:
             tasks.add(asyncio.create_task(self._drain(key, queue), name=f"batcher-{key!r}"))
-        return future
 
-    async def _drain(self, key: K, queue: collections.deque[tuple[Req, asyncio.Future[Res], bool]]) -> None:
+    async def _drain(self, key: K,
+                     queue: collections.deque[tuple[Req, asyncio.Future[Res] | None, bool]]) -> None:
         try:
             while queue:
                 # every ``first`` item queued (they are at the head) plus up to max_batch others
@@ -93,17 +110,23 @@ class Batcher(Generic[K, Req, Res]):
                         raise RuntimeError(f"flush returned {len(results)} results for {n} items")
                 except Exception as exc:
                     for _, future, _ in batch:
-                        if not future.done():
+                        if future is not None and not future.done():
                             future.set_exception(exc)
+                    _lost(key, sum(e[1] is None for e in batch), exc)
                     continue
                 except BaseException:  # cancelled: cancel this batch and the rest
                     for _, future, _ in batch:
-                        future.cancel()
+                        if future is not None:
+                            future.cancel()
+                    _lost(key, sum(e[1] is None for e in batch), "cancelled")
                     raise
                 for (_, future, _), result in zip(batch, results, strict=True):
-                    if future.done():
+                    if future is None:
+                        if isinstance(result, BaseException):
+                            _lost(key, 1, result)
+                    elif future.done():
                         continue
-                    if isinstance(result, BaseException):
+                    elif isinstance(result, BaseException):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
@@ -118,13 +141,27 @@ class Batcher(Generic[K, Req, Res]):
                 if key not in self._tasks:
                     self._queues.pop(key, None)
             elif key not in self._tasks:  # cancelled, waiters left: cancel them, never leave them hanging
+                posts = 0
                 while queue:
                     _, future, _ = queue.popleft()
-                    future.cancel()
+                    if future is None:
+                        posts += 1
+                    else:
+                        future.cancel()
+                _lost(key, posts, "cancelled")
 
-    async def close(self) -> None:
-        """Cancel every drain task (their waiters get CancelledError)."""
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Let queued work finish for up to ``grace_s`` (posts have nobody to retry them),
+        then cancel every drain task (their waiters get CancelledError)."""
+        tasks = [t for group in self._tasks.values() for t in group]
+        if tasks and grace_s > 0:
+            await asyncio.wait(tasks, timeout=grace_s)
         tasks = [t for group in self._tasks.values() for t in group]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _lost(key: object, posts: int, why: object) -> None:
+    if posts:
+        log.warning("%d posted item(s) for %r not applied: %s", posts, key, why)

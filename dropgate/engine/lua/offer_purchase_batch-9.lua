@@ -1,16 +1,20 @@
 --[[
   One step of the purchases of one offer, coalesced into one call: first the final
   responses of earlier requests (after the payment provider answered), then the holds
-  of up to 64 new requests. (One call for both: a second script call per purchase
+  of up to DROPGATE_PURCHASE_BATCH_SIZE (128) new requests. (One call for both: a second script call per purchase
   was a visible share of its CPU.)
   Finishing: attach the checkout session to each purchase record (no event of its
-  own: the purchase's next event carries it) and store the response the client is
-  about to see under its idempotency key (running -> done).
+  own: the purchase's next event carries it) and store the response the client saw
+  under its idempotency key (running -> done).
   Holds: each request is decided on its own, in order, exactly as if it ran alone:
     1. rate limit of its user (GCRA, as ratelimit_take): RATE_LIMITED, nothing stored;
     2. idempotency key (when given): a live record with another fingerprint ->
        IDEMPOTENCY_KEY_REUSED; one still running -> IDEMPOTENCY_KEY_IN_USE; a finished
-       one -> its stored response is replayed; else it is marked running (24 h);
+       one -> its stored response is replayed; one whose request stopped answering
+       (running for ARGV[8] ms) after taking a hold that was not released -> "recover"
+       (the caller re-derives that answer: the hold's checkout again, the provider's
+       own idempotency key giving the same session); else it is marked running (24 h),
+       with the purchase id when the hold is taken;
     3. the hold: quantity within max_per_order, offer active/unarchived/unexpired,
        tenant subscription active, available >= quantity; then reserved += quantity,
        the hold (expiry = now + hold ttl) enters the offer's holds and the partition's
@@ -27,19 +31,24 @@
   KEYS[9] purchase rate limit <prefix>:{pN}:rl_purchase
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] hold ttl ms
   ARGV[5] rate limit interval ms   ARGV[6] rate limit burst   ARGV[7] idempotency ttl ms
-  ARGV[8] ms after which a running idempotency record counts as abandoned
+  ARGV[8] ms after which a running idempotency record's request counts as stopped
   ARGV[9] the requests as one JSON array of [purchase id, user id, quantity,
           idempotency digest ('' none), request fingerprint] (one argument, not 5 per
           request: packing arguments is the caller's main cost)
   ARGV[10] the responses to store, one JSON array of [purchase id ('' none), checkout
           session id, checkout url, idempotency digest ('' none), response status,
-          response body]
+          body length in bytes]
+  ARGV[11] their bodies, one after the other in the order of ARGV[10] (raw: never
+          escaped into JSON and decoded again; one argument, not one per body)
   Returns a JSON array, one entry per request of ARGV[9]:
     {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s}
     {"replay": 1, "status": n, "body": "<the stored response>"}
+    {"recover": 1, "purchase_id": s, "quantity": n, "expires_ms": n, "price_minor": n,
+     "currency": c, "name": s}
     {"err": CODE, "details": {...}}
   plus "idem": 1 when an idempotency record was marked running for it (the caller
-  stores the final response with a later call, in ARGV[10]).
+  stores the final response with a later call, in ARGV[10]; a 201 is stored after it
+  was sent, so an answer lost to a crash is recovered, never bought again).
   All codes are per-request entries; PERSISTENCE_LAGGING refuses every hold of the
   call when the backlog is at its bound (the responses of ARGV[10] are stored all the
   same: they append no event), and the holds past the room left when the call's own
@@ -57,7 +66,37 @@
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_closed"
 local tenant, offer_id = ARGV[2], ARGV[3]
+
+-- An idempotency record is plain text, not JSON: a response body stored inside JSON
+-- was escaped on the way in and out, a third of the script's time.
+--   running: "R <at ms> <expiry ms> <fingerprint> <purchase id or ->"
+--   done:    "D <at ms> <expiry ms> <fingerprint> <status> <body>"
+local function idem_read(raw)
+  if not raw then return nil end
+  if string.byte(raw, 1) == 123 then  -- '{': a record written before this format
+    local rec = cjson.decode(raw)
+    return {st = rec.st, at = rec.at, exp = rec.exp, fp = rec.fp, status = rec.status,
+      body = rec.body}
+  end
+  local st, at, exp, fp, rest = string.match(raw, '^(%a) (%d+) (%d+) (%S+) (.*)$')
+  local rec = {st = st == 'D' and 'done' or 'running', at = tonumber(at), exp = tonumber(exp), fp = fp}
+  if st == 'D' then
+    local status, body = string.match(rest, '^(%d+) (.*)$')
+    rec.status, rec.body = tonumber(status), body
+  elseif rest ~= '-' then
+    rec.pid = rest
+  end
+  return rec
+end
+
+local function idem_running(at, exp, fp, pid)
+  return 'R ' .. string.format('%d %d ', at, exp) .. fp .. ' ' .. (pid or '-')
+end
+
+local body_at = 1
 for _, r in ipairs(cjson.decode(ARGV[10])) do
+  local body = string.sub(ARGV[11], body_at, body_at + r[6] - 1)
+  body_at = body_at + r[6]
   local pid, session, url, digest = r[1], r[2], r[3], r[4]
   if pid ~= '' and session ~= '' then
     local raw = redis.call('HGET', KEYS[6], pid)
@@ -76,15 +115,10 @@ for _, r in ipairs(cjson.decode(ARGV[10])) do
   end
   if digest ~= '' then
     local field = tenant .. ':' .. digest
-    local raw = redis.call('HGET', KEYS[7], field)
-    if raw then
-      local rec = cjson.decode(raw)
-      if rec.st == 'running' then
-        rec.st = 'done'
-        rec.status = tonumber(r[5])
-        rec.body = r[6]
-        redis.call('HSET', KEYS[7], field, cjson.encode(rec))
-      end
+    local rec = idem_read(redis.call('HGET', KEYS[7], field))
+    if rec and rec.st == 'running' then
+      redis.call('HSET', KEYS[7], field, 'D ' .. string.format('%d %d ', rec.at, rec.exp) .. rec.fp
+        .. ' ' .. r[5] .. ' ' .. body)
     end
   end
 end
@@ -144,23 +178,36 @@ for _, r in ipairs(requests) do
   local idem_field = tenant .. ':' .. digest
   local marked = false
   if result == nil and digest ~= '' then
-    local raw = redis.call('HGET', KEYS[7], idem_field)
-    local rec = raw and cjson.decode(raw)
+    local rec = idem_read(redis.call('HGET', KEYS[7], idem_field))
     if rec and rec.exp <= now then rec = nil end
-    if rec and rec.st == 'running' and rec.at + idem_stale <= now then rec = nil end
+    local lost = nil
+    if rec and rec.st == 'running' and rec.at + idem_stale <= now then
+      -- its request stopped (a crash). If it took a hold, its answer may have been
+      -- sent (the response is stored after it): recover that answer, never buy twice;
+      -- with no hold (or the hold released by a provider failure) it never answered
+      local held_raw = rec.pid and redis.call('HGET', KEYS[6], rec.pid)
+      lost = held_raw and cjson.decode(held_raw)
+      if not lost or lost.status == 'released' then
+        rec, lost = nil, nil
+      end
+    end
     if rec then
       if rec.fp ~= fp then
         result = refuse('IDEMPOTENCY_KEY_REUSED', {})
+      elseif lost then
+        -- this request recovers it; others meanwhile are told it runs
+        redis.call('HSET', KEYS[7], idem_field, idem_running(now, rec.exp, rec.fp, rec.pid))
+        result = {recover = 1, purchase_id = lost.purchase_id, quantity = lost.quantity,
+          expires_ms = lost.hold_expires_ms, price_minor = lost.amount_minor / lost.quantity,
+          currency = lost.currency, name = o[10]}
+        marked = true
       elseif rec.st == 'running' then
         result = refuse('IDEMPOTENCY_KEY_IN_USE', {})
       else
         result = {replay = 1, status = rec.status, body = rec.body}
       end
     else
-      redis.call('HSET', KEYS[7], idem_field,
-        cjson.encode({fp = fp, st = 'running', at = now, exp = now + idem_ttl}))
-      redis.call('ZADD', KEYS[8], now + idem_ttl, idem_field)
-      marked = true
+      marked = true  -- written after the hold: with its purchase id when it was taken
     end
   end
   -- 3. the hold
@@ -192,7 +239,14 @@ for _, r in ipairs(requests) do
       result = {ok = 1, expires_ms = expires, price_minor = price, currency = o[9], name = o[10]}
     end
   end
-  if marked then result.idem = 1 end
+  if marked then
+    if not result.recover then
+      redis.call('HSET', KEYS[7], idem_field,
+        idem_running(now, now + idem_ttl, fp, result.ok and pid or nil))
+      redis.call('ZADD', KEYS[8], now + idem_ttl, idem_field)
+    end
+    result.idem = 1
+  end
   out[#out + 1] = result
 end
 if held > 0 then
