@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
@@ -311,11 +312,14 @@ async def correctness(s: Stores, clients: int) -> dict[str, Any]:
     return out
 
 
-async def main(runs: int, seconds: float, clients: int) -> None:
+async def main(runs: int, seconds: float, clients: int, batch_sizes: list[int]) -> None:
     s = stores()
-    results: dict[str, list[tuple[float, float]]] = {"noop": [], "dropgate": [], "pg": []}
-    cpu_us: dict[str, list[float]] = {"noop": [], "dropgate": [], "pg": []}
-    redis_us: list[float] = []  # Redis CPU per dropgate purchase (the instance may be shared)
+    # one dropgate server per batch size (DROPGATE_PURCHASE_BATCH_SIZE), side by side
+    designs = ["dropgate"] if not batch_sizes else [f"dropgate@{b}" for b in batch_sizes]
+    names = ["noop", *designs, "pg"]
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    cpu_us: dict[str, list[float]] = {name: [] for name in names}
+    redis_us: dict[str, list[float]] = {name: [] for name in designs}  # the instance may be shared
     from redis.asyncio import Redis
 
     redis = Redis.from_url(s.redis_url)
@@ -329,35 +333,46 @@ async def main(runs: int, seconds: float, clients: int) -> None:
           f"servers on the {loop!r} event loop (DROPGATE_EVENT_LOOP)")
     print("correctness round:", await correctness(s, clients))
     inventory = 1_000_000_000
-    async with private_settings(s, tenant_concurrency=100_000, persister_enabled=False,
-                                redis_max_connections=64) as settings:
-        dg = Server(["--dropgate", msgspec.json.encode(settings).decode(), "--inventory", str(inventory)])
-        pg = Server(["--pg", s.database_url, str(settings.database_schema), "--inventory", str(inventory)])
+    async with contextlib.AsyncExitStack() as stack:
+        servers: dict[str, Server] = {}
+        all_settings = []
+        for i, name in enumerate(designs):
+            extra = {"purchase_batch_size": batch_sizes[i]} if batch_sizes else {}
+            one = await stack.enter_async_context(private_settings(
+                s, tenant_concurrency=100_000, persister_enabled=False, redis_max_connections=64, **extra))
+            all_settings.append(one)
+            servers[name] = Server(["--dropgate", msgspec.json.encode(one).decode(),
+                                    "--inventory", str(inventory)])
+            stack.callback(servers[name].stop)
+        settings = all_settings[0]
+        servers["noop"] = servers[designs[0]]
+        servers["pg"] = pg = Server(["--pg", s.database_url, str(settings.database_schema),
+                                     "--inventory", str(inventory)])
+        stack.callback(pg.stop)
         try:
             for run in range(runs):
-                for name, server, make in (
-                    ("noop", dg, noop_maker()),
-                    ("dropgate", dg, purchase_maker(dg.key, f"r{run}u")),
-                    ("pg", pg, purchase_maker("", f"r{run}u")),
-                ):
+                for name in names:
+                    server = servers[name]
+                    make = noop_maker() if name == "noop" else purchase_maker(server.key, f"r{run}u")
                     cpu_before, redis_before = cpu_s(server.proc.pid), await redis_cpu_s()
                     w = await load(server.port, make, clients=clients, seconds=seconds)
                     cpu_us[name].append((cpu_s(server.proc.pid) - cpu_before) * 1e6 / max(1, w.total))
-                    if name == "dropgate":
-                        redis_us.append((await redis_cpu_s() - redis_before) * 1e6 / max(1, w.total))
+                    if name in redis_us:
+                        redis_us[name].append((await redis_cpu_s() - redis_before) * 1e6 / max(1, w.total))
                     bad = {k: v for k, v in w.statuses.items() if k != 201}
                     if bad:
                         raise RuntimeError(f"{name}: unexpected statuses {w.statuses}")
                     results[name].append(_summary(w))
-                    print(f"  run {run + 1} {name:8s} {results[name][-1][0]:9,.0f}/s  "
+                    print(f"  run {run + 1} {name:13s} {results[name][-1][0]:9,.0f}/s  "
                           f"p99 {results[name][-1][1]:7.1f} ms  server CPU {cpu_us[name][-1]:5.0f} us/request"
-                          + (f"  Redis CPU {redis_us[-1]:3.0f} us/request" if name == "dropgate" else ""),
+                          + (f"  Redis CPU {redis_us[name][-1]:3.0f} us/request" if name in redis_us else ""),
                           flush=True)
         finally:
-            dg.stop()
-            pg.stop()
+            for server in {id(v): v for v in servers.values()}.values():
+                server.stop()
             await redis.aclose()
-        # drain the write-behind log of everything dropgate sold, and check PostgreSQL
+        # drain the write-behind log of everything the first dropgate server sold, and
+        # check PostgreSQL
         from dropgate.runtime import open_runtime
 
         async with open_runtime(settings, run_persister=False) as rt:
@@ -371,21 +386,24 @@ async def main(runs: int, seconds: float, clients: int) -> None:
     med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs))
            for k, vs in results.items()}
     for name, (rate, p99) in med.items():
-        print(f"  {name:8s} {rate:9,.0f}/s   p99 {p99:7.1f} ms   server CPU "
+        print(f"  {name:13s} {rate:9,.0f}/s   p99 {p99:7.1f} ms   server CPU "
               f"{statistics.median(cpu_us[name]):4.0f} us/request   runs: "
               + ", ".join(f"{r:,.0f}" for r, _ in results[name]))
-    print(f"  Redis CPU per dropgate purchase: median {statistics.median(redis_us):.0f} us "
-          "(the whole instance's CPU over the window: includes any other client of it)")
-    print(f"  server CPU per request, no-op / dropgate: median "
-          f"{statistics.median(n / d for n, d in zip(cpu_us['noop'], cpu_us['dropgate'], strict=True)):.2f}"
-          " (the throughput ratio a CPU-bound server would reach)")
-    ratios_pg = [d[0] / p[0] for d, p in zip(results["dropgate"], results["pg"], strict=True)]
-    ratios_noop = [d[0] / n[0] for d, n in zip(results["dropgate"], results["noop"], strict=True)]
-    print(f"  dropgate / pg FOR UPDATE: median {statistics.median(ratios_pg):.1f}x "
-          f"(per run: {', '.join(f'{r:.1f}' for r in ratios_pg)})")
-    print(f"  dropgate / no-op POST:    median {statistics.median(ratios_noop):.2f} "
-          f"(per run: {', '.join(f'{r:.2f}' for r in ratios_noop)})")
-    print(f"  write-behind drain: {lag:,} events in {drain_s:.1f}s ({lag / max(drain_s, 1e-9):,.0f} events/s); "
+    for name in designs:
+        print(f"  {name}:")
+        print(f"    Redis CPU per purchase: median {statistics.median(redis_us[name]):.0f} us "
+              "(the whole instance's CPU over the window: includes any other client of it)")
+        print(f"    server CPU per request, no-op / {name}: median "
+              f"{statistics.median(n / d for n, d in zip(cpu_us['noop'], cpu_us[name], strict=True)):.2f}"
+              " (the throughput ratio a CPU-bound server would reach)")
+        ratios_pg = [d[0] / p[0] for d, p in zip(results[name], results["pg"], strict=True)]
+        ratios_noop = [d[0] / n[0] for d, n in zip(results[name], results["noop"], strict=True)]
+        print(f"    / pg FOR UPDATE: median {statistics.median(ratios_pg):.1f}x "
+              f"(per run: {', '.join(f'{r:.1f}' for r in ratios_pg)})")
+        print(f"    / no-op POST:    median {statistics.median(ratios_noop):.2f} "
+              f"(per run: {', '.join(f'{r:.2f}' for r in ratios_noop)})")
+    print(f"  write-behind drain ({designs[0]}): {lag:,} events in {drain_s:.1f}s "
+          f"({lag / max(drain_s, 1e-9):,.0f} events/s); "
           f"PostgreSQL reserved {row['reserved']:,} == Redis {state.reserved:,}: {row['reserved'] == state.reserved}")
 
 
@@ -413,6 +431,10 @@ if __name__ == "__main__":
         parser.add_argument("--runs", type=int, default=3)
         parser.add_argument("--seconds", type=float, default=3.0)
         parser.add_argument("--clients", type=int, default=1000)
+        parser.add_argument("--batch-sizes", default="",
+                            help="comma-separated DROPGATE_PURCHASE_BATCH_SIZE values: one dropgate "
+                                 "server each, side by side (default: one, at the configured size)")
         args = parser.parse_args()
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
-        asyncio.run(main(args.runs, args.seconds, args.clients))
+        sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+        asyncio.run(main(args.runs, args.seconds, args.clients, sizes))

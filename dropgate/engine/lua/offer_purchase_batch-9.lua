@@ -1,7 +1,7 @@
 --[[
   One step of the purchases of one offer, coalesced into one call: first the final
   responses of earlier requests (after the payment provider answered), then the holds
-  of up to DROPGATE_PURCHASE_BATCH_SIZE (128) new requests. (One call for both: a second script call per purchase
+  of up to DROPGATE_PURCHASE_BATCH_SIZE (64) new requests. (One call for both: a second script call per purchase
   was a visible share of its CPU.)
   Finishing: attach the checkout session to each purchase record (no event of its
   own: the purchase's next event carries it) and store the response the client saw
