@@ -105,7 +105,7 @@ SETTINGS_HELP: dict[str, str] = {
     "idempotency_ttl_s": "How long a purchase's Idempotency-Key and its response are kept.",
     "sweeper_interval_s": "How often the hold sweeper releases expired offer holds.",
     "purchase_batch_size": "Most concurrent purchases of one offer coalesced into one script call "
-                           "(a batch of 64 runs about 4-5 ms in Redis, during which it serves nothing "
+                           "(a batch of 64 is a few ms of Redis time, during which it serves nothing "
                            "else; larger batches mean fewer calls, which cost the API process CPU).",
     "public_url": "URL clients reach the API at (sandbox checkout links).",
     "s3_bucket": "Bucket holding code files for uploads by file_key.",
