@@ -75,6 +75,16 @@ def error_body(exc: DropgateError) -> bytes:
     return _encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details))
 
 
+def _checkout(tenant_id: str, offer_id: str, user_id: str, purchase_id: str, quantity: int,
+              held: HoldResult) -> CheckoutRequest:
+    """A hold's checkout, built alike for the purchase and for its recovery (the
+    provider's idempotency key replays only an identical request)."""
+    return CheckoutRequest(
+        purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
+        quantity=quantity, unit_amount_minor=held.price_minor, currency=held.currency,
+        name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000))
+
+
 def _created(purchase_id: str, session: CheckoutSession, expires_ms: int) -> bytes:
     """The 201 body: a pure function of the hold and its checkout session."""
     expires_at = ms_to_dt(expires_ms)
@@ -169,10 +179,7 @@ class Purchases:
                 idem_digest=digest, status=exc.status, body=error_body(exc)))
         if held.recover:
             return await self._recover(tenant_id, offer_id, user_id, digest, held)
-        checkout = CheckoutRequest(
-            purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
-            quantity=quantity, unit_amount_minor=held.price_minor, currency=held.currency,
-            name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000))
+        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held)
         try:
             session = await self.provider.create_checkout(checkout)
         except BaseException as exc:
@@ -186,10 +193,10 @@ class Purchases:
                 purchase_id=purchase_id, idem_digest=digest, status=failure.status,
                 body=error_body(failure)))
         body = _created(purchase_id, session, held.expires_ms)
-        # Stored after it is sent (riding with the offer's next batch, nobody waiting:
-        # a second wait per purchase was a fifth of its CPU). Until it lands a repeat
-        # of the key is told the first is still running (409); if it never lands (a
-        # crash), the repeat recovers this same answer (``_recover``).
+        # Stored after it is sent, riding with the offer's next batch with nobody
+        # waiting (a second wait resumed the whole request a second time). Until it
+        # lands a repeat of the key is told the first is still running (409); if it
+        # never lands (a crash), a repeat recovers this same answer (``_recover``).
         self._batches.post((tenant_id, offer_id), FinishItem(
             purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
             idem_digest=digest, status=201, body=body))
@@ -201,10 +208,7 @@ class Purchases:
         response was stored: that response may have reached the client. Ask the provider
         for the hold's checkout again, the same request under the same provider
         idempotency key, which gives the same session and so the same body."""
-        checkout = CheckoutRequest(
-            purchase_id=held.purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
-            quantity=held.quantity, unit_amount_minor=held.price_minor, currency=held.currency,
-            name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000))
+        checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held)
         try:
             session = await self.provider.create_checkout(checkout)
         except Exception as exc:  # nothing stored: a later repeat recovers again
