@@ -367,9 +367,7 @@ async def main(runs: int, seconds: float, clients: int, batch_sizes: list[int]) 
                           f"p99 {results[name][-1][1]:7.1f} ms  server CPU {cpu_us[name][-1]:5.0f} us/request"
                           + (f"  Redis CPU {redis_us[name][-1]:3.0f} us/request" if name in redis_us else ""),
                           flush=True)
-        finally:
-            for server in {id(v): v for v in servers.values()}.values():
-                server.stop()
+        finally:  # the servers stop with the stack (after the drain: they are idle by then)
             await redis.aclose()
         # drain the write-behind log of everything the first dropgate server sold, and
         # check PostgreSQL
