@@ -21,6 +21,7 @@ from aiohttp import web
 
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import SETTINGS_HELP, Settings, env_name, from_env
+from dropgate.workers import READY_PREFIX, WorkerFailed, effective_log_level, extra_workers, worker_env
 
 log = logging.getLogger("dropgate")
 
@@ -61,13 +62,14 @@ async def wait_for_signal() -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(runtime: Runtime, host: str, port: int) -> Any:
-    """Run the API on host:port for the duration of the block; yields the bound URL."""
+async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = False) -> Any:
+    """Run the API on host:port for the duration of the block; yields the bound URL.
+    ``reuse_port``: other processes may listen on the same port (``--workers``)."""
     from dropgate.http.app import create_app, tune_gc
 
     runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
     tune_gc()
     bound_port = runner.addresses[0][1] if runner.addresses else port
@@ -78,13 +80,38 @@ async def serving(runtime: Runtime, host: str, port: int) -> Any:
 
 
 async def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, persister_enabled=False if args.no_persister else None)
-    async with open_runtime(settings) as runtime, serving(runtime, settings.host, settings.port) as url:
-        print(f"dropgate: serving on {url} (redis {runtime.redis_url}, "
-              f"persister {'on' if runtime.persister else 'off'})", flush=True)
-        await wait_for_signal()
-        print("dropgate: shutting down", flush=True)
-    return 0
+    settings = _settings(args, persister_enabled=False if args.no_persister else None,
+                         workers=args.workers)
+    if settings.workers < 1:
+        raise SystemExit(f"dropgate: invalid configuration: {env_name('workers')} (--workers) must be "
+                         f"at least 1, not {settings.workers}")
+    try:
+        return await _serve(settings, reuse_port=settings.workers > 1 or args.reuse_port)
+    except WorkerFailed as exc:
+        print(f"dropgate: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(settings: Settings, *, reuse_port: bool) -> int:
+    async with open_runtime(settings) as runtime, \
+            serving(runtime, settings.host, settings.port, reuse_port=reuse_port) as url:
+        env = worker_env(os.environ, runtime.redis_url, runtime.database_url, effective_log_level())
+        port = int(url.rsplit(":", 1)[1])
+        async with extra_workers(settings.workers - 1, settings.host, port, env) as workers:
+            print(f"{READY_PREFIX}{url} (redis {runtime.redis_url}, "
+                  f"persister {'on' if runtime.persister else 'off'}"
+                  + (f", {settings.workers} workers" if settings.workers > 1 else "") + ")", flush=True)
+            stop = asyncio.ensure_future(wait_for_signal())
+            exited = asyncio.ensure_future(workers.first_exit())
+            await asyncio.wait({stop, exited}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            exited.cancel()
+            code = exited.result() if exited.done() and not exited.cancelled() else None
+            failed = bool(code)  # 0: a worker signalled with this process (Ctrl-C reaches the group)
+            if code is not None:
+                (log.error if failed else log.info)("a worker exited (code %s): stopping the server", code)
+            print("dropgate: shutting down", flush=True)
+    return 1 if failed else 0
 
 
 async def cmd_persister(args: argparse.Namespace) -> int:
@@ -198,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="overrides DROPGATE_HOST")
     serve.add_argument("--port", type=int, help="overrides DROPGATE_PORT")
     serve.add_argument("--no-persister", action="store_true", help="do not run the persister in-process")
+    serve.add_argument("--workers", type=int, help="overrides DROPGATE_WORKERS")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
 
     demo = command("demo", "Start the stack, drive a crowd against every domain, print a summary.")
     demo.add_argument("--host", help="overrides DROPGATE_HOST")

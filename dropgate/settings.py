@@ -25,6 +25,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     partitions: int = 16
     host: str = "127.0.0.1"
     port: int = 8080
+    workers: int = 1
     key_prefix: str = "dg"
     database_schema: str | None = None
     redis_max_connections: int = 64
@@ -76,6 +77,7 @@ SETTINGS_HELP: dict[str, str] = {
     "partitions": "Number of keyspace partitions P; fixed at first start and refused if changed.",
     "host": "HTTP bind address.",
     "port": "HTTP port.",
+    "workers": "API processes `serve` runs on the port (SO_REUSEPORT; 1 = this process only).",
     "key_prefix": "Prefix of every Redis key dropgate writes.",
     "database_schema": "PostgreSQL schema for dropgate's tables (default: the search_path's first).",
     "redis_max_connections": "Size of the blocking Redis connection pool.",

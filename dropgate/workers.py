@@ -1,0 +1,139 @@
+"""``dropgate serve --workers N``: N API processes answering on one port.
+
+One Python process tops out at one core (BENCHMARKS.md: the HTTP layer, not Redis, is
+the limit). The kernel spreads connections over every process's listening socket
+(``SO_REUSEPORT``), and each worker has its own runtime: pools, purchase batches,
+tenant actors. That is safe by construction, because the scripts fence across
+processes (DESIGN.md: several API processes may run), so a worker is simply one more
+API process.
+
+The first process does what a single ``serve`` does (starts or attaches the embedded
+servers, migrates, runs the persister); it then starts the others on the Redis and
+PostgreSQL it resolved, without a persister. A worker that exits stops the whole
+server: running on with fewer workers than asked would hide the failure, so the
+server exits non-zero and whatever supervises it restarts it whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+from dropgate.settings import env_name
+
+log = logging.getLogger("dropgate.workers")
+READY_PREFIX = "dropgate: serving on "
+_START_TIMEOUT_S = 120.0
+_STOP_TIMEOUT_S = 30.0
+
+
+class WorkerFailed(RuntimeError):
+    """A worker could not start: the server does not start either."""
+
+
+def worker_env(environ: Mapping[str, str], redis_url: str, database_url: str,
+               log_level: str) -> dict[str, str]:
+    """The first process's environment, pinned to the stores it resolved: a worker must
+    attach to them, never start embedded servers of its own."""
+    env = dict(environ)
+    env[env_name("redis_url")] = redis_url
+    env[env_name("database_url")] = database_url
+    env[env_name("workers")] = "1"
+    env[env_name("log_level")] = log_level
+    return env
+
+
+@dataclass
+class Workers:
+    """The extra worker processes of one server and their output."""
+
+    procs: list[asyncio.subprocess.Process] = field(default_factory=list)
+    _pumps: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, count: int, host: str, port: int, env: dict[str, str]) -> None:
+        for index in range(1, count + 1):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dropgate.cli", "serve", "--host", host, "--port", str(port),
+                "--no-persister", "--reuse-port", env=env, stdout=asyncio.subprocess.PIPE)
+            self.procs.append(proc)
+            await self._until_ready(index, proc)
+            self._pumps.append(asyncio.create_task(self._pump(index, proc)))
+
+    @staticmethod
+    async def _until_ready(index: int, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        seen: list[str] = []
+
+        async def ready() -> None:
+            assert proc.stdout is not None
+            while line := (await proc.stdout.readline()).decode(errors="replace"):
+                if line.startswith(READY_PREFIX):
+                    return
+                seen.append(line)
+            raise WorkerFailed(f"worker {index} exited before serving (exit code "
+                               f"{await proc.wait()}): {''.join(seen).strip() or 'no output'}")
+
+        try:
+            await asyncio.wait_for(ready(), _START_TIMEOUT_S)
+        except TimeoutError:
+            raise WorkerFailed(f"worker {index} did not start within {_START_TIMEOUT_S:.0f}s") from None
+
+    @staticmethod
+    async def _pump(index: int, proc: asyncio.subprocess.Process) -> None:
+        """Forward a worker's later output (its shutdown line), marked as its own."""
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            print(f"worker {index}: {line.decode(errors='replace').rstrip()}", flush=True)
+
+    async def first_exit(self) -> int:
+        """Until any worker exits; its exit code."""
+        if not self.procs:
+            await asyncio.Event().wait()  # no extra workers: nothing can exit
+        waits = [asyncio.ensure_future(proc.wait()) for proc in self.procs]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        return next(iter(done)).result()
+
+    async def stop(self) -> None:
+        """SIGTERM every worker (each drains like a single server), then wait; kill a
+        worker that does not stop in time."""
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), _STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.error("worker pid %d did not stop within %.0fs; killing it", proc.pid, _STOP_TIMEOUT_S)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        for pump in self._pumps:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pump, 5)
+
+
+@contextlib.asynccontextmanager
+async def extra_workers(count: int, host: str, port: int, env: dict[str, str]) -> AsyncIterator[Workers]:
+    """``count`` more ``serve`` processes on ``host:port`` for the block, stopped after it
+    (also when one of them fails to start)."""
+    workers = Workers()
+    try:
+        await workers.start(count, host, port, env)
+        yield workers
+    finally:
+        await workers.stop()
+
+
+def effective_log_level() -> str:
+    return logging.getLevelName(logging.getLogger().getEffectiveLevel())
+

@@ -1,0 +1,153 @@
+"""``dropgate serve --workers N``: several real API processes on one port, one crowd."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from dropgate.persistence.persister import Persister
+from dropgate.runtime import Runtime
+from dropgate.settings import Settings
+from tests.conftest import ADMIN_KEY
+from tests.test_actors_processes import _env, _free_port
+
+_ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _listeners(port: int) -> set[int]:
+    """The pids with a listening TCP socket on ``port`` (Linux /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+    pids = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    pids.add(int(pid))
+        except OSError:
+            continue
+    return pids
+
+
+def _start(settings: Settings, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dropgate.cli", "serve", "--port", str(port), "--no-persister",
+             "--workers", str(workers)], env=_env(settings), stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_serving(proc: subprocess.Popen[bytes], log: Path) -> str:
+    """Until the first process says it serves: it says so once every worker serves."""
+    deadline = time.monotonic() + 120
+    while "dropgate: serving on" not in (text := log.read_text()):
+        assert proc.poll() is None, f"dropgate serve exited:\n{text}"
+        assert time.monotonic() < deadline, f"dropgate serve did not start:\n{text}"
+        time.sleep(0.1)
+    return text
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+async def test_workers_share_one_port_and_sell_exactly_the_inventory(
+    runtime: Runtime, persister: Persister, settings: Settings, tmp_path: Path
+) -> None:
+    port, log = _free_port(), tmp_path / "serve.log"
+    proc = _start(settings, port, log, workers=2)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert "2 workers" in _wait_serving(proc, log)
+        listeners = _listeners(port)
+        assert len(listeners) == 2 and proc.pid in listeners, listeners
+        (worker,) = listeners - {proc.pid}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url + "/v1/tenants", headers=_ADMIN,
+                                 json={"tenant_id": "acme", "name": "Acme"}) as r:
+                assert r.status == 201, await r.text()
+            async with http.post(url + "/v1/keys", headers=_ADMIN,
+                                 json={"role": "service", "tenant_id": "acme"}) as r:
+                service = {"Authorization": f"Bearer {(await r.json())['key']}"}
+            async with http.post(url + "/v1/offers", headers=service,
+                                 json={"offer_id": "hot", "event_id": "drop", "name": "Hot",
+                                       "price": "25.00", "currency": "usd", "inventory_total": 100}) as r:
+                assert r.status == 201, await r.text()
+        # 300 buyers at once, each on its own connection, so the kernel spreads them over
+        # both processes' sockets
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as crowd:
+            async def buy(i: int) -> int:
+                async with crowd.post(url + "/v1/offers/hot/purchase", headers=service,
+                                      json={"user_id": f"u{i}", "quantity": 1}) as r:
+                    return r.status
+            statuses = await asyncio.gather(*(buy(i) for i in range(300)))
+            assert statuses.count(201) == 100 and statuses.count(409) == 200
+            # each process counts its own requests: scrape both and the 201s add up
+            sold_by: dict[float, None] = {}
+            for _ in range(40):
+                async with crowd.get(url + "/metrics") as r:
+                    found = re.search(r'dropgate_http_requests_total\{method="POST",'
+                                      r'route="/v1/offers/\{offer_id\}/purchase",status="201"\} (\S+)',
+                                      await r.text())
+                    sold_by[float(found.group(1)) if found else 0.0] = None
+            assert len(sold_by) == 2 and sum(sold_by) == 100, sold_by  # both sold, 100 in all
+        state = await runtime.offers.read("acme", "hot")
+        assert (state.reserved, state.sold, state.total) == (100, 0, 100)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, log.read_text()
+    assert not _alive(worker)
+
+
+@pytest.mark.slow
+async def test_a_worker_that_dies_stops_the_whole_server(
+    runtime: Runtime, settings: Settings, tmp_path: Path
+) -> None:
+    port, log = _free_port(), tmp_path / "serve.log"
+    proc = _start(settings, port, log, workers=2)
+    try:
+        _wait_serving(proc, log)
+        (worker,) = _listeners(port) - {proc.pid}
+        os.kill(worker, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 1
+    assert "a worker exited (code -9): stopping the server" in log.read_text()
+    assert not _listeners(port)
+
+
+async def test_workers_below_one_is_a_clear_error(settings: Settings) -> None:
+    result = subprocess.run([sys.executable, "-m", "dropgate.cli", "serve", "--workers", "0"],
+                            env=_env(settings), capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DROPGATE_WORKERS (--workers) must be at least 1, not 0" in result.stderr
