@@ -1,24 +1,29 @@
 """Offer purchases per second through HTTP on one hot offer, 1,000 concurrent clients.
 
     .venv/bin/python -m benchmarks.offers [--runs 3] [--seconds 3] [--clients 1000]
+        [--workers 1,2] [--pg-pools 10,20] [--batch-sizes 64,128]
 
-Three servers, each in its own process, measured in turns within each run (so the
+Servers, each in processes of its own, measured in turns within each run (so the
 ratios come from the same minutes of a noisy machine):
 
-- ``noop``: the dropgate server's own no-op JSON POST (same app, same middleware):
-  the ceiling of one aiohttp process;
+- ``noop``: the dropgate server's own no-op JSON POST (same app, same middleware, same
+  processes): the ceiling of the HTTP layer;
 - ``dropgate``: ``POST /v1/offers/hot/purchase`` with an Idempotency-Key, a new user
   per request (so every request passes its rate limit and takes a hold); the sandbox
-  payment provider (no network); concurrent holds coalesced into one script call;
-- ``pg``: the source document's design behind a bare aiohttp app: ``SELECT ... FOR
-  UPDATE`` on the offer row, then insert the purchase, in one transaction.
+  payment provider (no network); concurrent holds coalesced into one script call.
+  ``--workers 1,2`` runs one such server per count, its processes sharing the port
+  as ``dropgate serve --workers N`` does (SO_REUSEPORT), each with its own no-op;
+- ``pg``: the source document's design behind a bare aiohttp app (one process):
+  ``SELECT ... FOR UPDATE`` on the offer row, then insert the purchase, in one
+  transaction. ``--pg-pools 10,20`` runs one per asyncpg pool size, and the ratios
+  are taken against the fastest of them in each run: the baseline at its best.
 
-The load generator is a raw HTTP/1.1 keep-alive client (asyncio protocols, one request
-in flight per connection), cheap enough that the servers, not it, are measured. A
-separate round sells 500 units to 2,000 requests on each design and checks for
-oversell. The write-behind persister is off while dropgate is measured (it is a
-separate, deferrable process in a drop); the time it then takes to drain the run's
-events into PostgreSQL is reported.
+The load generator is a raw HTTP/1.1 keep-alive client (asyncio protocols on uvloop,
+one request in flight per connection), cheap enough that the servers, not it, are
+measured. A separate round sells 500 units to 2,000 requests on each design and
+checks for oversell. The write-behind persister is off while dropgate is measured (it
+is a separate, deferrable process in a drop); the time it then takes to drain the
+run's events into PostgreSQL is reported.
 """
 
 from __future__ import annotations
@@ -54,25 +59,30 @@ async def _noop(request: web.Request) -> web.Response:
                         status=201, content_type="application/json")
 
 
-async def serve_dropgate(port: int, settings_json: str, inventory: int) -> None:
+async def serve_dropgate(port: int, settings_json: str, inventory: int, attach: str | None) -> None:
+    """One dropgate API process; ``attach``: the key of a first process whose tenant and
+    offer this one serves too (another worker on the same port)."""
     from dropgate.http.app import create_app
     from dropgate.runtime import open_runtime
     from dropgate.settings import Settings
 
     settings = msgspec.json.decode(settings_json, type=Settings)
     async with open_runtime(settings, run_persister=False) as rt:
-        await rt.tenants.create("bench", name="bench", status="active", trial_end_ms=None)
-        _, key = await rt.api_keys.create(role="service", tenant_id="bench")
-        await rt.offers.create("bench", offer_id=_HOT, event_id="drop", name="Hot", price_minor=2500,
-                               currency="usd", total=inventory, max_per_order=3, expires_at_ms=None,
-                               active=True)
+        if attach:
+            key = attach
+        else:
+            await rt.tenants.create("bench", name="bench", status="active", trial_end_ms=None)
+            _, key = await rt.api_keys.create(role="service", tenant_id="bench")
+            await rt.offers.create("bench", offer_id=_HOT, event_id="drop", name="Hot", price_minor=2500,
+                                   currency="usd", total=inventory, max_per_order=3, expires_at_ms=None,
+                                   active=True)
         app = create_app(rt)
         app.router.add_post("/bench/noop", _noop)
         await _run_app(app, port, key)
 
 
-async def serve_pg(port: int, database_url: str, schema: str, inventory: int) -> None:
-    pool = await asyncpg.create_pool(database_url, min_size=20, max_size=20,
+async def serve_pg(port: int, database_url: str, schema: str, pool_size: int, inventory: int) -> None:
+    pool = await asyncpg.create_pool(database_url, min_size=pool_size, max_size=pool_size,
                                      server_settings={"search_path": schema})
     async with pool.acquire() as conn:
         await conn.execute("""
@@ -110,7 +120,7 @@ async def serve_pg(port: int, database_url: str, schema: str, inventory: int) ->
 async def _run_app(app: web.Application, port: int, key: str) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096, reuse_port=True)
     await site.start()
     tune_gc()  # what `dropgate serve` does, for every server of this benchmark alike
     print(f"READY {key}", flush=True)
@@ -153,8 +163,7 @@ class _Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
 
     def send(self) -> None:
         if self._window.stopped or (self._limit is not None and self._n >= self._limit):
@@ -251,19 +260,36 @@ def noop_maker() -> Any:
 
 # -- orchestration -------------------------------------------------------------------------
 class Server:
-    def __init__(self, args: list[str]) -> None:
+    """One server: ``workers`` processes on one port (SO_REUSEPORT), the first one setting
+    up what they serve."""
+
+    def __init__(self, args: list[str], workers: int = 1) -> None:
         self.port = free_port()
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.offers", "--serve", *args,
-                                      "--port", str(self.port)], stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
+        self.procs: list[subprocess.Popen[str]] = []
+        self.key = self._spawn(args)
+        for _ in range(workers - 1):
+            self._spawn([*args, "--attach", self.key])
+
+    def _spawn(self, args: list[str]) -> str:
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.offers", "--serve", *args,
+                                 "--port", str(self.port)], stdout=subprocess.PIPE, text=True)
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
         if not line.startswith("READY "):
+            self.stop()
             raise RuntimeError(f"server did not start: {line!r}")
-        self.key = line.split(" ", 1)[1]
+        return line.split(" ", 1)[1]
+
+    def cpu_s(self) -> float:
+        return sum(cpu_s(proc.pid) for proc in self.procs)
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            proc.wait(60)
 
 
 def cpu_s(pid: int) -> float:
@@ -278,13 +304,14 @@ def _summary(w: Window) -> tuple[float, float]:
     return ok / (w.end - w.start), (lat[int(0.99 * (len(lat) - 1))] * 1000 if lat else 0.0)
 
 
-async def correctness(s: Stores, clients: int) -> dict[str, Any]:
-    """500 units, 2,000 requests of 1-3 units: nobody oversells."""
+async def correctness(s: Stores, clients: int, workers: int, pg_pool: int) -> dict[str, Any]:
+    """500 units, 2,000 requests of 1-3 units: nobody oversells (dropgate on ``workers``
+    processes)."""
     out: dict[str, Any] = {}
     qty = lambda c, n: 1 + (c + n) % 3  # noqa: E731
     async with private_settings(s, tenant_concurrency=100_000, persister_enabled=False) as settings:
-        dg = Server(["--dropgate", msgspec.json.encode(settings).decode(), "--inventory", "500"])
-        pg = Server(["--pg", s.database_url, str(settings.database_schema), "--inventory", "500"])
+        dg = Server(["--dropgate", msgspec.json.encode(settings).decode(), "--inventory", "500"], workers)
+        pg = Server(["--pg", s.database_url, str(settings.database_schema), str(pg_pool), "--inventory", "500"])
         try:
             per_client = max(1, 2000 // clients)
             w = await load(dg.port, purchase_maker(dg.key, "c", qty), clients=min(clients, 2000),
@@ -296,8 +323,8 @@ async def correctness(s: Stores, clients: int) -> dict[str, Any]:
             key = Keys(settings.key_prefix, settings.partitions).tenant("bench").offer(_HOT)
             total, reserved, sold = (int(x) for x in await redis.hmget(key, "total", "reserved", "sold"))
             await redis.aclose()
-            out["dropgate"] = {"statuses": w.statuses, "held+sold": reserved + sold, "total": total,
-                               "oversold": max(0, reserved + sold - total)}
+            out[f"dropgate x{workers}"] = {"statuses": w.statuses, "held+sold": reserved + sold, "total": total,
+                                           "oversold": max(0, reserved + sold - total)}
             w = await load(pg.port, purchase_maker("", "c", qty), clients=min(clients, 2000),
                            per_client=per_client)
             conn = await asyncpg.connect(s.database_url, server_settings={"search_path": str(settings.database_schema)})
@@ -312,14 +339,33 @@ async def correctness(s: Stores, clients: int) -> dict[str, Any]:
     return out
 
 
-async def main(runs: int, seconds: float, clients: int, batch_sizes: list[int]) -> None:
+@dataclass(frozen=True)
+class Design:
+    """One dropgate server of the run: its worker count and purchase batch size."""
+
+    workers: int
+    batch_size: int | None
+
+    @property
+    def name(self) -> str:
+        return ("dropgate" + (f"@{self.batch_size}" if self.batch_size else "")
+                + (f" x{self.workers}" if self.workers > 1 else ""))
+
+    @property
+    def noop(self) -> str:
+        return "noop" + (f" x{self.workers}" if self.workers > 1 else "")
+
+
+async def main(runs: int, seconds: float, clients: int, workers: list[int], pg_pools: list[int],
+               batch_sizes: list[int]) -> None:
     s = stores()
-    # one dropgate server per batch size (DROPGATE_PURCHASE_BATCH_SIZE), side by side
-    designs = ["dropgate"] if not batch_sizes else [f"dropgate@{b}" for b in batch_sizes]
-    names = ["noop", *designs, "pg"]
+    designs = [Design(w, b) for w in workers for b in (batch_sizes or [None])]
+    noops = {d.noop: d for d in designs}  # one no-op per worker count, on its first server
+    pgs = [f"pg pool {p}" for p in pg_pools]
+    names = [*noops, *(d.name for d in designs), *pgs]
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     cpu_us: dict[str, list[float]] = {name: [] for name in names}
-    redis_us: dict[str, list[float]] = {name: [] for name in designs}  # the instance may be shared
+    redis_us: dict[str, list[float]] = {d.name: [] for d in designs}  # the instance may be shared
     from redis.asyncio import Redis
 
     redis = Redis.from_url(s.redis_url)
@@ -330,40 +376,43 @@ async def main(runs: int, seconds: float, clients: int, batch_sizes: list[int]) 
 
     loop = os.environ.get("DROPGATE_EVENT_LOOP") or "auto"
     print(f"offers benchmark: {clients} concurrent clients, {runs} runs of {seconds}s per server, "
-          f"servers on the {loop!r} event loop (DROPGATE_EVENT_LOOP)")
-    print("correctness round:", await correctness(s, clients))
+          f"servers on the {loop!r} event loop (DROPGATE_EVENT_LOOP), {os.cpu_count()} cores")
+    print("correctness round:", await correctness(s, clients, max(workers), pg_pools[0]))
     inventory = 1_000_000_000
     async with contextlib.AsyncExitStack() as stack:
         servers: dict[str, Server] = {}
-        all_settings = []
-        for i, name in enumerate(designs):
-            extra = {"purchase_batch_size": batch_sizes[i]} if batch_sizes else {}
+        first_settings = None
+        for design in designs:
+            extra = {"purchase_batch_size": design.batch_size} if design.batch_size else {}
             one = await stack.enter_async_context(private_settings(
                 s, tenant_concurrency=100_000, persister_enabled=False, redis_max_connections=64, **extra))
-            all_settings.append(one)
-            servers[name] = Server(["--dropgate", msgspec.json.encode(one).decode(),
+            first_settings = first_settings or one
+            servers[design.name] = Server(["--dropgate", msgspec.json.encode(one).decode(),
+                                           "--inventory", str(inventory)], design.workers)
+            stack.callback(servers[design.name].stop)
+        for noop, design in noops.items():
+            servers[noop] = servers[design.name]
+        for name, pool_size in zip(pgs, pg_pools, strict=True):
+            schema = await stack.enter_async_context(private_settings(s))
+            servers[name] = Server(["--pg", s.database_url, str(schema.database_schema), str(pool_size),
                                     "--inventory", str(inventory)])
             stack.callback(servers[name].stop)
-        settings = all_settings[0]
-        servers["noop"] = servers[designs[0]]
-        servers["pg"] = pg = Server(["--pg", s.database_url, str(settings.database_schema),
-                                     "--inventory", str(inventory)])
-        stack.callback(pg.stop)
+        assert first_settings is not None
         try:
             for run in range(runs):
                 for name in names:
                     server = servers[name]
-                    make = noop_maker() if name == "noop" else purchase_maker(server.key, f"r{run}u")
-                    cpu_before, redis_before = cpu_s(server.proc.pid), await redis_cpu_s()
+                    make = noop_maker() if name in noops else purchase_maker(server.key, f"r{run}u")
+                    cpu_before, redis_before = server.cpu_s(), await redis_cpu_s()
                     w = await load(server.port, make, clients=clients, seconds=seconds)
-                    cpu_us[name].append((cpu_s(server.proc.pid) - cpu_before) * 1e6 / max(1, w.total))
+                    cpu_us[name].append((server.cpu_s() - cpu_before) * 1e6 / max(1, w.total))
                     if name in redis_us:
                         redis_us[name].append((await redis_cpu_s() - redis_before) * 1e6 / max(1, w.total))
                     bad = {k: v for k, v in w.statuses.items() if k != 201}
                     if bad:
                         raise RuntimeError(f"{name}: unexpected statuses {w.statuses}")
                     results[name].append(_summary(w))
-                    print(f"  run {run + 1} {name:13s} {results[name][-1][0]:9,.0f}/s  "
+                    print(f"  run {run + 1} {name:14s} {results[name][-1][0]:9,.0f}/s  "
                           f"p99 {results[name][-1][1]:7.1f} ms  server CPU {cpu_us[name][-1]:5.0f} us/request"
                           + (f"  Redis CPU {redis_us[name][-1]:3.0f} us/request" if name in redis_us else ""),
                           flush=True)
@@ -373,7 +422,7 @@ async def main(runs: int, seconds: float, clients: int, batch_sizes: list[int]) 
         # check PostgreSQL
         from dropgate.runtime import open_runtime
 
-        async with open_runtime(settings, run_persister=False) as rt:
+        async with open_runtime(first_settings, run_persister=False) as rt:
             lag = sum((await rt.new_persister().lag()).values())
             started = time.perf_counter()
             await rt.new_persister(name="bench-drain").drain(timeout_s=600)
@@ -381,26 +430,32 @@ async def main(runs: int, seconds: float, clients: int, batch_sizes: list[int]) 
             state = await rt.offers.read("bench", _HOT)
             row = await rt.pool.fetchrow("SELECT reserved, sold FROM offers WHERE offer_id = $1", _HOT)
     print("\nsummary (medians)")
-    med = {k: (statistics.median(v[0] for v in vs), statistics.median(v[1] for v in vs))
-           for k, vs in results.items()}
-    for name, (rate, p99) in med.items():
-        print(f"  {name:13s} {rate:9,.0f}/s   p99 {p99:7.1f} ms   server CPU "
+    for name in names:
+        vs = results[name]
+        print(f"  {name:14s} {statistics.median(v[0] for v in vs):9,.0f}/s   p99 "
+              f"{statistics.median(v[1] for v in vs):7.1f} ms   server CPU "
               f"{statistics.median(cpu_us[name]):4.0f} us/request   runs: "
-              + ", ".join(f"{r:,.0f}" for r, _ in results[name]))
-    for name in designs:
+              + ", ".join(f"{r:,.0f}" for r, _ in vs))
+    # the baseline at its best: the fastest pool size of each run
+    best_pg = [max(results[name][run][0] for name in pgs) for run in range(runs)]
+    for design in designs:
+        name = design.name
         print(f"  {name}:")
         print(f"    Redis CPU per purchase: median {statistics.median(redis_us[name]):.0f} us "
               "(the whole instance's CPU over the window: includes any other client of it)")
-        print(f"    server CPU per request, no-op / {name}: median "
-              f"{statistics.median(n / d for n, d in zip(cpu_us['noop'], cpu_us[name], strict=True)):.2f}"
+        print(f"    server CPU per request, {design.noop} / {name}: median "
+              f"{statistics.median(n / d for n, d in zip(cpu_us[design.noop], cpu_us[name], strict=True)):.2f}"
               " (the throughput ratio a CPU-bound server would reach)")
-        ratios_pg = [d[0] / p[0] for d, p in zip(results[name], results["pg"], strict=True)]
-        ratios_noop = [d[0] / n[0] for d, n in zip(results[name], results["noop"], strict=True)]
-        print(f"    / pg FOR UPDATE: median {statistics.median(ratios_pg):.1f}x "
+        ratios_pg = [d[0] / p for d, p in zip(results[name], best_pg, strict=True)]
+        ratios_noop = [d[0] / n[0] for d, n in zip(results[name], results[design.noop], strict=True)]
+        print(f"    / fastest pg FOR UPDATE: median {statistics.median(ratios_pg):.1f}x "
               f"(per run: {', '.join(f'{r:.1f}' for r in ratios_pg)})")
-        print(f"    / no-op POST:    median {statistics.median(ratios_noop):.2f} "
+        for pg in pgs if len(pgs) > 1 else []:
+            per = [d[0] / p[0] for d, p in zip(results[name], results[pg], strict=True)]
+            print(f"    / {pg}: median {statistics.median(per):.1f}x")
+        print(f"    / {design.noop} POST: median {statistics.median(ratios_noop):.2f} "
               f"(per run: {', '.join(f'{r:.2f}' for r in ratios_noop)})")
-    print(f"  write-behind drain ({designs[0]}): {lag:,} events in {drain_s:.1f}s "
+    print(f"  write-behind drain ({designs[0].name}): {lag:,} events in {drain_s:.1f}s "
           f"({lag / max(drain_s, 1e-9):,.0f} events/s); "
           f"PostgreSQL reserved {row['reserved']:,} == Redis {state.reserved:,}: {row['reserved'] == state.reserved}")
 
@@ -409,16 +464,27 @@ def _serve(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--serve", action="store_true")
     p.add_argument("--dropgate")
-    p.add_argument("--pg", nargs=2)
+    p.add_argument("--attach")
+    p.add_argument("--pg", nargs=3)
     p.add_argument("--inventory", type=int)
     p.add_argument("--port", type=int)
     a = p.parse_args(argv)
     # every server on the loop `dropgate serve` would use (DROPGATE_EVENT_LOOP, default auto)
     run = event_loop_runner(os.environ.get("DROPGATE_EVENT_LOOP") or "auto")
     if a.dropgate:
-        run(serve_dropgate(a.port, a.dropgate, a.inventory))
+        run(serve_dropgate(a.port, a.dropgate, a.inventory, a.attach))
     else:
-        run(serve_pg(a.port, a.pg[0], a.pg[1], a.inventory))
+        run(serve_pg(a.port, a.pg[0], a.pg[1], int(a.pg[2]), a.inventory))
+
+
+def _counts(text: str, name: str) -> list[int]:
+    try:
+        counts = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise SystemExit(f"{name}: comma-separated whole numbers, not {text!r}") from None
+    if any(c < 1 for c in counts):
+        raise SystemExit(f"{name}: every value must be at least 1")
+    return counts
 
 
 if __name__ == "__main__":
@@ -429,10 +495,19 @@ if __name__ == "__main__":
         parser.add_argument("--runs", type=int, default=3)
         parser.add_argument("--seconds", type=float, default=3.0)
         parser.add_argument("--clients", type=int, default=1000)
+        parser.add_argument("--workers", default="1,2",
+                            help="comma-separated worker counts (API processes on the port, as "
+                                 "`dropgate serve --workers N`): one dropgate server each, side by side")
+        parser.add_argument("--pg-pools", default="10,20",
+                            help="comma-separated asyncpg pool sizes of the FOR UPDATE design: one "
+                                 "server each; ratios are taken against the fastest in each run")
         parser.add_argument("--batch-sizes", default="",
                             help="comma-separated DROPGATE_PURCHASE_BATCH_SIZE values: one dropgate "
                                  "server each, side by side (default: one, at the configured size)")
         args = parser.parse_args()
         os.environ.setdefault("PYTHONUNBUFFERED", "1")
-        sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-        asyncio.run(main(args.runs, args.seconds, args.clients, sizes))
+        import uvloop  # the load generator too: less of the shared cores goes to it
+
+        uvloop.run(main(args.runs, args.seconds, args.clients, _counts(args.workers, "--workers"),
+                        _counts(args.pg_pools, "--pg-pools") or [10],
+                        _counts(args.batch_sizes, "--batch-sizes")))
