@@ -6,17 +6,21 @@ PY ?= $(shell for p in python3.11 python3.12; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The exact versions the suite passed on, every transitive dependency, for CPython 3.11
+# and 3.12 (one universal file with markers). `make lock` regenerates it on purpose.
+LOCK := requirements.lock
+LOCK_CMD = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --extra dev --quiet -o $(LOCK)
 
-.PHONY: demo test fuzz lint bench soak clean
+.PHONY: demo test test-latest fuzz lint lock lock-upgrade bench soak clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@if [ -z "$(PY)" ]; then \
 		echo "dropgate needs CPython 3.11 or 3.12 (its embedded Redis and PostgreSQL ship wheels for those only)."; \
 		echo "Install one (e.g. 'apt-get install python3.11 python3.11-venv') or run 'make PY=/path/to/python3.11 ...'."; \
 		exit 1; fi
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-input --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,6 +28,23 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite against the newest releases pyproject's ranges allow (not the lock), in its own
+# virtualenv, so that a release that breaks dropgate is seen before it reaches the lock.
+LATEST := .venv-latest
+test-latest:
+	@test -n "$(PY)" || { echo "dropgate needs CPython 3.11 or 3.12"; exit 1; }
+	rm -rf $(LATEST) && $(PY) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --no-input --upgrade -e '.[dev]'
+	DROPGATE_TEST_LATEST=1 $(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Re-resolve the lock after a change in pyproject.toml, keeping every pin that still fits.
+lock: $(STAMP)
+	$(LOCK_CMD)
+
+# Move every pin to the newest release the ranges allow; run `make test` before committing.
+lock-upgrade: $(STAMP)
+	$(LOCK_CMD) --upgrade
 
 # Schema-driven API tests with many more generated cases per operation, fresh randomness each run.
 FUZZ_EXAMPLES ?= 2000
@@ -43,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache

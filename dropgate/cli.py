@@ -152,7 +152,7 @@ async def cmd_keys(args: argparse.Namespace) -> int:
 
 async def cmd_codes(args: argparse.Namespace) -> int:
     from dropgate.codes_cli import summary, upload_file
-    from dropgate.engine.errors import DropgateError
+    from dropgate.errors import DropgateError
     from dropgate.progressbar import ProgressBar
 
     bar = ProgressBar(f"upload {Path(args.file).name}", unit=" B")
@@ -310,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear one-line error, not a traceback, for known failures
-        from dropgate.engine.errors import DropgateError
+        from dropgate.errors import DropgateError
 
         if isinstance(exc, DropgateError | OSError):
             print(f"dropgate: {exc}", file=sys.stderr)

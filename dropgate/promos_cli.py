@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from dropgate.engine.errors import NotFound
 from dropgate.engine.events import parse_entry
 from dropgate.engine.text import text
+from dropgate.errors import NotFound
 from dropgate.models.money import format_amount
 from dropgate.runtime import Runtime
 

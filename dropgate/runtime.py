@@ -16,15 +16,14 @@ from typing import Any
 
 import asyncpg
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from dropgate.embedded import EmbeddedStack
 from dropgate.engine.actors import ActorSystem, TenantActors
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import Conflict
 from dropgate.engine.holds import HoldSweeper
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
@@ -34,6 +33,7 @@ from dropgate.engine.purchases import Purchases
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.engine.text import text
+from dropgate.errors import Conflict
 from dropgate.payments.factory import build_provider
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 from dropgate.engine.actors import TenantActor
-from dropgate.engine.errors import StaleEpoch
 from dropgate.engine.ledger import PaymentResult
 from dropgate.engine.text import text
+from dropgate.errors import StaleEpoch
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from dropgate.engine.actors import Actor, ActorSystem
-from dropgate.engine.errors import TenantBusy, Unavailable
+from dropgate.errors import TenantBusy, Unavailable
 
 
 class Counter(Actor):

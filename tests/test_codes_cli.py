@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dropgate.codes_cli import summary, upload_file
-from dropgate.engine.errors import NotFound, ValidationError
+from dropgate.errors import NotFound, ValidationError
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from dropgate.engine.errors import ERRORS, PersistenceLagging
 from dropgate.engine.scripts import sources
 from dropgate.engine.text import text
+from dropgate.errors import ERRORS, PersistenceLagging
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dropgate.engine.errors import Conflict, ValidationError
 from dropgate.engine.keys import Keys, partition_of
+from dropgate.errors import Conflict, ValidationError
 from dropgate.runtime import open_runtime
 from dropgate.settings import Settings
 

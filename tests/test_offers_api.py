@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
-from dropgate.engine.errors import ERRORS
 from dropgate.engine.scripts import sources
+from dropgate.errors import ERRORS
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from tests.conftest import Api

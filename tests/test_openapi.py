@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from dropgate.engine.errors import ERRORS
+from dropgate.errors import ERRORS
 from dropgate.http.app import create_app
 from dropgate.http.openapi import common_errors
 from dropgate.http.routes import ROUTE_TABLES

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from dropgate.engine.errors import CustomerLimit, NotFound, ValidationError
+from dropgate.errors import CustomerLimit, NotFound, ValidationError
 from dropgate.http.app import create_app
 from dropgate.models.money import exponent, parse_percent
 from dropgate.runtime import Runtime, open_runtime

@@ -9,9 +9,9 @@ from typing import Any
 
 import msgspec
 
-from dropgate.engine.errors import DropgateError, NotFound
 from dropgate.engine.events import parse_entry
 from dropgate.engine.promos import PromoUse
+from dropgate.errors import DropgateError, NotFound
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from tests.conftest import Api

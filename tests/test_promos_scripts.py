@@ -6,8 +6,8 @@ import inspect
 import re
 
 from dropgate.engine import promos
-from dropgate.engine.errors import ERRORS
 from dropgate.engine.scripts import sources
+from dropgate.errors import ERRORS
 
 _USED_ERROR_RE = re.compile(r"dg_error\('([A-Z_]+)'")
 

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from dropgate.engine.errors import RateLimited
 from dropgate.engine.ratelimit import RateLimiter
+from dropgate.errors import RateLimited
 from dropgate.runtime import Runtime
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import msgspec
 
 from dropgate.embedded import Endpoints
-from dropgate.engine.errors import AlreadyUsed
+from dropgate.errors import AlreadyUsed
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.runner import format_table, reconcile
 from dropgate.runtime import Runtime

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dropgate.engine.errors import CustomerLimit, Exhausted
+from dropgate.errors import CustomerLimit, Exhausted
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.restore import restore
 from dropgate.persistence.reconcile.runner import reconcile

@@ -12,10 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from dropgate.embedded import redis_server_binary
-from dropgate.engine.errors import AlreadyUsed, Conflict, Exhausted
 from dropgate.engine.keys import Keys
 from dropgate.engine.keyspace import delete_prefix
 from dropgate.engine.scripts import Scripts
+from dropgate.errors import AlreadyUsed, Conflict, Exhausted
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.restore import KeyspaceNotEmpty, restore
 from dropgate.persistence.reconcile.runner import reconcile

@@ -12,10 +12,10 @@ from redis.asyncio import Redis
 
 import dropgate
 from dropgate.embedded import redis_server_binary
-from dropgate.engine.errors import ERRORS, NotFound
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import LUA_DIR, Scripts, load_sources
 from dropgate.engine.tenants import Tenants
+from dropgate.errors import ERRORS, NotFound
 
 PACKAGE = Path(dropgate.__file__).parent
 

@@ -1,6 +1,6 @@
 """Every exception the client raises, under one ``DropgateError``.
 
-The API's error codes map to the classes of ``dropgate.engine.errors`` (the same
+The API's error codes map to the classes of ``dropgate.errors`` (the same
 classes the server raises, so the two cannot disagree); they are re-exported here
 so ``from dropgate.client import InsufficientInventory`` works. The few failures
 that happen before an answer exists (no connection, a timeout, an undecodable
@@ -9,7 +9,7 @@ answer) have classes of their own below, also under ``DropgateError``.
 
 from __future__ import annotations
 
-from dropgate.engine.errors import (
+from dropgate.errors import (
     ERRORS,
     AlreadyExists,
     AlreadyUsed,

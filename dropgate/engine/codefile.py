@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from dropgate.engine.errors import ValidationError
+from dropgate.errors import ValidationError
 
 MAX_LINE_BYTES = 256
 _CODE_RE = re.compile(rb"[A-Za-z0-9_.-]{1,64}")

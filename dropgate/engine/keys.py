@@ -16,7 +16,7 @@ import re
 import zlib
 from functools import lru_cache
 
-from dropgate.engine.errors import ValidationError
+from dropgate.errors import ValidationError
 from dropgate.models.common import ID_PATTERN, TYPE_PATTERN
 
 _ID_RE = re.compile(ID_PATTERN)

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import NotFound, SubscriptionInactive
 from dropgate.engine.text import text_map
+from dropgate.errors import NotFound, SubscriptionInactive
 from dropgate.models.common import ms_to_dt
 
 T = TypeVar("T")

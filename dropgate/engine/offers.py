@@ -19,9 +19,9 @@ from typing import Any
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import NotFound
 from dropgate.engine.keys import TenantKeys, check_id
 from dropgate.engine.randomhex import random_hex
+from dropgate.errors import NotFound
 
 _UNCHANGED = ""
 

@@ -18,9 +18,9 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import NotFound, ValidationError
 from dropgate.engine.ratelimit import RateLimiter
 from dropgate.engine.text import text, text_map
+from dropgate.errors import NotFound, ValidationError
 from dropgate.models.money import parse_amount
 
 _UNCHANGED = ""

@@ -35,7 +35,9 @@ import stripe
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import (
+from dropgate.engine.keys import check_id
+from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_id
+from dropgate.errors import (
     DropgateError,
     InvalidSignature,
     NotFound,
@@ -45,8 +47,6 @@ from dropgate.engine.errors import (
     ValidationError,
     error_for,
 )
-from dropgate.engine.keys import check_id
-from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_id
 from dropgate.models.common import ErrorBody, ms_to_dt
 from dropgate.models.offers import PurchaseCreated
 from dropgate.payments.base import (

@@ -12,7 +12,7 @@ import math
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import RateLimited
+from dropgate.errors import RateLimited
 
 
 class _Taken(msgspec.Struct):

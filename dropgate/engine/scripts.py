@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from dropgate.engine.errors import error_for
+from dropgate.errors import error_for
 
 LUA_DIR = Path(__file__).parent / "lua"
 _NAME_RE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-(?P<keys>\d+)\.lua$")

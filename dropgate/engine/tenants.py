@@ -11,8 +11,8 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import NotFound
 from dropgate.engine.text import text_map
+from dropgate.errors import NotFound
 
 SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("active", "trialing", "past_due", "suspended", "canceled")

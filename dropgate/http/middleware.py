@@ -18,7 +18,8 @@ import msgspec
 import redis.exceptions
 from aiohttp import web
 
-from dropgate.engine.errors import (
+from dropgate.engine.randomhex import random_hex
+from dropgate.errors import (
     DropgateError,
     Internal,
     MethodNotAllowed,
@@ -28,7 +29,6 @@ from dropgate.engine.errors import (
     ValidationError,
     error_for,
 )
-from dropgate.engine.randomhex import random_hex
 from dropgate.http.appkeys import METRICS
 from dropgate.models.common import ErrorBody
 

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from dropgate import __version__
-from dropgate.engine.errors import (
+from dropgate.errors import (
     DropgateError,
     Forbidden,
     IdempotencyKeyInUse,

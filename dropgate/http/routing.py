@@ -17,8 +17,8 @@ import msgspec
 from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
-from dropgate.engine.errors import DropgateError, ValidationError
 from dropgate.engine.keys import check_id, check_type
+from dropgate.errors import DropgateError, ValidationError
 from dropgate.http.appkeys import RUNTIME
 from dropgate.http.auth import bearer_token, known_principal, look_up, own_tenant, resolve_tenant
 from dropgate.runtime import Runtime
@@ -174,7 +174,7 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                 principal = await look_up(token, runtime)
             if spec.auth == "admin":
                 if principal.role != "admin":
-                    from dropgate.engine.errors import Forbidden
+                    from dropgate.errors import Forbidden
 
                     raise Forbidden("This route needs an admin key.")
             elif principal.role != "admin":

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from dropgate.engine.errors import ValidationError
+from dropgate.errors import ValidationError
 
 # ISO 4217 minor-unit exponents; any currency not listed has 2.
 _EXPONENTS: dict[str, int] = {

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from dropgate.engine.actors.mailbox import Mailbox
-from dropgate.engine.errors import DropgateError, TenantBusy, Unavailable
+from dropgate.errors import DropgateError, TenantBusy, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ import msgspec
 from dropgate.engine.actors.lease import ActorLease
 from dropgate.engine.actors.runtime import Actor, ActorSystem
 from dropgate.engine.context import EngineContext
-from dropgate.engine.errors import NotFound, StaleEpoch
 from dropgate.engine.ledger import BookingResult, Ledger, OrderState, PaymentResult, WithdrawalState
 from dropgate.engine.tenants import Tenants, TenantState
+from dropgate.errors import NotFound, StaleEpoch
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")

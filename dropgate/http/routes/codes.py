@@ -11,7 +11,7 @@ from aiohttp import StreamReader
 
 from dropgate.engine.codes import STATUSES
 from dropgate.engine.codestore import s3_chunks, type_of_key
-from dropgate.engine.errors import (
+from dropgate.errors import (
     Conflict,
     NotFound,
     PayloadTooLarge,

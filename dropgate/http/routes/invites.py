@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from dropgate.engine.errors import (
+from dropgate.engine.invites import InviteState
+from dropgate.errors import (
     AlreadyExists,
     AlreadyUsed,
     Conflict,
@@ -13,7 +14,6 @@ from dropgate.engine.errors import (
     Inactive,
     NotFound,
 )
-from dropgate.engine.invites import InviteState
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.common import dt_to_ms, ms_to_dt
 from dropgate.models.invites import (

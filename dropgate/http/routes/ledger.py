@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from dropgate.engine.actors import Item
-from dropgate.engine.errors import (
+from dropgate.engine.ledger import WithdrawalState
+from dropgate.errors import (
     AlreadyExists,
     Conflict,
     FourEyesRequired,
@@ -17,7 +18,6 @@ from dropgate.engine.errors import (
     TenantBusy,
     ValidationError,
 )
-from dropgate.engine.ledger import WithdrawalState
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.common import dt_to_ms, ms_to_dt
 from dropgate.models.ledger import (

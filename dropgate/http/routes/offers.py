@@ -8,7 +8,8 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from dropgate.engine.errors import (
+from dropgate.engine.offers import OfferState, PurchaseRecord
+from dropgate.errors import (
     AlreadyExists,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -23,7 +24,6 @@ from dropgate.engine.errors import (
     SubscriptionInactive,
     TenantBusy,
 )
-from dropgate.engine.offers import OfferState, PurchaseRecord
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.common import dt_to_ms, ms_to_dt
 from dropgate.models.money import format_amount, parse_amount

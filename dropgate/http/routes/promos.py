@@ -6,7 +6,8 @@ from datetime import datetime
 
 import msgspec
 
-from dropgate.engine.errors import (
+from dropgate.engine.promos import RATE_LIMIT_SCOPE, BonusKind, PromoState
+from dropgate.errors import (
     AlreadyExists,
     Conflict,
     CustomerLimit,
@@ -19,7 +20,6 @@ from dropgate.engine.errors import (
     RateLimited,
     ValidationError,
 )
-from dropgate.engine.promos import RATE_LIMIT_SCOPE, BonusKind, PromoState
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.common import dt_to_ms, ms_to_dt
 from dropgate.models.money import format_amount, format_percent, parse_amount, parse_percent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dropgate.engine.errors import AlreadyExists, NotFound, TenantBusy, ValidationError
 from dropgate.engine.tenants import TenantState
+from dropgate.errors import AlreadyExists, NotFound, TenantBusy, ValidationError
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.common import dt_to_ms, ms_to_dt
 from dropgate.models.money import format_amount
