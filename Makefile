@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_CMD = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --extra dev --quiet -o $(LOCK)
 
-.PHONY: demo test test-latest fuzz lint lock lock-upgrade bench soak clean
+.PHONY: demo test test-latest test-lowest fuzz lint lock lock-upgrade bench soak clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@if [ -z "$(PY)" ]; then \
@@ -37,6 +37,16 @@ test-latest:
 	rm -rf $(LATEST) && $(PY) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --no-input --upgrade -e '.[dev]'
 	DROPGATE_TEST_LATEST=1 $(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The suite against the lowest releases the ranges allow for dropgate's own dependencies
+# (uv's lowest-direct): the floors in pyproject.toml are versions the suite has passed on.
+LOWEST := .venv-lowest
+test-lowest: $(STAMP)
+	rm -rf $(LOWEST) && $(PY) -m venv $(LOWEST)
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --extra dev --resolution lowest-direct --quiet -o $(LOWEST)/requirements.txt
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check --no-input -r $(LOWEST)/requirements.txt
+	$(LOWEST)/bin/python -m pip install --quiet --disable-pip-version-check --no-input --no-deps --no-build-isolation -e .
+	DROPGATE_TEST_LATEST=1 $(LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Re-resolve the lock after a change in pyproject.toml, keeping every pin that still fits.
 lock: $(STAMP)
@@ -64,4 +74,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

@@ -119,7 +119,7 @@ async def persister_process(settings: Settings, run: bool) -> AsyncIterator[None
     if not run:
         yield
         return
-    proc = subprocess.Popen([sys.executable, "-m", "dropgate.cli", "persister"],
+    proc = subprocess.Popen([sys.executable, "-m", "dropgate", "persister"],
                             env=settings_env(settings), stdout=subprocess.DEVNULL)
     try:
         yield

@@ -114,7 +114,7 @@ def free_port() -> int:
 async def server_process(settings: Settings, *extra_args: str) -> AsyncIterator[str]:
     """``dropgate serve`` in its own process (its own core); yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dropgate.cli", "serve", "--port", str(port), *extra_args],
+    proc = subprocess.Popen([sys.executable, "-m", "dropgate", "serve", "--port", str(port), *extra_args],
                             env=settings_env(settings), stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

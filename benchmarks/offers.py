@@ -46,7 +46,7 @@ import msgspec
 from aiohttp import web
 
 from benchmarks.common import Stores, free_port, private_settings, stores
-from dropgate.cli import event_loop_runner
+from dropgate.cli.loop import event_loop_runner
 from dropgate.http.app import tune_gc
 
 _HOT = "hot"

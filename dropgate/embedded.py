@@ -6,6 +6,14 @@ under the data dir. PostgreSQL is ``pgserver``. Both are shared: a second proces
 with the same data dir attaches to the running servers instead of starting more,
 and the last process to leave stops them (a pid list under a file lock for Redis;
 pgserver keeps its own).
+
+pgserver keeps that lock (and, for a long data dir, its socket) in the user's runtime
+directory, which it asks platformdirs for when it is imported. Where
+``XDG_RUNTIME_DIR`` is unset (containers, CI, cron, ``ssh`` without a login session)
+platformdirs warns on stderr (a ``UserWarning`` at import) and falls back to
+``/run/user/<uid>`` or ``<tmp>/runtime-<uid>``. ``_import_pgserver`` hands it that same
+directory explicitly, for the import only: pgserver finds the lock where it always
+did, and nothing is printed.
 """
 
 from __future__ import annotations
@@ -17,12 +25,16 @@ import logging
 import os
 import shutil
 import socket
+import stat
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -162,6 +174,59 @@ class EmbeddedRedis:
         self._users.write_text(" ".join(str(p) for p in sorted(pids)))
 
 
+_RUNTIME_DIR_ENV = "XDG_RUNTIME_DIR"
+_import_lock = threading.Lock()
+
+
+def _owned_dir(path: Path) -> os.stat_result | None:
+    """``lstat`` of a real directory (not a symlink) this user owns, else None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() else None
+
+
+def runtime_dir() -> Path | None:
+    """The runtime dir platformdirs falls back to when ``XDG_RUNTIME_DIR`` is unset on
+    Linux: ``/run/user/<uid>`` when it is ours and 0700, else ``<tmp>/runtime-<uid>``,
+    created (or, made 0755 by older releases, repaired) with mode 0700 as platformdirs
+    itself does. None when the variable is set (platformdirs uses it) or elsewhere."""
+    if os.environ.get(_RUNTIME_DIR_ENV) or not sys.platform.startswith("linux"):
+        return None
+    uid = os.geteuid()
+    system = Path(f"/run/user/{uid}")
+    if (info := _owned_dir(system)) is not None and stat.S_IMODE(info.st_mode) == 0o700:
+        return system
+    fallback = Path(tempfile.gettempdir()) / f"runtime-{uid}"
+    with contextlib.suppress(FileExistsError):
+        fallback.mkdir(mode=0o700)
+    if (info := _owned_dir(fallback)) is None:
+        return None  # someone else's: platformdirs refuses it and says so
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        fallback.chmod(0o700)
+    return fallback
+
+
+def _import_pgserver() -> ModuleType:
+    """``import pgserver`` with ``XDG_RUNTIME_DIR`` naming the runtime dir explicitly while
+    its class body asks platformdirs for one (see the module's docstring); the variable
+    is removed again right after, so the environment of this process's children does
+    not change."""
+    with _import_lock:
+        if "pgserver" in sys.modules:
+            return sys.modules["pgserver"]
+        path = runtime_dir()
+        if path is not None:
+            os.environ[_RUNTIME_DIR_ENV] = str(path)
+        try:
+            import pgserver
+        finally:
+            if path is not None:
+                os.environ.pop(_RUNTIME_DIR_ENV, None)
+        return pgserver
+
+
 class EmbeddedPostgres:
     """pgserver under ``<data_dir>/postgres``; pgserver shares it between processes."""
 
@@ -170,10 +235,9 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        import pgserver
-
+        pgserver = _import_pgserver()
         self.dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(self.dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+        self._server = pgserver.get_server(self.dir, cleanup_mode="stop")
         uri: str = self._server.get_uri()
         return uri
 

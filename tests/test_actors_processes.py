@@ -69,7 +69,7 @@ async def test_two_processes_payment_flood_with_a_suspension(
     for port, log in zip(ports, logs, strict=True):
         with log.open("wb") as out:
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "dropgate.cli", "serve", "--port", str(port), "--no-persister"],
+                [sys.executable, "-m", "dropgate", "serve", "--port", str(port), "--no-persister"],
                 env=_env(settings), stdout=out, stderr=subprocess.STDOUT))
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dropgate.codes_cli import summary, upload_file
+from dropgate.cli.codes import summary, upload_file
 from dropgate.errors import NotFound, ValidationError
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime

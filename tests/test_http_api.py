@@ -128,7 +128,7 @@ async def test_openapi_covers_every_route(api: Api) -> None:
                                                                  "EXPIRED", "INACTIVE"}
     for component in doc["components"]["schemas"].values():
         assert "type" in component or "anyOf" in component or "enum" in component
-    # every path in API.md's tenant/invite sections is present
+    # every path in docs/api.md's tenant/invite sections is present
     for path in ("/v1/tenants", "/v1/tenants/{tenant_id}", "/v1/tenants/{tenant_id}/subscription",
                  "/v1/keys", "/v1/keys/{key_id}", "/v1/invites", "/v1/invites/{code}",
                  "/v1/invites/{code}/redeem", "/healthz", "/readyz", "/metrics", "/openapi.json"):

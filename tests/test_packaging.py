@@ -103,7 +103,7 @@ def test_every_range_has_an_upper_bound_and_the_lock_holds_hiredis() -> None:
 
 def test_the_running_environment_is_exactly_the_lock() -> None:
     if os.environ.get("DROPGATE_TEST_LATEST"):
-        pytest.skip("make test-latest runs the newest releases the ranges allow, not the lock")
+        pytest.skip("make test-latest / test-lowest install other releases than the lock")
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     assert python in LOCKED_PYTHONS
     wrong = {}
@@ -210,6 +210,12 @@ def test_the_wheel_installs_alone_as_a_typed_client(tmp_path: Path) -> None:
     )
     assert probe.returncode == 0, probe.stderr
     print(f"client-only install checked on {python}")
+    command = env_dir / "bin" / "dropgate"
+    version = subprocess.run([str(command), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip().startswith("dropgate "), version
+    serve = subprocess.run([str(command), "serve"], capture_output=True, text=True)
+    assert serve.returncode == 2, serve
+    assert serve.stderr.count("\n") == 1 and "pip install 'dropgate[server]'" in serve.stderr, serve.stderr
     assert probe.stdout.strip() == "['aiohttp', 'msgspec']"
 
     good = tmp_path / "good.py"

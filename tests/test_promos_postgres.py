@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from dropgate import promos_cli
+from dropgate.cli import promos as promos_cli
 from dropgate.engine.events import Event, parse_entry
 from dropgate.persistence.appliers import APPLIERS
 from dropgate.persistence.appliers.promos import MissingPromoCode

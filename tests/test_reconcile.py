@@ -136,7 +136,7 @@ def _cli_env(servers: Endpoints, settings: Settings) -> dict[str, str]:
 
 async def _cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dropgate.cli", *args, env=env,
+        sys.executable, "-m", "dropgate", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode is not None

@@ -47,7 +47,7 @@ def _listeners(port: int) -> set[int]:
 def _start(settings: Settings, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "dropgate.cli", "serve", "--port", str(port), "--no-persister",
+            [sys.executable, "-m", "dropgate", "serve", "--port", str(port), "--no-persister",
              "--workers", str(workers)], env=_env(settings), stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -149,7 +149,7 @@ async def test_a_worker_that_dies_stops_the_whole_server(
 
 
 async def test_workers_below_one_is_a_clear_error(settings: Settings) -> None:
-    result = subprocess.run([sys.executable, "-m", "dropgate.cli", "serve", "--workers", "0"],
+    result = subprocess.run([sys.executable, "-m", "dropgate", "serve", "--workers", "0"],
                             env=_env(settings), capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "DROPGATE_WORKERS (--workers) must be at least 1, not 0" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr == "dropgate: DROPGATE_WORKERS (--workers) must be an integer of at least 1, got '0'\n"

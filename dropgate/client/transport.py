@@ -46,7 +46,7 @@ from dropgate.models.common import ErrorBody
 
 USER_AGENT = f"dropgate-python/{__version__}"
 RETRY_STATUSES = frozenset({429, 503})
-# Routes whose server replays a repeated Idempotency-Key (API.md: purchases). Any
+# Routes whose server replays a repeated Idempotency-Key (docs/api.md: purchases). Any
 # other POST is retried only when the failure proves nothing was applied.
 REPLAYED_BY_KEY = frozenset({("POST", "/v1/offers/{offer_id}/purchase")})
 # 503 codes the server answers before changing anything.

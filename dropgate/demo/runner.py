@@ -14,6 +14,7 @@ from dropgate.demo.base import DemoContext, DemoDomain, DomainReport, Progress
 from dropgate.demo.domains import DOMAINS
 from dropgate.runtime import open_runtime
 from dropgate.settings import Settings
+from dropgate.workers import serving, wait_for_signal
 
 
 async def _progress_bar(progress: Progress, started: float, stop: asyncio.Event) -> None:
@@ -65,8 +66,6 @@ def format_summary(reports: list[DomainReport], elapsed_s: float) -> str:
 
 async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                    domains: list[type[DemoDomain]] | None = None) -> int:
-    from dropgate.cli import serving, wait_for_signal
-
     admin_key = settings.admin_key or "dg_admin_" + secrets.token_hex(12)
     settings = msgspec.structs.replace(settings, admin_key=admin_key)
     async with open_runtime(settings, run_persister=True) as runtime:

@@ -67,7 +67,7 @@ class BookingResult(msgspec.Struct, kw_only=True):
 
 
 def trial_end_date(trial_end_ms: Any) -> str | None:
-    """The lib's ``trial_end_ms`` as the RFC 3339 string API.md calls ``trial_end_date``."""
+    """The lib's ``trial_end_ms`` as the RFC 3339 string docs/api.md calls ``trial_end_date``."""
     if trial_end_ms is None:
         return None
     encoded: bytes = _ts_encoder.encode(ms_to_dt(int(trial_end_ms)))

@@ -1,1 +1,1 @@
-"""The aiohttp JSON API (API.md): app factory, routes, auth, errors, OpenAPI, metrics."""
+"""The aiohttp JSON API (docs/api.md): app factory, routes, auth, errors, OpenAPI, metrics."""

@@ -1,4 +1,4 @@
-"""Bearer keys and tenant resolution, as API.md's "Auth and tenancy" states."""
+"""Bearer keys and tenant resolution, as docs/api.md's "Auth and tenancy" states."""
 
 from __future__ import annotations
 

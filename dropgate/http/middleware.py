@@ -1,7 +1,7 @@
 """One middleware for every request: request id, the error shape, metrics.
 
 Every failure leaves as ``{"error", "code", "details"}``: dropgate errors with their
-own code, aiohttp's 404/405/413 under API.md's codes, a Redis or PostgreSQL outage
+own code, aiohttp's 404/405/413 under docs/api.md's codes, a Redis or PostgreSQL outage
 as 503 ``UNAVAILABLE`` (fast: the pools have bounded timeouts), and anything
 unexpected as 500 ``INTERNAL`` with the traceback in the log, never in the body.
 """

@@ -109,8 +109,9 @@ def _operation(spec: RouteSpec, schema_of: dict[Any, dict[str, Any]]) -> dict[st
         op["parameters"] = params
     op["security"] = [] if spec.auth == "public" else [{"bearer": []}]
     if spec.body is not None:
-        # a body whose fields are all optional may be left out (the server reads it as {})
-        required = any(f.required for f in msgspec.structs.fields(spec.body))
+        # a POST body whose fields are all optional may be left out (the server reads it as
+        # {}); a PATCH always needs one
+        required = spec.method == "PATCH" or any(f.required for f in msgspec.structs.fields(spec.body))
         op["requestBody"] = {"required": required, "content": {
             "application/json": {"schema": schema_of[spec.body]}}}
     elif spec.request_content is not None:

@@ -192,6 +192,10 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
         body: Any = None
         if spec.decoder is not None:
             raw = await request.read()
+            if not raw and spec.method == "PATCH":
+                # a PATCH changes what its body names: no body is a mistake, not "change nothing"
+                raise ValidationError("Malformed JSON: the body is empty; a PATCH takes a JSON object "
+                                      "naming the fields to change ({} changes nothing).")
             try:
                 body = spec.decoder.decode(raw or b"{}")
             except msgspec.MsgspecError as exc:

@@ -107,7 +107,7 @@ def live(servers: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     })
     log = folder / "serve.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "dropgate.cli", "serve"], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "dropgate", "serve"], env=env,
                                    stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -11,17 +11,34 @@ unknown. Reads only.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from dropgate.cli.common import AddCommand, Invocation
 from dropgate.engine.events import parse_entry
 from dropgate.engine.text import text
 from dropgate.errors import NotFound
 from dropgate.models.money import format_amount
-from dropgate.runtime import Runtime
+
+if TYPE_CHECKING:
+    from dropgate.runtime import Runtime
 
 _XRANGE_CHUNK = 1000
+
+
+def register(add: AddCommand) -> None:
+    promos = add("promos", "Inspect promo codes.", run)
+    promos_sub = promos.add_subparsers(dest="promos_command", required=True)
+    add_stats_arguments(promos_sub.add_parser(
+        "stats", help="Redis and PostgreSQL side by side", description="One promo code in Redis and "
+        "PostgreSQL, side by side.", epilog=promos.epilog, formatter_class=promos.formatter_class))
+
+
+async def run(call: Invocation) -> int:
+    async with call.runtime() as runtime:
+        return await run_stats(runtime, call.args.tenant, call.args.code, as_json=call.args.json)
 
 
 async def _pending_events(runtime: Runtime, tenant_id: str, code: str) -> tuple[int, int]:
@@ -149,7 +166,7 @@ async def run_stats(runtime: Runtime, tenant_id: str, code: str, *, as_json: boo
     try:
         report = await stats(runtime, tenant_id, code)
     except NotFound:
-        print(f"dropgate: no promo code {code!r} for tenant {tenant_id!r}")
+        print(f"dropgate: no promo code {code!r} for tenant {tenant_id!r}", file=sys.stderr)
         return 2
     print(msgspec.json.encode(report).decode() if as_json else render(report))
     return 1 if report["drift"] else 0

@@ -1,0 +1,124 @@
+"""``dropgate codes upload FILE --tenant T --campaign C --type T``: a code file into a pool.
+
+The same streamed upload as ``POST /v1/campaigns/{campaign_id}/codes`` with a
+text/csv body: the file is read in chunks (never whole), parsed incrementally and
+applied in batches of ``code_upload_batch_size`` codes, one script call each.
+``progress(bytes_read, total_bytes)`` is called after every chunk, for a progress bar.
+Exit status: 0 uploaded, 1 the file was refused (a malformed line, a code of another
+type), 2 could not run (no such tenant or file, configuration, stores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from dropgate.cli.common import AddCommand, Invocation
+from dropgate.engine.keys import check_id, check_type
+from dropgate.errors import NotFound
+
+if TYPE_CHECKING:
+    from dropgate.engine.codes import UploadResult
+    from dropgate.runtime import Runtime
+
+CHUNK_BYTES = 256 * 1024
+Progress = Callable[[int, int], None]
+
+
+def register(add: AddCommand) -> None:
+    codes = add("codes", "Campaign code pools.", run)
+    codes_sub = codes.add_subparsers(dest="codes_command", required=True)
+    upload = codes_sub.add_parser("upload", help="upload a file of codes (one per line), streamed in batches",
+                                  description="Upload a file of codes (one per line), streamed in batches.",
+                                  epilog=codes.epilog, formatter_class=codes.formatter_class)
+    upload.add_argument("file")
+    upload.add_argument("--tenant", required=True, help="the tenant that owns the campaign")
+    upload.add_argument("--campaign", required=True)
+    upload.add_argument("--type", required=True, help="code type, e.g. tm or external")
+    upload.add_argument("--no-wait", action="store_true", help="do not wait until PostgreSQL has every code")
+
+
+async def run(call: Invocation) -> int:
+    from dropgate.errors import DropgateError
+    from dropgate.progressbar import ProgressBar
+
+    args = call.args
+    bar = ProgressBar(f"upload {Path(args.file).name}", unit=" B")
+    sizes = [0, 0]
+
+    def progress(done: int, total: int) -> None:
+        sizes[:] = [done, total]
+        bar.update(done, total)
+
+    async with call.runtime(run_persister=not args.no_wait) as runtime:
+        try:
+            result = await upload_file(runtime, args.tenant, args.file, args.campaign, args.type,
+                                       progress=progress)
+        except (NotFound, FileNotFoundError) as exc:  # what the command line named is not there
+            bar.finish(*sizes)
+            print(f"dropgate: {exc}", file=sys.stderr)
+            return 2
+        except DropgateError as exc:
+            bar.finish(*sizes)
+            details = getattr(exc, "details", None)
+            print(f"dropgate: upload refused: {exc}" + (f" {details}" if details else ""), file=sys.stderr)
+            return 1
+        bar.finish(*sizes)
+        print(summary(result))
+        if runtime.persister is not None:
+            print("waiting for PostgreSQL to have every code ...", file=sys.stderr, flush=True)
+            await runtime.persister.drain(timeout_s=600)
+    return 0
+
+
+async def _read_chunks(f: BinaryIO, progress: Progress | None) -> AsyncGenerator[bytes, None]:
+    total = os.fstat(f.fileno()).st_size
+    done = 0
+    with f:
+        while True:
+            chunk = await asyncio.to_thread(f.read, CHUNK_BYTES)
+            if not chunk:
+                return
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+            yield chunk
+
+
+async def upload_file(
+    runtime: Runtime,
+    tenant_id: str,
+    path: str | Path,
+    campaign: str,
+    type: str,
+    progress: Progress | None = None,
+) -> UploadResult:
+    """Upload a local code file into ``campaign``'s pool of ``type``.
+
+    Raises the API's errors (``ValidationError`` naming a malformed line, with
+    ``details["applied"]`` counting the batches applied before it; ``Conflict`` for a
+    code known under another type; ``NotFound`` for an unknown tenant);
+    ``FileNotFoundError`` for a missing file.
+    """
+    check_id(tenant_id, "tenant_id")
+    check_id(campaign, "campaign")
+    check_type(type)
+    if not await runtime.tenants.exists(tenant_id):
+        raise NotFound(f"No tenant {tenant_id}.", details={"tenant_id": tenant_id})
+    f: BinaryIO = await asyncio.to_thread(open, Path(path), "rb")
+    chunks = _read_chunks(f, progress)
+    try:
+        return await runtime.codes.upload(tenant_id, campaign, type, chunks)
+    finally:
+        await chunks.aclose()
+        f.close()  # also when the generator never started
+
+
+def summary(result: UploadResult) -> str:
+    """One line for the terminal, in the API's terms."""
+    return (f"in {result.lines:,}  inserted {result.inserted:,}  updated {result.updated:,}  "
+            f"skipped {result.skipped:,}  ({result.batches} batches)")

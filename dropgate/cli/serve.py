@@ -1,0 +1,73 @@
+"""``dropgate serve``: the API (``--workers N`` processes on one port) and, by default,
+the persister; ``dropgate persister``: only the persister."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from dropgate.cli.common import AddCommand, Invocation
+from dropgate.settings import Settings
+
+log = logging.getLogger("dropgate")
+
+
+def register(add: AddCommand) -> None:
+    serve = add("serve", "Run the HTTP API and (by default) the persister.", run_serve)
+    serve.add_argument("--host", dest="host", help="overrides DROPGATE_HOST")
+    serve.add_argument("--port", dest="port", help="overrides DROPGATE_PORT")
+    serve.add_argument("--no-persister", dest="persister_enabled", action="store_const", const=False,
+                       help="do not run the persister in-process (DROPGATE_PERSISTER_ENABLED=false)")
+    serve.add_argument("--workers", dest="workers", help="overrides DROPGATE_WORKERS")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
+
+    persister = add("persister", "Run only the write-behind persister.", run_persister)
+    persister.set_defaults(persister_enabled=True)
+
+
+async def run_serve(call: Invocation) -> int:
+    from dropgate.workers import WorkerFailed
+
+    settings = call.settings
+    try:
+        return await _serve(call, settings, reuse_port=settings.workers > 1 or call.args.reuse_port)
+    except WorkerFailed as exc:
+        print(f"dropgate: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> int:
+    from dropgate.workers import READY_PREFIX, effective_log_level, extra_workers, serving, wait_for_signal, worker_env
+
+    async with call.runtime(run_persister=None, wait_s=settings.startup_wait_s) as runtime, \
+            serving(runtime, settings.host, settings.port, reuse_port=reuse_port) as url:
+        env = worker_env(os.environ, runtime.redis_url, runtime.database_url, effective_log_level())
+        port = int(url.rsplit(":", 1)[1])
+        async with extra_workers(settings.workers - 1, settings.host, port, env) as workers:
+            print(f"{READY_PREFIX}{url} (redis {runtime.redis_url}, "
+                  f"persister {'on' if runtime.persister else 'off'}"
+                  + (f", {settings.workers} workers" if settings.workers > 1 else "") + ")", flush=True)
+            stop = asyncio.ensure_future(wait_for_signal())
+            exited = asyncio.ensure_future(workers.first_exit())
+            await asyncio.wait({stop, exited}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            exited.cancel()
+            code = exited.result() if exited.done() and not exited.cancelled() else None
+            failed = bool(code)  # 0: a worker signalled with this process (Ctrl-C reaches the group)
+            if code is not None:
+                (log.error if failed else log.info)("a worker exited (code %s): stopping the server", code)
+            print("dropgate: shutting down", flush=True)
+    return 1 if failed else 0
+
+
+async def run_persister(call: Invocation) -> int:
+    from dropgate.workers import wait_for_signal
+
+    async with call.runtime(run_persister=True, wait_s=call.settings.startup_wait_s) as runtime:
+        assert runtime.persister is not None
+        print(f"dropgate: persister {runtime.persister.name} running", flush=True)
+        await wait_for_signal()
+    return 0
