@@ -338,8 +338,10 @@ def decode_payload(etype: str, raw: bytes | str) -> EventPayload | Malformed:
         return Malformed(f"unknown event type {etype!r}")
     try:
         return decoder.decode(raw)
-    except msgspec.DecodeError as exc:  # ValidationError too: it names the field
+    except msgspec.ValidationError as exc:  # names the field: "... - at `$.at_ms`"
         return Malformed(f"malformed {etype!r} event: {exc}")
+    except msgspec.DecodeError as exc:
+        return Malformed(f"malformed {etype!r} event: bad JSON: {exc}")
 
 
 def parse_entry(
@@ -352,8 +354,9 @@ def parse_entry(
     data: EventPayload | Malformed
     try:
         version = int(get["v"])
-    except (KeyError, ValueError) as exc:
-        version, data = 0, Malformed(f"malformed {etype!r} event: version {exc!r}")
+    except (KeyError, ValueError):
+        version, data = 0, Malformed(
+            f"malformed {etype!r} event: version {get.get('v')!r} is not an integer")
     else:
         data = decode_payload(etype, raw) if "d" in get else Malformed(
             f"malformed {etype!r} event: no payload")
