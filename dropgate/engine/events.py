@@ -27,6 +27,9 @@ from typing import Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
+from dropgate.engine.ledger import OrderState, WithdrawalState
+from dropgate.engine.offers import PurchaseRecord
+
 
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
@@ -177,21 +180,10 @@ class PaymentCreated(EventPayload, tag="payment.created"):
     at_ms: int
 
 
-class _Withdrawal(EventPayload):
+class _Withdrawal(WithdrawalState, EventPayload):
     """The whole withdrawal, as both of its events (and resync_ledger) carry it."""
 
-    tenant_id: str
-    withdrawal_id: str
-    amount: int
-    currency: str
-    initiated_by: str
-    status: str
-    created_ms: int
-    version: int
-    approved_by: str | None = None
-    completed_ms: int | None = None
-    balance: int | None = None  # not re-emitted by resync_ledger
-    epoch: int | None = None
+    epoch: int | None = None  # the actor lease's; not re-emitted by resync_ledger
 
 
 class WithdrawalInitiated(_Withdrawal, tag="withdrawal.initiated"):
@@ -202,15 +194,8 @@ class WithdrawalCompleted(_Withdrawal, tag="withdrawal.completed"):
     pass
 
 
-class OrderCreated(EventPayload, tag="order.created"):
-    tenant_id: str
-    order_id: str
-    items: str  # JSON text, stored as jsonb
-    total: int
-    currency: str
-    status: str
-    created_ms: int
-    version: int
+class OrderCreated(OrderState, EventPayload, tag="order.created"):
+    """The whole order (``items``: JSON text, stored as jsonb)."""
 
 
 class BookingCreated(EventPayload, tag="booking.created"):
@@ -242,28 +227,10 @@ class OfferSaved(EventPayload, tag="offer.saved"):
     expires_at_ms: int | None = None
 
 
-class OfferPurchase(EventPayload, tag="offer.purchase"):
-    """A purchase record as the scripts store it in the purchases hash."""
-
-    tenant_id: str
-    purchase_id: str
-    offer_id: str
-    user_id: str
-    quantity: int
-    status: str
-    amount_minor: int
-    currency: str
-    hold_expires_ms: int
-    created_ms: int
-    updated_ms: int
-    version: int
-    offer_version: int | None = None  # the offer's version this change bumped it to
-    session_id: str | None = None
-    checkout_url: str | None = None
-    payment_intent: str | None = None
-    retaken: bool = False
-    refund: str | None = None  # 'pending' | 'done'
-    refund_id: str | None = None
+class OfferPurchase(PurchaseRecord, EventPayload, tag="offer.purchase"):
+    """A purchase record as the scripts store it in the purchases hash: the event
+    carries the whole record (``offer_version``: the offer's version its change bumped
+    the offer to; 0 when it did not)."""
 
 
 class OfferWebhook(EventPayload, tag="offer.webhook"):
