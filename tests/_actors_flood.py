@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from dropgate.engine.events import parse_entry
+from dropgate.engine.events import PaymentCreated, TenantSaved, parse_entry
 from dropgate.engine.text import text
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
@@ -65,20 +65,20 @@ async def flood_with_suspension(send: Send, tenant_id: str, *, n: int = 1000,
 
 
 async def check_log_and_balances(runtime: Runtime, persister: Persister, tenant_id: str,
-                                 succeeded: dict[str, int]) -> list[dict[str, Any]]:
+                                 succeeded: dict[str, int]) -> list[PaymentCreated]:
     """The log orders everything: every payment event before the suspension event is a
     payment that succeeded, none comes after it; balances agree in Redis and PostgreSQL.
     Returns the tenant's payment events (payloads)."""
     tk = runtime.keys.tenant(tenant_id)
     entries = await runtime.redis.xrange(tk.log)
     events = [parse_entry(tk.partition, eid, fields) for eid, fields in entries]
-    mine = [e for e in events if e.data.get("tenant_id") == tenant_id]
-    suspensions = [i for i, e in enumerate(mine)
-                   if e.type == "tenant.saved" and e.data["status"] == "suspended"]
+    mine = [e.data for e in events if getattr(e.data, "tenant_id", None) == tenant_id]
+    suspensions = [i for i, d in enumerate(mine)
+                   if isinstance(d, TenantSaved) and d.status == "suspended"]
     assert len(suspensions) == 1
     cut = suspensions[0]
-    before = {e.data["payment_id"] for e in mine[:cut] if e.type == "payment.created"}
-    after = [e for e in mine[cut:] if e.type == "payment.created"]
+    before = {d.payment_id for d in mine[:cut] if isinstance(d, PaymentCreated)}
+    after = [d for d in mine[cut:] if isinstance(d, PaymentCreated)]
     assert after == []
     assert before == set(succeeded)
 
@@ -96,4 +96,4 @@ async def check_log_and_balances(runtime: Runtime, persister: Persister, tenant_
         tenant_id) == expected
     assert await runtime.pool.fetchval(
         "SELECT subscription_status FROM tenants WHERE tenant_id = $1", tenant_id) == "suspended"
-    return [e.data for e in mine if e.type == "payment.created"]
+    return [d for d in mine if isinstance(d, PaymentCreated)]

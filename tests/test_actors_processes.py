@@ -95,7 +95,7 @@ async def test_two_processes_payment_flood_with_a_suspension(
             succeeded = await flood_with_suspension(send, "acme")
         payments = await check_log_and_balances(runtime, persister, "acme", succeeded)
         # both processes' actors committed payments, each under its own lease epoch
-        assert len({p["epoch"] for p in payments}) == 2
+        assert len({p.epoch for p in payments}) == 2
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from dropgate.engine.events import parse_entry
+from dropgate.engine.events import PromoRedeemed, PromoSaved, parse_entry
 from dropgate.engine.promos import PromoUse
 from dropgate.errors import DropgateError, NotFound
 from dropgate.persistence.persister import Persister
@@ -191,11 +191,11 @@ async def test_deactivation_racing_a_flood(api: Api, runtime: Runtime,
     entries = await runtime.redis.xrange(tk.log)
     events = [e for e in (parse_entry(tk.partition, eid, f) for eid, f in entries)
               if e.entity == "promo:acme:FLASH"]
-    off = [i for i, e in enumerate(events) if e.type == "promo.saved" and not e.data["active"]]
+    off = [i for i, e in enumerate(events) if isinstance(e.data, PromoSaved) and not e.data.active]
     assert len(off) == 1
-    before = [e for e in events[:off[0]] if e.type == "promo.redeemed"]
-    assert not [e for e in events[off[0]:] if e.type == "promo.redeemed"]
-    assert {e.data["use_id"] for e in before} == {b["use_id"] for b in successes}
+    before = [e.data for e in events[:off[0]] if isinstance(e.data, PromoRedeemed)]
+    assert not [e for e in events[off[0]:] if isinstance(e.data, PromoRedeemed)]
+    assert {d.use_id for d in before} == {b["use_id"] for b in successes}
     versions = [e.version for e in events]
     assert versions == sorted(versions) and len(set(versions)) == len(versions)
 

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from dropgate.cli import promos as promos_cli
-from dropgate.engine.events import Event, parse_entry
+from dropgate.engine.events import Event, PromoRedeemed, parse_entry
 from dropgate.persistence.appliers import APPLIERS
 from dropgate.persistence.appliers.promos import MissingPromoCode
 from dropgate.persistence.persister import Persister
@@ -164,8 +164,8 @@ async def test_stats_command_shows_both_sides(runtime: Runtime, persister: Persi
 
 async def test_use_of_an_unknown_code_is_refused_not_dropped(runtime: Runtime) -> None:
     event = Event(id="1-1", partition=0, type="promo.redeemed", entity="promo:t:GHOST", version=2,
-                  data={"tenant_id": "t", "code": "GHOST", "use_id": "u1", "customer_id": "c1",
-                        "currency": "usd", "base_amount": 100, "bonus_amount": 5, "at_ms": 0})
+                  data=PromoRedeemed(tenant_id="t", code="GHOST", use_id="u1", customer_id="c1",
+                                     currency="usd", base_amount=100, bonus_amount=5, at_ms=0))
     async with runtime.pool.acquire() as conn:
         with pytest.raises(MissingPromoCode):
             async with conn.transaction():

@@ -1,4 +1,4 @@
-"""The event log's entries as Python sees them.
+"""The event log's entries as Python sees them: one typed struct per event type.
 
 Each state-changing script appends ``t`` (type), ``e`` (entity), ``v`` (the
 entity's version after the change) and ``d`` (payload) to its partition's stream.
@@ -6,15 +6,29 @@ The payload is JSON, not msgpack: Redis' Lua has ``cjson`` built in, entries sta
 readable with ``XRANGE`` in ``redis-cli`` while debugging a drop, and msgspec
 decodes JSON about as fast as msgpack. Stream ids (``<ms>-<seq>``) give the
 partition's total order; the persister's committed offset is such an id.
+
+Why typed: the scripts build payloads in Lua and the appliers read them in Python,
+so a renamed or mistyped key used to surface as a ``KeyError`` deep inside an
+applier. Here every event type is a ``msgspec.Struct`` of the tagged union
+``Payload`` (its tag is the ``t`` the scripts write), and ``parse_entry`` decodes
+``d`` into the struct of its ``t``: an entry that does not fit (unknown type,
+missing or mistyped field, bad JSON) becomes an ``Event`` whose ``data`` is
+``Malformed``, carrying msgspec's message (which names the field) and the type.
+``tests/test_events.py`` runs every script that appends an event and decodes it.
+
+Decoding is lax (``strict=False``): a number sent as a string (``"12"``) or as an
+integral float (cjson writes ``1e+15``) still decodes to ``int``, as the appliers'
+``int(...)`` calls accepted before the log was typed.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
-_payload_decoder = msgspec.json.Decoder(dict[str, Any])
+from dropgate.engine.ledger import OrderState, WithdrawalState
+from dropgate.engine.offers import PurchaseRecord
 
 
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
@@ -22,15 +36,254 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class Event(msgspec.Struct, frozen=True):
-    """One entry of a partition's log."""
+class EventPayload(msgspec.Struct, kw_only=True, gc=False, tag_field="t"):
+    """The base of every event's payload; a subclass's ``tag`` is its event type."""
+
+
+# -- tenants and API keys ------------------------------------------------------------
+class TenantSaved(EventPayload, tag="tenant.saved"):
+    tenant_id: str
+    name: str
+    status: str
+    created_ms: int
+    trial_end_ms: int | None = None
+
+
+class ApikeyCreated(EventPayload, tag="apikey.created"):
+    key_id: str
+    secret_sha256: str
+    role: str
+    tenant_id: str  # '' for an admin key
+    created_ms: int
+
+
+class ApikeyRevoked(EventPayload, tag="apikey.revoked"):
+    key_id: str
+    revoked_ms: int
+
+
+# -- invites ---------------------------------------------------------------------------
+class InviteSaved(EventPayload, tag="invite.saved"):
+    tenant_id: str
+    code: str
+    max_uses: int
+    active: bool
+    created_ms: int
+    expires_at_ms: int | None = None
+
+
+class InviteRedeemed(EventPayload, tag="invite.redeemed"):
+    tenant_id: str
+    code: str
+    user_id: str
+    used_count: int
+    at_ms: int
+
+
+# -- campaign codes --------------------------------------------------------------------
+CodeStatus = Literal["available", "reserved", "assigned"]
+# [code, status, reserve_id, reserved_at_ms, expires_at_ms, assigned_at_ms] (dg_code_row)
+CodeRow = tuple[str, CodeStatus, str | None, int | None, int | None, int | None]
+# the same, plus the code's type (resync_codes)
+ResyncedCodeRow = tuple[str, CodeStatus, str | None, int | None, int | None, int | None, str]
+
+
+class CodesUploaded(EventPayload, tag="codes.uploaded"):
+    tenant_id: str
+    campaign_id: str
+    type: str
+    at_ms: int
+    codes_text: str | None = None  # the new codes, newline-joined
+    codes: list[str] | None = None  # the form before codes_text: a JSON array
+
+    def batch(self) -> list[str]:
+        if self.codes_text:
+            return self.codes_text.split("\n")
+        return self.codes or []
+
+
+class _CodesChanged(EventPayload):
+    """Each changed code's full resulting state (events carry state, not deltas)."""
+
+    tenant_id: str
+    campaign_id: str
+    type: str
+    rows: list[CodeRow]
+
+
+class CodesReserved(_CodesChanged, tag="codes.reserved"):
+    taken: int
+    reservations: int
+
+
+class CodesAssigned(_CodesChanged, tag="codes.assigned"):
+    pass
+
+
+class CodesReleased(_CodesChanged, tag="codes.released"):
+    pass
+
+
+class CodesResynced(EventPayload, tag="codes.resynced"):
+    tenant_id: str
+    campaign_id: str
+    rows: list[ResyncedCodeRow]
+    at_ms: int
+
+
+# -- promo codes -----------------------------------------------------------------------
+class PromoSaved(EventPayload, tag="promo.saved"):
+    tenant_id: str
+    code: str
+    kind: str
+    currency: str
+    per_customer_limit: int
+    active: bool
+    created_ms: int
+    amount: int | None = None
+    percent: int | None = None
+    max_uses: int | None = None
+    starts_at_ms: int | None = None
+    ends_at_ms: int | None = None
+
+
+class PromoRedeemed(EventPayload, tag="promo.redeemed"):
+    tenant_id: str
+    code: str
+    use_id: str
+    customer_id: str
+    currency: str
+    base_amount: int
+    bonus_amount: int
+    at_ms: int
+    resync: bool = False  # re-emitted by reconcile --repair at the code's current version
+
+
+class PromoUseRolledBack(EventPayload, tag="promo.use_rolled_back"):
+    tenant_id: str
+    code: str
+    use_id: str
+    customer_id: str
+    bonus_amount: int
+    at_ms: int
+
+
+# -- ledger ----------------------------------------------------------------------------
+class PaymentCreated(EventPayload, tag="payment.created"):
+    tenant_id: str
+    payment_id: str
+    amount: int
+    currency: str
+    reference: str
+    balance: int
+    epoch: int
+    at_ms: int
+
+
+class _Withdrawal(WithdrawalState, EventPayload):
+    """The whole withdrawal, as both of its events (and resync_ledger) carry it."""
+
+    epoch: int | None = None  # the actor lease's; not re-emitted by resync_ledger
+
+
+class WithdrawalInitiated(_Withdrawal, tag="withdrawal.initiated"):
+    pass
+
+
+class WithdrawalCompleted(_Withdrawal, tag="withdrawal.completed"):
+    pass
+
+
+class OrderCreated(OrderState, EventPayload, tag="order.created"):
+    """The whole order (``items``: JSON text, stored as jsonb)."""
+
+
+class BookingCreated(EventPayload, tag="booking.created"):
+    tenant_id: str
+    booking_id: str
+    resource_id: str
+    slot_start_ms: int
+    slot_end_ms: int
+    capacity: int
+    user_id: str
+    booked: int
+    epoch: int
+    at_ms: int
+
+
+# -- offers ----------------------------------------------------------------------------
+class OfferSaved(EventPayload, tag="offer.saved"):
+    tenant_id: str
+    offer_id: str
+    event_id: str
+    name: str
+    price_minor: int
+    currency: str
+    total: int
+    max_per_order: int
+    active: bool
+    archived: bool
+    created_ms: int
+    expires_at_ms: int | None = None
+
+
+class OfferPurchase(PurchaseRecord, EventPayload, tag="offer.purchase"):
+    """A purchase record as the scripts store it in the purchases hash: the event
+    carries the whole record (``offer_version``: the offer's version its change bumped
+    the offer to; 0 when it did not)."""
+
+
+class OfferWebhook(EventPayload, tag="offer.webhook"):
+    event_id: str
+    tenant_id: str
+    purchase_id: str
+    type: str
+    outcome: str
+    at_ms: int
+
+
+Payload = (
+    TenantSaved | ApikeyCreated | ApikeyRevoked
+    | InviteSaved | InviteRedeemed
+    | CodesUploaded | CodesReserved | CodesAssigned | CodesReleased | CodesResynced
+    | PromoSaved | PromoRedeemed | PromoUseRolledBack
+    | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | OrderCreated | BookingCreated
+    | OfferSaved | OfferPurchase | OfferWebhook
+)
+"""The tagged union of every event type a script appends."""
+
+
+def tag_of(cls: type[EventPayload]) -> str:
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, str), cls
+    return tag
+
+
+PAYLOADS: dict[str, type[EventPayload]] = {tag_of(c): c for c in get_args(Payload)}
+"""Event type (``t``) -> its payload struct."""
+
+_decoders = {t: msgspec.json.Decoder(c, strict=False) for t, c in PAYLOADS.items()}
+
+
+class Malformed(msgspec.Struct, frozen=True):
+    """The payload of an entry that does not decode: why, for the dead letter."""
+
+    reason: str
+
+
+P = TypeVar("P", bound=EventPayload | Malformed, covariant=True)
+
+
+class Event(msgspec.Struct, Generic[P], frozen=True, gc=False):
+    """One entry of a partition's log; ``raw`` is ``d`` as the script wrote it."""
 
     id: str
     partition: int
     type: str
     entity: str
     version: int
-    data: dict[str, Any]
+    data: P
+    raw: bytes = b""
 
     @property
     def position(self) -> tuple[int, int]:
@@ -38,16 +291,41 @@ class Event(msgspec.Struct, frozen=True):
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def parse_entry(partition: int, entry_id: bytes | str, fields: dict[Any, Any]) -> Event:
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def decode_payload(etype: str, raw: bytes | str) -> EventPayload | Malformed:
+    """``d`` as the struct of ``etype``, or ``Malformed`` naming the type and the problem."""
+    decoder = _decoders.get(etype)
+    if decoder is None:
+        return Malformed(f"unknown event type {etype!r}")
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:  # names the field: "... - at `$.at_ms`"
+        return Malformed(f"malformed {etype!r} event: {exc}")
+    except msgspec.DecodeError as exc:
+        return Malformed(f"malformed {etype!r} event: bad JSON: {exc}")
+
+
+def parse_entry(
+    partition: int, entry_id: bytes | str, fields: dict[Any, Any]
+) -> Event[EventPayload | Malformed]:
+    """A stream entry as an ``Event``; never raises (a bad entry's data is ``Malformed``)."""
     get = {_text(k): v for k, v in fields.items()}
-    return Event(
-        id=_text(entry_id),
-        partition=partition,
-        type=_text(get["t"]),
-        entity=_text(get["e"]),
-        version=int(get["v"]),
-        data=_payload_decoder.decode(get["d"]),
-    )
+    etype = _text(get.get("t", b""))
+    raw = _bytes(get.get("d", b""))
+    data: EventPayload | Malformed
+    try:
+        version = int(get["v"])
+    except (KeyError, ValueError):
+        version, data = 0, Malformed(
+            f"malformed {etype!r} event: version {get.get('v')!r} is not an integer")
+    else:
+        data = decode_payload(etype, raw) if "d" in get else Malformed(
+            f"malformed {etype!r} event: no payload")
+    return Event(id=_text(entry_id), partition=partition, type=etype,
+                 entity=_text(get.get("e", b"")), version=version, data=data, raw=raw)

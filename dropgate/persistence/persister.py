@@ -15,7 +15,9 @@ stream. So:
   in order; events are never lost or reordered;
 - an event that fails with a data error ``persister_max_retries`` times goes to the
   dead-letter stream and table (in the transaction that moves the offset past it)
-  instead of blocking its partition.
+  instead of blocking its partition. An entry that does not decode into its event
+  struct (``engine/events.py``: unknown type, missing or mistyped field, bad JSON) is
+  such an event, its reason msgspec's message.
 
 The stream's length is the persistence lag; the scripts refuse writes past
 ``max_backlog`` (``dg_backlog_full``).
@@ -34,11 +36,10 @@ from itertools import groupby
 from typing import Any
 
 import asyncpg
-import msgspec
 import redis.exceptions
 from redis.asyncio import Redis
 
-from dropgate.engine.events import Event, parse_entry
+from dropgate.engine.events import Event, Malformed, parse_entry
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.text import text
@@ -65,6 +66,10 @@ _TRANSIENT = (
 
 class PoisonEvent(Exception):
     """Raised by an applier for an event that can never apply (bad payload)."""
+
+
+class MalformedEvent(PoisonEvent):
+    """An entry that did not decode into its event struct; says which type and field."""
 
 
 # Errors that mean "this event's data cannot apply": retried a bounded number of
@@ -127,7 +132,7 @@ class Persister:
         self._owned: set[int] = set()
         self._leases_renewed_at = 0.0
         self._offsets: dict[int, tuple[int, int]] = {}
-        self._retry: dict[int, list[Event]] = {}
+        self._retry: dict[int, list[Event[Any]]] = {}
         self._attempts: dict[str, int] = {}
         self._not_before: dict[int, float] = {}
         self._groups_ready: set[int] = set()
@@ -289,7 +294,7 @@ class Persister:
                 "SELECT last_ms, last_seq FROM dg_partition_offsets WHERE partition = $1", p
             )
         self._offsets[p] = (row["last_ms"], row["last_seq"])
-        claimed: list[Event] = []
+        claimed: list[Event[Any]] = []
         start = "0-0"
         while True:
             reply = await self._redis.xautoclaim(
@@ -309,7 +314,7 @@ class Persister:
         self._owned.add(p)
 
     # -- applying --------------------------------------------------------------------
-    async def _apply(self, p: int, events: list[Event]) -> int:
+    async def _apply(self, p: int, events: list[Event[Any]]) -> int:
         offset = self._offsets[p]
         replays = [e for e in events if e.position <= offset]
         pending = [e for e in events if e.position > offset]
@@ -338,7 +343,7 @@ class Persister:
         self._drop_partition(p)
         self._leases_renewed_at = 0.0
 
-    async def _apply_one_by_one(self, p: int, events: list[Event]) -> int:
+    async def _apply_one_by_one(self, p: int, events: list[Event[Any]]) -> int:
         """A batch failed on data: commit event by event to isolate the bad one."""
         applied = 0
         for i, event in enumerate(events):
@@ -356,7 +361,7 @@ class Persister:
             applied += 1
         return applied
 
-    async def _failed(self, p: int, events: list[Event], exc: BaseException) -> None:
+    async def _failed(self, p: int, events: list[Event[Any]], exc: BaseException) -> None:
         """``events[0]`` failed on data: retry it later, or dead-letter it at the limit."""
         event = events[0]
         attempts = self._attempts.get(event.id, 0) + 1
@@ -383,7 +388,7 @@ class Persister:
         await self._redis.xadd(
             self._keys.dead_letters(p),
             {"id": event.id, "t": event.type, "e": event.entity, "v": str(event.version),
-             "d": msgspec.json.encode(event.data), "error": repr(exc), "attempts": str(attempts)},
+             "d": event.raw, "error": repr(exc), "attempts": str(attempts)},
         )
         self.stats.dead_letters += 1
         self._attempts.pop(event.id, None)
@@ -391,12 +396,15 @@ class Persister:
             self._retry[p] = events[1:]
 
     async def _commit(
-        self, p: int, events: list[Event], *, dead_letter: tuple[str, int] | None = None
+        self, p: int, events: list[Event[Any]], *, dead_letter: tuple[str, int] | None = None
     ) -> None:
         prev = self._offsets[p]
         last = events[-1].position
         async with self._pool.acquire() as conn, conn.transaction():
             if dead_letter is None:
+                for e in events:
+                    if isinstance(e.data, Malformed):
+                        raise MalformedEvent(e.data.reason)
                 for etype, run in groupby(events, key=lambda e: e.type):
                     applier = self._appliers.get(etype)
                     if applier is None:
@@ -409,7 +417,7 @@ class Persister:
                          (partition, stream_id, event_type, entity, version, payload, error, attempts)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
                     p, e.id, e.type, e.entity, e.version,
-                    msgspec.json.encode(e.data).decode(), dead_letter[0], dead_letter[1],
+                    _payload_text(e.raw), dead_letter[0], dead_letter[1],
                 )
             moved = await conn.fetchval(
                 """UPDATE dg_partition_offsets
@@ -429,7 +437,7 @@ class Persister:
             self.stats.batches += 1
         await self._ack(p, events, trim=True)
 
-    async def _ack(self, p: int, events: list[Event], *, trim: bool) -> None:
+    async def _ack(self, p: int, events: list[Event[Any]], *, trim: bool) -> None:
         stream = self._keys.log(p)
         ids = [e.id for e in events]
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -438,6 +446,12 @@ class Persister:
                 ms, seq = self._offsets[p]
                 pipe.xtrim(stream, minid=f"{ms}-{seq + 1}", approximate=False)
             await pipe.execute()
+
+
+def _payload_text(raw: bytes) -> str:
+    """The payload as the script wrote it, for the dead letter's text column (which
+    takes no NUL byte and only UTF-8: bad JSON may hold either)."""
+    return raw.decode(errors="backslashreplace").replace("\x00", "\\u0000")
 
 
 async def committed_offsets(pool: asyncpg.Pool) -> dict[int, tuple[int, int]]:

@@ -10,11 +10,14 @@ import asyncpg
 
 from dropgate.engine.events import Event
 
-Applier = Callable[[asyncpg.Connection, list[Event]], Awaitable[None]]
+Applier = Callable[[asyncpg.Connection, list[Event[Any]]], Awaitable[None]]
+"""Applies a run of consecutive events of one type; each event's ``data`` is the
+payload struct of that type (the persister decoded it, and dead-letters what does not
+decode), so an applier reads attributes, never ``d["..."]``."""
 
 
-def ts(ms: Any) -> datetime | None:
+def ts(ms: int | None) -> datetime | None:
     """Event payload milliseconds -> timestamptz value."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

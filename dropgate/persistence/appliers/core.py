@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from dropgate.engine.events import Event
+from dropgate.engine.events import ApikeyCreated, ApikeyRevoked, Event, TenantSaved
 from dropgate.persistence.appliers.base import Applier, ts
 
 
-async def tenant_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def tenant_saved(conn: asyncpg.Connection, events: list[Event[TenantSaved]]) -> None:
     await conn.executemany(
         """INSERT INTO tenants (tenant_id, name, subscription_status, trial_end, created_at, version)
            VALUES ($1, $2, $3, $4, $5, $6)
@@ -17,27 +17,26 @@ async def tenant_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
                trial_end = EXCLUDED.trial_end, version = EXCLUDED.version
            WHERE tenants.version < EXCLUDED.version""",
         [
-            (d["tenant_id"], d["name"], d["status"], ts(d.get("trial_end_ms")),
-             ts(d["created_ms"]), e.version)
+            (d.tenant_id, d.name, d.status, ts(d.trial_end_ms), ts(d.created_ms), e.version)
             for e in events
             for d in (e.data,)
         ],
     )
 
 
-async def apikey_created(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def apikey_created(conn: asyncpg.Connection, events: list[Event[ApikeyCreated]]) -> None:
     await conn.executemany(
         """INSERT INTO api_keys (key_id, secret_sha256, role, tenant_id, created_at)
            VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (key_id) DO NOTHING""",
-        [(d["key_id"], d["secret_sha256"], d["role"], d["tenant_id"], ts(d["created_ms"]))
+        [(d.key_id, d.secret_sha256, d.role, d.tenant_id, ts(d.created_ms))
          for d in (e.data for e in events)],
     )
 
 
-async def apikey_revoked(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def apikey_revoked(conn: asyncpg.Connection, events: list[Event[ApikeyRevoked]]) -> None:
     await conn.executemany(
         "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
-        [(e.data["key_id"], ts(e.data["revoked_ms"])) for e in events],
+        [(e.data.key_id, ts(e.data.revoked_ms)) for e in events],
     )
 
 

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import asyncpg
 
-from dropgate.engine.events import Event
+from dropgate.engine.events import (
+    BookingCreated,
+    Event,
+    OrderCreated,
+    PaymentCreated,
+    WithdrawalCompleted,
+    WithdrawalInitiated,
+)
 from dropgate.persistence.appliers.base import Applier, ts
 
 
-async def payment_created(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def payment_created(conn: asyncpg.Connection, events: list[Event[PaymentCreated]]) -> None:
     await conn.executemany(
         """INSERT INTO payments (tenant_id, payment_id, amount_minor, currency, reference, epoch,
                                  created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-        [(d["tenant_id"], d["payment_id"], d["amount"], d["currency"], d["reference"], d["epoch"],
-          ts(d["at_ms"])) for d in (e.data for e in events)],
+        [(d.tenant_id, d.payment_id, d.amount, d.currency, d.reference, d.epoch, ts(d.at_ms))
+         for d in (e.data for e in events)],
     )
 
 
-async def withdrawal_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def withdrawal_saved(
+    conn: asyncpg.Connection, events: list[Event[WithdrawalInitiated | WithdrawalCompleted]]
+) -> None:
     """Both withdrawal events carry the whole withdrawal: upsert by version."""
     await conn.executemany(
         """INSERT INTO withdrawals (tenant_id, withdrawal_id, amount_minor, currency, initiated_by,
@@ -29,35 +38,35 @@ async def withdrawal_saved(conn: asyncpg.Connection, events: list[Event]) -> Non
                approved_by = EXCLUDED.approved_by, status = EXCLUDED.status,
                completed_at = EXCLUDED.completed_at, version = EXCLUDED.version
            WHERE withdrawals.version < EXCLUDED.version""",
-        [(d["tenant_id"], d["withdrawal_id"], d["amount"], d["currency"], d["initiated_by"],
-          d.get("approved_by"), d["status"], ts(d["created_ms"]), ts(d.get("completed_ms")),
-          e.version) for e in events for d in (e.data,)],
+        [(d.tenant_id, d.withdrawal_id, d.amount, d.currency, d.initiated_by, d.approved_by,
+          d.status, ts(d.created_ms), ts(d.completed_ms), e.version)
+         for e in events for d in (e.data,)],
     )
 
 
-async def order_created(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def order_created(conn: asyncpg.Connection, events: list[Event[OrderCreated]]) -> None:
     await conn.executemany(
         """INSERT INTO orders (tenant_id, order_id, items, total_minor, currency, status, created_at)
            VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-        [(d["tenant_id"], d["order_id"], d["items"], d["total"], d["currency"], d["status"],
-          ts(d["created_ms"])) for d in (e.data for e in events)],
+        [(d.tenant_id, d.order_id, d.items, d.total, d.currency, d.status, ts(d.created_ms))
+         for d in (e.data for e in events)],
     )
 
 
-async def booking_created(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def booking_created(conn: asyncpg.Connection, events: list[Event[BookingCreated]]) -> None:
     data = [e.data for e in events]
     await conn.executemany(
         """INSERT INTO booking_slots (tenant_id, resource_id, slot_start, slot_end, capacity)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
-        sorted({(d["tenant_id"], d["resource_id"], ts(d["slot_start_ms"]), ts(d["slot_end_ms"]),
-                 d["capacity"]) for d in data}),
+        sorted({(d.tenant_id, d.resource_id, ts(d.slot_start_ms), ts(d.slot_end_ms), d.capacity)
+                for d in data}),
     )
     await conn.executemany(
         """INSERT INTO bookings (tenant_id, booking_id, resource_id, slot_start, slot_end, user_id,
                                  created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-        [(d["tenant_id"], d["booking_id"], d["resource_id"], ts(d["slot_start_ms"]),
-          ts(d["slot_end_ms"]), d["user_id"], ts(d["at_ms"])) for d in data],
+        [(d.tenant_id, d.booking_id, d.resource_id, ts(d.slot_start_ms), ts(d.slot_end_ms),
+          d.user_id, ts(d.at_ms)) for d in data],
     )
 
 

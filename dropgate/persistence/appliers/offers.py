@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from dropgate.engine.events import Event
+from dropgate.engine.events import Event, OfferPurchase, OfferSaved, OfferWebhook
 from dropgate.persistence.appliers.base import Applier, ts
 
 
-async def offer_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def offer_saved(conn: asyncpg.Connection, events: list[Event[OfferSaved]]) -> None:
     await conn.executemany(
         """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency,
                                inventory_total, max_per_order, active, archived, expires_at,
@@ -23,21 +23,20 @@ async def offer_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
                expires_at = EXCLUDED.expires_at, version = EXCLUDED.version
            WHERE offers.version < EXCLUDED.version""",
         [
-            (d["tenant_id"], d["offer_id"], d["event_id"], d["name"], int(d["price_minor"]),
-             d["currency"], int(d["total"]), int(d["max_per_order"]), bool(d["active"]),
-             bool(d["archived"]), ts(d.get("expires_at_ms")), ts(d["created_ms"]), e.version)
+            (d.tenant_id, d.offer_id, d.event_id, d.name, d.price_minor, d.currency, d.total,
+             d.max_per_order, d.active, d.archived, ts(d.expires_at_ms), ts(d.created_ms),
+             e.version)
             for e in events
             for d in (e.data,)
         ],
     )
 
 
-async def offer_purchase(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def offer_purchase(conn: asyncpg.Connection, events: list[Event[OfferPurchase]]) -> None:
     rows = [
-        (d["tenant_id"], d["purchase_id"], d["offer_id"], d["user_id"], int(d["quantity"]),
-         d["status"], int(d["amount_minor"]), d["currency"], ts(d["hold_expires_ms"]),
-         d.get("session_id"), d.get("payment_intent"), d.get("refund_id"),
-         bool(d.get("retaken", False)), ts(d["created_ms"]), ts(d["updated_ms"]), e.version)
+        (d.tenant_id, d.purchase_id, d.offer_id, d.user_id, d.quantity, d.status, d.amount_minor,
+         d.currency, ts(d.hold_expires_ms), d.session_id, d.payment_intent, d.refund_id,
+         d.retaken, ts(d.created_ms), ts(d.updated_ms), e.version)
         for e in events
         for d in (e.data,)
     ]
@@ -66,16 +65,16 @@ async def offer_purchase(conn: asyncpg.Connection, events: list[Event]) -> None:
     await conn.executemany(
         """UPDATE offers SET version = $3
            WHERE tenant_id = $1 AND offer_id = $2 AND version < $3""",
-        [(e.data["tenant_id"], e.data["offer_id"], int(e.data["offer_version"])) for e in events
-         if e.data.get("offer_version")],
+        [(e.data.tenant_id, e.data.offer_id, e.data.offer_version) for e in events
+         if e.data.offer_version],
     )
 
 
-async def offer_webhook(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def offer_webhook(conn: asyncpg.Connection, events: list[Event[OfferWebhook]]) -> None:
     await conn.executemany(
         """INSERT INTO webhook_events (event_id, tenant_id, purchase_id, type, outcome, received_at)
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
-        [(d["event_id"], d["tenant_id"], d["purchase_id"], d["type"], d["outcome"], ts(d["at_ms"]))
+        [(d.event_id, d.tenant_id, d.purchase_id, d.type, d.outcome, ts(d.at_ms))
          for d in (e.data for e in events)],
     )
 

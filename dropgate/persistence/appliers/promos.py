@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from dropgate.engine.events import Event
+from dropgate.engine.events import Event, PromoRedeemed, PromoSaved, PromoUseRolledBack
 from dropgate.persistence.appliers.base import Applier, ts
 
 
-async def promo_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def promo_saved(conn: asyncpg.Connection, events: list[Event[PromoSaved]]) -> None:
     await conn.executemany(
         """INSERT INTO promo_codes (tenant_id, code, bonus_kind, bonus_amount, bonus_percent,
                                     currency, max_uses, per_customer_limit, starts_at, ends_at,
@@ -30,20 +30,21 @@ async def promo_saved(conn: asyncpg.Connection, events: list[Event]) -> None:
                active = EXCLUDED.active, version = EXCLUDED.version
            WHERE promo_codes.version < EXCLUDED.version""",
         [
-            (d["tenant_id"], d["code"], d["kind"], d.get("amount"), d.get("percent"),
-             d["currency"], d.get("max_uses"), d["per_customer_limit"],
-             ts(d.get("starts_at_ms")), ts(d.get("ends_at_ms")), d["active"],
-             ts(d["created_ms"]), e.version)
+            (d.tenant_id, d.code, d.kind, d.amount, d.percent, d.currency, d.max_uses,
+             d.per_customer_limit, ts(d.starts_at_ms), ts(d.ends_at_ms), d.active,
+             ts(d.created_ms), e.version)
             for e in events
             for d in (e.data,)
         ],
     )
 
 
-async def _bump_versions(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def _bump_versions(
+    conn: asyncpg.Connection, events: list[Event[PromoRedeemed]] | list[Event[PromoUseRolledBack]]
+) -> None:
     latest: dict[tuple[str, str], int] = {}
     for e in events:
-        key = (e.data["tenant_id"], e.data["code"])
+        key = (e.data.tenant_id, e.data.code)
         latest[key] = max(latest.get(key, 0), e.version)
     await conn.execute(
         """UPDATE promo_codes p SET version = v.version
@@ -57,10 +58,10 @@ class MissingPromoCode(ValueError):
     """A data error to the persister (ValueError): retried, then dead-lettered."""
 
 
-async def _require_codes(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def _require_codes(conn: asyncpg.Connection, events: list[Event[PromoRedeemed]]) -> None:
     """A use whose code has no row would be dropped silently by the JOIN below: refuse
     the batch instead (retried, then dead-lettered: visible, never lost quietly)."""
-    wanted = {(e.data["tenant_id"], e.data["code"]) for e in events}
+    wanted = {(e.data.tenant_id, e.data.code) for e in events}
     found = await conn.fetchval(
         """SELECT count(*) FROM promo_codes p
              JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, code)
@@ -70,14 +71,13 @@ async def _require_codes(conn: asyncpg.Connection, events: list[Event]) -> None:
         raise MissingPromoCode(f"promo code row missing for one of {sorted(wanted)}")
 
 
-async def promo_redeemed(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def promo_redeemed(conn: asyncpg.Connection, events: list[Event[PromoRedeemed]]) -> None:
     await _require_codes(conn, events)
     cols: tuple[list[object], ...] = ([], [], [], [], [], [], [], [])
     for e in events:
         d = e.data
-        for col, value in zip(cols, (d["tenant_id"], d["code"], d["use_id"], d["customer_id"],
-                                     int(d["base_amount"]), int(d["bonus_amount"]),
-                                     ts(d["at_ms"]), e.version + (1 if d.get("resync") else 0)),
+        for col, value in zip(cols, (d.tenant_id, d.code, d.use_id, d.customer_id, d.base_amount,
+                                     d.bonus_amount, ts(d.at_ms), e.version + (1 if d.resync else 0)),
                               strict=True):
             col.append(value)
     await conn.execute(
@@ -97,13 +97,15 @@ async def promo_redeemed(conn: asyncpg.Connection, events: list[Event]) -> None:
     await _bump_versions(conn, events)
 
 
-async def promo_use_rolled_back(conn: asyncpg.Connection, events: list[Event]) -> None:
+async def promo_use_rolled_back(
+    conn: asyncpg.Connection, events: list[Event[PromoUseRolledBack]]
+) -> None:
     await conn.execute(
         """DELETE FROM promo_code_uses u
             USING unnest($1::text[], $2::text[], $3::text[]) AS r(tenant_id, code, use_id)
             WHERE u.tenant_id = r.tenant_id AND u.code = r.code AND u.use_id = r.use_id""",
-        [e.data["tenant_id"] for e in events], [e.data["code"] for e in events],
-        [e.data["use_id"] for e in events],
+        [e.data.tenant_id for e in events], [e.data.code for e in events],
+        [e.data.use_id for e in events],
     )
     await _bump_versions(conn, events)
 
