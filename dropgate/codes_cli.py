@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dropgate.engine.codes import UploadResult
-from dropgate.engine.keys import check_id, check_type
 from dropgate.errors import NotFound
+from dropgate.ids import check_id, check_type
 from dropgate.runtime import Runtime
 
 CHUNK_BYTES = 256 * 1024

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 
 from dropgate.engine.events import parse_entry
-from dropgate.engine.text import text
 from dropgate.errors import NotFound
-from dropgate.models.money import format_amount
+from dropgate.ids import text
+from dropgate.money import format_amount
 from dropgate.runtime import Runtime
 
 _XRANGE_CHUNK = 1000

@@ -32,8 +32,8 @@ from dropgate.engine.promos import Promos
 from dropgate.engine.purchases import Purchases
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
-from dropgate.engine.text import text
 from dropgate.errors import Conflict
+from dropgate.ids import text
 from dropgate.payments.factory import build_provider
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate

@@ -9,8 +9,8 @@ import pytest
 
 from dropgate.engine.actors import TenantActor
 from dropgate.engine.ledger import PaymentResult
-from dropgate.engine.text import text
 from dropgate.errors import StaleEpoch
+from dropgate.ids import text
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from tests._actors_flood import check_log_and_balances, flood_with_suspension

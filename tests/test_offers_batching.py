@@ -11,7 +11,7 @@ import pytest
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.offers import FinishItem, HoldRequest, Offers
-from dropgate.engine.randomhex import random_hex
+from dropgate.ids import random_hex
 from dropgate.runtime import Runtime
 
 _LIMITS = dict(hold_ttl_ms=60_000, rate_interval_ms=1.0, rate_burst=100, idem_ttl_ms=86_400_000,

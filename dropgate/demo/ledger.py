@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
-from dropgate.engine.text import text
+from dropgate.ids import text
 
 _SLOT = {"resource_id": "court-1", "slot_start": "2031-06-01T09:00:00Z",
          "slot_end": "2031-06-01T10:00:00Z"}

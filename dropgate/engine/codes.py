@@ -23,9 +23,8 @@ import msgspec
 
 from dropgate.engine.codefile import CodeFileParser
 from dropgate.engine.context import EngineContext
-from dropgate.engine.keys import check_id, check_type
-from dropgate.engine.text import text
 from dropgate.errors import DropgateError, Unavailable, ValidationError
+from dropgate.ids import check_id, check_type, text
 
 STATUSES = ("available", "reserved", "assigned")
 MAX_RESERVE = 10_000

@@ -20,9 +20,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.text import text_map
 from dropgate.errors import NotFound, SubscriptionInactive
-from dropgate.models.common import ms_to_dt
+from dropgate.ids import ms_to_dt, text_map
 
 T = TypeVar("T")
 _ts_encoder = msgspec.json.Encoder()

@@ -11,8 +11,8 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.text import text_map
 from dropgate.errors import NotFound
+from dropgate.ids import text_map
 
 SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
 SUBSCRIPTION_STATUSES: tuple[str, ...] = ("active", "trialing", "past_due", "suspended", "canceled")

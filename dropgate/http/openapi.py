@@ -31,7 +31,8 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.http.routing import RouteSpec
-from dropgate.models.common import ID_PATTERN, ErrorBody
+from dropgate.ids import ID_PATTERN
+from dropgate.models.common import ErrorBody
 
 _PARAM_RE = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _REF = "#/components/schemas/{name}"

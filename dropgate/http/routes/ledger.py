@@ -19,7 +19,7 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.models.common import dt_to_ms, ms_to_dt
+from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.ledger import (
     Booking,
     BookingCreate,
@@ -32,7 +32,7 @@ from dropgate.models.ledger import (
     WithdrawalApprove,
     WithdrawalCreate,
 )
-from dropgate.models.money import format_amount, parse_amount
+from dropgate.money import format_amount, parse_amount
 
 routes = ApiRoutes("tenant operations")
 

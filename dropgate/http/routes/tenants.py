@@ -7,9 +7,9 @@ from typing import Any
 from dropgate.engine.tenants import TenantState
 from dropgate.errors import AlreadyExists, NotFound, TenantBusy, ValidationError
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.models.common import dt_to_ms, ms_to_dt
-from dropgate.models.money import format_amount
+from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.tenants import KeyCreate, KeyCreated, SubscriptionUpdate, Tenant, TenantCreate
+from dropgate.money import format_amount
 
 routes = ApiRoutes("tenants")
 
