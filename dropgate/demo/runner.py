@@ -65,7 +65,8 @@ def format_summary(reports: list[DomainReport], elapsed_s: float) -> str:
 
 async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                    domains: list[type[DemoDomain]] | None = None) -> int:
-    from dropgate.cli import serving, wait_for_signal
+    from dropgate.cli import wait_for_signal
+    from dropgate.http.app import serving
 
     admin_key = settings.admin_key or "dg_admin_" + secrets.token_hex(12)
     settings = msgspec.structs.replace(settings, admin_key=admin_key)
