@@ -71,13 +71,6 @@ class Keys:
         """Where a restore stages a set before swapping it into ``key`` (same hash tag)."""
         return f"{key}:restore"
 
-    def all_logs(self) -> list[str]:
-        return [self.log(p) for p in range(self.partitions)]
-
-    def pattern(self) -> str:
-        """SCAN pattern matching every key of this installation."""
-        return f"{self.prefix}:*"
-
     # -- per tenant ----------------------------------------------------------------
     def tenant(self, tenant_id: str) -> TenantKeys:
         return _tenant_keys(self.prefix, self.partitions, check_id(tenant_id, "tenant_id"))

@@ -46,7 +46,6 @@ class TenantActor(Actor):
         self._lease = lease
         self._lease_ms = lease_ms
         self.epoch: int | None = None
-        self.activations = 0
         self._renew_at = 0.0
 
     @property
@@ -64,7 +63,6 @@ class TenantActor(Actor):
     async def _acquire(self) -> int:
         lease = await self._lease.acquire(self.key, ttl_ms=self._lease_ms)
         self.epoch = lease.epoch
-        self.activations += 1
         self._renewed()
         return lease.epoch
 
