@@ -21,7 +21,8 @@ import asyncio
 import statistics
 
 from benchmarks.common import private_runtime, stores
-from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, new_id
+from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult
+from dropgate.ids import new_id
 from dropgate.runtime import Runtime
 
 # a 201 body of the size the API sends (the stored response)

@@ -20,20 +20,21 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from dropgate.embedded import EmbeddedStack
-from dropgate.engine.actors import ActorSystem, TenantActors
+from dropgate.engine.actors import ActorSystem, TenantActorSystem
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
 from dropgate.engine.holds import HoldSweeper
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
+from dropgate.engine.ledger import Ledger
 from dropgate.engine.offers import Offers
 from dropgate.engine.promos import Promos
 from dropgate.engine.purchases import Purchases
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
-from dropgate.engine.text import text
 from dropgate.errors import Conflict
+from dropgate.ids import text
 from dropgate.payments.factory import build_provider
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
@@ -56,7 +57,8 @@ class Runtime:
     invites: Invites
     codes: Codes
     promos: Promos
-    tenant_actors: TenantActors
+    ledger: Ledger
+    actors: TenantActorSystem  # routes run ledger operations in the tenant's actor
     offers: Offers
     purchases: Purchases
     hold_sweeper: HoldSweeper
@@ -143,12 +145,12 @@ async def open_runtime(
             tenants=tenants, api_keys=ApiKeys(ctx), invites=Invites(ctx),
             codes=Codes(ctx),
             promos=Promos(ctx),
-            tenant_actors=TenantActors(ctx, tenants),
+            ledger=Ledger(ctx), actors=TenantActorSystem(ctx),
             offers=offers, purchases=Purchases(ctx, offers, provider),
             hold_sweeper=HoldSweeper(ctx, offers),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
-        runtime.actor_systems.append(runtime.tenant_actors.system)
+        runtime.actor_systems.append(runtime.actors)
         await check_install(runtime)
         if run_persister if run_persister is not None else settings.persister_enabled:
             runtime.persister = runtime.new_persister()
@@ -161,6 +163,7 @@ async def open_runtime(
         if runtime is not None:
             for system in runtime.actor_systems:  # finish queued operations first
                 await system.close()
+            await runtime.codes.close()
             await runtime.hold_sweeper.close()
             if runtime.sweeper_task is not None:
                 await asyncio.gather(runtime.sweeper_task, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""The API processes of ``dropgate serve``: ``serving`` runs one, ``extra_workers`` N-1 more
+"""The API processes of ``dropgate serve``: ``http.app.serving`` runs one, ``extra_workers`` N-1 more
 on the same port (``--workers N``).
 
 One Python process tops out at one core (BENCHMARKS.md: the HTTP layer, not Redis, is
@@ -14,8 +14,8 @@ PostgreSQL it resolved, without a persister. A worker that exits stops the whole
 server: running on with fewer workers than asked would hide the failure, so the
 server exits non-zero and whatever supervises it restarts it whole.
 
-``serving`` and ``wait_for_signal`` are shared by ``serve`` and the demo (which imports
-them from here, not from the CLI: nothing imports the CLI).
+``wait_for_signal`` is shared by ``serve`` and the demo (which imports
+it from here, not from the CLI: nothing imports the CLI).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from dropgate.settings import env_name
 
 if TYPE_CHECKING:
-    from dropgate.runtime import Runtime
+    pass
 
 log = logging.getLogger("dropgate.workers")
 READY_PREFIX = "dropgate: serving on "
@@ -52,26 +52,6 @@ async def wait_for_signal() -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-
-
-@contextlib.asynccontextmanager
-async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = False) -> AsyncIterator[str]:
-    """Run the API on host:port for the duration of the block; yields the bound URL.
-    ``reuse_port``: other processes may listen on the same port (``--workers``)."""
-    from aiohttp import web
-
-    from dropgate.http.app import create_app, tune_gc
-
-    runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
-    await site.start()
-    tune_gc()
-    bound_port = runner.addresses[0][1] if runner.addresses else port
-    try:
-        yield f"http://{host}:{bound_port}"
-    finally:
-        await runner.cleanup()
 
 
 def worker_env(environ: Mapping[str, str], redis_url: str, database_url: str,

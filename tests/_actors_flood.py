@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from dropgate.engine.events import PaymentCreated, TenantSaved, parse_entry
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.runtime import Runtime
 from tests.conftest import Api
 

@@ -7,14 +7,19 @@ from collections.abc import Callable
 
 import pytest
 
-from dropgate.engine.actors import TenantActor
 from dropgate.engine.ledger import PaymentResult
-from dropgate.engine.text import text
 from dropgate.errors import StaleEpoch
+from dropgate.ids import new_id, text
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 
 LEASE_MS = 300
+
+
+async def _pay(rt: Runtime, amount: int, reference: str) -> PaymentResult:
+    """A payment the way the API makes one: in the tenant's actor, under its lease."""
+    return await rt.actors.run("acme", rt.ledger.payment, payment_id=new_id("pay_"), amount=amount,
+                               currency="usd", reference=reference)
 
 
 async def _balance(rt: Runtime, tenant_id: str) -> int:
@@ -28,26 +33,24 @@ async def test_a_stale_actor_cannot_commit(isolated: str, make_settings: Callabl
     async with open_runtime(settings, run_persister=False) as a, \
             open_runtime(settings, run_persister=False) as b:
         await a.tenants.create("acme", name="Acme", status="active", trial_end_ms=None)
-        await a.tenant_actors.payment("acme", amount=100, currency="usd", reference="a-1")
-        stale = a.tenant_actors.system.actor("acme")
+        await _pay(a, 100, "a-1")
+        stale = a.actors.actor("acme")
         assert stale is not None and stale.epoch is not None
         stale_epoch = stale.epoch
         paused, resume = asyncio.Event(), asyncio.Event()
 
-        async def paused_write(actor: TenantActor) -> PaymentResult:
-            async def op(epoch: int) -> PaymentResult:
-                paused.set()
-                await resume.wait()  # the process stalls here (GC, SIGSTOP, a partition)
-                return await actor.ledger.payment("acme", epoch=epoch, payment_id="pay_stale",
-                                                  amount=5000, currency="usd", reference="stale")
-            return await actor.fenced(op)
+        async def paused_write(tenant_id: str, epoch: int) -> PaymentResult:
+            paused.set()
+            await resume.wait()  # the process stalls here (GC, SIGSTOP, a partition)
+            return await a.ledger.payment(tenant_id, epoch=epoch, payment_id="pay_stale",
+                                          amount=5000, currency="usd", reference="stale")
 
-        task = asyncio.create_task(a.tenant_actors.ask("acme", paused_write))
+        task = asyncio.create_task(a.actors.run("acme", paused_write))
         await paused.wait()
         await asyncio.sleep(LEASE_MS / 1000 + 0.2)  # the lease lapses by Redis time
         # the tenant is activated elsewhere, with a newer epoch, and commits
-        await b.tenant_actors.payment("acme", amount=200, currency="usd", reference="b-1")
-        fresh = b.tenant_actors.system.actor("acme")
+        await _pay(b, 200, "b-1")
+        fresh = b.actors.actor("acme")
         assert fresh is not None and fresh.epoch is not None and fresh.epoch > stale_epoch
         resume.set()
         with pytest.raises(StaleEpoch) as refused:
@@ -59,17 +62,17 @@ async def test_a_stale_actor_cannot_commit(isolated: str, make_settings: Callabl
         assert not any(b"pay_stale" in f[b"d"] for f in logged)
         # the stale activation forgot its epoch: its next message runs under a fresh lease
         assert stale.epoch is None
-        await a.tenant_actors.payment("acme", amount=1, currency="usd", reference="a-2")
+        await _pay(a, 1, "a-2")
         assert stale.epoch is not None and stale.epoch > fresh.epoch
         assert await _balance(a, "acme") == 301
         # live activations in both processes are harmless: b still commits under its own lease
-        await b.tenant_actors.payment("acme", amount=1, currency="usd", reference="b-2")
+        await _pay(b, 1, "b-2")
         assert await _balance(a, "acme") == 302
 
 
 async def test_scripts_refuse_unknown_released_and_lapsed_epochs(runtime: Runtime) -> None:
     await runtime.tenants.create("acme", name="Acme", status="active", trial_end_ms=None)
-    ledger, lease = runtime.tenant_actors.ledger, runtime.tenant_actors.lease
+    ledger, lease = runtime.ledger, runtime.actors.lease
 
     async def pay(epoch: int, pid: str) -> PaymentResult:
         return await ledger.payment("acme", epoch=epoch, payment_id=pid, amount=10, currency="usd",
@@ -102,11 +105,11 @@ async def test_an_idle_lapse_between_turns_reactivates_quietly(
     under a new epoch before the next turn: nothing is refused."""
     async with open_runtime(make_settings(actor_lease_ms=100), run_persister=False) as rt:
         await rt.tenants.create("acme", name="Acme", status="active", trial_end_ms=None)
-        await rt.tenant_actors.payment("acme", amount=5, currency="usd", reference="1")
-        actor = rt.tenant_actors.system.actor("acme")
+        await _pay(rt, 5, "1")
+        actor = rt.actors.actor("acme")
         assert actor is not None and actor.epoch is not None
         first = actor.epoch
         await asyncio.sleep(0.2)
-        await rt.tenant_actors.payment("acme", amount=5, currency="usd", reference="2")
+        await _pay(rt, 5, "2")
         assert actor.epoch is not None and actor.epoch > first
         assert await _balance(rt, "acme") == 10

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from tests._actors_flood import check_log_and_balances, flood_with_suspension
@@ -174,7 +174,7 @@ async def test_orders_once_per_id(api: Api, runtime: Runtime, persister: Persist
 
 
 async def test_full_mailbox_answers_503_tenant_busy(api: Api, runtime: Runtime) -> None:
-    system = runtime.tenant_actors.system
+    system = runtime.actors
     gate = asyncio.Event()
 
     async def blocked(actor: object) -> None:
@@ -204,7 +204,7 @@ async def test_full_mailbox_answers_503_tenant_busy(api: Api, runtime: Runtime) 
 
 
 async def test_passivation_and_reactivation_keep_state(api: Api, runtime: Runtime) -> None:
-    system = runtime.tenant_actors.system
+    system = runtime.actors
     assert (await _pay(api, "100.00"))[0] == 201
     status, w = await api.call("POST", "/v1/withdrawals",
                                json={"amount": "30.00", "currency": "usd", "initiated_by": "alice"})
@@ -228,7 +228,7 @@ async def test_passivation_and_reactivation_keep_state(api: Api, runtime: Runtim
 
 
 async def test_a_failing_message_does_not_kill_the_actor(api: Api, runtime: Runtime) -> None:
-    system = runtime.tenant_actors.system
+    system = runtime.actors
     assert (await _pay(api, "1.00"))[0] == 201
     actor = system.actor("acme")
 

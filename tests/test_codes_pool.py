@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from dropgate.engine.scripts import sources
-from dropgate.engine.text import text
 from dropgate.errors import ERRORS, PersistenceLagging
+from dropgate.ids import text
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings

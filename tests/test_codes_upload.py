@@ -15,8 +15,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from dropgate.engine.codestore import s3_chunks
-from dropgate.engine.text import text
 from dropgate.errors import StorageUnavailable
+from dropgate.ids import text
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.runner import reconcile
 from dropgate.runtime import Runtime

@@ -46,7 +46,7 @@ from dropgate.engine.events import (
 from dropgate.engine.ledger import Ledger
 from dropgate.engine.offers import FinishItem, HoldRequest
 from dropgate.engine.scripts import load_sources
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime

@@ -6,7 +6,7 @@ import asyncio
 import collections
 import random
 
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from tests.conftest import Api

@@ -117,7 +117,7 @@ async def test_batcher_coalesces_and_keeps_per_item_results() -> None:
         return [ValueError(i) if i % 10 == 3 else i * 2 for i in items]
 
     batcher: Batcher[str, int, int] = Batcher(flush, max_batch=8)
-    results = await asyncio.gather(*(batcher.submit("k", i) for i in range(40)),
+    results = await asyncio.gather(*(batcher.enqueue("k", i) for i in range(40)),
                                    return_exceptions=True)
     for i, r in enumerate(results):
         assert isinstance(r, ValueError) if i % 10 == 3 else r == i * 2
@@ -140,9 +140,9 @@ async def test_batcher_posts_ride_with_the_next_batch_and_close_waits_for_them(
         return [i for i in items]
 
     batcher: Batcher[str, int, int] = Batcher(flush, max_batch=4, max_in_flight=1)
-    first = asyncio.create_task(batcher.submit("k", 1))
+    first = batcher.enqueue("k", 1)
     await asyncio.sleep(0)  # 1 is in flight
-    later = asyncio.create_task(batcher.submit("k", 2))
+    later = batcher.enqueue("k", 2)
     await asyncio.sleep(0)
     batcher.post("k", 100)  # nobody waits; it goes ahead of 2, in the same next batch
     assert await first == 1 and await later == 2
@@ -165,13 +165,13 @@ async def test_batcher_failure_reaches_every_item_and_bounds_its_queue() -> None
         raise ConnectionError("redis away")
 
     batcher: Batcher[str, int, int] = Batcher(flush, max_batch=4, max_queue=3)
-    waiters = [asyncio.create_task(batcher.submit("k", 0))]
+    waiters = [batcher.enqueue("k", 0)]
     for _ in range(3):
         await asyncio.sleep(0)  # the first batch leaves the queue and waits in flush
-    waiters += [asyncio.create_task(batcher.submit("k", i)) for i in range(1, 4)]
+    waiters += [batcher.enqueue("k", i) for i in range(1, 4)]
     await asyncio.sleep(0)  # three wait in the queue
     with pytest.raises(QueueFull):
-        await batcher.submit("k", 99)
+        batcher.enqueue("k", 99)
     gate.set()
     results = await asyncio.gather(*waiters, return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)

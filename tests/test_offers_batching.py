@@ -11,7 +11,7 @@ import pytest
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.offers import FinishItem, HoldRequest, Offers
-from dropgate.engine.randomhex import random_hex
+from dropgate.ids import random_hex
 from dropgate.runtime import Runtime
 
 _LIMITS = dict(hold_ttl_ms=60_000, rate_interval_ms=1.0, rate_burst=100, idem_ttl_ms=86_400_000,
@@ -28,14 +28,14 @@ async def test_first_items_lead_the_batch_uncounted_and_never_refused() -> None:
         return [i.upper() for i in items]
 
     batcher: Batcher[str, str, str] = Batcher(flush, max_batch=2, max_queue=2)
-    waiters = [asyncio.create_task(batcher.submit("k", "a"))]
+    waiters = [batcher.enqueue("k", "a")]
     for _ in range(3):
         await asyncio.sleep(0)  # "a" leaves alone and waits in flush
-    waiters += [asyncio.create_task(batcher.submit("k", x)) for x in ("b", "c")]
+    waiters += [batcher.enqueue("k", x) for x in ("b", "c")]
     await asyncio.sleep(0)
     with pytest.raises(QueueFull):
-        await batcher.submit("k", "d")
-    waiters += [asyncio.create_task(batcher.submit("k", x, first=True)) for x in ("f1", "f2", "f3")]
+        batcher.enqueue("k", "d")
+    waiters += [batcher.enqueue("k", x, first=True) for x in ("f1", "f2", "f3")]
     await asyncio.sleep(0)  # the queue is full, yet the three first items were taken
     gate.set()
     assert await asyncio.gather(*waiters) == ["A", "B", "C", "F1", "F2", "F3"]

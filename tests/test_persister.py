@@ -12,7 +12,7 @@ import msgspec
 
 from dropgate.engine.events import Event
 from dropgate.engine.invites import Invites
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dropgate.errors import CustomerLimit, NotFound, ValidationError
 from dropgate.http.app import create_app
-from dropgate.models.money import exponent, parse_percent
+from dropgate.money import exponent, parse_percent
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api

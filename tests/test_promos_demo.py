@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import aiohttp
 
-from dropgate.demo.base import DemoContext, DomainReport, Progress
+from dropgate.demo.base import DemoContext, DomainReport
 from dropgate.demo.promos import PromosDemo
 from dropgate.persistence.persister import Persister
+from dropgate.progressbar import ProgressBar
 from dropgate.runtime import Runtime
 from tests.conftest import ADMIN_KEY, Api
 
@@ -15,7 +16,7 @@ async def test_promos_demo_small(api: Api, runtime: Runtime, persister: Persiste
     async with aiohttp.ClientSession() as session:
         ctx = DemoContext(session=session, base_url=str(api.client.make_url("")).rstrip("/"),
                           tenant_id="acme", service_key=api.service_key, admin_key=ADMIN_KEY,
-                          runtime=runtime, progress=Progress(), scale=0.2)
+                          runtime=runtime, progress=ProgressBar(enabled=False), scale=0.2)
         demo, report = PromosDemo(), DomainReport(domain="promos")
         await demo.setup(ctx)
         await demo.crowd(ctx, report)

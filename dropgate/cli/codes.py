@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from dropgate.cli.common import AddCommand, Invocation
-from dropgate.engine.keys import check_id, check_type
 from dropgate.errors import NotFound
+from dropgate.ids import check_id, check_type
 
 if TYPE_CHECKING:
     from dropgate.engine.codes import UploadResult

@@ -18,9 +18,9 @@ import msgspec
 
 from dropgate.cli.common import AddCommand, Invocation
 from dropgate.engine.events import parse_entry
-from dropgate.engine.text import text
 from dropgate.errors import NotFound
-from dropgate.models.money import format_amount
+from dropgate.ids import text
+from dropgate.money import format_amount
 
 if TYPE_CHECKING:
     from dropgate.runtime import Runtime

@@ -40,7 +40,8 @@ async def run_serve(call: Invocation) -> int:
 
 
 async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> int:
-    from dropgate.workers import READY_PREFIX, effective_log_level, extra_workers, serving, wait_for_signal, worker_env
+    from dropgate.http.app import serving
+    from dropgate.workers import READY_PREFIX, effective_log_level, extra_workers, wait_for_signal, worker_env
 
     async with call.runtime(run_persister=None, wait_s=settings.startup_wait_s) as runtime, \
             serving(runtime, settings.host, settings.port, reuse_port=reuse_port) as url:

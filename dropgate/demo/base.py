@@ -14,21 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from dropgate.progressbar import ProgressBar
 from dropgate.runtime import Runtime
-
-
-class Progress:
-    """Counts finished requests for the runner's progress bar."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.done = 0
-
-    def add_total(self, n: int) -> None:
-        self.total += n
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
 
 
 @dataclass
@@ -64,7 +51,7 @@ class DemoContext:
     service_key: str
     admin_key: str
     runtime: Runtime
-    progress: Progress
+    progress: ProgressBar  # setup adds to its total, the crowd advances it
     scale: float = 1.0  # multiply crowd sizes (tests use < 1)
 
     @property

@@ -15,7 +15,7 @@ import random
 import uuid
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
-from dropgate.engine.text import text
+from dropgate.ids import text
 
 
 class CodesDemo(DemoDomain):

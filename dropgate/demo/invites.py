@@ -6,7 +6,7 @@ import asyncio
 import random
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
-from dropgate.engine.text import text
+from dropgate.ids import text
 
 _CODES = {"LAUNCH-100": 100, "VIP-25": 25, "OPEN": 0}
 

@@ -12,15 +12,17 @@ from datetime import datetime
 from typing import Any
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
-from dropgate.engine.text import text
+from dropgate.ids import dt_to_ms, text
 
 _SLOT = {"resource_id": "court-1", "slot_start": "2031-06-01T09:00:00Z",
          "slot_end": "2031-06-01T10:00:00Z"}
 _CAPACITY = 20
 
 
-def _ms(value: str) -> int:
-    return int(datetime.fromisoformat(value).timestamp() * 1000)
+def _iso_ms(value: str) -> int:
+    ms = dt_to_ms(datetime.fromisoformat(value))
+    assert ms is not None
+    return ms
 
 
 class LedgerDemo(DemoDomain):
@@ -142,7 +144,7 @@ class LedgerDemo(DemoDomain):
         report.checks["balances: Redis == PostgreSQL rows, never negative"] = balances_agree
 
         slot = rt.keys.tenant(self.shop).booking_slot(
-            "court-1", _ms(_SLOT["slot_start"]), _ms(_SLOT["slot_end"]))
+            "court-1", _iso_ms(_SLOT["slot_start"]), _iso_ms(_SLOT["slot_end"]))
         booked = int(text(await rt.redis.hget(slot, "booked") or b"0"))
         rows = await rt.pool.fetchval(
             "SELECT count(*) FROM bookings WHERE tenant_id = $1 AND resource_id = 'court-1'", self.shop)

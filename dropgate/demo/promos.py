@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
-from dropgate.models.money import format_amount
+from dropgate.money import format_amount
 
 # code -> (bonus, currency, max_uses at scale 1 or None, per_customer_limit)
 _PROMOS: dict[str, tuple[dict[str, str], str, int | None, int]] = {

@@ -10,37 +10,13 @@ import time
 import aiohttp
 import msgspec
 
-from dropgate.demo.base import DemoContext, DemoDomain, DomainReport, Progress
+from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
 from dropgate.demo.domains import DOMAINS
+from dropgate.http.app import serving
+from dropgate.progressbar import ProgressBar
 from dropgate.runtime import open_runtime
 from dropgate.settings import Settings
-from dropgate.workers import serving, wait_for_signal
-
-
-async def _progress_bar(progress: Progress, started: float, stop: asyncio.Event) -> None:
-    """A bar on stderr while the crowd runs (a line every few seconds when not a TTY)."""
-    tty = sys.stderr.isatty()
-    last_line = 0.0
-    while True:
-        done, total = progress.done, max(progress.total, 1)
-        elapsed = max(time.monotonic() - started, 1e-6)
-        width = 30
-        filled = int(width * min(done / total, 1.0))
-        line = (f"  crowd [{'#' * filled}{'.' * (width - filled)}] {done}/{total} requests, "
-                f"{done / elapsed:,.0f}/s")
-        if tty:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
-        elif time.monotonic() - last_line >= 2 or stop.is_set():
-            print(line, file=sys.stderr, flush=True)
-            last_line = time.monotonic()
-        if stop.is_set():
-            if tty:
-                print(file=sys.stderr)
-            return
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=0.1)
-        except TimeoutError:
-            pass
+from dropgate.workers import wait_for_signal
 
 
 def format_summary(reports: list[DomainReport], elapsed_s: float) -> str:
@@ -79,7 +55,7 @@ async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                   f"  PostgreSQL:  {runtime.database_url}", flush=True)
             connector = aiohttp.TCPConnector(limit=256)
             async with aiohttp.ClientSession(connector=connector) as session:
-                progress = Progress()
+                progress = ProgressBar(unit=" requests")
                 ctx = DemoContext(session=session, base_url=url, tenant_id=tenant_id,
                                   service_key=service_key, admin_key=admin_key, runtime=runtime,
                                   progress=progress, scale=scale)
@@ -88,13 +64,11 @@ async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                 for plugin in plugins:
                     await plugin.setup(ctx)
                 started = time.monotonic()
-                stop = asyncio.Event()
-                bar = asyncio.create_task(_progress_bar(progress, started, stop))
+                progress.stage("  crowd", progress.total)  # the total the domains' setups added
                 try:
                     await asyncio.gather(*(p.crowd(ctx, r) for p, r in zip(plugins, reports, strict=True)))
                 finally:
-                    stop.set()
-                    await bar
+                    progress.finish()
                 elapsed = time.monotonic() - started
                 print("  waiting for the persister to drain ...", file=sys.stderr, flush=True)
                 assert runtime.persister is not None

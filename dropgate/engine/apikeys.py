@@ -21,7 +21,7 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.text import text
+from dropgate.ids import text
 
 Role = Literal["admin", "service"]
 CACHE_TTL_S = 2.0

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 
 from dropgate.errors import ValidationError
+from dropgate.ids import ID_CHARS, ID_MAX_LENGTH
 
 MAX_LINE_BYTES = 256
-_CODE_RE = re.compile(rb"[A-Za-z0-9_.-]{1,64}")
-_CHARS_RE = re.compile(rb"[A-Za-z0-9_.-]+")
+_CODE_RE = re.compile(f"[{ID_CHARS}]{{1,{ID_MAX_LENGTH}}}".encode())  # a code is an id
+_CHARS_RE = re.compile(f"[{ID_CHARS}]+".encode())
 _BOM = b"\xef\xbb\xbf"
 _TEXT_CONTROLS = frozenset(b"\t\r\x0b\x0c")
 
@@ -30,7 +31,7 @@ def _reason(line: bytes) -> str:
     except UnicodeDecodeError:
         return "binary data (not UTF-8 text)"
     shown = text if len(text) <= 40 else text[:40] + "..."
-    if len(line) > 64 and _CHARS_RE.fullmatch(line):
+    if len(line) > ID_MAX_LENGTH and _CHARS_RE.fullmatch(line):
         return f"code longer than 64 characters ({shown!r})"
     return f"invalid characters in {shown!r}: a code is 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'"
 

@@ -1,8 +1,8 @@
 """Campaign code pools: upload, reserve, assign, release and count, none scanning the pool.
 
 Script <-> method: ``codes_upload-5.lua`` <-> ``Codes.upload_batch`` (driven by
-``Codes.upload``), ``codes_reserve-5.lua`` <-> ``Codes.reserve`` (coalesced:
-concurrent reservations of one pool share a script call),
+``Codes.upload``), ``codes_reserve-5.lua`` <-> ``Codes.reserve`` (coalesced by the
+engine's ``Batcher``: concurrent reservations of one pool share a script call),
 ``codes_assign-6.lua`` <-> ``Codes.assign``, ``codes_release-5.lua`` <->
 ``Codes.release``, ``codes_count-3.lua`` <-> ``Codes.count``.
 
@@ -16,21 +16,21 @@ its campaign for good, so assign and release without a type read the codes' type
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 
 import msgspec
 
+from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.codefile import CodeFileParser
 from dropgate.engine.context import EngineContext
-from dropgate.engine.keys import check_id, check_type
-from dropgate.engine.text import text
 from dropgate.errors import DropgateError, Unavailable, ValidationError
+from dropgate.ids import check_id, check_type, random_hex, text
 
 STATUSES = ("available", "reserved", "assigned")
 MAX_RESERVE = 10_000
 MAX_CODES_PER_CALL = 10_000
 MAX_COALESCED = 256  # reservations served by one script call
+MAX_QUEUED = 10_000  # reservations waiting for one pool in one process
 SEEN_TTL_MS = 3_600_000  # an abandoned upload's de-duplication set lives an hour
 
 
@@ -84,6 +84,20 @@ class _Updated(msgspec.Struct):
     updated: int
 
 
+class _Ask(msgspec.Struct, frozen=True):
+    """One reservation request waiting for its pool's next script call."""
+
+    reserve_id: str
+    count: int
+
+
+_Pool = tuple[str, str, str, int]  # tenant, campaign, type, ttl_ms: reservations coalesce per pool
+
+
+def _ask_count(ask: _Ask) -> int:
+    return ask.count
+
+
 def _distinct(codes: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(check_id(c, "codes") for c in codes))
 
@@ -91,10 +105,14 @@ def _distinct(codes: Iterable[str]) -> list[str]:
 class Codes:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
-        # reserve coalescing, per (tenant, campaign, type, ttl): requests waiting, pools in flight
-        self._waiting: dict[tuple[str, str, str, int], list[tuple[str, int, asyncio.Future[Reservation]]]] = {}
-        self._reserving: set[tuple[str, str, str, int]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        # one script call per batch of a pool's reservations, within MAX_RESERVE codes
+        self._reservations: Batcher[_Pool, _Ask, Reservation] = Batcher(
+            self._reserve_batch, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
+            weight=_ask_count, max_weight=MAX_RESERVE)
+
+    async def close(self) -> None:
+        """Let queued reservations finish (briefly), then stop their drains."""
+        await self._reservations.close()
 
     # -- upload --------------------------------------------------------------------------
     async def upload(
@@ -149,7 +167,7 @@ class Codes:
             nonlocal upload_id, in_flight, batch
             await settle()
             if not final and upload_id is None:
-                upload_id = uuid.uuid4().hex  # more than one batch: de-duplicate across them
+                upload_id = random_hex(16)  # more than one batch: de-duplicate across them
             codes = list(batch)
             batch = {}
             if final:
@@ -247,56 +265,26 @@ class Codes:
             raise ValidationError("The reservation TTL must be positive.", details={"field": "ttl_s"})
         check_id(campaign_id, "campaign_id")
         check_type(type)
-        key = (check_id(tenant_id, "tenant_id"), campaign_id, type, ttl)
-        future: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(key, []).append((uuid.uuid4().hex, count, future))
-        if key not in self._reserving:
-            self._reserving.add(key)
-            task = asyncio.create_task(self._reserve_queued(key))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await future
-
-    async def _reserve_queued(self, key: tuple[str, str, str, int]) -> None:
-        """Serve the pool's queue, one script call per batch, until it is empty."""
-        tenant_id, campaign_id, type, ttl = key
-        tk = self._ctx.keys.tenant(tenant_id)
-        keys = [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
-                tk.codes_available(campaign_id, type), tk.codes_reserved(campaign_id, type)]
+        pool = (check_id(tenant_id, "tenant_id"), campaign_id, type, ttl)
         try:
-            while queue := self._waiting.pop(key, None):
-                batch: list[tuple[str, int, asyncio.Future[Reservation]]] = []
-                total = 0
-                for item in queue:
-                    if batch and (len(batch) >= MAX_COALESCED or total + item[1] > MAX_RESERVE):
-                        break
-                    batch.append(item)
-                    total += item[1]
-                if len(batch) < len(queue):
-                    self._waiting.setdefault(key, [])[:0] = queue[len(batch):]
-                try:
-                    answers = await self._ctx.scripts.call(
-                        "codes_reserve", keys,
-                        [self._ctx.backlog_bound, tenant_id, campaign_id, type,
-                         "\n".join(rid for rid, _, _ in batch),
-                         "\n".join(str(n) for _, n, _ in batch), ttl],
-                        type=list[Reservation],
-                    )
-                except BaseException as exc:
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, _, future), answer in zip(batch, answers, strict=True):
-                    if not future.done():  # a cancelled caller's codes expire with the TTL
-                        future.set_result(answer)
-        finally:
-            self._reserving.discard(key)
-            for _, _, future in self._waiting.pop(key, []):
-                if not future.done():
-                    future.set_exception(Unavailable("The reservation was not attempted."))
+            waiter = self._reservations.enqueue(pool, _Ask(random_hex(16), count))
+        except QueueFull:
+            raise Unavailable("Too many reservations are queued for this pool; retry shortly.",
+                              details={"campaign_id": campaign_id, "type": type}) from None
+        return await waiter  # a cancelled caller's codes expire with the TTL
+
+    async def _reserve_batch(self, pool: _Pool, asks: list[_Ask]) -> list[Reservation]:
+        """One script call serving a batch of the pool's reservations, each under its id."""
+        tenant_id, campaign_id, type, ttl = pool
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "codes_reserve",
+            [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
+             tk.codes_available(campaign_id, type), tk.codes_reserved(campaign_id, type)],
+            [self._ctx.backlog_bound, tenant_id, campaign_id, type,
+             "\n".join(a.reserve_id for a in asks), "\n".join(str(a.count) for a in asks), ttl],
+            type=list[Reservation],
+        )
 
     async def assign(
         self, tenant_id: str, campaign_id: str, codes: Sequence[str], *,

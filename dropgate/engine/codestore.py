@@ -18,8 +18,8 @@ import aioboto3
 import botocore.config  # type: ignore[import-untyped]
 import botocore.exceptions  # type: ignore[import-untyped]
 
-from dropgate.engine.keys import check_type
 from dropgate.errors import NotFound, StorageUnavailable, ValidationError
+from dropgate.ids import check_type
 from dropgate.settings import Settings
 
 CHUNK_BYTES = 256 * 1024

@@ -16,7 +16,7 @@ import logging
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.offers import Offers
-from dropgate.engine.text import text
+from dropgate.ids import redis_now_ms, text
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,7 @@ class HoldSweeper:
 
     async def run_once(self) -> int:
         """One pass over every partition; returns the number of holds released."""
-        seconds, micros = await self._ctx.redis.time()
-        now_ms = seconds * 1000 + micros // 1000
+        now_ms = await redis_now_ms(self._ctx.redis)
         released = 0
         for p in range(self._ctx.keys.partitions):
             due = await self._ctx.redis.zrangebyscore(

@@ -12,8 +12,8 @@ import secrets
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.text import text_map
 from dropgate.errors import NotFound
+from dropgate.ids import text_map
 
 _UNCHANGED = ""
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

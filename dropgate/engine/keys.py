@@ -6,38 +6,16 @@ the hash tag ``{pN}``: a script that checks a tenant's subscription and changes
 one of its offers touches one hash slot, so the scripts run unchanged on Redis
 Cluster, and the partition's event log ``<prefix>:{pN}:log`` is in the same slot.
 
-Ids are validated here, before they reach a key, so ``:``, ``{`` and ``}`` can
+Ids are validated here (``dropgate.ids``), before they reach a key, so ``:``, ``{`` and ``}`` can
 never forge another entity's key or hash tag.
 """
 
 from __future__ import annotations
 
-import re
 import zlib
 from functools import lru_cache
 
-from dropgate.errors import ValidationError
-from dropgate.models.common import ID_PATTERN, TYPE_PATTERN
-
-_ID_RE = re.compile(ID_PATTERN)
-_TYPE_RE = re.compile(TYPE_PATTERN)
-
-
-def check_id(value: str, field: str = "id") -> str:
-    """Return ``value`` if it is a valid id, else raise a 400 naming ``field``."""
-    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
-        raise ValidationError(
-            f"{field} must be 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'.",
-            details={"field": field},
-        )
-    return value
-
-
-def check_type(value: str, field: str = "type") -> str:
-    if not isinstance(value, str) or _TYPE_RE.fullmatch(value) is None:
-        raise ValidationError(f"{field} must match ^[a-z][a-z0-9_-]{{0,31}}$.",
-                              details={"field": field})
-    return value
+from dropgate.ids import check_id, check_type
 
 
 def partition_of(entity_id: str, partitions: int) -> int:
@@ -92,13 +70,6 @@ class Keys:
     def staging(key: str) -> str:
         """Where a restore stages a set before swapping it into ``key`` (same hash tag)."""
         return f"{key}:restore"
-
-    def all_logs(self) -> list[str]:
-        return [self.log(p) for p in range(self.partitions)]
-
-    def pattern(self) -> str:
-        """SCAN pattern matching every key of this installation."""
-        return f"{self.prefix}:*"
 
     # -- per tenant ----------------------------------------------------------------
     def tenant(self, tenant_id: str) -> TenantKeys:

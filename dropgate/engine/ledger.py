@@ -2,9 +2,11 @@
 
 Each is one Lua script that checks, in the same atomic step, the calling actor's
 lease (``STALE_EPOCH``) and the tenant's subscription (``SUBSCRIPTION_INACTIVE``,
-Redis time decides whether a trial has ended), then validates and writes. Callers
-are the tenant actor (``actors/tenant.py``), which supplies its lease epoch; the
-HTTP layer never calls this module directly.
+Redis time decides whether a trial has ended), then validates and writes. The
+HTTP layer never calls a write directly: it hands it to the tenant's actor
+(``TenantActorSystem.run(tenant_id, ledger.payment, ...)``), which calls it in the
+tenant's turn as ``op(tenant_id, epoch, ...)`` with its lease epoch (hence the epoch
+is the one positional argument after the tenant).
 
 Script <-> method: ``ledger_payment-3.lua`` <-> ``Ledger.payment``,
 ``ledger_withdrawal_initiate-4.lua`` <-> ``Ledger.withdrawal_initiate``,
@@ -20,9 +22,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.text import text_map
 from dropgate.errors import NotFound, SubscriptionInactive
-from dropgate.models.common import ms_to_dt
+from dropgate.ids import ms_to_dt, text_map
 
 T = TypeVar("T")
 _ts_encoder = msgspec.json.Encoder()
@@ -95,7 +96,7 @@ class Ledger:
                 [self._ctx.backlog_bound, tenant_id, epoch, self._ctx.settings.actor_lease_ms])
 
     async def payment(
-        self, tenant_id: str, *, epoch: int, payment_id: str, amount: int, currency: str,
+        self, tenant_id: str, epoch: int, *, payment_id: str, amount: int, currency: str,
         reference: str,
     ) -> PaymentResult:
         keys, args = self._head(tenant_id, epoch)
@@ -103,7 +104,7 @@ class Ledger:
                                 [*args, payment_id, amount, currency, reference], PaymentResult)
 
     async def withdrawal_initiate(
-        self, tenant_id: str, *, epoch: int, withdrawal_id: str, amount: int, currency: str,
+        self, tenant_id: str, epoch: int, *, withdrawal_id: str, amount: int, currency: str,
         initiated_by: str,
     ) -> WithdrawalState:
         keys, args = self._head(tenant_id, epoch)
@@ -113,7 +114,7 @@ class Ledger:
                                 WithdrawalState)
 
     async def withdrawal_approve(
-        self, tenant_id: str, *, epoch: int, withdrawal_id: str, approved_by: str,
+        self, tenant_id: str, epoch: int, *, withdrawal_id: str, approved_by: str,
     ) -> WithdrawalState:
         keys, args = self._head(tenant_id, epoch)
         keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
@@ -121,7 +122,7 @@ class Ledger:
                                 [*args, withdrawal_id, approved_by], WithdrawalState)
 
     async def order(
-        self, tenant_id: str, *, epoch: int, order_id: str, items_json: str, total: int,
+        self, tenant_id: str, epoch: int, *, order_id: str, items_json: str, total: int,
         currency: str,
     ) -> OrderState:
         keys, args = self._head(tenant_id, epoch)
@@ -130,7 +131,7 @@ class Ledger:
                                 [*args, order_id, items_json, total, currency], OrderState)
 
     async def booking(
-        self, tenant_id: str, *, epoch: int, booking_id: str, resource_id: str,
+        self, tenant_id: str, epoch: int, *, booking_id: str, resource_id: str,
         slot_start_ms: int, slot_end_ms: int, capacity: int | None, user_id: str,
     ) -> BookingResult:
         keys, args = self._head(tenant_id, epoch)

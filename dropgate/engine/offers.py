@@ -19,17 +19,11 @@ from typing import Any
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.keys import TenantKeys, check_id
-from dropgate.engine.randomhex import random_hex
+from dropgate.engine.keys import TenantKeys
 from dropgate.errors import NotFound
+from dropgate.ids import check_id, new_id, text, text_map
 
 _UNCHANGED = ""
-
-
-def new_id(prefix: str) -> str:
-    """``prefix`` + 20 random hex characters (80 bits of urandom; base32 was pure
-    Python and a visible share of a purchase's CPU)."""
-    return prefix + random_hex(10)
 
 
 class OfferState(msgspec.Struct, kw_only=True):
@@ -191,15 +185,14 @@ class Offers:
     async def list_by_event(self, tenant_id: str, event_id: str) -> list[OfferState]:
         """Every offer of the event, read in one pipelined round trip (no N+1)."""
         tk = self._ctx.keys.tenant(tenant_id)
-        ids = sorted(v.decode() if isinstance(v, bytes) else v
-                     for v in await self._ctx.redis.smembers(tk.offers_by_event(event_id)))
+        ids = sorted(text(v) for v in await self._ctx.redis.smembers(tk.offers_by_event(event_id)))
         if not ids:
             return []
         async with self._ctx.redis.pipeline(transaction=False) as pipe:
             for offer_id in ids:
                 pipe.hgetall(tk.offer(offer_id))
             rows = await pipe.execute()
-        return [msgspec.convert({_s(k): _s(v) for k, v in row.items()}, OfferState, strict=False)
+        return [msgspec.convert(text_map(row), OfferState, strict=False)
                 for row in rows if row]
 
     async def purchase_batch(
@@ -276,5 +269,3 @@ class Offers:
         return _record_decoder.decode(raw)
 
 
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -19,9 +19,9 @@ import msgspec
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.ratelimit import RateLimiter
-from dropgate.engine.text import text, text_map
 from dropgate.errors import NotFound, ValidationError
-from dropgate.models.money import parse_amount
+from dropgate.ids import text, text_map
+from dropgate.money import parse_amount
 
 _UNCHANGED = ""
 _CLEAR = "none"

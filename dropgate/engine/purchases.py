@@ -35,8 +35,7 @@ import stripe
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
-from dropgate.engine.keys import check_id
-from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_id
+from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers
 from dropgate.errors import (
     DropgateError,
     InvalidSignature,
@@ -47,7 +46,8 @@ from dropgate.errors import (
     ValidationError,
     error_for,
 )
-from dropgate.models.common import ErrorBody, ms_to_dt
+from dropgate.ids import check_id, ms_to_dt, new_id
+from dropgate.models.common import ErrorBody
 from dropgate.models.offers import PurchaseCreated
 from dropgate.payments.base import (
     CheckoutRequest,

@@ -121,9 +121,6 @@ class Scripts:
             name: redis.register_script(src.text) for name, src in self._sources.items()
         }
 
-    def source(self, name: str) -> ScriptSource:
-        return self._sources[name]
-
     async def load_all(self) -> None:
         """SCRIPT LOAD everything up front, so the first request pays no reload."""
         for script in self._scripts.values():

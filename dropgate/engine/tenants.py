@@ -11,11 +11,10 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.text import text_map
 from dropgate.errors import NotFound
+from dropgate.ids import text_map
 
 SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
-SUBSCRIPTION_STATUSES: tuple[str, ...] = ("active", "trialing", "past_due", "suspended", "canceled")
 
 
 class TenantState(msgspec.Struct, kw_only=True):
@@ -26,13 +25,6 @@ class TenantState(msgspec.Struct, kw_only=True):
     created_ms: int
     version: int
     balances: dict[str, int] = {}
-
-
-def is_active(status: str, trial_end_ms: int | None, now_ms: int) -> bool:
-    """The rule ``dg_tenant_inactive.lua`` enforces, for reads that show it."""
-    if status == "active":
-        return True
-    return status == "trialing" and trial_end_ms is not None and trial_end_ms > now_ms
 
 
 class Tenants:

@@ -1,8 +1,11 @@
-"""``create_app(runtime)``: the aiohttp application over a running stack."""
+"""``create_app(runtime)``: the aiohttp application over a running stack, and ``serving``,
+which runs it on a port (``dropgate serve``, the demo, its workers)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -45,3 +48,20 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = False
+                  ) -> AsyncIterator[str]:
+    """Run the API on host:port for the duration of the block; yields the bound URL.
+    ``reuse_port``: other processes may listen on the same port (``--workers``)."""
+    runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    await site.start()
+    tune_gc()
+    bound_port = runner.addresses[0][1] if runner.addresses else port
+    try:
+        yield f"http://{host}:{bound_port}"
+    finally:
+        await runner.cleanup()

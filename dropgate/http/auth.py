@@ -7,8 +7,8 @@ import hmac
 from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
-from dropgate.engine.keys import check_id
 from dropgate.errors import Forbidden, NotFound, TenantRequired, Unauthorized
+from dropgate.ids import check_id
 from dropgate.runtime import Runtime
 
 _BOOTSTRAP = Principal(role="admin", tenant_id=None, key_id=None)

@@ -18,7 +18,6 @@ import msgspec
 import redis.exceptions
 from aiohttp import web
 
-from dropgate.engine.randomhex import random_hex
 from dropgate.errors import (
     DropgateError,
     Internal,
@@ -30,6 +29,7 @@ from dropgate.errors import (
     error_for,
 )
 from dropgate.http.appkeys import METRICS
+from dropgate.ids import random_hex
 from dropgate.models.common import ErrorBody
 
 log = logging.getLogger("dropgate.http")

@@ -31,11 +31,12 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.http.routing import RouteSpec
-from dropgate.models.common import ID_PATTERN, ErrorBody
+from dropgate.ids import ID_MAX_LENGTH, ID_PATTERN
+from dropgate.models.common import ErrorBody
 
 _PARAM_RE = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _REF = "#/components/schemas/{name}"
-_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": 64}
+_ID_SCHEMA = {"type": "string", "pattern": ID_PATTERN, "minLength": 1, "maxLength": ID_MAX_LENGTH}
 _REQUEST_ID = {"X-Request-Id": {
     "description": "The request's id (the client's own when it sent a valid one)",
     "required": True, "schema": {"type": "string"}}}

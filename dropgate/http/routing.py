@@ -17,10 +17,10 @@ import msgspec
 from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
-from dropgate.engine.keys import check_id, check_type
 from dropgate.errors import DropgateError, ValidationError
 from dropgate.http.appkeys import RUNTIME
 from dropgate.http.auth import bearer_token, known_principal, look_up, own_tenant, resolve_tenant
+from dropgate.ids import check_id, check_type
 from dropgate.runtime import Runtime
 
 Auth = Literal["public", "admin", "tenant"]

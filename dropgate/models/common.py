@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 
-ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$(?!\n)"  # (?!\n): Python's $ also matches before a final newline
-TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$(?!\n)"
+from dropgate.ids import ID_MAX_LENGTH, ID_PATTERN, TYPE_PATTERN
 
-Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=64,
+Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=ID_MAX_LENGTH,
                                  description="1-64 chars of [A-Za-z0-9_.-]")]
 CodeType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN, description="code type")]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 UTC time")]
@@ -23,18 +22,6 @@ Positive = Annotated[int, msgspec.Meta(ge=1)]
 
 class Struct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=False):
     """Base of request bodies: unknown fields are a 400, not silently dropped."""
-
-
-def ms_to_dt(ms: int | None) -> datetime | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def dt_to_ms(value: datetime | None) -> int | None:
-    if value is None:
-        return None
-    return int(value.timestamp() * 1000)
 
 
 class ErrorBody(msgspec.Struct, kw_only=True):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from dropgate.models.common import Id, Struct, Timestamp
-from dropgate.models.money import Amount, Currency
+from dropgate.money import Amount, Currency
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]

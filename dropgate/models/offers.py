@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from dropgate.models.common import Id, NonNegative, Struct, Timestamp
-from dropgate.models.money import Amount, Currency
+from dropgate.money import Amount, Currency
 
 Inventory = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 MaxPerOrder = Annotated[int, msgspec.Meta(ge=1, le=10_000)]

@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from dropgate.models.common import Id, NonNegative, Struct, Timestamp
-from dropgate.models.money import Amount, Currency, Percent
+from dropgate.money import Amount, Currency, Percent
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=2_000_000_000)]
 

@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from dropgate.engine.events import Event, Malformed, parse_entry
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
 from dropgate.settings import Settings
 

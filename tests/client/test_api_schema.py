@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from dropgate.client import Dropgate
 from dropgate.http.openapi import build_openapi
 from dropgate.http.routes import ROUTE_TABLES
-from dropgate.models.common import ID_PATTERN
+from dropgate.ids import ID_PATTERN
 from dropgate.models.ledger import OrderItem
 from dropgate.models.promos import FixedBonus
 from tests.client.conftest import LiveServer

@@ -9,6 +9,11 @@ latency). A few batches in flight per key keep Redis and Python busy at the same
 time (each script is atomic on its own; their order does not matter). Drain tasks
 end when their queue is empty, so idle keys hold nothing.
 
+A batch may also be bounded by a budget: with ``weight`` and ``max_weight``, items
+leave together only while their summed weight stays within ``max_weight`` (the first
+item always leaves, whatever its weight), e.g. code reservations whose counts one
+script call serves together.
+
 ``flush(key, items)`` must return one result per item, in order: a value or an
 exception instance (delivered to that item's caller alone). If ``flush`` itself
 raises, every item of that batch gets the exception. Per-item semantics are the
@@ -42,23 +47,26 @@ class QueueFull(Exception):
 
 
 class Batcher(Generic[K, Req, Res]):
+    """Per-key queues drained in batches: the one coalescing mechanism of the engine."""
+
     def __init__(self, flush: Flush[K, Req, Res], *, max_batch: int = 64,
-                 max_queue: int = 10_000, max_in_flight: int = 1) -> None:
+                 max_queue: int = 10_000, max_in_flight: int = 1,
+                 weight: Callable[[Req], int] | None = None, max_weight: int | None = None) -> None:
         if max_batch < 1 or max_queue < 1 or max_in_flight < 1:
             raise ValueError("max_batch, max_queue and max_in_flight must be >= 1")
+        if (weight is None) != (max_weight is None):
+            raise ValueError("weight and max_weight go together")
         self._flush = flush
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._max_in_flight = max_in_flight
+        self._weight = weight
+        self._max_weight = max_weight
         # (item, its waiter or None for a post, first)
         self._queues: dict[K, collections.deque[tuple[Req, asyncio.Future[Res] | None, bool]]] = {}
         self._tasks: dict[K, set[asyncio.Task[None]]] = {}
         self.batches = 0
         self.items = 0
-
-    async def submit(self, key: K, item: Req, *, first: bool = False) -> Res:
-        """Queue ``item`` and wait for its result (see ``enqueue``)."""
-        return await self.enqueue(key, item, first=first)
 
     def enqueue(self, key: K, item: Req, *, first: bool = False) -> asyncio.Future[Res]:
         """Queue ``item``; the future gets its result. ``first``: at the head of the queue
@@ -94,13 +102,7 @@ class Batcher(Generic[K, Req, Res]):
                      queue: collections.deque[tuple[Req, asyncio.Future[Res] | None, bool]]) -> None:
         try:
             while queue:
-                # every ``first`` item queued (they are at the head) plus up to max_batch others
-                batch = []
-                others = 0
-                while queue and (queue[0][2] or others < self._max_batch):
-                    entry = queue.popleft()
-                    others += not entry[2]
-                    batch.append(entry)
+                batch = self._take(queue)
                 n = len(batch)
                 self.batches += 1
                 self.items += n
@@ -149,6 +151,27 @@ class Batcher(Generic[K, Req, Res]):
                     else:
                         future.cancel()
                 _lost(key, posts, "cancelled")
+
+    def _take(self, queue: collections.deque[tuple[Req, asyncio.Future[Res] | None, bool]]
+              ) -> list[tuple[Req, asyncio.Future[Res] | None, bool]]:
+        """The next batch: every ``first`` item queued (they are at the head), then up to
+        ``max_batch`` others within the weight budget (at least one item)."""
+        batch: list[tuple[Req, asyncio.Future[Res] | None, bool]] = []
+        others = 0
+        spent = 0
+        while queue:
+            item, _, first = queue[0]
+            if not first:
+                if others >= self._max_batch:
+                    break
+                if self._weight is not None and self._max_weight is not None:
+                    cost = self._weight(item)
+                    if batch and spent + cost > self._max_weight:
+                        break
+                    spent += cost
+                others += 1
+            batch.append(queue.popleft())
+        return batch
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Let queued work finish for up to ``grace_s`` (posts have nobody to retry them),

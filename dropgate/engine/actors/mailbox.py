@@ -16,13 +16,12 @@ M = TypeVar("M")
 
 
 class Mailbox(Generic[M]):
-    __slots__ = ("_items", "_waiter", "capacity", "closed")
+    __slots__ = ("_items", "_waiter", "capacity")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("a mailbox holds at least one message")
         self.capacity = capacity
-        self.closed = False
         self._items: deque[M] = deque()
         self._waiter: asyncio.Future[None] | None = None
 

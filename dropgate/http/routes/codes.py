@@ -19,6 +19,7 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.http.routing import ApiRoutes, Call, validation_error
+from dropgate.ids import ms_to_dt
 from dropgate.models.codes import (
     CodeCounts,
     CodesChange,
@@ -28,7 +29,6 @@ from dropgate.models.codes import (
     ReservationRequest,
     ReservationResult,
 )
-from dropgate.models.common import ms_to_dt
 
 routes = ApiRoutes("codes")
 

@@ -15,7 +15,7 @@ from dropgate.errors import (
     NotFound,
 )
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.models.common import dt_to_ms, ms_to_dt
+from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.invites import (
     Invite,
     InviteCreate,

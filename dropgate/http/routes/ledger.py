@@ -1,10 +1,12 @@
-"""Subscription-gated operations (tenant): each runs in the tenant's actor, in order."""
+"""Subscription-gated operations (tenant): each runs in the tenant's actor, in order.
+
+A write hands its ledger script wrapper to ``runtime.actors.run``: the actor calls it
+in the tenant's turn with its lease epoch. Ids are drawn here, before the turn."""
 
 from __future__ import annotations
 
 import msgspec
 
-from dropgate.engine.actors import Item
 from dropgate.engine.ledger import WithdrawalState
 from dropgate.errors import (
     AlreadyExists,
@@ -19,7 +21,7 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.models.common import dt_to_ms, ms_to_dt
+from dropgate.ids import dt_to_ms, ms_to_dt, new_id
 from dropgate.models.ledger import (
     Booking,
     BookingCreate,
@@ -32,13 +34,15 @@ from dropgate.models.ledger import (
     WithdrawalApprove,
     WithdrawalCreate,
 )
-from dropgate.models.money import format_amount, parse_amount
+from dropgate.money import format_amount, parse_amount
 
 routes = ApiRoutes("tenant operations")
 
 # Every gated route can answer these on top of its own.
 _GATED = (SubscriptionInactive, TenantBusy, StaleEpoch)
 _items_decoder = msgspec.json.Decoder(list[OrderItem])
+_items_encoder = msgspec.json.Encoder()
+_ID_BYTES = 16  # generated ids: a prefix and 32 hex characters
 
 
 def withdrawal_view(w: WithdrawalState) -> Withdrawal:
@@ -57,8 +61,9 @@ async def create_payment(call: Call[PaymentCreate]) -> Payment:
     """A payment into the tenant's balance (refused while the subscription is inactive)."""
     b = call.body
     amount = parse_amount(b.amount, b.currency)
-    r = await call.runtime.tenant_actors.payment(call.tenant_id, amount=amount, currency=b.currency,
-                                                 reference=b.reference)
+    rt = call.runtime
+    r = await rt.actors.run(call.tenant_id, rt.ledger.payment, payment_id=new_id("pay_", _ID_BYTES),
+                            amount=amount, currency=b.currency, reference=b.reference)
     created = ms_to_dt(r.at_ms)
     assert created is not None
     return Payment(payment_id=r.payment_id, amount=format_amount(amount, b.currency),
@@ -71,9 +76,10 @@ async def create_payment(call: Call[PaymentCreate]) -> Payment:
 async def create_withdrawal(call: Call[WithdrawalCreate]) -> Withdrawal:
     """Initiate a withdrawal; it stays pending until someone else approves it."""
     b = call.body
-    w = await call.runtime.tenant_actors.withdrawal_initiate(
-        call.tenant_id, amount=parse_amount(b.amount, b.currency), currency=b.currency,
-        initiated_by=b.initiated_by)
+    rt = call.runtime
+    w = await rt.actors.run(
+        call.tenant_id, rt.ledger.withdrawal_initiate, withdrawal_id=new_id("wd_", _ID_BYTES),
+        amount=parse_amount(b.amount, b.currency), currency=b.currency, initiated_by=b.initiated_by)
     return withdrawal_view(w)
 
 
@@ -81,15 +87,17 @@ async def create_withdrawal(call: Call[WithdrawalCreate]) -> Withdrawal:
              errors=[*_GATED, NotFound, Conflict, FourEyesRequired, InsufficientFunds])
 async def approve_withdrawal(call: Call[WithdrawalApprove]) -> Withdrawal:
     """Approve (by a person other than the initiator) and debit; never overdraws."""
-    w = await call.runtime.tenant_actors.withdrawal_approve(
-        call.tenant_id, call.path_id("withdrawal_id"), approved_by=call.body.approved_by)
+    rt = call.runtime
+    w = await rt.actors.run(call.tenant_id, rt.ledger.withdrawal_approve,
+                            withdrawal_id=call.path_id("withdrawal_id"),
+                            approved_by=call.body.approved_by)
     return withdrawal_view(w)
 
 
 @routes.get("/v1/withdrawals/{withdrawal_id}", response=Withdrawal, errors=[NotFound])
 async def get_withdrawal(call: Call[None]) -> Withdrawal:
     """A withdrawal and its status."""
-    return withdrawal_view(await call.runtime.tenant_actors.ledger.withdrawal(
+    return withdrawal_view(await call.runtime.ledger.withdrawal(
         call.tenant_id, call.path_id("withdrawal_id")))
 
 
@@ -99,9 +107,10 @@ async def create_order(call: Call[OrderCreate]) -> Order:
     """Record an order (an order_id already used -> 409 ALREADY_EXISTS)."""
     b = call.body
     total = parse_amount(b.total, b.currency, field="total", positive=False)
-    o = await call.runtime.tenant_actors.order(
-        call.tenant_id, order_id=b.order_id, items=[Item(i.sku, i.quantity) for i in b.items],
-        total=total, currency=b.currency)
+    rt = call.runtime
+    o = await rt.actors.run(
+        call.tenant_id, rt.ledger.order, order_id=b.order_id or new_id("ord_", _ID_BYTES),
+        items_json=_items_encoder.encode(b.items).decode(), total=total, currency=b.currency)
     created = ms_to_dt(o.created_ms)
     assert created is not None
     return Order(order_id=o.order_id, items=b.items, total=format_amount(o.total, o.currency),
@@ -111,7 +120,7 @@ async def create_order(call: Call[OrderCreate]) -> Order:
 @routes.get("/v1/orders/{order_id}", response=Order, errors=[NotFound])
 async def get_order(call: Call[None]) -> Order:
     """An order."""
-    o = await call.runtime.tenant_actors.ledger.order_get(call.tenant_id, call.path_id("order_id"))
+    o = await call.runtime.ledger.order_get(call.tenant_id, call.path_id("order_id"))
     created = ms_to_dt(o.created_ms)
     assert created is not None
     return Order(order_id=o.order_id, items=_items_decoder.decode(o.items),
@@ -128,8 +137,10 @@ async def create_booking(call: Call[BookingCreate]) -> Booking:
     assert start_ms is not None and end_ms is not None
     if end_ms <= start_ms:
         raise ValidationError("slot_end must be after slot_start.", details={"field": "slot_end"})
-    r = await call.runtime.tenant_actors.booking(
-        call.tenant_id, resource_id=b.resource_id, slot_start_ms=start_ms, slot_end_ms=end_ms,
+    rt = call.runtime
+    r = await rt.actors.run(
+        call.tenant_id, rt.ledger.booking, booking_id=new_id("bk_", _ID_BYTES),
+        resource_id=b.resource_id, slot_start_ms=start_ms, slot_end_ms=end_ms,
         capacity=b.capacity, user_id=b.user_id)
     created = ms_to_dt(r.created_ms)
     assert created is not None

@@ -25,8 +25,7 @@ from dropgate.errors import (
     TenantBusy,
 )
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.models.common import dt_to_ms, ms_to_dt
-from dropgate.models.money import format_amount, parse_amount
+from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.offers import (
     Offer,
     OfferCreate,
@@ -39,6 +38,7 @@ from dropgate.models.offers import (
     SandboxResult,
     WebhookAck,
 )
+from dropgate.money import format_amount, parse_amount
 from dropgate.payments.base import sign_payload
 from dropgate.payments.sandbox import SandboxProvider, checkout_event, parse_session_id
 

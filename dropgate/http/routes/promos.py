@@ -21,8 +21,7 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.models.common import dt_to_ms, ms_to_dt
-from dropgate.models.money import format_amount, format_percent, parse_amount, parse_percent
+from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.promos import (
     Bonus,
     FixedBonus,
@@ -34,6 +33,7 @@ from dropgate.models.promos import (
     PromoRedemption,
     PromoRollback,
 )
+from dropgate.money import format_amount, format_percent, parse_amount, parse_percent
 
 routes = ApiRoutes("promos")
 

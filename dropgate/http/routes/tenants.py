@@ -7,9 +7,9 @@ from typing import Any
 from dropgate.engine.tenants import TenantState
 from dropgate.errors import AlreadyExists, NotFound, TenantBusy, ValidationError
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.models.common import dt_to_ms, ms_to_dt
-from dropgate.models.money import format_amount
+from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.tenants import KeyCreate, KeyCreated, SubscriptionUpdate, Tenant, TenantCreate
+from dropgate.money import format_amount
 
 routes = ApiRoutes("tenants")
 
@@ -54,10 +54,12 @@ async def set_subscription(call: Call[SubscriptionUpdate]) -> Tenant:
     """Change a tenant's subscription status, in the tenant's actor: ordered after the
     operations that arrived before it and before those that arrive after."""
     b = call.body
-    state = await call.runtime.tenant_actors.set_subscription(
-        call.path_id("tenant_id"), status=b.subscription_status,
-        trial_end_ms=_trial_end(b.subscription_status, b.trial_end),
-    )
+    tenant_id, tenants = call.path_id("tenant_id"), call.runtime.tenants
+    trial_end_ms = _trial_end(b.subscription_status, b.trial_end)
+    if not await tenants.exists(tenant_id):  # no actor (nor lease) for a tenant that is not there
+        raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
+    state = await call.runtime.actors.ask(tenant_id, lambda _: tenants.set_subscription(
+        tenant_id, status=b.subscription_status, trial_end_ms=trial_end_ms))
     return tenant_view(state)
 
 

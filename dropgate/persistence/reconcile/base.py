@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from dropgate.engine.events import parse_stream_id
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.reconcile.keyspace import KeyIndex
 from dropgate.settings import Settings
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import decode_result
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.reconcile.base import (
     Comparison,
     Drift,

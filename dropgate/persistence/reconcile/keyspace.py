@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 
 from dropgate.engine.keys import Keys
-from dropgate.engine.text import text
+from dropgate.ids import text
 
 if TYPE_CHECKING:
     from dropgate.persistence.reconcile.base import Progress

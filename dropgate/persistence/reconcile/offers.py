@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from dropgate.engine.scripts import decode_result
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.reconcile.base import (
     Comparison,
     Drift,

@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 from dropgate.engine.events import parse_stream_id
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
-from dropgate.engine.text import text
+from dropgate.ids import text
 from dropgate.persistence.persister import Persister, committed_offsets
 from dropgate.persistence.reconcile import RECONCILERS
 from dropgate.persistence.reconcile.base import (

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from dropgate.engine.text import text
+from dropgate.ids import text
 
 HASH_BITS = 60
 BITS_PER_LEVEL = 12

@@ -1,5 +1,9 @@
 """Exact money: decimal strings in, integer minor units inside, decimal strings out.
 
+Part of the ground floor (imports nothing of dropgate but ``errors``): the API
+models declare their money fields with ``Currency``, ``Amount`` and ``Percent``, the
+engine and the HTTP layer convert with ``parse_*`` / ``format_*``.
+
 Nothing on a money path is a binary float: amounts are parsed by regular expression
 into integers of the currency's minor unit, Lua scripts add and compare integers,
 and responses are formatted back with exactly the currency's minor-unit digits.

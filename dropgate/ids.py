@@ -1,0 +1,124 @@
+"""Ids, times and Redis replies: the small conversions every layer needs, written once.
+
+Part of the ground floor (with ``errors`` and ``money``): it imports nothing of
+dropgate but ``errors``, so the engine, the models, the HTTP layer, persistence and
+the client may all use it without pulling each other in.
+
+- **Ids.** Every id that reaches a Redis key is 1-64 characters of ``[A-Za-z0-9_.-]``
+  (``check_id``), so ``:``, ``{`` and ``}`` can never forge another entity's key or
+  hash tag; code types are lowercase words (``check_type``). The API models declare
+  the same patterns, so a body is refused by the decoder before it reaches the engine.
+- **New ids.** ``random_hex`` draws from a buffer of ``os.urandom`` bytes: one system
+  call per ~400 ids (a ``getrandom`` call per id was a visible share of a request's CPU).
+- **Times.** Inside, a time is integer milliseconds since the epoch (``*_ms``); the API
+  shows RFC 3339. Expiry decisions use Redis' clock (``redis_now_ms``) so every
+  process agrees.
+- **Redis replies.** redis-py types replies as ``bytes | str``; ``text`` makes them str.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Mapping
+from datetime import UTC, datetime
+from typing import Protocol
+
+from dropgate.errors import ValidationError
+
+ID_CHARS = "A-Za-z0-9_.-"  # inside a regex character class
+ID_MAX_LENGTH = 64
+# (?!\n): Python's $ also matches before a final newline
+ID_PATTERN = rf"^[{ID_CHARS}]{{1,{ID_MAX_LENGTH}}}$(?!\n)"
+TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$(?!\n)"
+
+_ID_RE = re.compile(ID_PATTERN)
+_TYPE_RE = re.compile(TYPE_PATTERN)
+
+
+def check_id(value: str, field: str = "id") -> str:
+    """Return ``value`` if it is a valid id, else raise a 400 naming ``field``."""
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
+        raise ValidationError(
+            f"{field} must be 1-{ID_MAX_LENGTH} characters of A-Z, a-z, 0-9, '_', '.' or '-'.",
+            details={"field": field},
+        )
+    return value
+
+
+def check_type(value: str, field: str = "type") -> str:
+    """Return ``value`` if it is a valid code type, else raise a 400 naming ``field``."""
+    if not isinstance(value, str) or _TYPE_RE.fullmatch(value) is None:
+        raise ValidationError(f"{field} must match ^[a-z][a-z0-9_-]{{0,31}}$.",
+                              details={"field": field})
+    return value
+
+
+# -- new ids ------------------------------------------------------------------------------
+_CHUNK = 4096
+_buf = b""
+_pos = 0
+
+
+def random_hex(nbytes: int) -> str:
+    """``2 * nbytes`` lowercase hex characters of fresh randomness (the kernel's CSPRNG,
+    as ``os.urandom(n).hex()``; only the system call is amortized)."""
+    global _buf, _pos
+    start = _pos
+    end = start + nbytes
+    if end > len(_buf):
+        _buf = os.urandom(max(_CHUNK, nbytes))
+        start, end = 0, nbytes
+    _pos = end
+    return _buf[start:end].hex()
+
+
+def _forget() -> None:
+    global _buf, _pos
+    _buf, _pos = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget)  # a forked child never shares its parent's bytes
+
+
+def new_id(prefix: str, nbytes: int = 10) -> str:
+    """``prefix`` + ``2 * nbytes`` random hex characters (``new_id("pu_")``: 80 bits)."""
+    return prefix + random_hex(nbytes)
+
+
+# -- times --------------------------------------------------------------------------------
+def ms_to_dt(ms: int | None) -> datetime | None:
+    """Milliseconds since the epoch as an aware UTC datetime (None stays None)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def dt_to_ms(value: datetime | None) -> int | None:
+    """An aware datetime as milliseconds since the epoch (None stays None)."""
+    if value is None:
+        return None
+    return int(value.timestamp() * 1000)
+
+
+class _HasTime(Protocol):
+    """A Redis client (sync replies awaited): anything with ``TIME``."""
+
+    def time(self) -> Awaitable[tuple[int, int]]: ...
+
+
+async def redis_now_ms(redis: _HasTime) -> int:
+    """Redis' clock (``TIME``) in milliseconds: the one clock every process agrees on."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+# -- Redis replies ------------------------------------------------------------------------
+def text(value: bytes | str) -> str:
+    """A Redis reply as str, whichever way the client decoded it."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def text_map(raw: Mapping[bytes, bytes] | Mapping[str, str] | Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """A Redis hash reply (``HGETALL``) as a str -> str dict."""
+    return {text(k): text(v) for k, v in raw.items()}
