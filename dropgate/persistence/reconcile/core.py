@@ -109,7 +109,7 @@ class TenantReconciler:
             t = entity.split(":", 1)[1]
             tk = rc.keys.tenant(t)
             if any(d.problem in ("missing_in_postgres", "postgres_behind") for d in found):
-                await rc.scripts.call("tenant_resync", [tk.log, tk.tenant()], [rc.settings.max_backlog, t])
+                await rc.scripts.call("resync_tenant", [tk.log, tk.tenant()], [rc.settings.max_backlog, t])
                 rc.repaired(DOMAIN, entity, "reemitted", "tenant.saved from Redis into the log")
                 continue
             await restore_entity(rc, DOMAIN, entity, seen_version(found), "tenant fields",
@@ -211,7 +211,7 @@ class ApiKeyReconciler:
             p, key = rc.keys.api_key(kid)
             row = await rc.pool.fetchrow("SELECT revoked_at FROM api_keys WHERE key_id = $1", kid)
             if d.problem == "missing_in_postgres" and row is None:
-                await rc.scripts.call("apikey_resync", [rc.keys.log(p), key], [rc.settings.max_backlog, kid])
+                await rc.scripts.call("resync_apikey", [rc.keys.log(p), key], [rc.settings.max_backlog, kid])
                 rc.repaired(DOMAIN, d.entity, "reemitted", "apikey.created from Redis into the log")
             elif row is not None and row["revoked_at"] is not None:
                 await rc.scripts.call("restore_hash", [key], ["*", "replace", ""])

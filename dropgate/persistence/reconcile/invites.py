@@ -272,7 +272,7 @@ class InviteReconciler:
         if missing_row:  # PostgreSQL lacks the code: every use with it
             users = [text(u) for u in await rc.redis.smembers(tk.invite_users(code))]
         for i, chunk in enumerate(chunks(sorted(users), USERS_PER_CALL)):
-            await rc.scripts.call("invite_resync", [tk.log, tk.invite(code), tk.invite_users(code)],
+            await rc.scripts.call("resync_invite", [tk.log, tk.invite(code), tk.invite_users(code)],
                                   [rc.settings.max_backlog, tenant_id, code,
                                    "1" if definition and i == 0 else "0", *chunk])
         what = ("definition and " if definition else "") + f"{len(users)} uses"
