@@ -74,7 +74,7 @@ class Members:
     fields: tuple[Field, ...] = ()     # hash: the record's fields
     score: Field | None = None         # zset: the score
     where: str = ""                    # which rows are members (SQL on the rows)
-    tally: tuple[str, str] | None = None   # (TenantKeys method, record field counted by)
+    tally: tuple[str, str, str] | None = None  # (drift field, TenantKeys method, record field counted by)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Count:
         cond = " AND ".join(f"u.{c} = {alias}.{o}" for c, o in zip(self.link, owner.id_columns, strict=True))
         if self.when is not None:
             cond += f" AND u.{self.when[0]} = '{self.when[1]}'"
-        agg = f"coalesce(sum(u.{self.total}), 0)" if self.total else "count(*)"
+        agg = f"coalesce(sum(u.{self.total}), 0)::bigint" if self.total else "count(*)"
         return f"(SELECT {agg} FROM {self.table} u WHERE {cond})"
 
     def fold(self, records: Iterable[Mapping[str, Any]]) -> int:
@@ -129,10 +129,10 @@ class Entity:
     members: tuple[Members, ...] = ()
     counts: tuple[Count, ...] = ()
     versioned: bool = True
-    where: str = ""                    # which rows are live (SQL on the rows)
+    where: str = ""                    # which rows are live (SQL on the rows; ``{a}``: alias)
     record_in: str | None = None       # TenantKeys method of the tenant-wide hash of JSON records
     owner: tuple[str, str] | None = None   # (owner kind, this row's column naming the owner)
-    resync: str | None = None          # the script re-emitting it from Redis into the log
+    resync: tuple[str, ...] = ()       # the script re-emitting it from Redis into the log, its leading ARGV
     recount_setting: str | None = None     # a setting that lets a recount write the counters
     merge: bool = False                # restore merges into a hash shared with others
 

@@ -33,14 +33,14 @@ TENANT = Entity(
     kind="tenant", domain="core", table="tenants", key="tenant", ids=(), merge=True,
     fields=(_TENANT_ID, Field("name"), Field("status", "subscription_status"), _ms("trial_end_ms", "trial_end"),
             _ms("created_ms", "created_at"), _VERSION),
-    resync="resync_tenant")
+    resync=("resync_tenant",))
 
 API_KEY = Entity(
     kind="apikey", domain="core", table="api_keys", key="api_key", global_=True, versioned=False,
-    ids=(Field("key_id"),), where="revoked_at IS NULL",
+    ids=(Field("key_id"),), where="{a}revoked_at IS NULL",
     fields=(Field("secret_sha256", secret=True), Field("role"), Field("tenant_id", sql="coalesce({a}tenant_id, '')"),
             _ms("created_ms", "created_at")),
-    resync="resync_apikey")
+    resync=("resync_apikey",))
 
 INVITE_USES = Members("uses", "invite_users", "set", "invite_code_uses", ("tenant_id", "code"), "user_id")
 INVITE = Entity(
@@ -49,13 +49,13 @@ INVITE = Entity(
             _ms("expires_at_ms", "expires_at"), _ms("created_ms", "created_at"), _int("used_count"), _VERSION),
     members=(INVITE_USES,),
     counts=(Count("used_count", "invite_code_uses", ("tenant_id", "code"), "use rows"),),
-    resync="resync_invite")
+    resync=("resync_invite",))
 
 PROMO_USES = Members(
     "uses", "promo_uses", "hash", "promo_code_uses", ("tenant_id", "code"), "use_id",
     fields=(Field("customer_id"), _int("base_amount", sql_type=_BIG), _int("bonus_amount", sql_type=_BIG),
             _ms("at_ms", "used_at")),
-    tally=("promo_customers", "customer_id"))
+    tally=("customers", "promo_customers", "customer_id"))
 _PROMO_ROWS = ("promo_code_uses", ("tenant_id", "code"), "use rows")
 PROMO = Entity(
     kind="promo", domain="promos", table="promo_codes", key="promo", ids=(Field("code"),), words=("promo",),
@@ -66,10 +66,10 @@ PROMO = Entity(
             _int("total_bonus_issued", sql_type=_BIG), _VERSION),
     members=(PROMO_USES,),
     counts=(Count("times_used", *_PROMO_ROWS), Count("total_bonus_issued", *_PROMO_ROWS, total="bonus_amount")),
-    resync="resync_promo", recount_setting="dropgate.promo_counter_sync")
+    resync=("resync_promo",), recount_setting="dropgate.promo_counter_sync")
 
 OFFER_HOLDS = Members("holds", "offer_holds", "zset", "offer_purchases", ("tenant_id", "offer_id"), "purchase_id",
-                      score=_ms("hold_expires_ms", "hold_expires_at"), where="status = 'pending'")
+                      score=_ms("hold_expires_ms", "hold_expires_at"), where="{a}status = 'pending'")
 _PURCHASE_ROWS = ("offer_purchases", ("tenant_id", "offer_id"), "purchase rows")
 OFFER = Entity(
     kind="offer", domain="offers", table="offers", key="offer", ids=(Field("offer_id"),),
@@ -81,7 +81,7 @@ OFFER = Entity(
     members=(OFFER_HOLDS,),
     counts=(Count("reserved", *_PURCHASE_ROWS, total="quantity", when=("status", "pending")),
             Count("sold", *_PURCHASE_ROWS, total="quantity", when=("status", "paid"))),
-    resync="resync_offer")
+    resync=("resync_offer",))
 
 # A purchase is a JSON record in its tenant's purchases hash. Its checkout session is
 # attached after the hold without an event of its own: compared once it is settled.
@@ -95,7 +95,7 @@ PURCHASE = Entity(
                   compare_sql="CASE WHEN {a}status <> 'pending' THEN {a}checkout_session_id END"),
             Field("payment_intent"), Field("refund_id"), _flag("retaken"), _ms("created_ms", "created_at"),
             _ms("updated_ms", "updated_at"), _VERSION),
-    resync="resync_offer")
+    resync=("resync_offer",))
 
 # Campaign codes: the entity is the campaign; its members are packed code records
 # (dg_code_pack), compared and restored by reconcile/codes.py.
@@ -104,7 +104,7 @@ CODES = Entity(
     words=("codes",),
     fields=(Field("code"), Field("type"), Field("status"), Field("reserve_id"), _ms("reserved_ms", "reserved_at"),
             _ms("expires_ms", "expires_at"), _ms("assigned_ms", "assigned_at"), _VERSION),
-    resync="resync_codes")
+    resync=("resync_codes",))
 
 # Ledger: a balance is the ``bal:<currency>`` field of the tenant hash, derived from
 # the ledger rows (payments in, completed withdrawals out).
@@ -119,7 +119,7 @@ WITHDRAWAL = Entity(
     fields=(_TENANT_ID, Field("withdrawal_id", compared=False), _int("amount", "amount_minor", _BIG),
             Field("currency"), Field("initiated_by"), Field("approved_by"), Field("status"),
             _ms("created_ms", "created_at"), _ms("completed_ms", "completed_at"), _VERSION),
-    resync="resync_ledger")
+    resync=("resync_ledger", "withdrawal"))
 ORDER = Entity(
     kind="order", domain="ledger", table="orders", key="order", ids=(Field("order_id"),), words=("order",),
     # PostgreSQL keeps items as jsonb, which re-spells the JSON text: not compared
@@ -127,7 +127,7 @@ ORDER = Entity(
                                                                  compared=False),
             _int("total", "total_minor", _BIG), Field("currency"), Field("status"), _ms("created_ms", "created_at"),
             _int("version", sql="1")),
-    resync="resync_ledger")
+    resync=("resync_ledger", "order"))
 # A slot carries no version in PostgreSQL: its Redis version (which orders its events)
 # is restored as its booked count.
 SLOT = Entity(

@@ -268,10 +268,6 @@ class Reconciler(Protocol):
     domain: str
     kinds: tuple[str, ...]
 
-    def owns(self, parts: tuple[str, ...]) -> bool:
-        """Does a key (split after its ``{pN}`` tag) hold this domain's state?"""
-        ...
-
     async def compare(self, rc: ReconcileContext, scope: Scope) -> Comparison:
         """Compare Redis with PostgreSQL within ``scope``; classify each difference as
         in flight (``rc.classify``) or drift."""

@@ -1,0 +1,457 @@
+"""One reconciler for every entity kind, driven by its spec (dropgate/specs).
+
+For each kind in scope, ``compare`` diffs two kinds of sets between the stores (see
+``sets.py``): the entities' compared fields (``tenant, ids..., fields...``) and each
+member collection (``tenant, ids..., member...``); within each store, every counter
+must equal what its members (Redis) or rows (PostgreSQL) give. ``recount``,
+``repair`` and ``restore`` follow the policy of docs/reconcile.md. Domains that
+really differ subclass it: offers (a purchase's version bump is in flight; purchases
+are JSON records), codes (packed records) and the ledger (balances come from rows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from dropgate.engine.keys import Keys
+from dropgate.engine.scripts import decode_result
+from dropgate.engine.text import text
+from dropgate.persistence.reconcile.base import (
+    Comparison,
+    Drift,
+    KindCount,
+    ReconcileContext,
+    Scope,
+    entity_kind,
+    repair_log,
+)
+from dropgate.persistence.reconcile.sets import (
+    SetDiff,
+    SqlSide,
+    StreamSide,
+    decode,
+    diff_sets,
+    encode,
+    set_members,
+    sql_member,
+)
+from dropgate.persistence.reconcile.sql import and_where, parts_of, row_sql, scope_sql, stale_sql
+from dropgate.persistence.reconcile.util import chunks, field_drifts, listed, restore_in_batches, sample, to_int
+from dropgate.specs import Entity, Members
+
+PER_CALL = 5_000
+RESTORE_BATCH = 200
+
+
+class Found:
+    """What Redis holds for one kind in scope: fields, member strings, counter drift."""
+
+    def __init__(self) -> None:
+        self.defs: dict[str, dict[str, str]] = {}
+        self.def_members: list[str] = []
+        self.members: dict[str, list[str]] = defaultdict(list)
+        self.streamed: dict[str, list[tuple[str, str]]] = defaultdict(list)   # set name -> (key, tag)
+        self.drifts: list[Drift] = []
+        self.related: dict[str, list[str]] = {}   # entity -> entities whose events bump it (hooks)
+
+
+class SpecReconciler:
+    """Compare, recount, repair and restore the kinds of ``specs`` (one domain)."""
+
+    def __init__(self, *specs: Entity) -> None:
+        self.specs = specs
+        self.domain = specs[0].domain
+        self.kinds = tuple(s.kind for s in specs)
+
+    def spec(self, kind: str) -> Entity:
+        return next(s for s in self.specs if s.kind == kind)
+
+    # -- keys -------------------------------------------------------------------------
+    def partition(self, rc: ReconcileContext, spec: Entity, parts: list[str]) -> int:
+        return rc.keys.api_key(parts[0])[0] if spec.global_ else rc.keys.tenant(parts[0]).partition
+
+    def key(self, rc: ReconcileContext, spec: Entity, parts: list[str], method: str | None = None) -> str:
+        if spec.global_:
+            return rc.keys.api_key(parts[0])[1]
+        ids: list[Any] = [int(v) if f.redis == "ms" else v for f, v in zip(spec.ids, parts[1:], strict=True)]
+        return str(getattr(rc.keys.tenant(parts[0]), method or spec.key)(*ids))
+
+    def targets(self, index: Any, scope: Scope, spec: Entity) -> list[tuple[str, list[str]]]:
+        """The entities whose keys the index holds (hash or collections), in scope."""
+        n = len(spec.ids)
+        found: dict[str, list[str]] = {}
+        if not spec.words:
+            shape = ("apikey", None) if spec.global_ else ("tenant", None)
+            rows = [[parts[1]] for _, parts in index.find(*shape)]
+        else:
+            rows = [[parts[1], *parts[3:3 + n]] for _, parts in index.domain_parts()
+                    if len(parts) in (3 + n, 4 + n) and parts[0] == "t" and parts[2] == spec.words[0]]
+        for parts in rows:
+            entity = spec.entity(*parts)
+            if scope.wants(entity, None if spec.global_ else parts[0]):
+                found[entity] = parts
+        return sorted(found.items())
+
+    # -- compare ----------------------------------------------------------------------
+    async def compare(self, rc: ReconcileContext, scope: Scope) -> Comparison:
+        out = Comparison()
+        for spec in self.specs:
+            if scope.wants_kind(spec.kind):
+                part = await self.compare_kind(rc, scope, spec)
+                out.counts += part.counts
+                out.drifts += part.drifts + await self.pg_counters(rc, scope, spec)
+                out.in_flight |= part.in_flight
+        for c in out.counts:
+            c.drift = len({d.entity for d in out.drifts if d.kind == c.kind})
+        return out
+
+    async def read(self, rc: ReconcileContext, scope: Scope, spec: Entity,
+                   targets: list[tuple[str, list[str]]]) -> Found:
+        """Each entity's hash, with its collections and counters in the same MULTI."""
+        got = Found()
+        rc.progress.stage(f"{spec.kind}s", len(targets))
+        for chunk in chunks(targets, 256):
+            async with rc.redis.pipeline(transaction=True) as pipe:
+                for _, parts in chunk:
+                    pipe.hgetall(self.key(rc, spec, parts))
+                    for m in spec.members:
+                        key = self.key(rc, spec, parts, m.key)
+                        if m.redis == "zset":
+                            pipe.zrange(key, 0, -1, withscores=True)
+                        else:
+                            (pipe.scard if m.redis == "set" else pipe.hgetall)(key)
+                        if m.tally:
+                            pipe.hgetall(self.key(rc, spec, parts, m.tally[1]))
+                replies = iter(await pipe.execute())
+            for entity, parts in chunk:
+                raw = next(replies)
+                fields = {text(k): text(v) for k, v in raw.items()}
+                if spec.global_ and scope.tenant_id is not None and fields.get("tenant_id") != scope.tenant_id:
+                    fields = {}
+                have: dict[str, Any] = {}
+                for m in spec.members:
+                    have[m.name] = self._members(rc, got, spec, m, parts, next(replies))
+                    if m.tally:
+                        have[m.tally[0]] = {text(k): int(v) for k, v in next(replies).items()}
+                if fields:
+                    got.defs[entity] = fields
+                    got.def_members.append(encode(*parts, *(fields.get(f.name) for f in spec.compared())))
+                    got.drifts += self.redis_counters(spec, entity, fields, have)
+            rc.progress.advance(len(chunk))
+        return got
+
+    def _members(self, rc: ReconcileContext, got: Found, spec: Entity, m: Members, parts: list[str],
+                 reply: Any) -> Any:
+        if m.redis == "set":  # streamed by SSCAN later: a set may be large
+            got.streamed[m.name].append((self.key(rc, spec, parts, m.key), encode(*parts, "")))
+            return int(reply)
+        if m.redis == "zset":
+            scored = {text(k): int(float(s)) for k, s in reply}
+            got.members[m.name] += [encode(*parts, k, s) for k, s in scored.items()]
+            return scored
+        records = {text(k): json.loads(v) for k, v in reply.items()}
+        got.members[m.name] += [encode(*parts, k, *(r.get(f.name) for f in m.fields)) for k, r in records.items()]
+        return records
+
+    def redis_counters(self, spec: Entity, entity: str, fields: dict[str, str], have: dict[str, Any]) -> list[Drift]:
+        """Redis' counters against the members they count (read in the same MULTI)."""
+        out: list[Drift] = []
+        rv = to_int(fields.get("version"))
+        for m in spec.members:
+            counted = have[m.name]
+            for c in spec.counts:
+                if c.table != m.table or m.where:
+                    continue
+                want = counted if isinstance(counted, int) else c.fold(counted.values())
+                value = to_int(fields.get(c.field))
+                if value != want:
+                    out.append(Drift(domain=spec.domain, entity=entity, field=c.field, problem="counter",
+                                     redis=value, redis_version=rv,
+                                     detail=f"Redis {c.field} {value}, but the {m.name} in Redis give {want}"))
+            if m.tally:
+                name, _, by = m.tally
+                tally = dict(Counter(r[by] for r in counted.values()))
+                if tally != have[name]:
+                    odd = sorted(k for k in tally.keys() | have[name].keys() if tally.get(k) != have[name].get(k))
+                    out.append(Drift(domain=spec.domain, entity=entity, field=name, problem="counter", redis=odd,
+                                     redis_version=rv, detail=f"{name} differ from the {m.name}: {sample(odd)}"))
+        return out
+
+    def member_side(self, rc: ReconcileContext, scope: Scope, spec: Entity, m: Members) -> SqlSide:
+        where, args = scope_sql(spec, scope, "u", columns=m.link, where=m.where)
+        values = [f.expr("u") for f in m.fields] + ([m.score.expr("u")] if m.score else [])
+        return SqlSide(rc.fetch, args=args, from_sql=f"FROM {m.table} u {where}",
+                       member_sql=sql_member(*(f"u.{c}" for c in m.link), f"u.{m.id}", *values))
+
+    async def compare_kind(self, rc: ReconcileContext, scope: Scope, spec: Entity) -> Comparison:
+        out = Comparison()
+        got = await self.read(rc, scope, spec, self.targets(await rc.index(scope), scope, spec))
+        where, args = scope_sql(spec, scope)
+        sides = [diff_sets(StreamSide(listed(got.def_members)), SqlSide(
+            rc.fetch, args=args, from_sql=f"FROM {spec.table} c {where}",
+            member_sql=sql_member(*spec.id_exprs("c"), *(f.expr("c", compare=True) for f in spec.compared()))))]
+        for m in spec.members:
+            redis_side = StreamSide(_streamed(rc, got.streamed[m.name]) if m.redis == "set"
+                                    else listed(got.members[m.name]))
+            sides.append(diff_sets(redis_side, self.member_side(rc, scope, spec, m)))
+        defs, *member_diffs = await asyncio.gather(*sides)
+        await self.classify(rc, spec, out, got, defs, dict(zip((m.name for m in spec.members), member_diffs,
+                                                               strict=True)))
+        out.drifts += got.drifts
+        n = len(spec.id_columns)
+        pg_only = {spec.entity(*decode(m)[:n]) for m in defs.only_postgres} - got.defs.keys()
+        out.counts.append(KindCount(
+            domain=spec.domain, kind=spec.kind, checked=defs.redis_count + len(pg_only),
+            members=max((max(d.redis_count, d.postgres_count) for d in member_diffs), default=0),
+            in_flight=len(out.in_flight)))
+        return out
+
+    async def classify(self, rc: ReconcileContext, spec: Entity, out: Comparison, got: Found, defs: SetDiff,
+                       members: dict[str, SetDiff]) -> None:
+        n = len(spec.id_columns)
+        names = [f.name for f in spec.compared()]
+        r_only = {spec.entity(*decode(m)[:n]) for m in defs.only_redis}
+        p_only = {spec.entity(*v[:n]): dict(zip(names, v[n:], strict=True))
+                  for v in map(decode, defs.only_postgres)}
+        only: dict[tuple[str, str], dict[str, list[str]]] = {}
+        zsets = {m.name: m.redis == "zset" for m in spec.members}
+        for name, diff in members.items():
+            for side, found in (("redis", diff.only_redis), ("postgres", diff.only_postgres)):
+                into = only.setdefault((name, side), defaultdict(list))
+                for v in map(decode, found):
+                    into[spec.entity(*v[:n])].append("@".join(v[n:n + 2]) if zsets[name] else v[n])
+        cross = r_only | p_only.keys() | {e for d in only.values() for e in d}
+        for entity in sorted(cross):
+            parts = spec.split(entity)
+            r = got.defs.get(entity)
+            g = p_only[entity] if entity in p_only else (None if entity in r_only or r is None else r)
+            if not spec.versioned:  # 0 stands for "present", so classify can tell who lacks it
+                rv, pv = (0 if r is not None else None), (0 if g is not None else None)
+            else:
+                rv = to_int(r.get("version")) if r else None
+                pv = to_int(g.get("version")) if g else None
+            ahead = any(entity in d for (_, side), d in only.items() if side == "redis")
+            status: str = await rc.classify(entity, self.partition(rc, spec, parts), rv, pv,
+                                       versioned=spec.versioned, redis_ahead=ahead)
+            status = await self.settle(rc, spec, entity, status, rv, pv, ahead, got)
+            if status == "in_flight":
+                out.in_flight.add(entity)
+                continue
+            field_drifts(out, spec, entity, status, r, g, rv, pv)
+            for (name, side), d in sorted(only.items()):
+                if entity in d:
+                    items = sorted(d[entity])
+                    out.drifts.append(Drift(
+                        domain=spec.domain, entity=entity, field=name,
+                        problem="missing_in_postgres" if side == "redis" else "missing_in_redis",
+                        redis_version=rv, postgres_version=pv, **{side: items},
+                        detail=f"{len(items)} {name} only in {'Redis' if side == 'redis' else 'PostgreSQL'}: "
+                               f"{sample(items)}"))
+
+    async def settle(self, rc: ReconcileContext, spec: Entity, entity: str, status: str, rv: int | None,
+                     pv: int | None, ahead: bool, got: Found) -> str:
+        """A domain's last word on whether a difference is in flight (offers)."""
+        return status
+
+    async def pg_counters(self, rc: ReconcileContext, scope: Scope, spec: Entity) -> list[Drift]:
+        """PostgreSQL's trigger-kept counters against the rows they count."""
+        if not spec.counts:
+            return []
+        where, args = scope_sql(spec, scope)
+        ids = ", ".join(f"{e} AS _{i}" for i, e in enumerate(spec.id_exprs("c")))
+        values = ", ".join(f"c.{c.col} AS have_{i}, {c.sql(spec, 'c')} AS want_{i}" for i, c in enumerate(spec.counts))
+        version = "c.version" if spec.versioned else "NULL::bigint"
+        rows = await rc.fetch(f"SELECT {ids}, {version} AS version, {values} FROM {spec.table} c {where} "
+                              f"{and_where(where)} ({stale_sql(spec)})", *args)
+        out: list[Drift] = []
+        for r in rows:
+            for i, c in enumerate(spec.counts):
+                if r[f"have_{i}"] != r[f"want_{i}"]:
+                    out.append(Drift(domain=spec.domain, entity=spec.entity(*parts_of(r, spec)), field=c.field,
+                                     problem="counter", postgres=r[f"have_{i}"], postgres_version=r["version"],
+                                     detail=f"PostgreSQL {c.field} {r[f'have_{i}']}, but the {c.rows} "
+                                            f"give {r[f'want_{i}']}"))
+        return out
+
+    # -- repair -----------------------------------------------------------------------
+    async def recount(self, rc: ReconcileContext, scope: Scope) -> None:
+        """Counters := their rows, for the stale rows only. They are locked first, so a
+        row committed meanwhile (its trigger waits on the lock) is counted after ours."""
+        for spec in self.specs:
+            if not spec.counts or not scope.wants_kind(spec.kind):
+                continue
+            where, args = scope_sql(spec, scope)
+            stale = f"{where} {and_where(where)} ({stale_sql(spec)})"
+            sets = ", ".join(f"{c.col} = {c.sql(spec, 'c')}" for c in spec.counts)
+            ids = ", ".join(f"{e} AS _{i}" for i, e in enumerate(spec.id_exprs("c")))
+            async with rc.pool.acquire() as conn, conn.transaction():
+                if not await conn.fetch(f"SELECT 1 FROM {spec.table} c {stale} FOR UPDATE", *args):
+                    continue
+                if spec.recount_setting:
+                    await conn.execute(f"SELECT set_config('{spec.recount_setting}', 'on', true)")
+                fixed = await conn.fetch(f"UPDATE {spec.table} c SET {sets} {stale} RETURNING {ids}, "
+                                         + ", ".join(f"c.{c.col}" for c in spec.counts), *args)
+                if spec.recount_setting:
+                    await conn.execute(f"SELECT set_config('{spec.recount_setting}', 'off', true)")
+            for r in fixed:
+                what = ", ".join(f"{c.field} := {r[c.col]}" for c in spec.counts)
+                rc.repaired(spec.domain, spec.entity(*parts_of(r, spec)), "recounted",
+                            f"PostgreSQL {what} from the {spec.counts[0].rows}")
+
+    async def repair(self, rc: ReconcileContext, drifts: list[Drift]) -> None:
+        by_entity: dict[str, list[Drift]] = defaultdict(list)
+        for d in drifts:
+            by_entity[d.entity].append(d)
+        for entity, found in sorted(by_entity.items()):
+            if all(d.problem == "counter" and d.redis is None for d in found):
+                continue  # PostgreSQL's counters: recount did it
+            spec = self.spec(entity_kind(entity))
+            await self.repair_entity(rc, spec, entity, found)
+
+    async def repair_entity(self, rc: ReconcileContext, spec: Entity, entity: str, found: list[Drift]) -> None:
+        parts = spec.split(entity)
+        missing_row = any(d.field == spec.kind and d.problem == "missing_in_postgres" for d in found)
+        lacks_definition = missing_row or any(d.problem == "postgres_behind" for d in found)
+        redis_only = sorted({m for d in found if d.problem == "missing_in_postgres" and d.field != spec.kind
+                             and isinstance(d.redis, list) for m in d.redis})
+        if missing_row and spec.where and await rc.pool.fetchval(
+                f"SELECT count(*) FROM {spec.table} c WHERE ({', '.join(spec.id_exprs('c'))}) = "
+                f"({', '.join(f'${i + 1}' for i in range(len(parts)))})", *parts):
+            await rc.scripts.call("restore_hash", [self.key(rc, spec, parts)], ["*", "replace", ""])
+            rc.repaired(spec.domain, entity, "deleted_from_redis", "not live in PostgreSQL")
+            return
+        if (lacks_definition or redis_only) and spec.resync:
+            await self.reemit(rc, spec, entity, parts, lacks_definition, redis_only, missing_row=missing_row)
+            return  # restored next round, if still needed, once these applied
+        await self.restore_one(rc, spec, entity, found)
+
+    async def reemit(self, rc: ReconcileContext, spec: Entity, entity: str, parts: list[str], definition: bool,
+                     members: list[str], *, missing_row: bool) -> None:
+        """Redis' state of the entity (and of members PostgreSQL lacks) into the log."""
+        log = rc.keys.log(self.partition(rc, spec, parts))
+        keys = [log, self.key(rc, spec, parts)]
+        args: list[Any] = [rc.settings.max_backlog, *spec.resync[1:], *parts]
+        if not spec.members:
+            await rc.scripts.call(spec.resync[0], keys, args)
+            rc.repaired(spec.domain, entity, "reemitted", f"{spec.kind} from Redis into the log")
+            return
+        collection = self.key(rc, spec, parts, spec.members[0].key)
+        if missing_row:  # PostgreSQL lacks the entity: every member with it
+            raw = await (rc.redis.smembers(collection) if spec.members[0].redis == "set"
+                         else rc.redis.hkeys(collection))
+            members = sorted(text(m) for m in raw)
+        for i, chunk in enumerate(chunks(members, PER_CALL)):
+            await rc.scripts.call(spec.resync[0], [*keys, collection],
+                                  [*args, "1" if definition and i == 0 else "0", *chunk])
+        what = ("definition and " if definition else "") + f"{len(members)} {spec.members[0].name}"
+        rc.repaired(spec.domain, entity, "reemitted", f"{what} from Redis into the log")
+
+    async def restore_one(self, rc: ReconcileContext, spec: Entity, entity: str, found: list[Drift]) -> None:
+        """Redis := PostgreSQL for one entity, guarded by the Redis version the comparison
+        saw (or, without versions, the current one), so a writer that moved the entity
+        meanwhile wins and the repair is skipped (and logged) instead of undoing it."""
+        seen = next((d.redis_version for d in found if d.redis_version is not None), None)
+        if not spec.versioned:
+            seen = to_int(await rc.redis.hget(self.key(rc, spec, spec.split(entity)), "version"))
+            guard = "*" if seen is None else str(seen)
+        else:
+            guard = "-" if seen is None else str(seen)
+        if await self.restore_kind(rc, spec, Scope(entities=frozenset({entity})), guard=guard):
+            rc.repaired(spec.domain, entity, "restored", "Redis := PostgreSQL")
+        else:
+            repair_log.warning("repair %s %s: skipped, it changed in Redis meanwhile", spec.domain, entity)
+
+    # -- restore ----------------------------------------------------------------------
+    async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
+        guard = "*" if scope.entities is None else "-"
+        return sum([await self.restore_kind(rc, s, scope, guard=guard) for s in self.specs
+                    if scope.wants_kind(s.kind)])
+
+    async def restore_kind(self, rc: ReconcileContext, spec: Entity, scope: Scope, *, guard: str) -> int:
+        """Every entity in scope from one PostgreSQL snapshot, in batches: collections
+        staged, then swapped in with the hash (``restore_swap``), or the hash alone
+        (``restore_hash``), guarded by ``guard``."""
+        where, args = scope_sql(spec, scope)
+        return await restore_in_batches(
+            rc, stage=f"restore {spec.kind}s", table=f"{spec.table} c", where=where, args=args,
+            select=row_sql(spec), order_by=", ".join(spec.id_exprs("c")), batch=RESTORE_BATCH,
+            apply=lambda conn, rows: self.restore_rows(rc, spec, conn, rows, guard))
+
+    async def member_rows(self, conn: Any, spec: Entity, m: Members,
+                          rows: list[Any]) -> dict[tuple[str, ...], list[Any]]:
+        """The members of a batch of entities, by their owner's parts."""
+        owners = [parts_of(r, spec) for r in rows]
+        cols = ", ".join(f"u.{c}" for c in m.link)
+        values = [f"{f.expr('u')} AS {f.name}" for f in (*m.fields, *((m.score,) if m.score else ()))]
+        unnest = ", ".join(f"${i + 1}::text[]" for i in range(len(m.link)))
+        cond = f" AND {m.where.replace('{a}', 'u.')}" if m.where else ""
+        out: dict[tuple[str, ...], list[Any]] = defaultdict(list)
+        for u in await conn.fetch(
+                f"SELECT {cols}, u.{m.id} AS _id{''.join(', ' + v for v in values)} FROM {m.table} u "
+                f"WHERE ({cols}) IN (SELECT * FROM unnest({unnest})){cond}",
+                *([o[i] for o in owners] for i in range(len(m.link)))):
+            out[tuple(str(u[c]) for c in m.link)].append(u)
+        return out
+
+    async def restore_rows(self, rc: ReconcileContext, spec: Entity, conn: Any, rows: list[Any], guard: str) -> int:
+        members = {m.name: await self.member_rows(conn, spec, m, rows) for m in spec.members}
+        async with rc.redis.pipeline(transaction=False) as pipe:
+            for r in rows:
+                parts = parts_of(r, spec)
+                pairs: list[Any] = []
+                for f in spec.fields:
+                    if f.restored and (r[f.name] is not None or spec.merge):
+                        pairs += [f.name, "" if r[f.name] is None else r[f.name]]
+                key = self.key(rc, spec, parts)
+                if not spec.members:
+                    await rc.scripts.queue(pipe, "restore_hash", [key],
+                                           [guard, "merge" if spec.merge else "replace", "", *pairs])
+                    continue
+                swap: list[str] = []
+                for m in spec.members:
+                    mine = members[m.name].get(tuple(parts), [])
+                    swap += await self._stage(rc, pipe, spec, m, parts, mine)
+                if len(swap) == 2:
+                    swap += swap[1:] * 2
+                await rc.scripts.queue(pipe, "restore_swap", [key, *swap], [guard, *pairs])
+            replies = await pipe.execute()
+        rc.progress.advance(len(rows))
+        return sum(1 for raw in replies if isinstance(raw, bytes) and decode_result(raw).get("restored") is True)
+
+    async def _stage(self, rc: ReconcileContext, pipe: Any, spec: Entity, m: Members, parts: list[str],
+                     rows: list[Any]) -> list[str]:
+        """Queue one collection (and its tally) into staging keys; their (target, staged) keys."""
+        staged: list[tuple[str, str, list[Any]]] = []
+        target = self.key(rc, spec, parts, m.key)
+        if m.redis == "set":
+            staged.append((target, "set", [u["_id"] for u in rows]))
+        elif m.redis == "zset":
+            staged.append((target, "zset", [x for u in rows for x in (u[m.score.name], u["_id"])]))  # type: ignore[union-attr]
+        else:
+            records = [x for u in rows for x in (u["_id"], json.dumps({f.name: u[f.name] for f in m.fields},
+                                                                       separators=(",", ":")))]
+            staged.append((target, "hash", records))
+        if m.tally:
+            tally = Counter(u[m.tally[2]] for u in rows)
+            staged.append((self.key(rc, spec, parts, m.tally[1]), "hash", [x for kv in tally.items() for x in kv]))
+        keys: list[str] = []
+        for key, mode, items in staged:
+            staging = Keys.staging(key)
+            step = PER_CALL * (1 if mode == "set" else 2)
+            for i, chunk in enumerate(chunks(items, step) if items else []):
+                await rc.scripts.queue(pipe, "restore_members", [staging], ["1" if i == 0 else "0", mode, *chunk])
+            keys += [key, staging]
+        return keys
+
+
+async def _streamed_gen(rc: ReconcileContext, keys: list[tuple[str, str]]) -> AsyncIterator[list[str]]:
+    async for batch in set_members(rc.redis, keys):
+        yield batch
+
+
+def _streamed(rc: ReconcileContext, keys: list[tuple[str, str]]) -> Any:
+    return lambda: _streamed_gen(rc, keys)
