@@ -399,6 +399,7 @@ class SpecReconciler:
 
     async def restore_rows(self, rc: ReconcileContext, spec: Entity, conn: Any, rows: list[Any], guard: str) -> int:
         members = {m.name: await self.member_rows(conn, spec, m, rows) for m in spec.members}
+        related = await self.related_rows(conn, rows)
         async with rc.redis.pipeline(transaction=False) as pipe:
             for r in rows:
                 parts = parts_of(r, spec)
@@ -411,41 +412,55 @@ class SpecReconciler:
                     await rc.scripts.queue(pipe, "restore_hash", [key],
                                            [guard, "merge" if spec.merge else "replace", "", *pairs])
                     continue
-                swap: list[str] = []
+                swap: list[tuple[str, str, str]] = []
                 for m in spec.members:
                     mine = members[m.name].get(tuple(parts), [])
                     swap += await self._stage(rc, pipe, spec, m, parts, mine)
-                if len(swap) == 2:
-                    swap += swap[1:] * 2
-                await rc.scripts.queue(pipe, "restore_swap", [key, *swap], [guard, *pairs])
+                mirror = await self.stage_related(rc, pipe, spec, parts, r, related, swap)
+                swap += [(swap[0][1], swap[0][1], "-")] * (4 - len(swap))
+                await rc.scripts.queue(pipe, "restore_swap", [key, *(k for t, s, _ in swap for k in (t, s))],
+                                       [guard, "".join(mode for *_, mode in swap), mirror, *pairs])
             replies = await pipe.execute()
         rc.progress.advance(len(rows))
         return sum(1 for raw in replies if isinstance(raw, bytes) and decode_result(raw).get("restored") is True)
 
+    async def related_rows(self, conn: Any, rows: list[Any]) -> Any:
+        """Rows of other entities restored with these (offers: their purchases)."""
+        return None
+
+    async def stage_related(self, rc: ReconcileContext, pipe: Any, spec: Entity, parts: list[str], row: Any,
+                            related: Any, swap: list[tuple[str, str, str]]) -> str:
+        """Stage what else the entity's swap applies (offers); the mirror prefix of mode 'x'."""
+        return ""
+
     async def _stage(self, rc: ReconcileContext, pipe: Any, spec: Entity, m: Members, parts: list[str],
-                     rows: list[Any]) -> list[str]:
-        """Queue one collection (and its tally) into staging keys; their (target, staged) keys."""
-        staged: list[tuple[str, str, list[Any]]] = []
+                     rows: list[Any]) -> list[tuple[str, str, str]]:
+        """Queue one collection (and its tally) into staging keys: (target, staged, 'r') each."""
         target = self.key(rc, spec, parts, m.key)
         if m.redis == "set":
-            staged.append((target, "set", [u["_id"] for u in rows]))
-        elif m.redis == "zset":
-            staged.append((target, "zset", [x for u in rows for x in (u[m.score.name], u["_id"])]))  # type: ignore[union-attr]
+            items = [u["_id"] for u in rows]
+        elif m.score is not None:
+            items = [x for u in rows for x in (u[m.score.name], u["_id"])]
         else:
-            records = [x for u in rows for x in (u["_id"], json.dumps({f.name: u[f.name] for f in m.fields},
-                                                                       separators=(",", ":")))]
-            staged.append((target, "hash", records))
+            items = [x for u in rows for x in (u["_id"], json.dumps({f.name: u[f.name] for f in m.fields},
+                                                                     separators=(",", ":")))]
+        out = [await stage(rc, pipe, target, m.redis, items)]
         if m.tally:
             tally = Counter(u[m.tally[2]] for u in rows)
-            staged.append((self.key(rc, spec, parts, m.tally[1]), "hash", [x for kv in tally.items() for x in kv]))
-        keys: list[str] = []
-        for key, mode, items in staged:
-            staging = Keys.staging(key)
-            step = PER_CALL * (1 if mode == "set" else 2)
-            for i, chunk in enumerate(chunks(items, step) if items else []):
-                await rc.scripts.queue(pipe, "restore_members", [staging], ["1" if i == 0 else "0", mode, *chunk])
-            keys += [key, staging]
-        return keys
+            out.append(await stage(rc, pipe, self.key(rc, spec, parts, m.tally[1]), "hash",
+                                   [x for kv in tally.items() for x in kv]))
+        return out
+
+
+async def stage(rc: ReconcileContext, pipe: Any, target: str, kind: str, items: list[Any], *,
+                staging: str | None = None, mode: str = "r") -> tuple[str, str, str]:
+    """Queue ``items`` (members, or score/member or field/value pairs) into a staging
+    key (``target``'s), a bounded chunk per call; (target, staged, mode) for restore_swap."""
+    staging = staging or Keys.staging(target)
+    step = PER_CALL * (1 if kind == "set" else 2)
+    for i, chunk in enumerate(chunks(items, step) if items else []):
+        await rc.scripts.queue(pipe, "restore_members", [staging], ["1" if i == 0 else "0", kind, *chunk])
+    return target, staging, mode
 
 
 async def _streamed_gen(rc: ReconcileContext, keys: list[tuple[str, str]]) -> AsyncIterator[list[str]]:

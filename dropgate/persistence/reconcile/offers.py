@@ -5,7 +5,7 @@
   against the purchase records and the holds against the pending purchases.
 - Holds and purchases bump their offer's version in events named after the purchase:
   one of those waiting in the log is the offer in flight.
-- A restore writes an offer with its purchases and holds (``restore_offer``).
+- A restore swaps in an offer with its purchase records, holds and their expiry entries.
 
 Not compared or restored, deliberately: a pending purchase's checkout session (its
 spec compares it once settled), idempotency records and rate-limit state
@@ -20,13 +20,14 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from dropgate.engine.scripts import decode_result
+from dropgate.engine.keys import Keys
 from dropgate.engine.text import text
 from dropgate.persistence.reconcile.base import Comparison, Drift, KindCount, ReconcileContext, Scope
-from dropgate.persistence.reconcile.generic import Found, SpecReconciler
+from dropgate.persistence.reconcile.generic import Found, SpecReconciler, stage
 from dropgate.persistence.reconcile.sets import SqlSide, StreamSide, decode, diff_sets, encode, sql_member
 from dropgate.persistence.reconcile.sql import parts_of, row_sql, scope_sql
-from dropgate.persistence.reconcile.util import chunks, listed, restore_in_batches, sample, to_int
+from dropgate.persistence.reconcile.util import chunks, listed, sample, to_int
+from dropgate.specs import Entity
 from dropgate.specs.entities import OFFER, OFFER_HOLDS, PURCHASE
 
 
@@ -171,17 +172,12 @@ class OfferReconciler(SpecReconciler):
 
     # -- restore ----------------------------------------------------------------------
     async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
+        """Offers, each with its purchases and holds (purchases are restored with their offer)."""
         if not scope.wants_kind(OFFER.kind):
             return 0
         return await self.restore_kind(rc, OFFER, scope, guard="*" if scope.entities is None else "-")
 
-    async def restore_kind(self, rc: ReconcileContext, spec: Any, scope: Scope, *, guard: str) -> int:
-        where, args = scope_sql(OFFER, scope)
-        return await restore_in_batches(
-            rc, stage="restore offers", table=f"{OFFER.table} c", where=where, args=args, select=row_sql(OFFER),
-            order_by="1, 2", batch=200, apply=lambda conn, rows: self._restore_batch(rc, conn, rows, guard))
-
-    async def _restore_batch(self, rc: ReconcileContext, conn: Any, rows: list[Any], guard: str) -> int:
+    async def related_rows(self, conn: Any, rows: list[Any]) -> Any:
         owners = [parts_of(r, OFFER) for r in rows]
         buys: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for p in await conn.fetch(
@@ -191,18 +187,26 @@ class OfferReconciler(SpecReconciler):
             rec = {f.name: (True if f.redis == "flag" else p[f.name]) for f in PURCHASE.fields
                    if p[f.name] is not None and not (f.redis == "flag" and not p[f.name])}
             buys[(p["tenant_id"], p["offer_id"])].append(rec)
-        async with rc.redis.pipeline(transaction=False) as pipe:
-            for r, (t, o) in zip(rows, owners, strict=True):
-                tk = rc.keys.tenant(t)
-                pairs = [x for f in OFFER.fields if r[f.name] is not None for x in (f.name, r[f.name])]
-                await rc.scripts.queue(
-                    pipe, "restore_offer",
-                    [tk.offer(o), tk.offer_holds(o), tk.offer_hold_expiry(), tk.purchases(),
-                     tk.offers_by_event(r["event_id"])],
-                    [guard, t, o, json.dumps(buys.get((t, o), []), separators=(",", ":")), *pairs])
-            replies = await pipe.execute()
-        rc.progress.advance(len(rows))
-        return sum(1 for raw in replies if decode_result(raw).get("restored") is True)
+        return buys
+
+    async def stage_related(self, rc: ReconcileContext, pipe: Any, spec: Entity, parts: list[str], row: Any,
+                            related: Any, swap: list[tuple[str, str, str]]) -> str:
+        """The offer's purchase records (merged into the tenant's purchases hash), its
+        holds' entries in the partition's expiry queue (so they keep their expiry; a hold
+        already past it is released by the sweeper, with its event) and its event's set."""
+        t, o = parts
+        tk = rc.keys.tenant(t)
+        mine = related.get((t, o), [])
+        records = [x for p in mine for x in (p["purchase_id"], json.dumps(p, separators=(",", ":")))]
+        expiry = [x for p in mine if p["status"] == "pending" for x in (p["hold_expires_ms"],
+                                                                       f"{t}:{o}:{p['purchase_id']}")]
+        swap += [await stage(rc, pipe, tk.purchases(), "hash", records, mode="m",
+                             staging=Keys.staging(tk.offer(o), "restore:purchases")),
+                 await stage(rc, pipe, tk.offer_hold_expiry(), "zset", expiry, mode="x",
+                             staging=Keys.staging(tk.offer_holds(o), "restore:expiry")),
+                 await stage(rc, pipe, tk.offers_by_event(row["event_id"]), "set", [o], mode="m",
+                             staging=Keys.staging(tk.offer(o), "restore:event"))]
+        return f"{t}:{o}:"
 
 
 def _redis_counters(entity: str, fields: dict[str, str], buys: list[dict[str, Any]],
