@@ -23,7 +23,8 @@ from typing import Any
 from dropgate.engine.keys import Keys
 from dropgate.engine.text import text
 from dropgate.persistence.reconcile.base import Comparison, Drift, KindCount, ReconcileContext, Scope
-from dropgate.persistence.reconcile.generic import Found, SpecReconciler, stage
+from dropgate.persistence.reconcile.generic import Found, SpecReconciler
+from dropgate.persistence.reconcile.repair import stage
 from dropgate.persistence.reconcile.sets import SqlSide, StreamSide, decode, diff_sets, encode, sql_member
 from dropgate.persistence.reconcile.sql import parts_of, row_sql, scope_sql
 from dropgate.persistence.reconcile.util import chunks, listed, sample, to_int
