@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -287,6 +286,3 @@ class Reconciler(Protocol):
         return the number of entities restored."""
         ...
 
-
-def elapsed_since(started: float) -> float:
-    return round(time.monotonic() - started, 3)

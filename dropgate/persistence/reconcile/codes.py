@@ -71,13 +71,7 @@ class CodesReconciler(SpecReconciler):
         out = Comparison()
         if not scope.wants_kind(KIND):
             return out
-        index = await rc.index(scope)
-        campaigns: set[tuple[str, str]] = set()
-        for shape in (("t", None, "codes", None, "meta"), ("t", None, "codes", None, "records")):
-            for _, parts in index.find(*shape):
-                if scope.wants(entity_of(parts[1], parts[3]), parts[1]):
-                    campaigns.add((parts[1], parts[3]))
-        ordered = sorted(campaigns)
+        ordered = [(t, c) for _, (t, c) in self.targets(await rc.index(scope), scope, CODES)]
         versions: dict[str, int | None] = {}
         counter_drift: list[Drift] = []
         rc.progress.stage("codes", None)

@@ -15,21 +15,20 @@ that is no longer pending and changes nothing).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import defaultdict
 from typing import Any
 
 from dropgate.engine.keys import Keys
 from dropgate.engine.text import text
-from dropgate.persistence.reconcile.base import Comparison, Drift, KindCount, ReconcileContext, Scope
+from dropgate.persistence.reconcile.base import Drift, ReconcileContext, Scope
 from dropgate.persistence.reconcile.generic import Found, SpecReconciler
 from dropgate.persistence.reconcile.repair import stage
-from dropgate.persistence.reconcile.sets import SqlSide, StreamSide, decode, diff_sets, encode, sql_member
-from dropgate.persistence.reconcile.sql import parts_of, row_sql, scope_sql
-from dropgate.persistence.reconcile.util import chunks, listed, sample, to_int
+from dropgate.persistence.reconcile.sets import encode
+from dropgate.persistence.reconcile.sql import parts_of, row_sql
+from dropgate.persistence.reconcile.util import chunks, sample, to_int
 from dropgate.specs import Entity
-from dropgate.specs.entities import OFFER, OFFER_HOLDS, PURCHASE
+from dropgate.specs.entities import OFFER, PURCHASE
 
 
 def _record_fields(p: dict[str, Any]) -> dict[str, str]:
@@ -49,33 +48,10 @@ class OfferReconciler(SpecReconciler):
     def __init__(self) -> None:
         super().__init__(OFFER, PURCHASE)
 
-    async def compare(self, rc: ReconcileContext, scope: Scope) -> Comparison:
-        out = Comparison()
-        if not (scope.wants_kind(OFFER.kind) or scope.wants_kind(PURCHASE.kind)):
-            return out
+    async def read(self, rc: ReconcileContext, scope: Scope, spec: Entity,
+                   targets: list[tuple[str, list[str]]]) -> Found:
         offers, buys = await self._read(rc, scope)
-        where, args = scope_sql(OFFER, scope)
-        compared = [f.expr("c", compare=True) for f in OFFER.compared()]
-        bought = [f.expr("c", compare=True) for f in PURCHASE.compared()]
-        defs, holds, records = await asyncio.gather(
-            diff_sets(StreamSide(listed(offers.def_members)), SqlSide(
-                rc.fetch, args=args, from_sql=f"FROM {OFFER.table} c {where}",
-                member_sql=sql_member(*OFFER.id_exprs("c"), *compared))),
-            diff_sets(StreamSide(listed(offers.members["holds"])), self.member_side(rc, scope, OFFER, OFFER_HOLDS)),
-            diff_sets(StreamSide(listed(buys.def_members)), SqlSide(
-                rc.fetch, args=args, from_sql=f"FROM {PURCHASE.table} c {where}",
-                member_sql=sql_member(*PURCHASE.id_exprs("c"), *bought))))
-        await self.classify(rc, OFFER, out, offers, defs, {"holds": holds})
-        await self.classify(rc, PURCHASE, out, buys, records, {})
-        out.drifts += offers.drifts + await self.pg_counters(rc, scope, OFFER)
-        for spec, found, diff, members in ((OFFER, offers, defs, max(holds.redis_count, holds.postgres_count)),
-                                           (PURCHASE, buys, records, 0)):
-            pg_only = {spec.entity(*decode(v)[:2]) for v in diff.only_postgres} - found.defs.keys()
-            out.counts.append(KindCount(
-                domain=spec.domain, kind=spec.kind, checked=diff.redis_count + len(pg_only), members=members,
-                in_flight=sum(1 for e in out.in_flight if e.startswith(spec.kind + ":")),
-                drift=len({d.entity for d in out.drifts if d.kind == spec.kind})))
-        return out
+        return offers if spec is OFFER else buys
 
     async def _read(self, rc: ReconcileContext, scope: Scope) -> tuple[Found, Found]:
         """Per tenant, one MULTI: its purchases with its offers and their holds."""
@@ -101,13 +77,11 @@ class OfferReconciler(SpecReconciler):
             by_offer: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for p in records.values():
                 by_offer[p["offer_id"]].append(p)
-            kept = set()
             for i, o in enumerate(ids):
                 entity = OFFER.entity(t, o)
                 mine = [PURCHASE.entity(t, p["purchase_id"]) for p in by_offer.get(o, [])]
                 if scope.entities is not None and entity not in named and not named.intersection(mine):
                     continue
-                kept.add(o)
                 offers.related[entity] = mine
                 fields = {text(k): text(v) for k, v in replies[1 + 2 * i].items()}
                 held = {text(m): int(float(s)) for m, s in replies[2 + 2 * i]}
@@ -117,7 +91,7 @@ class OfferReconciler(SpecReconciler):
                     offers.def_members.append(encode(t, o, *(fields.get(f.name) for f in OFFER.compared())))
                     offers.drifts += _redis_counters(entity, fields, by_offer.get(o, []), held)
             for pid, p in records.items():
-                if scope.entities is None or p["offer_id"] in kept:
+                if scope.wants(PURCHASE.entity(t, pid), t):
                     fields = _record_fields(p)
                     buys.defs[PURCHASE.entity(t, pid)] = fields
                     buys.def_members.append(encode(t, pid, *fields.values()))
