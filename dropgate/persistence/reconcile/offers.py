@@ -28,7 +28,11 @@ from dropgate.persistence.reconcile.sets import encode
 from dropgate.persistence.reconcile.sql import parts_of, row_sql
 from dropgate.persistence.reconcile.util import chunks, sample, to_int
 from dropgate.specs import Entity
-from dropgate.specs.entities import OFFER, PURCHASE
+from dropgate.specs.entities import OFFER, OFFER_HOLDS, PURCHASE
+
+OWNER, PID = PURCHASE.owner[1] if PURCHASE.owner else "", PURCHASE.ids[0].name
+STATUS, HELD = OFFER.count("reserved").when or ("", "")  # type: ignore[union-attr]
+EXPIRY = OFFER_HOLDS.score.name if OFFER_HOLDS.score else ""
 
 
 def _record_fields(p: dict[str, Any]) -> dict[str, str]:
@@ -36,7 +40,7 @@ def _record_fields(p: dict[str, Any]) -> dict[str, str]:
     out = {}
     for f in PURCHASE.compared():
         v = p.get(f.name)
-        if f.compare_sql is not None and p.get("status") == "pending":
+        if f.compare_sql is not None and p.get(STATUS) == HELD:
             v = None  # attached without an event: PostgreSQL has it only from the next one
         elif f.redis == "flag":
             v = 1 if v else 0
@@ -76,10 +80,10 @@ class OfferReconciler(SpecReconciler):
             records = {text(k): json.loads(v) for k, v in replies[0].items()}
             by_offer: dict[str, list[dict[str, Any]]] = defaultdict(list)
             for p in records.values():
-                by_offer[p["offer_id"]].append(p)
+                by_offer[p[OWNER]].append(p)
             for i, o in enumerate(ids):
                 entity = OFFER.entity(t, o)
-                mine = [PURCHASE.entity(t, p["purchase_id"]) for p in by_offer.get(o, [])]
+                mine = [PURCHASE.entity(t, p[PID]) for p in by_offer.get(o, [])]
                 if scope.entities is not None and entity not in named and not named.intersection(mine):
                     continue
                 offers.related[entity] = mine
@@ -121,7 +125,7 @@ class OfferReconciler(SpecReconciler):
                     restore.setdefault((t, ident), d.redis_version)
             else:
                 rec = await rc.redis.hget(rc.keys.tenant(t).purchases(), ident)
-                offer = str(json.loads(rec)["offer_id"] if rec else (d.postgres or {}).get("offer_id") or "")
+                offer = str(json.loads(rec)[OWNER] if rec else (d.postgres or {}).get(OWNER) or "")
                 if ahead and rec:
                     reemit_buys[(t, offer)].append(ident)
                 elif offer:
@@ -157,11 +161,11 @@ class OfferReconciler(SpecReconciler):
         buys: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for p in await conn.fetch(
                 f"SELECT {row_sql(PURCHASE)} FROM {PURCHASE.table} c "
-                "WHERE (c.tenant_id, c.offer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                f"WHERE (c.{PURCHASE.tenant}, c.{OWNER}) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
                 [o[0] for o in owners], [o[1] for o in owners]):
             rec = {f.name: (True if f.redis == "flag" else p[f.name]) for f in PURCHASE.fields
                    if p[f.name] is not None and not (f.redis == "flag" and not p[f.name])}
-            buys[(p["tenant_id"], p["offer_id"])].append(rec)
+            buys[(p[PURCHASE.tenant or ""], p[OWNER])].append(rec)
         return buys
 
     async def stage_related(self, rc: ReconcileContext, pipe: Any, spec: Entity, parts: list[str], row: Any,
@@ -172,9 +176,8 @@ class OfferReconciler(SpecReconciler):
         t, o = parts
         tk = rc.keys.tenant(t)
         mine = related.get((t, o), [])
-        records = [x for p in mine for x in (p["purchase_id"], json.dumps(p, separators=(",", ":")))]
-        expiry = [x for p in mine if p["status"] == "pending" for x in (p["hold_expires_ms"],
-                                                                       f"{t}:{o}:{p['purchase_id']}")]
+        records = [x for p in mine for x in (p[PID], json.dumps(p, separators=(",", ":")))]
+        expiry = [x for p in mine if p[STATUS] == HELD for x in (p[EXPIRY], f"{t}:{o}:{p[PID]}")]
         swap += [await stage(rc, pipe, tk.purchases(), "hash", records, mode="m",
                              staging=Keys.staging(tk.offer(o), "restore:purchases")),
                  await stage(rc, pipe, tk.offer_hold_expiry(), "zset", expiry, mode="x",
@@ -194,7 +197,7 @@ def _redis_counters(entity: str, fields: dict[str, str], buys: list[dict[str, An
         if have != want:
             out.append(Drift(domain=OFFER.domain, entity=entity, field=c.field, problem="counter", redis=have,
                              redis_version=rv, detail=f"Redis {c.field} {have}, but the purchase records give {want}"))
-    pending = {p["purchase_id"] for p in buys if p["status"] == "pending"}
+    pending = {p[PID] for p in buys if p[STATUS] == HELD}
     if set(holds) != pending:
         odd = sorted(set(holds) ^ pending)
         out.append(Drift(domain=OFFER.domain, entity=entity, field="holds", problem="counter", redis=odd,
