@@ -12,7 +12,6 @@ from dropgate.persistence.reconcile.base import (
     Drift,
     KindCount,
     ReconcileContext,
-    Reconciler,
     Repair,
     Scope,
 )
@@ -24,6 +23,8 @@ from dropgate.specs import DOMAINS
 
 HOOKS: dict[str, type[SpecReconciler]] = {"codes": CodesReconciler, "offers": OfferReconciler,
                                           "ledger": LedgerReconciler}
+
+Reconciler = SpecReconciler
 
 RECONCILERS: tuple[Reconciler, ...] = tuple(
     HOOKS[d.name]() if d.name in HOOKS else SpecReconciler(*d.entities) for d in DOMAINS)
