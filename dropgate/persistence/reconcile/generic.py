@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from dropgate.engine.text import text
@@ -174,7 +174,7 @@ class SpecReconciler(SpecBase):
             rc.fetch, args=args, from_sql=f"FROM {spec.table} c {where}",
             member_sql=sql_member(*spec.id_exprs("c"), *(f.expr("c", compare=True) for f in spec.compared()))))]
         for m in spec.members:
-            redis_side = StreamSide(_streamed(rc, got.streamed[m.name]) if m.redis == "set"
+            redis_side = StreamSide(partial(set_members, rc.redis, got.streamed[m.name]) if m.redis == "set"
                                     else listed(got.members[m.name]))
             sides.append(diff_sets(redis_side, self.member_side(rc, scope, spec, m)))
         defs, *member_diffs = await asyncio.gather(*sides)
@@ -255,12 +255,3 @@ class SpecReconciler(SpecBase):
                                      detail=f"PostgreSQL {c.field} {r[f'have_{i}']}, but the {c.rows} "
                                             f"give {r[f'want_{i}']}"))
         return out
-
-
-async def _streamed_gen(rc: ReconcileContext, keys: list[tuple[str, str]]) -> AsyncIterator[list[str]]:
-    async for batch in set_members(rc.redis, keys):
-        yield batch
-
-
-def _streamed(rc: ReconcileContext, keys: list[tuple[str, str]]) -> Any:
-    return lambda: _streamed_gen(rc, keys)
