@@ -39,6 +39,7 @@ async def test_every_spec_column_exists_with_its_type(runtime: Runtime) -> None:
 def test_every_spec_names_real_scripts_and_keys() -> None:
     sources = load_sources()
     for e in _entities():
+        assert e.restore in sources, e.kind
         if e.resync:
             assert e.resync[0] in sources, e.kind
         assert re.fullmatch(r"[a-z_]+", e.kind)

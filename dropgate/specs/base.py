@@ -133,6 +133,7 @@ class Entity:
     record_in: str | None = None       # TenantKeys method of the tenant-wide hash of JSON records
     owner: tuple[str, str] | None = None   # (owner kind, this row's column naming the owner)
     resync: tuple[str, ...] = ()       # the script re-emitting it from Redis into the log, its leading ARGV
+    restore: str = "restore_hash"      # the script restoring it (``restore_swap``: with its collections)
     recount_setting: str | None = None     # a setting that lets a recount write the counters
     merge: bool = False                # restore merges into a hash shared with others
 

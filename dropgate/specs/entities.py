@@ -49,7 +49,7 @@ INVITE = Entity(
             _ms("expires_at_ms", "expires_at"), _ms("created_ms", "created_at"), _int("used_count"), _VERSION),
     members=(INVITE_USES,),
     counts=(Count("used_count", "invite_code_uses", ("tenant_id", "code"), "use rows"),),
-    resync=("resync_invite",))
+    resync=("resync_invite",), restore="restore_swap")
 
 PROMO_USES = Members(
     "uses", "promo_uses", "hash", "promo_code_uses", ("tenant_id", "code"), "use_id",
@@ -66,7 +66,7 @@ PROMO = Entity(
             _int("total_bonus_issued", sql_type=_BIG), _VERSION),
     members=(PROMO_USES,),
     counts=(Count("times_used", *_PROMO_ROWS), Count("total_bonus_issued", *_PROMO_ROWS, total="bonus_amount")),
-    resync=("resync_promo",), recount_setting="dropgate.promo_counter_sync")
+    resync=("resync_promo",), restore="restore_swap", recount_setting="dropgate.promo_counter_sync")
 
 OFFER_HOLDS = Members("holds", "offer_holds", "zset", "offer_purchases", ("tenant_id", "offer_id"), "purchase_id",
                       score=_ms("hold_expires_ms", "hold_expires_at"), where="{a}status = 'pending'")
@@ -81,7 +81,7 @@ OFFER = Entity(
     members=(OFFER_HOLDS,),
     counts=(Count("reserved", *_PURCHASE_ROWS, total="quantity", when=("status", "pending")),
             Count("sold", *_PURCHASE_ROWS, total="quantity", when=("status", "paid"))),
-    resync=("resync_offer",))
+    resync=("resync_offer",), restore="restore_swap")
 
 # A purchase is a JSON record in its tenant's purchases hash. Its checkout session is
 # attached after the hold without an event of its own: compared once it is settled.
@@ -104,13 +104,13 @@ CODES = Entity(
     words=("codes",),
     fields=(Field("code"), Field("type"), Field("status"), Field("reserve_id"), _ms("reserved_ms", "reserved_at"),
             _ms("expires_ms", "expires_at"), _ms("assigned_ms", "assigned_at"), _VERSION),
-    resync=("resync_codes",))
+    resync=("resync_codes",), restore="restore_codes")
 
 # Ledger: a balance is the ``bal:<currency>`` field of the tenant hash, derived from
 # the ledger rows (payments in, completed withdrawals out).
 BALANCE = Entity(
     kind="balance", domain="ledger", table="tenant_balances", key="tenant", ids=(Field("currency"),),
-    versioned=False, fields=(_int("balance", "balance_minor", _BIG),),
+    versioned=False, fields=(_int("balance", "balance_minor", _BIG),), restore="restore_balance",
     counts=(Count("balance", "tenant_balances_from_rows", ("tenant_id", "currency"), "ledger rows",
                   total="balance_minor", column="balance_minor"),))
 WITHDRAWAL = Entity(

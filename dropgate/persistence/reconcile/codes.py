@@ -245,7 +245,7 @@ class CodesReconciler(SpecReconciler):
         t, c = campaign
         tk = rc.keys.tenant(t)
         await state.flush(rc, pipe, campaign, final=True)
-        await rc.scripts.queue(pipe, "restore_codes",
+        await rc.scripts.queue(pipe, CODES.restore,
                                [tk.codes_meta(c), tk.codes_records(c), Keys.staging(tk.codes_records(c))],
                                [guard, state.version, *sorted(state.types)])
         replies = await pipe.execute()

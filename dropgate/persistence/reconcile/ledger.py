@@ -86,7 +86,7 @@ class LedgerReconciler(SpecReconciler):
             seen = next((d.redis for d in found), None)
         value = await rc.pool.fetchval(
             "SELECT balance_minor FROM tenant_balances_from_rows WHERE tenant_id = $1 AND currency = $2", t, currency)
-        raw = await rc.scripts.call("restore_balance", [rc.keys.tenant(t).tenant()],
+        raw = await rc.scripts.call(BALANCE.restore, [rc.keys.tenant(t).tenant()],
                                     [FIELD + currency, "" if seen is None else str(seen), str(value or 0)])
         if raw.get("restored"):
             rc.repaired(self.domain, entity, "restored", f"Redis balance := {value or 0} from the ledger rows")

@@ -178,7 +178,7 @@ class SpecBase:
                         pairs += [f.name, "" if r[f.name] is None else r[f.name]]
                 key = self.key(rc, spec, parts)
                 if not spec.members:
-                    await rc.scripts.queue(pipe, "restore_hash", [key],
+                    await rc.scripts.queue(pipe, spec.restore, [key],
                                            [guard, "merge" if spec.merge else "replace", "", *pairs])
                     continue
                 swap: list[tuple[str, str, str]] = []
@@ -187,7 +187,7 @@ class SpecBase:
                     swap += await self._stage(rc, pipe, spec, m, parts, mine)
                 mirror = await self.stage_related(rc, pipe, spec, parts, r, related, swap)
                 swap += [(swap[0][1], swap[0][1], "-")] * (4 - len(swap))
-                await rc.scripts.queue(pipe, "restore_swap", [key, *(k for t, s, _ in swap for k in (t, s))],
+                await rc.scripts.queue(pipe, spec.restore, [key, *(k for t, s, _ in swap for k in (t, s))],
                                        [guard, "".join(mode for *_, mode in swap), mirror, *pairs])
             replies = await pipe.execute()
         rc.progress.advance(len(rows))
