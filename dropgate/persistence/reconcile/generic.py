@@ -60,7 +60,8 @@ class SpecReconciler(SpecBase):
     """Compare the kinds of ``specs`` (one domain); repair and restore: ``SpecBase``."""
 
     def targets(self, index: Any, scope: Scope, spec: Entity) -> list[tuple[str, list[str]]]:
-        """The entities whose keys the index holds (hash or collections), in scope."""
+        """The entities whose keys the index holds (hash or collections), in scope (a
+        global entity's tenant is read from its hash)."""
         n = len(spec.ids)
         found: dict[str, list[str]] = {}
         if not spec.words:
@@ -71,7 +72,7 @@ class SpecReconciler(SpecBase):
                     if len(parts) in (3 + n, 4 + n) and parts[0] == "t" and parts[2] == spec.words[0]]
         for parts in rows:
             entity = spec.entity(*parts)
-            if scope.wants(entity, None if spec.global_ else parts[0]):
+            if scope.wants(entity, scope.tenant_id if spec.global_ else parts[0]):
                 found[entity] = parts
         return sorted(found.items())
 
