@@ -125,7 +125,7 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     t = await log.one("tenant_subscription", rt.tenants.set_subscription(
         "acme", status="trialing", trial_end_ms=4_102_444_800_000), TenantSaved)
     assert (t.status, t.trial_end_ms, t.name) == ("trialing", 4_102_444_800_000, "Acme")
-    t = await log.one("tenant_resync", call("tenant_resync", [tk.log, tk.tenant()], [bound, "acme"]),
+    t = await log.one("resync_tenant", call("resync_tenant", [tk.log, tk.tenant()], [bound, "acme"]),
                       TenantSaved)
     assert t.status == "trialing"
     [k] = await log.run("apikey_create", rt.api_keys.create(role="service", tenant_id="acme"),
@@ -133,7 +133,7 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     key_id = log.result[0]
     assert (k.key_id, k.role, k.tenant_id) == (key_id, "service", "acme") and len(k.secret_sha256) == 64
     p, key = rt.keys.api_key(key_id)
-    k = await log.one("apikey_resync", call("apikey_resync", [rt.keys.log(p), key], [bound, key_id]),
+    k = await log.one("resync_apikey", call("resync_apikey", [rt.keys.log(p), key], [bound, key_id]),
                       ApikeyCreated)
     assert k.key_id == key_id
     r = await log.one("apikey_revoke", rt.api_keys.revoke(key_id), ApikeyRevoked)
@@ -148,7 +148,7 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     assert (i.max_uses, i.expires_at_ms) == (3, 4_102_444_800_000)
     u = await log.one("invite_redeem", rt.invites.redeem("acme", "INV", user_id="u1"), InviteRedeemed)
     assert (u.code, u.user_id, u.used_count) == ("INV", "u1", 1)
-    i, u = await log.run("invite_resync", call("invite_resync", [tk.log, tk.invite("INV"),
+    i, u = await log.run("resync_invite", call("resync_invite", [tk.log, tk.invite("INV"),
                                                                 tk.invite_users("INV")],
                                                [bound, "acme", "INV", "1", "u1"]),
                          InviteSaved, InviteRedeemed)

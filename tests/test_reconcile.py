@@ -165,3 +165,25 @@ async def test_cli_exit_codes_table_and_json(runtime: Runtime, persister: Persis
     assert code == 1 and "refused" in err
     code, out, _ = await _cli({**env, "DROPGATE_REDIS_URL": "redis://127.0.0.1:1/0"}, "reconcile", "--json")
     assert code == 2 and json.loads(out)["result"] == "error"
+
+
+async def test_a_tenants_run_and_api_keys_changed_in_postgres(runtime: Runtime, persister: Persister) -> None:
+    await _drop(runtime)
+    await _drained(persister)
+    kid = await runtime.pool.fetchval("SELECT key_id FROM api_keys WHERE tenant_id = 't1'")
+    report = await reconcile(runtime, tenant_id="t1", wait_s=0)
+    assert report.exit_code == 0, report.drifts
+    counts = {c.kind: c.checked for c in report.counts}
+    assert counts["apikey"] == 1 and counts["tenant"] == 1 and counts["invite"] == 4
+    await runtime.pool.execute("UPDATE api_keys SET role = 'admin' WHERE key_id = $1", kid)
+    report = await reconcile(runtime, entities=[f"apikey:{kid}"], wait_s=0)
+    assert {(d.entity, d.field, d.problem) for d in report.drifts} == {(f"apikey:{kid}", "role", "differs")}
+    assert "secret" not in msgspec.json.encode(report).decode()
+    repaired = await reconcile(runtime, tenant_id="t1", repair=True, wait_s=0)
+    assert repaired.exit_code == 0
+    assert {(r.entity, r.action) for r in repaired.repairs} == {(f"apikey:{kid}", "restored")}
+    await runtime.pool.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = $1", kid)
+    repaired = await reconcile(runtime, repair=True, wait_s=0)
+    assert repaired.exit_code == 0 and (f"apikey:{kid}", "deleted_from_redis") in {
+        (r.entity, r.action) for r in repaired.repairs}
+    assert not await runtime.redis.exists(runtime.keys.api_key(kid)[1])

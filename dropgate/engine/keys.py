@@ -67,9 +67,10 @@ class Keys:
         return f"{self.tag(partition)}:rl_purchase"
 
     @staticmethod
-    def staging(key: str) -> str:
-        """Where a restore stages a set before swapping it into ``key`` (same hash tag)."""
-        return f"{key}:restore"
+    def staging(key: str, what: str = "restore") -> str:
+        """Where a restore stages a set before swapping it into ``key`` (same hash tag);
+        ``what`` tells apart several staged next to one key."""
+        return f"{key}:{what}"
 
     # -- per tenant ----------------------------------------------------------------
     def tenant(self, tenant_id: str) -> TenantKeys:

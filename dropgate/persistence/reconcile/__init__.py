@@ -1,7 +1,8 @@
-"""Reconciliation (Redis <-> PostgreSQL), repair and restore, one plug-in per domain.
+"""Reconciliation (Redis <-> PostgreSQL), repair and restore, driven by the entity specs.
 
-``RECONCILERS`` lists every domain's reconciler, in restore order (a tenant before
-what it owns). A new domain adds its module here; see docs/reconcile.md.
+``RECONCILERS`` holds one reconciler per group of ``dropgate.specs.DOMAINS``, in
+restore order (a tenant before what it owns): the generic one, or a domain's hooks
+where it really differs (offers, codes, the ledger). See docs/reconcile.md.
 """
 
 from __future__ import annotations
@@ -11,25 +12,21 @@ from dropgate.persistence.reconcile.base import (
     Drift,
     KindCount,
     ReconcileContext,
-    Reconciler,
     Repair,
     Scope,
 )
 from dropgate.persistence.reconcile.codes import CodesReconciler
-from dropgate.persistence.reconcile.core import ApiKeyReconciler, TenantReconciler
-from dropgate.persistence.reconcile.invites import InviteReconciler
+from dropgate.persistence.reconcile.generic import SpecReconciler
 from dropgate.persistence.reconcile.ledger import LedgerReconciler
 from dropgate.persistence.reconcile.offers import OfferReconciler
-from dropgate.persistence.reconcile.promos import PromoReconciler
+from dropgate.specs import DOMAINS
 
-RECONCILERS: tuple[Reconciler, ...] = (
-    TenantReconciler(),
-    ApiKeyReconciler(),
-    InviteReconciler(),
-    CodesReconciler(),
-    PromoReconciler(),
-    OfferReconciler(),
-    LedgerReconciler(),  # after tenants: merges bal:* into the tenant hash
-)
+HOOKS: dict[str, type[SpecReconciler]] = {"codes": CodesReconciler, "offers": OfferReconciler,
+                                          "ledger": LedgerReconciler}
+
+Reconciler = SpecReconciler
+
+RECONCILERS: tuple[Reconciler, ...] = tuple(
+    HOOKS[d.name]() if d.name in HOOKS else SpecReconciler(*d.entities) for d in DOMAINS)
 
 __all__ = ["RECONCILERS", "Comparison", "Drift", "KindCount", "ReconcileContext", "Reconciler", "Repair", "Scope"]

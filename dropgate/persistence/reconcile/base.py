@@ -1,9 +1,9 @@
-"""What a domain's reconciler implements, and what the runner gives it.
+"""What the runner gives a reconciler: the round's context, scopes, drift and repairs.
 
-A reconciler compares one domain's Redis state with its PostgreSQL state
-(``compare``), fixes what the policy allows (``recount``, ``repair``), and rebuilds
-the domain's Redis state from PostgreSQL (``restore``). Domains list theirs in
-``reconcile/__init__.py: RECONCILERS``. See docs/reconcile.md.
+A reconciler (``generic.SpecReconciler``, driven by the entity specs) compares one
+domain's Redis state with its PostgreSQL state (``compare``), fixes what the policy
+allows (``recount``, ``repair``), and rebuilds the domain's Redis state from
+PostgreSQL (``restore``). See docs/reconcile.md.
 
 Entities are named as in the event log (``invite:<tenant>:<code>``); the part
 before the first ``:`` is the entity kind (``--entity invite``).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -256,41 +255,3 @@ class ReconcileContext:
         repair = Repair(domain=domain, entity=entity, action=action, detail=detail)
         self.repairs.append(repair)
         repair_log.warning("repair %s %s: %s (%s)", domain, entity, action, detail)
-
-    async def now_ms(self) -> int:
-        seconds, micros = await self.redis.time()
-        return int(seconds) * 1000 + int(micros) // 1000
-
-
-class Reconciler(Protocol):
-    """One domain's reconciliation. Instances are stateless; the context carries state."""
-
-    domain: str
-    kinds: tuple[str, ...]
-
-    def owns(self, parts: tuple[str, ...]) -> bool:
-        """Does a key (split after its ``{pN}`` tag) hold this domain's state?"""
-        ...
-
-    async def compare(self, rc: ReconcileContext, scope: Scope) -> Comparison:
-        """Compare Redis with PostgreSQL within ``scope``; classify each difference as
-        in flight (``rc.classify``) or drift."""
-        ...
-
-    async def recount(self, rc: ReconcileContext, scope: Scope) -> None:
-        """Recompute PostgreSQL counters from their rows (``rc.repaired`` per fix)."""
-        ...
-
-    async def repair(self, rc: ReconcileContext, drifts: list[Drift]) -> None:
-        """Fix confirmed drifts: re-emit Redis state into the log where PostgreSQL lacks
-        it, restore Redis from PostgreSQL where Redis lacks it (``rc.repaired`` each)."""
-        ...
-
-    async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
-        """Rebuild the domain's Redis state from PostgreSQL through restore scripts;
-        return the number of entities restored."""
-        ...
-
-
-def elapsed_since(started: float) -> float:
-    return round(time.monotonic() - started, 3)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 from dropgate.engine.keys import Keys
@@ -31,45 +30,24 @@ from dropgate.persistence.reconcile.base import (
     ReconcileContext,
     Scope,
 )
-from dropgate.persistence.reconcile.sets import (
-    SEP,
-    SqlSide,
-    StreamSide,
-    decode,
-    diff_sets,
-    encode,
-    sql_member,
-    sql_ms,
-)
-from dropgate.persistence.reconcile.util import (
-    chunks,
-    pg_filter,
-    restore_entity,
-    sample,
-    seen_version,
-    to_int,
-    whole_scope_guard,
-)
+from dropgate.persistence.reconcile.generic import SpecReconciler
+from dropgate.persistence.reconcile.sets import SEP, SqlSide, StreamSide, decode, diff_sets, encode, sql_member
+from dropgate.persistence.reconcile.sql import scope_sql
+from dropgate.persistence.reconcile.util import chunks, sample, to_int
+from dropgate.specs import Entity
+from dropgate.specs.entities import CODES
 
-DOMAIN = "codes"
-KIND = "codes"
+DOMAIN = CODES.domain
+KIND = CODES.kind
 STATUS = {"a": "available", "r": "reserved", "s": "assigned"}
 SHORT = {v: k for k, v in STATUS.items()}
 PER_CALL = 5_000
 HSCAN_COUNT = 5_000
+entity_of = CODES.entity
 
 
-def entity_of(tenant_id: str, campaign_id: str) -> str:
-    return f"{KIND}:{tenant_id}:{campaign_id}"
-
-
-def _split(entity: str) -> tuple[str, str]:
-    _, tenant_id, campaign_id = entity.split(":", 2)
-    return tenant_id, campaign_id
-
-
-def _filter(scope: Scope) -> tuple[str, list[Any]]:
-    return pg_filter(scope, KIND, ("tenant_id", "campaign_id"))
+def _ms(name: str) -> str:
+    return f"coalesce(({CODES.field(name).expr()})::text, '')"
 
 
 # A row spelt as Redis stores the code's record (dg_code_pack): ``type|a`` while it has
@@ -78,30 +56,22 @@ def _filter(scope: Scope) -> tuple[str, list[Any]]:
 PACKED_SQL = (
     "type || '|' || CASE status WHEN 'available' THEN 'a' WHEN 'reserved' THEN 'r' ELSE 's' END"
     " || CASE WHEN reserve_id IS NULL AND assigned_at IS NULL THEN '' ELSE"
-    " '|' || coalesce(reserve_id, '') || '|' || coalesce((" + sql_ms("reserved_at") + ")::text, '')"
-    " || '|' || coalesce((" + sql_ms("expires_at") + ")::text, '')"
-    " || '|' || coalesce((" + sql_ms("assigned_at") + ")::text, '') END")
+    f" '|' || coalesce(reserve_id, '') || '|' || {_ms('reserved_ms')} || '|' || {_ms('expires_ms')}"
+    f" || '|' || {_ms('assigned_ms')} END")
 
 
-class CodesReconciler:
-    domain: str = DOMAIN
-    kinds: tuple[str, ...] = (KIND,)
+class CodesReconciler(SpecReconciler):
+    """Packed code records per campaign (the hook: records, not a hash per entity)."""
 
-    def owns(self, parts: tuple[str, ...]) -> bool:
-        return len(parts) >= 5 and parts[0] == "t" and parts[2] == "codes"
+    def __init__(self) -> None:
+        super().__init__(CODES)
 
     # -- compare ----------------------------------------------------------------------
     async def compare(self, rc: ReconcileContext, scope: Scope) -> Comparison:
         out = Comparison()
         if not scope.wants_kind(KIND):
             return out
-        index = await rc.index(scope)
-        campaigns: set[tuple[str, str]] = set()
-        for shape in (("t", None, "codes", None, "meta"), ("t", None, "codes", None, "records")):
-            for _, parts in index.find(*shape):
-                if scope.wants(entity_of(parts[1], parts[3]), parts[1]):
-                    campaigns.add((parts[1], parts[3]))
-        ordered = sorted(campaigns)
+        ordered = [(t, c) for _, (t, c) in self.targets(await rc.index(scope), scope, CODES)]
         versions: dict[str, int | None] = {}
         counter_drift: list[Drift] = []
         rc.progress.stage("codes", None)
@@ -132,7 +102,7 @@ class CodesReconciler:
                     versions[entity], drift = await self._redis_counters(rc, t, c, before, tally)
                     counter_drift.extend(drift)
 
-        where, args = _filter(scope)
+        where, args = scope_sql(CODES, scope, "")
         diff = await diff_sets(StreamSide(records, on_batch=rc.progress.advance), SqlSide(
             rc.fetch, args=args, from_sql=f"FROM campaign_codes {where}",
             member_sql=sql_member("tenant_id", "campaign_id", "code", PACKED_SQL)))
@@ -147,7 +117,7 @@ class CodesReconciler:
         entities = set(r_codes) | set(p_codes) | (set(versions) ^ set(pg_versions))
         entities |= {e for e in versions if e in pg_versions and versions[e] != pg_versions[e]}
         for entity in sorted(entities):
-            tenant_id, _ = _split(entity)
+            tenant_id = CODES.split(entity)[0]
             rv, pv = versions.get(entity), pg_versions.get(entity)
             status = await rc.classify(entity, rc.keys.tenant(tenant_id).partition, rv, pv,
                                        redis_ahead=bool(r_codes.get(entity)))
@@ -219,15 +189,12 @@ class CodesReconciler:
         return after, out
 
     # -- repair -----------------------------------------------------------------------
-    async def recount(self, rc: ReconcileContext, scope: Scope) -> None:
-        """No counters in PostgreSQL: campaign_code_counts is a view over the rows."""
-
     async def repair(self, rc: ReconcileContext, drifts: list[Drift]) -> None:
         by_entity: dict[str, list[Drift]] = defaultdict(list)
         for d in drifts:
             by_entity[d.entity].append(d)
         for entity, found in sorted(by_entity.items()):
-            tenant_id, campaign = _split(entity)
+            tenant_id, campaign = CODES.split(entity)
             reemit: list[str] = []
             for d in found:
                 if d.field == "codes" and d.problem == "missing_in_postgres":
@@ -237,23 +204,18 @@ class CodesReconciler:
             if reemit:
                 tk = rc.keys.tenant(tenant_id)
                 for chunk in chunks(sorted(reemit), PER_CALL):
-                    await rc.scripts.call("resync_codes", [tk.log, tk.codes_meta(campaign), tk.codes_records(campaign)],
+                    await rc.scripts.call(CODES.resync[0],
+                                          [tk.log, tk.codes_meta(campaign), tk.codes_records(campaign)],
                                           [rc.settings.max_backlog, tenant_id, campaign, *chunk])
                 rc.repaired(DOMAIN, entity, "reemitted", f"{len(reemit)} codes from Redis into the log")
                 continue
-            await restore_entity(rc, DOMAIN, entity, seen_version(found), "the campaign's codes",
-                                 partial(self._restore, rc))
+            await self.restore_one(rc, CODES, entity, found)
 
     # -- restore ----------------------------------------------------------------------
-    async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
-        if not scope.wants_kind(KIND):
-            return 0
-        return await self._restore(rc, scope, guard=whole_scope_guard(scope))
-
-    async def _restore(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
+    async def restore_kind(self, rc: ReconcileContext, spec: Entity, scope: Scope, *, guard: str) -> int:
         """Each campaign from one snapshot: records and per-type sets staged in chunks
         (pipelined), then swapped in with the meta hash by ``restore_codes``."""
-        where, args = _filter(scope)
+        where, args = scope_sql(CODES, scope, "")
         restored = 0
         async with rc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             total = await conn.fetchval(f"SELECT count(*) FROM campaign_codes {where}", *args)
@@ -262,7 +224,8 @@ class CodesReconciler:
             state = _Staging()
             cursor = conn.cursor(
                 f"""SELECT tenant_id, campaign_id, code, type, status, reserve_id,
-                           {sql_ms('reserved_at')} AS r, {sql_ms('expires_at')} AS x, {sql_ms('assigned_at')} AS a,
+                           {CODES.field('reserved_ms').expr()} AS r, {CODES.field('expires_ms').expr()} AS x,
+                           {CODES.field('assigned_ms').expr()} AS a,
                            version
                       FROM campaign_codes {where} ORDER BY tenant_id, campaign_id""", *args, prefetch=20_000)
             async with rc.redis.pipeline(transaction=False) as pipe:
@@ -282,7 +245,7 @@ class CodesReconciler:
         t, c = campaign
         tk = rc.keys.tenant(t)
         await state.flush(rc, pipe, campaign, final=True)
-        await rc.scripts.queue(pipe, "restore_codes",
+        await rc.scripts.queue(pipe, CODES.restore,
                                [tk.codes_meta(c), tk.codes_records(c), Keys.staging(tk.codes_records(c))],
                                [guard, state.version, *sorted(state.types)])
         replies = await pipe.execute()

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 import msgspec
 
 from dropgate.persistence.reconcile import RECONCILERS
-from dropgate.persistence.reconcile.base import Progress, Reconciler, Scope
+from dropgate.persistence.reconcile.base import Progress, Scope
+from dropgate.persistence.reconcile.generic import SpecReconciler as Reconciler
 from dropgate.persistence.reconcile.keyspace import INFRASTRUCTURE, KeyIndex
 from dropgate.persistence.reconcile.runner import Stores, _log_lengths, context, replay
 

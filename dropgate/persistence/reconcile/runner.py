@@ -42,12 +42,12 @@ from dropgate.persistence.reconcile.base import (
     KindCount,
     Progress,
     ReconcileContext,
-    Reconciler,
     Repair,
     Scope,
     entity_kind,
     log,
 )
+from dropgate.persistence.reconcile.generic import SpecReconciler as Reconciler
 from dropgate.settings import Settings
 
 RECHECK_ROUNDS = 3
