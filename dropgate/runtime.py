@@ -19,6 +19,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from dropgate.checkout.pages import SandboxPages
+from dropgate.checkout.payments.factory import build_provider
+from dropgate.checkout.purchases import Purchases
+from dropgate.checkout.webhooks import Webhooks
 from dropgate.embedded import EmbeddedStack
 from dropgate.engine.actors import ActorSystem, TenantActors
 from dropgate.engine.apikeys import ApiKeys
@@ -29,12 +33,10 @@ from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
 from dropgate.engine.offers import Offers
 from dropgate.engine.promos import Promos
-from dropgate.engine.purchases import Purchases
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.engine.text import text
 from dropgate.errors import Conflict
-from dropgate.payments.factory import build_provider
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
@@ -59,6 +61,8 @@ class Runtime:
     tenant_actors: TenantActors
     offers: Offers
     purchases: Purchases
+    webhooks: Webhooks
+    sandbox: SandboxPages
     hold_sweeper: HoldSweeper
     actor_systems: list[ActorSystem[Any]] = field(default_factory=list)  # metrics, drained at close
     persister: Persister | None = None
@@ -145,6 +149,7 @@ async def open_runtime(
             promos=Promos(ctx),
             tenant_actors=TenantActors(ctx, tenants),
             offers=offers, purchases=Purchases(ctx, offers, provider),
+            webhooks=Webhooks(offers, provider), sandbox=SandboxPages(offers, provider),
             hold_sweeper=HoldSweeper(ctx, offers),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from dropgate.errors import DropgateError
+
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$(?!\n)"  # (?!\n): Python's $ also matches before a final newline
 TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$(?!\n)"
 
@@ -43,3 +45,12 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     error: str
     code: str
     details: dict[str, Any] = {}
+
+
+_error_encoder = msgspec.json.Encoder()
+
+
+def error_body(exc: DropgateError) -> bytes:
+    """The bytes of ``exc`` in the error shape: what the API sends, and what an
+    idempotency record stores so that a replay is the same bytes."""
+    return _error_encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details))
