@@ -29,6 +29,7 @@ from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
 from dropgate.engine.holds import HoldSweeper
+from dropgate.engine.idempotency import Idempotency
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
 from dropgate.engine.offers import Offers
@@ -64,6 +65,7 @@ class Runtime:
     webhooks: Webhooks
     sandbox: SandboxPages
     hold_sweeper: HoldSweeper
+    idempotency: Idempotency
     actor_systems: list[ActorSystem[Any]] = field(default_factory=list)  # metrics, drained at close
     persister: Persister | None = None
     persister_task: asyncio.Task[None] | None = None
@@ -150,7 +152,7 @@ async def open_runtime(
             tenant_actors=TenantActors(ctx, tenants),
             offers=offers, purchases=Purchases(ctx, offers, provider),
             webhooks=Webhooks(offers, provider), sandbox=SandboxPages(offers, provider),
-            hold_sweeper=HoldSweeper(ctx, offers),
+            hold_sweeper=HoldSweeper(ctx, offers), idempotency=Idempotency(ctx),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
         runtime.actor_systems.append(runtime.tenant_actors.system)

@@ -33,7 +33,7 @@ import msgspec
 from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProvider
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
-from dropgate.engine.idempotency import key_digest, request_digest
+from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
 from dropgate.engine.keys import check_id
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_id
 from dropgate.errors import (
@@ -89,7 +89,7 @@ class Purchases:
         self._offers = offers
         self.provider = provider
         self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
-        self._idem_stale_ms = int(max(60.0, 3 * s.stripe_timeout_s) * 1000)
+        self._idem_stale_ms = stale_after_ms(s.stripe_timeout_s)
         self._inflight: dict[str, int] = {}
         # one queue per (tenant, offer) for both steps of a purchase: the hold and, once
         # the provider answered, the stored response (queued first: it completes a

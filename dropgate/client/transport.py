@@ -4,8 +4,10 @@ A logical call is sent up to ``1 + retries`` times. It is sent again after a
 connection error or timeout, a 429 (waiting at least its ``Retry-After``) and a
 503, with exponential backoff and jitter between attempts. An unsafe call (POST)
 carries one ``Idempotency-Key`` made for the logical call and kept across its
-attempts. Where the server replays by key (``REPLAYED_BY_KEY``: purchases) a repeat
-answers the first result; a repeat that meets the first attempt still running (409
+attempts. Where the server replays by key (``REPLAYED_BY_KEY``, the server's own
+list in ``dropgate.models.idempotency``: purchases, payments, withdrawals, orders,
+bookings, code reservations, invite and promo redemptions) a repeat answers the
+first result; a repeat that meets the first attempt still running (409
 ``IDEMPOTENCY_KEY_IN_USE``) waits and tries again. Any other POST is resent only
 after a failure that proves nothing was applied (a connection never made, a 429, a
 503 answered before any change), never after a timeout or a lost answer. Every
@@ -46,9 +48,6 @@ from dropgate.models.common import ErrorBody
 
 USER_AGENT = f"dropgate-python/{__version__}"
 RETRY_STATUSES = frozenset({429, 503})
-# Routes whose server replays a repeated Idempotency-Key (API.md: purchases). Any
-# other POST is retried only when the failure proves nothing was applied.
-REPLAYED_BY_KEY = frozenset({("POST", "/v1/offers/{offer_id}/purchase")})
 # 503 codes the server answers before changing anything.
 _REFUSED_BEFORE_CHANGE = frozenset({"PERSISTENCE_LAGGING", "TENANT_BUSY"})
 # Methods whose repeat could apply twice: always sent with an Idempotency-Key, kept across

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import hashlib
 
+import msgspec
+
+from dropgate.engine.context import EngineContext
+from dropgate.engine.scripts import decode_result
 from dropgate.errors import ValidationError
 
 MAX_KEY_LENGTH = 255
 
 
-def request_digest(text: str) -> str:
+def request_digest(text: str | bytes) -> str:
     """A short stable digest (40 hex characters of SHA-256) of a key or a request."""
-    return hashlib.sha256(text.encode()).hexdigest()[:40]
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()[:40]
 
 
 def key_digest(key: str | None) -> str:
@@ -38,3 +42,54 @@ def key_digest(key: str | None) -> str:
         raise ValidationError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters.",
                               details={"field": "Idempotency-Key"})
     return request_digest(key)
+
+
+def stale_after_ms(stripe_timeout_s: float) -> int:
+    """How long a running record's request may run before it counts as stopped (a
+    crash): past any provider call's timeout, and at least a minute."""
+    return int(max(60.0, 3 * stripe_timeout_s) * 1000)
+
+
+class Replay(msgspec.Struct, frozen=True):
+    """A finished request's answer: its status and body, byte for byte."""
+
+    status: int
+    body: bytes
+
+
+class Idempotency:
+    """``idem_begin-2.lua`` <-> ``begin``, ``idem_finish-1.lua`` <-> ``finish`` / ``release``."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self._ctx = ctx
+        self._ttl_ms = ctx.settings.idempotency_ttl_s * 1000
+        self._stale_ms = stale_after_ms(ctx.settings.stripe_timeout_s)
+
+    async def begin(self, tenant_id: str, digest: str, fingerprint: str) -> Replay | None:
+        """Mark the request running (None: run it), or the stored answer to replay;
+        raises ``IdempotencyKeyReused`` / ``IdempotencyKeyInUse``."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        raw = await self._ctx.scripts.raw(
+            "idem_begin", [tk.offer_idempotency(), tk.offer_idempotency_expiry()],
+            [f"{tenant_id}:{digest}", fingerprint, self._ttl_ms, self._stale_ms])
+        if not raw:
+            return None
+        if raw.startswith(b"{"):
+            decode_result(raw)  # raises the error of its code
+        status, _, body = raw.partition(b" ")
+        return Replay(int(status), body)
+
+    async def finish(self, tenant_id: str, digest: str, fingerprint: str, *, status: int,
+                     body: bytes) -> None:
+        """Store the answer the client is about to see."""
+        await self._call_finish(tenant_id, digest, fingerprint, str(status), body)
+
+    async def release(self, tenant_id: str, digest: str, fingerprint: str) -> None:
+        """Drop the running record: the request was refused before it changed anything."""
+        await self._call_finish(tenant_id, digest, fingerprint, "", b"")
+
+    async def _call_finish(self, tenant_id: str, digest: str, fingerprint: str, status: str,
+                           body: bytes) -> None:
+        tk = self._ctx.keys.tenant(tenant_id)
+        await self._ctx.scripts.raw("idem_finish", [tk.offer_idempotency()],
+                                    [f"{tenant_id}:{digest}", fingerprint, status, body])
