@@ -70,6 +70,17 @@ async def test_an_ambiguous_503_is_retried_for_a_post_the_server_replays(
     assert (await dg.invites.get("R1c")).used_count == 1
 
 
+async def test_retries_run_out_and_raise_the_last_error(
+        proxy: FaultyProxy, tenant: TenantAccess, dg: AsyncDropgate) -> None:
+    await dg.invites.create("R2", max_uses=10)
+    proxy.fail_first(10, code="PERSISTENCE_LAGGING")
+    async with AsyncDropgate(proxy.url, tenant.service_key, retries=2, **FAST) as client:
+        with pytest.raises(PersistenceLagging):
+            await client.invites.redeem("R2", user_id="u1")
+    assert len(proxy.seen) == 3 and not proxy.forwarded
+    assert (await dg.invites.get("R2")).used_count == 0
+
+
 async def test_every_logical_call_has_its_own_key_and_a_given_key_is_sent_as_is(
         proxy: FaultyProxy, tenant: TenantAccess) -> None:
     async with AsyncDropgate(proxy.url, tenant.service_key, retries=0) as client:
