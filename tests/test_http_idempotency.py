@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dropgate.engine.context import EngineContext
+from dropgate.http.routes import ROUTE_TABLES
 from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
@@ -154,7 +155,11 @@ CASES: dict[str, tuple[str, Setup, dict[str, Any], dict[str, Any], Count, int]] 
 
 
 def test_every_replayed_route_is_covered() -> None:
-    """Every route of the list has a case here (the purchase: tests/test_offers_purchase.py)."""
+    """Every pair of the list (the client's too) is a route that replays by key, and
+    has a case here (the purchase: tests/test_offers_purchase.py)."""
+    specs = [spec for table in ROUTE_TABLES for spec in table.specs]
+    assert {(s.method, s.path) for s in specs if s.replays_by_key} == REPLAYED_BY_KEY
+    assert all("Idempotency-Key" in s.headers for s in specs if s.replays_by_key)
     covered = {("POST", case[0]) for case in CASES.values()}
     assert covered | {("POST", "/v1/offers/{offer_id}/purchase")} == REPLAYED_BY_KEY
 

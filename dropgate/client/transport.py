@@ -45,11 +45,10 @@ from dropgate.client.errors import (
     error_for,
 )
 from dropgate.models.common import ErrorBody
+from dropgate.models.idempotency import REFUSED_BEFORE_CHANGE
 
 USER_AGENT = f"dropgate-python/{__version__}"
 RETRY_STATUSES = frozenset({429, 503})
-# 503 codes the server answers before changing anything.
-_REFUSED_BEFORE_CHANGE = frozenset({"PERSISTENCE_LAGGING", "TENANT_BUSY"})
 # Methods whose repeat could apply twice: always sent with an Idempotency-Key, kept across
 # attempts. GET reads; PUT, PATCH and DELETE set state, so a repeat leaves the same state.
 UNSAFE_METHODS = frozenset({"POST"})
@@ -240,7 +239,7 @@ class Transport:
                 failure = error_from_answer(status, raw, answer_headers)
                 wait = self._retry_wait(failure, attempt,
                                         parse_retry_after(answer_headers.get("Retry-After")))
-                if at_most_once and status == 503 and failure.code not in _REFUSED_BEFORE_CHANGE:
+                if at_most_once and status == 503 and failure.code not in REFUSED_BEFORE_CHANGE:
                     wait = None
             if wait is None or attempt >= limit:
                 raise failure

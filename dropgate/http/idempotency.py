@@ -9,11 +9,12 @@ runs through ``replayed`` when the request carries a key:
    still running is 409 ``IDEMPOTENCY_KEY_IN_USE``;
 2. the handler runs;
 3. its answer is stored (``idem_finish``) before it is sent: a 2xx, and a refusal
-   (4xx) too, so a repeat answers alike. A 429 or a 5xx the route raised itself
-   (``PERSISTENCE_LAGGING``, ``TENANT_BUSY``: refused before any change) drops the
-   record, so the client's retry with the same key runs again. An unexpected failure
-   (Redis lost, a bug) leaves the record running: the effect is unknown, and a repeat
-   is told 409 until the record counts as stopped (``stale_after_ms``), then runs.
+   (4xx) too, so a repeat answers alike. A 429 or a 503 refused before any change
+   (``REFUSED_BEFORE_CHANGE``: ``PERSISTENCE_LAGGING``, ``TENANT_BUSY``) drops the
+   record, so the client's retry with the same key runs again. Any other failure
+   (Redis lost, an actor stopped, a bug) leaves the record running: the effect is
+   unknown, and a repeat is told 409 until the record counts as stopped
+   (``stale_after_ms``), then runs.
 
 The purchase keeps the same records inside its own batched script call
 (``checkout/purchases.py``), so it pays no round trip for them.
@@ -28,6 +29,7 @@ from aiohttp import web
 from dropgate.engine.idempotency import key_digest, request_digest
 from dropgate.errors import DropgateError
 from dropgate.models.common import error_body
+from dropgate.models.idempotency import REFUSED_BEFORE_CHANGE
 from dropgate.runtime import Runtime
 
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -49,10 +51,10 @@ async def replayed(request: web.Request, runtime: Runtime, tenant_id: str, raw_b
     try:
         status, body = await run()
     except DropgateError as exc:
-        if exc.status == 429 or exc.status >= 500:
+        if exc.status == 429 or exc.code in REFUSED_BEFORE_CHANGE:
             await idem.release(tenant_id, digest, fingerprint)
-        else:
+        elif exc.status < 500:
             await idem.finish(tenant_id, digest, fingerprint, status=exc.status, body=error_body(exc))
-        raise
+        raise  # any other 5xx leaves the record running: its effect is unknown
     await idem.finish(tenant_id, digest, fingerprint, status=status, body=body)
     return web.Response(body=body, status=status, content_type="application/json")

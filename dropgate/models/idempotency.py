@@ -22,3 +22,7 @@ REPLAYED_BY_KEY: frozenset[tuple[str, str]] = frozenset({
     ("POST", "/v1/invites/{code}/redeem"),
     ("POST", "/v1/promos/{code}/redeem"),
 })
+
+# 503 codes the server answers before changing anything: the client may resend any POST
+# after one, and the server keeps no answer for them under a key (a retry runs again).
+REFUSED_BEFORE_CHANGE: frozenset[str] = frozenset({"PERSISTENCE_LAGGING", "TENANT_BUSY"})
