@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from dropgate.engine.context import EngineContext
+from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
 from dropgate.http.routes import ROUTE_TABLES
 from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.persistence.persister import Persister
@@ -218,3 +219,30 @@ async def test_fifty_concurrent_copies_of_one_payment_make_one_payment(
     assert sum(1 for a in created if not a[2]) == 1  # one ran; the other 201s are replays
     assert await _payments(runtime, persister) == 1
     assert await _balance(runtime, persister) == 700
+
+
+async def test_a_running_key_is_in_use_until_it_counts_as_stopped(
+        api: Api, runtime: Runtime, persister: Persister) -> None:
+    """A record left running (its process died mid-request) answers 409 while young,
+    and is taken over once it has run past ``stale_after_ms``."""
+    raw = b'{"amount":"3.00","currency":"usd","reference":"stuck"}'
+    fingerprint = request_digest(b"POST /v1/payments\n" + raw)
+    field = f"acme:{key_digest('stuck')}"
+    seconds, micros = await runtime.redis.time()
+    now = seconds * 1000 + micros // 1000
+    stale = stale_after_ms(runtime.settings.stripe_timeout_s)
+    idem = runtime.keys.tenant("acme").offer_idempotency()
+    headers = {**api.service, "Idempotency-Key": "stuck", "Content-Type": "application/json"}
+
+    await runtime.redis.hset(idem, field, f"R {now} {now + 60_000} {fingerprint} -")
+    response = await api.client.post("/v1/payments", data=raw, headers=headers)
+    assert response.status == 409 and (await response.json())["code"] == "IDEMPOTENCY_KEY_IN_USE"
+    assert await _payments(runtime, persister) == 0
+
+    await runtime.redis.hset(idem, field, f"R {now - stale} {now + 60_000} {fingerprint} -")
+    response = await api.client.post("/v1/payments", data=raw, headers=headers)
+    assert response.status == 201 and "Idempotent-Replayed" not in response.headers
+    first = await response.read()
+    response = await api.client.post("/v1/payments", data=raw, headers=headers)
+    assert response.status == 201 and await response.read() == first
+    assert await _payments(runtime, persister) == 1
