@@ -25,6 +25,7 @@ from dropgate.errors import (
     SubscriptionInactive,
     TenantBusy,
 )
+from dropgate.http.idempotency import REPLAYED_HEADER
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.common import dt_to_ms, ms_to_dt
 from dropgate.models.money import format_amount, parse_amount
@@ -119,7 +120,7 @@ async def purchase_offer(call: Call[PurchaseRequest]) -> web.Response:
         quantity=call.body.quantity, idempotency_key=call.request.headers.get("Idempotency-Key"))
     response = web.Response(body=answer.body, status=answer.status, content_type="application/json")
     if answer.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+        response.headers[REPLAYED_HEADER] = "true"
     return response
 
 
