@@ -19,23 +19,26 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from dropgate.checkout.pages import SandboxPages
+from dropgate.checkout.payments.factory import build_provider
+from dropgate.checkout.purchases import Purchases
+from dropgate.checkout.webhooks import Webhooks
 from dropgate.embedded import EmbeddedStack
 from dropgate.engine.actors import ActorSystem, TenantActorSystem
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
 from dropgate.engine.holds import HoldSweeper
+from dropgate.engine.idempotency import Idempotency
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
 from dropgate.engine.ledger import Ledger
 from dropgate.engine.offers import Offers
 from dropgate.engine.promos import Promos
-from dropgate.engine.purchases import Purchases
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.errors import Conflict
 from dropgate.ids import text
-from dropgate.payments.factory import build_provider
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
@@ -61,7 +64,10 @@ class Runtime:
     actors: TenantActorSystem  # routes run ledger operations in the tenant's actor
     offers: Offers
     purchases: Purchases
+    webhooks: Webhooks
+    sandbox: SandboxPages
     hold_sweeper: HoldSweeper
+    idempotency: Idempotency
     actor_systems: list[ActorSystem[Any]] = field(default_factory=list)  # metrics, drained at close
     persister: Persister | None = None
     persister_task: asyncio.Task[None] | None = None
@@ -147,7 +153,8 @@ async def open_runtime(
             promos=Promos(ctx),
             ledger=Ledger(ctx), actors=TenantActorSystem(ctx),
             offers=offers, purchases=Purchases(ctx, offers, provider),
-            hold_sweeper=HoldSweeper(ctx, offers),
+            webhooks=Webhooks(offers, provider), sandbox=SandboxPages(offers, provider),
+            hold_sweeper=HoldSweeper(ctx, offers), idempotency=Idempotency(ctx),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )
         runtime.actor_systems.append(runtime.actors)

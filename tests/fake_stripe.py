@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from dropgate.payments.base import sign_payload
+from dropgate.checkout.payments.base import sign_payload
 
 Mode = Literal["ok", "fail", "hang", "malformed"]
 WEBHOOK_SECRET = "whsec_test_fake"

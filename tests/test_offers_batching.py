@@ -102,10 +102,9 @@ async def test_backlog_bound_holds_per_hold_not_only_per_call(runtime: Runtime) 
     assert all(r.ok == 1 and r.idem == 1 for r in results)
 
 
-async def test_stored_responses_come_back_byte_for_byte_and_older_json_records_still_read(
-        runtime: Runtime) -> None:
+async def test_stored_responses_come_back_byte_for_byte(runtime: Runtime) -> None:
     """Idempotency records are plain text with the body last, unescaped: every byte of
-    a body comes back as stored. Records in the earlier JSON shape are still read."""
+    a body comes back as stored; records written by another call decide alike."""
     await runtime.tenants.create("t1", name="t1", status="active", trial_end_ms=None)
     await runtime.offers.create("t1", offer_id="o1", event_id="e", name="O", price_minor=100,
                                 currency="usd", total=10, max_per_order=3, expires_at_ms=None,
@@ -124,11 +123,10 @@ async def test_stored_responses_come_back_byte_for_byte_and_older_json_records_s
     tk = runtime.keys.tenant("t1")
     seconds, micros = await runtime.redis.time()
     now = seconds * 1000 + micros // 1000
-    older = {"d2": {"fp": "f2", "st": "done", "at": now, "exp": now + 60_000, "status": 201,
-                    "body": '{"purchase_id":"pu_old"}'},
-             "d3": {"fp": "f3", "st": "running", "at": now, "exp": now + 60_000}}
-    for digest, record in older.items():
-        await runtime.redis.hset(tk.offer_idempotency(), f"t1:{digest}", msgspec.json.encode(record))
+    written = {"d2": f'D {now} {now + 60_000} f2 201 {{"purchase_id":"pu_old"}}',
+               "d3": f"R {now} {now + 60_000} f3 -"}
+    for digest, record in written.items():
+        await runtime.redis.hset(tk.offer_idempotency(), f"t1:{digest}", record)
     done, running, reused = await runtime.offers.purchase_batch("t1", "o1", [
         HoldRequest(purchase_id="pu_3", user_id="u3", quantity=1, idem_digest="d2", fingerprint="f2"),
         HoldRequest(purchase_id="pu_4", user_id="u4", quantity=1, idem_digest="d3", fingerprint="f3"),

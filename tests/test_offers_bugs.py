@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import stripe
 
-from dropgate.payments.base import ProviderConfigError
-from dropgate.payments.stripe_provider import StripeProvider
+from dropgate.checkout.payments.base import ProviderConfigError
+from dropgate.checkout.payments.stripe_provider import StripeProvider
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
@@ -206,7 +206,7 @@ async def test_list_and_user_purchase_queries_use_indexes(runtime: Runtime) -> N
 def test_stripe_key_is_read_when_the_provider_is_built_not_at_import(
         make_settings: Callable[..., Settings]) -> None:
     env = {**os.environ, "STRIPE_API_KEY": "sk_from_env", "DROPGATE_STRIPE_API_KEY": "sk_from_env"}
-    probe = ("import stripe, dropgate.payments.factory, dropgate.http.app, dropgate.runtime; "
+    probe = ("import stripe, dropgate.checkout.payments.factory, dropgate.http.app, dropgate.runtime; "
              "print(repr(stripe.api_key))")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                          timeout=60, check=True)

@@ -88,10 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc)
     _configure_logging(call.settings.log_level)
 
+    from dropgate.checkout.payments.base import ProviderConfigError
     from dropgate.cli.loop import event_loop_runner
     from dropgate.cli.stores import StoreUnavailable
     from dropgate.errors import DropgateError
-    from dropgate.payments.base import ProviderConfigError
 
     try:
         return event_loop_runner(call.settings.event_loop)(args.handler(call))

@@ -23,7 +23,8 @@ from urllib.parse import quote
 import msgspec
 
 from dropgate.client.errors import InvalidResponse
-from dropgate.client.transport import REPLAYED_BY_KEY, Answer
+from dropgate.client.transport import Answer
+from dropgate.models.idempotency import REPLAYED_BY_KEY
 
 if TYPE_CHECKING:
     from dropgate.client.aio import AsyncDropgate

@@ -4,8 +4,10 @@ A logical call is sent up to ``1 + retries`` times. It is sent again after a
 connection error or timeout, a 429 (waiting at least its ``Retry-After``) and a
 503, with exponential backoff and jitter between attempts. An unsafe call (POST)
 carries one ``Idempotency-Key`` made for the logical call and kept across its
-attempts. Where the server replays by key (``REPLAYED_BY_KEY``: purchases) a repeat
-answers the first result; a repeat that meets the first attempt still running (409
+attempts. Where the server replays by key (``REPLAYED_BY_KEY``, the server's own
+list in ``dropgate.models.idempotency``: purchases, payments, withdrawals, orders,
+bookings, code reservations, invite and promo redemptions) a repeat answers the
+first result; a repeat that meets the first attempt still running (409
 ``IDEMPOTENCY_KEY_IN_USE``) waits and tries again. Any other POST is resent only
 after a failure that proves nothing was applied (a connection never made, a 429, a
 503 answered before any change), never after a timeout or a lost answer. Every
@@ -43,14 +45,10 @@ from dropgate.client.errors import (
     error_for,
 )
 from dropgate.models.common import ErrorBody
+from dropgate.models.idempotency import REFUSED_BEFORE_CHANGE
 
 USER_AGENT = f"dropgate-python/{__version__}"
 RETRY_STATUSES = frozenset({429, 503})
-# Routes whose server replays a repeated Idempotency-Key (docs/api.md: purchases). Any
-# other POST is retried only when the failure proves nothing was applied.
-REPLAYED_BY_KEY = frozenset({("POST", "/v1/offers/{offer_id}/purchase")})
-# 503 codes the server answers before changing anything.
-_REFUSED_BEFORE_CHANGE = frozenset({"PERSISTENCE_LAGGING", "TENANT_BUSY"})
 # Methods whose repeat could apply twice: always sent with an Idempotency-Key, kept across
 # attempts. GET reads; PUT, PATCH and DELETE set state, so a repeat leaves the same state.
 UNSAFE_METHODS = frozenset({"POST"})
@@ -241,7 +239,7 @@ class Transport:
                 failure = error_from_answer(status, raw, answer_headers)
                 wait = self._retry_wait(failure, attempt,
                                         parse_retry_after(answer_headers.get("Retry-After")))
-                if at_most_once and status == 503 and failure.code not in _REFUSED_BEFORE_CHANGE:
+                if at_most_once and status == 503 and failure.code not in REFUSED_BEFORE_CHANGE:
                     wait = None
             if wait is None or attempt >= limit:
                 raise failure

@@ -9,7 +9,7 @@ Script <-> method: ``offer_create-3.lua`` <-> ``Offers.create``,
 ``offer_housekeep-3.lua`` <-> ``Offers.housekeep``.
 
 The purchase flow around these (rate limits, idempotency, the payment provider,
-webhooks) is ``engine/purchases.py``; the expiry sweeper is ``engine/holds.py``.
+webhooks) is ``dropgate/checkout`` (above the engine); the expiry sweeper is ``engine/holds.py``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import msgspec
 import redis.exceptions
 from aiohttp import web
 
@@ -30,10 +29,9 @@ from dropgate.errors import (
 )
 from dropgate.http.appkeys import METRICS
 from dropgate.ids import random_hex
-from dropgate.models.common import ErrorBody
+from dropgate.models.common import error_body
 
 log = logging.getLogger("dropgate.http")
-_encoder = msgspec.json.Encoder()
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _UNAVAILABLE = (
     redis.exceptions.ConnectionError,
@@ -53,14 +51,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(exc: DropgateError, request_id: str) -> web.Response:
-    body = ErrorBody(error=exc.message, code=exc.code, details=exc.details)
     headers = {"X-Request-Id": request_id}
     retry_after = exc.details.get("retry_after_s") if exc.details else None
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dropgate"'  # RFC 9110 11.6.1: a 401 must say how
-    return web.Response(body=_encoder.encode(body), status=exc.status,
+    return web.Response(body=error_body(exc), status=exc.status,
                         content_type="application/json", headers=headers)
 
 

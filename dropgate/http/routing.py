@@ -20,7 +20,9 @@ from dropgate.engine.apikeys import Principal
 from dropgate.errors import DropgateError, ValidationError
 from dropgate.http.appkeys import RUNTIME
 from dropgate.http.auth import bearer_token, known_principal, look_up, own_tenant, resolve_tenant
+from dropgate.http.idempotency import replayed
 from dropgate.ids import check_id, check_type
+from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.runtime import Runtime
 
 Auth = Literal["public", "admin", "tenant"]
@@ -86,6 +88,10 @@ class RouteSpec:
     # other statuses answered with a body of their own instead of the error shape
     other_responses: dict[int, Any] = field(default_factory=dict)
     decoder: msgspec.json.Decoder[Any] | None = field(default=None, repr=False)
+    # the answer is kept per Idempotency-Key and replayed (models/idempotency.py's list):
+    # by http/idempotency.py, or by the handler itself (``keys_in_handler``: purchases)
+    replays_by_key: bool = False
+    keys_in_handler: bool = False
 
 
 def validation_error(exc: msgspec.MsgspecError) -> ValidationError:
@@ -126,7 +132,12 @@ class ApiRoutes:
         headers: Sequence[str] = (),
         query: Sequence[tuple[str, str, bool]] = (),
         other_responses: dict[int, Any] | None = None,
+        keys_in_handler: bool = False,
     ) -> Callable[[Handler], Handler]:
+        replays_by_key = (method, path) in REPLAYED_BY_KEY
+        if replays_by_key and "Idempotency-Key" not in headers:
+            headers = [*headers, "Idempotency-Key"]
+
         def register(handler: Handler) -> Handler:
             self.specs.append(RouteSpec(
                 method=method, path=path, handler=handler, auth=auth, body=body,
@@ -136,6 +147,7 @@ class ApiRoutes:
                 response_content_type=response_content_type, headers=tuple(headers),
                 query=tuple(query), other_responses=dict(other_responses or {}),
                 decoder=msgspec.json.Decoder(body) if body is not None else None,
+                replays_by_key=replays_by_key, keys_in_handler=keys_in_handler,
             ))
             return handler
         return register
@@ -160,6 +172,7 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
     """The aiohttp handler of one route: auth, decode, call, encode."""
 
     declared = frozenset(name for name, _, _ in spec.query)
+    by_key = spec.replays_by_key and not spec.keys_in_handler
 
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
@@ -190,6 +203,7 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                     raise ValidationError(f"Unknown query parameter {unknown!r}.",
                                           details={"field": unknown})
         body: Any = None
+        raw = b""
         if spec.decoder is not None:
             raw = await request.read()
             if not raw and spec.method == "PATCH":
@@ -200,7 +214,13 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                 body = spec.decoder.decode(raw or b"{}")
             except msgspec.MsgspecError as exc:
                 raise validation_error(exc) from None
-        result = await spec.handler(Call(request, body, principal, tenant_id, runtime))
+        call = Call(request, body, principal, tenant_id, runtime)
+        if by_key:
+            async def run() -> tuple[int, bytes]:
+                return spec.status, _encoder.encode(await spec.handler(call))
+
+            return await replayed(request, runtime, tenant_id, raw, run)
+        result = await spec.handler(call)
         if isinstance(result, web.StreamResponse):
             return result
         if result is None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from dropgate.errors import DropgateError
 from dropgate.ids import ID_MAX_LENGTH, ID_PATTERN, TYPE_PATTERN
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=ID_MAX_LENGTH,
@@ -30,3 +31,12 @@ class ErrorBody(msgspec.Struct, kw_only=True):
     error: str
     code: str
     details: dict[str, Any] = {}
+
+
+_error_encoder = msgspec.json.Encoder()
+
+
+def error_body(exc: DropgateError) -> bytes:
+    """The bytes of ``exc`` in the error shape: what the API sends, and what an
+    idempotency record stores so that a replay is the same bytes."""
+    return _error_encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details))

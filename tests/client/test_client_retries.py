@@ -13,6 +13,7 @@ from dropgate.client import (
     ConnectionFailed,
     DropgateError,
     IdempotencyKeyInUse,
+    NotFound,
     PersistenceLagging,
     RateLimited,
     Timeout,
@@ -45,15 +46,28 @@ async def test_redeem_after_503s_reaches_the_server_once_with_one_idempotency_ke
 
 async def test_an_ambiguous_503_is_not_retried_for_a_post_the_server_does_not_replay(
         proxy: FaultyProxy, tenant: TenantAccess, dg: AsyncDropgate) -> None:
-    """UNAVAILABLE may come from a Redis timeout after the script ran: resending an invite
-    redemption (not replayed by key on the server) could apply it twice, so it is raised."""
-    await dg.invites.create("R1b", max_uses=10)
+    """UNAVAILABLE may come from a Redis timeout after the script ran: resending a POST
+    the server does not replay by key (an invite's creation) could apply it twice, so
+    it is raised."""
     proxy.fail_first(1, code="UNAVAILABLE")
     async with AsyncDropgate(proxy.url, tenant.service_key, retries=3, **FAST) as client:
         with pytest.raises(Unavailable):
-            await client.invites.redeem("R1b", user_id="u1")
+            await client.invites.create("R1b", max_uses=10)
     assert len(proxy.seen) == 1
-    assert (await dg.invites.get("R1b")).used_count == 0  # the canned 503 never reached it
+    with pytest.raises(NotFound):  # the canned 503 never reached it
+        await dg.invites.get("R1b")
+
+
+async def test_an_ambiguous_503_is_retried_for_a_post_the_server_replays(
+        proxy: FaultyProxy, tenant: TenantAccess, dg: AsyncDropgate) -> None:
+    """An invite redemption replays by key: the retry carries the same key, so it
+    applies once whether or not the first attempt reached the server."""
+    await dg.invites.create("R1c", max_uses=10)
+    proxy.fail_first(1, code="UNAVAILABLE")
+    async with AsyncDropgate(proxy.url, tenant.service_key, retries=3, **FAST) as client:
+        assert (await client.invites.redeem("R1c", user_id="u1")).used_count == 1
+    assert len(proxy.seen) == 2 and len(set(_keys(proxy.seen))) == 1
+    assert (await dg.invites.get("R1c")).used_count == 1
 
 
 async def test_retries_run_out_and_raise_the_last_error(
@@ -146,7 +160,7 @@ async def test_a_dropped_connection_is_retried_with_the_same_key(
     async with AsyncDropgate(proxy.url, tenant.service_key, retries=2, **FAST) as client:
         assert (await client.invites.get("R7")).code == "R7"
     assert len(proxy.forwarded) == 2
-    # a redemption whose answer is lost: the server applied it once. Invite redemption is
+    # a creation whose answer is lost: the server applied it once. Invite creation is
     # not replayed by key on the server, so resending could apply it twice (a payment
     # would be charged twice): the client raises instead of guessing.
     proxy.seen.clear()
@@ -154,8 +168,17 @@ async def test_a_dropped_connection_is_retried_with_the_same_key(
     proxy.drop_after_forward_first = 1
     async with AsyncDropgate(proxy.url, tenant.service_key, retries=2, **FAST) as client:
         with pytest.raises(ConnectionFailed):
-            await client.invites.redeem("R7", user_id="u1")
+            await client.invites.create("R7b", max_uses=10)
     assert len(proxy.forwarded) == 1
+    assert (await dg.invites.get("R7b")).code == "R7b"
+    # a redemption whose answer is lost is replayed by key: resent with the same key,
+    # answered the first result, applied once
+    proxy.seen.clear()
+    proxy.forwarded.clear()
+    proxy.drop_after_forward_first = 1
+    async with AsyncDropgate(proxy.url, tenant.service_key, retries=2, **FAST) as client:
+        assert (await client.invites.redeem("R7", user_id="u1")).used_count == 1
+    assert len(proxy.forwarded) == 2 and len(set(_keys(proxy.forwarded))) == 1
     assert (await dg.invites.get("R7")).used_count == 1
 
 

@@ -5,7 +5,9 @@
   second script call per purchase was a visible share of its CPU.)
   Finishing: attach the checkout session to each purchase record (no event of its
   own: the purchase's next event carries it) and store the response the client saw
-  under its idempotency key (running -> done).
+  under its idempotency key (running -> done). The idempotency records are
+  lib/dg_idem.lua's, shared with idem_begin / idem_finish of every other route; the
+  rate limit is lib/dg_gcra.lua's: this script itself keeps the holds and records.
   Holds: each request is decided on its own, in order, exactly as if it ran alone:
     1. rate limit of its user (GCRA, as ratelimit_take): RATE_LIMITED, nothing stored;
     2. idempotency key (when given): a live record with another fingerprint ->
@@ -65,33 +67,9 @@
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_closed"
+--- @include "dg_idem"
 local tenant, offer_id = ARGV[2], ARGV[3]
-
--- An idempotency record is plain text, not JSON: a response body stored inside JSON
--- was escaped on the way in and decoded again on every read.
---   running: "R <at ms> <expiry ms> <fingerprint> <purchase id or ->"
---   done:    "D <at ms> <expiry ms> <fingerprint> <status> <body>"
-local function idem_read(raw)
-  if not raw then return nil end
-  if string.byte(raw, 1) == 123 then  -- '{': a record written before this format
-    local rec = cjson.decode(raw)
-    return {st = rec.st, at = rec.at, exp = rec.exp, fp = rec.fp, status = rec.status,
-      body = rec.body}
-  end
-  local st, at, exp, fp, rest = string.match(raw, '^(%a) (%d+) (%d+) (%S+) (.*)$')
-  local rec = {st = st == 'D' and 'done' or 'running', at = tonumber(at), exp = tonumber(exp), fp = fp}
-  if st == 'D' then
-    local status, body = string.match(rest, '^(%d+) (.*)$')
-    rec.status, rec.body = tonumber(status), body
-  elseif rest ~= '-' then
-    rec.pid = rest
-  end
-  return rec
-end
-
-local function idem_running(at, exp, fp, pid)
-  return 'R ' .. string.format('%d %d ', at, exp) .. fp .. ' ' .. (pid or '-')
-end
+local idem = dg_idem(KEYS[7], KEYS[8])
 
 local body_at = 1
 for _, r in ipairs(cjson.decode(ARGV[10])) do
@@ -114,17 +92,7 @@ for _, r in ipairs(cjson.decode(ARGV[10])) do
     end
   end
   if digest ~= '' then
-    local field = tenant .. ':' .. digest
-    local raw = redis.call('HGET', KEYS[7], field)
-    -- running -> done keeps "<at> <expiry> <fingerprint>" as it is (no parse into a table)
-    local head = raw and string.match(raw, '^R (%d+ %d+ %S+) ')
-    if not head and raw and string.byte(raw, 1) == 123 then  -- a record in the older JSON shape
-      local rec = idem_read(raw)
-      head = rec.st == 'running' and (string.format('%d %d ', rec.at, rec.exp) .. rec.fp) or nil
-    end
-    if head then
-      redis.call('HSET', KEYS[7], field, 'D ' .. head .. ' ' .. r[5] .. ' ' .. body)
-    end
+    idem.store(tenant .. ':' .. digest, r[5], body)
   end
 end
 local requests = cjson.decode(ARGV[9])
@@ -195,8 +163,7 @@ for _, r in ipairs(requests) do
   local idem_field = tenant .. ':' .. digest
   local marked = false
   if result == nil and digest ~= '' then
-    local rec = idem_read(redis.call('HGET', KEYS[7], idem_field))
-    if rec and rec.exp <= now then rec = nil end
+    local rec = idem.read(idem_field, now)
     local lost = nil
     if rec and rec.st == 'running' and rec.at + idem_stale <= now then
       -- its request stopped (a crash). If it took a hold, its answer may have been
@@ -208,21 +175,20 @@ for _, r in ipairs(requests) do
         rec, lost = nil, nil
       end
     end
-    if rec then
-      if rec.fp ~= fp then
-        result = refuse('IDEMPOTENCY_KEY_REUSED', {})
-      elseif lost then
-        -- this request recovers it; others meanwhile are told it runs
-        redis.call('HSET', KEYS[7], idem_field, idem_running(now, rec.exp, rec.fp, rec.pid))
-        result = {recover = 1, purchase_id = lost.purchase_id, quantity = lost.quantity,
-          expires_ms = lost.hold_expires_ms, price_minor = lost.amount_minor / lost.quantity,
-          currency = lost.currency, name = o[10]}
-        marked = true
-      elseif rec.st == 'running' then
-        result = refuse('IDEMPOTENCY_KEY_IN_USE', {})
-      else
-        result = {replay = 1, status = rec.status, body = rec.body}
-      end
+    local decided = idem.decide(rec, fp)
+    if decided == 'IDEMPOTENCY_KEY_REUSED' then
+      result = refuse(decided, {})
+    elseif lost then
+      -- this request recovers it; others meanwhile are told it runs
+      idem.rerun(idem_field, rec, now)
+      result = {recover = 1, purchase_id = lost.purchase_id, quantity = lost.quantity,
+        expires_ms = lost.hold_expires_ms, price_minor = lost.amount_minor / lost.quantity,
+        currency = lost.currency, name = o[10]}
+      marked = true
+    elseif decided == 'replay' then
+      result = {replay = 1, status = rec.status, body = rec.body}
+    elseif decided then
+      result = refuse(decided, {})
     else
       marked = true  -- written after the hold: with its purchase id when it was taken
     end
@@ -256,9 +222,7 @@ for _, r in ipairs(requests) do
   end
   if marked then
     if not result.recover then
-      redis.call('HSET', KEYS[7], idem_field,
-        idem_running(now, now + idem_ttl, fp, result.ok and pid or nil))
-      redis.call('ZADD', KEYS[8], now + idem_ttl, idem_field)
+      idem.begin(idem_field, fp, now, idem_ttl, result.ok and pid or nil)
     end
     result.idem = 1
   end

@@ -1,10 +1,11 @@
-"""Offers, purchases, the Stripe webhook and the sandbox checkout pages."""
+"""Offers, purchases, the Stripe webhook and the sandbox checkout pages.
+
+The purchase flow, the webhooks and the sandbox pages are ``dropgate/checkout``;
+these handlers only map the URLs to it.
+"""
 
 from __future__ import annotations
 
-import html
-
-import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from dropgate.errors import (
     SubscriptionInactive,
     TenantBusy,
 )
+from dropgate.http.idempotency import REPLAYED_HEADER
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.offers import (
@@ -39,8 +41,6 @@ from dropgate.models.offers import (
     WebhookAck,
 )
 from dropgate.money import format_amount, parse_amount
-from dropgate.payments.base import sign_payload
-from dropgate.payments.sandbox import SandboxProvider, checkout_event, parse_session_id
 
 routes = ApiRoutes("offers")
 _PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, SubscriptionInactive,
@@ -112,7 +112,7 @@ async def update_offer(call: Call[OfferPatch]) -> Offer:
 
 
 @routes.post("/v1/offers/{offer_id}/purchase", body=PurchaseRequest, response=PurchaseCreated,
-             status=201, errors=_PURCHASE_ERRORS, headers=["Idempotency-Key"])
+             status=201, errors=_PURCHASE_ERRORS, keys_in_handler=True)
 async def purchase_offer(call: Call[PurchaseRequest]) -> web.Response:
     """Hold units and open a checkout session (Idempotency-Key: Stripe's semantics)."""
     answer = await call.runtime.purchases.purchase(
@@ -120,7 +120,7 @@ async def purchase_offer(call: Call[PurchaseRequest]) -> web.Response:
         quantity=call.body.quantity, idempotency_key=call.request.headers.get("Idempotency-Key"))
     response = web.Response(body=answer.body, status=answer.status, content_type="application/json")
     if answer.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+        response.headers[REPLAYED_HEADER] = "true"
     return response
 
 
@@ -137,49 +137,23 @@ async def get_purchase(call: Call[None]) -> Purchase:
 async def stripe_webhook(call: Call[None]) -> WebhookAck:
     """A Stripe event (signature verified with the stripe library)."""
     payload = await call.request.read()
-    outcome = await call.runtime.purchases.webhook(payload, call.request.headers.get("Stripe-Signature"))
+    outcome = await call.runtime.webhooks.handle(payload, call.request.headers.get("Stripe-Signature"))
     return WebhookAck(received=True, outcome=outcome)
 
 
-# -- the sandbox provider's checkout pages -------------------------------------------------
-def _sandbox(call: Call[None]) -> tuple[SandboxProvider, str, str, str]:
-    provider = call.runtime.purchases.provider
-    session_id = call.request.match_info["session_id"]
-    parsed = parse_session_id(session_id)
-    if not isinstance(provider, SandboxProvider) or parsed is None:
-        raise NotFound("No such sandbox checkout session.")
-    return provider, session_id, parsed[0], parsed[1]
-
-
+# -- the sandbox provider's checkout pages (checkout/pages.py) ------------------------------
 @routes.get("/v1/sandbox/checkout/{session_id}", auth="public", response_content_type="text/html",
             errors=[NotFound])
 async def sandbox_checkout_page(call: Call[None]) -> web.Response:
     """The sandbox's checkout page: pay or cancel."""
-    _, session_id, tenant_id, purchase_id = _sandbox(call)
-    p = await call.runtime.offers.purchase(tenant_id, purchase_id)
-    sid = html.escape(session_id)
-    page = f"""<!doctype html><meta charset="utf-8"><title>dropgate sandbox checkout</title>
-<h1>Sandbox checkout</h1>
-<p>{p.quantity} x offer {html.escape(p.offer_id)}: {format_amount(p.amount_minor, p.currency)}
-{html.escape(p.currency)} (purchase {html.escape(p.purchase_id)}, status {html.escape(p.status)})</p>
-<form method="post" action="/v1/sandbox/checkout/{sid}/complete"><button>Pay</button></form>
-<form method="post" action="/v1/sandbox/checkout/{sid}/expire"><button>Cancel</button></form>"""
+    page = await call.runtime.sandbox.checkout_page(call.request.match_info["session_id"])
     return web.Response(text=page, content_type="text/html")
 
 
 async def _sandbox_send(call: Call[None], event_type: str) -> SandboxResult:
-    provider, session_id, tenant_id, purchase_id = _sandbox(call)
-    p = await call.runtime.offers.purchase(tenant_id, purchase_id)
-    payload = checkout_event(event_type, session_id=session_id, purchase=msgspec.to_builtins(p))
-    headers = {"Stripe-Signature": sign_payload(payload, provider.webhook_secret),
-               "Content-Type": "application/json"}
-    # Sent over HTTP to this API's own webhook endpoint, exactly as Stripe would.
-    url = str(call.request.url.origin()) + "/v1/webhooks/stripe"
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session, \
-            session.post(url, data=payload, headers=headers) as response:
-        body = await response.json(content_type=None)
-        return SandboxResult(webhook_status=response.status, webhook_response=body)
+    # sent over HTTP to this API's own webhook endpoint, exactly as Stripe would
+    return await call.runtime.sandbox.send(call.request.match_info["session_id"], event_type,
+                                           origin=str(call.request.url.origin()))
 
 
 @routes.post("/v1/sandbox/checkout/{session_id}/complete", auth="public", response=SandboxResult,

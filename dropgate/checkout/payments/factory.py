@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dropgate.payments.base import PaymentProvider, ProviderConfigError
-from dropgate.payments.sandbox import SandboxProvider
-from dropgate.payments.stripe_provider import StripeProvider
+from dropgate.checkout.payments.base import PaymentProvider, ProviderConfigError
+from dropgate.checkout.payments.sandbox import SandboxProvider
+from dropgate.checkout.payments.stripe_provider import StripeProvider
 from dropgate.settings import Settings
 
 

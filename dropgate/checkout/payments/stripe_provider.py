@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import stripe
 
-from dropgate.payments.base import (
+from dropgate.checkout.payments.base import (
     CheckoutRequest,
     CheckoutSession,
     PaymentProviderError,

@@ -18,47 +18,36 @@
    a crash lost the store recovers the same answer from the provider. Refusals and
    provider failures are stored before they are sent.
 
-Webhooks: ``checkout.session.completed`` confirms (``offer_confirm-6.lua``; a
-payment for a released hold re-takes the units or is refunded),
-``checkout.session.expired`` releases; a repeated event id changes nothing.
+The provider's webhooks are ``checkout/webhooks.py``; the sandbox's pages
+``checkout/pages.py``. The engine below answers domain results (``HoldResult``,
+``Outcome``); the response bytes are built here, above it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-from typing import Any
 
 import msgspec
-import stripe
 
+from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProvider
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
+from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers
 from dropgate.errors import (
     DropgateError,
-    InvalidSignature,
-    NotFound,
     PaymentProviderUnavailable,
     RateLimited,
     TenantBusy,
-    ValidationError,
     error_for,
 )
 from dropgate.ids import check_id, ms_to_dt, new_id
-from dropgate.models.common import ErrorBody
+from dropgate.models.common import error_body
 from dropgate.models.offers import PurchaseCreated
-from dropgate.payments.base import (
-    CheckoutRequest,
-    CheckoutSession,
-    PaymentProvider,
-    PaymentProviderError,
-)
 
 log = logging.getLogger("dropgate.purchases")
 _encoder = msgspec.json.Encoder()
-_MAX_IDEMPOTENCY_KEY = 255
 _IN_FLIGHT = 4  # batches per offer under way at once
 
 
@@ -68,11 +57,6 @@ class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
     status: int
     body: bytes
     replayed: bool = False
-
-
-def error_body(exc: DropgateError) -> bytes:
-    """The body the HTTP error middleware would send for ``exc``."""
-    return _encoder.encode(ErrorBody(error=exc.message, code=exc.code, details=exc.details))
 
 
 def _checkout(tenant_id: str, offer_id: str, user_id: str, purchase_id: str, quantity: int,
@@ -94,11 +78,9 @@ def _created(purchase_id: str, session: CheckoutSession, expires_ms: int) -> byt
         checkout_url=session.url, expires_at=expires_at))
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:40]
-
-
 class Purchases:
+    """The purchase flow of every offer of this process (one Batcher queue per offer)."""
+
     def __init__(self, ctx: EngineContext, offers: Offers, provider: PaymentProvider) -> None:
         s = ctx.settings
         if s.rate_limit_per_s <= 0 or s.rate_limit_burst < 1:
@@ -107,7 +89,7 @@ class Purchases:
         self._offers = offers
         self.provider = provider
         self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
-        self._idem_stale_ms = int(max(60.0, 3 * s.stripe_timeout_s) * 1000)
+        self._idem_stale_ms = stale_after_ms(s.stripe_timeout_s)
         self._inflight: dict[str, int] = {}
         # one queue per (tenant, offer) for both steps of a purchase: the hold and, once
         # the provider answered, the stored response (queued first: it completes a
@@ -136,9 +118,7 @@ class Purchases:
                        idempotency_key: str | None) -> PurchaseAnswer:
         """Hold, open a checkout, answer; ``offer_id`` is checked by keys.py with its key."""
         check_id(user_id, "user_id")
-        if idempotency_key is not None and not 1 <= len(idempotency_key) <= _MAX_IDEMPOTENCY_KEY:
-            raise ValidationError("Idempotency-Key must be 1-255 characters.",
-                                  details={"field": "Idempotency-Key"})
+        digest = key_digest(idempotency_key)
         inflight = self._inflight.get(tenant_id, 0)
         if inflight >= self._ctx.settings.tenant_concurrency:
             raise RateLimited("Too many purchases in flight for this tenant; retry shortly.",
@@ -146,7 +126,7 @@ class Purchases:
         self._inflight[tenant_id] = inflight + 1
         try:
             return await self._purchase(tenant_id, offer_id, user_id=user_id, quantity=quantity,
-                                        idempotency_key=idempotency_key)
+                                        digest=digest)
         finally:
             left = self._inflight[tenant_id] - 1
             if left:
@@ -155,11 +135,8 @@ class Purchases:
                 del self._inflight[tenant_id]
 
     async def _purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
-                        idempotency_key: str | None) -> PurchaseAnswer:
-        digest = fingerprint = ""
-        if idempotency_key is not None:
-            digest = _sha(idempotency_key)
-            fingerprint = _sha(f"purchase\n{offer_id}\n{user_id}\n{quantity}")
+                        digest: str) -> PurchaseAnswer:
+        fingerprint = request_digest(f"purchase\n{offer_id}\n{user_id}\n{quantity}") if digest else ""
         purchase_id = new_id("pu_")
         request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
                               idem_digest=digest, fingerprint=fingerprint)
@@ -248,66 +225,3 @@ class Purchases:
             "payment provider %s failed: offer=%s tenant=%s user=%s quantity=%d purchase=%s "
             "hold %s; error: %s", self.provider.name, offer_id, tenant_id, user_id, quantity,
             purchase_id, released, exc if str(exc) else repr(exc))
-
-    # -- webhooks ----------------------------------------------------------------------
-    async def webhook(self, payload: bytes, signature: str | None) -> str:
-        """Verify and apply one provider event; return what it did."""
-        try:
-            stripe.Webhook.construct_event(payload.decode("utf-8", "replace"), signature or "",
-                                           self.provider.webhook_secret)
-            # verified: read the same bytes as plain JSON (StripeObject is not a dict)
-            event: dict[str, Any] = msgspec.json.decode(payload, type=dict[str, Any])
-            event_type = str(event["type"])
-            session: dict[str, Any] = event["data"]["object"]
-            if not isinstance(session, dict):
-                raise ValueError("data.object is not an object")
-        except (stripe.SignatureVerificationError, ValueError, KeyError, TypeError,
-                msgspec.DecodeError) as exc:
-            raise InvalidSignature(f"The webhook signature is invalid: {exc}") from None
-        if event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded",
-                              "checkout.session.expired"):
-            return "ignored"
-        meta = session.get("metadata") or {}
-        try:
-            tenant_id = check_id(str(meta.get("tenant_id", "")), "tenant_id")
-            offer_id = check_id(str(meta.get("offer_id", "")), "offer_id")
-            purchase_id = check_id(str(meta.get("purchase_id", "")), "purchase_id")
-            event_id = check_id(str(event["id"]), "event_id")
-        except ValidationError:
-            log.warning("webhook %s %s: no dropgate purchase in its metadata; ignored",
-                        event.get("id"), event_type)
-            return "ignored"
-        try:
-            if event_type == "checkout.session.expired":
-                out = await self._offers.release(tenant_id, offer_id, purchase_id, status="expired",
-                                                 event_id=event_id, event_type=event_type)
-                return out.outcome
-            if session.get("payment_status") not in ("paid", "no_payment_required"):
-                return "awaiting_payment"
-            payment_intent = str(session.get("payment_intent") or "")
-            out = await self._offers.confirm(tenant_id, offer_id, purchase_id, event_id=event_id,
-                                             session_id=str(session.get("id") or ""),
-                                             payment_intent=payment_intent)
-        except NotFound:
-            log.warning("webhook %s %s: purchase %s of tenant %s / offer %s unknown; ignored",
-                        event_id, event_type, purchase_id, tenant_id, offer_id)
-            return "unknown_purchase"
-        if out.outcome == "refund":
-            await self._refund(tenant_id, offer_id, purchase_id, out.payment_intent or payment_intent,
-                               out.quantity)
-        return out.outcome
-
-    async def _refund(self, tenant_id: str, offer_id: str, purchase_id: str, payment_intent: str,
-                      quantity: int) -> None:
-        try:
-            refund_id = await self.provider.refund(payment_intent=payment_intent, purchase_id=purchase_id)
-        except PaymentProviderError as exc:
-            log.warning("refund failed (the provider will redeliver the event and it is retried): "
-                        "offer=%s tenant=%s purchase=%s quantity=%d payment_intent=%s; error: %s",
-                        offer_id, tenant_id, purchase_id, quantity, payment_intent, exc)
-            raise PaymentProviderUnavailable("The refund could not be made yet; redeliver the event.",
-                                             details={"purchase_id": purchase_id}) from None
-        await self._offers.refund_done(tenant_id, offer_id, purchase_id, refund_id=refund_id)
-        log.info("payment for an expired hold refunded (no inventory left): offer=%s tenant=%s "
-                 "purchase=%s quantity=%d refund=%s", offer_id, tenant_id, purchase_id, quantity,
-                 refund_id)

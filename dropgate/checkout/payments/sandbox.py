@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from dropgate.payments.base import CheckoutRequest, CheckoutSession, PaymentProviderError
+from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProviderError
 from dropgate.settings import Settings
 
 _PREFIX = "cs_sandbox_"
