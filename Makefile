@@ -39,7 +39,7 @@ test-latest:
 	DROPGATE_TEST_LATEST=1 $(LATEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The suite against the lowest releases the ranges allow for dropgate's own dependencies
-# (uv's lowest-direct): the floors in pyproject.toml are versions the suite has passed on.
+# (uv's lowest-direct), to check that the floors in pyproject.toml are versions the suite passes on.
 LOWEST := .venv-lowest
 test-lowest: $(STAMP)
 	rm -rf $(LOWEST) && $(PY) -m venv $(LOWEST)

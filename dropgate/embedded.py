@@ -11,7 +11,7 @@ pgserver keeps that lock (and, for a long data dir, its socket) in the user's ru
 directory, which it asks platformdirs for when it is imported. Where
 ``XDG_RUNTIME_DIR`` is unset (containers, CI, cron, ``ssh`` without a login session)
 platformdirs warns on stderr (a ``UserWarning`` at import) and falls back to
-``/run/user/<uid>`` or ``<tmp>/runtime-<uid>``. ``_import_pgserver`` hands it that same
+``/run/user/<uid>`` or ``<tmp>/runtime-<uid>``. ``import_pgserver`` hands it that same
 directory explicitly, for the import only: pgserver finds the lock where it always
 did, and nothing is printed.
 """
@@ -208,7 +208,7 @@ def runtime_dir() -> Path | None:
     return fallback
 
 
-def _import_pgserver() -> ModuleType:
+def import_pgserver() -> ModuleType:
     """``import pgserver`` with ``XDG_RUNTIME_DIR`` naming the runtime dir explicitly while
     its class body asks platformdirs for one (see the module's docstring); the variable
     is removed again right after, so the environment of this process's children does
@@ -235,7 +235,7 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        pgserver = _import_pgserver()
+        pgserver = import_pgserver()
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.dir, cleanup_mode="stop")
         uri: str = self._server.get_uri()

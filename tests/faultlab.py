@@ -30,7 +30,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from dropgate.embedded import redis_server_binary
+from dropgate.embedded import import_pgserver, redis_server_binary
 from tests.faultcrowd import Crowd
 from tests.faultlab_offers import OfferLoad, check_offer_history
 
@@ -131,8 +131,7 @@ class PrivatePostgres:
     """A PostgreSQL of our own (pgserver's binaries) on 127.0.0.1; stop and start it."""
 
     def __init__(self, folder: Path) -> None:
-        import pgserver
-
+        pgserver = import_pgserver()  # the one import that keeps platformdirs from warning
         self.bin = Path(pgserver.__file__).parent / "pginstall" / "bin"
         self.folder = folder
         self.data = folder / "data"

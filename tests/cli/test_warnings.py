@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-IMPORT_PGSERVER = ("import os; from dropgate.embedded import _import_pgserver; "
-                   "server = _import_pgserver().PostgresServer; "
+IMPORT_PGSERVER = ("import os; from dropgate.embedded import import_pgserver; "
+                   "server = import_pgserver().PostgresServer; "
                    "print(server.runtime_path, os.environ.get('XDG_RUNTIME_DIR'))")
 
 
