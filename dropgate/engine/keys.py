@@ -50,6 +50,10 @@ class Keys:
     def persister_lease(self, partition: int) -> str:
         return f"{self.tag(partition)}:persister"
 
+    def dispatcher_lease(self, partition: int) -> str:
+        """The webhook dispatcher's lease on the partition (same script as the persister's)."""
+        return f"{self.tag(partition)}:dispatcher"
+
     def offer_hold_expiry(self, partition: int) -> str:
         """Offer holds of the partition by expiry (member ``tenant:offer:purchase``): the sweeper's queue."""
         return f"{self.tag(partition)}:offer_holds"

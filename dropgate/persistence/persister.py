@@ -4,7 +4,8 @@ Per partition, one persister at a time holds a lease (so the partition's events 
 applied in log order), reads with the consumer group ``persister``, and applies a
 batch in ONE PostgreSQL transaction that also advances the partition's committed
 offset with a compare-and-set. Only after that commit does it XACK and trim the
-stream. So:
+stream (never past another group, the webhook dispatcher, still behind:
+``persistence/trim.py``). So:
 
 - an event at or below the committed offset is skipped: replaying any event, after a
   crash between commit and ack, changes nothing;
@@ -44,6 +45,7 @@ from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
+from dropgate.persistence.trim import trim_log
 from dropgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -440,12 +442,10 @@ class Persister:
     async def _ack(self, p: int, events: list[Event[Any]], *, trim: bool) -> None:
         stream = self._keys.log(p)
         ids = [e.id for e in events]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xack(stream, GROUP, *ids)
-            if trim:
-                ms, seq = self._offsets[p]
-                pipe.xtrim(stream, minid=f"{ms}-{seq + 1}", approximate=False)
-            await pipe.execute()
+        await self._redis.xack(stream, GROUP, *ids)
+        if trim:  # never past another group (the webhook dispatcher) still behind
+            ms, seq = self._offsets[p]
+            await trim_log(self._redis, stream, upto=(ms, seq + 1))
 
 
 def _payload_text(raw: bytes) -> str:
