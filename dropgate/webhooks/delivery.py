@@ -33,7 +33,8 @@ class Outcome:
 def retry_delay_s(attempts: int, settings: Settings) -> float:
     """Exponential backoff with jitter: about base * 2**(attempts-1), capped, in [0.5, 1] of it."""
     delay = min(settings.webhook_retry_base_s * 2 ** max(attempts - 1, 0), settings.webhook_retry_max_s)
-    return delay * random.uniform(0.5, 1.0)
+    jitter: float = random.uniform(0.5, 1.0)
+    return float(delay) * jitter
 
 
 class Deliverer:

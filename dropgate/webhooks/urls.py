@@ -15,7 +15,6 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
-
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
