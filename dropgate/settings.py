@@ -55,7 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         frozenset({"serve"}), ge=1)] = 1
     startup_wait_s: Annotated[float, _setting(
         "How long a starting server waits for a configured Redis and PostgreSQL to answer "
-        "(retrying with backoff) before it gives up.", frozenset({"serve", "persister"}), ge=0)] = 30.0
+        "(retrying with backoff) before it gives up.", frozenset({"serve", "persister", "dispatcher"}),
+        ge=0)] = 30.0
     key_prefix: Annotated[str, _setting("Prefix of every Redis key dropgate writes.", EVERY)] = "dg"
     database_schema: Annotated[str | None, _setting(
         "PostgreSQL schema for dropgate's tables. Unset: the search_path's first.", EVERY)] = None

@@ -21,6 +21,8 @@ def register(add: AddCommand) -> None:
     serve.add_argument("--port", dest="port", help="overrides DROPGATE_PORT")
     serve.add_argument("--no-persister", dest="persister_enabled", action="store_const", const=False,
                        help="do not run the persister in-process (DROPGATE_PERSISTER_ENABLED=false)")
+    serve.add_argument("--no-dispatcher", dest="dispatcher_enabled", action="store_const", const=False,
+                       help="do not run the webhook dispatcher in-process (DROPGATE_DISPATCHER_ENABLED=false)")
     serve.add_argument("--workers", dest="workers", help="overrides DROPGATE_WORKERS")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
 
@@ -43,13 +45,15 @@ async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> i
     from dropgate.http.app import serving
     from dropgate.workers import READY_PREFIX, effective_log_level, extra_workers, wait_for_signal, worker_env
 
-    async with call.runtime(run_persister=None, wait_s=settings.startup_wait_s) as runtime, \
+    async with call.runtime(run_persister=None, run_dispatcher=None,
+                            wait_s=settings.startup_wait_s) as runtime, \
             serving(runtime, settings.host, settings.port, reuse_port=reuse_port) as url:
         env = worker_env(os.environ, runtime.redis_url, runtime.database_url, effective_log_level())
         port = int(url.rsplit(":", 1)[1])
         async with extra_workers(settings.workers - 1, settings.host, port, env) as workers:
             print(f"{READY_PREFIX}{url} (redis {runtime.redis_url}, "
-                  f"persister {'on' if runtime.persister else 'off'}"
+                  f"persister {'on' if runtime.persister else 'off'}, "
+                  f"dispatcher {'on' if runtime.dispatcher else 'off'}"
                   + (f", {settings.workers} workers" if settings.workers > 1 else "") + ")", flush=True)
             stop = asyncio.ensure_future(wait_for_signal())
             exited = asyncio.ensure_future(workers.first_exit())

@@ -16,3 +16,4 @@ class Readiness(msgspec.Struct, kw_only=True):
     persister_lag: int
     max_backlog: int
     dead_letters: int
+    dispatcher_stuck: bool = False  # reported, not a reason for 503: the API still serves

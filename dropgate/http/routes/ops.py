@@ -10,6 +10,7 @@ from aiohttp import web
 from dropgate.http.appkeys import METRICS, OPENAPI
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.ops import Health, Readiness
+from dropgate.webhooks.health import dispatcher_stuck
 
 routes = ApiRoutes("operations")
 
@@ -22,7 +23,8 @@ async def healthz(call: Call[None]) -> Health:
 
 @routes.get("/readyz", auth="public", response=Readiness, other_responses={503: Readiness})
 async def readyz(call: Call[None]) -> web.Response:
-    """Redis and PostgreSQL answer and the persistence backlog is under its bound (503 if not)."""
+    """Redis and PostgreSQL answer and the persistence backlog is under its bound (503 if not);
+    also reports a webhook dispatcher that is stuck."""
     rt = call.runtime
     redis_ok = pg_ok = False
     lag = dead = 0
@@ -43,9 +45,16 @@ async def readyz(call: Call[None]) -> web.Response:
         pg_ok = True
     except Exception:
         pass
+    stuck = False
+    if redis_ok and pg_ok:
+        try:
+            stuck = await dispatcher_stuck(rt.redis, rt.pool, rt.keys, rt.settings.dispatcher_stuck_s)
+        except Exception:
+            pass
     ready = redis_ok and pg_ok and lag < rt.settings.max_backlog
     body = Readiness(status="ready" if ready else "unavailable", redis=redis_ok, postgres=pg_ok,
-                     persister_lag=lag, max_backlog=rt.settings.max_backlog, dead_letters=dead)
+                     persister_lag=lag, max_backlog=rt.settings.max_backlog, dead_letters=dead,
+                     dispatcher_stuck=stuck)
     return web.json_response(body=msgspec.json.encode(body), status=200 if ready else 503)
 
 
