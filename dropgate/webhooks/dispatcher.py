@@ -212,17 +212,20 @@ class Dispatcher:
             total += await self._behind(self._keys.log(p))
         return total
 
-    async def _behind(self, stream: str) -> int:
+    async def _behind(self, stream: str, *, cap: int = 100_000) -> int:
+        """Entries of ``stream`` the group has not finished: its pending ones plus those
+        after its last-delivered id, counted up to ``cap`` (XINFO's ``lag`` is unknown
+        once the log was trimmed, and the log's length counts the persister's too)."""
         try:
             groups = await self._redis.xinfo_groups(stream)
         except redis.exceptions.ResponseError:  # no stream yet
             return 0
         for info in groups:
             if text(info["name"]) == GROUP:
-                lag = info.get("lag")
-                unread = int(lag) if lag is not None else int(await self._redis.xlen(stream))
-                return unread + int(info["pending"])
-        return int(await self._redis.xlen(stream))
+                after = "(" + text(info["last-delivered-id"])
+                unread: Any = await self._redis.xrange(stream, min=after, max="+", count=cap)
+                return len(unread) + int(info["pending"])
+        return min(int(await self._redis.xlen(stream)), cap)
 
     async def pending_count(self) -> int:
         return int(await self._pool.fetchval(
@@ -306,7 +309,8 @@ class Dispatcher:
             published.extend(found)
             checks.extend(pools)
         stream = self._keys.log(p)
-        spill = await self._behind(stream) > self._settings.webhook_spill_after
+        spill_after = self._settings.webhook_spill_after
+        spill = await self._behind(stream, cap=spill_after + 1) > spill_after
         async with self._pool.acquire() as conn:
             if checks and self._pools is not None:
                 published.extend(await self._pools.resolve(conn, checks))
@@ -399,12 +403,24 @@ class Dispatcher:
         room = self._settings.dispatcher_batch_size - len(self._inflight)
         if room <= 0:
             return 0
-        lock_s = self._settings.webhook_timeout_s + _LOCK_MARGIN_S
-        rows = await self._pool.fetch(
+        rows = await self._claim(room)
+        for row in rows:
+            task = asyncio.create_task(self._chain(row))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return len(rows)
+
+    async def _claim(self, limit: int, *, endpoint_id: str | None = None,
+                     entity: str | None = None) -> list[asyncpg.Record]:
+        """Lock up to ``limit`` due deliveries, each the oldest pending one of its
+        (endpoint, entity); optionally of one chain only."""
+        rows: list[asyncpg.Record] = await self._pool.fetch(
             """WITH due AS (
                  SELECT d.seq FROM dg_webhook_deliveries d
                   WHERE d.status = 'pending' AND d.next_attempt_at <= now()
                     AND (d.locked_until IS NULL OR d.locked_until < now())
+                    AND ($3::text IS NULL OR d.endpoint_id = $3)
+                    AND ($4::text IS NULL OR d.entity = $4)
                     AND NOT EXISTS (SELECT 1 FROM dg_webhook_deliveries e
                                      WHERE e.endpoint_id = d.endpoint_id AND e.entity = d.entity
                                        AND e.status = 'pending' AND e.seq < d.seq)
@@ -414,16 +430,27 @@ class Dispatcher:
                   SET locked_until = now() + make_interval(secs => $2)
                  FROM due, dg_webhook_endpoints ep
                 WHERE w.seq = due.seq AND ep.endpoint_id = w.endpoint_id
-            RETURNING w.seq, w.endpoint_id, w.event_id, w.body, w.attempts, w.created_at,
+            RETURNING w.seq, w.endpoint_id, w.entity, w.event_id, w.body, w.attempts, w.created_at,
                       ep.url, ep.secret,
-                      EXTRACT(EPOCH FROM w.created_at) AS created_s""", room, lock_s)
-        for row in rows:
-            task = asyncio.create_task(self._attempt(row))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-        return len(rows)
+                      EXTRACT(EPOCH FROM w.created_at) AS created_s""",
+            limit, self._settings.webhook_timeout_s + _LOCK_MARGIN_S, endpoint_id, entity)
+        return rows
 
-    async def _attempt(self, row: asyncpg.Record) -> None:
+    async def _chain(self, row: asyncpg.Record) -> None:
+        """Deliver ``row``; after a success, go straight on with the next delivery of the
+        same (endpoint, entity), so one busy entity is not paced by the poll interval."""
+        current: asyncpg.Record | None = row
+        while current is not None and not self._closing.is_set():
+            if not await self._attempt(current):
+                return
+            try:
+                following = await self._claim(1, endpoint_id=current["endpoint_id"], entity=current["entity"])
+            except _TRANSIENT:
+                return
+            current = following[0] if following else None
+
+    async def _attempt(self, row: asyncpg.Record) -> bool:
+        """One attempt and its row; True when it was delivered."""
         ep = row["endpoint_id"]
         try:
             outcome = await self._deliverer.deliver(endpoint_id=ep, url=row["url"], secret=row["secret"],
@@ -440,7 +467,7 @@ class Dispatcher:
                             WHERE seq = $1 AND status = 'pending'""",
                         row["seq"], attempts, outcome.status)
                     await self._endpoint_health(conn, healthy={ep}, failing=set())
-                    return
+                    return True
                 gave_up = await conn.fetchval(
                     """UPDATE dg_webhook_deliveries
                           SET attempts = $2, response_status = $3, last_error = $4,
@@ -461,6 +488,7 @@ class Dispatcher:
             self.stats.transient_errors += 1
             self.stats.last_error = repr(exc)
             log.warning("dispatcher %s: recording delivery %s failed: %r", self.name, row["seq"], exc)
+        return False
 
     # -- endpoint health ------------------------------------------------------------------
     async def _endpoint_health(self, conn: asyncpg.Connection, *, healthy: set[str],
