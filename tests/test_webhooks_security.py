@@ -41,7 +41,8 @@ def dns(runtime: Runtime) -> FakeDns:
 
 
 async def _post(api: Api, url: str, events: list[str] | None = None) -> tuple[int, dict[str, object]]:
-    status, body = await api.call("POST", "/v1/webhook-endpoints", json={"url": url, "events": ["*"] if events is None else events})
+    status, body = await api.call("POST", "/v1/webhook-endpoints",
+                                  json={"url": url, "events": ["*"] if events is None else events})
     return status, body
 
 
