@@ -36,6 +36,7 @@ class Receiver:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     rejected: int = 0
     url: str = ""
+    delay_s: float = 0.0  # before answering ok: keeps deliveries in flight
     _runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -48,6 +49,8 @@ class Receiver:
             await asyncio.sleep(3600)
         if self.mode == "redirect":
             raise web.HTTPTemporaryRedirect(self.redirect_to)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         try:
             event = verify(body, signature, self.secret)
         except Exception:
