@@ -1,4 +1,4 @@
-"""Outbound webhooks: endpoints, deliveries and the public event types (API.md v1.1)."""
+"""Outbound webhooks: endpoints, deliveries and the public event types (docs/api.md)."""
 
 from __future__ import annotations
 

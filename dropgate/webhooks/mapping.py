@@ -1,4 +1,4 @@
-"""Engine events (``engine/events.py``) as the public webhook events of API.md.
+"""Engine events (``engine/events.py``) as the public webhook events of docs/api.md.
 
 ``public_events`` is pure: one log entry gives zero or more ``PublicEvent`` s, each
 with an id derived from the entry's position (``evt_<partition>_<stream id>[.n]``),

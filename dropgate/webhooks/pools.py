@@ -1,7 +1,7 @@
 """The live count ``codes.pool_low`` compares with a campaign's ``low_watermark``.
 
 The hook: the watermark is read from the campaign's meta hash (field
-``low_watermark``), where campaigns with a ``low_watermark`` (API.md v1.1, built on
+``low_watermark``), where campaigns with a ``low_watermark`` (docs/api.md; built on
 another branch) keep their settings; a campaign without one never fires. The count
 is the engine's own (``Codes.count``: expired reservations count as available).
 """
