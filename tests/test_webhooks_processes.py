@@ -95,3 +95,38 @@ async def test_kill_9_mid_stream_loses_nothing(api: Api, runtime: Runtime, setti
         uses = [e["data"]["used_count"] for e in receiver.accepted if e["data"]["code"] == code]
         first_seen = list(dict.fromkeys(uses))
         assert first_seen == sorted(first_seen), code
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dropgate", "webhooks", *args], env=_env(settings),
+                          capture_output=True, text=True, timeout=120)
+
+
+async def test_webhooks_command_lists_and_replays(api: Api, runtime: Runtime, settings: Settings,
+                                                  receiver: Receiver) -> None:
+    endpoint = await register(api, receiver, ["invite.redeemed"])
+    ep = str(endpoint["endpoint_id"])
+    await api.call("POST", "/v1/invites", json={"code": "Q", "max_uses": 5})
+    await api.call("POST", "/v1/invites/Q/redeem", json={"user_id": "u1"})
+    dispatcher = runtime.new_dispatcher(name="d1")
+    try:
+        await dispatcher.drain()
+        assert len(receiver.accepted) == 1
+        # mark it failed and the endpoint disabled, as three days of failures would
+        await runtime.pool.execute("UPDATE dg_webhook_deliveries SET status = 'failed'")
+        await runtime.pool.execute("UPDATE dg_webhook_endpoints SET disabled_at = now()")
+        listed = await asyncio.to_thread(_cli, settings, "list", "--tenant", "acme")
+        assert listed.returncode == 0 and ep in listed.stdout and "disabled" in listed.stdout, listed
+        log = await asyncio.to_thread(_cli, settings, "deliveries", ep, "--status", "failed")
+        assert log.returncode == 0 and "invite.redeemed" in log.stdout, log
+        delivery_id = log.stdout.split()[0]
+        bad = await asyncio.to_thread(_cli, settings, "replay")
+        assert bad.returncode == 2 and "DELIVERY_ID" in bad.stderr
+        done = await asyncio.to_thread(_cli, settings, "replay", delivery_id, "--enable")
+        assert done.returncode == 0 and "1 deliveries queued again" in done.stdout, done
+        await dispatcher.drain()
+    finally:
+        await dispatcher.aclose()
+    assert len(receiver.accepted) == 2 and receiver.accepted[0]["id"] == receiver.accepted[1]["id"]
+    status, listed_api = await api.call("GET", "/v1/webhook-endpoints")
+    assert listed_api["data"][0]["status"] == "enabled"
