@@ -129,4 +129,4 @@ async def test_webhooks_command_lists_and_replays(api: Api, runtime: Runtime, se
         await dispatcher.aclose()
     assert len(receiver.accepted) == 2 and receiver.accepted[0]["id"] == receiver.accepted[1]["id"]
     status, listed_api = await api.call("GET", "/v1/webhook-endpoints")
-    assert listed_api["data"][0]["status"] == "enabled"
+    assert status == 200 and listed_api["data"][0]["status"] == "enabled"
