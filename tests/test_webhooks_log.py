@@ -164,3 +164,42 @@ async def test_pool_low_fires_once_per_crossing(api: Api, runtime: Runtime, rece
     lows = [e for e in receiver.accepted if e["type"] == "codes.pool_low"]
     assert len(lows) == 1, lows
     assert lows[0]["data"] == {"campaign_id": "camp", "type": "gift", "available": 3, "low_watermark": 4}
+
+
+async def test_a_hanging_receiver_does_not_hold_the_log(api: Api, runtime: Runtime, persister: Persister,
+                                                        receiver: Receiver) -> None:
+    """The persister drains (and the log is trimmed) while every delivery hangs: the
+    dispatcher spills instead of keeping entries in Redis."""
+    await register(api, receiver, ["invite.redeemed"])
+    receiver.mode = "hang"
+    dispatcher = runtime.new_dispatcher(name="d1")
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        await _redeems(api, "H", 40)
+        await persister.drain(timeout_s=60)
+        assert await _log_length(runtime) == 0
+        assert await runtime.pool.fetchval(
+            "SELECT count(*) FROM dg_webhook_deliveries WHERE status = 'pending'") == 40
+        assert len(receiver.hits) < 40  # a hanging receiver was not tried 40 times over
+    finally:
+        await dispatcher.close()
+        await asyncio.wait_for(task, 60)
+
+
+async def test_dispatcher_first_never_trims_what_the_persister_has_not_read(
+        api: Api, runtime: Runtime, persister: Persister, receiver: Receiver) -> None:
+    await register(api, receiver, ["invite.redeemed"])
+    written = await _log_length(runtime)
+    assert written > 0  # the tenant and its key, not yet persisted
+    dispatcher = runtime.new_dispatcher(name="d1")
+    try:
+        await _redeems(api, "F", 3)
+        while await dispatcher.behind():
+            await dispatcher.run_once()
+        assert len(receiver.accepted) == 3
+        assert await _log_length(runtime) == written + 4  # the persister's group does not exist yet
+    finally:
+        await dispatcher.aclose()
+    await persister.drain()
+    assert persister.stats.dead_letters == 0
+    assert await runtime.pool.fetchval("SELECT count(*) FROM invite_code_uses") == 3

@@ -4,7 +4,7 @@ Two groups read each log: ``persister`` (write-behind) and ``dispatcher`` (outbo
 webhooks). A group is done with an entry when it has read it (``last-delivered-id``)
 and acknowledged it (it is not in the group's pending list). ``trim_log`` trims to
 the smallest such point over every group, and never past ``upto`` (the caller's own
-committed position). Groups only move forward, so reading their state and trimming
+committed position); until the persister's group exists, it trims nothing. Groups only move forward, so reading their state and trimming
 in two steps can only trim less than allowed, never more.
 """
 
@@ -13,8 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from dropgate.ids import text
+
+
+REQUIRED_GROUPS = ("persister",)
+"""Groups that must have read an entry before it goes, even before they first ran (the
+dispatcher's group counts once it exists: a deployment without webhooks never makes it)."""
 
 
 def _after(stream_id: str) -> tuple[int, int]:
@@ -43,8 +49,18 @@ async def group_floors(redis: Redis, stream: str) -> dict[str, tuple[int, int]]:
 
 
 async def trim_log(redis: Redis, stream: str, *, upto: tuple[int, int] | None = None) -> None:
-    """Trim ``stream`` below the slowest group's floor (and below ``upto``)."""
-    floors = list((await group_floors(redis, stream)).values())
+    """Trim ``stream`` below the slowest group's floor (and below ``upto``); nothing
+    while the persister's group does not exist yet (it has read nothing: every entry
+    is still to be applied)."""
+    try:
+        by_group = await group_floors(redis, stream)
+    except ResponseError as exc:  # the stream is gone (Redis flushed or restored): nothing to trim
+        if "no such key" in str(exc).lower():
+            return
+        raise
+    if any(group not in by_group for group in REQUIRED_GROUPS):
+        return
+    floors = list(by_group.values())
     if upto is not None:
         floors.append(upto)
     if not floors:
