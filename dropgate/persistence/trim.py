@@ -17,7 +17,6 @@ from redis.exceptions import ResponseError
 
 from dropgate.ids import text
 
-
 REQUIRED_GROUPS = ("persister",)
 """Groups that must have read an entry before it goes, even before they first ran (the
 dispatcher's group counts once it exists: a deployment without webhooks never makes it)."""
