@@ -4,8 +4,9 @@ Two groups read each log: ``persister`` (write-behind) and ``dispatcher`` (outbo
 webhooks). A group is done with an entry when it has read it (``last-delivered-id``)
 and acknowledged it (it is not in the group's pending list). ``trim_log`` trims to
 the smallest such point over every group, and never past ``upto`` (the caller's own
-committed position); until the persister's group exists, it trims nothing. Groups only move forward, so reading their state and trimming
-in two steps can only trim less than allowed, never more.
+committed position); until the persister's group exists, it trims nothing. Groups
+only move forward, so reading their state and trimming in two steps can only trim
+less than allowed, never more.
 """
 
 from __future__ import annotations
