@@ -118,7 +118,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "spills them to PostgreSQL (Redis keeps the entries until every group is past them).",
         DISPATCHING, ge=1)] = 2000
     webhook_endpoint_cache_s: Annotated[float, _setting(
-        "How long the dispatcher caches a tenant's endpoints.", DISPATCHING, ge=0)] = 1.0
+        "How long the dispatcher may use its copy of a tenant's endpoints for events older than "
+        "the copy (an endpoint always receives the events appended after it was registered).",
+        DISPATCHING, ge=0)] = 5.0
     max_backlog: Annotated[int, _setting(
         "Unpersisted events per partition past which writes answer 503 PERSISTENCE_LAGGING.",
         WRITING, ge=1)] = 200_000

@@ -138,3 +138,19 @@ async def test_failed_after_retry_window_and_endpoint_disabled(
             assert len(receiver.hits) == hits
         finally:
             await client.close()
+
+
+async def test_an_endpoint_registered_later_receives_the_next_event(api: Api, runtime: Runtime,
+                                                                  receiver: Receiver) -> None:
+    """The dispatcher's endpoint cache never hides a new endpoint from a newer event."""
+    dispatcher = runtime.new_dispatcher(name="d1")
+    try:
+        await _invite_redeems(api, "EARLY", ["u0"])
+        await dispatcher.drain()  # the tenant's (empty) endpoint list is cached now
+        await register(api, receiver, ["invite.redeemed"])
+        status, _ = await api.call("POST", "/v1/invites/EARLY/redeem", json={"user_id": "u1"})
+        assert status == 200
+        await dispatcher.drain()
+    finally:
+        await dispatcher.aclose()
+    assert [e["data"]["user_id"] for e in receiver.accepted] == ["u1"]

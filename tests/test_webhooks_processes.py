@@ -36,7 +36,6 @@ def _env(settings: Settings) -> dict[str, str]:
         "PARTITIONS": settings.partitions, "DATA_DIR": settings.data_dir, "LOG_LEVEL": "WARNING",
         "WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_RETRY_BASE_S": "0.05", "WEBHOOK_RETRY_MAX_S": "0.2",
         "DISPATCHER_BLOCK_MS": "20", "DISPATCHER_LEASE_MS": "1000", "DISPATCHER_BATCH_SIZE": str(_BATCH),
-        "WEBHOOK_ENDPOINT_CACHE_S": "0",
     }.items():
         if value is not None:
             env[f"DROPGATE_{field}"] = str(value)

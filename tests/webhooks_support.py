@@ -90,7 +90,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 def webhook_settings(make_settings: Callable[..., Settings], **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         webhook_allow_private=True, webhook_retry_base_s=0.05, webhook_retry_max_s=0.2,
-        webhook_timeout_s=2.0, dispatcher_block_ms=20, webhook_endpoint_cache_s=0.0,
+        webhook_timeout_s=2.0, dispatcher_block_ms=20,
         tenant_concurrency=10_000, rate_limit_per_s=1000.0, rate_limit_burst=1000)
     values.update(overrides)
     return make_settings(**values)

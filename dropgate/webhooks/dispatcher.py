@@ -325,7 +325,8 @@ class Dispatcher:
     async def _owed(self, conn: asyncpg.Connection, published: list[PublicEvent]) -> list[_Owed]:
         if not published:
             return []
-        endpoints = await self._endpoints.for_tenants({e.tenant_id for e in published})
+        endpoints = await self._endpoints.for_tenants({e.tenant_id for e in published},
+                                                      newest_event_ms=max(e.created_ms for e in published))
         owed = [_Owed(event=e, endpoint=ep, body=e.body())
                 for e in published for ep in endpoints.get(e.tenant_id, []) if ep.wants(e.type)]
         if not owed:

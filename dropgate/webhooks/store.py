@@ -167,18 +167,24 @@ def _delivery(r: asyncpg.Record) -> WebhookDelivery:
 
 
 class EndpointCache:
-    """Each tenant's enabled endpoints, re-read at most every ``ttl_s`` (an endpoint
-    registered now receives events appended a moment later; the dispatcher does not
-    query PostgreSQL per event)."""
+    """Each tenant's enabled endpoints, re-read at most every ``ttl_s`` and whenever the
+    copy is not clearly younger than the newest event it is asked about: an endpoint
+    registered before an event was appended always receives it, while a dispatcher
+    working through a backlog does not query PostgreSQL per batch."""
+
+    _CLOCK_MARGIN_MS = 1000  # stream ids are Redis time; loads are this host's
 
     def __init__(self, store: WebhookStore, *, ttl_s: float) -> None:
         self._store = store
         self._ttl_s = ttl_s
-        self._cached: dict[str, tuple[float, list[Endpoint]]] = {}
+        self._cached: dict[str, tuple[float, list[Endpoint]]] = {}  # tenant -> (loaded, wall s)
 
-    async def for_tenants(self, tenant_ids: set[str]) -> dict[str, list[Endpoint]]:
-        now = time.monotonic()
-        stale = [t for t in tenant_ids if now - self._cached.get(t, (-1e18, []))[0] > self._ttl_s]
+    async def for_tenants(self, tenant_ids: set[str], *, newest_event_ms: int = 0
+                          ) -> dict[str, list[Endpoint]]:
+        now = time.time()
+        fresh_after = newest_event_ms / 1000 + self._CLOCK_MARGIN_MS / 1000
+        stale = [t for t in tenant_ids
+                 if (loaded := self._cached.get(t, (-1e18, []))[0]) < fresh_after or now - loaded > self._ttl_s]
         if stale:
             for tenant_id, endpoints in (await self._store.enabled_endpoints(stale)).items():
                 self._cached[tenant_id] = (now, endpoints)
