@@ -203,3 +203,32 @@ async def test_dispatcher_first_never_trims_what_the_persister_has_not_read(
     await persister.drain()
     assert persister.stats.dead_letters == 0
     assert await runtime.pool.fetchval("SELECT count(*) FROM invite_code_uses") == 3
+
+
+async def test_a_batch_that_fails_to_record_is_done_again(api: Api, runtime: Runtime,
+                                                          receiver: Receiver) -> None:
+    """PostgreSQL failing after the log was read: the entries are not offered again by
+    ``XREADGROUP >``, so the dispatcher keeps the batch and does it first next time."""
+    import asyncpg
+
+    await register(api, receiver, ["invite.redeemed"])
+    await _redeems(api, "PG", 2)
+    dispatcher = runtime.new_dispatcher(name="d1")
+    real = dispatcher._record
+    failures = [asyncpg.PostgresConnectionError("connection lost")]
+
+    async def flaky(conn: object, owed: object) -> None:
+        if failures:
+            raise failures.pop()
+        await real(conn, owed)  # type: ignore[arg-type]
+
+    dispatcher._record = flaky  # type: ignore[method-assign]
+    try:
+        with pytest.raises(asyncpg.PostgresConnectionError):
+            await dispatcher.run_once()
+        await dispatcher.drain()
+    finally:
+        await dispatcher.aclose()
+    assert sorted(e["data"]["user_id"] for e in {e["id"]: e for e in receiver.accepted}.values()) == ["u0", "u1"]
+    assert await runtime.pool.fetchval(
+        "SELECT count(*) FROM dg_webhook_deliveries WHERE status = 'succeeded'") == 2

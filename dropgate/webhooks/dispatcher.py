@@ -301,6 +301,16 @@ class Dispatcher:
 
     # -- one batch of entries -------------------------------------------------------------
     async def _dispatch(self, p: int, events: list[Event[Any]]) -> int:
+        """One batch, or (PostgreSQL or Redis failing) the same batch kept to go first
+        next time: read entries are not offered again by ``XREADGROUP >``."""
+        try:
+            return await self._dispatch_batch(p, events)
+        except BaseException:
+            if p in self._leases.owned:
+                self._claimed[p] = events + self._claimed.get(p, [])
+            raise
+
+    async def _dispatch_batch(self, p: int, events: list[Event[Any]]) -> int:
         self.stats.entries_read += len(events)
         published: list[PublicEvent] = []
         checks: list[PoolCheck] = []

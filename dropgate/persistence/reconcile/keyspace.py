@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dropgate.persistence.reconcile.base import Progress
 
 # Keys that are bookkeeping, not domain state.
-INFRASTRUCTURE = frozenset({"log", "dead", "persister"})
+INFRASTRUCTURE = frozenset({"log", "dead", "persister", "dispatcher"})
 
 
 @dataclass
