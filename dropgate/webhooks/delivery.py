@@ -2,7 +2,8 @@
 
 The session's resolver is ``GuardedResolver`` (the address connected to is the
 address checked), DNS answers are not cached (a changed answer is checked again),
-redirects are not followed (a 3xx is a failed attempt), and each attempt has
+redirects are not followed (a 3xx is a failed attempt), connections are kept alive
+(each to an address checked when it was opened), and each attempt has
 ``webhook_timeout_s`` in all. Attempts per endpoint are bounded by a semaphore of
 ``webhook_concurrency`` in this process; a receiver that hangs holds only its own
 endpoint's slots.
@@ -47,8 +48,9 @@ class Deliverer:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             resolver = GuardedResolver(self._resolve, allow_private=self._settings.webhook_allow_private)
-            connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, limit=0,
-                                             force_close=True)
+            # kept-alive connections are to addresses checked when they were opened; a new
+            # connection resolves (and checks) again: no DNS cache
+            connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, limit=0)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=self._settings.webhook_timeout_s),
                 headers={"User-Agent": USER_AGENT}, auto_decompress=False)
