@@ -265,11 +265,19 @@ class Dispatcher:
             GROUP, self.name, {self._keys.log(p): ">" for p in owned},
             count=self._settings.dispatcher_batch_size)
         streams: Any = response or []  # RESP2: [[stream, [(id, fields), ...]], ...]
+        batches: list[tuple[int, list[Event[Any]]]] = []
         for stream, entries in streams:
             p = self._stream_partition[text(stream)]
             events = [parse_entry(p, eid, fields) for eid, fields in entries if fields]
             if events:
+                batches.append((p, events))
+        for i, (p, events) in enumerate(batches):
+            try:
                 worked += await self._dispatch(p, events)
+            except BaseException:
+                for q, rest in batches[i + 1:]:  # read too: they would not be offered again
+                    self._claimed[q] = self._claimed.get(q, []) + rest
+                raise
         return worked
 
     async def _take_partition(self, p: int) -> None:
@@ -421,17 +429,18 @@ class Dispatcher:
             task.add_done_callback(self._inflight.discard)
         return len(rows)
 
-    async def _claim(self, limit: int, *, endpoint_id: str | None = None,
-                     entity: str | None = None) -> list[asyncpg.Record]:
+    _RETURNING = """RETURNING w.seq, w.endpoint_id, w.entity, w.event_id, w.body, w.attempts,
+                                w.created_at, ep.url, ep.secret,
+                                EXTRACT(EPOCH FROM w.created_at) AS created_s"""
+
+    async def _claim(self, limit: int) -> list[asyncpg.Record]:
         """Lock up to ``limit`` due deliveries, each the oldest pending one of its
-        (endpoint, entity); optionally of one chain only."""
+        (endpoint, entity)."""
         rows: list[asyncpg.Record] = await self._pool.fetch(
             """WITH due AS (
                  SELECT d.seq FROM dg_webhook_deliveries d
                   WHERE d.status = 'pending' AND d.next_attempt_at <= now()
                     AND (d.locked_until IS NULL OR d.locked_until < now())
-                    AND ($3::text IS NULL OR d.endpoint_id = $3)
-                    AND ($4::text IS NULL OR d.entity = $4)
                     AND NOT EXISTS (SELECT 1 FROM dg_webhook_deliveries e
                                      WHERE e.endpoint_id = d.endpoint_id AND e.entity = d.entity
                                        AND e.status = 'pending' AND e.seq < d.seq)
@@ -441,11 +450,25 @@ class Dispatcher:
                   SET locked_until = now() + make_interval(secs => $2)
                  FROM due, dg_webhook_endpoints ep
                 WHERE w.seq = due.seq AND ep.endpoint_id = w.endpoint_id
-            RETURNING w.seq, w.endpoint_id, w.entity, w.event_id, w.body, w.attempts, w.created_at,
-                      ep.url, ep.secret,
-                      EXTRACT(EPOCH FROM w.created_at) AS created_s""",
-            limit, self._settings.webhook_timeout_s + _LOCK_MARGIN_S, endpoint_id, entity)
+            """ + self._RETURNING, limit, self._settings.webhook_timeout_s + _LOCK_MARGIN_S)
         return rows
+
+    async def _claim_next(self, endpoint_id: str, entity: str) -> asyncpg.Record | None:
+        """The next delivery of one chain when it is due and free: its head by ``seq``
+        (an index lookup, however long the chain)."""
+        row: asyncpg.Record | None = await self._pool.fetchrow(
+            """WITH head AS (
+                 SELECT seq, next_attempt_at, locked_until FROM dg_webhook_deliveries
+                  WHERE endpoint_id = $1 AND entity = $2 AND status = 'pending'
+                  ORDER BY seq LIMIT 1 FOR UPDATE)
+               UPDATE dg_webhook_deliveries w
+                  SET locked_until = now() + make_interval(secs => $3)
+                 FROM head, dg_webhook_endpoints ep
+                WHERE w.seq = head.seq AND ep.endpoint_id = w.endpoint_id
+                  AND head.next_attempt_at <= now()
+                  AND (head.locked_until IS NULL OR head.locked_until < now())
+            """ + self._RETURNING, endpoint_id, entity, self._settings.webhook_timeout_s + _LOCK_MARGIN_S)
+        return row
 
     async def _chain(self, row: asyncpg.Record) -> None:
         """Deliver ``row``; after a success, go straight on with the next delivery of the
@@ -455,10 +478,9 @@ class Dispatcher:
             if not await self._attempt(current):
                 return
             try:
-                following = await self._claim(1, endpoint_id=current["endpoint_id"], entity=current["entity"])
+                current = await self._claim_next(current["endpoint_id"], current["entity"])
             except _TRANSIENT:
                 return
-            current = following[0] if following else None
 
     async def _attempt(self, row: asyncpg.Record) -> bool:
         """One attempt and its row; True when it was delivered."""
