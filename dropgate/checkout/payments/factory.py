@@ -19,7 +19,7 @@ from dropgate.checkout.payments.base import (
     ProviderConfigError,
 )
 from dropgate.checkout.payments.sandbox import SandboxProvider
-from dropgate.checkout.payments.stripe_provider import StripeProvider
+from dropgate.checkout.payments.stripe_provider import StripeProvider, check_settings
 from dropgate.settings import Settings
 
 MISSING = ("DROPGATE_PAYMENT_PROVIDER is not set: set it to 'stripe' (real payments, with "
@@ -49,9 +49,12 @@ class Unconfigured:
 
 
 def require_provider(settings: Settings) -> None:
-    """What ``serve`` checks first: a provider is chosen (one line naming the variable)."""
+    """What ``serve`` checks first, before waiting for the stores: a provider is chosen,
+    and Stripe has what it needs (one line naming the variable)."""
     if settings.payment_provider is None:
         raise ProviderConfigError(MISSING)
+    if settings.payment_provider == "stripe":
+        check_settings(settings)
 
 
 def build_provider(settings: Settings) -> PaymentProvider:

@@ -32,23 +32,29 @@ MIN_EXPIRY_S = 30 * 60
 MAX_EXPIRY_S = 24 * 3600
 
 
+def check_settings(settings: Settings) -> None:
+    """Refuse, in one line naming the variable, settings Stripe cannot work with."""
+    if not settings.stripe_api_key:
+        raise ProviderConfigError(
+            "payment provider 'stripe' needs DROPGATE_STRIPE_API_KEY "
+            "(or DROPGATE_PAYMENT_PROVIDER=sandbox, where nothing is charged)")
+    if not settings.stripe_webhook_secret:
+        raise ProviderConfigError(
+            "payment provider 'stripe' needs DROPGATE_STRIPE_WEBHOOK_SECRET "
+            "(the signing secret of the webhook endpoint /v1/webhooks/stripe)")
+    if not MIN_EXPIRY_S <= settings.hold_ttl_s <= MAX_EXPIRY_S - 60:
+        raise ProviderConfigError(
+            f"DROPGATE_HOLD_TTL_S must be from {MIN_EXPIRY_S} to {MAX_EXPIRY_S - 60} with "
+            f"payment provider 'stripe' (a Checkout session lasts 30 min to 24 h), "
+            f"got {settings.hold_ttl_s}")
+
+
 class StripeProvider:
     name = "stripe"
 
     def __init__(self, settings: Settings) -> None:
-        if not settings.stripe_api_key:
-            raise ProviderConfigError(
-                "payment provider 'stripe' needs DROPGATE_STRIPE_API_KEY "
-                "(or DROPGATE_PAYMENT_PROVIDER=sandbox, where nothing is charged)")
-        if not settings.stripe_webhook_secret:
-            raise ProviderConfigError(
-                "payment provider 'stripe' needs DROPGATE_STRIPE_WEBHOOK_SECRET "
-                "(the signing secret of the webhook endpoint /v1/webhooks/stripe)")
-        if not MIN_EXPIRY_S <= settings.hold_ttl_s <= MAX_EXPIRY_S - 60:
-            raise ProviderConfigError(
-                f"DROPGATE_HOLD_TTL_S must be from {MIN_EXPIRY_S} to {MAX_EXPIRY_S - 60} with "
-                f"payment provider 'stripe' (a Checkout session lasts 30 min to 24 h), "
-                f"got {settings.hold_ttl_s}")
+        check_settings(settings)
+        assert settings.stripe_api_key is not None and settings.stripe_webhook_secret is not None
         self._secret = settings.stripe_webhook_secret
         self._timeout_s = settings.stripe_timeout_s
         self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
