@@ -44,6 +44,9 @@ _REFRESH_S = 2
 _NOTES = {
     "pending": "Waiting for the payment to be confirmed; this page refreshes by itself.",
     "paid": "Paid: thank you.",
+    "released": "The checkout ended without a payment; nothing was charged.",
+    "expired": "The hold expired without a payment; nothing was charged.",
+    "refunded": "The payment was refunded.",
 }
 
 

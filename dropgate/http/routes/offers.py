@@ -159,15 +159,20 @@ _SEE_OTHER = {303: None}
 
 
 async def _sandbox_send(call: Call[None], event_type: str, *, paid: bool) -> SandboxResult | web.Response:
-    # sent over HTTP to this API's own webhook endpoint, exactly as Stripe would; a
-    # browser's form post (the page's buttons) then goes where Stripe's page would send it
+    # sent over HTTP to this API's own webhook endpoint, exactly as Stripe would. A
+    # browser's form post (the page's buttons) goes on where Stripe's page would send it;
+    # its Cancel, like Stripe's back link, sends no event: the hold expires (or is canceled)
     session_id = call.request.match_info["session_id"]
+    browser = call.request.content_type == _FORM
+    if browser and not paid:
+        urls = await call.runtime.sandbox.redirects(session_id)
+        return web.Response(status=303, headers={"Location": urls.cancel_url})
     result = await call.runtime.sandbox.send(session_id, event_type,
                                              origin=str(call.request.url.origin()))
-    if call.request.content_type != _FORM:
+    if not browser:
         return result
     urls = await call.runtime.sandbox.redirects(session_id)
-    return web.Response(status=303, headers={"Location": urls.success_url if paid else urls.cancel_url})
+    return web.Response(status=303, headers={"Location": urls.success_url})
 
 
 @routes.post("/v1/sandbox/checkout/{session_id}/complete", auth="public", response=SandboxResult,
