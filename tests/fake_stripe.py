@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from urllib.parse import urlsplit
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web

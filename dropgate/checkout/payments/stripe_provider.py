@@ -26,7 +26,6 @@ from dropgate.checkout.payments.base import (
 )
 from dropgate.settings import Settings
 
-
 # Stripe: a session's expires_at is 30 min to 24 h after its creation.
 MIN_EXPIRY_S = 30 * 60
 MAX_EXPIRY_S = 24 * 3600

@@ -13,7 +13,6 @@ from dropgate.checkout.pages import purchase_page
 from dropgate.engine.offers import OfferState, PurchaseRecord
 from dropgate.errors import (
     AlreadyExists,
-    ValidationError,
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     InsufficientInventory,
@@ -26,6 +25,7 @@ from dropgate.errors import (
     RateLimited,
     SubscriptionInactive,
     TenantBusy,
+    ValidationError,
 )
 from dropgate.http.idempotency import REPLAYED_HEADER
 from dropgate.http.routing import ApiRoutes, Call
