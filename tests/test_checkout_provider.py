@@ -13,7 +13,7 @@ from dropgate.checkout.payments.base import CheckoutRequest, PaymentProviderErro
 from dropgate.checkout.payments.factory import Unconfigured, build_provider
 from dropgate.cli import main
 from dropgate.settings import Settings
-from tests.offers_support import create_offer, purchase
+from tests.offers_support import create_offer, pg_offer, purchase
 
 CLOSED_REDIS = "redis://127.0.0.1:1/0"  # should serve get as far as the stores, it fails otherwise
 
@@ -83,6 +83,10 @@ async def test_a_runtime_without_a_provider_sells_nothing(
             assert (status, body["code"]) == (503, "PAYMENT_PROVIDER_UNAVAILABLE"), body
             state = await rt.offers.read("acme", "o1")
             assert (state.reserved, state.sold) == (0, 0)  # the hold was released
+            await rt.new_persister(name="test-persister").drain()
+            row = await pg_offer(rt, "acme", "o1")
+            assert (row["reserved"], row["sold"], row["rows_reserved"], row["rows_sold"]) == (0, 0, 0, 0)
+            assert row["purchases"] == 1  # the released purchase, recorded as such
         finally:
             await client.close()
     request = CheckoutRequest(purchase_id="pu_1", tenant_id="t", offer_id="o", user_id="u", quantity=1,
