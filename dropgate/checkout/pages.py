@@ -55,7 +55,8 @@ async def purchase_page(offers: Offers, tenant_id: str, purchase_id: str, *, can
     offer, quantity and live status (read from Redis, not the lagging PostgreSQL)."""
     p = await offers.purchase(check_id(tenant_id, "tenant_id"), check_id(purchase_id, "purchase_id"))
     try:
-        offer = (await offers.read(p.tenant_id, p.offer_id)).name
+        state = await offers.read(p.tenant_id, p.offer_id)
+        offer = str(getattr(state, "name", p.offer_id))  # a spec field (specs: OFFER)
     except NotFound:  # deleted since: the id still says what was bought
         offer = p.offer_id
     title = "Checkout cancelled" if cancelled else "Thank you for your purchase"
