@@ -257,3 +257,21 @@ def test_the_event_helper_is_stripe_shaped(fake_stripe: FakeStripe) -> None:
     event = stripe.Webhook.construct_event(payload.decode(), headers["Stripe-Signature"], WEBHOOK_SECRET)
     assert event["data"]["object"]["id"] == "cs_x"
     assert msgspec.json.decode(payload)["type"] == "checkout.session.completed"
+
+
+async def test_a_completion_before_its_session_is_recorded_is_redelivered(runtime: Runtime) -> None:
+    """The session id is stored just after the 201; an event naming the purchase before
+    that cannot be matched yet: 503, so that Stripe redelivers it, never a guess."""
+    from dropgate.engine.offers import PurchaseRecord
+    from dropgate.errors import PaymentProviderUnavailable
+
+    record = PurchaseRecord(purchase_id="pu_1", tenant_id="acme", offer_id="o1", user_id="u1", quantity=1,
+                            status="pending", amount_minor=2500, currency="usd", hold_expires_ms=0,
+                            created_ms=0, updated_ms=0, version=1)
+    session = {"id": "cs_test_1", "amount_total": 2500, "currency": "usd"}
+    with pytest.raises(PaymentProviderUnavailable):
+        runtime.webhooks._mismatch("checkout.session.completed", session, record)
+    record.session_id = "cs_test_1"
+    assert runtime.webhooks._mismatch("checkout.session.completed", session, record) is None
+    assert runtime.webhooks._mismatch("checkout.session.completed", {**session, "amount_total": 2499},
+                                      record) == "amount_total 2499 is not the purchase's 2500"
