@@ -1,10 +1,11 @@
 """The buyer's pages: the sandbox's checkout (Pay / Cancel), and dropgate's own
 ``/checkout/done`` and ``/checkout/cancelled`` pages a Checkout session returns to.
 
-Paying or cancelling sends this API's own webhook endpoint a Stripe-shaped,
-Stripe-signed event over HTTP, exactly as Stripe would, so the sandbox exercises
-the production webhook path; a browser's form post then answers 303 to the
-purchase's ``success_url`` / ``cancel_url`` as Stripe's hosted page does. The done
+Paying (and the client's abandon) sends this API's own webhook endpoint a
+Stripe-shaped, Stripe-signed event over HTTP, exactly as Stripe would, so the sandbox
+exercises the production webhook path; a browser's form post then answers 303 to the
+purchase's ``success_url`` / ``cancel_url`` as Stripe's hosted page does (its Cancel,
+like Stripe's back link, sends no event). The done
 and cancelled pages show the purchase's live status, reloading themselves while it
 is pending (no script, no framework). The HTML is templates here, apart from the
 routes (``http/routes/offers.py`` only maps the URLs to these functions).
