@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from dropgate.engine.keys import Keys
-from dropgate.persistence.reconcile.keyspace import KeyIndex
-from dropgate.persistence.reconcile.sets import SQL_HASH, SqlSide, StreamSide, diff_sets, member_hash, zset_members
+from dropgate.engine.keyspace import KeyIndex
+from dropgate.persistence.setdiff import SQL_HASH, SqlSide, StreamSide, diff_sets, member_hash, zset_members
 from dropgate.runtime import Runtime
 
 

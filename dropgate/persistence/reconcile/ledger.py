@@ -22,8 +22,8 @@ from typing import Any
 
 from dropgate.persistence.reconcile.base import Comparison, Drift, KindCount, ReconcileContext, Scope, repair_log
 from dropgate.persistence.reconcile.generic import SpecReconciler
-from dropgate.persistence.reconcile.sets import SqlSide, StreamSide, decode, diff_sets, encode, hashes, sql_member
 from dropgate.persistence.reconcile.sql import scope_sql
+from dropgate.persistence.setdiff import SqlSide, StreamSide, decode, diff_sets, encode, hashes, sql_member
 from dropgate.specs import Entity
 from dropgate.specs.entities import BALANCE, ORDER, SLOT, WITHDRAWAL
 

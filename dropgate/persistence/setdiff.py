@@ -13,6 +13,9 @@ So a million equal members cost one pass on each side (the PostgreSQL side is on
 ``GROUP BY`` in the server; the Redis side streams members through Python, which
 blocks nothing in Redis), and a handful of differences cost one more pass that
 returns only the members of a few buckets: no row-by-row transfer.
+
+Nothing here knows an entity: reconcile (``persistence/reconcile/``) builds its
+members from the specs, benchmarks and tests use the same comparison directly.
 """
 
 from __future__ import annotations
