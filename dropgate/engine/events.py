@@ -29,7 +29,7 @@ import msgspec
 
 from dropgate.engine.ledger import OrderState, WithdrawalState
 from dropgate.engine.offers import PurchaseRecord
-from dropgate.specs.entities import OFFER
+from dropgate.specs.entities import INVITE, OFFER
 from dropgate.specs.structs import spec_struct
 
 
@@ -65,13 +65,14 @@ class ApikeyRevoked(EventPayload, tag="apikey.revoked"):
 
 
 # -- invites ---------------------------------------------------------------------------
-class InviteSaved(EventPayload, tag="invite.saved"):
-    tenant_id: str
-    code: str
-    max_uses: int
-    active: bool
-    created_ms: int
-    expires_at_ms: int | None = None
+if TYPE_CHECKING:
+    class InviteSaved(EventPayload, tag="invite.saved"):
+        tenant_id: str
+        code: str
+else:
+    InviteSaved = spec_struct("InviteSaved", INVITE.saved(), base=EventPayload, module=__name__,
+                              tag="invite.saved")
+"""An invite code's definition: the saved fields of its spec (``dropgate/specs: INVITE``)."""
 
 
 class InviteRedeemed(EventPayload, tag="invite.redeemed"):

@@ -46,7 +46,8 @@ INVITE_USES = Members("uses", "invite_users", "set", "invite_code_uses", ("tenan
 INVITE = Entity(
     kind="invite", domain="invites", table="invite_codes", key="invite", ids=(Field("code"),), words=("invite",),
     fields=(_TENANT_ID, Field("code", compared=False), _int("max_uses"), _flag("active"),
-            _ms("expires_at_ms", "expires_at"), _ms("created_ms", "created_at"), _int("used_count"), _VERSION),
+            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _int("used_count"),
+            _VERSION),
     members=(INVITE_USES,),
     counts=(Count("used_count", "invite_code_uses", ("tenant_id", "code"), "use rows"),),
     resync=("resync_invite",), restore="restore_swap")
