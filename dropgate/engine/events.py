@@ -29,7 +29,7 @@ import msgspec
 
 from dropgate.engine.ledger import OrderState, WithdrawalState
 from dropgate.engine.offers import PurchaseRecord
-from dropgate.specs.entities import INVITE, OFFER
+from dropgate.specs.entities import INVITE, OFFER, PROMO
 from dropgate.specs.structs import spec_struct
 
 
@@ -135,19 +135,14 @@ class CodesResynced(EventPayload, tag="codes.resynced"):
 
 
 # -- promo codes -----------------------------------------------------------------------
-class PromoSaved(EventPayload, tag="promo.saved"):
-    tenant_id: str
-    code: str
-    kind: str
-    currency: str
-    per_customer_limit: int
-    active: bool
-    created_ms: int
-    amount: int | None = None
-    percent: int | None = None
-    max_uses: int | None = None
-    starts_at_ms: int | None = None
-    ends_at_ms: int | None = None
+if TYPE_CHECKING:
+    class PromoSaved(EventPayload, tag="promo.saved"):
+        tenant_id: str
+        code: str
+else:
+    PromoSaved = spec_struct("PromoSaved", PROMO.saved(), base=EventPayload, module=__name__,
+                             tag="promo.saved")
+"""A promo code's definition: the saved fields of its spec (``dropgate/specs: PROMO``)."""
 
 
 class PromoRedeemed(EventPayload, tag="promo.redeemed"):
