@@ -20,8 +20,9 @@ stream (never past another group, the webhook dispatcher, still behind:
   struct (``engine/events.py``: unknown type, missing or mistyped field, bad JSON) is
   such an event, its reason msgspec's message.
 
-The stream's length is the persistence lag (an upper bound when the webhook
-dispatcher's group is behind, by at most ``webhook_spill_after``); the scripts refuse writes past
+The stream's length is the persistence lag (more while the webhook dispatcher's
+group is behind: a running dispatcher spills past ``webhook_spill_after``); the scripts
+refuse writes past
 ``max_backlog`` (``dg_backlog_full``).
 """
 
