@@ -154,3 +154,29 @@ async def test_an_endpoint_registered_later_receives_the_next_event(api: Api, ru
     finally:
         await dispatcher.aclose()
     assert [e["data"]["user_id"] for e in receiver.accepted] == ["u1"]
+
+
+async def test_a_receiver_down_then_back_gets_everything_in_order(api: Api, runtime: Runtime,
+                                                                  receiver: Receiver) -> None:
+    await register(api, receiver, ["invite.redeemed"])
+    receiver.mode = "fail"
+    dispatcher = runtime.new_dispatcher(name="d1")
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        for code in ("ONE", "TWO"):
+            status, _ = await api.call("POST", "/v1/invites", json={"code": code, "max_uses": 100})
+            assert status == 201
+        for i in range(20):
+            status, body = await api.call("POST", f"/v1/invites/{('ONE', 'TWO')[i % 2]}/redeem",
+                                          json={"user_id": f"u{i}"})
+            assert status == 200, body
+        await until(lambda: len(receiver.hits) >= 10, what="failed attempts")
+        receiver.mode = "ok"
+        await until(lambda: len({e["id"] for e in receiver.accepted}) >= 20, what="every event")
+    finally:
+        await dispatcher.close()
+        await asyncio.wait_for(task, 30)
+    assert {e["data"]["user_id"] for e in receiver.accepted} == {f"u{i}" for i in range(20)}
+    for code in ("ONE", "TWO"):
+        uses = [e["data"]["used_count"] for e in receiver.accepted if e["data"]["code"] == code]
+        assert list(dict.fromkeys(uses)) == list(range(1, 11)), (code, uses)
