@@ -145,7 +145,7 @@ class Api:
                                        json={"tenant_id": tenant_id, "name": tenant_id, **fields})
         assert status == 201, body
         status, key = await self.call("POST", "/v1/keys", headers=self.admin,
-                                      json={"role": "service", "tenant_id": tenant_id})
+                                      json={"role": "service", "tenant_id": tenant_id, "name": "svc"})
         assert status == 201, key
         return str(key["key"])
 

@@ -50,7 +50,7 @@ class LedgerDemo(DemoDomain):
         if status != 201:
             raise RuntimeError(f"demo: creating tenant {tenant_id} failed: {body}")
         status, key = await ctx.call("POST", "/v1/keys", headers=admin,
-                                     json={"role": "service", "tenant_id": tenant_id})
+                                     json={"role": "service", "tenant_id": tenant_id, "name": "svc"})
         if status != 201:
             raise RuntimeError(f"demo: creating a key for {tenant_id} failed: {key}")
         return {"Authorization": f"Bearer {key['key']}"}

@@ -55,6 +55,9 @@ class ApikeyCreated(EventPayload, tag="apikey.created"):
     role: str
     tenant_id: str  # '' for an admin key
     created_ms: int
+    name: str = ""  # '' none (keys made before names)
+    scopes: str = "*"  # space-separated; '*' every scope
+    created_by: str = ""  # the minting key's id; '' the bootstrap key or the CLI
 
 
 class ApikeyRevoked(EventPayload, tag="apikey.revoked"):

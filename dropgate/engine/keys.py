@@ -82,6 +82,19 @@ class Keys:
         p = partition_of(key_id, self.partitions)
         return p, f"{self.tag(p)}:apikey:{key_id}"
 
+    def api_key_prefix(self, partition: int) -> str:
+        """What every API key hash of the partition starts with (apikey_revoke walks from it)."""
+        return f"{self.tag(partition)}:apikey:"
+
+    def api_key_minted(self, key_id: str) -> str:
+        """Set of the key ids a key minted (they live in its partition): cascade follows it."""
+        p, key = self.api_key(key_id)
+        return f"{key}:minted"
+
+    def api_key_revocations(self, partition: int) -> str:
+        """The partition's revocation version: bumped by every revoke, compared per request."""
+        return f"{self.tag(partition)}:apikeys:revocations"
+
 
 class TenantKeys:
     """Key names of one tenant's entities, all in the tenant's partition."""

@@ -39,7 +39,7 @@ API_KEY = Entity(
     kind="apikey", domain="core", table="api_keys", key="api_key", global_=True, versioned=False,
     ids=(Field("key_id"),), where="{a}revoked_at IS NULL",
     fields=(Field("secret_sha256", secret=True), Field("role"), Field("tenant_id", sql="coalesce({a}tenant_id, '')"),
-            _ms("created_ms", "created_at")),
+            _ms("created_ms", "created_at"), Field("name"), Field("scopes"), Field("created_by")),
     resync=("resync_apikey",))
 
 INVITE_USES = Members("uses", "invite_users", "set", "invite_code_uses", ("tenant_id", "code"), "user_id")

@@ -26,9 +26,12 @@ async def tenant_saved(conn: asyncpg.Connection, events: list[Event[TenantSaved]
 
 async def apikey_created(conn: asyncpg.Connection, events: list[Event[ApikeyCreated]]) -> None:
     await conn.executemany(
-        """INSERT INTO api_keys (key_id, secret_sha256, role, tenant_id, created_at)
-           VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (key_id) DO NOTHING""",
-        [(d.key_id, d.secret_sha256, d.role, d.tenant_id, ts(d.created_ms))
+        """INSERT INTO api_keys (key_id, secret_sha256, role, tenant_id, created_at, name, scopes,
+                                 created_by)
+           VALUES ($1, $2, $3, NULLIF($4, ''), $5, NULLIF($6, ''), NULLIF($7, '*'), NULLIF($8, ''))
+           ON CONFLICT (key_id) DO NOTHING""",
+        [(d.key_id, d.secret_sha256, d.role, d.tenant_id, ts(d.created_ms), d.name, d.scopes,
+          d.created_by)
          for d in (e.data for e in events)],
     )
 
