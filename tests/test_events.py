@@ -40,6 +40,7 @@ from dropgate.engine.events import (
     TenantSaved,
     WithdrawalCompleted,
     WithdrawalInitiated,
+    WithdrawalRejected,
     parse_entry,
     tag_of,
 )
@@ -215,12 +216,20 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     assert (b.capacity, b.booked, b.slot_start_ms) == (3, 1, 1_000)
     await ledger.withdrawal_initiate("acme", epoch=epoch, withdrawal_id="w2", amount=1, currency="usd",
                                      initiated_by="ann")
+    await ledger.withdrawal_initiate("acme", epoch=epoch, withdrawal_id="w3", amount=1, currency="usd",
+                                     initiated_by="ann", initiator="name:ann", initiator_key_id="k1")
+    wr = await log.one("ledger_withdrawal_reject", ledger.withdrawal_reject(
+        "acme", epoch=epoch, withdrawal_id="w3", rejected_by="bob", approver="name:bob",
+        approver_key_id="k2", reason="no"), WithdrawalRejected)
+    assert (wr.status, wr.initiator, wr.approver, wr.reason, wr.version) == (
+        "rejected", "name:ann", "name:bob", "no", 2)
     for kind, ident, expect in (("withdrawal", "w1", WithdrawalCompleted),
-                                ("withdrawal", "w2", WithdrawalInitiated), ("order", "o1", OrderCreated)):
+                                ("withdrawal", "w2", WithdrawalInitiated),
+                                ("withdrawal", "w3", WithdrawalRejected), ("order", "o1", OrderCreated)):
         key = tk.withdrawal(ident) if kind == "withdrawal" else tk.order(ident)
         re_emitted = await log.one("resync_ledger", call("resync_ledger", [tk.log, key],
                                                          [bound, kind, "acme", ident]), expect)
-        assert re_emitted.version == (2 if ident == "w1" else 1)
+        assert re_emitted.version == (2 if ident in ("w1", "w3") else 1)
 
     # -- offers and purchases
     offers = rt.offers

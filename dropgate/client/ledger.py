@@ -21,6 +21,7 @@ from dropgate.models.ledger import (
     Withdrawal,
     WithdrawalApprove,
     WithdrawalCreate,
+    WithdrawalReject,
 )
 
 
@@ -56,10 +57,13 @@ class Withdrawals(Namespace):
         amount: str,
         *,
         currency: str,
-        initiated_by: str,
+        initiated_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> Withdrawal:
         """Initiate a withdrawal (``POST /v1/withdrawals``); it stays ``pending`` until approved.
+
+        The withdrawal records this client's key; ``initiated_by`` is a label only
+        (default: the key's name).
 
         Raises ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch``,
         ``AlreadyExists``, ``ValidationError`` or ``PersistenceLagging``.
@@ -73,12 +77,13 @@ class Withdrawals(Namespace):
         self,
         withdrawal_id: str,
         *,
-        approved_by: str,
+        approved_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> Withdrawal:
         """Approve and debit (``POST /v1/withdrawals/{withdrawal_id}/approve``); never overdraws.
 
-        ``approved_by`` must differ from the initiator. Raises ``FourEyesRequired``,
+        This client's key must have another name than the initiating key's (compared
+        case-insensitively; ``approved_by`` is a label only). Raises ``FourEyesRequired``,
         ``InsufficientFunds``, ``Conflict`` (not pending any more), ``NotFound``,
         ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch``, ``ValidationError``
         or ``PersistenceLagging``.
@@ -87,6 +92,15 @@ class Withdrawals(Namespace):
                                 path_params={"withdrawal_id": withdrawal_id},
                                 body=WithdrawalApprove(approved_by=approved_by),
                                 idempotency_key=idempotency_key)
+
+    async def reject(self, withdrawal_id: str, *, reason: str | None = None) -> Withdrawal:
+        """Reject a pending withdrawal (``POST /v1/withdrawals/{withdrawal_id}/reject``): no
+        money moves. Gated like ``approve`` (another key's name). Raises ``FourEyesRequired``,
+        ``Conflict`` (not pending any more), ``NotFound``, ``SubscriptionInactive``,
+        ``TenantBusy``, ``StaleEpoch``, ``ValidationError`` or ``PersistenceLagging``."""
+        return await self._call("POST", "/v1/withdrawals/{withdrawal_id}/reject", Withdrawal,
+                                path_params={"withdrawal_id": withdrawal_id},
+                                body=WithdrawalReject(reason=reason))
 
     async def get(self, withdrawal_id: str) -> Withdrawal:
         """A withdrawal and its status (``GET /v1/withdrawals/{withdrawal_id}``). Raises ``NotFound``."""

@@ -197,6 +197,10 @@ class WithdrawalCompleted(_Withdrawal, tag="withdrawal.completed"):
     pass
 
 
+class WithdrawalRejected(_Withdrawal, tag="withdrawal.rejected"):
+    pass
+
+
 class OrderCreated(OrderState, EventPayload, tag="order.created"):
     """The whole order (``items``: JSON text, stored as jsonb)."""
 
@@ -250,7 +254,7 @@ Payload = (
     | InviteSaved | InviteRedeemed
     | CodesUploaded | CodesReserved | CodesAssigned | CodesReleased | CodesResynced
     | PromoSaved | PromoRedeemed | PromoUseRolledBack
-    | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | OrderCreated | BookingCreated
+    | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected | OrderCreated | BookingCreated
     | OfferSaved | OfferPurchase | OfferWebhook
 )
 """The tagged union of every event type a script appends."""

@@ -11,6 +11,7 @@ is the one positional argument after the tenant).
 Script <-> method: ``ledger_payment-3.lua`` <-> ``Ledger.payment``,
 ``ledger_withdrawal_initiate-4.lua`` <-> ``Ledger.withdrawal_initiate``,
 ``ledger_withdrawal_approve-4.lua`` <-> ``Ledger.withdrawal_approve``,
+``ledger_withdrawal_reject-4.lua`` <-> ``Ledger.withdrawal_reject``,
 ``ledger_order-4.lua`` <-> ``Ledger.order``, ``ledger_booking-4.lua`` <->
 ``Ledger.booking``.
 """
@@ -47,6 +48,14 @@ class WithdrawalState(msgspec.Struct, kw_only=True):
     approved_by: str | None = None
     completed_ms: int | None = None
     balance: int | None = None  # after the debit, in approve's answer
+    # the keys behind it: identities ("name:<casefolded>" or "key:<id>") decide four-eyes;
+    # '' on withdrawals made before identities were recorded
+    initiator: str = ""
+    initiator_key_id: str = ""
+    approver: str | None = None  # who approved or rejected it
+    approver_key_id: str | None = None
+    rejected_ms: int | None = None
+    reason: str | None = None
 
 
 class OrderState(msgspec.Struct, kw_only=True):
@@ -105,21 +114,36 @@ class Ledger:
 
     async def withdrawal_initiate(
         self, tenant_id: str, epoch: int, *, withdrawal_id: str, amount: int, currency: str,
-        initiated_by: str,
+        initiated_by: str, initiator: str = "", initiator_key_id: str = "",
     ) -> WithdrawalState:
+        """``initiator``: the initiating key's identity (``Principal.identity``), which
+        approve and reject compare; ``initiated_by`` is a label."""
         keys, args = self._head(tenant_id, epoch)
         keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
         return await self._call("ledger_withdrawal_initiate", keys,
-                                [*args, withdrawal_id, amount, currency, initiated_by],
+                                [*args, withdrawal_id, amount, currency, initiated_by, initiator,
+                                 initiator_key_id],
                                 WithdrawalState)
 
     async def withdrawal_approve(
         self, tenant_id: str, epoch: int, *, withdrawal_id: str, approved_by: str,
+        approver: str = "", approver_key_id: str = "",
     ) -> WithdrawalState:
         keys, args = self._head(tenant_id, epoch)
         keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
         return await self._call("ledger_withdrawal_approve", keys,
-                                [*args, withdrawal_id, approved_by], WithdrawalState)
+                                [*args, withdrawal_id, approved_by, approver, approver_key_id],
+                                WithdrawalState)
+
+    async def withdrawal_reject(
+        self, tenant_id: str, epoch: int, *, withdrawal_id: str, rejected_by: str,
+        approver: str, approver_key_id: str = "", reason: str = "",
+    ) -> WithdrawalState:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
+        return await self._call("ledger_withdrawal_reject", keys,
+                                [*args, withdrawal_id, rejected_by, approver, approver_key_id, reason],
+                                WithdrawalState)
 
     async def order(
         self, tenant_id: str, epoch: int, *, order_id: str, items_json: str, total: int,

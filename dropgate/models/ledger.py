@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from dropgate.models.common import Id, Struct, Timestamp
+from dropgate.models.common import Id, Struct, Text, Timestamp
 from dropgate.money import Amount, Currency
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
@@ -34,16 +34,21 @@ class Payment(msgspec.Struct, kw_only=True):
 class WithdrawalCreate(Struct, kw_only=True):
     amount: Amount
     currency: Currency
-    initiated_by: Id
+    # a label only (default: the key's name); four-eyes compares the keys' names
+    initiated_by: Id | None = None
 
 
 class WithdrawalApprove(Struct, kw_only=True):
-    approved_by: Id
+    approved_by: Id | None = None  # a label only (default: the key's name)
+
+
+class WithdrawalReject(Struct, kw_only=True):
+    reason: Text | None = None
 
 
 class Withdrawal(msgspec.Struct, kw_only=True, omit_defaults=True):
     withdrawal_id: str
-    status: Literal["pending", "completed"]
+    status: Literal["pending", "completed", "rejected"]
     amount: str
     currency: str
     initiated_by: str
@@ -51,6 +56,10 @@ class Withdrawal(msgspec.Struct, kw_only=True, omit_defaults=True):
     approved_by: str | None = None
     completed_at: Timestamp | None = None
     balance: str | None = None
+    initiated_by_key: str | None = None  # the key ids behind it
+    approved_by_key: str | None = None
+    rejected_at: Timestamp | None = None
+    reason: str | None = None
 
 
 class OrderItem(Struct, kw_only=True):

@@ -118,7 +118,9 @@ WITHDRAWAL = Entity(
     words=("wd",),
     fields=(_TENANT_ID, Field("withdrawal_id", compared=False), _int("amount", "amount_minor", _BIG),
             Field("currency"), Field("initiated_by"), Field("approved_by"), Field("status"),
-            _ms("created_ms", "created_at"), _ms("completed_ms", "completed_at"), _VERSION),
+            _ms("created_ms", "created_at"), _ms("completed_ms", "completed_at"), _VERSION,
+            Field("initiator"), Field("initiator_key_id"), Field("approver"), Field("approver_key_id"),
+            _ms("rejected_ms", "rejected_at"), Field("reason", "reject_reason")),
     resync=("resync_ledger", "withdrawal"))
 ORDER = Entity(
     kind="order", domain="ledger", table="orders", key="order", ids=(Field("order_id"),), words=("order",),

@@ -19,10 +19,12 @@ from dropgate.client import (
     ValidationError,
 )
 from dropgate.models.ledger import OrderItem
-from tests.client.conftest import TenantAccess
+from dropgate.models.ledger import Withdrawal
+from tests.client.conftest import LiveServer, TenantAccess
 
 
-async def test_payments_and_four_eyes_withdrawals(dg: AsyncDropgate) -> None:
+async def test_payments_and_four_eyes_withdrawals(dg: AsyncDropgate, admin: AsyncDropgate,
+                                                  live: LiveServer, tenant: TenantAccess) -> None:
     paid = await dg.payments.create("100.5", currency="usd", reference="inv-1")
     assert (paid.amount, paid.currency, paid.reference, paid.balance) == ("100.50", "usd", "inv-1",
                                                                           "100.50")
@@ -30,20 +32,28 @@ async def test_payments_and_four_eyes_withdrawals(dg: AsyncDropgate) -> None:
     pending = await dg.withdrawals.create("40", currency="usd", initiated_by="alice")
     assert (pending.status, pending.amount, pending.initiated_by, pending.approved_by,
             pending.balance) == ("pending", "40.00", "alice", None, None)
-    with pytest.raises(FourEyesRequired):
-        await dg.withdrawals.approve(pending.withdrawal_id, approved_by="alice")
-    done = await dg.withdrawals.approve(pending.withdrawal_id, approved_by="bob")
+    with pytest.raises(FourEyesRequired):  # the same key, whatever the label says
+        await dg.withdrawals.approve(pending.withdrawal_id, approved_by="bob")
+    bob_key = await admin.keys.create("service", tenant_id=tenant.tenant_id, name="bob")
+    async with AsyncDropgate(live.url, bob_key.key, retries=0) as bob:
+        await _approvals_by_bob(dg, bob, pending)
+
+
+async def _approvals_by_bob(dg: AsyncDropgate, bob: AsyncDropgate, pending: Withdrawal) -> None:
+    done = await bob.withdrawals.approve(pending.withdrawal_id, approved_by="bob")
     assert (done.status, done.approved_by, done.balance) == ("completed", "bob", "60.50")
     assert done.completed_at is not None
     # the balance after the debit is part of the approval's answer only
     assert await dg.withdrawals.get(pending.withdrawal_id) == msgspec.structs.replace(done, balance=None)
     with pytest.raises(Conflict):  # not pending any more
-        await dg.withdrawals.approve(pending.withdrawal_id, approved_by="carol")
+        await bob.withdrawals.approve(pending.withdrawal_id, approved_by="carol")
     too_much = await dg.withdrawals.create("60.51", currency="usd", initiated_by="alice")
     with pytest.raises(InsufficientFunds):  # never overdraws
-        await dg.withdrawals.approve(too_much.withdrawal_id, approved_by="bob")
+        await bob.withdrawals.approve(too_much.withdrawal_id, approved_by="bob")
+    rejected = await bob.withdrawals.reject(too_much.withdrawal_id, reason="too much")
+    assert (rejected.status, rejected.reason, rejected.approved_by) == ("rejected", "too much", "bob")
     with pytest.raises(NotFound):
-        await dg.withdrawals.approve("NOPE", approved_by="bob")
+        await bob.withdrawals.approve("NOPE", approved_by="bob")
     with pytest.raises(NotFound):
         await dg.withdrawals.get("NOPE")
     with pytest.raises(ValidationError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
+from dropgate.engine.apikeys import Principal
 from dropgate.engine.ledger import WithdrawalState
 from dropgate.errors import (
     AlreadyExists,
@@ -33,6 +34,7 @@ from dropgate.models.ledger import (
     Withdrawal,
     WithdrawalApprove,
     WithdrawalCreate,
+    WithdrawalReject,
 )
 from dropgate.money import format_amount, parse_amount
 
@@ -52,7 +54,23 @@ def withdrawal_view(w: WithdrawalState) -> Withdrawal:
         initiated_by=w.initiated_by, created_at=ms_to_dt(w.created_ms),  # type: ignore[arg-type]
         approved_by=w.approved_by, completed_at=ms_to_dt(w.completed_ms),
         balance=None if w.balance is None else format_amount(w.balance, w.currency),
+        initiated_by_key=w.initiator_key_id or None, approved_by_key=w.approver_key_id or None,
+        rejected_at=ms_to_dt(w.rejected_ms), reason=w.reason or None,
     )
+
+
+def _label(given: str | None, principal: Principal | None) -> str:
+    """The label stored beside the identity: the body's, else the key's name (or id)."""
+    if given is not None:
+        return given
+    assert principal is not None
+    return principal.name or principal.key_id or "admin"
+
+
+def _who(call: Call[object]) -> tuple[str, str]:
+    """The calling key's identity (four-eyes compares it) and id: never the body's word."""
+    assert call.principal is not None
+    return call.principal.identity, call.principal.key_id or ""
 
 
 @routes.post("/v1/payments", body=PaymentCreate, response=Payment, status=201,
@@ -77,20 +95,40 @@ async def create_withdrawal(call: Call[WithdrawalCreate]) -> Withdrawal:
     """Initiate a withdrawal; it stays pending until someone else approves it."""
     b = call.body
     rt = call.runtime
+    initiator, key_id = _who(call)
     w = await rt.actors.run(
         call.tenant_id, rt.ledger.withdrawal_initiate, withdrawal_id=new_id("wd_", _ID_BYTES),
-        amount=parse_amount(b.amount, b.currency), currency=b.currency, initiated_by=b.initiated_by)
+        amount=parse_amount(b.amount, b.currency), currency=b.currency,
+        initiated_by=_label(b.initiated_by, call.principal), initiator=initiator,
+        initiator_key_id=key_id)
     return withdrawal_view(w)
 
 
 @routes.post("/v1/withdrawals/{withdrawal_id}/approve", body=WithdrawalApprove, response=Withdrawal,
-             errors=[*_GATED, NotFound, Conflict, FourEyesRequired, InsufficientFunds])
+             errors=[*_GATED, NotFound, Conflict, FourEyesRequired, InsufficientFunds],
+             scope="withdrawals:approve")
 async def approve_withdrawal(call: Call[WithdrawalApprove]) -> Withdrawal:
-    """Approve (by a person other than the initiator) and debit; never overdraws."""
+    """Approve and debit; never overdraws. The approving key's name must differ from the
+    initiating key's (case-insensitively), whatever the body says: 409 FOUR_EYES_REQUIRED."""
     rt = call.runtime
+    approver, key_id = _who(call)
     w = await rt.actors.run(call.tenant_id, rt.ledger.withdrawal_approve,
                             withdrawal_id=call.path_id("withdrawal_id"),
-                            approved_by=call.body.approved_by)
+                            approved_by=_label(call.body.approved_by, call.principal),
+                            approver=approver, approver_key_id=key_id)
+    return withdrawal_view(w)
+
+
+@routes.post("/v1/withdrawals/{withdrawal_id}/reject", body=WithdrawalReject, response=Withdrawal,
+             errors=[*_GATED, NotFound, Conflict, FourEyesRequired], scope="withdrawals:approve")
+async def reject_withdrawal(call: Call[WithdrawalReject]) -> Withdrawal:
+    """Reject a pending withdrawal (gated like approve: another key's name); no money moves."""
+    rt = call.runtime
+    approver, key_id = _who(call)
+    w = await rt.actors.run(call.tenant_id, rt.ledger.withdrawal_reject,
+                            withdrawal_id=call.path_id("withdrawal_id"),
+                            rejected_by=_label(None, call.principal), approver=approver,
+                            approver_key_id=key_id, reason=call.body.reason or "")
     return withdrawal_view(w)
 
 

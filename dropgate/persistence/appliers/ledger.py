@@ -12,6 +12,7 @@ from dropgate.engine.events import (
     PaymentCreated,
     WithdrawalCompleted,
     WithdrawalInitiated,
+    WithdrawalRejected,
 )
 from dropgate.persistence.appliers.base import Applier, ts
 
@@ -27,19 +28,27 @@ async def payment_created(conn: asyncpg.Connection, events: list[Event[PaymentCr
 
 
 async def withdrawal_saved(
-    conn: asyncpg.Connection, events: list[Event[WithdrawalInitiated | WithdrawalCompleted]]
+    conn: asyncpg.Connection,
+    events: list[Event[WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected]],
 ) -> None:
-    """Both withdrawal events carry the whole withdrawal: upsert by version."""
+    """Every withdrawal event carries the whole withdrawal: upsert by version."""
     await conn.executemany(
         """INSERT INTO withdrawals (tenant_id, withdrawal_id, amount_minor, currency, initiated_by,
-                                    approved_by, status, created_at, completed_at, version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                    approved_by, status, created_at, completed_at, version,
+                                    initiator, initiator_key_id, approver, approver_key_id,
+                                    rejected_at, reject_reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), NULLIF($12, ''),
+                   NULLIF($13, ''), NULLIF($14, ''), $15, NULLIF($16, ''))
            ON CONFLICT (tenant_id, withdrawal_id) DO UPDATE SET
                approved_by = EXCLUDED.approved_by, status = EXCLUDED.status,
-               completed_at = EXCLUDED.completed_at, version = EXCLUDED.version
+               completed_at = EXCLUDED.completed_at, version = EXCLUDED.version,
+               approver = EXCLUDED.approver, approver_key_id = EXCLUDED.approver_key_id,
+               rejected_at = EXCLUDED.rejected_at, reject_reason = EXCLUDED.reject_reason
            WHERE withdrawals.version < EXCLUDED.version""",
         [(d.tenant_id, d.withdrawal_id, d.amount, d.currency, d.initiated_by, d.approved_by,
-          d.status, ts(d.created_ms), ts(d.completed_ms), e.version)
+          d.status, ts(d.created_ms), ts(d.completed_ms), e.version, d.initiator,
+          d.initiator_key_id, d.approver or "", d.approver_key_id or "", ts(d.rejected_ms),
+          d.reason or "")
          for e in events for d in (e.data,)],
     )
 
@@ -74,6 +83,7 @@ APPLIERS: dict[str, Applier] = {
     "payment.created": payment_created,
     "withdrawal.initiated": withdrawal_saved,
     "withdrawal.completed": withdrawal_saved,
+    "withdrawal.rejected": withdrawal_saved,
     "order.created": order_created,
     "booking.created": booking_created,
 }

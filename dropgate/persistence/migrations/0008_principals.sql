@@ -9,3 +9,22 @@ ALTER TABLE api_keys
     ADD COLUMN scopes     text,
     ADD COLUMN created_by text;
 CREATE INDEX api_keys_created_by ON api_keys (created_by) WHERE created_by IS NOT NULL;
+
+-- Withdrawals: the identities of the keys behind them decide four-eyes ("name:<name,
+-- casefolded>" or "key:<key id>"); initiated_by / approved_by are labels. NULL
+-- initiator: a withdrawal made before identities were recorded. A rejected withdrawal
+-- moves no money (withdrawals_balance counts 'completed' only).
+ALTER TABLE withdrawals DROP CONSTRAINT IF EXISTS withdrawals_status_check;
+ALTER TABLE withdrawals DROP CONSTRAINT IF EXISTS withdrawals_check;
+ALTER TABLE withdrawals
+    ADD COLUMN initiator        text,
+    ADD COLUMN initiator_key_id text,
+    ADD COLUMN approver         text,
+    ADD COLUMN approver_key_id  text,
+    ADD COLUMN rejected_at      timestamptz,
+    ADD COLUMN reject_reason    text,
+    ADD CONSTRAINT withdrawals_status_check CHECK (status IN ('pending', 'completed', 'rejected')),
+    ADD CONSTRAINT withdrawals_four_eyes CHECK (
+        status = 'pending'
+        OR (initiator IS NULL AND approved_by IS NOT NULL AND approved_by <> initiated_by)
+        OR (initiator IS NOT NULL AND approver IS NOT NULL AND approver <> initiator));
