@@ -10,6 +10,7 @@ from dropgate.models.scopes import Scope
 from dropgate.models.tenants import (
     KeyCreate,
     KeyCreated,
+    SubscriptionHistory,
     SubscriptionStatus,
     SubscriptionUpdate,
     Tenant,
@@ -62,6 +63,21 @@ class Tenants(Namespace):
         body = SubscriptionUpdate(subscription_status=subscription_status, trial_end=trial_end)
         return await self._call("PUT", "/v1/tenants/{tenant_id}/subscription", Tenant,
                                 path_params={"tenant_id": tenant_id}, body=body)
+
+
+    async def subscription_history(self, tenant_id: str) -> SubscriptionHistory:
+        """Every subscription status of the tenant, oldest first, with ``changed_at`` and
+        ``changed_by`` (a key id) (``GET /v1/tenants/{tenant_id}/subscription/history``).
+
+        Served from PostgreSQL: a change shows once persisted. Raises ``NotFound``.
+        """
+        return await self._call("GET", "/v1/tenants/{tenant_id}/subscription/history",
+                                SubscriptionHistory, path_params={"tenant_id": tenant_id})
+
+    async def current(self) -> Tenant:
+        """The calling key's own tenant (``GET /v1/tenant``): a service key may call it
+        (an admin client names the tenant with ``tenant_id=``)."""
+        return await self._call("GET", "/v1/tenant", Tenant)
 
 
 class Keys(Namespace):

@@ -47,6 +47,9 @@ class TenantSaved(EventPayload, tag="tenant.saved"):
     status: str
     created_ms: int
     trial_end_ms: int | None = None
+    # a creation or subscription change (not a resync): kept in subscription_history
+    changed_ms: int | None = None
+    changed_by: str = ""  # the key's id; '' the bootstrap key or the CLI
 
 
 class ApikeyCreated(EventPayload, tag="apikey.created"):

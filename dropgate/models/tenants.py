@@ -37,6 +37,18 @@ KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^
                                       description="1-64 printable characters, compared case-insensitively")]
 
 
+class SubscriptionChange(msgspec.Struct, kw_only=True):
+    subscription_status: SubscriptionStatus
+    trial_end: Timestamp | None
+    changed_at: Timestamp
+    changed_by: str | None  # the key's id; null: the bootstrap key or the CLI
+
+
+class SubscriptionHistory(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    data: list[SubscriptionChange]  # oldest first
+
+
 class KeyCreate(Struct, kw_only=True):
     role: Literal["admin", "service"]
     tenant_id: Id | None = None

@@ -9,7 +9,15 @@ from dropgate.errors import AlreadyExists, Forbidden, NotFound, TenantBusy, Unau
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.scopes import SCOPES
-from dropgate.models.tenants import KeyCreate, KeyCreated, SubscriptionUpdate, Tenant, TenantCreate
+from dropgate.models.tenants import (
+    KeyCreate,
+    KeyCreated,
+    SubscriptionChange,
+    SubscriptionHistory,
+    SubscriptionUpdate,
+    Tenant,
+    TenantCreate,
+)
 from dropgate.money import format_amount
 
 routes = ApiRoutes("tenants")
@@ -38,7 +46,7 @@ async def create_tenant(call: Call[TenantCreate]) -> Tenant:
     b = call.body
     state = await call.runtime.tenants.create(
         b.tenant_id, name=b.name or b.tenant_id, status=b.subscription_status,
-        trial_end_ms=_trial_end(b.subscription_status, b.trial_end),
+        trial_end_ms=_trial_end(b.subscription_status, b.trial_end), changed_by=_key_id(call),
     )
     return tenant_view(state)
 
@@ -60,8 +68,33 @@ async def set_subscription(call: Call[SubscriptionUpdate]) -> Tenant:
     if not await tenants.exists(tenant_id):  # no actor (nor lease) for a tenant that is not there
         raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
     state = await call.runtime.actors.ask(tenant_id, lambda _: tenants.set_subscription(
-        tenant_id, status=b.subscription_status, trial_end_ms=trial_end_ms))
+        tenant_id, status=b.subscription_status, trial_end_ms=trial_end_ms, changed_by=_key_id(call)))
     return tenant_view(state)
+
+
+@routes.get("/v1/tenants/{tenant_id}/subscription/history", auth="admin", response=SubscriptionHistory,
+            errors=[NotFound])
+async def subscription_history(call: Call[None]) -> SubscriptionHistory:
+    """Every subscription status the tenant has had, oldest first, with when and by which
+    key; kept forever. Served from PostgreSQL: trails a change by the persistence lag."""
+    tenant_id = call.path_id("tenant_id")
+    if not await call.runtime.tenants.exists(tenant_id):
+        raise NotFound("No such tenant.", details={"tenant_id": tenant_id})
+    rows = await call.runtime.pool.fetch(
+        """SELECT subscription_status, trial_end, changed_at, changed_by FROM subscription_history
+            WHERE tenant_id = $1 ORDER BY version""", tenant_id)
+    return SubscriptionHistory(tenant_id=tenant_id, data=[SubscriptionChange(**dict(r)) for r in rows])
+
+
+@routes.get("/v1/tenant", response=Tenant, errors=[NotFound])
+async def own_tenant(call: Call[None]) -> Tenant:
+    """The calling key's own tenant, as the admin ``GET /v1/tenants/{tenant_id}`` shows it
+    (an admin key names it in X-Tenant-Id)."""
+    return tenant_view(await call.runtime.tenants.get(call.tenant_id))
+
+
+def _key_id(call: Call[object]) -> str | None:
+    return call.principal.key_id if call.principal is not None else None
 
 
 @routes.post("/v1/keys", auth="admin", body=KeyCreate, response=KeyCreated, status=201,

@@ -22,6 +22,15 @@ async def tenant_saved(conn: asyncpg.Connection, events: list[Event[TenantSaved]
             for d in (e.data,)
         ],
     )
+    # every creation and subscription change, kept forever (a resync's re-emit has no
+    # changed_ms: the change it repeats is already there, or was lost with its event)
+    await conn.executemany(
+        """INSERT INTO subscription_history (tenant_id, version, subscription_status, trial_end,
+                                             changed_at, changed_by)
+           VALUES ($1, $2, $3, $4, $5, NULLIF($6, '')) ON CONFLICT DO NOTHING""",
+        [(d.tenant_id, e.version, d.status, ts(d.trial_end_ms), ts(d.changed_ms), d.changed_by)
+         for e in events for d in (e.data,) if d.changed_ms is not None],
+    )
 
 
 async def apikey_created(conn: asyncpg.Connection, events: list[Event[ApikeyCreated]]) -> None:

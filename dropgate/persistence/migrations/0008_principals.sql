@@ -28,3 +28,18 @@ ALTER TABLE withdrawals
         status = 'pending'
         OR (initiator IS NULL AND approved_by IS NOT NULL AND approved_by <> initiated_by)
         OR (initiator IS NOT NULL AND approver IS NOT NULL AND approver <> initiator));
+
+-- Every subscription status a tenant has had, with when and by which key (NULL: the
+-- bootstrap key, the CLI, or a tenant that existed before this table: its state then
+-- is its first row). Kept forever: nothing deletes from it.
+CREATE TABLE subscription_history (
+    tenant_id           text NOT NULL,
+    version             bigint NOT NULL,
+    subscription_status text NOT NULL,
+    trial_end           timestamptz,
+    changed_at          timestamptz NOT NULL,
+    changed_by          text,
+    PRIMARY KEY (tenant_id, version)
+);
+INSERT INTO subscription_history (tenant_id, version, subscription_status, trial_end, changed_at)
+SELECT tenant_id, version, subscription_status, trial_end, created_at FROM tenants;
