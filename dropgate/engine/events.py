@@ -27,7 +27,7 @@ from typing import Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
-from dropgate.engine.ledger import OrderState, WithdrawalState
+from dropgate.engine.ledger import BookingState, OrderState, WithdrawalState
 from dropgate.engine.offers import PurchaseRecord
 
 
@@ -208,6 +208,16 @@ class OrderCreated(OrderState, EventPayload, tag="order.created"):
     """The whole order (``items``: JSON text, stored as jsonb)."""
 
 
+class OrderUpdated(OrderState, EventPayload, tag="order.updated"):
+    """The whole order after a status change."""
+
+
+class BookingCanceled(BookingState, EventPayload, tag="booking.canceled"):
+    """The whole booking after its cancel, with the slot's capacity and booked count."""
+
+    epoch: int | None = None
+
+
 class BookingCreated(EventPayload, tag="booking.created"):
     tenant_id: str
     booking_id: str
@@ -257,7 +267,8 @@ Payload = (
     | InviteSaved | InviteRedeemed
     | CodesUploaded | CodesReserved | CodesAssigned | CodesReleased | CodesResynced
     | PromoSaved | PromoRedeemed | PromoUseRolledBack
-    | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected | OrderCreated | BookingCreated
+    | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected | OrderCreated | OrderUpdated
+    | BookingCreated | BookingCanceled
     | OfferSaved | OfferPurchase | OfferWebhook
 )
 """The tagged union of every event type a script appends."""

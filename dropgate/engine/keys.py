@@ -214,6 +214,10 @@ class TenantKeys:
     def order(self, order_id: str) -> str:
         return f"{self.base}:order:{check_id(order_id, 'order_id')}"
 
+    def booking(self, booking_id: str) -> str:
+        """One booking's record (its slot, user, status): cancel and GET read it."""
+        return f"{self.base}:booking:{check_id(booking_id, 'booking_id')}"
+
     def booking_slot(self, resource_id: str, start_ms: int, end_ms: int) -> str:
         """One slot of a resource: capacity and booked count."""
         return f"{self.base}:slot:{check_id(resource_id, 'resource_id')}:{int(start_ms)}:{int(end_ms)}"

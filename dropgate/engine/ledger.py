@@ -12,8 +12,9 @@ Script <-> method: ``ledger_payment-3.lua`` <-> ``Ledger.payment``,
 ``ledger_withdrawal_initiate-4.lua`` <-> ``Ledger.withdrawal_initiate``,
 ``ledger_withdrawal_approve-4.lua`` <-> ``Ledger.withdrawal_approve``,
 ``ledger_withdrawal_reject-4.lua`` <-> ``Ledger.withdrawal_reject``,
-``ledger_order-4.lua`` <-> ``Ledger.order``, ``ledger_booking-4.lua`` <->
-``Ledger.booking``.
+``ledger_order-4.lua`` <-> ``Ledger.order``, ``ledger_order_status-4.lua`` <->
+``Ledger.order_status``, ``ledger_booking-5.lua`` <-> ``Ledger.booking``,
+``ledger_booking_cancel-5.lua`` <-> ``Ledger.booking_cancel``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,22 @@ class OrderState(msgspec.Struct, kw_only=True):
     status: str
     created_ms: int
     version: int
+    updated_ms: int | None = None
+
+
+class BookingState(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    booking_id: str
+    resource_id: str
+    slot_start_ms: int
+    slot_end_ms: int
+    user_id: str
+    status: str  # booked | canceled
+    created_ms: int
+    version: int
+    canceled_ms: int | None = None
+    capacity: int | None = None  # the slot's, in cancel's answer
+    booked: int | None = None
 
 
 class BookingResult(msgspec.Struct, kw_only=True):
@@ -159,8 +176,8 @@ class Ledger:
         slot_start_ms: int, slot_end_ms: int, capacity: int | None, user_id: str,
     ) -> BookingResult:
         keys, args = self._head(tenant_id, epoch)
-        keys.append(self._ctx.keys.tenant(tenant_id).booking_slot(resource_id, slot_start_ms,
-                                                                  slot_end_ms))
+        tk = self._ctx.keys.tenant(tenant_id)
+        keys += [tk.booking_slot(resource_id, slot_start_ms, slot_end_ms), tk.booking(booking_id)]
         return await self._call(
             "ledger_booking", keys,
             [*args, booking_id, resource_id, slot_start_ms, slot_end_ms,
@@ -168,7 +185,37 @@ class Ledger:
             BookingResult,
         )
 
+    async def order_status(
+        self, tenant_id: str, epoch: int, *, order_id: str, status: str,
+    ) -> OrderState:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).order(order_id))
+        return await self._call("ledger_order_status", keys, [*args, order_id, status], OrderState)
+
+    async def booking_cancel(self, tenant_id: str, epoch: int, *, booking_id: str) -> BookingState:
+        """Cancel a booking; its place in the slot is free again (409 CONFLICT if canceled)."""
+        # the slot is named by the booking's record: read it first (a booking never moves)
+        record = await self.booking_get(tenant_id, booking_id)
+        keys, args = self._head(tenant_id, epoch)
+        tk = self._ctx.keys.tenant(tenant_id)
+        keys += [tk.booking(booking_id),
+                 tk.booking_slot(record.resource_id, record.slot_start_ms, record.slot_end_ms)]
+        return await self._call("ledger_booking_cancel", keys, [*args, booking_id], BookingState)
+
     # -- reads (plain commands) ----------------------------------------------------------
+    async def slot_counts(self, tenant_id: str, b: BookingState) -> tuple[int, int]:
+        """A booking's slot: (capacity, booked)."""
+        capacity, booked = await self._ctx.redis.hmget(
+            self._ctx.keys.tenant(tenant_id).booking_slot(b.resource_id, b.slot_start_ms, b.slot_end_ms),
+            "capacity", "booked")
+        return int(capacity or 0), int(booked or 0)
+
+    async def booking_get(self, tenant_id: str, booking_id: str) -> BookingState:
+        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).booking(booking_id))
+        if not raw:
+            raise NotFound("No such booking.", details={"booking_id": booking_id})
+        return msgspec.convert(text_map(raw), BookingState, strict=False)
+
     async def withdrawal(self, tenant_id: str, withdrawal_id: str) -> WithdrawalState:
         raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
         if not raw:

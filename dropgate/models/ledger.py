@@ -74,6 +74,13 @@ class OrderCreate(Struct, kw_only=True):
     currency: Currency
 
 
+OrderStatus = Literal["created", "confirmed", "paid", "shipped", "delivered", "canceled"]
+
+
+class OrderUpdate(Struct, kw_only=True):
+    status: OrderStatus | None = None  # {} changes nothing
+
+
 class Order(msgspec.Struct, kw_only=True):
     order_id: str
     items: list[OrderItem]
@@ -81,6 +88,7 @@ class Order(msgspec.Struct, kw_only=True):
     currency: str
     status: str
     created_at: Timestamp
+    updated_at: Timestamp | None = None
 
 
 class BookingCreate(Struct, kw_only=True):
@@ -100,3 +108,5 @@ class Booking(msgspec.Struct, kw_only=True):
     capacity: int
     booked: int
     created_at: Timestamp
+    status: Literal["booked", "canceled"] = "booked"
+    canceled_at: Timestamp | None = None

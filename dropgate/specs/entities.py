@@ -128,7 +128,7 @@ ORDER = Entity(
     fields=(_TENANT_ID, Field("order_id", compared=False), Field("items", sql_type="jsonb", redis="json",
                                                                  compared=False),
             _int("total", "total_minor", _BIG), Field("currency"), Field("status"), _ms("created_ms", "created_at"),
-            _int("version", sql="1")),
+            _ms("updated_ms", "updated_at"), _VERSION),
     resync=("resync_ledger", "order"))
 # A slot carries no version in PostgreSQL: its Redis version (which orders its events)
 # is restored as its booked count.
@@ -136,7 +136,8 @@ SLOT = Entity(
     kind="slot", domain="ledger", table="booking_slots", key="booking_slot", versioned=False, words=("slot",),
     ids=(Field("resource_id"), _ms("slot_start", "slot_start"), _ms("slot_end", "slot_end")),
     fields=(_int("capacity"), _int("booked"), _int("version", compared=False, same_as="booked")),
-    counts=(Count("booked", "bookings", ("tenant_id", "resource_id", "slot_start", "slot_end"), "booking rows"),))
+    counts=(Count("booked", "bookings", ("tenant_id", "resource_id", "slot_start", "slot_end"), "booking rows",
+                  when=("status", "booked")),))
 
 DOMAINS: tuple[Domain, ...] = (
     Domain("core", (TENANT,)),

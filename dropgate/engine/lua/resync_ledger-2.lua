@@ -32,6 +32,7 @@ if ARGV[2] == 'withdrawal' then
   dg_emit(KEYS[1], etype, 'withdrawal:' .. ARGV[3] .. ':' .. ARGV[4], version, r)
 else
   r.total = tonumber(r.total)
+  r.updated_ms = tonumber(r.updated_ms)
   dg_emit(KEYS[1], 'order.created', 'order:' .. ARGV[3] .. ':' .. ARGV[4], version, r)
 end
 return cjson.encode({version = version})

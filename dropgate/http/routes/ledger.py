@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 
 from dropgate.engine.apikeys import Principal
-from dropgate.engine.ledger import WithdrawalState
+from dropgate.engine.ledger import BookingState, OrderState, WithdrawalState
 from dropgate.errors import (
     AlreadyExists,
     Conflict,
@@ -29,6 +29,7 @@ from dropgate.models.ledger import (
     Order,
     OrderCreate,
     OrderItem,
+    OrderUpdate,
     Payment,
     PaymentCreate,
     Withdrawal,
@@ -155,15 +156,31 @@ async def create_order(call: Call[OrderCreate]) -> Order:
                  currency=o.currency, status=o.status, created_at=created)
 
 
-@routes.get("/v1/orders/{order_id}", response=Order, errors=[NotFound])
-async def get_order(call: Call[None]) -> Order:
-    """An order."""
-    o = await call.runtime.ledger.order_get(call.tenant_id, call.path_id("order_id"))
+def order_view(o: OrderState) -> Order:
     created = ms_to_dt(o.created_ms)
     assert created is not None
     return Order(order_id=o.order_id, items=_items_decoder.decode(o.items),
                  total=format_amount(o.total, o.currency), currency=o.currency, status=o.status,
-                 created_at=created)
+                 created_at=created, updated_at=ms_to_dt(o.updated_ms))
+
+
+@routes.get("/v1/orders/{order_id}", response=Order, errors=[NotFound])
+async def get_order(call: Call[None]) -> Order:
+    """An order."""
+    return order_view(await call.runtime.ledger.order_get(call.tenant_id, call.path_id("order_id")))
+
+
+@routes.patch("/v1/orders/{order_id}", body=OrderUpdate, response=Order,
+              errors=[*_GATED, NotFound, Conflict])
+async def update_order(call: Call[OrderUpdate]) -> Order:
+    """Change an order's status, gated like its creation (a canceled or delivered order
+    is final: 409 CONFLICT)."""
+    rt = call.runtime
+    if call.body.status is None:
+        return order_view(await rt.ledger.order_get(call.tenant_id, call.path_id("order_id")))
+    o = await rt.actors.run(call.tenant_id, rt.ledger.order_status,
+                            order_id=call.path_id("order_id"), status=call.body.status)
+    return order_view(o)
 
 
 @routes.post("/v1/bookings", body=BookingCreate, response=Booking, status=201,
@@ -185,3 +202,29 @@ async def create_booking(call: Call[BookingCreate]) -> Booking:
     return Booking(booking_id=r.booking_id, resource_id=b.resource_id, slot_start=b.slot_start,
                    slot_end=b.slot_end, user_id=b.user_id, capacity=r.capacity, booked=r.booked,
                    created_at=created)
+
+
+def booking_view(b: BookingState, capacity: int, booked: int) -> Booking:
+    start, end, created = ms_to_dt(b.slot_start_ms), ms_to_dt(b.slot_end_ms), ms_to_dt(b.created_ms)
+    assert start is not None and end is not None and created is not None
+    return Booking(booking_id=b.booking_id, resource_id=b.resource_id, slot_start=start, slot_end=end,
+                   user_id=b.user_id, capacity=capacity, booked=booked, created_at=created,
+                   status=b.status, canceled_at=ms_to_dt(b.canceled_ms))  # type: ignore[arg-type]
+
+
+@routes.get("/v1/bookings/{booking_id}", response=Booking, errors=[NotFound])
+async def get_booking(call: Call[None]) -> Booking:
+    """A booking, with its slot's capacity and booked count."""
+    ledger = call.runtime.ledger
+    b = await ledger.booking_get(call.tenant_id, call.path_id("booking_id"))
+    return booking_view(b, *await ledger.slot_counts(call.tenant_id, b))
+
+
+@routes.post("/v1/bookings/{booking_id}/cancel", response=Booking, errors=[*_GATED, NotFound, Conflict])
+async def cancel_booking(call: Call[None]) -> Booking:
+    """Cancel a booking, gated like booking: its place in the slot is free again
+    (twice -> 409 CONFLICT)."""
+    rt = call.runtime
+    b = await rt.actors.run(call.tenant_id, rt.ledger.booking_cancel, booking_id=call.path_id("booking_id"))
+    assert b.capacity is not None and b.booked is not None
+    return booking_view(b, b.capacity, b.booked)

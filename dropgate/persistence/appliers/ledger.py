@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncpg
 
 from dropgate.engine.events import (
+    BookingCanceled,
     BookingCreated,
     Event,
     OrderCreated,
+    OrderUpdated,
     PaymentCreated,
     WithdrawalCompleted,
     WithdrawalInitiated,
@@ -53,12 +55,18 @@ async def withdrawal_saved(
     )
 
 
-async def order_created(conn: asyncpg.Connection, events: list[Event[OrderCreated]]) -> None:
+async def order_saved(conn: asyncpg.Connection, events: list[Event[OrderCreated | OrderUpdated]]) -> None:
+    """Both order events carry the whole order: upsert by version (a status change)."""
     await conn.executemany(
-        """INSERT INTO orders (tenant_id, order_id, items, total_minor, currency, status, created_at)
-           VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
-        [(d.tenant_id, d.order_id, d.items, d.total, d.currency, d.status, ts(d.created_ms))
-         for d in (e.data for e in events)],
+        """INSERT INTO orders (tenant_id, order_id, items, total_minor, currency, status, created_at,
+                               version, updated_at)
+           VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (tenant_id, order_id) DO UPDATE SET
+               status = EXCLUDED.status, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+           WHERE orders.version < EXCLUDED.version""",
+        [(d.tenant_id, d.order_id, d.items, d.total, d.currency, d.status, ts(d.created_ms), e.version,
+          ts(d.updated_ms))
+         for e in events for d in (e.data,)],
     )
 
 
@@ -79,11 +87,22 @@ async def booking_created(conn: asyncpg.Connection, events: list[Event[BookingCr
     )
 
 
+async def booking_canceled(conn: asyncpg.Connection, events: list[Event[BookingCanceled]]) -> None:
+    """The row's status; the slot's count follows by trigger (0008_principals.sql)."""
+    await conn.executemany(
+        """UPDATE bookings SET status = 'canceled', canceled_at = $3
+            WHERE tenant_id = $1 AND booking_id = $2 AND status = 'booked'""",
+        [(d.tenant_id, d.booking_id, ts(d.canceled_ms)) for d in (e.data for e in events)],
+    )
+
+
 APPLIERS: dict[str, Applier] = {
     "payment.created": payment_created,
     "withdrawal.initiated": withdrawal_saved,
     "withdrawal.completed": withdrawal_saved,
     "withdrawal.rejected": withdrawal_saved,
-    "order.created": order_created,
+    "order.created": order_saved,
+    "order.updated": order_saved,
     "booking.created": booking_created,
+    "booking.canceled": booking_canceled,
 }

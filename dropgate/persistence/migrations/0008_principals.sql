@@ -43,3 +43,43 @@ CREATE TABLE subscription_history (
 );
 INSERT INTO subscription_history (tenant_id, version, subscription_status, trial_end, changed_at)
 SELECT tenant_id, version, subscription_status, trial_end, created_at FROM tenants;
+
+-- Orders change status after creation (PATCH /v1/orders/{id}): versioned like the
+-- other ledger rows.
+ALTER TABLE orders
+    ADD COLUMN version    bigint NOT NULL DEFAULT 1,
+    ADD COLUMN updated_at timestamptz;
+
+-- Bookings can be canceled: a canceled booking no longer holds its place, and the
+-- slot's count follows the rows' status by trigger.
+ALTER TABLE bookings
+    ADD COLUMN status      text NOT NULL DEFAULT 'booked' CHECK (status IN ('booked', 'canceled')),
+    ADD COLUMN canceled_at timestamptz;
+
+CREATE OR REPLACE FUNCTION bookings_count() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    delta integer := 0;
+    r     bookings%ROWTYPE;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        r := NEW;
+        IF NEW.status = 'booked' THEN delta := 1; END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        r := OLD;
+        IF OLD.status = 'booked' THEN delta := -1; END IF;
+    ELSE
+        r := NEW;
+        IF OLD.status = 'booked' AND NEW.status <> 'booked' THEN delta := -1; END IF;
+        IF OLD.status <> 'booked' AND NEW.status = 'booked' THEN delta := 1; END IF;
+    END IF;
+    IF delta <> 0 THEN
+        UPDATE booking_slots SET booked = booked + delta
+         WHERE tenant_id = r.tenant_id AND resource_id = r.resource_id
+           AND slot_start = r.slot_start AND slot_end = r.slot_end;
+    END IF;
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER bookings_count ON bookings;
+CREATE TRIGGER bookings_count AFTER INSERT OR DELETE OR UPDATE OF status ON bookings
+FOR EACH ROW EXECUTE FUNCTION bookings_count();
