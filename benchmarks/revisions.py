@@ -255,7 +255,8 @@ async def prepare(server: Server, admin_key: str, paths: list[str], codes: int) 
     admin = {"Authorization": f"Bearer {admin_key}"}
     async with aiohttp.ClientSession() as http:
         await post(http, server.url + "/v1/tenants", admin, json={"tenant_id": TENANT, "name": TENANT})
-        created = await post(http, server.url + "/v1/keys", admin, json={"role": "service", "tenant_id": TENANT, "name": "bench"})
+        created = await post(http, server.url + "/v1/keys", admin, json={"role": "service", "tenant_id": TENANT,
+                                                                              "name": "bench"})
         server.key = created["key"]
         service = {"Authorization": f"Bearer {server.key}"}
         if "offers" in paths:

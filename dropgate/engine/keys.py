@@ -88,8 +88,7 @@ class Keys:
 
     def api_key_minted(self, key_id: str) -> str:
         """Set of the key ids a key minted (they live in its partition): cascade follows it."""
-        p, key = self.api_key(key_id)
-        return f"{key}:minted"
+        return f"{self.api_key(key_id)[1]}:minted"
 
     def api_key_revocations(self, partition: int) -> str:
         """The partition's revocation version: bumped by every revoke, compared per request."""

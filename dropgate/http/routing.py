@@ -27,8 +27,8 @@ from dropgate.http.auth import (
     require_scope,
     resolve_tenant,
 )
-from dropgate.http.scopes import route_scope
 from dropgate.http.idempotency import replayed
+from dropgate.http.scopes import route_scope
 from dropgate.ids import check_id, check_type
 from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.runtime import Runtime

@@ -18,8 +18,7 @@ from dropgate.client import (
     SubscriptionInactive,
     ValidationError,
 )
-from dropgate.models.ledger import OrderItem
-from dropgate.models.ledger import Withdrawal
+from dropgate.models.ledger import OrderItem, Withdrawal
 from tests.client.conftest import LiveServer, TenantAccess
 
 

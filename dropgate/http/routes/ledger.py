@@ -5,6 +5,8 @@ in the tenant's turn with its lease epoch. Ids are drawn here, before the turn."
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from dropgate.engine.apikeys import Principal
@@ -68,7 +70,7 @@ def _label(given: str | None, principal: Principal | None) -> str:
     return principal.name or principal.key_id or "admin"
 
 
-def _who(call: Call[object]) -> tuple[str, str]:
+def _who(call: Call[Any]) -> tuple[str, str]:
     """The calling key's identity (four-eyes compares it) and id: never the body's word."""
     assert call.principal is not None
     return call.principal.identity, call.principal.key_id or ""

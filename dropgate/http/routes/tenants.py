@@ -93,7 +93,7 @@ async def own_tenant(call: Call[None]) -> Tenant:
     return tenant_view(await call.runtime.tenants.get(call.tenant_id))
 
 
-def _key_id(call: Call[object]) -> str | None:
+def _key_id(call: Call[Any]) -> str | None:
     return call.principal.key_id if call.principal is not None else None
 
 
@@ -114,7 +114,7 @@ async def create_key(call: Call[KeyCreate]) -> KeyCreated:
         raise ValidationError("An admin key has no tenant_id.", details={"field": "tenant_id"})
     minter = call.principal
     assert minter is not None
-    wanted = None if b.scopes is None else sorted(set(b.scopes))
+    wanted: list[str] | None = None if b.scopes is None else sorted(set(b.scopes))
     for scope in wanted if wanted is not None else SCOPES:
         if not minter.allows(scope):  # never more than the minter holds
             raise Forbidden(f"This key lacks the scope {scope}.", details={"scope": scope})
