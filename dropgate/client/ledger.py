@@ -16,6 +16,8 @@ from dropgate.models.ledger import (
     Order,
     OrderCreate,
     OrderItem,
+    OrderStatus,
+    OrderUpdate,
     Payment,
     PaymentCreate,
     Withdrawal,
@@ -137,6 +139,14 @@ class Orders(Namespace):
         return await self._call("GET", "/v1/orders/{order_id}", Order,
                                 path_params={"order_id": order_id})
 
+    async def update(self, order_id: str, *, status: OrderStatus) -> Order:
+        """Change an order's status (``PATCH /v1/orders/{order_id}``), gated like its
+        creation. A ``canceled`` or ``delivered`` order is final (``Conflict``). Raises
+        ``NotFound``, ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch``,
+        ``ValidationError`` or ``PersistenceLagging``."""
+        return await self._call("PATCH", "/v1/orders/{order_id}", Order,
+                                path_params={"order_id": order_id}, body=OrderUpdate(status=status))
+
 
 class Bookings(Namespace):
     """Bookings of places in a resource's time slots (``/v1/bookings``)."""
@@ -163,3 +173,16 @@ class Bookings(Namespace):
                                                    slot_end=slot_end, capacity=capacity,
                                                    user_id=user_id),
                                 idempotency_key=idempotency_key)
+
+    async def get(self, booking_id: str) -> Booking:
+        """A booking, with its slot's capacity and booked count now
+        (``GET /v1/bookings/{booking_id}``). Raises ``NotFound``."""
+        return await self._call("GET", "/v1/bookings/{booking_id}", Booking,
+                                path_params={"booking_id": booking_id})
+
+    async def cancel(self, booking_id: str) -> Booking:
+        """Cancel a booking (``POST /v1/bookings/{booking_id}/cancel``), gated like booking:
+        its place is free again. Raises ``Conflict`` (canceled before), ``NotFound``,
+        ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch`` or ``PersistenceLagging``."""
+        return await self._call("POST", "/v1/bookings/{booking_id}/cancel", Booking,
+                                path_params={"booking_id": booking_id})

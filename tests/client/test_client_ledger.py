@@ -16,6 +16,7 @@ from dropgate.client import (
     NotFound,
     SlotFull,
     SubscriptionInactive,
+    Unauthorized,
     ValidationError,
 )
 from dropgate.models.ledger import OrderItem, Withdrawal
@@ -116,3 +117,30 @@ async def test_every_operation_is_refused_while_the_subscription_is_inactive(
         with pytest.raises(SubscriptionInactive):
             await call
     assert (await dg.withdrawals.get(pending.withdrawal_id)).status == "pending"
+
+
+async def test_principal_methods(dg: AsyncDropgate, admin: AsyncDropgate, live: LiveServer,
+                                 tenant: TenantAccess) -> None:
+    """orders.update, bookings.get/.cancel, tenants.current/.subscription_history, keys with
+    scopes and a cascading delete."""
+    order = await dg.orders.create("o-1", items=[OrderItem(sku="s", quantity=1)], total="1", currency="usd")
+    shipped = await dg.orders.update(order.order_id, status="shipped")
+    assert shipped.status == "shipped" and shipped.updated_at is not None
+    start = datetime(2031, 1, 1, 10, tzinfo=UTC)
+    booked = await dg.bookings.create("room", slot_start=start, slot_end=start + timedelta(hours=1), user_id="u")
+    assert (await dg.bookings.get(booked.booking_id)).status == "booked"
+    canceled = await dg.bookings.cancel(booked.booking_id)
+    assert (canceled.status, canceled.booked) == ("canceled", 0)
+    with pytest.raises(Conflict):
+        await dg.bookings.cancel(booked.booking_id)
+    assert (await dg.tenants.current()).tenant_id == tenant.tenant_id
+    history = await admin.tenants.subscription_history(tenant.tenant_id)
+    assert history.tenant_id == tenant.tenant_id  # persisted with the lag: may still be empty
+    minter = await admin.keys.create("admin", name="minter", scopes=["read"])
+    async with AsyncDropgate(live.url, minter.key, retries=0) as narrow:
+        child = await narrow.keys.create("service", tenant_id=tenant.tenant_id, name="kid", scopes=["read"])
+        assert child.created_by == minter.key_id and child.scopes == ["read"]
+    await admin.keys.delete(minter.key_id, cascade=True)
+    async with AsyncDropgate(live.url, child.key, retries=0) as kid:
+        with pytest.raises(Unauthorized):
+            await kid.tenants.current()
