@@ -20,12 +20,11 @@ import msgspec
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.keys import TenantKeys
+from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import NotFound
 from dropgate.ids import check_id, new_id, text, text_map
 from dropgate.specs.entities import OFFER
 from dropgate.specs.structs import script_pairs, spec_struct
-
-_UNCHANGED = ""
 
 
 class _OfferCore(msgspec.Struct, kw_only=True):
@@ -134,10 +133,6 @@ _encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(PurchaseRecord)
 
 
-def _bool_arg(value: bool | None) -> str:
-    return _UNCHANGED if value is None else ("1" if value else "0")
-
-
 class Offers:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
@@ -165,16 +160,10 @@ class Offers:
         expires_at_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> OfferState:
         tk = self._ctx.keys.tenant(tenant_id)
-        if expires_at_ms is msgspec.UNSET:
-            expiry: str | int = _UNCHANGED
-        elif expires_at_ms is None:
-            expiry = "none"
-        else:
-            expiry = expires_at_ms
         return await self._ctx.scripts.call(
             "offer_update", self._keys5(tk, offer_id),
-            [self._ctx.backlog_bound, tenant_id, offer_id,
-             _UNCHANGED if total is None else total, _bool_arg(active), _bool_arg(archived), expiry],
+            [self._ctx.backlog_bound, tenant_id, offer_id, keep_arg(total), keep_arg(active), keep_arg(archived),
+             patch_arg(expires_at_ms)],
             type=OfferState,
         )
 
