@@ -46,8 +46,18 @@ async def test_every_type_delivered_and_verified(api: Api, runtime: Runtime, rec
                                       headers={**api.service, "Content-Type": "text/csv"})
     assert response.status == 200, await response.text()
     await _ok(api, "POST", "/v1/payments", {"amount": "100", "currency": "usd", "reference": "r1"})
+    status, bob = await api.call("POST", "/v1/keys", headers=api.admin,
+                                 json={"role": "service", "tenant_id": "acme", "name": "bob"})
+    assert status == 201, bob
+    as_bob = {"Authorization": f"Bearer {bob['key']}"}
     w = await _ok(api, "POST", "/v1/withdrawals", {"amount": "30", "currency": "usd", "initiated_by": "ann"})
-    await _ok(api, "POST", f"/v1/withdrawals/{w['withdrawal_id']}/approve", {"approved_by": "bob"})
+    status, done = await api.call("POST", f"/v1/withdrawals/{w['withdrawal_id']}/approve",
+                                  json={"approved_by": "bob"}, headers=as_bob)
+    assert status == 200, done
+    w2 = await _ok(api, "POST", "/v1/withdrawals", {"amount": "10", "currency": "usd", "initiated_by": "ann"})
+    status, rejected = await api.call("POST", f"/v1/withdrawals/{w2['withdrawal_id']}/reject", json={},
+                                      headers=as_bob)
+    assert status == 200, rejected
     await _ok(api, "PUT", "/v1/tenants/acme/subscription", {"subscription_status": "past_due"}, admin=True)
 
     dispatcher = runtime.new_dispatcher(name="d1")
@@ -59,7 +69,8 @@ async def test_every_type_delivered_and_verified(api: Api, runtime: Runtime, rec
     by_type = {e["type"]: e for e in receiver.accepted}
     assert set(by_type) >= {
         "invite.redeemed", "promo.redeemed", "promo.use_rolled_back", "purchase.created", "purchase.paid",
-        "codes.uploaded", "withdrawal.created", "withdrawal.completed", "tenant.subscription_changed",
+        "codes.uploaded", "withdrawal.created", "withdrawal.completed", "withdrawal.rejected",
+        "tenant.subscription_changed",
     }, sorted(by_type)
     assert {"purchase.expired", "purchase.canceled"} & set(by_type), sorted(by_type)
     assert by_type["promo.redeemed"]["data"]["bonus_amount"] == "5.00"

@@ -34,6 +34,7 @@ from dropgate.engine.events import (
     TenantSaved,
     WithdrawalCompleted,
     WithdrawalInitiated,
+    WithdrawalRejected,
 )
 from dropgate.ids import ms_to_dt
 from dropgate.money import format_amount
@@ -117,7 +118,7 @@ def _data(payload: EventPayload) -> tuple[str | None, dict[str, Any]]:
     if isinstance(payload, CodesUploaded):
         return "codes.uploaded", {"campaign_id": payload.campaign_id, "type": payload.type,
                                   "count": len(payload.batch()), "uploaded_at": _time(payload.at_ms)}
-    if isinstance(payload, WithdrawalInitiated | WithdrawalCompleted):
+    if isinstance(payload, WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected):
         kind = {"pending": "withdrawal.created", "completed": "withdrawal.completed",
                 "rejected": "withdrawal.rejected"}.get(payload.status)
         if kind is None:
