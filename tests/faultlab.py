@@ -35,7 +35,7 @@ from tests.faultcrowd import Crowd
 from tests.faultlab_offers import OfferLoad, check_offer_history
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_KEY = "fault-admin-key"
+ADMIN_KEY = "fault-admin-key-0123456789abcdef0123"
 TENANT = "drop"
 
 

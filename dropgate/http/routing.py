@@ -17,7 +17,7 @@ import msgspec
 from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
-from dropgate.errors import DropgateError, ValidationError
+from dropgate.errors import DropgateError, PayloadTooLarge, ValidationError
 from dropgate.http.appkeys import RUNTIME
 from dropgate.http.auth import bearer_token, known_principal, look_up, own_tenant, resolve_tenant
 from dropgate.http.idempotency import replayed
@@ -173,9 +173,18 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
 
     declared = frozenset(name for name, _, _ in spec.query)
     by_key = spec.replays_by_key and not spec.keys_in_handler
+    streams_body = bool(spec.request_content) and any(
+        "csv" in kind for kind in spec.request_content or {})  # bounded by the CSV limit itself
 
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
+        declared_length = request.content_length
+        if declared_length is not None:  # 413 now, not after waiting for a body never sent
+            limit = (runtime.settings.csv_body_limit_bytes if streams_body
+                     else runtime.settings.body_limit_bytes)
+            if declared_length > limit:
+                raise PayloadTooLarge(f"The request body is over {limit} bytes.",
+                                      details={"limit_bytes": limit})
         principal: Principal | None = None
         tenant_id = ""
         if spec.auth != "public":
