@@ -1,0 +1,93 @@
+"""Shared by the hostile-client tests (tests/test_hostile_*.py) and ``make soak``: a real
+``dropgate serve`` (optionally under an open-file limit), raw sockets, and probes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from dropgate.settings import Settings
+from tests.test_actors_processes import _env, _free_port
+
+__all__ = ["Serve", "free_port", "port_answers", "raw_exchange"]
+
+free_port = _free_port
+
+
+class Serve:
+    """``dropgate serve --workers N`` in a subprocess, its output in a log file."""
+
+    def __init__(self, settings: Settings, log: Path, *, workers: int = 1, nofile: int | None = None,
+                 port: int | None = None, env: Mapping[str, str] | None = None,
+                 persister: bool = False) -> None:
+        self.port = port or free_port()
+        self.log = log
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "dropgate", "serve", "--port", str(self.port),
+                   "--workers", str(workers)]
+        if not persister:
+            command.append("--no-persister")
+        if nofile is not None:  # prlimit execs the command: the pid stays dropgate's
+            command = ["prlimit", f"--nofile={nofile}", *command]
+        full_env = {**_env(settings), **(env or {})}
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_serving(self, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while "dropgate: serving on" not in (text := self.log.read_text(errors="replace")):
+            assert self.proc.poll() is None, f"dropgate serve exited:\n{text}"
+            assert time.monotonic() < deadline, f"dropgate serve did not start:\n{text}"
+            time.sleep(0.1)
+        return text
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def port_answers(port: int) -> bool:
+    """Whether anything accepts a TCP connection on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def raw_exchange(port: int, request: bytes, *, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, read the whole answer (the server closes after a refusal):
+    status, headers (lower-case names), body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        length = int(headers.get("content-length", "0"))
+        body = await asyncio.wait_for(reader.readexactly(length), timeout) if length else b""
+        return status, headers, body
+    finally:
+        writer.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
