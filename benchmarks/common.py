@@ -69,7 +69,8 @@ async def private_settings(s: Stores, **overrides: Any) -> AsyncIterator[Setting
     await conn.execute(f'CREATE SCHEMA "{name}"')
     await conn.close()
     values: dict[str, Any] = dict(redis_url=s.redis_url, database_url=s.database_url, key_prefix=name,
-                                  database_schema=name, admin_key="bench-admin-key-0123456789abcdef0123", persister_enabled=True,
+                                  database_schema=name, admin_key="bench-admin-key-0123456789abcdef0123",
+                                  persister_enabled=True,
                                   log_level="WARNING", max_backlog=5_000_000)
     values.update(overrides)
     try:

@@ -67,19 +67,19 @@ def port_answers(port: int) -> bool:
         return False
 
 
-async def raw_exchange(port: int, request: bytes, *, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+async def raw_exchange(port: int, request: bytes, *, wait_s: float = 5.0) -> tuple[int, dict[str, str], bytes]:
     """Send raw bytes, read the whole answer (the server closes after a refusal):
     status, headers (lower-case names), body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
         await writer.drain()
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wait_s)
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ")[1])
         headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
         length = int(headers.get("content-length", "0"))
-        body = await asyncio.wait_for(reader.readexactly(length), timeout) if length else b""
+        body = await asyncio.wait_for(reader.readexactly(length), wait_s) if length else b""
         return status, headers, body
     finally:
         writer.close()

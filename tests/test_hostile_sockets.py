@@ -102,7 +102,7 @@ async def test_slow_sockets_do_not_take_the_server_down(
         assert max(took) < 1.0, sorted(took)[-5:]
         # every slow socket is closed by the server: shed over the cap at once, or past
         # its timeout (plus the watchdog's sweep and a noisy machine's margin)
-        done, pending = await asyncio.wait(slow, timeout=15)
+        _done, pending = await asyncio.wait(slow, timeout=15)
         for task in pending:
             task.cancel()
         assert not pending, f"{len(pending)} slow sockets still open after 15 s"

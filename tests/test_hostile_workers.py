@@ -67,7 +67,8 @@ async def test_kill_9_of_the_first_process_stops_its_workers(
 
 async def test_readyz_is_not_ready_while_no_persister_holds_a_partition(
         runtime: Runtime, persister: Persister) -> None:
-    await runtime.tenants.create("acme", name="Acme", status="active", trial_end_ms=None)  # one event in the log, nobody persisting
+    # one event in the log, nobody persisting it
+    await runtime.tenants.create("acme", name="Acme", status="active", trial_end_ms=None)
     async with serving(runtime, "127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
         async with http.get(url + "/readyz") as r:
             body = await r.json()

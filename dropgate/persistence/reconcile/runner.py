@@ -31,9 +31,9 @@ import msgspec
 from redis.asyncio import Redis
 
 from dropgate.engine.events import parse_stream_id
-from dropgate.errors import DropgateError
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import Scripts
+from dropgate.errors import DropgateError
 from dropgate.ids import text
 from dropgate.persistence.persister import Persister, committed_offsets
 from dropgate.persistence.reconcile import RECONCILERS
