@@ -98,7 +98,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ADMIN_KEY": settings.admin_key, "PARTITIONS": settings.partitions,
         "LOG_LEVEL": "WARNING", "MAX_BACKLOG": settings.max_backlog,
         "RATE_LIMIT_PER_S": settings.rate_limit_per_s, "RATE_LIMIT_BURST": settings.rate_limit_burst,
-        "PERSISTER_BLOCK_MS": settings.persister_block_ms,
+        "PERSISTER_BLOCK_MS": settings.persister_block_ms, "TENANT_ADMISSION": settings.tenant_admission,
     }.items():
         if value is not None:
             env[f"DROPGATE_{key}"] = str(value)

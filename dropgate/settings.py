@@ -110,6 +110,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Sustained requests per second per user on rate-limited operations.", API, gt=0)] = 5.0
     rate_limit_burst: Annotated[int, _setting(
         "Burst allowance of the per-user rate limit.", API, ge=1)] = 10
+    tenant_admission: Annotated[int, _setting(
+        "Requests of one tenant an API process works on at once; the rest wait their turn in "
+        "arrival order (past DROPGATE_ACTOR_MAILBOX_SIZE waiting: 503 TENANT_BUSY), so that one "
+        "tenant's flood cannot crowd out the others' requests.", API, ge=1)] = 16
     tenant_concurrency: Annotated[int, _setting(
         "In-flight purchases per tenant before 429.", API, ge=1)] = 256
     payment_provider: Annotated[Literal["stripe", "sandbox"] | None, _setting(

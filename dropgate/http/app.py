@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dropgate.http.appkeys import METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
+from dropgate.http.admission import Admission
+from dropgate.http.appkeys import ADMISSION, METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
 from dropgate.http.connections import GuardedRunner, Limits, add_server_header
 from dropgate.http.metrics import Metrics
 from dropgate.http.middleware import api_middleware
@@ -25,6 +26,7 @@ def create_app(runtime: Runtime) -> web.Application:
         client_max_size=runtime.settings.body_limit_bytes,
     )
     app[RUNTIME] = runtime
+    app[ADMISSION] = Admission(runtime.settings.tenant_admission, runtime.settings.actor_mailbox_size)
     add_server_header(app)
     app[METRICS] = Metrics(runtime)
     specs = add_routes(app, ROUTE_TABLES)

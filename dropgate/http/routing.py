@@ -18,7 +18,7 @@ from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
 from dropgate.errors import DropgateError, PayloadTooLarge, ValidationError
-from dropgate.http.appkeys import RUNTIME
+from dropgate.http.appkeys import ADMISSION, RUNTIME
 from dropgate.http.auth import bearer_token, known_principal, look_up, own_tenant, resolve_tenant
 from dropgate.http.idempotency import replayed
 from dropgate.ids import check_id, check_type
@@ -211,6 +211,19 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                 if unknown is not None:
                     raise ValidationError(f"Unknown query parameter {unknown!r}.",
                                           details={"field": unknown})
+        if not tenant_id:
+            return await serve(request, runtime, principal, tenant_id)
+        admission = request.app[ADMISSION]
+        if not admission.try_enter(tenant_id):
+            await admission.enter(tenant_id)
+        try:
+            return await serve(request, runtime, principal, tenant_id)
+        finally:
+            admission.leave(tenant_id)
+
+    async def serve(request: web.Request, runtime: Runtime, principal: Principal | None,
+                    tenant_id: str) -> web.StreamResponse:
+        """Decode, call, encode: inside the tenant's admission slot (http/admission.py)."""
         body: Any = None
         raw = b""
         if spec.decoder is not None:
