@@ -112,8 +112,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Burst allowance of the per-user rate limit.", API, ge=1)] = 10
     tenant_admission: Annotated[int, _setting(
         "Requests of one tenant an API process works on at once; the rest wait their turn in "
-        "arrival order (past DROPGATE_ACTOR_MAILBOX_SIZE waiting: 503 TENANT_BUSY), so that one "
-        "tenant's flood cannot crowd out the others' requests.", API, ge=1)] = 16
+        "arrival order (past DROPGATE_ACTOR_MAILBOX_SIZE or DROPGATE_TENANT_CONCURRENCY "
+        "waiting, whichever is larger: 503 TENANT_BUSY), so that one tenant's flood cannot "
+        "crowd out the others' requests.", API, ge=1)] = 64
     tenant_concurrency: Annotated[int, _setting(
         "In-flight purchases per tenant before 429.", API, ge=1)] = 256
     payment_provider: Annotated[Literal["stripe", "sandbox"] | None, _setting(

@@ -2,14 +2,16 @@
 
 Every request of a tenant route takes one of its tenant's ``tenant_admission`` slots
 in this process before its body is read and its handler runs; the rest wait in their
-tenant's line (FIFO), bounded by ``actor_mailbox_size`` (past it: 503 ``TENANT_BUSY``
-with ``Retry-After``). Why: the process's CPU is shared, and a request's cost is paid
-in event-loop steps. Without a bound, a tenant with 400 callers in flight has 400
-requests stepping through the loop at once, and each step of another tenant's request
-waits behind theirs (measured: the quiet tenant's p99 x6-x30, BENCHMARKS.md). With it,
-at most ``tenant_admission`` of them step at a time; the others wait on a future,
-which costs nothing until their turn, so the quiet tenant's steps queue behind a few
-of the flood's, not all of them.
+tenant's line (FIFO), bounded by the larger of ``actor_mailbox_size`` and
+``tenant_concurrency`` (past it: 503 ``TENANT_BUSY`` with ``Retry-After``).
+
+Why: the process's CPU is shared, and a request's cost is paid in event-loop steps.
+Without a bound, a tenant with 400 callers in flight has 400 requests stepping through
+the loop at once, and each step of another tenant's request waits behind theirs (the
+issue's probe: another tenant's p99 from 6 ms to 158-211 ms). With it, at most
+``tenant_admission`` of them step at a time; the others wait on a future, which costs
+nothing until their turn, so the quiet tenant's steps queue behind a few of the
+flood's, not all of them (BENCHMARKS.md, "Tenant actors").
 
 The common case is free of awaits: a tenant under its bound takes a slot with a dict
 lookup and an increment.

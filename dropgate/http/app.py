@@ -26,7 +26,9 @@ def create_app(runtime: Runtime) -> web.Application:
         client_max_size=runtime.settings.body_limit_bytes,
     )
     app[RUNTIME] = runtime
-    app[ADMISSION] = Admission(runtime.settings.tenant_admission, runtime.settings.actor_mailbox_size)
+    settings = runtime.settings  # waiting bounded like the tenant's own queues (whichever is larger)
+    app[ADMISSION] = Admission(settings.tenant_admission,
+                               max(settings.actor_mailbox_size, settings.tenant_concurrency))
     add_server_header(app)
     app[METRICS] = Metrics(runtime)
     specs = add_routes(app, ROUTE_TABLES)
