@@ -574,6 +574,30 @@ async def hand_made_drift(cluster: Cluster, load: Load, rng: random.Random) -> s
     return f"drift in {a} (use row of {row['user_id']} deleted) and {b} (counter +5) found exactly and repaired"
 
 
+async def slow_sockets(cluster: Cluster, load: Load, rng: random.Random) -> str:
+    """Hundreds of idle and dripping sockets (issue 21) against the API for 5-15 s, while
+    the load goes on: /healthz must answer every probe within 1 s (within the default
+    timeouts the sockets stay open; the API process's connection cap sheds the idle
+    ones first)."""
+    from tests.hostile import Crowd as SlowSockets
+    from tests.hostile import probe
+
+    crowd = SlowSockets(cluster.api_port, ADMIN_KEY)
+    slow = crowd.open(rng.randint(100, 300), drip_s=rng.uniform(0.5, 3.0))
+    url = f"http://127.0.0.1:{cluster.api_port}/healthz"
+    took: list[float] = []
+    until = time.monotonic() + rng.uniform(5, 15)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as probes:
+        while time.monotonic() < until:
+            took.append(await probe(probes, url, {}))
+            await asyncio.sleep(0.5)
+    for task in slow:
+        task.cancel()
+    await asyncio.gather(*slow, return_exceptions=True)
+    assert max(took) < 1.0, f"/healthz took {max(took):.2f}s under {len(slow)} slow sockets"
+    return f"{len(slow)} slow sockets; {len(took)} /healthz probes, slowest {max(took) * 1000:.0f} ms"
+
+
 FAULTS: dict[str, Fault] = {
     "kill_persister": kill_persister,
     "kill_redis": kill_redis,
@@ -581,6 +605,7 @@ FAULTS: dict[str, Fault] = {
     "script_flush": script_flush,
     "lose_redis_and_restore": lose_redis_and_restore,
     "hand_made_drift": hand_made_drift,
+    "slow_sockets": slow_sockets,
 }
 
 

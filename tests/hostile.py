@@ -11,12 +11,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import aiohttp
 
 from dropgate.settings import Settings
 from tests.test_actors_processes import _env, _free_port
 
-__all__ = ["Serve", "free_port", "port_answers", "raw_exchange"]
+__all__ = ["Crowd", "Serve", "free_port", "port_answers", "probe", "raw_exchange"]
 
 free_port = _free_port
 
@@ -56,6 +59,61 @@ class Serve:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+
+
+@dataclass
+class Crowd:
+    """Slow sockets of three kinds, dripping until the server closes them."""
+
+    port: int
+    admin_key: str
+    closed_after: dict[str, list[float]] = field(default_factory=lambda: {"idle": [], "head": [], "body": []})
+    refused: int = 0
+
+    async def one(self, kind: str, drip_s: float) -> None:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            self.refused += 1
+            return
+        opened = time.monotonic()
+        try:
+            if kind == "head":
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+            elif kind == "body":
+                writer.write(b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                             b"Authorization: Bearer " + self.admin_key.encode() + b"\r\n"
+                             b"Content-Length: 1000000\r\n\r\n{")
+            while True:
+                if kind != "idle":
+                    writer.write(b"X-Drip: 1\r\n" if kind == "head" else b" ")
+                    await writer.drain()
+                try:  # the server closing the socket: EOF (or a reset), or an answer
+                    data = await asyncio.wait_for(reader.read(65536), drip_s)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+        self.closed_after[kind].append(time.monotonic() - opened)
+
+    def open(self, per_kind: int, *, drip_s: float) -> list[asyncio.Task[None]]:
+        """``per_kind`` sockets of each kind, each a task that ends when the server closes it."""
+        return [asyncio.create_task(self.one(kind, drip_s))
+                for kind in ("idle", "head", "body") for _ in range(per_kind)]
+
+
+async def probe(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> float:
+    """Seconds one GET took; it must answer 200 or 404 (an API route, an unknown tenant)."""
+    started = time.monotonic()
+    async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
+        assert r.status in (200, 404), r.status
+        await r.read()
+    return time.monotonic() - started
+
 
 
 def port_answers(port: int) -> bool:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +15,7 @@ import pytest
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.conftest import ADMIN_KEY
-from tests.hostile import Serve
+from tests.hostile import Crowd, Serve, probe
 
 HEADER_TIMEOUT_S = 1.0
 BODY_GRACE_S = 1.0
@@ -26,53 +24,6 @@ SHORT = {"DROPGATE_HTTP_HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
          "DROPGATE_HTTP_BODY_GRACE_S": str(BODY_GRACE_S),
          "DROPGATE_HTTP_BODY_MIN_RATE": "1024",
          "DROPGATE_HTTP_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S)}
-
-
-@dataclass
-class Crowd:
-    """Slow sockets of three kinds, dripping until the server closes them."""
-
-    port: int
-    closed_after: dict[str, list[float]] = field(default_factory=lambda: {"idle": [], "head": [], "body": []})
-    refused: int = 0
-
-    async def one(self, kind: str, drip_s: float) -> None:
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        except OSError:
-            self.refused += 1
-            return
-        opened = time.monotonic()
-        try:
-            if kind == "head":
-                writer.write(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
-            elif kind == "body":
-                writer.write(b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                             b"Authorization: Bearer " + ADMIN_KEY.encode() + b"\r\n"
-                             b"Content-Length: 1000000\r\n\r\n{")
-            while True:
-                if kind != "idle":
-                    writer.write(b"X-Drip: 1\r\n" if kind == "head" else b" ")
-                    await writer.drain()
-                try:  # the server closing the socket: EOF (or a reset), or an answer
-                    data = await asyncio.wait_for(reader.read(65536), drip_s)
-                except TimeoutError:
-                    continue
-                if not data:
-                    break
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-        self.closed_after[kind].append(time.monotonic() - opened)
-
-
-async def _probe(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> float:
-    started = time.monotonic()
-    async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
-        assert r.status in (200, 404), r.status
-        await r.read()
-    return time.monotonic() - started
 
 
 @pytest.mark.slow
@@ -86,18 +37,17 @@ async def test_slow_sockets_do_not_take_the_server_down(
     serve = Serve(settings, tmp_path / "serve.log", workers=workers, nofile=1024, env=SHORT)
     try:
         serve.wait_serving()
-        crowd = Crowd(serve.port)
+        crowd = Crowd(serve.port, ADMIN_KEY)
         # 1,500 sockets at once, more than the server's file limit: idle, dripping
         # headers, dripping a declared 1 MB body (one byte every 0.3 s)
-        slow = [asyncio.create_task(crowd.one(kind, 0.3))
-                for kind in ("idle", "head", "body") for _ in range(500)]
+        slow = crowd.open(500, drip_s=0.3)
         await asyncio.sleep(0.5)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
         took: list[float] = []
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as probes:
             for _ in range(15):  # while the slow sockets are open or being shed
-                took.append(await _probe(probes, serve.url + "/healthz", {}))
-                took.append(await _probe(probes, serve.url + "/v1/tenants/nobody", admin))
+                took.append(await probe(probes, serve.url + "/healthz", {}))
+                took.append(await probe(probes, serve.url + "/v1/tenants/nobody", admin))
                 await asyncio.sleep(0.1)
         assert max(took) < 1.0, sorted(took)[-5:]
         # every slow socket is closed by the server: shed over the cap at once, or past
