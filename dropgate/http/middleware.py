@@ -89,7 +89,8 @@ def _from_http(exc: web.HTTPException) -> DropgateError:
     if exc.status == 413:
         return PayloadTooLarge("The request body is over the limit.")
     if exc.status == 400:
-        return ValidationError(exc.text or "Bad request.")
+        # our own sentence: aiohttp's text may quote an exception (a failed decoding)
+        return ValidationError("Bad request: the body or a header could not be read.")
     err = error_for("HTTP_" + str(exc.status), exc.reason)
     err.status = exc.status  # type: ignore[misc]
     return err
