@@ -52,6 +52,12 @@ async def test_parser_refusals_are_json_errors_without_echo(port: int) -> None:
         + b"A" * 9000 + b"\r\n\r\n",
         b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",  # request line too long
         b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
+        b"GET /v1/tenants/caf\xe9 HTTP/1.1\r\nHost: t\r\n\r\n",  # raw Latin-1 in the path
+        b"GET /v1/offers HTTP/1.1\r\nHost: t\r\nX-\xe9: 1\r\n\r\n",  # and in a header name
+        b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        # a body that does not decode as its Content-Encoding says
+        b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 4\r\nAuthorization: Bearer " + ADMIN_KEY.encode() + b"\r\n\r\nabcd",
     ]
     for raw in cases:
         status, headers, body = await raw_exchange(port, raw)

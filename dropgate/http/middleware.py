@@ -111,6 +111,10 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = error_response(_from_http(exc), request_id)
         if exc.status == 405 and "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 must list them
             response.headers["Allow"] = exc.headers["Allow"]
+    except web.RequestPayloadError:  # a body that cannot be decoded (a bad Content-Encoding)
+        response = error_response(ValidationError(
+            "The request body could not be read (its Content-Encoding or chunking is malformed).",
+            details={"field": "body"}), request_id)
     except _DISCONNECTED as exc:
         if not _client_gone(request):
             log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
