@@ -116,7 +116,7 @@ async def test_a_declared_body_over_the_limit_is_413_before_it_is_read(port: int
 
 async def test_a_client_disconnect_is_logged_as_such(port: int, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="dropgate.http")
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + ADMIN_KEY.encode()
                  + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"tenant")
     await writer.drain()
