@@ -5,9 +5,10 @@
 1. the tenant's concurrency cap (in-flight purchases of this process, 429);
 2. in ONE script call shared with every concurrent request for the same offer
    (``engine/actors/batcher.py`` coalesces them, up to ``purchase_batch_size``):
-   the user's rate limit (the shared GCRA, 429 with Retry-After), the idempotency
-   key (Stripe's semantics: replay, 422 for another body, 409 while running), and
-   the hold itself (``offer_purchase_batch-9.lua``);
+   the idempotency key (Stripe's semantics: replay, 422 for another body, 409 while
+   running; none of these spends a rate-limit token), then for new work the user's
+   rate limit (the shared GCRA, 429 with Retry-After), and the hold itself
+   (``offer_purchase_batch-9.lua``);
 3. the payment provider's checkout session, ``expires_at`` = the hold's expiry,
    the purchase id in its metadata. If the provider fails or times out, the hold
    is released (``offer_release-6.lua``) and the answer is 503
