@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -37,11 +38,15 @@ class Serve:
                    "--workers", str(workers)]
         if not persister:
             command.append("--no-persister")
-        if nofile is not None:  # prlimit execs the command: the pid stays dropgate's
-            command = ["prlimit", f"--nofile={nofile}", *command]
         full_env = {**_env(settings), **(env or {})}
+
+        def limit_files() -> None:  # as `prlimit --nofile=N`, in the child before exec
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=limit_files)
 
     def wait_serving(self, timeout: float = 120) -> str:
         deadline = time.monotonic() + timeout

@@ -37,6 +37,10 @@ async def test_slow_sockets_do_not_take_the_server_down(
     serve = Serve(settings, tmp_path / "serve.log", workers=workers, nofile=1024, env=SHORT)
     try:
         serve.wait_serving()
+        limits = Path(f"/proc/{serve.proc.pid}/limits")
+        if limits.exists():  # Linux: the server really runs under the 1,024 limit
+            line = next(x for x in limits.read_text().splitlines() if x.startswith("Max open files"))
+            assert line.split()[3:5] == ["1024", "1024"], line
         crowd = Crowd(serve.port, ADMIN_KEY)
         # 1,500 sockets at once, more than the server's file limit: idle, dripping
         # headers, dripping a declared 1 MB body (one byte every 0.3 s)
