@@ -598,6 +598,36 @@ async def slow_sockets(cluster: Cluster, load: Load, rng: random.Random) -> str:
     return f"{len(slow)} slow sockets; {len(took)} /healthz probes, slowest {max(took) * 1000:.0f} ms"
 
 
+async def retry_storm(cluster: Cluster, load: Load, rng: random.Random) -> str:
+    """20 concurrent and 5 sequential copies of one purchase under one Idempotency-Key,
+    on an offer of its own (the offer load's history is not touched), the user's rate
+    limit long spent: never 429, and one 201 body at most (issue 21, item 4)."""
+    url = f"http://127.0.0.1:{cluster.api_port}"
+    offer = f"storm-{rng.randrange(10**9)}"
+    headers = cluster.service_headers
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        async with http.post(url + "/v1/offers", headers=headers, json={
+                "offer_id": offer, "event_id": "storm", "name": "Storm", "price": "1.00",
+                "currency": "usd", "inventory_total": 1000}) as r:
+            assert r.status == 201, await r.text()
+        body = {"user_id": "storm-user", "quantity": 1}
+        retry = {**headers, "Idempotency-Key": f"storm-{offer}"}
+
+        async def buy(h: dict[str, str]) -> tuple[int, bytes]:
+            async with http.post(url + f"/v1/offers/{offer}/purchase", headers=h, json=body) as r:
+                return r.status, await r.read()
+
+        for i in range(12):  # spend the user's burst on other keys first
+            await buy({**headers, "Idempotency-Key": f"spend-{offer}-{i}"})
+        answers = list(await asyncio.gather(*(buy(retry) for _ in range(20))))
+        for _ in range(5):
+            answers.append(await buy(retry))
+    statuses = [status for status, _ in answers]
+    assert 429 not in statuses, f"a retry under one Idempotency-Key got 429: {statuses}"
+    assert len({raw for status, raw in answers if status == 201}) <= 1, "two different 201 answers"
+    return f"retry storm on {offer}: statuses {sorted(set(statuses))}"
+
+
 FAULTS: dict[str, Fault] = {
     "kill_persister": kill_persister,
     "kill_redis": kill_redis,
@@ -606,6 +636,7 @@ FAULTS: dict[str, Fault] = {
     "lose_redis_and_restore": lose_redis_and_restore,
     "hand_made_drift": hand_made_drift,
     "slow_sockets": slow_sockets,
+    "retry_storm": retry_storm,
 }
 
 
