@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from dropgate.runtime import Runtime
+from dropgate.http.app import serving
+from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.hostile import Crowd, Serve, probe
@@ -76,3 +78,25 @@ async def test_slow_sockets_do_not_take_the_server_down(
         serve.stop()
     with contextlib.suppress(Exception):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_over_the_cap_the_oldest_idle_connection_is_shed_first(
+        make_settings: Callable[..., Settings], isolated: str) -> None:
+    settings = make_settings(http_max_connections=16)
+    async with open_runtime(settings, run_persister=False) as rt, \
+            serving(rt, "127.0.0.1", 0) as url:
+        port = int(url.rsplit(":", 1)[1])
+        idle = []
+        for _ in range(16):
+            idle.append(await asyncio.open_connection("127.0.0.1", port))
+            await asyncio.sleep(0.02)  # an order of age the server sees
+        async with aiohttp.ClientSession() as http:  # one more connection: over the cap
+            async with http.get(url + "/healthz") as r:
+                assert r.status == 200
+        oldest_reader, _ = idle[0]
+        assert await asyncio.wait_for(oldest_reader.read(), 5) == b""  # closed by the server
+        youngest_reader, _ = idle[-1]
+        with pytest.raises(TimeoutError):  # still open
+            await asyncio.wait_for(youngest_reader.read(), 0.3)
+        for _, writer in idle:
+            writer.close()
