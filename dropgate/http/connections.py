@@ -149,6 +149,16 @@ class GuardedHandler(RequestHandler):
             return "request headers not complete within the header timeout"
         return None
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """A body the client broke off or sent undecodable is the client's doing: one
+        info line, not aiohttp's "Unhandled exception" traceback."""
+        exc = kw.get("exc_info")
+        if isinstance(exc, web.RequestPayloadError | ConnectionResetError):
+            log.info("dropped a connection from %s: request body unreadable or cut off (%s)",
+                     self.peername, type(exc).__name__)
+            return
+        super().log_exception(*args, **kw)
+
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
         """The parser's refusals and unhandled failures in the error shape, not aiohttp's
