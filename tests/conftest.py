@@ -28,7 +28,7 @@ from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-key-0123456789abcdef01234"
 # The suite chooses the sandbox itself (``serve`` refuses to start without a provider):
 # for the servers it starts as subprocesses too, through the environment they inherit.
 os.environ["DROPGATE_PAYMENT_PROVIDER"] = "sandbox"
