@@ -15,15 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 
 from dropgate.checkout.pages import SandboxPages
 from dropgate.checkout.payments.factory import build_provider
 from dropgate.checkout.purchases import Purchases
 from dropgate.checkout.webhooks import Webhooks
 from dropgate.embedded import EmbeddedStack
+from dropgate.engine import redisclient
 from dropgate.engine.actors import ActorSystem, TenantActorSystem
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
@@ -83,16 +82,11 @@ class Runtime:
 def connect_redis(url: str, settings: Settings) -> Redis:
     """A blocking pool sized on purpose: callers wait for a connection (up to the
     timeout) instead of failing with MaxConnectionsError under a crowd. No client
-    retries: a script retried after a lost reply could apply twice."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_pool_wait_s,  # queueing under a crowd is not an outage
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis(connection_pool=pool)
+    retries: a script retried after a lost reply could apply twice. A ``redis+cluster://``
+    URL gives a Redis Cluster client instead (``engine/redisclient.py``)."""
+    return redisclient.connect(url, max_connections=settings.redis_max_connections,
+                               timeout_s=settings.redis_timeout_s,
+                               pool_wait_s=settings.redis_pool_wait_s)
 
 
 async def check_install(runtime: Runtime) -> None:

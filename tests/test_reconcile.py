@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 import msgspec
+import pytest
 
 from dropgate.embedded import Endpoints
 from dropgate.errors import AlreadyUsed
@@ -44,6 +45,7 @@ async def _drop(runtime: Runtime, users: int = 200) -> None:
     await asyncio.gather(*(one(i) for i in range(users)))
 
 
+@pytest.mark.cluster
 async def test_stores_agree_after_the_persister_drained(runtime: Runtime, persister: Persister) -> None:
     await _drop(runtime)
     await _drained(persister)
@@ -63,6 +65,7 @@ async def test_unpersisted_events_are_in_flight_not_drift(runtime: Runtime) -> N
     assert report.backlog > 0
 
 
+@pytest.mark.cluster
 async def test_hand_made_drift_is_found_exactly_and_repaired(runtime: Runtime, persister: Persister) -> None:
     await _drop(runtime)
     await _drained(persister)

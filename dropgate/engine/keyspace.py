@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
+from dropgate.engine.redisclient import delete_keys, scan_keys
+
 
 async def delete_prefix(redis: Redis, prefix: str, *, batch: int = 1000) -> int:
     """Delete every key matching ``<prefix>:*``; return how many were deleted."""
     deleted = 0
     keys: list[bytes] = []
-    async for key in redis.scan_iter(match=f"{prefix}:*", count=batch):
+    async for key in scan_keys(redis, f"{prefix}:*", count=batch):  # every master of a cluster
         keys.append(key)
         if len(keys) >= batch:
-            deleted += await redis.delete(*keys)
+            deleted += await delete_keys(redis, keys)
             keys.clear()
-    if keys:
-        deleted += await redis.delete(*keys)
+    deleted += await delete_keys(redis, keys)
     return deleted

@@ -16,3 +16,6 @@ class Readiness(msgspec.Struct, kw_only=True):
     persister_lag: int
     max_backlog: int
     dead_letters: int
+    # On Redis Cluster: each master's CLUSTER INFO cluster_state ("ok" when it serves
+    # all slots); absent on a single Redis server.
+    redis_cluster: dict[str, str] | None = None

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 
 from dropgate.engine.events import Event, Malformed, parse_entry
 from dropgate.engine.keys import Keys
+from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
@@ -138,6 +139,7 @@ class Persister:
         self._groups_ready: set[int] = set()
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._closing = asyncio.Event()
+        self._cluster = is_cluster(redis)
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
@@ -232,10 +234,7 @@ class Persister:
             # Never XREADGROUP ... BLOCK: a task cancelled while redis-py waits on a
             # blocking read can be left waiting forever on the socket. Poll instead,
             # and sleep interruptibly (close() wakes it) when there was nothing.
-            response = await self._redis.xreadgroup(
-                GROUP, self.name, {self._keys.log(p): ">" for p in ready},
-                count=self._settings.persister_batch_size,
-            )
+            response = await self._read(ready)
         streams: Any = response or []  # RESP2: [[stream, [(id, fields), ...]], ...]
         for stream, entries in streams:
             p = self._stream_partition[text(stream)]
@@ -245,6 +244,19 @@ class Persister:
         if not streams and block_ms:
             await self._sleep(block_ms / 1000)
         return applied
+
+    async def _read(self, partitions: list[int]) -> Any:
+        """New entries of the partitions' logs. One XREADGROUP over all of them on a
+        single server; on a cluster one per partition (each log is its own slot, and
+        the client routes it to that slot's master, following MOVED/ASK)."""
+        count = self._settings.persister_batch_size
+        if not self._cluster:
+            return await self._redis.xreadgroup(
+                GROUP, self.name, {self._keys.log(p): ">" for p in partitions}, count=count)
+        replies = await asyncio.gather(*(
+            self._redis.xreadgroup(GROUP, self.name, {self._keys.log(p): ">"}, count=count)
+            for p in partitions))
+        return [stream for reply in replies for stream in (reply or [])]
 
     async def _refresh_leases(self) -> None:
         lease_ms = self._settings.persister_lease_ms

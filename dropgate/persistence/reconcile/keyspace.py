@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 
 from dropgate.engine.keys import Keys
+from dropgate.engine.redisclient import primaries
 from dropgate.ids import text
 
 if TYPE_CHECKING:
@@ -93,9 +94,11 @@ def _of_tenant(parts: tuple[str, ...], tenant_id: str) -> bool:
 
 
 async def _scan(redis: Redis, pattern: str, count: int) -> AsyncIterator[list[bytes | str]]:
-    cursor = 0
-    while True:
-        cursor, batch = await redis.scan(cursor, match=pattern, count=count)
-        yield batch
-        if cursor == 0:
-            return
+    """SCAN every master (one on a single server, each master of a cluster in turn)."""
+    for node in await primaries(redis):
+        cursor = 0
+        while True:
+            cursor, batch = await node.scan(cursor, match=pattern, count=count)
+            yield batch
+            if cursor == 0:
+                break
