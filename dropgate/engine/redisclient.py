@@ -110,6 +110,53 @@ class _QueueingCluster(RedisCluster):
             self._gate.release()
 
 
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if transaction:
+            return _SlotTransactions(self)
+        return super().pipeline(transaction, shard_hint)
+
+
+class _SlotTransactions:
+    """``pipeline(transaction=True)`` on a cluster: one MULTI/EXEC per hash slot.
+
+    A cluster transaction must stay in one slot. dropgate needs atomicity per entity
+    only (a reconcile round reads each entity's hash and collections together), and an
+    entity's keys share its partition's hash tag, so grouping the queued commands by
+    slot keeps that, while one pipeline may cover many partitions. Commands are queued
+    as ``pipe.<command>(key, ...)``; replies come back in queueing order."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self._cluster = cluster
+        self._queued: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    async def __aenter__(self) -> _SlotTransactions:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._queued.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        def queue(*args: Any, **kwargs: Any) -> _SlotTransactions:
+            self._queued.append((name, args, kwargs))
+            return self
+        return queue
+
+    async def execute(self) -> list[Any]:
+        by_slot: dict[int, list[int]] = {}
+        for i, (_, args, _kw) in enumerate(self._queued):
+            by_slot.setdefault(self._cluster.keyslot(args[0]), []).append(i)
+        replies: list[Any] = [None] * len(self._queued)
+        for indexes in by_slot.values():
+            async with RedisCluster.pipeline(self._cluster, transaction=True) as pipe:
+                for i in indexes:
+                    name, args, kwargs = self._queued[i]
+                    getattr(pipe, name)(*args, **kwargs)
+                for i, reply in zip(indexes, await pipe.execute(), strict=True):
+                    replies[i] = reply
+        self._queued.clear()
+        return replies
+
+
 def is_cluster(redis: Redis) -> bool:
     return isinstance(redis, RedisCluster)
 
