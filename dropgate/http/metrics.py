@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class Metrics:
             # values go to files; a scrape reads every process's files
             own = CollectorRegistry(auto_describe=True)
             self.registry = CollectorRegistry()
-            MultiProcessCollector(self.registry, path=folder)
+            MultiProcessCollector(self.registry, path=folder)  # type: ignore[no-untyped-call]
             self._build(own)
             self._mirror = _Mirror(runtime, own)
             return
