@@ -135,7 +135,8 @@ async def open_runtime(
         if apply_migrations:
             await migrate(pool)
         keys = Keys(settings.key_prefix, settings.partitions)
-        scripts = Scripts(redis)
+        scripts = Scripts(redis, wait_replicas=settings.redis_wait,
+                          wait_timeout_ms=settings.redis_wait_timeout_ms)
         await scripts.load_all()
         ctx = EngineContext(redis=redis, scripts=scripts, keys=keys, settings=settings)
         tenants = Tenants(ctx)

@@ -64,6 +64,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Redis connect and read timeout; past it requests answer 503 UNAVAILABLE.", EVERY, gt=0)] = 2.0
     redis_pool_wait_s: Annotated[float, _setting(
         "How long a request waits for a free pooled Redis connection under a crowd.", EVERY, ge=0)] = 10.0
+    redis_wait: Annotated[int, _setting(
+        "Replicas that must have a purchase, payment or ledger write (WAIT) before it is "
+        "answered; 0 answers at once (a failover may lose the newest writes).", EVERY,
+        ge=0, le=5)] = 0
+    redis_wait_timeout_ms: Annotated[int, _setting(
+        "Longest WAIT for DROPGATE_REDIS_WAIT replicas; past it the write is answered "
+        "anyway and counted as unreplicated.", EVERY, ge=1)] = 200
     database_pool_size: Annotated[int, _setting("asyncpg pool size.", EVERY, ge=1)] = 10
     body_limit_bytes: Annotated[int, _setting(
         "Largest JSON body accepted (413 PAYLOAD_TOO_LARGE past it).", API, ge=1)] = 1024 * 1024

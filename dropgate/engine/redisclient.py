@@ -31,6 +31,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
@@ -110,6 +111,41 @@ class _QueueingCluster(RedisCluster):
             self._gate.release()
 
 
+    async def evalsha_then_wait(self, sha: str, keys: list[str], args: list[Any],
+                                replicas: int, timeout_ms: int) -> tuple[Any, int]:
+        """EVALSHA and WAIT on ONE connection to the master of ``keys[0]``'s slot: WAIT
+        counts the writes of its own connection. Raises the script's error (NOSCRIPT,
+        MOVED, ASK: the script did not run, the caller goes the ordinary way)."""
+        try:
+            await asyncio.wait_for(self._gate.acquire(), timeout=self._gate_wait_s)
+        except TimeoutError:
+            raise RedisConnectionError("No connection available.") from None
+        try:
+            await self.initialize()
+            node = self.get_node_from_key(keys[0])
+            if node is None:
+                raise RedisConnectionError(f"no master serves the slot of {keys[0]!r}")
+            conn = node.acquire_connection()
+            try:
+                await conn.send_packed_command(conn.pack_commands([
+                    ("EVALSHA", sha, len(keys), *keys, *args), ("WAIT", replicas, timeout_ms)]))
+                script_error: Exception | None = None
+                try:
+                    reply = await conn.read_response()
+                except ResponseError as exc:  # the reply was read whole: WAIT's is next
+                    script_error, reply = exc, None
+                acked = int(await conn.read_response())
+            except BaseException:
+                await conn.disconnect()
+                raise
+            finally:
+                node.release(conn)
+            if script_error is not None:
+                raise script_error
+            return reply, acked
+        finally:
+            self._gate.release()
+
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if transaction:
             return _SlotTransactions(self)
@@ -155,6 +191,21 @@ class _SlotTransactions:
                     replies[i] = reply
         self._queued.clear()
         return replies
+
+
+async def eval_and_wait(redis: Redis, sha: str, keys: list[str], args: list[Any],
+                        replicas: int, timeout_ms: int) -> tuple[Any, int]:
+    """Run a loaded script, then WAIT for ``replicas`` replicas on the same connection.
+    Returns (the script's reply, replicas that acknowledged). The script's own error
+    (NOSCRIPT, MOVED, ...) is raised: it did not run."""
+    if is_cluster(redis):
+        cluster = cast(_QueueingCluster, redis)
+        return await cluster.evalsha_then_wait(sha, keys, args, replicas, timeout_ms)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.evalsha(sha, len(keys), *keys, *args)
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+        reply, acked = await pipe.execute(raise_on_error=True)
+    return reply, int(acked)
 
 
 def is_cluster(redis: Redis) -> bool:
