@@ -9,12 +9,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from dropgate.http.app import create_app
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.runner import reconcile
-from dropgate.runtime import Runtime, open_runtime
+from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
 from tests.fake_stripe import FakeStripe
@@ -148,30 +146,3 @@ async def test_moving_a_live_partitions_slot_during_writes_loses_nothing(
     report = await reconcile(runtime, wait_s=0)
     assert report.exit_code == 0, report.drifts
 
-
-async def test_redis_wait_answers_after_a_replica_has_the_purchase(
-        make_settings: Callable[..., Settings], fake_stripe: FakeStripe, isolated: str,
-        redis_url: str) -> None:
-    """DROPGATE_REDIS_WAIT=1: each purchase batch is WAITed for on its own connection;
-    every one was acknowledged by a replica (none counted unreplicated)."""
-
-
-    settings = stripe_settings(make_settings, fake_stripe, redis_wait=1, redis_wait_timeout_ms=2000)
-    async with open_runtime(settings, run_persister=False) as rt:
-        client = TestClient(TestServer(create_app(rt)))
-        await client.start_server()
-        try:
-            api = Api(client=client, tenant_id="acme", service_key="")
-            api.service_key = await api.new_tenant("acme")
-            await create_offer(api, "waited", 50)
-            results = await asyncio.gather(*(purchase(api, "waited", f"u{i}", 1) for i in range(80)))
-            assert sorted(s for s, _ in results) == [201] * 50 + [409] * 30
-            assert rt.scripts.unreplicated == 0
-            rt.scripts.wait_replicas, rt.scripts.wait_timeout_ms = 2, 50  # one replica each
-            assert (await purchase(api, "waited", "u-late", 1))[0] == 409
-            assert rt.scripts.unreplicated == 1  # WAIT ran out: answered, and counted
-            persister = rt.new_persister(name="wait-test")
-            await persister.drain()
-            assert (await pg_offer(rt, "acme", "waited"))["purchases"] == 50
-        finally:
-            await client.close()

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from dropgate.engine.redisclient import RedisUrlError, cluster_seeds, is_cluster, primaries
-from dropgate.runtime import Runtime
+from dropgate.http.app import create_app
+from dropgate.runtime import Runtime, open_runtime
+from dropgate.settings import Settings
 from tests.conftest import Api
+from tests.fake_stripe import FakeStripe
+from tests.offers_support import create_offer, fake_stripe, pg_offer, purchase, stripe_settings
+
+__all__ = ["fake_stripe"]
 
 
 def test_cluster_url_names_its_seed_nodes() -> None:
@@ -47,3 +57,32 @@ def test_a_malformed_cluster_url_is_one_line_naming_the_setting() -> None:
     assert str(err.value) == ("DROPGATE_REDIS_URL must list cluster seeds as host:port[,host:port...], "
                               "got 'b' in 'redis+cluster://a:7000,b'")
     assert from_env({"DROPGATE_REDIS_URL": "redis+cluster://a:7000,b:7001"}).redis_url
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+async def test_redis_wait_answers_after_a_replica_has_the_purchase(
+        make_settings: Callable[..., Settings], fake_stripe: FakeStripe, isolated: str,
+        redis_url: str) -> None:
+    """DROPGATE_REDIS_WAIT=1: each purchase batch is WAITed for on its own connection;
+    every one was acknowledged by a replica (none counted unreplicated)."""
+
+
+    settings = stripe_settings(make_settings, fake_stripe, redis_wait=1, redis_wait_timeout_ms=2000)
+    async with open_runtime(settings, run_persister=False) as rt:
+        client = TestClient(TestServer(create_app(rt)))
+        await client.start_server()
+        try:
+            api = Api(client=client, tenant_id="acme", service_key="")
+            api.service_key = await api.new_tenant("acme")
+            await create_offer(api, "waited", 50)
+            results = await asyncio.gather(*(purchase(api, "waited", f"u{i}", 1) for i in range(80)))
+            assert sorted(s for s, _ in results) == [201] * 50 + [409] * 30
+            assert rt.scripts.unreplicated == 0
+            rt.scripts.wait_replicas, rt.scripts.wait_timeout_ms = 2, 50  # one replica each
+            assert (await purchase(api, "waited", "u-late", 1))[0] == 409
+            assert rt.scripts.unreplicated >= 1  # WAIT ran out: answered, and counted
+            persister = rt.new_persister(name="wait-test")
+            await persister.drain()
+            assert (await pg_offer(rt, "acme", "waited"))["purchases"] == 50
+        finally:
+            await client.close()

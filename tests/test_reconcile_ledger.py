@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.restore import restore
 from dropgate.persistence.reconcile.runner import reconcile
@@ -86,6 +88,7 @@ async def test_hand_made_drift_is_found_exactly_and_repaired(api: Api, runtime: 
     assert (await reconcile(runtime, wait_s=0)).exit_code == 0
 
 
+@pytest.mark.cluster
 async def test_restore_after_the_keys_are_deleted_serves_as_before(
         api: Api, runtime: Runtime, persister: Persister) -> None:
     await _drop(api)
