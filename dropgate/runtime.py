@@ -37,7 +37,6 @@ from dropgate.engine.promos import Promos
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.errors import Conflict
-from dropgate.ids import text
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
@@ -102,11 +101,11 @@ async def check_install(runtime: Runtime) -> None:
     if int(stored) != p:
         raise Conflict(f"PostgreSQL was installed with {stored} partitions, not {p}.",
                        details={"stored_partitions": int(stored), "configured_partitions": p})
-    try:
-        reply = await runtime.redis.config_get("maxmemory-policy")
-        policy = next((text(v) for v in reply.values() if v is not None), None)
-    except Exception:  # managed Redis may forbid CONFIG
-        policy = None
+    for policy in await redisclient.eviction_policies(runtime.redis):
+        _refuse_eviction(policy)
+
+
+def _refuse_eviction(policy: str | None) -> None:
     if policy not in (None, "noeviction"):
         raise Conflict(
             f"Redis maxmemory-policy is {policy}; dropgate needs noeviction "

@@ -9,12 +9,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from dropgate.engine.redisclient import RedisUrlError, cluster_seeds, is_cluster, primaries
+from dropgate.errors import Conflict
 from dropgate.http.app import create_app
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
 from tests.fake_stripe import FakeStripe
 from tests.offers_support import create_offer, fake_stripe, pg_offer, purchase, stripe_settings
+from tests.redis_cluster import LocalCluster
 
 __all__ = ["fake_stripe"]
 
@@ -86,3 +88,16 @@ async def test_redis_wait_answers_after_a_replica_has_the_purchase(
             assert (await pg_offer(rt, "acme", "waited"))["purchases"] == 50
         finally:
             await client.close()
+
+
+@pytest.mark.parametrize("redis_kind", ["cluster"])
+async def test_an_evicting_master_anywhere_in_the_cluster_is_refused(
+        make_settings: Callable[..., Settings], isolated: str, redis_cluster: LocalCluster) -> None:
+    node = redis_cluster.masters()[-1].client()
+    node.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with pytest.raises(Conflict, match="maxmemory-policy is allkeys-lru"):
+            async with open_runtime(make_settings(), run_persister=False):
+                pass
+    finally:
+        node.config_set("maxmemory-policy", "noeviction")

@@ -260,6 +260,22 @@ class _NodeClient:
         return await self._node.execute_command(*args)
 
 
+async def eviction_policies(redis: Redis) -> list[str | None]:
+    """Each master's ``maxmemory-policy`` (None where CONFIG is forbidden, as managed
+    Redis services may do)."""
+    out: list[str | None] = []
+    for node in await primaries(redis):
+        try:
+            reply = await node.execute_command("CONFIG", "GET", "maxmemory-policy")  # type: ignore[no-untyped-call]
+        except Exception:
+            out.append(None)
+            continue
+        values = list(reply.values()) if isinstance(reply, dict) else list(reply)[1::2]
+        raw = next((v for v in values if v is not None), None)
+        out.append(raw.decode() if isinstance(raw, bytes) else raw)
+    return out
+
+
 async def scan_keys(redis: Redis, match: str, *, count: int = 1000) -> AsyncIterator[bytes]:
     """SCAN over the whole keyspace: every master of a cluster in turn."""
     for node in await primaries(redis):
