@@ -89,6 +89,19 @@ class _ActorCollector(Collector):
         yield from counters.values()
 
 
+class _WebhookCollector(Collector):
+    """Signed webhooks refused because they did not match the purchase they named."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "dropgate_webhook_mismatches",
+            "Signed checkout events whose session id, amount or currency was not their purchase's",
+            value=self._runtime.webhooks.mismatches)
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -120,6 +133,9 @@ class _Mirror:
                             ["system", "worker"], registry=registry, multiprocess_mode="livesum")
         self._deepest = Gauge("dropgate_actor_mailbox_depth_max", "Messages queued in the fullest mailbox",
                               ["system", "worker"], registry=registry, multiprocess_mode="livemax")
+        self._mismatches = Counter("dropgate_webhook_mismatches", "Signed checkout events whose "
+                                   "session id, amount or currency was not their purchase's",
+                                   registry=registry)
         self._seen: dict[tuple[str, ...], int] = {}
         if runtime.persister is not None:  # present from the first scrape on, at 0
             for p in range(runtime.keys.partitions):
@@ -132,6 +148,7 @@ class _Mirror:
             self._seen[key] = value
 
     def sync(self) -> None:
+        self._advance(("webhooks", "mismatches"), self._mismatches, self._runtime.webhooks.mismatches)
         persister = self._runtime.persister
         if persister is not None:
             stats = persister.stats
@@ -165,6 +182,7 @@ class Metrics:
         self._build(self.registry)
         self.registry.register(_PersisterCollector(runtime))
         self.registry.register(_ActorCollector(runtime))
+        self.registry.register(_WebhookCollector(runtime))
 
     def _build(self, registry: CollectorRegistry) -> None:
         self.requests = Counter("dropgate_http_requests", "HTTP requests",
