@@ -43,6 +43,7 @@ def redis_wait() -> int:
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe, redis_wait: int) -> Settings:
     return stripe_settings(make_settings, fake_stripe, redis_timeout_s=1.0, redis_wait=redis_wait,
+                           stripe_timeout_s=10.0,  # a loaded machine: the fault is Redis, not Stripe
                            redis_wait_timeout_ms=500)
 
 

@@ -69,7 +69,8 @@ async def test_redis_wait_answers_after_a_replica_has_the_purchase(
     every one was acknowledged by a replica (none counted unreplicated)."""
 
 
-    settings = stripe_settings(make_settings, fake_stripe, redis_wait=1, redis_wait_timeout_ms=2000)
+    settings = stripe_settings(make_settings, fake_stripe, redis_wait=1, redis_wait_timeout_ms=2000,
+                               stripe_timeout_s=10.0)
     async with open_runtime(settings, run_persister=False) as rt:
         client = TestClient(TestServer(create_app(rt)))
         await client.start_server()
