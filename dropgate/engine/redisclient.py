@@ -21,7 +21,6 @@ the client refreshes its slot map before the next command.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -321,7 +320,3 @@ def _cluster_state_of(raw: Any) -> str:
         if line.startswith("cluster_state:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
-
-
-def ceil_share(total: int, members: int) -> int:
-    return math.ceil(total / max(members, 1))
