@@ -54,6 +54,10 @@ class Keys:
         """The webhook dispatcher's lease on the partition (same script as the persister's)."""
         return f"{self.tag(partition)}:dispatcher"
 
+    def persister_members(self) -> str:
+        """The live persisters (zset name -> expiry ms): each takes ceil(P / live) partitions."""
+        return f"{self.prefix}:persisters"
+
     def offer_hold_expiry(self, partition: int) -> str:
         """Offer holds of the partition by expiry (member ``tenant:offer:purchase``): the sweeper's queue."""
         return f"{self.tag(partition)}:offer_holds"
