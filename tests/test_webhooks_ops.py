@@ -10,6 +10,7 @@ import pytest
 
 from dropgate.client import AsyncDropgate, NotFound, ValidationError
 from dropgate.client.webhooks import verify
+from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
@@ -48,14 +49,17 @@ async def test_metrics_per_endpoint(api: Api, runtime: Runtime, receiver: Receiv
     assert lines[f'dropgate_webhook_delivery_lag_seconds{{endpoint="{ep}"}}'] >= 0
 
 
-async def test_readyz_reports_a_stuck_dispatcher(api: Api, runtime: Runtime, receiver: Receiver) -> None:
+async def test_readyz_reports_a_stuck_dispatcher(api: Api, runtime: Runtime, receiver: Receiver,
+                                                persister: Persister) -> None:
     await register(api, receiver, ["invite.redeemed"])
     dispatcher = runtime.new_dispatcher(name="d1")
     try:
         await dispatcher.run_once()  # the group exists; then the dispatcher stops reading
+        await persister.drain()
         status, ready = await api.call("GET", "/readyz", headers={})
         assert status == 200 and ready["dispatcher_stuck"] is False, ready
         await api.call("POST", "/v1/invites", json={"code": "S", "max_uses": 5})
+        await persister.run_once()  # persisted (and its lease held): only the dispatcher is behind
         await asyncio.sleep(1.0)
         status, ready = await api.call("GET", "/readyz", headers={})
         assert status == 200 and ready["dispatcher_stuck"] is True, ready  # reported, still serving

@@ -48,6 +48,7 @@ from redis.asyncio import Redis
 
 from dropgate.engine.events import Event, parse_entry
 from dropgate.engine.keys import Keys
+from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import new_id, text
 from dropgate.persistence.leases import PartitionLeases
@@ -127,6 +128,7 @@ class Dispatcher:
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._inflight: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
+        self._cluster = is_cluster(redis)
         self.stats = DispatcherStats()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -261,10 +263,16 @@ class Dispatcher:
         owned = sorted(self._leases.owned)
         if not owned:
             return worked
-        response = await self._redis.xreadgroup(
-            GROUP, self.name, {self._keys.log(p): ">" for p in owned},
-            count=self._settings.dispatcher_batch_size)
-        streams: Any = response or []  # RESP2: [[stream, [(id, fields), ...]], ...]
+        count = self._settings.dispatcher_batch_size
+        streams: Any  # RESP2: [[stream, [(id, fields), ...]], ...]
+        if not self._cluster:
+            streams = await self._redis.xreadgroup(
+                GROUP, self.name, {self._keys.log(p): ">" for p in owned}, count=count) or []
+        else:  # one stream per call: each partition's log is in its own slot
+            replies: Any = await asyncio.gather(*(
+                self._redis.xreadgroup(GROUP, self.name, {self._keys.log(p): ">"}, count=count)
+                for p in owned))
+            streams = [stream for reply in replies for stream in (reply or [])]
         batches: list[tuple[int, list[Event[Any]]]] = []
         for stream, entries in streams:
             p = self._stream_partition[text(stream)]
