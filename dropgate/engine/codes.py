@@ -23,7 +23,7 @@ import msgspec
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.codefile import CodeFileParser
 from dropgate.engine.context import EngineContext
-from dropgate.errors import DropgateError, Unavailable, ValidationError
+from dropgate.errors import DropgateError, NotFound, Unavailable, UnknownType, ValidationError
 from dropgate.ids import check_id, check_type, random_hex, text
 
 STATUSES = ("available", "reserved", "assigned")
@@ -109,6 +109,7 @@ class Codes:
         self._reservations: Batcher[_Pool, _Ask, Reservation] = Batcher(
             self._reserve_batch, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
             weight=_ask_count, max_weight=MAX_RESERVE)
+        self._known: set[tuple[str, str, str]] = set()
 
     async def close(self) -> None:
         """Let queued reservations finish (briefly), then stop their drains."""
@@ -337,6 +338,28 @@ class Codes:
             )
             updated += result.updated
         return Changed(requested=len(codes), updated=updated)
+
+    # -- campaigns -------------------------------------------------------------------
+    async def require_campaign(self, tenant_id: str, campaign_id: str,
+                               type: str | None = None) -> None:
+        """404 for a campaign nobody created or uploaded to, 400 ``UNKNOWN_TYPE`` for a type
+        it does not have. Campaigns and their types are never removed, so a positive
+        answer is cached for the process's life and the check costs a round trip once."""
+        key = (tenant_id, campaign_id, type or "")
+        if key in self._known:
+            return
+        meta = self._ctx.keys.tenant(tenant_id).codes_meta(campaign_id)
+        if type is None:
+            if not await self._ctx.redis.exists(meta):
+                raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
+        elif not await self._ctx.redis.hexists(meta, f"t:{type}"):
+            types = await self.types(tenant_id, campaign_id)
+            if not types and not await self._ctx.redis.exists(meta):
+                raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
+            raise UnknownType(f"Campaign {campaign_id} has no code type {type!r}.",
+                              details={"types": types})
+        if len(self._known) < 100_000:
+            self._known.add(key)
 
     # -- reads -----------------------------------------------------------------------
     async def types(self, tenant_id: str, campaign_id: str) -> list[str]:
