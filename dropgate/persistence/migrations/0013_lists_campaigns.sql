@@ -7,6 +7,7 @@ CREATE INDEX tenants_list ON tenants (created_at, tenant_id);
 CREATE INDEX tenants_list_status ON tenants (subscription_status, created_at, tenant_id);
 CREATE INDEX api_keys_list ON api_keys (created_at, key_id);
 CREATE INDEX api_keys_list_tenant ON api_keys (tenant_id, created_at, key_id);
+CREATE INDEX api_keys_list_role ON api_keys (role, created_at, key_id);
 
 CREATE INDEX invite_codes_list ON invite_codes (tenant_id, created_at, code);
 CREATE INDEX invite_code_uses_list ON invite_code_uses (tenant_id, code, used_at, user_id);
