@@ -15,14 +15,14 @@ import pytest
 
 from dropgate.engine.actors.lease import ActorLease
 from dropgate.engine.events import (
-    CampaignSaved,
-    CodesCommitted,
-    CodesDiscarded,
     PAYLOADS,
     ApikeyCreated,
     ApikeyRevoked,
     BookingCreated,
+    CampaignSaved,
     CodesAssigned,
+    CodesCommitted,
+    CodesDiscarded,
     CodesReleased,
     CodesReserved,
     CodesResynced,

@@ -12,7 +12,6 @@ import pytest
 
 from dropgate.http.routes import lists as list_routes
 from dropgate.persistence.persister import Persister
-from dropgate.runtime import Runtime
 from tests.conftest import Api
 
 

@@ -464,15 +464,15 @@ class Codes:
 
     async def save_campaign(
         self, tenant_id: str, campaign_id: str, *, create: bool, name: str | None = None,
-        types: Sequence[str] = (), ttl_s: int | None | msgspec.UnsetType = msgspec.UNSET,
-        low_watermark: int | None | msgspec.UnsetType = msgspec.UNSET,
+        types: Sequence[str] = (), ttl_s: int | msgspec.UnsetType | None = msgspec.UNSET,
+        low_watermark: int | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> CampaignState:
         """Create a campaign (409 ``ALREADY_EXISTS``) or change one (404 when unknown)."""
         check_id(campaign_id, "campaign_id")
         for t in types:
             check_type(t, "types")
 
-        def opt(v: int | None | msgspec.UnsetType) -> str:
+        def opt(v: int | msgspec.UnsetType | None) -> str:
             return "" if v is msgspec.UNSET else "-" if v is None else str(v)
 
         tk = self._ctx.keys.tenant(tenant_id)

@@ -16,9 +16,9 @@ from dropgate.models.lists import InviteUse, KeyItem, PaymentItem, PromoUse, Ten
 from dropgate.models.offers import Offer, OfferInventory, Purchase
 from dropgate.models.promos import FixedBonus, PercentBonus, Promo
 from dropgate.money import format_amount, format_percent
-from dropgate.persistence.lists import Filter, ListSpec
+from dropgate.persistence.lists import Filter, KeyKind, ListSpec
 
-_TS = "ts"
+_TS: KeyKind = "ts"
 _ACTIVE = Filter("bool", "active", description="true or false")
 _SUBSCRIPTION = ("active", "trialing", "past_due", "suspended", "canceled")
 _PURCHASE = ("pending", "paid", "released", "expired", "refunded")

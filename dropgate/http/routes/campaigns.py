@@ -3,6 +3,8 @@ state; a streamed CSV export of a campaign's codes of any size."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from dropgate.engine.codes import STATUSES, CampaignState
@@ -22,7 +24,7 @@ _EXPORT_STATUS = {
 }
 
 
-async def _view(call: Call[object], campaign_id: str, state: CampaignState) -> Campaign:
+async def _view(call: Call[Any], campaign_id: str, state: CampaignState) -> Campaign:
     counts: dict[str, TypeCounts] = {}
     for t in state.types:
         c = await call.runtime.codes.count(call.tenant_id, campaign_id, t)
