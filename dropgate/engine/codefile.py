@@ -40,6 +40,15 @@ def _reason(code: str) -> str:
     return f"invalid characters in {shown!r}: a code is 1-64 characters of A-Z, a-z, 0-9, '_', '.' or '-'"
 
 
+def _line_problem(line: str, code: str) -> str | None:
+    """Why a line of the plain path is refused (None: it is fine)."""
+    if len(line.encode()) > MAX_LINE_BYTES:
+        return f"line longer than {MAX_LINE_BYTES} bytes"
+    if _CODE_RE.fullmatch(code) is None:
+        return _reason(code)
+    return None
+
+
 def line_error(line_no: int, reason: str) -> ValidationError:
     return ValidationError(f"Line {line_no}: {reason}.", details={"line": line_no, "reason": reason})
 
@@ -76,11 +85,12 @@ class CodeFileParser:
             good = (self._rest + exc.object[:exc.start].decode("utf-8", "replace")
                     if isinstance(exc.object, bytes) else self._rest)
             lines = good.split("\n")
-            codes, types, error = self._rows(lines[:-1])
+            codes, types, error = self._rows(lines[:-1], plain=False)
             if error is None:
                 error = line_error(self.lines + 1, "binary data (not UTF-8 text)")
             self._failed = True
             return codes, types, error
+        plain = '"' not in data and "," not in data
         if final:
             lines, self._rest = data.split("\n"), ""
             if lines and lines[-1] == "":
@@ -88,17 +98,40 @@ class CodeFileParser:
         else:
             lines = data.split("\n")
             self._rest = lines.pop()
-        codes, types, error = self._rows(lines)
+        codes, types, error = self._rows(lines, plain=plain)
         if error is None and len(self._rest.encode()) > MAX_LINE_BYTES:
             error = line_error(self.lines + 1, f"line longer than {MAX_LINE_BYTES} bytes")
         if error is not None:
             self._failed = True
         return codes, types, error
 
-    def _rows(self, lines: list[str]) -> tuple[list[str], list[str] | None, ValidationError | None]:
+    def _rows(self, lines: list[str], *, plain: bool
+              ) -> tuple[list[str], list[str] | None, ValidationError | None]:
+        base = self.lines
+        if self._first or self.has_type or not plain:
+            return self._csv_rows(lines, base)
+        # the bulk case: a code per line, no quote, no comma: what csv.reader would
+        # answer, at a third of its cost
+        codes: list[str] = []
+        append = codes.append
+        match = _CODE_RE.fullmatch
+        for i, line in enumerate(lines):
+            code = line.strip()
+            if not code:
+                continue
+            if match(code) is None or len(line) > MAX_LINE_BYTES // 4:
+                error = _line_problem(line, code)
+                if error is not None:
+                    self.lines = base + i + 1
+                    return codes, None, line_error(self.lines, error)
+            append(code)
+        self.lines = base + len(lines)
+        return codes, None, None
+
+    def _csv_rows(self, lines: list[str], base: int
+                  ) -> tuple[list[str], list[str] | None, ValidationError | None]:
         codes: list[str] = []
         types: list[str] | None = [] if self.has_type else None
-        base = self.lines
         for i, line in enumerate(lines):
             if len(line) > MAX_LINE_BYTES // 4 and len(line.encode()) > MAX_LINE_BYTES:
                 self.lines = base + i + 1

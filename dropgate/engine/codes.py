@@ -217,12 +217,21 @@ class Codes:
 
         async def absorb(codes: list[str], types: list[str] | None) -> None:
             totals.lines += len(codes)
-            if types is None:
+            if types is None:  # the bulk case: one type for the whole file
                 if type is None:
                     raise ValidationError(
                         "The code type is missing: send ?type= or a `code,type` header.",
                         details={"field": "type"})
-                types = [type] * len(codes)
+                batch = batches.setdefault(type, {})
+                for code in codes:
+                    if code in batch:
+                        totals.skipped += 1
+                        continue
+                    batch[code] = None
+                    if len(batch) >= size:
+                        await flush(type)
+                        batch = batches.setdefault(type, {})
+                return
             for code, code_type in zip(codes, types, strict=True):
                 batch = batches.setdefault(code_type, {})
                 if code in batch:
