@@ -130,6 +130,7 @@ async def test_assigned_to_lookup_list_and_export(api: Api, runtime: Runtime,
     assert len(page["data"]) == 2 and page["has_more"]
     response = await api.client.get("/v1/campaigns/who/codes/export", headers=api.service)
     assert response.status == 200 and response.content_type == "text/csv"
+    assert response.headers["X-Request-Id"]
     rows = list(csv.reader(io.StringIO(await response.text())))
     assert rows[0] == ["code", "type", "status", "reserve_id", "reserved_at", "assigned_at", "assigned_to"]
     by_code = {row[0]: row for row in rows[1:]}

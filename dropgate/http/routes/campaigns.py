@@ -9,6 +9,7 @@ from aiohttp import web
 
 from dropgate.engine.codes import STATUSES, CampaignState
 from dropgate.errors import AlreadyExists, NotFound, UnknownType, ValidationError
+from dropgate.http.middleware import REQUEST_ID
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import ms_to_dt
 from dropgate.models.codes import Campaign, CampaignCreate, CampaignPatch, CodeInfo, TypeCounts
@@ -93,6 +94,7 @@ async def export_codes(call: Call[None]) -> web.StreamResponse:
         f"to_char(assigned_at AT TIME ZONE 'UTC', {_RFC3339}), assigned_to "
         f"FROM campaign_codes WHERE {' AND '.join(where)} ORDER BY code")
     response = web.StreamResponse(headers={
+        "X-Request-Id": call.request.get(REQUEST_ID, ""),
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{campaign_id}-codes.csv"'})
     await response.prepare(call.request)
