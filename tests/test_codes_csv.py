@@ -110,13 +110,13 @@ async def test_bad_line_at_the_end_of_20000_codes_leaves_nothing_live(
     await persister.drain()
     assert await runtime.pool.fetchval(
         "SELECT count(*) FROM campaign_codes WHERE campaign_id = 'big'") == 2
-    assert await runtime.pool.fetchval("SELECT count(*) FROM campaign_code_staging") == 0
+    assert await runtime.pool.fetchval("SELECT count(*) FROM campaign_pending_uploads") == 0
     # the same file, fixed, goes live in one step
     status, body = await post_csv(api, "big", data.rsplit("not", 1)[0].encode(), "?type=tm")
     assert (status, body["inserted"]) == (200, 20_000)
     await persister.drain()
     await assert_pg_matches_redis(runtime, "acme", "big")
-    assert await runtime.pool.fetchval("SELECT count(*) FROM campaign_code_staging") == 0
+    assert await runtime.pool.fetchval("SELECT count(*) FROM campaign_pending_uploads") == 0
 
 
 async def test_cli_upload_reads_s3(isolated: str, make_settings: Callable[..., Settings],

@@ -135,16 +135,17 @@ class CampaignSaved(EventPayload, tag="campaign.saved"):
 
 
 class CodesCommitted(EventPayload, tag="codes.committed"):
-    """A staged upload went live: its staged rows move into campaign_codes."""
+    """A staged upload's codes of one type went live."""
 
     tenant_id: str
     campaign_id: str
     upload: int
+    type: str
     at_ms: int
 
 
 class CodesDiscarded(EventPayload, tag="codes.discarded"):
-    """A staged upload was refused or abandoned: its staged rows are dropped."""
+    """A staged upload was refused: its staged rows are dropped."""
 
     tenant_id: str
     campaign_id: str

@@ -186,12 +186,16 @@ BOOKINGS = ListSpec(
 CAMPAIGNS = ListSpec(
     "campaigns", "campaigns", "*", (("created_at", _TS), ("campaign_id", "text")), ("tenant_id",),
     _campaign)
+# a staged upload's rows stay out until it commits (#21)
+NOT_PENDING = ("(upload IS NULL OR NOT EXISTS (SELECT 1 FROM campaign_pending_uploads p "
+               "WHERE p.tenant_id = campaign_codes.tenant_id "
+               "AND p.campaign_id = campaign_codes.campaign_id AND p.upload = campaign_codes.upload))")
 CODES = ListSpec(
     "codes", "campaign_codes", f"*, {CODE_STATUS_SQL} AS shown_status", (("code", "text"),),
     ("tenant_id", "campaign_id"), _code,
     {"type": Filter("type", "type"), "status": Filter("enum", values=tuple(_CODE_STATUS),
                                                       sql=_CODE_STATUS)},
-    descending=False)
+    descending=False, where=NOT_PENDING)
 
 ALL: tuple[ListSpec, ...] = (TENANTS, KEYS, KEYS_OF_TENANT, INVITES, INVITE_USES, PROMOS,
                              PROMO_USES, OFFERS, PURCHASES, PAYMENTS, WITHDRAWALS, ORDERS,

@@ -71,11 +71,14 @@ class ListSpec:
     item: Callable[[asyncpg.Record], Any]
     filters: Mapping[str, Filter] = field(default_factory=dict)
     descending: bool = True
+    where: str = ""  # a condition every row of the list meets
 
     def sql(self, scope_n: int, filters: Mapping[str, Any], after: bool) -> tuple[str, list[str]]:
         """The page query and the filters' parameter order (after the scope's and before
         the cursor's and the limit's)."""
         where = [f"{col} = ${i + 1}" for i, col in enumerate(self.scope[:scope_n])]
+        if self.where:
+            where.append(self.where)
         n = scope_n
         order_params: list[str] = []
         for name, value in filters.items():

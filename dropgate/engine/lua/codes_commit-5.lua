@@ -29,5 +29,6 @@ redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[2], 't:' .. ARGV[3], 1)
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 dg_emit(KEYS[1], 'codes.committed', 'codes:' .. ARGV[1] .. ':' .. ARGV[2], version, {
-  tenant_id = ARGV[1], campaign_id = ARGV[2], upload = tonumber(ARGV[4]), at_ms = dg_now_ms()})
+  tenant_id = ARGV[1], campaign_id = ARGV[2], upload = tonumber(ARGV[4]), type = ARGV[3],
+  at_ms = dg_now_ms()})
 return '{"committed":' .. n .. '}'

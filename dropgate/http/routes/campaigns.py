@@ -9,6 +9,7 @@ from aiohttp import web
 
 from dropgate.engine.codes import STATUSES, CampaignState
 from dropgate.errors import AlreadyExists, NotFound, UnknownType, ValidationError
+from dropgate.http.listspecs import NOT_PENDING
 from dropgate.http.middleware import REQUEST_ID
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import ms_to_dt
@@ -80,7 +81,7 @@ async def export_codes(call: Call[None]) -> web.StreamResponse:
         raise ValidationError("status must be available, reserved or assigned.",
                               details={"field": "status"})
     await call.runtime.codes.require_campaign(call.tenant_id, campaign_id, code_type)
-    where = ["tenant_id = $1", "campaign_id = $2"]
+    where = ["tenant_id = $1", "campaign_id = $2", NOT_PENDING]
     args: list[str] = [call.tenant_id, campaign_id]
     if code_type is not None:
         args.append(code_type)

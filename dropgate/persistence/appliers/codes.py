@@ -31,7 +31,7 @@ async def codes_uploaded(conn: asyncpg.Connection, events: list[Event[CodesUploa
     """One statement per event, everything but the codes as scalars: sending tenant,
     campaign, type, time and version as 10,000-element arrays too made the insert of a
     million codes about 40% slower (PostgreSQL decodes every array element). A staged
-    batch goes to campaign_code_staging (a bare table) until its upload commits."""
+    batch is written with its upload number and stays hidden until the upload commits."""
     for e in events:
         d = e.data
         batch = d.batch()
@@ -39,10 +39,15 @@ async def codes_uploaded(conn: asyncpg.Connection, events: list[Event[CodesUploa
             continue
         if d.staged is not None:
             await conn.execute(
-                """INSERT INTO campaign_code_staging
-                       (tenant_id, campaign_id, upload, type, code, uploaded_at)
-                   SELECT $1, $2, $3, $4, u.code, $6 FROM unnest($5::text[]) AS u (code)""",
-                d.tenant_id, d.campaign_id, d.staged, d.type, batch, ts(d.at_ms))
+                """INSERT INTO campaign_pending_uploads (tenant_id, campaign_id, upload)
+                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+                d.tenant_id, d.campaign_id, d.staged)
+            await conn.execute(
+                """INSERT INTO campaign_codes
+                       (tenant_id, campaign_id, type, code, uploaded_at, version, upload)
+                   SELECT $1, $2, $3, u.code, $5, $6, $7 FROM unnest($4::text[]) AS u (code)
+                   ON CONFLICT (tenant_id, campaign_id, code) DO NOTHING""",
+                d.tenant_id, d.campaign_id, d.type, batch, ts(d.at_ms), e.version, d.staged)
             continue
         await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, d.at_ms)
         await conn.execute(
@@ -67,31 +72,30 @@ async def _campaign_type(conn: asyncpg.Connection, tenant_id: str, campaign_id: 
 
 
 async def codes_committed(conn: asyncpg.Connection, events: list[Event[CodesCommitted]]) -> None:
-    """A staged upload goes live: its staged rows move into campaign_codes at once."""
+    """A staged upload goes live: its rows were written batch by batch; one row less in
+    campaign_pending_uploads makes them visible (no rewrite of a million rows)."""
     for e in events:
         d = e.data
-        types = await conn.fetch(
-            """SELECT DISTINCT type FROM campaign_code_staging
+        await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, d.at_ms)
+        await conn.execute(
+            """DELETE FROM campaign_pending_uploads
                 WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3""",
             d.tenant_id, d.campaign_id, d.upload)
-        for row in types:
-            await _campaign_type(conn, d.tenant_id, d.campaign_id, row["type"], d.at_ms)
-        await conn.execute(
-            """WITH moved AS (
-                   DELETE FROM campaign_code_staging
-                    WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3
-                   RETURNING type, code, uploaded_at)
-               INSERT INTO campaign_codes (tenant_id, campaign_id, type, code, uploaded_at, version)
-               SELECT $1, $2, type, code, uploaded_at, $4 FROM moved
-               ON CONFLICT (tenant_id, campaign_id, code) DO NOTHING""",
-            d.tenant_id, d.campaign_id, d.upload, e.version)
 
 
 async def codes_discarded(conn: asyncpg.Connection, events: list[Event[CodesDiscarded]]) -> None:
+    """A refused upload's rows go, as its records went in Redis (untouched since: available,
+    never reserved)."""
     for e in events:
         d = e.data
         await conn.execute(
-            "DELETE FROM campaign_code_staging WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3",
+            """DELETE FROM campaign_codes
+                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3
+                  AND status = 'available' AND reserve_id IS NULL""",
+            d.tenant_id, d.campaign_id, d.upload)
+        await conn.execute(
+            """DELETE FROM campaign_pending_uploads
+                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3""",
             d.tenant_id, d.campaign_id, d.upload)
 
 

@@ -52,13 +52,13 @@ SELECT tenant_id, campaign_id, array_agg(DISTINCT type ORDER BY type), min(uploa
 
 ALTER TABLE campaign_codes ADD COLUMN assigned_to text;
 
--- The codes an upload inserted, not yet live: a bare table (no index: bulk inserts
--- stay cheap); the commit moves them into campaign_codes, a discard deletes them.
-CREATE TABLE campaign_code_staging (
+-- Uploads of several batches are staged (#21): their rows are written as the batches
+-- come, marked with the upload's number, and stay out of lists and exports while the
+-- upload is pending; the commit deletes one row here, a discard deletes the upload's rows.
+ALTER TABLE campaign_codes ADD COLUMN upload bigint;
+CREATE TABLE campaign_pending_uploads (
     tenant_id   text NOT NULL,
     campaign_id text NOT NULL,
     upload      bigint NOT NULL,
-    type        text NOT NULL,
-    code        text NOT NULL,
-    uploaded_at timestamptz NOT NULL
+    PRIMARY KEY (tenant_id, campaign_id, upload)
 );
