@@ -130,3 +130,14 @@ async def test_cli_upload_reads_s3(isolated: str, make_settings: Callable[..., S
         assert (await rt.codes.count("acme", "s3c", "tm")).available == 2
         with pytest.raises(ValidationError):
             await upload_file(rt, "acme", "s3://bucket-only", "s3c", "tm")
+
+
+async def test_malformed_multipart_is_400(api: Api) -> None:
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"\x06bad\"\r\n"
+            f"Bad\x01Header: x\r\n\r\nx\r\n--{boundary}--\r\n").encode("latin-1")
+    response = await api.client.post(
+        "/v1/campaigns/mpx/codes?type=tm", data=body,
+        headers={**api.service, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    answer = await response.json()
+    assert response.status == 400 and answer["code"] == "VALIDATION_ERROR", answer

@@ -131,6 +131,13 @@ def _ask_count(ask: _Ask) -> int:
     return ask.count
 
 
+def _joined(codes: Sequence[bytes | str]) -> bytes:
+    """A batch as one newline-joined argument (str codes, the parser's, joined in one call)."""
+    if all(isinstance(c, str) for c in codes):
+        return "\n".join(codes).encode()  # type: ignore[arg-type]
+    return b"\n".join(c.encode() if isinstance(c, str) else c for c in codes)
+
+
 def _distinct(codes: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(check_id(c, "codes") for c in codes))
 
@@ -334,7 +341,7 @@ class Codes:
              tk.codes_staged(campaign_id, upload_id or "single", type)],
             [self._ctx.backlog_bound, tenant_id, campaign_id, type,
              "" if upload_id is None else SEEN_TTL_MS, "1" if final else "0",
-             b"\n".join(c.encode() if isinstance(c, str) else c for c in codes),
+             _joined(codes),
              "" if upload_id is None else ("new" if number is None else number),
              "1" if staged and upload_id is not None else "0"],
             type=_Batch,

@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator
 
 import msgspec
 from aiohttp import BodyPartReader, StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dropgate.engine.codes import STATUSES
 from dropgate.engine.codestore import s3_chunks, type_of_key
@@ -85,7 +86,7 @@ async def _file_part(request: web.Request, limit_bytes: int) -> AsyncGenerator[b
                 raise PayloadTooLarge(f"The CSV body is over {limit_bytes} bytes.",
                                       details={"limit_bytes": limit_bytes})
             yield chunk
-    except (ValueError, AssertionError) as exc:  # aiohttp's refusals of a malformed body
+    except (ValueError, AssertionError, HttpProcessingError) as exc:  # a malformed body's refusals
         raise ValidationError("Malformed multipart/form-data body.",
                               details={"field": "Content-Type", "reason": type(exc).__name__}) from None
 
