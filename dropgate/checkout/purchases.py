@@ -31,6 +31,7 @@ import math
 import msgspec
 
 from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProvider
+from dropgate.checkout.redirects import Redirects, public_base, resolve_redirects
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
 from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
@@ -60,13 +61,14 @@ class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _checkout(tenant_id: str, offer_id: str, user_id: str, purchase_id: str, quantity: int,
-              held: HoldResult) -> CheckoutRequest:
+              held: HoldResult, redirects: Redirects) -> CheckoutRequest:
     """A hold's checkout, built alike for the purchase and for its recovery (the
     provider's idempotency key replays only an identical request)."""
     return CheckoutRequest(
         purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
         quantity=quantity, unit_amount_minor=held.price_minor, currency=held.currency,
-        name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000))
+        name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000),
+        success_url=redirects.success_url, cancel_url=redirects.cancel_url)
 
 
 def _created(purchase_id: str, session: CheckoutSession, expires_ms: int) -> bytes:
@@ -97,6 +99,7 @@ class Purchases:
         self._batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
             self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
         self._hold_ttl_ms = s.hold_ttl_s * 1000
+        self._public_base = public_base(s)
         self._idem_ttl_ms = s.idempotency_ttl_s * 1000
 
     # -- batching ----------------------------------------------------------------------
@@ -156,7 +159,8 @@ class Purchases:
                 idem_digest=digest, status=exc.status, body=error_body(exc)))
         if held.recover:
             return await self._recover(tenant_id, offer_id, user_id, digest, held)
-        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held)
+        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held,
+                             self.redirects(tenant_id, purchase_id))
         try:
             session = await self.provider.create_checkout(checkout)
         except BaseException as exc:
@@ -185,7 +189,8 @@ class Purchases:
         response was stored: that response may have reached the client. Ask the provider
         for the hold's checkout again, the same request under the same provider
         idempotency key, which gives the same session and so the same body."""
-        checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held)
+        checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held,
+                             self.redirects(tenant_id, held.purchase_id))
         try:
             session = await self.provider.create_checkout(checkout)
         except Exception as exc:  # nothing stored: a later repeat recovers again
@@ -198,6 +203,11 @@ class Purchases:
             purchase_id=held.purchase_id, session_id=session.session_id, checkout_url=session.url,
             idem_digest=digest, status=201, body=body))
         return PurchaseAnswer(status=201, body=body, replayed=True)
+
+    def redirects(self, tenant_id: str, purchase_id: str) -> Redirects:
+        """The purchase's success/cancel URLs, for the provider's session and the sandbox's
+        Pay / Cancel alike (the offer's and tenant's URLs plug in here)."""
+        return resolve_redirects(self._public_base, tenant_id=tenant_id, purchase_id=purchase_id)
 
     async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem) -> PurchaseAnswer:
         """Store the final response (and the checkout session) before the client sees it."""

@@ -14,29 +14,28 @@ webhooks) is ``dropgate/checkout`` (above the engine); the expiry sweeper is ``e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.keys import TenantKeys
+from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import NotFound
 from dropgate.ids import check_id, new_id, text, text_map
+from dropgate.specs.entities import OFFER
+from dropgate.specs.structs import script_pairs, spec_struct
 
-_UNCHANGED = ""
 
+class _OfferCore(msgspec.Struct, kw_only=True):
+    """The offer fields the engine reasons about; ``OfferState`` adds the rest of the
+    spec (``dropgate/specs: OFFER``), so a new field is not restated here."""
 
-class OfferState(msgspec.Struct, kw_only=True):
     tenant_id: str
     offer_id: str
-    event_id: str
-    name: str
-    price_minor: int
-    currency: str
     total: int
     reserved: int
     sold: int
-    max_per_order: int
     active: bool
     archived: bool
     expires_at_ms: int | None = None
@@ -51,6 +50,13 @@ class OfferState(msgspec.Struct, kw_only=True):
         """Shown by the list endpoint: active, unarchived, unexpired."""
         return self.active and not self.archived and (
             self.expires_at_ms is None or self.expires_at_ms > now_ms)
+
+
+if TYPE_CHECKING:
+    OfferState = _OfferCore
+else:
+    OfferState = spec_struct("OfferState", OFFER.fields, base=_OfferCore, module=__name__)
+"""An offer's hash: every field of its spec (read the others with ``msgspec.structs``)."""
 
 
 class PurchaseRecord(msgspec.Struct, kw_only=True):
@@ -127,10 +133,6 @@ _encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(PurchaseRecord)
 
 
-def _bool_arg(value: bool | None) -> str:
-    return _UNCHANGED if value is None else ("1" if value else "0")
-
-
 class Offers:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
@@ -140,18 +142,15 @@ class Offers:
         return [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
                 tk.purchases()]
 
-    async def create(
-        self, tenant_id: str, *, offer_id: str | None, event_id: str, name: str, price_minor: int,
-        currency: str, total: int, max_per_order: int, expires_at_ms: int | None, active: bool,
-    ) -> OfferState:
+    async def create(self, tenant_id: str, *, offer_id: str | None, **fields: object) -> OfferState:
+        """Create an offer from ``fields``: every field of the spec (``OFFER``) but the
+        ids, ``archived`` and the counters (``expires_at_ms`` may be ``None``)."""
         offer_id = offer_id or new_id("of_")
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
             "offer_create",
-            [tk.log, tk.offer(offer_id), tk.offers_by_event(event_id)],
-            [self._ctx.backlog_bound, tenant_id, offer_id, event_id, name, price_minor, currency,
-             total, max_per_order, "" if expires_at_ms is None else expires_at_ms,
-             "1" if active else "0"],
+            [tk.log, tk.offer(offer_id), tk.offers_by_event(str(fields.get("event_id", "")))],
+            [self._ctx.backlog_bound, tenant_id, offer_id, *script_pairs(OFFER, fields)],
             type=OfferState,
         )
 
@@ -161,16 +160,10 @@ class Offers:
         expires_at_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> OfferState:
         tk = self._ctx.keys.tenant(tenant_id)
-        if expires_at_ms is msgspec.UNSET:
-            expiry: str | int = _UNCHANGED
-        elif expires_at_ms is None:
-            expiry = "none"
-        else:
-            expiry = expires_at_ms
         return await self._ctx.scripts.call(
             "offer_update", self._keys5(tk, offer_id),
-            [self._ctx.backlog_bound, tenant_id, offer_id,
-             _UNCHANGED if total is None else total, _bool_arg(active), _bool_arg(archived), expiry],
+            [self._ctx.backlog_bound, tenant_id, offer_id, keep_arg(total), keep_arg(active), keep_arg(archived),
+             patch_arg(expires_at_ms)],
             type=OfferState,
         )
 

@@ -46,7 +46,8 @@ INVITE_USES = Members("uses", "invite_users", "set", "invite_code_uses", ("tenan
 INVITE = Entity(
     kind="invite", domain="invites", table="invite_codes", key="invite", ids=(Field("code"),), words=("invite",),
     fields=(_TENANT_ID, Field("code", compared=False), _int("max_uses"), _flag("active"),
-            _ms("expires_at_ms", "expires_at"), _ms("created_ms", "created_at"), _int("used_count"), _VERSION),
+            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _int("used_count"),
+            _VERSION),
     members=(INVITE_USES,),
     counts=(Count("used_count", "invite_code_uses", ("tenant_id", "code"), "use rows"),),
     resync=("resync_invite",), restore="restore_swap")
@@ -60,9 +61,10 @@ _PROMO_ROWS = ("promo_code_uses", ("tenant_id", "code"), "use rows")
 PROMO = Entity(
     kind="promo", domain="promos", table="promo_codes", key="promo", ids=(Field("code"),), words=("promo",),
     fields=(_TENANT_ID, Field("code", compared=False), Field("kind", "bonus_kind"),
-            _int("amount", "bonus_amount", _BIG), _int("percent", "bonus_percent"), Field("currency"),
-            _int("max_uses"), _int("per_customer_limit"), _ms("starts_at_ms", "starts_at"),
-            _ms("ends_at_ms", "ends_at"), _flag("active"), _ms("created_ms", "created_at"), _int("times_used"),
+            _int("amount", "bonus_amount", _BIG, null=True), _int("percent", "bonus_percent", null=True),
+            Field("currency"), _int("max_uses", null=True), _int("per_customer_limit"),
+            _ms("starts_at_ms", "starts_at", null=True), _ms("ends_at_ms", "ends_at", null=True), _flag("active"),
+            _ms("created_ms", "created_at"), _int("times_used"),
             _int("total_bonus_issued", sql_type=_BIG), _VERSION),
     members=(PROMO_USES,),
     counts=(Count("times_used", *_PROMO_ROWS), Count("total_bonus_issued", *_PROMO_ROWS, total="bonus_amount")),
@@ -77,7 +79,7 @@ OFFER = Entity(
     fields=(_TENANT_ID, Field("offer_id", compared=False), Field("event_id"), Field("name"),
             _int("price_minor", sql_type=_BIG), Field("currency"), _int("total", "inventory_total"),
             _int("reserved"), _int("sold"), _int("max_per_order"), _flag("active"), _flag("archived"),
-            _ms("expires_at_ms", "expires_at"), _ms("created_ms", "created_at"), _VERSION),
+            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _VERSION),
     members=(OFFER_HOLDS,),
     counts=(Count("reserved", *_PURCHASE_ROWS, total="quantity", when=("status", "pending")),
             Count("sold", *_PURCHASE_ROWS, total="quantity", when=("status", "paid"))),

@@ -36,6 +36,8 @@ class CheckoutRequest(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
     name: str
     expires_at_s: int  # the hold's expiry: the session must not outlive it
+    success_url: str  # where the buyer returns (``checkout/redirects.py``)
+    cancel_url: str
 
 
 class CheckoutSession(msgspec.Struct, frozen=True, kw_only=True):

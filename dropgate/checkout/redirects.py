@@ -1,0 +1,55 @@
+"""Where a Checkout session sends the buyer back: ``success_url`` and ``cancel_url``.
+
+One function decides, for every provider: the offer's URL, else the tenant's, else
+dropgate's own pages (``/checkout/done`` and ``/checkout/cancelled``, ``pages.py``),
+so a buyer never lands on a page nobody serves. ``{PURCHASE_ID}`` is filled in here;
+``{CHECKOUT_SESSION_ID}`` is left for the provider (Stripe fills it in on
+``success_url``; the sandbox fills it in itself).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import msgspec
+
+from dropgate.settings import Settings
+
+SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
+PURCHASE_PLACEHOLDER = "{PURCHASE_ID}"
+DONE_PATH = "/checkout/done"
+CANCELLED_PATH = "/checkout/cancelled"
+
+
+class Redirects(msgspec.Struct, frozen=True, kw_only=True):
+    success_url: str
+    cancel_url: str
+
+
+def public_base(settings: Settings) -> str:
+    """The URL buyers' browsers reach this API at (no trailing slash)."""
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def own_page(base: str, path: str, *, tenant_id: str, purchase_id: str) -> str:
+    """One of dropgate's own pages for a purchase (ids are ``check_id``-safe; quoted anyway)."""
+    return f"{base}{path}?{urlencode({'tenant_id': tenant_id, 'purchase_id': purchase_id})}"
+
+
+def resolve_redirects(base: str, *, tenant_id: str, purchase_id: str,
+                      offer_success_url: str | None = None, offer_cancel_url: str | None = None,
+                      tenant_success_url: str | None = None,
+                      tenant_cancel_url: str | None = None) -> Redirects:
+    """The purchase's two URLs: the offer's, else the tenant's, else dropgate's pages."""
+    success = (offer_success_url or tenant_success_url
+               or own_page(base, DONE_PATH, tenant_id=tenant_id, purchase_id=purchase_id)
+               + "&session_id=" + SESSION_PLACEHOLDER)
+    cancel = (offer_cancel_url or tenant_cancel_url
+              or own_page(base, CANCELLED_PATH, tenant_id=tenant_id, purchase_id=purchase_id))
+    return Redirects(success_url=success.replace(PURCHASE_PLACEHOLDER, purchase_id),
+                     cancel_url=cancel.replace(PURCHASE_PLACEHOLDER, purchase_id))
+
+
+def for_session(url: str, session_id: str) -> str:
+    """``url`` with ``{CHECKOUT_SESSION_ID}`` filled in (what Stripe does on redirect)."""
+    return url.replace(SESSION_PLACEHOLDER, session_id)
