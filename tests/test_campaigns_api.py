@@ -168,3 +168,19 @@ async def test_hundreds_of_concurrent_assigners_count_exactly(
     assert owners == 600
     report = await reconcile(runtime, wait_s=0, entities=["codes"])
     assert report.exit_code == 0, report.drifts
+
+
+async def test_reconcile_agrees_on_created_campaigns_and_staged_uploads(
+        api: Api, runtime: Runtime, persister: Persister) -> None:
+    await api.call("POST", "/v1/campaigns", json={"campaign_id": "empty", "types": ["tm"]})
+    await api.call("POST", "/v1/campaigns", json={"campaign_id": "staged", "types": ["tm"]})
+    await api.call("PATCH", "/v1/campaigns/staged", json={"name": "S"})
+    data = "".join(f"ST{i:05d}\n" for i in range(25_000))
+    status, body = await upload_csv(api, "staged", "tm", data)  # three staged batches
+    assert status == 200 and body["inserted"] == 25_000
+    status, body = await upload_csv(api, "staged", "tm", data + "bad code!\n")
+    assert status == 400
+    await persister.drain()
+    await assert_pg_matches_redis(runtime, "acme", "staged")
+    report = await reconcile(runtime, wait_s=0, entities=["codes"])
+    assert report.exit_code == 0, report.drifts

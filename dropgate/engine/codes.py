@@ -1,7 +1,7 @@
 """Campaign code pools: upload, reserve, assign, release and count, none scanning the pool.
 
 Script <-> method: ``codes_upload-5.lua`` <-> ``Codes.upload_batch`` (driven by
-``Codes.upload``), ``codes_reserve-5.lua`` <-> ``Codes.reserve`` (coalesced by the
+``Codes.upload``), ``codes_reserve-6.lua`` <-> ``Codes.reserve`` (coalesced by the
 engine's ``Batcher``: concurrent reservations of one pool share a script call),
 ``codes_assign-6.lua`` <-> ``Codes.assign``, ``codes_release-5.lua`` <->
 ``Codes.release``, ``codes_count-3.lua`` <-> ``Codes.count``.
@@ -388,7 +388,8 @@ class Codes:
         return await self._ctx.scripts.call(
             "codes_reserve",
             [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
-             tk.codes_available(campaign_id, type), tk.codes_reserved(campaign_id, type)],
+             tk.codes_available(campaign_id, type), tk.codes_reserved(campaign_id, type),
+             tk.codes_def(campaign_id)],
             [self._ctx.backlog_bound, tenant_id, campaign_id, type,
              "\n".join(a.reserve_id for a in asks), "\n".join(str(a.count) for a in asks),
              ttl or "", "\n".join("1" if a.partial else "0" for a in asks),
@@ -465,13 +466,15 @@ class Codes:
         key = (tenant_id, campaign_id, type or "")
         if key in self._known:
             return
-        meta = self._ctx.keys.tenant(tenant_id).codes_meta(campaign_id)
+        tk = self._ctx.keys.tenant(tenant_id)
+        meta, definition = tk.codes_meta(campaign_id), tk.codes_def(campaign_id)
         if type is None:
-            if not await self._ctx.redis.exists(meta):
+            if not await self._ctx.redis.exists(meta, definition):
                 raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
-        elif not await self._ctx.redis.hexists(meta, f"t:{type}"):
+        elif not (await self._ctx.redis.hexists(meta, f"t:{type}")
+                  or await self._ctx.redis.hexists(definition, f"t:{type}")):
             types = await self.types(tenant_id, campaign_id)
-            if not types and not await self._ctx.redis.exists(meta):
+            if not types and not await self._ctx.redis.exists(meta, definition):
                 raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
             raise UnknownType(f"Campaign {campaign_id} has no code type {type!r}.",
                               details={"types": types})
@@ -493,22 +496,24 @@ class Codes:
 
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "campaign_save", [tk.log, tk.codes_meta(campaign_id)],
+            "campaign_save", [tk.log, tk.codes_def(campaign_id)],
             [self._ctx.backlog_bound, tenant_id, campaign_id, "create" if create else "update",
              "\0" if name is None else name, "\n".join(types), opt(ttl_s), opt(low_watermark)],
             type=CampaignState)
 
     async def campaign(self, tenant_id: str, campaign_id: str) -> CampaignState:
         """A campaign's definition, live from Redis (404 when unknown)."""
-        meta = text_map(await self._ctx.redis.hgetall(
-            self._ctx.keys.tenant(tenant_id).codes_meta(campaign_id)))
-        if not meta:
+        tk = self._ctx.keys.tenant(tenant_id)
+        meta = text_map(await self._ctx.redis.hgetall(tk.codes_meta(campaign_id)))
+        definition = text_map(await self._ctx.redis.hgetall(tk.codes_def(campaign_id)))
+        if not meta and not definition:
             raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
         return CampaignState(
-            name=meta.get("name", ""), types=sorted(k[2:] for k in meta if k.startswith("t:")),
-            ttl_s=int(meta["ttl_s"]) if "ttl_s" in meta else None,
-            low_watermark=int(meta["low_wm"]) if "low_wm" in meta else None,
-            created_ms=int(meta.get("created_ms", 0)))
+            name=definition.get("name", ""),
+            types=sorted({k[2:] for k in (*meta, *definition) if k.startswith("t:")}),
+            ttl_s=int(definition["ttl_s"]) if "ttl_s" in definition else None,
+            low_watermark=int(definition["low_wm"]) if "low_wm" in definition else None,
+            created_ms=int(definition.get("created_ms") or meta.get("created_ms") or 0))
 
     async def code(self, tenant_id: str, campaign_id: str, code: str) -> CodeState:
         """One code, live from Redis (404 when unknown, or staged by an upload still running)."""
@@ -536,8 +541,11 @@ class Codes:
 
     # -- reads -----------------------------------------------------------------------
     async def types(self, tenant_id: str, campaign_id: str) -> list[str]:
-        fields = await self._ctx.redis.hkeys(self._ctx.keys.tenant(tenant_id).codes_meta(campaign_id))
-        return sorted(f[2:] for f in map(text, fields) if f.startswith("t:"))
+        """The campaign's code types: those its pool has, and those its definition names."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        fields = [*await self._ctx.redis.hkeys(tk.codes_meta(campaign_id)),
+                  *await self._ctx.redis.hkeys(tk.codes_def(campaign_id))]
+        return sorted({f[2:] for f in map(text, fields) if f.startswith("t:")})
 
     async def count(self, tenant_id: str, campaign_id: str, type: str | None = None) -> Counts:
         """Counts by status at one instant of Redis time (per type); expired reservations

@@ -1,11 +1,12 @@
 --[[
-  Create a campaign, or change one (PATCH). A campaign is its meta hash: `name`,
+  Create a campaign, or change one (PATCH). Its definition is a hash of its own,
+  beside the pool's meta hash (which reconcile compares with the code rows): `name`,
   `ttl_s` (its reservations' default lifetime), `low_wm` (codes.pool_low below it),
   `created_ms`, and a field `t:<type>` per code type; types are only ever added (a
-  code keeps its type for good). An upload to an unknown campaign creates the hash
-  too (codes_upload), so "exists" means the hash exists.
+  code keeps its type for good). An upload to an unknown campaign creates the pool's
+  meta hash only, so "exists" means either hash exists (Codes.require_campaign).
   KEYS[1] partition log       <prefix>:{pN}:log
-  KEYS[2] campaign meta hash  <prefix>:{pN}:t:<tenant>:codes:<campaign>:meta
+  KEYS[2] campaign definition <prefix>:{pN}:t:<tenant>:campaign:<campaign>
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id
   ARGV[4] 'create' or 'update'   ARGV[5] name ('\0' keep)
   ARGV[6] types to add, newline-joined ('' none)
@@ -39,7 +40,9 @@ local function set(field, value)
 end
 set('ttl_s', ARGV[7])
 set('low_wm', ARGV[8])
-local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+-- the definition's own counter: `version` counts the pool's code changes, which
+-- reconcile compares with the newest code row in PostgreSQL
+local version = redis.call('HINCRBY', KEYS[2], 'defversion', 1)
 local types = {}
 for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
   if string.sub(f, 1, 2) == 't:' then types[#types + 1] = string.sub(f, 3) end

@@ -27,7 +27,10 @@ if n > 0 then
 end
 redis.call('DEL', KEYS[5])
 redis.call('HSET', KEYS[2], 't:' .. ARGV[3], 1)
-local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+-- the version stays: the rows in PostgreSQL were written (or go) with the staged
+    -- batches, so the campaign's newest row version is unchanged
+    redis.call('HSETNX', KEYS[2], 'version', 0)
+    local version = tonumber(redis.call('HGET', KEYS[2], 'version'))
 dg_emit(KEYS[1], 'codes.committed', 'codes:' .. ARGV[1] .. ':' .. ARGV[2], version, {
   tenant_id = ARGV[1], campaign_id = ARGV[2], upload = tonumber(ARGV[4]), type = ARGV[3],
   at_ms = dg_now_ms()})

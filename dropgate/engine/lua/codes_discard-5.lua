@@ -30,7 +30,10 @@ local left = redis.call('SCARD', KEYS[4])
 if left == 0 then
   redis.call('DEL', KEYS[5])
   if ARGV[5] == '1' then
-    local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+    -- the version stays: the rows in PostgreSQL were written (or go) with the staged
+    -- batches, so the campaign's newest row version is unchanged
+    redis.call('HSETNX', KEYS[2], 'version', 0)
+    local version = tonumber(redis.call('HGET', KEYS[2], 'version'))
     dg_emit(KEYS[1], 'codes.discarded', 'codes:' .. ARGV[1] .. ':' .. ARGV[2], version, {
       tenant_id = ARGV[1], campaign_id = ARGV[2], upload = tonumber(ARGV[4])})
   end

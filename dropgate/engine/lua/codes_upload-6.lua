@@ -108,7 +108,15 @@ if #inserted > 0 then
     dg_call_chunked('SADD', KEYS[4], inserted, 4000)
     redis.call('HSET', KEYS[2], 't:' .. ctype, 1)
   end
-  local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  -- a staged batch changes nothing live: the campaign's version stays (its rows carry
+  -- the current one, so reconcile's newest-row version still matches)
+  local version
+  if staged then
+    redis.call('HSETNX', KEYS[2], 'version', 0)
+    version = tonumber(redis.call('HGET', KEYS[2], 'version'))
+  else
+    version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  end
   -- the new codes as one newline-joined string: when all are new (the bulk case) that
   -- is ARGV[7] itself, and no 10,000-element JSON array is built
   local codes_text = ARGV[7]

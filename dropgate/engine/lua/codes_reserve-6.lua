@@ -12,9 +12,10 @@
   KEYS[3] code records hash   <prefix>:{pN}:t:<tenant>:codes:<campaign>:records
   KEYS[4] available set       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:available
   KEYS[5] reserved zset       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:reserved
+  KEYS[6] campaign definition <prefix>:{pN}:t:<tenant>:campaign:<campaign>
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id   ARGV[4] type
   ARGV[5] reserve ids, newline-joined   ARGV[6] their counts, newline-joined
-  ARGV[7] ttl ms ('': the campaign's `ttl_s` in KEYS[2], else ARGV[9])
+  ARGV[7] ttl ms ('': the campaign's `ttl_s` in KEYS[6], else ARGV[9])
   ARGV[8] partial flags, newline-joined, one per reserve id ('1' some, '0' all or nothing)
   ARGV[9] the default ttl ms
   Returns [{"reserve_id": id, "codes": [...], "reserved_at_ms": n, "expires_at_ms": n,
@@ -37,7 +38,7 @@ if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local now = dg_now_ms()
 local ttl = tonumber(ARGV[7])
 if not ttl then
-  local campaign_ttl_s = tonumber(redis.call('HGET', KEYS[2], 'ttl_s'))
+  local campaign_ttl_s = tonumber(redis.call('HGET', KEYS[6], 'ttl_s'))
   ttl = campaign_ttl_s and campaign_ttl_s * 1000 or tonumber(ARGV[9])
 end
 local expires = now + ttl
