@@ -1,10 +1,12 @@
 """Campaign code pools: upload, reserve, assign, release and count, none scanning the pool.
 
-Script <-> method: ``codes_upload-5.lua`` <-> ``Codes.upload_batch`` (driven by
+Script <-> method: ``codes_upload-6.lua`` <-> ``Codes.upload_batch`` (driven by
 ``Codes.upload``), ``codes_reserve-6.lua`` <-> ``Codes.reserve`` (coalesced by the
 engine's ``Batcher``: concurrent reservations of one pool share a script call),
-``codes_assign-6.lua`` <-> ``Codes.assign``, ``codes_release-5.lua`` <->
-``Codes.release``, ``codes_count-3.lua`` <-> ``Codes.count``.
+``codes_assign-7.lua`` <-> ``Codes.assign``, ``codes_release-5.lua`` <->
+``Codes.release``, ``codes_count-3.lua`` <-> ``Codes.count``; ``codes_commit-5.lua`` /
+``codes_discard-5.lua`` <-> ``Codes._commit`` / ``Codes._discard`` (staged uploads, all or
+nothing), ``campaign_save-2.lua`` <-> ``Codes.save_campaign``.
 
 Hot state per campaign: one hash of code records (type, status, reservation) and a
 meta hash (version, types); per campaign and type: an available set, a reserved
