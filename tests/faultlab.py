@@ -260,7 +260,8 @@ class Cluster:
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             r = await http.post(f"{self.base_url}/v1/tenants", json={"tenant_id": TENANT}, headers=admin)
             assert r.status == 201, await r.text()
-            r = await http.post(f"{self.base_url}/v1/keys", json={"role": "service", "tenant_id": TENANT},
+            r = await http.post(f"{self.base_url}/v1/keys",
+                                json={"role": "service", "tenant_id": TENANT, "name": "svc"},
                                 headers=admin)
             self.service_key = (await r.json())["key"]
             for code, max_uses in self.codes.items():

@@ -15,7 +15,7 @@ async def test_no_key_unknown_key_and_revoked_key_are_401(api: Api) -> None:
     status, body = await api.call("GET", "/v1/invites/X", headers={"Authorization": "Bearer dg_k1_nope"})
     assert (status, body["code"]) == (401, "UNAUTHORIZED")
     status, key = await api.call("POST", "/v1/keys", headers=api.admin,
-                                 json={"role": "service", "tenant_id": "acme"})
+                                 json={"role": "service", "tenant_id": "acme", "name": "svc"})
     assert status == 201 and key["key"].startswith("dg_")
     status, _ = await api.call("DELETE", f"/v1/keys/{key['key_id']}", headers=api.admin)
     assert status == 204
@@ -76,7 +76,7 @@ async def test_tenants_endpoints(api: Api) -> None:
     status, body = await api.call("GET", "/v1/tenants/nobody", headers=api.admin)
     assert (status, body["code"]) == (404, "NOT_FOUND")
     status, body = await api.call("POST", "/v1/keys", headers=api.admin,
-                                  json={"role": "service", "tenant_id": "nobody"})
+                                  json={"role": "service", "tenant_id": "nobody", "name": "svc"})
     assert (status, body["code"]) == (404, "NOT_FOUND")
     status, body = await api.call("POST", "/v1/keys", headers=api.admin, json={"role": "admin"})
     assert status == 201 and body["role"] == "admin"

@@ -11,7 +11,7 @@ from dropgate.errors import Forbidden, NotFound, TenantRequired, Unauthorized
 from dropgate.ids import check_id
 from dropgate.runtime import Runtime
 
-_BOOTSTRAP = Principal(role="admin", tenant_id=None, key_id=None)
+_BOOTSTRAP = Principal(role="admin", tenant_id=None, key_id=None, name="")
 
 
 def bearer_token(request: web.Request) -> str:
@@ -22,19 +22,27 @@ def bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
-def known_principal(token: str, runtime: Runtime) -> Principal | None:
-    """The bootstrap admin, or a key this process has looked up lately; else None."""
+def bootstrap_principal(token: str, runtime: Runtime) -> Principal | None:
+    """The bootstrap admin (DROPGATE_ADMIN_KEY: not a stored key, never revoked); else None."""
     admin_key = runtime.settings.admin_key
     if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
         return _BOOTSTRAP
-    return runtime.api_keys.cached(token)
+    return None
 
 
 async def look_up(token: str, runtime: Runtime) -> Principal:
+    """A stored key, checked against the revocation version on every call
+    (engine/apikeys.py): a key revoked before this request is refused."""
     principal = await runtime.api_keys.authenticate(token)
     if principal is None:
         raise Unauthorized("Unknown API key.")
     return principal
+
+
+def require_scope(principal: Principal, scope: str | None) -> None:
+    """403 FORBIDDEN, details {scope}, when the key lacks the route's scope."""
+    if scope is not None and not principal.allows(scope):
+        raise Forbidden(f"This key lacks the scope {scope}.", details={"scope": scope})
 
 
 def own_tenant(request: web.Request, principal: Principal) -> str:

@@ -31,7 +31,7 @@ def _tenant(r: asyncpg.Record) -> TenantItem:
 
 
 def _key(r: asyncpg.Record) -> KeyItem:
-    return KeyItem(key_id=r["key_id"], role=r["role"], tenant_id=r["tenant_id"],
+    return KeyItem(key_id=r["key_id"], role=r["role"], tenant_id=r["tenant_id"], name=r["name"],
                    created_at=r["created_at"], revoked_at=r["revoked_at"])
 
 
@@ -93,7 +93,9 @@ def _withdrawal(r: asyncpg.Record) -> Withdrawal:
     return Withdrawal(withdrawal_id=r["withdrawal_id"], status=r["status"],
                       amount=format_amount(r["amount_minor"], r["currency"]), currency=r["currency"],
                       initiated_by=r["initiated_by"], created_at=r["created_at"],
-                      approved_by=r["approved_by"], completed_at=r["completed_at"])
+                      approved_by=r["approved_by"], completed_at=r["completed_at"],
+                      initiated_by_key=r["initiator_key_id"], approved_by_key=r["approver_key_id"],
+                      rejected_at=r["rejected_at"], reason=r["reject_reason"])
 
 
 def _order(r: asyncpg.Record) -> Order:
@@ -103,13 +105,14 @@ def _order(r: asyncpg.Record) -> Order:
     raw = items.encode() if isinstance(items, str) else msgspec.json.encode(items)
     return Order(order_id=r["order_id"], items=msgspec.json.decode(raw, type=list[OrderItem]),
                  total=format_amount(r["total_minor"], r["currency"]), currency=r["currency"],
-                 status=r["status"], created_at=r["created_at"])
+                 status=r["status"], created_at=r["created_at"], updated_at=r["updated_at"])
 
 
 def _booking(r: asyncpg.Record) -> Booking:
     return Booking(booking_id=r["booking_id"], resource_id=r["resource_id"],
                    slot_start=r["slot_start"], slot_end=r["slot_end"], user_id=r["user_id"],
-                   capacity=r["capacity"], booked=r["booked"], created_at=r["created_at"])
+                   capacity=r["capacity"], booked=r["booked"], created_at=r["created_at"],
+                   status=r["status"], canceled_at=r["canceled_at"])
 
 
 def _campaign(r: asyncpg.Record) -> Campaign:
@@ -137,7 +140,7 @@ TENANTS = ListSpec(
     "tenants", "tenants", "*", (("created_at", _TS), ("tenant_id", "text")), (), _tenant,
     {"subscription_status": Filter("enum", "subscription_status", _SUBSCRIPTION)})
 KEYS = ListSpec(
-    "keys", "api_keys", "key_id, role, tenant_id, created_at, revoked_at",
+    "keys", "api_keys", "key_id, role, tenant_id, name, created_at, revoked_at",
     (("created_at", _TS), ("key_id", "text")), (), _key,
     {"tenant_id": Filter("id", "tenant_id"),
      "role": Filter("enum", "role", ("admin", "service"))})
@@ -175,14 +178,16 @@ PAYMENTS = ListSpec(
     _payment)
 WITHDRAWALS = ListSpec(
     "withdrawals", "withdrawals", "*", (("created_at", _TS), ("withdrawal_id", "text")),
-    ("tenant_id",), _withdrawal, {"status": Filter("enum", "status", ("pending", "completed"))})
+    ("tenant_id",), _withdrawal,
+    {"status": Filter("enum", "status", ("pending", "completed", "rejected"))})
 ORDERS = ListSpec(
     "orders", "orders", "*", (("created_at", _TS), ("order_id", "text")), ("tenant_id",), _order,
     {"status": Filter("id", "status")})
 BOOKINGS = ListSpec(
     "bookings", "bookings AS b JOIN booking_slots AS s USING (tenant_id, resource_id, slot_start, slot_end)",
     "b.*, s.capacity, s.booked", (("b.created_at", _TS), ("b.booking_id", "text")), ("b.tenant_id",),
-    _booking, {"resource_id": Filter("id", "b.resource_id")})
+    _booking, {"resource_id": Filter("id", "b.resource_id"),
+               "status": Filter("enum", "b.status", ("booked", "canceled"))})
 CAMPAIGNS = ListSpec(
     "campaigns", "campaigns", "*", (("created_at", _TS), ("campaign_id", "text")), ("tenant_id",),
     _campaign)

@@ -19,8 +19,16 @@ from aiohttp import web
 from dropgate.engine.apikeys import Principal
 from dropgate.errors import DropgateError, ValidationError
 from dropgate.http.appkeys import RUNTIME
-from dropgate.http.auth import bearer_token, known_principal, look_up, own_tenant, resolve_tenant
+from dropgate.http.auth import (
+    bearer_token,
+    bootstrap_principal,
+    look_up,
+    own_tenant,
+    require_scope,
+    resolve_tenant,
+)
 from dropgate.http.idempotency import replayed
+from dropgate.http.scopes import route_scope
 from dropgate.ids import check_id, check_type
 from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.runtime import Runtime
@@ -90,6 +98,8 @@ class RouteSpec:
     # by http/idempotency.py, or by the handler itself (``keys_in_handler``: purchases)
     replays_by_key: bool = False
     keys_in_handler: bool = False
+    # what a tenant route needs of its key (models/scopes.py); None on admin and public routes
+    scope: str | None = None
 
 
 def validation_error(exc: msgspec.MsgspecError) -> ValidationError:
@@ -131,6 +141,7 @@ class ApiRoutes:
         query: Sequence[tuple[str, str, bool]] = (),
         other_responses: dict[int, Any] | None = None,
         keys_in_handler: bool = False,
+        scope: str | None = None,
     ) -> Callable[[Handler], Handler]:
         replays_by_key = (method, path) in REPLAYED_BY_KEY
         if replays_by_key and "Idempotency-Key" not in headers:
@@ -146,6 +157,7 @@ class ApiRoutes:
                 query=tuple(query), other_responses=dict(other_responses or {}),
                 decoder=msgspec.json.Decoder(body) if body is not None else None,
                 replays_by_key=replays_by_key, keys_in_handler=keys_in_handler,
+                scope=scope or (route_scope(method, path) if auth == "tenant" else None),
             ))
             return handler
         return register
@@ -177,10 +189,8 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
         principal: Principal | None = None
         tenant_id = ""
         if spec.auth != "public":
-            # no await on the common path: a known key of a service (awaits that do not
-            # suspend still cost a visible share of a cheap request)
             token = bearer_token(request)
-            principal = known_principal(token, runtime)
+            principal = bootstrap_principal(token, runtime)
             if principal is None:
                 principal = await look_up(token, runtime)
             if spec.auth == "admin":
@@ -189,10 +199,12 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
 
                     raise Forbidden("This route needs an admin key.")
             elif principal.role != "admin":
+                require_scope(principal, spec.scope)
                 tenant_id = own_tenant(request, principal)
             elif spec.auth == "any":
                 tenant_id = ""
             else:
+                require_scope(principal, spec.scope)
                 tenant_id = await resolve_tenant(request, runtime, principal)
             # like unknown body fields: a misspelt ?statuss= must not silently mean "all"
             # (parsed only when there is one: building request.query was a visible

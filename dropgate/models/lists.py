@@ -33,6 +33,7 @@ class KeyItem(msgspec.Struct, kw_only=True):
     key_id: str
     role: Literal["admin", "service"]
     tenant_id: str | None
+    name: str | None
     created_at: Timestamp
     revoked_at: Timestamp | None
 
