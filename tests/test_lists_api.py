@@ -157,3 +157,51 @@ async def test_admin_lists_tenants_and_keys_without_secrets(api: Api, persister:
     assert status == 404
     status, _ = await api.call("GET", "/v1/tenants")
     assert status == 403
+
+
+async def test_ledger_promo_offer_and_purchase_lists(api: Api, persister: Persister) -> None:
+    assert (await api.call("POST", "/v1/payments",
+                           json={"amount": "50", "currency": "usd", "reference": "r1"}))[0] == 201
+    status, w = await api.call("POST", "/v1/withdrawals",
+                               json={"amount": "5", "currency": "usd", "initiated_by": "ann"})
+    assert status == 201, w
+    status, o = await api.call("POST", "/v1/orders", json={
+        "items": [{"sku": "A", "quantity": 2}], "total": "9.50", "currency": "usd"})
+    assert status == 201, o
+    status, b = await api.call("POST", "/v1/bookings", json={
+        "resource_id": "room1", "slot_start": "2030-01-01T10:00:00Z",
+        "slot_end": "2030-01-01T11:00:00Z", "user_id": "u1", "capacity": 3})
+    assert status == 201, b
+    status, _ = await api.call("POST", "/v1/promos", json={
+        "code": "P10", "bonus": {"kind": "percent", "percent": "10"}, "currency": "usd"})
+    assert status == 201
+    status, use = await api.call("POST", "/v1/promos/P10/redeem",
+                                 json={"customer_id": "c1", "base_amount": "20"})
+    assert status == 201, use
+    status, offer = await api.call("POST", "/v1/offers", json={
+        "offer_id": "o1", "event_id": "e1", "name": "Seat", "price": "12.50", "currency": "usd",
+        "inventory_total": 10})
+    assert status == 201, offer
+    response = await api.client.post("/v1/offers/o1/purchase", json={"user_id": "u9", "quantity": 2},
+                                     headers={**api.service, "Idempotency-Key": "k-list-1"})
+    purchase = await response.json()
+    assert response.status == 201, purchase
+    await persister.drain()
+    _, page = await api.call("GET", "/v1/payments")
+    assert [(p["amount"], p["reference"]) for p in page["data"]] == [("50.00", "r1")]
+    _, page = await api.call("GET", "/v1/withdrawals?status=pending")
+    assert [x["withdrawal_id"] for x in page["data"]] == [w["withdrawal_id"]]
+    _, page = await api.call("GET", "/v1/orders")
+    assert page["data"][0]["items"] == [{"sku": "A", "quantity": 2}] and page["data"][0]["total"] == "9.50"
+    _, page = await api.call("GET", "/v1/bookings?resource_id=room1")
+    assert page["data"][0]["capacity"] == 3 and page["data"][0]["booked"] == 1
+    _, page = await api.call("GET", "/v1/promos?active=true")
+    assert page["data"][0]["bonus"] == {"kind": "percent", "percent": "10"}
+    assert page["data"][0]["times_used"] == 1
+    _, page = await api.call("GET", "/v1/promos/P10/uses?customer_id=c1")
+    assert [(u["bonus_amount"], u["total_amount"]) for u in page["data"]] == [("2.00", "22.00")]
+    _, page = await api.call("GET", "/v1/purchases?offer_id=o1&status=pending")
+    assert [(p["purchase_id"], p["quantity"], p["amount"]) for p in page["data"]] == [
+        (purchase["purchase_id"], 2, "25.00")]
+    _, page = await api.call("GET", "/v1/purchases?user_id=nobody")
+    assert page["data"] == []
