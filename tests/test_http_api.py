@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dropgate.http.routes import ROUTE_TABLES
+from dropgate.persistence.persister import Persister
 from tests.conftest import Api
 
 
@@ -106,9 +107,12 @@ async def test_request_id_is_echoed_or_made(api: Api) -> None:
     assert response.headers["X-Request-Id"] != "bad id <script>"
 
 
-async def test_ops_endpoints(api: Api) -> None:
+async def test_ops_endpoints(api: Api, persister: Persister) -> None:
     status, body = await api.call("GET", "/healthz", headers={})
     assert (status, body) == (200, {"status": "ok"})
+    status, body = await api.call("GET", "/readyz", headers={})  # the tenant's events, unpersisted
+    assert status == 503 and body["unpersisted_partitions"] and body["status"] == "unavailable", body
+    await persister.drain()
     status, body = await api.call("GET", "/readyz", headers={})
     assert status == 200 and body["redis"] and body["postgres"] and body["status"] == "ready"
     await api.call("GET", "/v1/invites/X")

@@ -207,7 +207,7 @@ class Offers:
             [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
              tk.tenant(), tk.purchases(), tk.offer_idempotency(), tk.offer_idempotency_expiry(),
              tk.purchase_ratelimit()],
-            args,
+            args, durable=True,
         )
         return _hold_results.decode(raw)
 
@@ -228,7 +228,7 @@ class Offers:
             "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, session_id,
              payment_intent],
-            type=Outcome,
+            type=Outcome, durable=True,
         )
 
     async def refund_done(self, tenant_id: str, offer_id: str, purchase_id: str, *,
@@ -236,7 +236,7 @@ class Offers:
         tk = self._ctx.keys.tenant(tenant_id)
         await self._ctx.scripts.call(
             "offer_refund_done", [tk.log, tk.purchases(), tk.offer(offer_id)],
-            [self._ctx.backlog_bound, tenant_id, purchase_id, refund_id])
+            [self._ctx.backlog_bound, tenant_id, purchase_id, refund_id], durable=True)
 
     async def expire_holds(self, tenant_id: str, offer_id: str, *, limit: int = 1000) -> int:
         tk = self._ctx.keys.tenant(tenant_id)

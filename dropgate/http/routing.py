@@ -17,8 +17,8 @@ import msgspec
 from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
-from dropgate.errors import DropgateError, ValidationError
-from dropgate.http.appkeys import RUNTIME
+from dropgate.errors import DropgateError, PayloadTooLarge, ValidationError
+from dropgate.http.appkeys import ADMISSION, RUNTIME
 from dropgate.http.auth import (
     bearer_token,
     bootstrap_principal,
@@ -183,9 +183,18 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
 
     declared = frozenset(name for name, _, _ in spec.query)
     by_key = spec.replays_by_key and not spec.keys_in_handler
+    streams_body = bool(spec.request_content) and any(
+        "csv" in kind for kind in spec.request_content or {})  # bounded by the CSV limit itself
 
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
+        declared_length = request.content_length
+        if declared_length is not None:  # 413 now, not after waiting for a body never sent
+            limit = (runtime.settings.csv_body_limit_bytes if streams_body
+                     else runtime.settings.body_limit_bytes)
+            if declared_length > limit:
+                raise PayloadTooLarge(f"The request body is over {limit} bytes.",
+                                      details={"limit_bytes": limit})
         principal: Principal | None = None
         tenant_id = ""
         if spec.auth != "public":
@@ -214,6 +223,19 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                 if unknown is not None:
                     raise ValidationError(f"Unknown query parameter {unknown!r}.",
                                           details={"field": unknown})
+        if not tenant_id:
+            return await serve(request, runtime, principal, tenant_id)
+        admission = request.app[ADMISSION]
+        if not admission.try_enter(tenant_id):
+            await admission.enter(tenant_id)
+        try:
+            return await serve(request, runtime, principal, tenant_id)
+        finally:
+            admission.leave(tenant_id)
+
+    async def serve(request: web.Request, runtime: Runtime, principal: Principal | None,
+                    tenant_id: str) -> web.StreamResponse:
+        """Decode, call, encode: inside the tenant's admission slot (http/admission.py)."""
         body: Any = None
         raw = b""
         if spec.decoder is not None:

@@ -35,7 +35,7 @@ from dropgate.client import AsyncDropgate
 from dropgate.embedded import Endpoints
 from dropgate.engine.keyspace import delete_prefix
 
-ADMIN_KEY = "live-admin-key"
+ADMIN_KEY = "live-admin-key-0123456789abcdef01234"
 
 
 def free_port() -> int:
