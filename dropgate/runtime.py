@@ -87,7 +87,7 @@ class Runtime:
     def new_dispatcher(self, *, name: str | None = None) -> Dispatcher:
         return Dispatcher(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
                           settings=self.settings, resolve=self.webhook_resolve, name=name,
-                          pool_counter=codes_pool_counter(self.codes, self.redis, self.keys))
+                          pool_counter=codes_pool_counter(self.codes))
 
     def new_persister(self, *, name: str | None = None) -> Persister:
         return Persister(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,

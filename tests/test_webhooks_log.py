@@ -139,14 +139,14 @@ async def test_crowd_of_purchases_two_dispatchers(api: Api, runtime: Runtime, pe
 
 
 async def test_pool_low_fires_once_per_crossing(api: Api, runtime: Runtime, receiver: Receiver) -> None:
-    """Campaigns with ``low_watermark`` come from another branch: the watermark is set on the
-    campaign's meta hash directly here, where the hook (``webhooks/pools.py``) reads it."""
     await register(api, receiver, ["codes.pool_low", "codes.uploaded"])
+    status, body = await api.call("POST", "/v1/campaigns",
+                                  json={"campaign_id": "camp", "types": ["gift"], "low_watermark": 4})
+    assert status == 201, body
     codes = "\n".join(f"C{i:03d}" for i in range(10))
     response = await api.client.post("/v1/campaigns/camp/codes?type=gift", data=codes,
                                      headers={**api.service, "Content-Type": "text/csv"})
     assert response.status == 200, await response.text()
-    await runtime.redis.hset(runtime.keys.tenant("acme").codes_meta("camp"), "low_watermark", "4")
     dispatcher = runtime.new_dispatcher(name="d1")
     try:
         await dispatcher.drain()

@@ -23,6 +23,7 @@ from dropgate.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     Inactive,
+    InsufficientCodes,
     InsufficientFunds,
     InsufficientInventory,
     Internal,
@@ -45,6 +46,7 @@ from dropgate.errors import (
     TenantRequired,
     Unauthorized,
     Unavailable,
+    UnknownType,
     ValidationError,
     error_for,
 )
@@ -94,6 +96,7 @@ __all__ = [
     "IdempotencyKeyInUse",
     "IdempotencyKeyReused",
     "Inactive",
+    "InsufficientCodes",
     "InsufficientFunds",
     "InsufficientInventory",
     "Internal",
@@ -118,6 +121,7 @@ __all__ = [
     "Timeout",
     "Unauthorized",
     "Unavailable",
+    "UnknownType",
     "ValidationError",
     "error_for",
 ]
