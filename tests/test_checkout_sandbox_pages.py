@@ -129,7 +129,7 @@ def test_the_resolver_prefers_the_offer_then_the_tenant_then_our_pages() -> None
 
 async def test_pages_find_a_purchase_by_its_id_alone(api: Api, runtime: Runtime,
                                                      persister: Persister) -> None:
-    """API.md's links carry ``purchase_id`` only: the tenant comes from the durable record."""
+    """docs/api.md's links carry ``purchase_id`` only: the tenant comes from the durable record."""
     await create_offer(api, "o1", 4)
     held = await _hold(api, "u1")
     await api.client.post(f"/v1/sandbox/checkout/{held['checkout_session_id']}/complete")

@@ -94,6 +94,14 @@ class _QueueingCluster(RedisCluster):
     ``MaxConnectionsError`` at once instead, and a crowd is not an outage. At most
     ``limit`` commands are in flight, so no node ever runs out of connections."""
 
+    # Redirections and TRYAGAIN answers one command may follow. redis-py's 16 give a
+    # multi-key script about 0.4 s of TRYAGAIN (a slot half migrated: its keys on two
+    # nodes) before "TTL exhausted"; a live reshard of a busy partition moves its keys
+    # for longer than that. 120 wait about 3 s (0.05 s a try past the first half).
+    # TRYAGAIN, MOVED and ASK are answered before a script runs, so following them
+    # longer never runs a script twice.
+    RedisClusterRequestTTL = 120
+
     def __init__(self, limit: int, wait_s: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._gate = asyncio.Semaphore(limit)

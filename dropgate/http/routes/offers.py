@@ -215,7 +215,7 @@ async def _purchase_page(call: Call[None], *, cancelled: bool) -> web.Response:
 
 
 async def _tenant_of_purchase(call: Call[None], purchase_id: str) -> str:
-    """The tenant of a purchase named by id alone, as the API.md links carry it.
+    """The tenant of a purchase named by id alone, as docs/api.md links it.
 
     Purchase ids are random and unique across tenants; the durable record knows each
     one's tenant (index ``offer_purchases_by_purchase_id``). A purchase not yet persisted
