@@ -2,8 +2,10 @@
 
 ``checkout.session.completed`` (and ``async_payment_succeeded``) confirms the hold
 (``offer_confirm-6.lua``; a payment for a released hold re-takes the units or is
-refunded through the provider), ``checkout.session.expired`` releases it; a repeated
-event id changes nothing. The signature is checked with the ``stripe`` library,
+refunded through the provider; so is one for a canceled or failed purchase),
+``checkout.session.expired`` releases it, ``checkout.session.async_payment_failed``
+releases it as ``failed``; a repeated event id changes nothing. The charge events
+(``charge.refunded``, ``charge.dispute.created``) are ``checkout/charges.py``. The signature is checked with the ``stripe`` library,
 here above the engine: the engine never sees the provider.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 import msgspec
 import stripe
 
+from dropgate.checkout.charges import CHARGE_EVENTS, ChargeEvents
 from dropgate.checkout.payments.base import PaymentProvider, PaymentProviderError
 from dropgate.engine.offers import Offers
 from dropgate.errors import InvalidSignature, NotFound, PaymentProviderUnavailable, ValidationError
@@ -29,6 +32,7 @@ class Webhooks:
     def __init__(self, offers: Offers, provider: PaymentProvider) -> None:
         self._offers = offers
         self.provider = provider
+        self._charges = ChargeEvents(offers, provider)
 
     async def handle(self, payload: bytes, signature: str | None) -> str:
         """Verify and apply one provider event; return what it did."""
@@ -44,8 +48,14 @@ class Webhooks:
         except (stripe.SignatureVerificationError, ValueError, KeyError, TypeError,
                 msgspec.DecodeError) as exc:
             raise InvalidSignature(f"The webhook signature is invalid: {exc}") from None
+        if event_type in CHARGE_EVENTS:
+            try:
+                event_id = check_id(str(event["id"]), "event_id")
+            except ValidationError:
+                return "ignored"
+            return await self._charges.handle(event_type, event_id, session)
         if event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded",
-                              "checkout.session.expired"):
+                              "checkout.session.expired", "checkout.session.async_payment_failed"):
             return "ignored"
         meta = session.get("metadata") or {}
         try:
@@ -58,8 +68,9 @@ class Webhooks:
                         event.get("id"), event_type)
             return "ignored"
         try:
-            if event_type == "checkout.session.expired":
-                out = await self._offers.release(tenant_id, offer_id, purchase_id, status="expired",
+            if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+                status = "expired" if event_type == "checkout.session.expired" else "failed"
+                out = await self._offers.release(tenant_id, offer_id, purchase_id, status=status,
                                                  event_id=event_id, event_type=event_type)
                 return out.outcome
             if session.get("payment_status") not in ("paid", "no_payment_required"):

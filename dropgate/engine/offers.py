@@ -5,6 +5,8 @@ Script <-> method: ``offer_create-3.lua`` <-> ``Offers.create``,
 ``offer_purchase_batch-9.lua`` <-> ``Offers.purchase_batch``,
 ``offer_release-6.lua`` <-> ``Offers.release``, ``offer_confirm-6.lua`` <-> ``Offers.confirm``,
 ``offer_refund_done-3.lua`` <-> ``Offers.refund_done``,
+``offer_refund_hold-3.lua`` <-> ``Offers.refund_hold``, ``offer_refund-4.lua`` <-> ``Offers.refund``,
+``offer_dispute-4.lua`` <-> ``Offers.dispute``,
 ``offer_expire_holds-5.lua`` <-> ``Offers.expire_holds``,
 ``offer_housekeep-3.lua`` <-> ``Offers.housekeep``.
 
@@ -73,6 +75,15 @@ class PurchaseRecord(msgspec.Struct, kw_only=True):
     refund_id: str | None = None
     retaken: bool = False
     offer_version: int = 0
+    # where the units are: 'held' (pending), 'sold', 'none' (a full refund without
+    # restock keeps them sold); the offer's reserved / sold count exactly these
+    units: str = "none"
+    refunded_minor: int = 0
+    refunds: dict[str, int] = {}  # refund id -> amount: each refund applied once
+
+    @property
+    def refundable_minor(self) -> int:
+        return self.amount_minor - self.refunded_minor
 
 
 class HoldRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,6 +131,21 @@ class Outcome(msgspec.Struct, kw_only=True):
     status: str = ""
     quantity: int = 0
     payment_intent: str | None = None
+
+
+class RefundHold(msgspec.Struct, kw_only=True):
+    """An amount set aside for one refund under way (``offer_refund_hold-3.lua``)."""
+
+    amount: int
+    payment_intent: str
+    currency: str
+    status: str
+
+
+class RefundOutcome(msgspec.Struct, kw_only=True):
+    outcome: str
+    status: str
+    refunded_minor: int = 0
 
 
 _hold_results = msgspec.json.Decoder(list[HoldResult])
@@ -244,6 +270,38 @@ class Offers:
         await self._ctx.scripts.call(
             "offer_refund_done", [tk.log, tk.purchases(), tk.offer(offer_id)],
             [self._ctx.backlog_bound, tenant_id, purchase_id, refund_id])
+
+    async def refund_hold(self, tenant_id: str, offer_id: str, purchase_id: str, *, hold_id: str,
+                          amount_minor: int | None, take: bool, stale_ms: int) -> RefundHold:
+        """Set aside ``amount_minor`` (None: all that is left) of the payment for one refund
+        before the provider is asked (``take``), or give it back after it refused."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_refund_hold", [tk.log, tk.purchases(), tk.offer(offer_id)],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, hold_id,
+             "" if amount_minor is None else amount_minor, "take" if take else "drop", stale_ms],
+            type=RefundHold)
+
+    async def refund(self, tenant_id: str, offer_id: str, purchase_id: str, *, refund_id: str,
+                     amount_minor: int, restock: bool, hold_id: str = "", event_id: str = "",
+                     event_type: str = "") -> RefundOutcome:
+        """Apply a refund the provider made (once per refund id)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_refund",
+            [tk.log, tk.purchases(), tk.offer(offer_id), tk.webhook_event(event_id or "none")],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, refund_id, amount_minor,
+             "1" if restock else "0", hold_id, event_id, event_type],
+            type=RefundOutcome)
+
+    async def dispute(self, tenant_id: str, offer_id: str, purchase_id: str, *, event_id: str,
+                      event_type: str) -> Outcome:
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_dispute",
+            [tk.log, tk.purchases(), tk.offer(offer_id), tk.webhook_event(event_id)],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, event_type],
+            type=Outcome)
 
     async def expire_holds(self, tenant_id: str, offer_id: str, *, limit: int = 1000) -> int:
         tk = self._ctx.keys.tenant(tenant_id)

@@ -17,7 +17,8 @@ Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 # PostgreSQL text cannot hold NUL: refused here, or the offer would never reach PostgreSQL.
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
                                    description="1-200 characters, no NUL")]
-PurchaseStatus = Literal["pending", "paid", "released", "expired", "refunded"]
+PurchaseStatus = Literal["pending", "paid", "released", "expired", "refunded", "canceled",
+                         "partially_refunded", "disputed", "failed"]
 
 
 class OfferCreate(Struct, kw_only=True):
@@ -87,6 +88,15 @@ class Purchase(msgspec.Struct, kw_only=True):
     currency: str
     expires_at: Timestamp
     created_at: Timestamp
+    refunded_amount: str = "0"  # what was given back so far, in the purchase's currency
+
+
+class PurchaseRefund(Struct, kw_only=True):
+    """``amount`` (default: all that is left of the payment) and ``restock`` (a full
+    refund returns the units to available; default true)."""
+
+    amount: Amount | None = None
+    restock: bool = True
 
 
 class WebhookAck(msgspec.Struct, kw_only=True):

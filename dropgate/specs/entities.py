@@ -80,7 +80,7 @@ OFFER = Entity(
             _ms("expires_at_ms", "expires_at"), _ms("created_ms", "created_at"), _VERSION),
     members=(OFFER_HOLDS,),
     counts=(Count("reserved", *_PURCHASE_ROWS, total="quantity", when=("status", "pending")),
-            Count("sold", *_PURCHASE_ROWS, total="quantity", when=("status", "paid"))),
+            Count("sold", *_PURCHASE_ROWS, total="quantity", when=("units", "sold"))),
     resync=("resync_offer",), restore="restore_swap")
 
 # A purchase is a JSON record in its tenant's purchases hash. Its checkout session is
@@ -94,7 +94,12 @@ PURCHASE = Entity(
             Field("session_id", "checkout_session_id",
                   compare_sql="CASE WHEN {a}status <> 'pending' THEN {a}checkout_session_id END"),
             Field("payment_intent"), Field("refund_id"), _flag("retaken"), _ms("created_ms", "created_at"),
-            _ms("updated_ms", "updated_at"), _VERSION),
+            _ms("updated_ms", "updated_at"), _VERSION,
+            # where its units are (held / sold / none: a refund without restock keeps them
+            # sold), what was refunded, and each refund id applied (jsonb re-spells the
+            # JSON text: compared through refunded_minor)
+            Field("units"), _int("refunded_minor", sql_type=_BIG),
+            Field("refunds", sql_type="jsonb", redis="json", compared=False)),
     resync=("resync_offer",))
 
 # Campaign codes: the entity is the campaign; its members are packed code records

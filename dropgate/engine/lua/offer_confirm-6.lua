@@ -5,6 +5,8 @@
                            retaken), else the purchase becomes refunded (refund
                            pending: the caller refunds through the provider and then
                            calls offer_refund_done)
+    canceled / failed   -> refunded (refund pending), never taken again: the buyer
+                           or the seller gave the purchase up
     paid                -> no-op;  refunded with the refund still pending -> "refund" again
   The event id is recorded (7 days): a repeated delivery is a no-op (it only answers
   "refund" again while that refund is pending, so a failed refund is retried).
@@ -25,6 +27,7 @@
 --- @include "dg_now_ms"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
+--- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
@@ -57,8 +60,7 @@ local function settle(status)
   dg_emit(KEYS[1], 'offer.purchase', entity, p.version, p)
 end
 if p.status == 'pending' then
-  redis.call('HINCRBY', KEYS[2], 'reserved', -p.quantity)
-  redis.call('HINCRBY', KEYS[2], 'sold', p.quantity)
+  dg_purchase_units(KEYS[2], p, 'sold')
   redis.call('ZREM', KEYS[3], p.purchase_id)
   redis.call('ZREM', KEYS[4], ARGV[2] .. ':' .. ARGV[3] .. ':' .. p.purchase_id)
   settle('paid')
@@ -67,7 +69,7 @@ elseif p.status == 'expired' or p.status == 'released' then
   dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, 1000)
   local o = redis.call('HMGET', KEYS[2], 'total', 'reserved', 'sold')
   if tonumber(o[1]) - tonumber(o[2]) - tonumber(o[3]) >= p.quantity then
-    redis.call('HINCRBY', KEYS[2], 'sold', p.quantity)
+    dg_purchase_units(KEYS[2], p, 'sold')
     p.retaken = true
     settle('paid')
     outcome = 'retaken'
@@ -76,6 +78,10 @@ elseif p.status == 'expired' or p.status == 'released' then
     settle('refunded')
     outcome = 'refund'
   end
+elseif p.status == 'canceled' or p.status == 'failed' then
+  p.refund = 'pending'
+  settle('refunded')
+  outcome = 'refund'
 elseif refund_pending then
   outcome = 'refund'
 end

@@ -64,6 +64,7 @@
 --- @include "dg_backlog_full"
 --- @include "dg_gcra"
 --- @include "dg_tenant_inactive"
+--- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_closed"
@@ -132,7 +133,7 @@ local record_tail = ''
 local ok_answer = {}
 if exists then
   record_tail = ',"tenant_id":' .. cjson.encode(tenant) .. ',"offer_id":' .. cjson.encode(offer_id)
-    .. ',"status":"pending","currency":' .. cjson.encode(o[9])
+    .. ',"status":"pending","units":"held","refunded_minor":0,"currency":' .. cjson.encode(o[9])
     .. string.format(',"hold_expires_ms":%d,"created_ms":%d,"updated_ms":%d,"version":1}', expires, now, now)
   ok_answer[false] = cjson.encode({ok = 1, expires_ms = expires, price_minor = price, currency = o[9],
     name = o[10]})

@@ -16,6 +16,7 @@
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
 --- @include "dg_hash_object"
+--- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 if redis.call('EXISTS', KEYS[2]) == 0 then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end

@@ -19,6 +19,7 @@
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
 --- @include "dg_hash_object"
+--- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 local full = dg_backlog_full(KEYS[1], ARGV[1])

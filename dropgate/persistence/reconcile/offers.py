@@ -163,7 +163,8 @@ class OfferReconciler(SpecReconciler):
                 f"SELECT {row_sql(PURCHASE)} FROM {PURCHASE.table} c "
                 f"WHERE (c.{PURCHASE.tenant}, c.{OWNER}) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
                 [o[0] for o in owners], [o[1] for o in owners]):
-            rec = {f.name: (True if f.redis == "flag" else p[f.name]) for f in PURCHASE.fields
+            rec = {f.name: (True if f.redis == "flag" else json.loads(p[f.name]) if f.redis == "json"
+                            else p[f.name]) for f in PURCHASE.fields
                    if p[f.name] is not None and not (f.redis == "flag" and not p[f.name])}
             buys[(p[PURCHASE.tenant or ""], p[OWNER])].append(rec)
         return buys
