@@ -2,8 +2,8 @@
 --
 -- A purchase's units are no longer a function of its status alone: a full refund
 -- without restock leaves its units sold, a partial refund or a dispute keeps them
--- sold. `units` says where they are ('held' while pending, 'sold', 'none'), and the
--- trigger derives offers.reserved / sold from it. `refunded_minor` is what was given
+-- sold. `units` says where they are ('held' while pending, 'sold', 'none'); the
+-- trigger derives offers.sold from it (reserved still from the pending rows). `refunded_minor` is what was given
 -- back so far (never more than was paid); `refunds` maps each refund id applied to
 -- its amount (a refund id is applied once), and offer_refunds keeps one row per refund.
 
@@ -30,11 +30,11 @@ DECLARE
     d_sold     integer := 0;
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        IF OLD.units = 'held' THEN d_reserved := d_reserved - OLD.quantity; END IF;
+        IF OLD.status = 'pending' THEN d_reserved := d_reserved - OLD.quantity; END IF;
         IF OLD.units = 'sold' THEN d_sold := d_sold - OLD.quantity; END IF;
     END IF;
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        IF NEW.units = 'held' THEN d_reserved := d_reserved + NEW.quantity; END IF;
+        IF NEW.status = 'pending' THEN d_reserved := d_reserved + NEW.quantity; END IF;
         IF NEW.units = 'sold' THEN d_sold := d_sold + NEW.quantity; END IF;
     END IF;
     IF d_reserved <> 0 OR d_sold <> 0 THEN
@@ -47,7 +47,7 @@ END $$;
 
 DROP TRIGGER offer_purchases_count ON offer_purchases;
 CREATE TRIGGER offer_purchases_count
-AFTER INSERT OR DELETE OR UPDATE OF units, quantity ON offer_purchases
+AFTER INSERT OR DELETE OR UPDATE OF status, units, quantity ON offer_purchases
 FOR EACH ROW EXECUTE FUNCTION offer_purchases_count();
 
 -- One row per refund applied (by the refund route, a dashboard refund's webhook, or
