@@ -127,7 +127,7 @@ class Purchases(Namespace):
         return await self._call("GET", "/v1/purchases/{purchase_id}", Purchase,
                                 path_params={"purchase_id": purchase_id})
 
-    async def cancel(self, purchase_id: str, *, idempotency_key: str | None = None) -> Purchase:
+    async def cancel(self, purchase_id: str) -> Purchase:
         """Cancel a pending purchase (``POST /v1/purchases/{purchase_id}/cancel``).
 
         Its checkout session is expired at the provider and its hold released
@@ -136,8 +136,7 @@ class Purchases(Namespace):
         (nothing changed).
         """
         return await self._call("POST", "/v1/purchases/{purchase_id}/cancel", Purchase,
-                                path_params={"purchase_id": purchase_id},
-                                idempotency_key=idempotency_key)
+                                path_params={"purchase_id": purchase_id})
 
     async def refund(self, purchase_id: str, *, amount: str | None = None, restock: bool = True,
                      idempotency_key: str | None = None) -> Purchase:
