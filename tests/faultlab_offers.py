@@ -104,7 +104,7 @@ class OfferLoad(Crowd):
         return 0, None
 
     async def _cancel(self, http: aiohttp.ClientSession, op: Purchase) -> str:
-        status, body = await self._send(http, f"{self.cluster.base_url}/v1/purchases/{op.purchase_id}/cancel")
+        status, _ = await self._send(http, f"{self.cluster.base_url}/v1/purchases/{op.purchase_id}/cancel")
         if status == 200:
             return "ok"
         # a 409 after a retry: the first attempt may have canceled it

@@ -283,7 +283,8 @@ async def test_a_charge_event_for_another_payment_changes_nothing(api: Api, fake
     intent_b = "pi_" + b["checkout_session_id"]
     fake_stripe.dashboard_refund(intent_b)
     # b's charge, claiming to be a's purchase
-    fake_stripe.payments[intent_b]["metadata"] = dict(fake_stripe.payments["pi_" + a["checkout_session_id"]]["metadata"])
+    a_meta = fake_stripe.payments["pi_" + a["checkout_session_id"]]["metadata"]
+    fake_stripe.payments[intent_b]["metadata"] = dict(a_meta)
     status, body = await webhook(api, *fake_stripe.charge_event("charge.refunded", intent_b))
     assert (status, body["outcome"]) == (200, "mismatch")
     assert (await _get(api, a["purchase_id"]))["status"] == "paid"
@@ -318,7 +319,7 @@ async def test_a_refund_racing_a_late_completion_never_oversells(
     answers = await asyncio.gather(*(x for o, late, sold in races for x in (
         _refund(api, sold["purchase_id"]),
         webhook(api, *fake_stripe.event("checkout.session.completed", late["checkout_session_id"])))))
-    for i, (o, late, sold) in enumerate(races):
+    for i, (o, late, _sold) in enumerate(races):
         refund, completion = answers[2 * i], answers[2 * i + 1]
         assert refund[0] == 200 and refund[1]["status"] == "refunded", refund
         assert completion[1]["outcome"] in ("retaken", "refund"), completion

@@ -5,8 +5,9 @@
 refunded through the provider; so is one for a canceled or failed purchase),
 ``checkout.session.expired`` releases it, ``checkout.session.async_payment_failed``
 releases it as ``failed``; a repeated event id changes nothing. The charge events
-(``charge.refunded``, ``charge.dispute.created``) are ``checkout/charges.py``. The signature is checked with the ``stripe`` library,
-here above the engine: the engine never sees the provider.
+(``charge.refunded``, ``charge.dispute.created``) are ``checkout/charges.py``. The
+signature is checked with the ``stripe`` library, here above the engine: the engine
+never sees the provider.
 """
 
 from __future__ import annotations
