@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -28,27 +29,17 @@ class Offers(Namespace):
     """
 
     async def create(
-        self,
-        offer_id: str | None = None,
-        *,
-        event_id: str,
-        name: str,
-        price: str,
-        currency: str,
-        inventory_total: int,
-        max_per_order: int = 10,
-        expires_at: datetime | None = None,
-        active: bool = True,
-        idempotency_key: str | None = None,
+        self, offer_id: str | None = None, *, idempotency_key: str | None = None, **fields: Any,
     ) -> Offer:
         """Create an offer (``POST /v1/offers``); an ``offer_id`` is generated when none is given.
 
-        Raises ``ValidationError`` (e.g. a price with more decimals than the
-        currency has), ``AlreadyExists`` when the id is taken, or ``PersistenceLagging``.
+        ``fields`` are those of ``dropgate.models.offers.OfferCreate`` (``event_id``,
+        ``name``, ``price``, ``currency``, ``inventory_total``; the others have defaults).
+        Raises ``TypeError`` for a field it does not have, ``ValidationError`` (e.g. a
+        price with more decimals than the currency has), ``AlreadyExists`` when the id
+        is taken, or ``PersistenceLagging``.
         """
-        body = OfferCreate(offer_id=offer_id, event_id=event_id, name=name, price=price,
-                           currency=currency, inventory_total=inventory_total,
-                           max_per_order=max_per_order, expires_at=expires_at, active=active)
+        body = OfferCreate(offer_id=offer_id, **fields)
         return await self._call("POST", "/v1/offers", Offer, body=body,
                                 idempotency_key=idempotency_key)
 
@@ -104,7 +95,7 @@ class Offers(Namespace):
         after a lost answer get the first answer back, never a second purchase;
         pass your own ``idempotency_key`` to span processes. Raises
         ``InsufficientInventory``, ``OfferUnavailable`` (inactive, archived or
-        expired), ``QuantityLimit`` (over ``max_per_order``), ``SubscriptionInactive``,
+        expired), ``QuantityLimit`` (over the offer's per-order limit), ``SubscriptionInactive``,
         ``RateLimited`` (``retry_after``), ``PaymentProviderUnavailable`` (the hold
         was released), ``IdempotencyKeyReused`` (the key came with another body),
         ``IdempotencyKeyInUse``, ``TenantBusy``, ``NotFound`` or ``PersistenceLagging``.

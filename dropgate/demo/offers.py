@@ -1,6 +1,6 @@
 """Offers in the demo: a crowd buying a limited drop through the sandbox checkout.
 
-Two offers (200 VIP, 1,000 GA units, at most 3 per order); every user tries to buy
+Two offers (200 VIP, 1,000 GA units, the default per-order limit); every user tries to buy
 1-3 units with an Idempotency-Key and retries once with the same key (a replay,
 never a second hold). Then most buyers pay on the sandbox checkout page (a signed
 ``checkout.session.completed`` webhook), some abandon it (``...expired``), the rest
@@ -26,7 +26,7 @@ class OffersDemo(DemoDomain):
         for offer_id, total in _OFFERS.items():
             status, body = await ctx.call("POST", "/v1/offers", json={
                 "offer_id": offer_id, "event_id": "demo-drop", "name": offer_id, "price": "49.00",
-                "currency": "usd", "inventory_total": total, "max_per_order": 3})
+                "currency": "usd", "inventory_total": total})
             if status not in (201, 409):
                 raise RuntimeError(f"demo: creating offer {offer_id} failed: {body}")
         self.users = [f"buyer{i}" for i in range(ctx.n(1200))]

@@ -23,12 +23,14 @@ integral float (cjson writes ``1e+15``) still decodes to ``int``, as the applier
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
 from dropgate.engine.ledger import OrderState, WithdrawalState
 from dropgate.engine.offers import PurchaseRecord
+from dropgate.specs.entities import OFFER
+from dropgate.specs.structs import spec_struct
 
 
 def parse_stream_id(stream_id: str) -> tuple[int, int]:
@@ -212,19 +214,14 @@ class BookingCreated(EventPayload, tag="booking.created"):
 
 
 # -- offers ----------------------------------------------------------------------------
-class OfferSaved(EventPayload, tag="offer.saved"):
-    tenant_id: str
-    offer_id: str
-    event_id: str
-    name: str
-    price_minor: int
-    currency: str
-    total: int
-    max_per_order: int
-    active: bool
-    archived: bool
-    created_ms: int
-    expires_at_ms: int | None = None
+if TYPE_CHECKING:
+    class OfferSaved(EventPayload, tag="offer.saved"):
+        tenant_id: str
+        offer_id: str
+else:
+    OfferSaved = spec_struct("OfferSaved", OFFER.saved(), base=EventPayload, module=__name__,
+                             tag="offer.saved")
+"""The offer's definition: the saved fields of its spec (``dropgate/specs: OFFER``)."""
 
 
 class OfferPurchase(PurchaseRecord, EventPayload, tag="offer.purchase"):

@@ -16,7 +16,7 @@ webhooks) is ``dropgate/checkout`` (above the engine); the expiry sweeper is ``e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -24,21 +24,21 @@ from dropgate.engine.context import EngineContext
 from dropgate.engine.keys import TenantKeys
 from dropgate.errors import NotFound
 from dropgate.ids import check_id, new_id, text, text_map
+from dropgate.specs.entities import OFFER
+from dropgate.specs.structs import script_pairs, spec_struct
 
 _UNCHANGED = ""
 
 
-class OfferState(msgspec.Struct, kw_only=True):
+class _OfferCore(msgspec.Struct, kw_only=True):
+    """The offer fields the engine reasons about; ``OfferState`` adds the rest of the
+    spec (``dropgate/specs: OFFER``), so a new field is not restated here."""
+
     tenant_id: str
     offer_id: str
-    event_id: str
-    name: str
-    price_minor: int
-    currency: str
     total: int
     reserved: int
     sold: int
-    max_per_order: int
     active: bool
     archived: bool
     expires_at_ms: int | None = None
@@ -53,6 +53,13 @@ class OfferState(msgspec.Struct, kw_only=True):
         """Shown by the list endpoint: active, unarchived, unexpired."""
         return self.active and not self.archived and (
             self.expires_at_ms is None or self.expires_at_ms > now_ms)
+
+
+if TYPE_CHECKING:
+    OfferState = _OfferCore
+else:
+    OfferState = spec_struct("OfferState", OFFER.fields, base=_OfferCore, module=__name__)
+"""An offer's hash: every field of its spec (read the others with ``msgspec.structs``)."""
 
 
 class PurchaseRecord(msgspec.Struct, kw_only=True):
@@ -166,18 +173,15 @@ class Offers:
         return [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
                 tk.purchases()]
 
-    async def create(
-        self, tenant_id: str, *, offer_id: str | None, event_id: str, name: str, price_minor: int,
-        currency: str, total: int, max_per_order: int, expires_at_ms: int | None, active: bool,
-    ) -> OfferState:
+    async def create(self, tenant_id: str, *, offer_id: str | None, **fields: object) -> OfferState:
+        """Create an offer from ``fields``: every field of the spec (``OFFER``) but the
+        ids, ``archived`` and the counters (``expires_at_ms`` may be ``None``)."""
         offer_id = offer_id or new_id("of_")
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
             "offer_create",
-            [tk.log, tk.offer(offer_id), tk.offers_by_event(event_id)],
-            [self._ctx.backlog_bound, tenant_id, offer_id, event_id, name, price_minor, currency,
-             total, max_per_order, "" if expires_at_ms is None else expires_at_ms,
-             "1" if active else "0"],
+            [tk.log, tk.offer(offer_id), tk.offers_by_event(str(fields.get("event_id", "")))],
+            [self._ctx.backlog_bound, tenant_id, offer_id, *script_pairs(OFFER, fields)],
             type=OfferState,
         )
 

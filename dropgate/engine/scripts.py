@@ -4,7 +4,9 @@ A script file is named ``<operation>-<number of keys>.lua`` (BullMQ's convention
 and opens with a ``--[[ ... ]]`` header naming its KEYS, ARGV, return value and
 error codes. ``--- @include "name"`` lines pull in ``lua/lib/name.lua`` (one
 ``local function`` per file) at load time, so helpers are shared without
-copy-paste and each script is still one self-contained EVALSHA body.
+copy-paste and each script is still one self-contained EVALSHA body. A
+``--- @spec "kind"`` line becomes ``local DG_SPEC = {...}``, the fields of that
+entity's spec (``dropgate/specs``), so scripts name no field the spec already lists.
 
 Every script answers a JSON string: a result, or ``{"err": CODE, "details": {}}``
 built by ``dg_error``. The runner turns the latter into the exception class of
@@ -25,10 +27,14 @@ from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from dropgate.errors import error_for
+from dropgate.specs.entities import DOMAINS
+from dropgate.specs.structs import lua_table
 
 LUA_DIR = Path(__file__).parent / "lua"
 _NAME_RE = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)-(?P<keys>\d+)\.lua$")
 _INCLUDE_RE = re.compile(r'^--- @include "(?P<lib>[a-z0-9_]+)"\s*$', re.M)
+_SPEC_RE = re.compile(r'^--- @spec "(?P<kind>[a-z_]+)"\s*$', re.M)
+_SPECS = {e.kind: e for d in DOMAINS for e in d.entities}
 _HEADER_RE = re.compile(r"\A--\[\[(?P<body>.*?)\]\]", re.S)
 _KEY_LINE_RE = re.compile(r"^\s*KEYS\[(\d+)\]", re.M)
 _ARGV_RE = re.compile(r"ARGV\[(\d+)\]")
@@ -68,7 +74,10 @@ def _expand(text: str, seen: set[str]) -> str:
         body = (LUA_DIR / "lib" / f"{lib}.lua").read_text()
         return _expand(body, seen)
 
-    return _INCLUDE_RE.sub(include, text)
+    def spec(match: re.Match[str]) -> str:
+        return lua_table(_SPECS[match.group("kind")])
+
+    return _SPEC_RE.sub(spec, _INCLUDE_RE.sub(include, text))
 
 
 def load_sources(lua_dir: Path = LUA_DIR) -> dict[str, ScriptSource]:

@@ -36,6 +36,7 @@ class Field:
     compared: bool = True              # reconcile compares it
     restored: bool = True              # restore writes it
     secret: bool = False               # never shown in a report
+    null: bool = False                 # may be absent (Redis) / NULL (PostgreSQL)
 
     @property
     def col(self) -> str:
@@ -162,6 +163,12 @@ class Entity:
 
     def count(self, name: str) -> Count | None:
         return next((c for c in self.counts if c.field == name), None)
+
+    def saved(self) -> tuple[Field, ...]:
+        """The fields its ``<kind>.saved`` event carries: all but the counters (PostgreSQL
+        derives them from the rows) and the version (the event's own ``v``)."""
+        counted = {c.field for c in self.counts}
+        return tuple(f for f in self.fields if f.name not in counted and f.name != "version")
 
 
 @dataclass(frozen=True)

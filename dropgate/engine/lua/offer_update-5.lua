@@ -22,6 +22,8 @@
 --- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
+--- @include "dg_spec_payload"
+--- @spec "offer"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 if redis.call('EXISTS', KEYS[2]) == 0 then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end
@@ -44,10 +46,5 @@ elseif ARGV[7] ~= '' then
 end
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 local o = dg_hash_object(KEYS[2])
-dg_emit(KEYS[1], 'offer.saved', 'offer:' .. ARGV[2] .. ':' .. ARGV[3], version, {
-  tenant_id = ARGV[2], offer_id = ARGV[3], event_id = o.event_id, name = o.name,
-  price_minor = tonumber(o.price_minor), currency = o.currency, total = tonumber(o.total),
-  max_per_order = tonumber(o.max_per_order), active = o.active == '1',
-  archived = o.archived == '1', expires_at_ms = tonumber(o.expires_at_ms) or cjson.null,
-  created_ms = tonumber(o.created_ms)})
+dg_emit(KEYS[1], 'offer.saved', 'offer:' .. ARGV[2] .. ':' .. ARGV[3], version, dg_spec_payload(DG_SPEC, o, {tenant_id = ARGV[2], offer_id = ARGV[3]}))
 return cjson.encode(o)

@@ -16,11 +16,13 @@
 --- @include "dg_error"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
+--- @include "dg_hash_object"
+--- @include "dg_spec_payload"
+--- @spec "offer"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
-local o = redis.call('HMGET', KEYS[2], 'event_id', 'name', 'price_minor', 'currency', 'total',
-  'max_per_order', 'active', 'archived', 'expires_at_ms', 'created_ms', 'version')
-if o[11] == false then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end
+local o = dg_hash_object(KEYS[2])
+if o == nil or o.version == nil then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end
 local purchases = {}
 for i = 5, #ARGV do
   local raw = redis.call('HGET', KEYS[3], ARGV[i])
@@ -29,13 +31,10 @@ for i = 5, #ARGV do
   if p.offer_id ~= ARGV[3] then return dg_error('CONFLICT', {purchase_id = ARGV[i]}) end
   purchases[#purchases + 1] = p
 end
-local version = tonumber(o[11])
+local version = tonumber(o.version)
 if ARGV[4] == '1' then
-  dg_emit(KEYS[1], 'offer.saved', 'offer:' .. ARGV[2] .. ':' .. ARGV[3], version, {
-    tenant_id = ARGV[2], offer_id = ARGV[3], event_id = o[1], name = o[2],
-    price_minor = tonumber(o[3]), currency = o[4], total = tonumber(o[5]),
-    max_per_order = tonumber(o[6]), active = o[7] == '1', archived = o[8] == '1',
-    expires_at_ms = tonumber(o[9]) or cjson.null, created_ms = tonumber(o[10])})
+  dg_emit(KEYS[1], 'offer.saved', 'offer:' .. ARGV[2] .. ':' .. ARGV[3], version,
+    dg_spec_payload(DG_SPEC, o, {tenant_id = ARGV[2], offer_id = ARGV[3]}))
 end
 for _, p in ipairs(purchases) do
   p.offer_version = version

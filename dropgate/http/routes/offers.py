@@ -52,13 +52,19 @@ _PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, Subs
                     IdempotencyKeyReused, TenantBusy, NotFound]
 
 
+# Fields the API model and the offer's spec name alike: passed through, not restated.
+_VIEW_SAME = tuple(n for n in Offer.__struct_fields__ if n in OfferState.__struct_fields__)
+_CREATE_SAME = tuple(n for n in OfferCreate.__struct_fields__
+                     if n in OfferState.__struct_fields__ and n != "offer_id")
+
+
 def offer_view(o: OfferState) -> Offer:
     created = ms_to_dt(o.created_ms)
     assert created is not None
+    d = msgspec.structs.asdict(o)
     return Offer(
-        offer_id=o.offer_id, event_id=o.event_id, name=o.name,
-        price=format_amount(o.price_minor, o.currency), currency=o.currency,
-        max_per_order=o.max_per_order, active=o.active, archived=o.archived,
+        **{n: d[n] for n in _VIEW_SAME},
+        price=format_amount(d["price_minor"], d["currency"]),
         expires_at=ms_to_dt(o.expires_at_ms), created_at=created,
         inventory=OfferInventory(total=o.total, available=max(0, o.available), reserved=o.reserved,
                                  sold=o.sold))
@@ -79,10 +85,9 @@ async def create_offer(call: Call[OfferCreate]) -> Offer:
     """Create an offer (an id is generated when none is given)."""
     b = call.body
     state = await call.runtime.offers.create(
-        call.tenant_id, offer_id=b.offer_id, event_id=b.event_id, name=b.name,
-        price_minor=parse_amount(b.price, b.currency, field="price"), currency=b.currency,
-        total=b.inventory_total, max_per_order=b.max_per_order,
-        expires_at_ms=dt_to_ms(b.expires_at), active=b.active)
+        call.tenant_id, offer_id=b.offer_id, **{n: getattr(b, n) for n in _CREATE_SAME},
+        price_minor=parse_amount(b.price, b.currency, field="price"), total=b.inventory_total,
+        expires_at_ms=dt_to_ms(b.expires_at))
     return offer_view(state)
 
 

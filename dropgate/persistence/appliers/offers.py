@@ -1,4 +1,4 @@
-"""Offers: definitions upserted by version; purchases upserted by version with one
+"""Offers: definitions upserted by version (from the spec); purchases upserted by version with one
 history row per version (the trigger derives offers.reserved/sold from them);
 webhook events inserted once."""
 
@@ -7,32 +7,11 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from dropgate.engine.events import Event, OfferPurchase, OfferSaved, OfferWebhook
-from dropgate.persistence.appliers.base import Applier, ts
+from dropgate.engine.events import Event, OfferPurchase, OfferWebhook
+from dropgate.persistence.appliers.base import Applier, saved_upsert, ts
+from dropgate.specs.entities import OFFER
 
 _refunds_json = msgspec.json.Encoder(order="sorted")
-
-
-async def offer_saved(conn: asyncpg.Connection, events: list[Event[OfferSaved]]) -> None:
-    await conn.executemany(
-        """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency,
-                               inventory_total, max_per_order, active, archived, expires_at,
-                               created_at, version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-           ON CONFLICT (tenant_id, offer_id) DO UPDATE SET
-               name = EXCLUDED.name, price_minor = EXCLUDED.price_minor,
-               inventory_total = EXCLUDED.inventory_total, max_per_order = EXCLUDED.max_per_order,
-               active = EXCLUDED.active, archived = EXCLUDED.archived,
-               expires_at = EXCLUDED.expires_at, version = EXCLUDED.version
-           WHERE offers.version < EXCLUDED.version""",
-        [
-            (d.tenant_id, d.offer_id, d.event_id, d.name, d.price_minor, d.currency, d.total,
-             d.max_per_order, d.active, d.archived, ts(d.expires_at_ms), ts(d.created_ms),
-             e.version)
-            for e in events
-            for d in (e.data,)
-        ],
-    )
 
 
 async def offer_purchase(conn: asyncpg.Connection, events: list[Event[OfferPurchase]]) -> None:
@@ -95,7 +74,7 @@ async def offer_webhook(conn: asyncpg.Connection, events: list[Event[OfferWebhoo
 
 
 APPLIERS: dict[str, Applier] = {
-    "offer.saved": offer_saved,
+    "offer.saved": saved_upsert(OFFER),
     "offer.purchase": offer_purchase,
     "offer.webhook": offer_webhook,
 }
