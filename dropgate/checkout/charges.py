@@ -1,7 +1,7 @@
 """The provider's charge events: refunds made in its dashboard, and disputes.
 
 - ``charge.refunded`` (``data.object`` a charge): each refund it lists that succeeded
-  (or is pending) is applied by ``offer_refund-4.lua`` once per refund id, for no
+  (or is pending) is applied by ``offer_refund-5.lua`` once per refund id, for no
   more than is left of the payment, restocking on a full refund, exactly as the
   refund route does. A charge that lists no refunds (newer API versions) is applied
   by its cumulative ``amount_refunded``: only what passes what is already applied.

@@ -7,10 +7,10 @@
    (``engine/actors/batcher.py`` coalesces them, up to ``purchase_batch_size``):
    the user's rate limit (the shared GCRA, 429 with Retry-After), the idempotency
    key (Stripe's semantics: replay, 422 for another body, 409 while running), and
-   the hold itself (``offer_purchase_batch-9.lua``);
+   the hold itself (``offer_purchase_batch-10.lua``);
 3. the payment provider's checkout session, ``expires_at`` = the hold's expiry,
    the purchase id in its metadata. If the provider fails or times out, the hold
-   is released (``offer_release-6.lua``) and the answer is 503
+   is released (``offer_release-7.lua``) and the answer is 503
    ``PAYMENT_PROVIDER_UNAVAILABLE``, logged with offer, tenant, user, quantity, error;
 4. the response is sent, and stored under the idempotency key with the offer's next
    batch (same queue, ahead of the new requests, same script call; nobody waits for

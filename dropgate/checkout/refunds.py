@@ -1,7 +1,7 @@
 """Cancels and refunds of purchases: the provider first, then one script step.
 
 ``POST /v1/purchases/{id}/cancel`` (pending only): the checkout session is expired at
-the provider, so it can no longer be paid, then ``offer_release-6.lua`` releases the
+the provider, so it can no longer be paid, then ``offer_release-7.lua`` releases the
 hold as ``canceled`` (units back exactly once, whoever races it: the script only
 changes a pending purchase). A provider that cannot be reached -> 503 and nothing
 changed; a provider that refuses (the session already completed or expired) does not
@@ -15,7 +15,7 @@ stop the cancel: a payment that completes after it is refunded by the webhook.
 2. the provider refunds exactly that amount, under an idempotency key derived from
    the request's ``Idempotency-Key`` (one key, one refund at the provider); if it
    fails, the amount is given back and the answer is 503, nothing changed;
-3. ``offer_refund-4.lua`` applies the refund by its provider id (once), and with a
+3. ``offer_refund-5.lua`` applies the refund by its provider id (once), and with a
    full refund and ``restock`` returns the units.
 
 The route's answer is kept per ``Idempotency-Key`` by ``http/idempotency.py``.

@@ -1,13 +1,13 @@
 """Offers: inventory where ``available = total - reserved - sold`` never goes negative.
 
 Script <-> method: ``offer_create-3.lua`` <-> ``Offers.create``,
-``offer_update-5.lua`` <-> ``Offers.update``, ``offer_read-5.lua`` <-> ``Offers.read``,
-``offer_purchase_batch-9.lua`` <-> ``Offers.purchase_batch``,
-``offer_release-6.lua`` <-> ``Offers.release``, ``offer_confirm-6.lua`` <-> ``Offers.confirm``,
+``offer_update-6.lua`` <-> ``Offers.update``, ``offer_read-6.lua`` <-> ``Offers.read``,
+``offer_purchase_batch-10.lua`` <-> ``Offers.purchase_batch``,
+``offer_release-7.lua`` <-> ``Offers.release``, ``offer_confirm-7.lua`` <-> ``Offers.confirm``,
 ``offer_refund_done-3.lua`` <-> ``Offers.refund_done``,
-``offer_refund_hold-3.lua`` <-> ``Offers.refund_hold``, ``offer_refund-4.lua`` <-> ``Offers.refund``,
+``offer_refund_hold-3.lua`` <-> ``Offers.refund_hold``, ``offer_refund-5.lua`` <-> ``Offers.refund``,
 ``offer_dispute-4.lua`` <-> ``Offers.dispute``,
-``offer_expire_holds-5.lua`` <-> ``Offers.expire_holds``,
+``offer_expire_holds-6.lua`` <-> ``Offers.expire_holds``,
 ``offer_housekeep-3.lua`` <-> ``Offers.housekeep``.
 
 The purchase flow around these (rate limits, idempotency, the payment provider,
@@ -173,6 +173,10 @@ class Offers:
         return [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
                 tk.purchases()]
 
+    def _keys6(self, tk: TenantKeys, offer_id: str) -> list[str]:
+        """``_keys5`` and the offer's users (units held or owned per user)."""
+        return [*self._keys5(tk, offer_id), tk.offer_users(offer_id)]
+
     async def create(self, tenant_id: str, *, offer_id: str | None, **fields: object) -> OfferState:
         """Create an offer from ``fields``: every field of the spec (``OFFER``) but the
         ids, ``archived`` and the counters (``expires_at_ms`` may be ``None``)."""
@@ -189,6 +193,9 @@ class Offers:
         self, tenant_id: str, offer_id: str, *, total: int | None = None,
         active: bool | None = None, archived: bool | None = None,
         expires_at_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
+        max_per_user: int | msgspec.UnsetType | None = msgspec.UNSET,
+        success_url: str | msgspec.UnsetType | None = msgspec.UNSET,
+        cancel_url: str | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> OfferState:
         tk = self._ctx.keys.tenant(tenant_id)
         if expires_at_ms is msgspec.UNSET:
@@ -198,9 +205,11 @@ class Offers:
         else:
             expiry = expires_at_ms
         return await self._ctx.scripts.call(
-            "offer_update", self._keys5(tk, offer_id),
+            "offer_update", self._keys6(tk, offer_id),
             [self._ctx.backlog_bound, tenant_id, offer_id,
-             _UNCHANGED if total is None else total, _bool_arg(active), _bool_arg(archived), expiry],
+             _UNCHANGED if total is None else total, _bool_arg(active), _bool_arg(archived), expiry,
+             *(_UNCHANGED if v is msgspec.UNSET else "none" if v is None else v
+               for v in (max_per_user, success_url, cancel_url))],
             type=OfferState,
         )
 
@@ -208,7 +217,7 @@ class Offers:
         """The offer with exact availability (expired holds released first)."""
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_read", self._keys5(tk, offer_id), [self._ctx.backlog_bound, tenant_id, offer_id],
+            "offer_read", self._keys6(tk, offer_id), [self._ctx.backlog_bound, tenant_id, offer_id],
             type=OfferState,
         )
 
@@ -243,7 +252,7 @@ class Offers:
             "offer_purchase_batch",
             [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
              tk.tenant(), tk.purchases(), tk.offer_idempotency(), tk.offer_idempotency_expiry(),
-             tk.purchase_ratelimit()],
+             tk.purchase_ratelimit(), tk.offer_users(offer_id)],
             args,
         )
         return _hold_results.decode(raw)
@@ -253,7 +262,7 @@ class Offers:
         tk = self._ctx.keys.tenant(tenant_id)
         event_key = tk.webhook_event(event_id or "none")
         return await self._ctx.scripts.call(
-            "offer_release", [*self._keys5(tk, offer_id), event_key],
+            "offer_release", [*self._keys5(tk, offer_id), event_key, tk.offer_users(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, status, event_id, event_type],
             type=Outcome,
         )
@@ -262,7 +271,7 @@ class Offers:
                       session_id: str, payment_intent: str) -> Outcome:
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id)],
+            "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id), tk.offer_users(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, session_id,
              payment_intent],
             type=Outcome,
@@ -293,7 +302,8 @@ class Offers:
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
             "offer_refund",
-            [tk.log, tk.purchases(), tk.offer(offer_id), tk.webhook_event(event_id or "none")],
+            [tk.log, tk.purchases(), tk.offer(offer_id), tk.webhook_event(event_id or "none"),
+             tk.offer_users(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, refund_id, amount_minor,
              "1" if restock else "0", hold_id, event_id, event_type],
             type=RefundOutcome)
@@ -310,7 +320,7 @@ class Offers:
     async def expire_holds(self, tenant_id: str, offer_id: str, *, limit: int = 1000) -> int:
         tk = self._ctx.keys.tenant(tenant_id)
         result = await self._ctx.scripts.call(
-            "offer_expire_holds", self._keys5(tk, offer_id),
+            "offer_expire_holds", self._keys6(tk, offer_id),
             [self._ctx.backlog_bound, tenant_id, offer_id, limit])
         return int(result["released"])
 

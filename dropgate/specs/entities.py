@@ -77,7 +77,9 @@ OFFER = Entity(
     fields=(_TENANT_ID, Field("offer_id", compared=False), Field("event_id"), Field("name"),
             _int("price_minor", sql_type=_BIG), Field("currency"), _int("total", "inventory_total"),
             _int("reserved"), _int("sold"), _int("max_per_order"), _flag("active"), _flag("archived"),
-            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _VERSION),
+            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _VERSION,
+            # units one user may hold plus own (none: no cap); where its checkout returns the buyer
+            _int("max_per_user", null=True), Field("success_url", null=True), Field("cancel_url", null=True)),
     members=(OFFER_HOLDS,),
     counts=(Count("reserved", *_PURCHASE_ROWS, total="quantity", when=("status", "pending")),
             Count("sold", *_PURCHASE_ROWS, total="quantity", when=("units", "sold"))),

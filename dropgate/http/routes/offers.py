@@ -27,6 +27,7 @@ from dropgate.errors import (
     RefundExceedsPayment,
     SubscriptionInactive,
     TenantBusy,
+    UserLimit,
 )
 from dropgate.http.idempotency import REPLAYED_HEADER
 from dropgate.http.routing import ApiRoutes, Call
@@ -47,7 +48,7 @@ from dropgate.models.offers import (
 from dropgate.money import format_amount, parse_amount
 
 routes = ApiRoutes("offers")
-_PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, SubscriptionInactive,
+_PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, UserLimit, SubscriptionInactive,
                     RateLimited, PaymentProviderUnavailable, IdempotencyKeyInUse,
                     IdempotencyKeyReused, TenantBusy, NotFound]
 
@@ -112,12 +113,14 @@ async def get_offer(call: Call[None]) -> Offer:
 @routes.patch("/v1/offers/{offer_id}", body=OfferPatch, response=Offer,
               errors=[NotFound, InventoryConflict])
 async def update_offer(call: Call[OfferPatch]) -> Offer:
-    """Change inventory_total (never below reserved + sold), active, archived, expires_at."""
+    """Change inventory_total (never below reserved + sold), active, archived, expires_at,
+    max_per_user, success_url, cancel_url (null removes the last four)."""
     b = call.body
     state = await call.runtime.offers.update(
         call.tenant_id, call.path_id("offer_id"), total=b.inventory_total, active=b.active,
         archived=b.archived,
-        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at))
+        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at),
+        max_per_user=b.max_per_user, success_url=b.success_url, cancel_url=b.cancel_url)
     return offer_view(state)
 
 

@@ -4,8 +4,8 @@
 -- appended (needs dg_purchase_units and dg_emit).
 -- `p` is the decoded purchase record; the caller checked p.status == 'pending'.
 local function dg_offer_release(log_key, offer_key, holds_key, expiry_key, purchases_key,
-                                p, status, now)
-  dg_purchase_units(offer_key, p, 'none')
+                                users_key, p, status, now)
+  dg_purchase_units(offer_key, users_key, p, 'none')
   p.offer_version = redis.call('HINCRBY', offer_key, 'version', 1)
   redis.call('ZREM', holds_key, p.purchase_id)
   redis.call('ZREM', expiry_key, p.tenant_id .. ':' .. p.offer_id .. ':' .. p.purchase_id)

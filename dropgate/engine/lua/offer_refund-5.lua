@@ -12,6 +12,7 @@
   KEYS[2] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[3] offer hash          <prefix>:{pN}:t:<tenant>:offer:<offer>
   KEYS[4] webhook event mark  <prefix>:{pN}:t:<tenant>:whevt:<event> (unused without one)
+  KEYS[5] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] purchase id
   ARGV[5] refund id   ARGV[6] amount in minor units   ARGV[7] restock '1' | '0'
   ARGV[8] refund hold id ('' none)   ARGV[9] webhook event id ('' none)
@@ -19,7 +20,7 @@
   Returns {"outcome": "refunded" | "partially_refunded" | "duplicate" | "noop",
            "status": s, "refunded_minor": n}
   Errors: NOT_FOUND, PERSISTENCE_LAGGING
-  Writes KEYS[2..4]; appends offer.purchase (on a change) and offer.webhook (with an
+  Writes KEYS[2..5]; appends offer.purchase (on a change) and offer.webhook (with an
   event id) to KEYS[1].
 ]]
 --- @include "dg_error"
@@ -61,7 +62,7 @@ else
   if p.refunded_minor >= p.amount_minor then
     p.status = 'refunded'
     p.refund = 'done'
-    if ARGV[7] == '1' then dg_purchase_units(KEYS[3], p, 'none') end
+    if ARGV[7] == '1' then dg_purchase_units(KEYS[3], KEYS[5], p, 'none') end
   elseif p.status ~= 'disputed' then
     p.status = 'partially_refunded'
   end

@@ -18,7 +18,9 @@
        own idempotency key giving the same session); else it is marked running (24 h),
        with the purchase id when the hold is taken;
     3. the hold: quantity within max_per_order, offer active/unarchived/unexpired,
-       tenant subscription active, available >= quantity; then reserved += quantity,
+       tenant subscription active, the user's units held or owned (KEYS[10]) plus
+       quantity within max_per_user (when set: else USER_LIMIT), available >= quantity;
+       then reserved += quantity, the user's units += quantity,
        the hold (expiry = now + hold ttl) enters the offer's holds and the partition's
        expiry queue, the purchase record is written and one event appended.
   Expired holds of the offer are released first (lazy expiry).
@@ -31,6 +33,7 @@
   KEYS[7] idempotency hash    <prefix>:{pN}:idem
   KEYS[8] idempotency expiry  <prefix>:{pN}:idem_exp
   KEYS[9] purchase rate limit <prefix>:{pN}:rl_purchase
+  KEYS[10] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] hold ttl ms
   ARGV[5] rate limit interval ms   ARGV[6] rate limit burst   ARGV[7] idempotency ttl ms
   ARGV[8] ms after which a running idempotency record's request counts as stopped
@@ -55,8 +58,8 @@
   call when the backlog is at its bound (the responses of ARGV[10] are stored all the
   same: they append no event), and the holds past the room left when the call's own
   events would pass it (so the log never grows past the bound by holds).
-  Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, INSUFFICIENT_INVENTORY
-  Writes KEYS[2..9]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
+  Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, USER_LIMIT, INSUFFICIENT_INVENTORY
+  Writes KEYS[2..10]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
 ]]
 --- @include "dg_now_ms"
 --- @include "dg_emit"
@@ -109,16 +112,17 @@ local hold_ttl, interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber
 local idem_ttl, idem_stale = tonumber(ARGV[7]), tonumber(ARGV[8])
 local exists = redis.call('EXISTS', KEYS[2]) == 1
 if exists then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, 1000)
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[10], now, 1000)
 end
 -- each hold appends one event: the backlog bound holds per hold, not only per call
 local bound = tonumber(ARGV[1])
 local room = bound - redis.call('XLEN', KEYS[1])
 local o = redis.call('HMGET', KEYS[2], 'active', 'archived', 'expires_at_ms', 'max_per_order',
-  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version')
+  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version', 'max_per_user')
 local closed = exists and dg_offer_closed(offer_id, o, now)
 local inactive = dg_tenant_inactive(KEYS[5], now)
 local max_per_order = tonumber(o[4])
+local max_per_user = tonumber(o[12])
 local total, reserved, sold = tonumber(o[5]), tonumber(o[6]), tonumber(o[7])
 local price = tonumber(o[8])
 local expires = now + hold_ttl
@@ -204,6 +208,9 @@ for _, r in ipairs(requests) do
       result = refuse('OFFER_UNAVAILABLE', closed)
     elseif inactive then
       result = refuse('SUBSCRIPTION_INACTIVE', inactive)
+    elseif max_per_user and (tonumber(redis.call('HGET', KEYS[10], user)) or 0) + qty > max_per_user then
+      result = refuse('USER_LIMIT', {user_id = user, max_per_user = max_per_user, requested = qty,
+        held_or_owned = tonumber(redis.call('HGET', KEYS[10], user)) or 0})
     elseif total - reserved - sold - held < qty then
       result = refuse('INSUFFICIENT_INVENTORY', {offer_id = offer_id, requested = qty,
         available = total - reserved - sold - held})
@@ -215,6 +222,7 @@ for _, r in ipairs(requests) do
         .. string.format(',"quantity":%d,"amount_minor":%d,"offer_version":%d', qty, price * qty,
           offer_version) .. record_tail
       redis.call('HSET', KEYS[6], pid, record)
+      redis.call('HINCRBY', KEYS[10], user, qty)
       redis.call('ZADD', KEYS[3], expires, pid)
       redis.call('ZADD', KEYS[4], expires, tenant .. ':' .. offer_id .. ':' .. pid)
       dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, record)
