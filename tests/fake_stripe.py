@@ -108,6 +108,7 @@ class FakeStripe:
                 "metadata": {k[len("metadata["):-1]: str(v) for k, v in form.items()
                              if k.startswith("metadata[")},
                 "url": f"https://checkout.stripe.test/c/pay/{sid}",
+                "success_url": form.get("success_url"), "cancel_url": form.get("cancel_url"),
                 "payment_intent": None,
             }
             if self.mode == "malformed":

@@ -366,3 +366,21 @@ async def test_hundreds_of_concurrent_cancels_and_refunds_are_exact(
     await _stores_agree(runtime, persister, ["big"])
     assert await runtime.pool.fetchval(
         "SELECT sum(amount_minor) FROM offer_refunds WHERE tenant_id = 'acme'") == 120 * 1000 + 20 * 2500
+
+
+# -- redirects ------------------------------------------------------------------------------
+async def test_the_checkout_returns_the_buyer_to_the_offers_urls_else_dropgates(
+        api: Api, fake_stripe: FakeStripe) -> None:
+    await create_offer(api, "own", 5, success_url="https://shop.test/thanks?p={PURCHASE_ID}&s={CHECKOUT_SESSION_ID}",
+                       cancel_url="https://shop.test/cart")
+    await create_offer(api, "plain", 5)
+    own = await _hold(api, "own", "u1")
+    session = fake_stripe.sessions[own["checkout_session_id"]]
+    # {PURCHASE_ID} filled in by dropgate, {CHECKOUT_SESSION_ID} left for Stripe
+    assert session["success_url"] == (f"https://shop.test/thanks?p={own['purchase_id']}"
+                                      "&s={CHECKOUT_SESSION_ID}")
+    assert session["cancel_url"] == "https://shop.test/cart"
+    plain = await _hold(api, "plain", "u1")
+    session = fake_stripe.sessions[plain["checkout_session_id"]]
+    assert session["success_url"].endswith(f"/checkout/done?purchase_id={plain['purchase_id']}")
+    assert session["cancel_url"].endswith(f"/checkout/cancelled?purchase_id={plain['purchase_id']}")

@@ -31,6 +31,7 @@ import math
 import msgspec
 
 from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProvider
+from dropgate.checkout.redirects import redirect_urls
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
 from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
@@ -60,13 +61,16 @@ class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _checkout(tenant_id: str, offer_id: str, user_id: str, purchase_id: str, quantity: int,
-              held: HoldResult) -> CheckoutRequest:
+              held: HoldResult, public_url: str) -> CheckoutRequest:
     """A hold's checkout, built alike for the purchase and for its recovery (the
     provider's idempotency key replays only an identical request)."""
+    success_url, cancel_url = redirect_urls(public_url=public_url, purchase_id=purchase_id,
+                                            success_url=held.success_url, cancel_url=held.cancel_url)
     return CheckoutRequest(
         purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
         quantity=quantity, unit_amount_minor=held.price_minor, currency=held.currency,
-        name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000))
+        name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000), success_url=success_url,
+        cancel_url=cancel_url)
 
 
 def _created(purchase_id: str, session: CheckoutSession, expires_ms: int) -> bytes:
@@ -97,6 +101,7 @@ class Purchases:
         self._batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
             self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
         self._hold_ttl_ms = s.hold_ttl_s * 1000
+        self._public_url = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
         self._idem_ttl_ms = s.idempotency_ttl_s * 1000
 
     # -- batching ----------------------------------------------------------------------
@@ -156,7 +161,7 @@ class Purchases:
                 idem_digest=digest, status=exc.status, body=error_body(exc)))
         if held.recover:
             return await self._recover(tenant_id, offer_id, user_id, digest, held)
-        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held)
+        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held, self._public_url)
         try:
             session = await self.provider.create_checkout(checkout)
         except BaseException as exc:
@@ -185,7 +190,8 @@ class Purchases:
         response was stored: that response may have reached the client. Ask the provider
         for the hold's checkout again, the same request under the same provider
         idempotency key, which gives the same session and so the same body."""
-        checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held)
+        checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held,
+                             self._public_url)
         try:
             session = await self.provider.create_checkout(checkout)
         except Exception as exc:  # nothing stored: a later repeat recovers again

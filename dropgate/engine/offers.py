@@ -120,6 +120,8 @@ class HoldResult(msgspec.Struct, kw_only=True):
     recover: int = 0  # the key's first request stopped answering after its hold
     purchase_id: str = ""  # of the hold to recover
     quantity: int = 0
+    success_url: str = ""  # the offer's, else the tenant's ('' none: dropgate's own pages)
+    cancel_url: str = ""
 
 
 class FinishItem(msgspec.Struct, frozen=True, kw_only=True):

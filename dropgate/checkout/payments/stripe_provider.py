@@ -90,8 +90,10 @@ class StripeProvider:
             "client_reference_id": request.purchase_id,
             "metadata": metadata(request),
             "payment_intent_data": {"metadata": metadata(request)},
-            "success_url": self._success_url,
+            "success_url": request.success_url or self._success_url,
         }
+        if request.cancel_url:
+            params["cancel_url"] = request.cancel_url
         session = await self._bounded("checkout.sessions.create", self._client.v1.checkout.sessions.create_async(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": f"dropgate-checkout-{request.tenant_id}-{request.purchase_id}"},

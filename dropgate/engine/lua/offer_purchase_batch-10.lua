@@ -46,7 +46,8 @@
   ARGV[11] their bodies, one after the other in the order of ARGV[10] (raw: never
           escaped into JSON and decoded again; one argument, not one per body)
   Returns a JSON array, one entry per request of ARGV[9]:
-    {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s}
+    {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s,
+     "success_url": s, "cancel_url": s}  (the offer's, else the tenant's; '' none)
     {"replay": 1, "status": n, "body": "<the stored response>"}
     {"recover": 1, "purchase_id": s, "quantity": n, "expires_ms": n, "price_minor": n,
      "currency": c, "name": s}
@@ -118,7 +119,11 @@ end
 local bound = tonumber(ARGV[1])
 local room = bound - redis.call('XLEN', KEYS[1])
 local o = redis.call('HMGET', KEYS[2], 'active', 'archived', 'expires_at_ms', 'max_per_order',
-  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version', 'max_per_user')
+  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version', 'max_per_user',
+  'success_url', 'cancel_url')
+-- where the checkout returns the buyer: the offer's, else the tenant's ('' = dropgate's pages)
+local t_urls = redis.call('HMGET', KEYS[5], 'success_url', 'cancel_url')
+local success_url, cancel_url = o[13] or t_urls[1] or '', o[14] or t_urls[2] or ''
 local closed = exists and dg_offer_closed(offer_id, o, now)
 local inactive = dg_tenant_inactive(KEYS[5], now)
 local max_per_order = tonumber(o[4])
@@ -140,7 +145,7 @@ if exists then
     .. ',"status":"pending","units":"held","refunded_minor":0,"currency":' .. cjson.encode(o[9])
     .. string.format(',"hold_expires_ms":%d,"created_ms":%d,"updated_ms":%d,"version":1}', expires, now, now)
   ok_answer[false] = cjson.encode({ok = 1, expires_ms = expires, price_minor = price, currency = o[9],
-    name = o[10]})
+    name = o[10], success_url = success_url, cancel_url = cancel_url})
   ok_answer[true] = string.sub(ok_answer[false], 1, -2) .. ',"idem":1}'
 end
 
@@ -188,7 +193,7 @@ for _, r in ipairs(requests) do
       idem.rerun(idem_field, rec, now)
       result = {recover = 1, purchase_id = lost.purchase_id, quantity = lost.quantity,
         expires_ms = lost.hold_expires_ms, price_minor = lost.amount_minor / lost.quantity,
-        currency = lost.currency, name = o[10]}
+        currency = lost.currency, name = o[10], success_url = success_url, cancel_url = cancel_url}
       marked = true
     elseif decided == 'replay' then
       result = {replay = 1, status = rec.status, body = rec.body}
