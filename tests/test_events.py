@@ -37,6 +37,7 @@ from dropgate.engine.events import (
     PromoRedeemed,
     PromoSaved,
     PromoUseRolledBack,
+    TenantCheckout,
     TenantSaved,
     WithdrawalCompleted,
     WithdrawalInitiated,
@@ -128,6 +129,9 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     t = await log.one("resync_tenant", call("resync_tenant", [tk.log, tk.tenant()], [bound, "acme"]),
                       TenantSaved)
     assert t.status == "trialing"
+    urls = await log.one("tenant_checkout", rt.tenants.set_checkout(
+        "acme", success_url="https://shop.test/ok", cancel_url=None), TenantCheckout)
+    assert (urls.tenant_id, urls.success_url, urls.cancel_url) == ("acme", "https://shop.test/ok", None)
     [k] = await log.run("apikey_create", rt.api_keys.create(role="service", tenant_id="acme"),
                         ApikeyCreated)
     key_id = log.result[0]

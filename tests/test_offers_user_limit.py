@@ -118,3 +118,50 @@ async def test_restore_rebuilds_the_per_user_counts(api: Api, runtime: Runtime, 
     assert (await reconcile(runtime, repair=True, wait_s=0)).exit_code == 0
     assert await _users(runtime, "o1") == {"a": 2, "b": 1}
     assert (await purchase(api, "o1", "a", 1))[1]["code"] == "USER_LIMIT"
+
+
+async def test_the_tenants_urls_serve_offers_without_their_own(
+        api: Api, runtime: Runtime, persister: Persister) -> None:
+    path = "/v1/tenants/acme/checkout"
+    status, body = await api.call("PUT", path, headers=api.service, json={"success_url": "https://t.test/ok"})
+    assert (status, body["code"]) == (403, "FORBIDDEN")
+    status, body = await api.call("PUT", path, headers=api.admin, json={"success_url": "nope"})
+    assert (status, body["code"]) == (400, "VALIDATION_ERROR")
+    assert (await api.call("PUT", "/v1/tenants/ghost/checkout", headers=api.admin, json={}))[0] == 404
+    status, body = await api.call("PUT", path, headers=api.admin, json={
+        "success_url": "https://t.test/ok?p={PURCHASE_ID}", "cancel_url": "https://t.test/back"})
+    assert status == 200 and body == {"tenant_id": "acme", "success_url": "https://t.test/ok?p={PURCHASE_ID}",
+                                      "cancel_url": "https://t.test/back"}, body
+    await create_offer(api, "plain", 5)
+    await create_offer(api, "own", 5, cancel_url="https://o.test/cart")
+    held = [await runtime.purchases.purchase("acme", o, user_id="u1", quantity=1, idempotency_key=None)
+            for o in ("plain", "own")]
+    assert all(h.status == 201 for h in held)
+    # what the purchase script answers the checkout: the offer's URL, else the tenant's
+    provider: Any = runtime.purchases.provider
+    seen: list[Any] = []
+    original = provider.create_checkout
+
+    async def spy(request: Any) -> Any:
+        seen.append(request)
+        return await original(request)
+
+    provider.create_checkout = spy
+    try:
+        for o in ("plain", "own"):
+            assert (await runtime.purchases.purchase("acme", o, user_id="u2", quantity=1,
+                                                     idempotency_key=None)).status == 201
+    finally:
+        provider.create_checkout = original
+    plain, own = seen
+    assert plain.success_url == f"https://t.test/ok?p={plain.purchase_id}"
+    assert plain.cancel_url == "https://t.test/back"
+    assert (own.success_url, own.cancel_url) == (f"https://t.test/ok?p={own.purchase_id}", "https://o.test/cart")
+    # null clears: dropgate's own pages again
+    status, body = await api.call("PUT", path, headers=api.admin, json={"cancel_url": None})
+    assert (status, body["success_url"], body["cancel_url"]) == (200, None, None)
+    await persister.drain()
+    row = await runtime.pool.fetchrow("SELECT success_url, cancel_url, checkout_version FROM tenants "
+                                      "WHERE tenant_id = 'acme'")
+    assert tuple(row) == (None, None, 2)
+    assert (await reconcile(runtime, wait_s=0)).exit_code == 0

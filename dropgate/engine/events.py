@@ -51,6 +51,14 @@ class TenantSaved(EventPayload, tag="tenant.saved"):
     trial_end_ms: int | None = None
 
 
+class TenantCheckout(EventPayload, tag="tenant.checkout"):
+    """A tenant's checkout redirect URLs (null: none); the event's version is their own."""
+
+    tenant_id: str
+    success_url: str | None = None
+    cancel_url: str | None = None
+
+
 class ApikeyCreated(EventPayload, tag="apikey.created"):
     key_id: str
     secret_sha256: str
@@ -240,7 +248,7 @@ class OfferWebhook(EventPayload, tag="offer.webhook"):
 
 
 Payload = (
-    TenantSaved | ApikeyCreated | ApikeyRevoked
+    TenantSaved | TenantCheckout | ApikeyCreated | ApikeyRevoked
     | InviteSaved | InviteRedeemed
     | CodesUploaded | CodesReserved | CodesAssigned | CodesReleased | CodesResynced
     | PromoSaved | PromoRedeemed | PromoUseRolledBack

@@ -32,7 +32,10 @@ _VERSION = _int("version", sql_type=_BIG)
 TENANT = Entity(
     kind="tenant", domain="core", table="tenants", key="tenant", ids=(), merge=True,
     fields=(_TENANT_ID, Field("name"), Field("status", "subscription_status"), _ms("trial_end_ms", "trial_end"),
-            _ms("created_ms", "created_at"), _VERSION),
+            _ms("created_ms", "created_at"), _VERSION,
+            # where its checkouts return buyers when the offer names no URL (versioned apart)
+            Field("success_url", null=True), Field("cancel_url", null=True),
+            _int("checkout_version", sql_type=_BIG, null=True)),
     resync=("resync_tenant",))
 
 API_KEY = Entity(

@@ -8,7 +8,15 @@ from dropgate.engine.tenants import TenantState
 from dropgate.errors import AlreadyExists, NotFound, TenantBusy, ValidationError
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import dt_to_ms, ms_to_dt
-from dropgate.models.tenants import KeyCreate, KeyCreated, SubscriptionUpdate, Tenant, TenantCreate
+from dropgate.models.tenants import (
+    KeyCreate,
+    KeyCreated,
+    SubscriptionUpdate,
+    Tenant,
+    TenantCheckout,
+    TenantCheckoutUpdate,
+    TenantCreate,
+)
 from dropgate.money import format_amount
 
 routes = ApiRoutes("tenants")
@@ -61,6 +69,17 @@ async def set_subscription(call: Call[SubscriptionUpdate]) -> Tenant:
     state = await call.runtime.actors.ask(tenant_id, lambda _: tenants.set_subscription(
         tenant_id, status=b.subscription_status, trial_end_ms=trial_end_ms))
     return tenant_view(state)
+
+
+@routes.put("/v1/tenants/{tenant_id}/checkout", auth="admin", body=TenantCheckoutUpdate,
+            response=TenantCheckout, errors=[NotFound])
+async def set_checkout(call: Call[TenantCheckoutUpdate]) -> TenantCheckout:
+    """Where the tenant's checkouts return the buyer when the offer names no
+    success_url / cancel_url (null: dropgate's /checkout/done and /checkout/cancelled)."""
+    b = call.body
+    urls = await call.runtime.tenants.set_checkout(call.path_id("tenant_id"), success_url=b.success_url,
+                                                   cancel_url=b.cancel_url)
+    return TenantCheckout(tenant_id=urls.tenant_id, success_url=urls.success_url, cancel_url=urls.cancel_url)
 
 
 @routes.post("/v1/keys", auth="admin", body=KeyCreate, response=KeyCreated, status=201,

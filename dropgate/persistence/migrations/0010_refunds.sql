@@ -71,4 +71,5 @@ ALTER TABLE offers
     ADD COLUMN cancel_url text;
 ALTER TABLE tenants
     ADD COLUMN success_url text,
-    ADD COLUMN cancel_url text;
+    ADD COLUMN cancel_url text,
+    ADD COLUMN checkout_version bigint;  -- the version of the two URLs (tenant.checkout events)
