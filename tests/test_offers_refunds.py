@@ -384,3 +384,38 @@ async def test_the_checkout_returns_the_buyer_to_the_offers_urls_else_dropgates(
     session = fake_stripe.sessions[plain["checkout_session_id"]]
     assert session["success_url"].endswith(f"/checkout/done?purchase_id={plain['purchase_id']}")
     assert session["cancel_url"].endswith(f"/checkout/cancelled?purchase_id={plain['purchase_id']}")
+
+
+async def test_restore_keeps_refunds_caps_and_urls(
+        api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
+    """Redis lost after refunds, a cap and the tenant's URLs: restored from PostgreSQL it
+    serves the same, and refunds, caps and URLs go on from there."""
+    from dropgate.engine.keyspace import delete_prefix
+    from dropgate.persistence.reconcile.restore import restore
+
+    status, _ = await api.call("PUT", "/v1/tenants/acme/checkout", headers=api.admin,
+                               json={"success_url": "https://t.test/ok"})
+    assert status == 200
+    await create_offer(api, "o1", 10, max_per_user=3)
+    paid = await _paid(api, fake_stripe, "o1", "u1", 2)
+    assert (await _refund(api, paid["purchase_id"], {"amount": "5.00"}))[0] == 200
+    full = await _paid(api, fake_stripe, "o1", "u2", 1)
+    assert (await _refund(api, full["purchase_id"]))[0] == 200
+    held = await _hold(api, "o1", "u3", 1)
+    await persister.drain()
+    before = {pid: await _get(api, pid) for pid in (paid["purchase_id"], full["purchase_id"], held["purchase_id"])}
+    assert await delete_prefix(runtime.redis, runtime.keys.prefix) > 0
+    await restore(runtime)
+    assert {pid: await _get(api, pid) for pid in before} == before
+    assert await inventory(api, "o1") == {"total": 10, "available": 7, "reserved": 1, "sold": 2}
+    # the refund ids came back: Stripe's event for the first refund changes nothing
+    intent = "pi_" + paid["checkout_session_id"]
+    assert (await webhook(api, *fake_stripe.charge_event("charge.refunded", intent)))[1]["outcome"] == "duplicate"
+    status, body = await _refund(api, paid["purchase_id"])  # the rest: 45.00
+    assert (status, body["refunded_amount"]) == (200, "50.00"), body
+    # the cap counts from the restored purchases; the tenant's URL still serves
+    assert (await purchase(api, "o1", "u1", 2))[0] == 201  # u1's refunded units no longer count
+    assert (await purchase(api, "o1", "u1", 2))[1]["code"] == "USER_LIMIT"
+    last = await _hold(api, "o1", "u3", 2)
+    assert fake_stripe.sessions[last["checkout_session_id"]]["success_url"] == "https://t.test/ok"
+    await _stores_agree(runtime, persister, ["o1"])
