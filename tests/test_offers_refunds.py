@@ -332,6 +332,30 @@ async def test_a_refund_racing_a_late_completion_never_oversells(
     await _stores_agree(runtime, persister, offers)
 
 
+async def test_cancels_racing_payments_end_paid_or_refunded_never_both(
+        api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
+    """40 buyers pay while their seller cancels: each purchase ends paid (the cancel
+    came second: 409) or canceled and then refunded (the payment came second)."""
+    await create_offer(api, "o1", 100)
+    held = [await _hold(api, "o1", f"u{i}", 2) for i in range(40)]
+    events = [fake_stripe.event("checkout.session.completed", h["checkout_session_id"]) for h in held]
+    answers = await asyncio.gather(*(x for h, e in zip(held, events, strict=True)
+                                     for x in (_cancel(api, h["purchase_id"]), webhook(api, *e))))
+    paid = 0
+    for i, h in enumerate(held):
+        (c_status, _), (_, hook) = answers[2 * i], answers[2 * i + 1]
+        status = (await _get(api, h["purchase_id"]))["status"]
+        if hook["outcome"] == "confirmed":
+            assert (c_status, status) == (409, "paid")
+            paid += 1
+        else:
+            assert (c_status, hook["outcome"], status) == (200, "refund", "refunded")
+    assert len(fake_stripe.refunds) == 40 - paid
+    assert await inventory(api, "o1") == {"total": 100, "available": 100 - 2 * paid, "reserved": 0,
+                                          "sold": 2 * paid}
+    await _stores_agree(runtime, persister, ["o1"])
+
+
 async def test_hundreds_of_concurrent_cancels_and_refunds_are_exact(
         api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
     """60 paid purchases (25.00 each): 4 concurrent refunds of 10.00 each (two fit);
