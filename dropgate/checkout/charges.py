@@ -97,20 +97,16 @@ class ChargeEvents:
             if isinstance(total, int) and total > p.refunded_minor:
                 # one refund per cumulative total: a redelivery names the same one
                 todo.append((f"{charge.get('id')}:{total}", total - p.refunded_minor))
+        # the event id is recorded with the last call only: a redelivery after a crash
+        # applies what was missed (the refund ids keep the rest from counting twice); an
+        # event with nothing to apply is recorded alone (refund id "-", amount 0: a no-op)
+        todo = todo or [("-", 0)]
         outcome = "noop"
-        # the event id is recorded with the last refund only: a redelivery after a crash
-        # applies what was missed (the refund ids keep the rest from counting twice)
-        for i, (refund_id, amount) in enumerate(todo or [("", 0)]):
-            last = i == max(len(todo), 1) - 1
-            if not refund_id:
-                out = await self._offers.refund(tenant_id, offer_id, purchase_id, refund_id="-",
-                                                amount_minor=0, restock=True, event_id=event_id,
-                                                event_type="charge.refunded")
-            else:
-                out = await self._offers.refund(tenant_id, offer_id, purchase_id, refund_id=refund_id,
-                                                amount_minor=amount, restock=True,
-                                                event_id=event_id if last else "",
-                                                event_type="charge.refunded")
+        for i, (refund_id, amount) in enumerate(todo):
+            last = i == len(todo) - 1
+            out = await self._offers.refund(tenant_id, offer_id, purchase_id, refund_id=refund_id,
+                                            amount_minor=amount, restock=True,
+                                            event_id=event_id if last else "", event_type="charge.refunded")
             if out.outcome in ("refunded", "partially_refunded") or outcome == "noop":
                 outcome = out.outcome
         return outcome
