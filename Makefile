@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_CMD = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --extra dev --quiet -o $(LOCK)
 
-.PHONY: demo test test-latest test-lowest fuzz lint lock lock-upgrade bench soak clean
+.PHONY: browser demo test test-latest test-lowest fuzz lint lock lock-upgrade bench soak clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@if [ -z "$(PY)" ]; then \
@@ -26,8 +26,15 @@ $(STAMP): pyproject.toml $(LOCK)
 demo: $(STAMP)
 	$(BIN)/dropgate demo $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser the checkout-page test drives (tests/test_checkout_browser.py): Debian's
+# chromium and its driver, installed with apt-get when either is missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; fi
 
 # The suite against the newest releases pyproject's ranges allow (not the lock), in its own
 # virtualenv, so that a release that breaks dropgate is seen before it reaches the lock.

@@ -70,7 +70,8 @@ async def private_settings(s: Stores, **overrides: Any) -> AsyncIterator[Setting
     await conn.close()
     values: dict[str, Any] = dict(redis_url=s.redis_url, database_url=s.database_url, key_prefix=name,
                                   database_schema=name, admin_key="bench-admin", persister_enabled=True,
-                                  log_level="WARNING", max_backlog=5_000_000)
+                                  log_level="WARNING", max_backlog=5_000_000,
+                                  payment_provider="sandbox")  # the benchmarks pay on the sandbox
     values.update(overrides)
     try:
         yield Settings(**values)
@@ -98,6 +99,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": "WARNING", "MAX_BACKLOG": settings.max_backlog,
         "RATE_LIMIT_PER_S": settings.rate_limit_per_s, "RATE_LIMIT_BURST": settings.rate_limit_burst,
         "PERSISTER_BLOCK_MS": settings.persister_block_ms,
+        # `serve` needs an explicit provider; the benchmarks pay on the sandbox
+        "PAYMENT_PROVIDER": settings.payment_provider or "sandbox",
     }.items():
         if value is not None:
             env[f"DROPGATE_{key}"] = str(value)

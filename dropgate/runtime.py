@@ -148,14 +148,15 @@ async def open_runtime(
         ctx = EngineContext(redis=redis, scripts=scripts, keys=keys, settings=settings)
         tenants = Tenants(ctx)
         offers = Offers(ctx)
+        purchases = Purchases(ctx, offers, provider)
         runtime = Runtime(
             settings=settings, redis=redis, pool=pool, keys=keys, scripts=scripts, ctx=ctx,
             tenants=tenants, api_keys=ApiKeys(ctx), invites=Invites(ctx),
             codes=Codes(ctx),
             promos=Promos(ctx),
             ledger=Ledger(ctx), actors=TenantActorSystem(ctx),
-            offers=offers, purchases=Purchases(ctx, offers, provider),
-            webhooks=Webhooks(offers, provider), sandbox=SandboxPages(offers, provider),
+            offers=offers, purchases=purchases, webhooks=Webhooks(offers, provider),
+            sandbox=SandboxPages(offers, provider, purchases.redirects),
             refunds=Refunds(offers, provider, hold_stale_ms=stale_after_ms(settings.stripe_timeout_s)),
             hold_sweeper=HoldSweeper(ctx, offers), idempotency=Idempotency(ctx),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,

@@ -89,7 +89,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     code_upload_batch_size: Annotated[int, _setting(
         "Codes per script call and per event when uploading.", API | {"codes"}, ge=1)] = 10_000
     hold_ttl_s: Annotated[int, _setting(
-        "Seconds an offer hold (and its Checkout session) lasts.", API, ge=1)] = 1800
+        "Seconds an offer hold (and its Checkout session) lasts (1800 to 86340 with Stripe, whose "
+        "sessions last 30 min to 24 h).", API, ge=1)] = 1800
     rate_limit_per_s: Annotated[float, _setting(
         "Sustained requests per second per user on rate-limited operations.", API, gt=0)] = 5.0
     rate_limit_burst: Annotated[int, _setting(
@@ -97,10 +98,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     tenant_concurrency: Annotated[int, _setting(
         "In-flight purchases per tenant before 429.", API, ge=1)] = 256
     payment_provider: Annotated[Literal["stripe", "sandbox"] | None, _setting(
-        "'stripe' or 'sandbox'. Unset: stripe when a Stripe key is set, else sandbox.", API)] = None
+        "'stripe' (real payments) or 'sandbox' (nothing is charged). Unset: `serve` refuses to start; "
+        "the demo and the tests choose the sandbox.", API)] = None
     stripe_api_key: Annotated[str | None, _setting(
-        "Stripe secret key. Unset: the built-in sandbox payment provider.", API)] = None
-    stripe_webhook_secret: Annotated[str | None, _setting("Secret that signs Stripe webhooks.", API)] = None
+        "Stripe secret key (required by DROPGATE_PAYMENT_PROVIDER=stripe).", API)] = None
+    stripe_webhook_secret: Annotated[str | None, _setting(
+        "Secret that signs Stripe webhooks (required by DROPGATE_PAYMENT_PROVIDER=stripe).", API)] = None
     stripe_api_base: Annotated[str | None, _setting(
         "Override of the Stripe API base URL (tests point it at a local fake).", API)] = None
     stripe_timeout_s: Annotated[float, _setting(
@@ -115,7 +118,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "few ms of Redis time, during which it serves nothing else; larger batches mean fewer "
         "calls, which cost the API process CPU).", API, ge=1)] = 64
     public_url: Annotated[str | None, _setting(
-        "URL clients reach the API at (sandbox checkout links).", API)] = None
+        "URL buyers' browsers reach the API at (sandbox checkout links, the /checkout/done and "
+        "/checkout/cancelled pages). Unset: http://HOST:PORT.", API)] = None
     s3_bucket: Annotated[str | None, _setting("Bucket holding code files for uploads by file_key.", API)] = None
     s3_endpoint_url: Annotated[str | None, _setting("S3 endpoint override (MinIO, moto).", API)] = None
     s3_region: Annotated[str | None, _setting(

@@ -29,6 +29,10 @@ from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 
 ADMIN_KEY = "test-admin-key"
+# The suite chooses the sandbox itself (``serve`` refuses to start without a provider):
+# for the servers it starts as subprocesses too, through the environment they inherit.
+os.environ["DROPGATE_PAYMENT_PROVIDER"] = "sandbox"
+SANDBOX_ENV = {"DROPGATE_PAYMENT_PROVIDER": "sandbox"}
 
 
 def traversable_tmpdir() -> Path:
@@ -74,6 +78,7 @@ def make_settings(servers: Endpoints, isolation: str,
             key_prefix=isolation, database_schema=isolation, partitions=4,
             persister_enabled=False, admin_key=ADMIN_KEY, data_dir=str(tmp_path / "data"),
             persister_block_ms=50, redis_max_connections=32, database_pool_size=4,
+            payment_provider="sandbox",
         )
         values.update(overrides)
         return Settings(**values)

@@ -37,10 +37,12 @@ CONTRACT: frozenset[tuple[str, str]] = frozenset({
 PENDING: frozenset[tuple[str, str]] = frozenset()
 
 # Routes the client has no method for on purpose: Stripe calls the webhook, not users, and
-# the sandbox's checkout page is HTML for a browser (its Pay / Cancel actions are
-# ``client.sandbox.complete/expire``).
+# the sandbox's checkout page and the done / cancelled return pages are HTML for a
+# buyer's browser (the page's Pay / Cancel actions are ``client.sandbox.complete/expire``;
+# a purchase's status is ``client.purchases.get``).
 NOT_IN_CLIENT: frozenset[tuple[str, str]] = frozenset({
     ("POST", "/v1/webhooks/stripe"), ("GET", "/v1/sandbox/checkout/{}"),
+    ("GET", "/checkout/done"), ("GET", "/checkout/cancelled"),
 })
 OPS: frozenset[tuple[str, str]] = frozenset({
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/openapi.json"),

@@ -9,6 +9,14 @@ honours ``Idempotency-Key`` like Stripe, and can be told to fail (HTTP 500), han
 (never answer), or answer a session without its ``url``. ``event()`` builds the
 webhook events Stripe would send, signed with the endpoint secret; ``charge_event()``
 the charge events (a refund made in the dashboard, a dispute).
+
+It validates what Stripe validates, with Stripe's answers (400 ``invalid_request_error``
+naming the ``param``): ``success_url`` / ``cancel_url`` absolute http(s) URLs of at most
+5000 characters, ``expires_at`` 30 minutes to 24 hours after the session's creation.
+Idempotency as Stripe documents it: the key is checked first (a replay answers the
+first result without validating again; the same key with other parameters or on
+another endpoint is a 400 ``idempotency_error``), and a request refused by validation
+stores nothing under its key.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -28,6 +37,55 @@ from dropgate.checkout.payments.base import sign_payload
 Mode = Literal["ok", "fail", "hang", "malformed"]
 WEBHOOK_SECRET = "whsec_test_fake"
 API_KEY = "sk_test_fake"
+MIN_EXPIRY_S = 30 * 60
+MAX_EXPIRY_S = 24 * 3600
+MAX_URL_LENGTH = 5000
+IDEMPOTENCY_MISMATCH = ("Keys for idempotent requests can only be used with the same parameters they "
+                        "were first used with. Try using a key other than '{key}' if you meant to "
+                        "execute a different request.")
+
+
+class Refused(Exception):
+    """A request Stripe refuses before acting on it (nothing stored under its key)."""
+
+    def __init__(self, param: str, message: str, code: str = "parameter_invalid") -> None:
+        super().__init__(message)
+        self.param, self.code = param, code
+
+    def response(self) -> web.Response:
+        return web.json_response({"error": {"type": "invalid_request_error", "code": self.code,
+                                             "param": self.param, "message": str(self)}}, status=400)
+
+
+def check_url(form: Any, param: str) -> None:
+    """Stripe's check of a redirect URL: absolute, http or https, not too long."""
+    value = form.get(param)
+    if value is None:
+        return
+    url = str(value)
+    parts = urlsplit(url)
+    if (parts.scheme not in ("http", "https") or not parts.netloc or url != url.strip()
+            or any(c.isspace() for c in url)):
+        raise Refused(param, "Not a valid URL", code="url_invalid")
+    if len(url) > MAX_URL_LENGTH:
+        raise Refused(param, f"Invalid URL: must be {MAX_URL_LENGTH} characters or less.",
+                      code="url_invalid")
+
+
+def check_expires_at(form: Any, now_s: int) -> None:
+    """Stripe's window: 30 minutes to 24 hours after the session's creation (``now_s``)."""
+    if "expires_at" not in form:
+        return
+    try:
+        expires_at = int(str(form["expires_at"]))
+    except ValueError:
+        raise Refused("expires_at", "Invalid integer: " + str(form["expires_at"])) from None
+    if expires_at - now_s < MIN_EXPIRY_S:
+        raise Refused("expires_at", "The `expires_at` timestamp must be at least 30 minutes from "
+                      "Checkout Session creation.")
+    if expires_at - now_s > MAX_EXPIRY_S:
+        raise Refused("expires_at", "The `expires_at` timestamp must be less than 24 hours from "
+                      "Checkout Session creation.")
 
 
 @dataclass
@@ -39,7 +97,8 @@ class FakeStripe:
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)  # payment intent -> payment
     calls: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _idem: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # key -> (params, answer)
+    _idem: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # key -> (request, answer)
+    refused: list[dict[str, Any]] = field(default_factory=list)  # the 400s answered, as sent
     server: TestServer | None = None
 
     @property
@@ -74,17 +133,21 @@ class FakeStripe:
         return None
 
     async def _idempotent(self, request: web.Request, make: Any) -> web.Response:
-        """Stripe's rule: the same key replays the first answer, but only for the same
-        parameters (another request under a used key is an idempotency_error)."""
+        """Stripe's rule: the same key replays the first answer (without validating again),
+        but only for the same endpoint and parameters (else an idempotency_error); a
+        request refused by validation (``Refused``) stores nothing."""
         key = request.headers.get("Idempotency-Key")
-        params = repr(sorted((await request.post()).items()))
+        params = request.path + "\n" + repr(sorted((await request.post()).items()))
         if key and key in self._idem:
             first_params, first_body = self._idem[key]
             if params != first_params:
-                return _error(400, "idempotency_error",
-                              "Keys for idempotent requests can only be used with the same parameters.")
+                return _error(400, "idempotency_error", IDEMPOTENCY_MISMATCH.format(key=key))
             return web.Response(body=first_body, content_type="application/json")
-        body = msgspec.json.encode(await make())
+        try:
+            body = msgspec.json.encode(await make())
+        except Refused as exc:
+            self.refused.append({"param": exc.param, "message": str(exc)})
+            return exc.response()
         if key:
             self._idem[key] = (params, body)
         return web.Response(body=body, content_type="application/json")
@@ -96,6 +159,10 @@ class FakeStripe:
         form = await request.post()
 
         async def make() -> dict[str, Any]:
+            now_s = int(time.time())
+            check_url(form, "success_url")
+            check_url(form, "cancel_url")
+            check_expires_at(form, now_s)
             sid = f"cs_test_{next(self._ids):06d}"
             session: dict[str, Any] = {
                 "id": sid, "object": "checkout.session", "mode": form.get("mode"),
@@ -108,8 +175,8 @@ class FakeStripe:
                 "metadata": {k[len("metadata["):-1]: str(v) for k, v in form.items()
                              if k.startswith("metadata[")},
                 "url": f"https://checkout.stripe.test/c/pay/{sid}",
+                "payment_intent": None, "created": now_s,
                 "success_url": form.get("success_url"), "cancel_url": form.get("cancel_url"),
-                "payment_intent": None,
             }
             if self.mode == "malformed":
                 del session["url"]
@@ -175,21 +242,31 @@ class FakeStripe:
 
         return await self._idempotent(request, make)
 
+    def return_url(self, session_id: str, *, paid: bool) -> str:
+        """Where Stripe's page sends the buyer: ``success_url`` with ``{CHECKOUT_SESSION_ID}``
+        filled in, or ``cancel_url`` as given."""
+        session = self.sessions[session_id]
+        if paid:
+            return str(session["success_url"]).replace("{CHECKOUT_SESSION_ID}", session_id)
+        return str(session["cancel_url"])
+
     def event(self, event_type: str, session_id: str, *, event_id: str | None = None,
-              secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
-        """A signed webhook for one of our sessions, as Stripe would POST it."""
+              secret: str = WEBHOOK_SECRET, **changes: Any) -> tuple[bytes, dict[str, str]]:
+        """A signed webhook for one of our sessions, as Stripe would POST it (``changes``:
+        session fields altered after the fact, e.g. another ``amount_total``)."""
         session = dict(self.sessions[session_id])
         if event_type == "checkout.session.completed":
             session.update(status="complete", payment_status="paid",
                            payment_intent="pi_" + session_id)
             self.sessions[session_id]["status"] = "complete"
             self.payments.setdefault("pi_" + session_id, {
-                "amount": session["amount_total"], "currency": session["currency"], "refunded": 0,
-                "metadata": dict(session["metadata"]), "charge": "ch_" + session_id})
+                "amount": session.get("amount_total", 0), "currency": session.get("currency"), "refunded": 0,
+                "metadata": dict(session.get("metadata") or {}), "charge": "ch_" + session_id})
         elif event_type == "checkout.session.expired":
             session.update(status="expired")
             if self.sessions[session_id]["status"] == "open":
                 self.sessions[session_id]["status"] = "expired"
+        session.update(changes)
         payload = msgspec.json.encode({
             "id": event_id or f"evt_test_{next(self._ids):06d}", "object": "event",
             "type": event_type, "created": int(time.time()), "livemode": False,

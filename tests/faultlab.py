@@ -240,7 +240,7 @@ class Cluster:
             "DROPGATE_ADMIN_KEY": ADMIN_KEY, "DROPGATE_PARTITIONS": "4", "DROPGATE_LOG_LEVEL": "WARNING",
             "DROPGATE_DATA_DIR": str(self.folder / "data"), "DROPGATE_PERSISTER_LEASE_MS": "1500",
             "DROPGATE_PERSISTER_BATCH_SIZE": "200", "DROPGATE_REDIS_TIMEOUT_S": "1",
-            "DROPGATE_MAX_BACKLOG": "1500",
+            "DROPGATE_MAX_BACKLOG": "1500", "DROPGATE_PAYMENT_PROVIDER": "sandbox",
         })
         env.update(self.settings)
         return env

@@ -26,7 +26,8 @@ async def fake_stripe() -> AsyncIterator[FakeStripe]:
 def stripe_settings(make_settings: Callable[..., Settings], fake: FakeStripe,
                     **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        stripe_api_key=API_KEY, stripe_webhook_secret=WEBHOOK_SECRET, stripe_api_base=fake.url,
+        payment_provider="stripe", stripe_api_key=API_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=fake.url,
         stripe_timeout_s=1.0, tenant_concurrency=10_000)
     values.update(overrides)
     return make_settings(**values)

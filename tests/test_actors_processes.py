@@ -36,6 +36,7 @@ def _env(settings: Settings) -> dict[str, str]:
         "KEY_PREFIX": settings.key_prefix, "DATABASE_SCHEMA": settings.database_schema,
         "PARTITIONS": settings.partitions, "ADMIN_KEY": settings.admin_key,
         "DATA_DIR": settings.data_dir, "LOG_LEVEL": "WARNING",
+        "PAYMENT_PROVIDER": settings.payment_provider,
     }.items():
         if value is not None:
             env[f"DROPGATE_{field}"] = str(value)

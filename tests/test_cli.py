@@ -28,6 +28,7 @@ def _clean_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
     env["DROPGATE_DATA_DIR"] = str(data_dir)
     env["DROPGATE_LOG_LEVEL"] = "WARNING"
+    env["DROPGATE_PAYMENT_PROVIDER"] = "sandbox"  # the suite chooses the sandbox itself
     return env
 
 

@@ -102,10 +102,11 @@ async def test_missing_stripe_configuration_fails_at_startup_not_on_purchase(
         async with open_runtime(make_settings(payment_provider="stripe"), run_persister=False):
             pass
     with pytest.raises(ProviderConfigError, match="DROPGATE_STRIPE_WEBHOOK_SECRET"):
-        async with open_runtime(make_settings(stripe_api_key="sk_test_x"), run_persister=False):
+        async with open_runtime(make_settings(payment_provider="stripe", stripe_api_key="sk_test_x"),
+                                run_persister=False):
             pass
-    # nothing configured at all: the sandbox provider, and purchases work
-    async with open_runtime(make_settings(), run_persister=False) as rt:
+    # a Stripe key alone no longer chooses anything: the provider is what is named
+    async with open_runtime(make_settings(stripe_api_key="sk_test_x"), run_persister=False) as rt:
         assert rt.purchases.provider.name == "sandbox"
 
 

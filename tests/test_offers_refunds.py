@@ -406,8 +406,9 @@ async def test_the_checkout_returns_the_buyer_to_the_offers_urls_else_dropgates(
     assert session["cancel_url"] == "https://shop.test/cart"
     plain = await _hold(api, "plain", "u1")
     session = fake_stripe.sessions[plain["checkout_session_id"]]
-    assert session["success_url"].endswith(f"/checkout/done?purchase_id={plain['purchase_id']}")
-    assert session["cancel_url"].endswith(f"/checkout/cancelled?purchase_id={plain['purchase_id']}")
+    assert session["success_url"].endswith(
+        f"/checkout/done?tenant_id=acme&purchase_id={plain['purchase_id']}&session_id={{CHECKOUT_SESSION_ID}}")
+    assert session["cancel_url"].endswith(f"/checkout/cancelled?tenant_id=acme&purchase_id={plain['purchase_id']}")
 
 
 async def test_restore_keeps_refunds_caps_and_urls(

@@ -10,6 +10,7 @@ Three promises are checked here rather than trusted:
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -127,6 +128,62 @@ def test_the_installed_stripe_has_what_the_provider_calls() -> None:
     assert callable(client.v1.checkout.sessions.expire)
     assert callable(client.v1.refunds.create)
     assert callable(stripe.Webhook.construct_event)
+
+
+def _attribute_chains(tree: ast.AST, root: str) -> set[tuple[str, ...]]:
+    """Every ``root.a.b...`` attribute chain in ``tree`` (``root`` a name or ``self._client``)."""
+    chains: set[tuple[str, ...]] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        cursor: ast.expr = node if isinstance(node, ast.Attribute) else ast.Constant(None)
+        while isinstance(cursor, ast.Attribute):
+            names.append(cursor.attr)
+            cursor = cursor.value
+        names.reverse()
+        if root == "stripe" and isinstance(cursor, ast.Name) and cursor.id == "stripe" and names:
+            chains.add(tuple(names))
+        elif (root == "self._client" and len(names) > 1 and names[0] == "_client"
+              and isinstance(cursor, ast.Name) and cursor.id == "self"):
+            chains.add(tuple(names[1:]))
+    return chains
+
+
+def test_the_installed_stripe_has_every_attribute_dropgate_calls() -> None:
+    """Read from the source, so a new call is covered the day it is written: every
+    ``stripe.X.Y`` in dropgate/, and every ``self._client.v1...`` of the Stripe provider
+    on a real ``StripeClient`` (async variants included), exists in the installed stripe;
+    and the keyword arguments the provider and the webhook check pass are accepted."""
+    import inspect
+
+    import stripe
+
+    client = stripe.StripeClient("sk_test_placeholder", base_addresses={"api": "http://127.0.0.1:1"},
+                                 http_client=stripe.AIOHTTPClient(timeout=1.0), max_network_retries=0)
+    found: dict[str, set[tuple[str, ...]]] = {"stripe": set(), "self._client": set()}
+    for path in sorted((ROOT / "dropgate").rglob("*.py")):
+        source = path.read_text()
+        tree = ast.parse(source, str(path))
+        found["stripe"] |= _attribute_chains(tree, "stripe")
+        if "self._client = stripe.StripeClient(" in source:  # the provider's own client
+            found["self._client"] |= _attribute_chains(tree, "self._client")
+    assert ("WebhookSignature", "verify_header") in found["stripe"]
+    assert ("v1", "checkout", "sessions", "create_async") in found["self._client"]
+    missing = []
+    for root, base in (("stripe", stripe), ("self._client", client)):
+        for chain in sorted(found[root]):
+            target: object = base
+            for name in chain:
+                if not hasattr(target, name):
+                    missing.append(f"{root}.{'.'.join(chain)}")
+                    break
+                target = getattr(target, name)
+    assert not missing, f"stripe {stripe.VERSION} lacks what dropgate calls: {missing}"
+    verify = inspect.signature(stripe.WebhookSignature.verify_header).parameters
+    assert {"payload", "header", "secret", "tolerance"} <= set(verify), verify
+    assert isinstance(stripe.Webhook.DEFAULT_TOLERANCE, int)
+    error = stripe.InvalidRequestError("m", "param", http_status=400)
+    assert (error.http_status, error.param, error.user_message) == (400, "param", "m")
+    assert hasattr(error, "_message")  # the provider's log line falls back to it
 
 
 def _newest_python() -> str:

@@ -31,7 +31,7 @@ import math
 import msgspec
 
 from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProvider
-from dropgate.checkout.redirects import redirect_urls
+from dropgate.checkout.redirects import Redirects, public_base, resolve_redirects
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
 from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
@@ -61,16 +61,14 @@ class PurchaseAnswer(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _checkout(tenant_id: str, offer_id: str, user_id: str, purchase_id: str, quantity: int,
-              held: HoldResult, public_url: str) -> CheckoutRequest:
+              held: HoldResult, redirects: Redirects) -> CheckoutRequest:
     """A hold's checkout, built alike for the purchase and for its recovery (the
     provider's idempotency key replays only an identical request)."""
-    success_url, cancel_url = redirect_urls(public_url=public_url, purchase_id=purchase_id,
-                                            success_url=held.success_url, cancel_url=held.cancel_url)
     return CheckoutRequest(
         purchase_id=purchase_id, tenant_id=tenant_id, offer_id=offer_id, user_id=user_id,
         quantity=quantity, unit_amount_minor=held.price_minor, currency=held.currency,
-        name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000), success_url=success_url,
-        cancel_url=cancel_url)
+        name=held.name, expires_at_s=math.ceil(held.expires_ms / 1000),
+        success_url=redirects.success_url, cancel_url=redirects.cancel_url)
 
 
 def _created(purchase_id: str, session: CheckoutSession, expires_ms: int) -> bytes:
@@ -101,7 +99,7 @@ class Purchases:
         self._batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
             self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
         self._hold_ttl_ms = s.hold_ttl_s * 1000
-        self._public_url = (s.public_url or f"http://{s.host}:{s.port}").rstrip("/")
+        self._public_base = public_base(s)
         self._idem_ttl_ms = s.idempotency_ttl_s * 1000
 
     # -- batching ----------------------------------------------------------------------
@@ -161,7 +159,9 @@ class Purchases:
                 idem_digest=digest, status=exc.status, body=error_body(exc)))
         if held.recover:
             return await self._recover(tenant_id, offer_id, user_id, digest, held)
-        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held, self._public_url)
+        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held,
+                             self.redirects(tenant_id, purchase_id, success_url=held.success_url,
+                                            cancel_url=held.cancel_url))
         try:
             session = await self.provider.create_checkout(checkout)
         except BaseException as exc:
@@ -191,7 +191,8 @@ class Purchases:
         for the hold's checkout again, the same request under the same provider
         idempotency key, which gives the same session and so the same body."""
         checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held,
-                             self._public_url)
+                             self.redirects(tenant_id, held.purchase_id, success_url=held.success_url,
+                                            cancel_url=held.cancel_url))
         try:
             session = await self.provider.create_checkout(checkout)
         except Exception as exc:  # nothing stored: a later repeat recovers again
@@ -204,6 +205,15 @@ class Purchases:
             purchase_id=held.purchase_id, session_id=session.session_id, checkout_url=session.url,
             idem_digest=digest, status=201, body=body))
         return PurchaseAnswer(status=201, body=body, replayed=True)
+
+    def redirects(self, tenant_id: str, purchase_id: str, *, success_url: str = "",
+                  cancel_url: str = "") -> Redirects:
+        """The purchase's success/cancel URLs, for the provider's session and the sandbox's
+        Pay / Cancel alike: ``success_url`` / ``cancel_url`` are the offer's, else the
+        tenant's (the purchase script reads them with the hold; ``Offers.checkout_urls``
+        for the sandbox), else dropgate's own pages."""
+        return resolve_redirects(self._public_base, tenant_id=tenant_id, purchase_id=purchase_id,
+                                 offer_success_url=success_url or None, offer_cancel_url=cancel_url or None)
 
     async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem) -> PurchaseAnswer:
         """Store the final response (and the checkout session) before the client sees it."""

@@ -1,36 +1,55 @@
-"""Where a checkout returns the buyer: the offer's ``success_url`` / ``cancel_url``, else
-the tenant's (``PUT /v1/tenants/{id}/checkout``), else dropgate's own pages
-``/checkout/done`` and ``/checkout/cancelled``.
+"""Where a Checkout session sends the buyer back: ``success_url`` and ``cancel_url``.
 
-The offer's and the tenant's URLs come with the hold (the purchase script reads them
-in the same step); this only picks and fills them in: ``{PURCHASE_ID}`` here, and
-``{CHECKOUT_SESSION_ID}`` by the provider (Stripe fills it in itself; the sandbox
-knows its session id up front and fills it in here).
+One function decides, for every provider: the offer's URL, else the tenant's, else
+dropgate's own pages (``/checkout/done`` and ``/checkout/cancelled``, ``pages.py``),
+so a buyer never lands on a page nobody serves. ``{PURCHASE_ID}`` is filled in here;
+``{CHECKOUT_SESSION_ID}`` is left for the provider (Stripe fills it in on
+``success_url``; the sandbox fills it in itself).
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import urlencode
 
+import msgspec
+
+from dropgate.settings import Settings
+
+SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
+PURCHASE_PLACEHOLDER = "{PURCHASE_ID}"
 DONE_PATH = "/checkout/done"
 CANCELLED_PATH = "/checkout/cancelled"
-PURCHASE_ID = "{PURCHASE_ID}"
-CHECKOUT_SESSION_ID = "{CHECKOUT_SESSION_ID}"
 
 
-def redirect_urls(*, public_url: str, purchase_id: str, success_url: str = "", cancel_url: str = "",
-                  session_id: str | None = None) -> tuple[str, str]:
-    """(success, cancel) URLs of one purchase's checkout. ``success_url`` /
-    ``cancel_url`` are the offer's, else the tenant's ('' when neither has one)."""
-    base = public_url.rstrip("/")
-    success = success_url or f"{base}{DONE_PATH}?purchase_id={PURCHASE_ID}"
-    cancel = cancel_url or f"{base}{CANCELLED_PATH}?purchase_id={PURCHASE_ID}"
-    return fill(success, purchase_id, session_id), fill(cancel, purchase_id, session_id)
+class Redirects(msgspec.Struct, frozen=True, kw_only=True):
+    success_url: str
+    cancel_url: str
 
 
-def fill(url: str, purchase_id: str, session_id: str | None = None) -> str:
-    """``{PURCHASE_ID}`` (and, when known, ``{CHECKOUT_SESSION_ID}``) filled in."""
-    url = url.replace(PURCHASE_ID, quote(purchase_id, safe=""))
-    if session_id is not None:
-        url = url.replace(CHECKOUT_SESSION_ID, quote(session_id, safe=""))
-    return url
+def public_base(settings: Settings) -> str:
+    """The URL buyers' browsers reach this API at (no trailing slash)."""
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
+def own_page(base: str, path: str, *, tenant_id: str, purchase_id: str) -> str:
+    """One of dropgate's own pages for a purchase (ids are ``check_id``-safe; quoted anyway)."""
+    return f"{base}{path}?{urlencode({'tenant_id': tenant_id, 'purchase_id': purchase_id})}"
+
+
+def resolve_redirects(base: str, *, tenant_id: str, purchase_id: str,
+                      offer_success_url: str | None = None, offer_cancel_url: str | None = None,
+                      tenant_success_url: str | None = None,
+                      tenant_cancel_url: str | None = None) -> Redirects:
+    """The purchase's two URLs: the offer's, else the tenant's, else dropgate's pages."""
+    success = (offer_success_url or tenant_success_url
+               or own_page(base, DONE_PATH, tenant_id=tenant_id, purchase_id=purchase_id)
+               + "&session_id=" + SESSION_PLACEHOLDER)
+    cancel = (offer_cancel_url or tenant_cancel_url
+              or own_page(base, CANCELLED_PATH, tenant_id=tenant_id, purchase_id=purchase_id))
+    return Redirects(success_url=success.replace(PURCHASE_PLACEHOLDER, purchase_id),
+                     cancel_url=cancel.replace(PURCHASE_PLACEHOLDER, purchase_id))
+
+
+def for_session(url: str, session_id: str) -> str:
+    """``url`` with ``{CHECKOUT_SESSION_ID}`` filled in (what Stripe does on redirect)."""
+    return url.replace(SESSION_PLACEHOLDER, session_id)

@@ -8,6 +8,11 @@ releases it as ``failed``; a repeated event id changes nothing. The charge event
 (``charge.refunded``, ``charge.dispute.created``) are ``checkout/charges.py``. The
 signature is checked with the ``stripe`` library, here above the engine: the engine
 never sees the provider.
+
+A signed event is trusted to come from the provider, not to name the right purchase:
+its session id, amount and currency must be the purchase's (``_mismatch``), else it
+changes nothing and answers ``mismatch`` (logged, counted on ``/metrics``). A signed
+event that is not a readable event is a 400 naming what is wrong, never a traceback.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import stripe
 
 from dropgate.checkout.charges import CHARGE_EVENTS, ChargeEvents
 from dropgate.checkout.payments.base import PaymentProvider, PaymentProviderError
-from dropgate.engine.offers import Offers
+from dropgate.checkout.payments.sandbox import SandboxProvider, session_id_for
+from dropgate.engine.offers import Offers, PurchaseRecord
 from dropgate.errors import InvalidSignature, NotFound, PaymentProviderUnavailable, ValidationError
 from dropgate.ids import check_id
 
@@ -33,28 +39,86 @@ class Webhooks:
     def __init__(self, offers: Offers, provider: PaymentProvider) -> None:
         self._offers = offers
         self.provider = provider
+        self.mismatches = 0  # signed events that named a purchase they do not match (/metrics)
         self._charges = ChargeEvents(offers, provider)
+
+    def _verified(self, payload: bytes, signature: str | None) -> tuple[dict[str, Any], str, dict[str, Any]]:
+        """(event, its type, its data.object) of a correctly signed, readable event."""
+        try:
+            stripe.WebhookSignature.verify_header(payload, signature or "", self.provider.webhook_secret,
+                                                  tolerance=stripe.Webhook.DEFAULT_TOLERANCE)
+        except (stripe.SignatureVerificationError, ValueError, TypeError):
+            raise InvalidSignature() from None
+        # signed by the provider, yet read defensively: the message names the part, the
+        # decoder's own text (and any traceback) stays out of the answer
+        try:
+            event = msgspec.json.decode(payload, type=dict[str, Any])
+        except msgspec.DecodeError:
+            raise ValidationError("The webhook event is not a JSON object.") from None
+        data = event.get("data")
+        session = data.get("object") if isinstance(data, dict) else None
+        for field, value in (("id", event.get("id")), ("type", event.get("type"))):
+            if not isinstance(value, str) or not value:
+                raise ValidationError(f"The webhook event has no {field}.", details={"field": field})
+        if not isinstance(session, dict):
+            raise ValidationError("The webhook event's data.object is not an object.",
+                                  details={"field": "data.object"})
+        return event, str(event["type"]), session
+
+    def _expected_session(self, p: PurchaseRecord) -> str | None:
+        """The checkout session the purchase was given (the sandbox's is derived from the
+        purchase, so it is known before the 201's store lands)."""
+        if p.session_id:
+            return p.session_id
+        if isinstance(self.provider, SandboxProvider):
+            return session_id_for(p.tenant_id, p.purchase_id)
+        return None
+
+    def _mismatch(self, event_type: str, session: dict[str, Any], p: PurchaseRecord) -> str | None:
+        """Why the event's session is not this purchase's (None: it is). A completed
+        session must carry the purchase's session id, amount and currency; an expired one
+        its session id."""
+        expected = self._expected_session(p)
+        if expected is None:  # the session is not recorded yet: the provider redelivers
+            raise PaymentProviderUnavailable("The purchase's checkout session is not recorded yet; "
+                                             "redeliver the event.", details={"purchase_id": p.purchase_id})
+        got = session.get("id")
+        if got != expected:
+            return f"session id {got!r} is not the purchase's {expected!r}"
+        if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+            return None
+        amount, currency = session.get("amount_total"), session.get("currency")
+        if type(amount) is not int or amount != p.amount_minor:
+            return f"amount_total {amount!r} is not the purchase's {p.amount_minor}"
+        if not isinstance(currency, str) or currency.lower() != p.currency.lower():
+            return f"currency {currency!r} is not the purchase's {p.currency!r}"
+        return None
+
+    async def _matches(self, event_id: str, event_type: str, session: dict[str, Any],
+                       tenant_id: str, purchase_id: str) -> bool:
+        """True when the event may act on the purchase; else logged and counted (NotFound
+        when there is no such purchase)."""
+        p = await self._offers.purchase(tenant_id, purchase_id)
+        why = self._mismatch(event_type, session, p)
+        if why is None:
+            return True
+        self.mismatches += 1
+        log.warning("webhook %s %s does not match purchase %s of tenant %s / offer %s (%s); "
+                    "nothing changed", event_id, event_type, purchase_id, tenant_id, p.offer_id, why)
+        return False
 
     async def handle(self, payload: bytes, signature: str | None) -> str:
         """Verify and apply one provider event; return what it did."""
-        try:
-            stripe.Webhook.construct_event(payload.decode("utf-8", "replace"), signature or "",
-                                           self.provider.webhook_secret)
-            # verified: read the same bytes as plain JSON (StripeObject is not a dict)
-            event: dict[str, Any] = msgspec.json.decode(payload, type=dict[str, Any])
-            event_type = str(event["type"])
-            session: dict[str, Any] = event["data"]["object"]
-            if not isinstance(session, dict):
-                raise ValueError("data.object is not an object")
-        except (stripe.SignatureVerificationError, ValueError, KeyError, TypeError,
-                msgspec.DecodeError) as exc:
-            raise InvalidSignature(f"The webhook signature is invalid: {exc}") from None
+        event, event_type, session = self._verified(payload, signature)
         if event_type in CHARGE_EVENTS:
             try:
                 event_id = check_id(str(event["id"]), "event_id")
             except ValidationError:
                 return "ignored"
-            return await self._charges.handle(event_type, event_id, session)
+            outcome = await self._charges.handle(event_type, event_id, session)
+            if outcome == "mismatch":
+                self.mismatches += 1
+            return outcome
         if event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded",
                               "checkout.session.expired", "checkout.session.async_payment_failed"):
             return "ignored"
@@ -69,6 +133,8 @@ class Webhooks:
                         event.get("id"), event_type)
             return "ignored"
         try:
+            if not await self._matches(event_id, event_type, session, tenant_id, purchase_id):
+                return "mismatch"
             if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
                 status = "expired" if event_type == "checkout.session.expired" else "failed"
                 out = await self._offers.release(tenant_id, offer_id, purchase_id, status=status,

@@ -29,9 +29,11 @@ def register(add: AddCommand) -> None:
 
 
 async def run_serve(call: Invocation) -> int:
+    from dropgate.checkout.payments.factory import require_provider
     from dropgate.workers import WorkerFailed
 
     settings = call.settings
+    require_provider(settings)  # before the stores: a server must never sell by default
     try:
         return await _serve(call, settings, reuse_port=settings.workers > 1 or call.args.reuse_port)
     except WorkerFailed as exc:
@@ -48,9 +50,14 @@ async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> i
         env = worker_env(os.environ, runtime.redis_url, runtime.database_url, effective_log_level())
         port = int(url.rsplit(":", 1)[1])
         async with extra_workers(settings.workers - 1, settings.host, port, env) as workers:
-            print(f"{READY_PREFIX}{url} (redis {runtime.redis_url}, "
+            provider = runtime.purchases.provider.name
+            print(f"{READY_PREFIX}{url} (payments {provider}, redis {runtime.redis_url}, "
                   f"persister {'on' if runtime.persister else 'off'}"
                   + (f", {settings.workers} workers" if settings.workers > 1 else "") + ")", flush=True)
+            if provider == "sandbox":
+                print("dropgate: WARNING: payment provider 'sandbox': nothing is charged; anyone can "
+                      "'pay' a purchase on its checkout page (DROPGATE_PAYMENT_PROVIDER=stripe for real "
+                      "payments)", file=sys.stderr, flush=True)
             stop = asyncio.ensure_future(wait_for_signal())
             exited = asyncio.ensure_future(workers.first_exit())
             await asyncio.wait({stop, exited}, return_when=asyncio.FIRST_COMPLETED)

@@ -146,7 +146,7 @@ class Purchases(Namespace):
 
 
 class Sandbox(Namespace):
-    """The sandbox payment provider's checkout (servers without a Stripe key): pay or cancel from code.
+    """The sandbox payment provider's checkout (DROPGATE_PAYMENT_PROVIDER=sandbox): pay or cancel from code.
 
     ``checkout_session_id`` of a purchase names the session. The checkout page itself
     (``checkout_url``) is HTML for a browser and has no method here.

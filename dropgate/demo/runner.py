@@ -43,7 +43,8 @@ def format_summary(reports: list[DomainReport], elapsed_s: float) -> str:
 async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                    domains: list[type[DemoDomain]] | None = None) -> int:
     admin_key = settings.admin_key or "dg_admin_" + secrets.token_hex(12)
-    settings = msgspec.structs.replace(settings, admin_key=admin_key)
+    # the demo pays on the sandbox's checkout pages: it chooses the sandbox itself
+    settings = msgspec.structs.replace(settings, admin_key=admin_key, payment_provider="sandbox")
     async with open_runtime(settings, run_persister=True) as runtime:
         async with serving(runtime, settings.host, settings.port) as url:
             tenant_id = f"demo-{int(time.time())}"
@@ -52,7 +53,8 @@ async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
             print(f"dropgate demo\n  API:         {url}  (OpenAPI at {url}/openapi.json)\n"
                   f"  admin key:   {admin_key}\n  tenant:      {tenant_id}\n"
                   f"  service key: {service_key}\n  Redis:       {runtime.redis_url}\n"
-                  f"  PostgreSQL:  {runtime.database_url}", flush=True)
+                  f"  PostgreSQL:  {runtime.database_url}\n"
+                  "  payments:    sandbox (nothing is charged)", flush=True)
             connector = aiohttp.TCPConnector(limit=256)
             async with aiohttp.ClientSession(connector=connector) as session:
                 progress = ProgressBar(unit=" requests")

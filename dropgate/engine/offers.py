@@ -335,6 +335,16 @@ class Offers:
             [limit])
         return result
 
+    async def checkout_urls(self, tenant_id: str, offer_id: str) -> tuple[str, str]:
+        """(success, cancel) URL of the offer's checkouts: the offer's, else its tenant's
+        ('' none), as the purchase script reads them with a hold (for the sandbox's pages)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        async with self._ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(tk.offer(offer_id), "success_url", "cancel_url")
+            pipe.hmget(tk.tenant(), "success_url", "cancel_url")
+            own, tenant = await pipe.execute()
+        return (text(own[0] or tenant[0] or b""), text(own[1] or tenant[1] or b""))
+
     async def purchase(self, tenant_id: str, purchase_id: str) -> PurchaseRecord:
         check_id(purchase_id, "purchase_id")
         raw = await self._ctx.redis.hget(self._ctx.keys.tenant(tenant_id).purchases(), purchase_id)

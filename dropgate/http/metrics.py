@@ -78,6 +78,19 @@ class _ActorCollector(Collector):
         yield from counters.values()
 
 
+class _WebhookCollector(Collector):
+    """Signed webhooks refused because they did not match the purchase they named."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "dropgate_webhook_mismatches",
+            "Signed checkout events whose session id, amount or currency was not their purchase's",
+            value=self._runtime.webhooks.mismatches)
+
+
 class Metrics:
     def __init__(self, runtime: Runtime) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -89,6 +102,7 @@ class Metrics:
                                           0.5, 1.0, 2.5))
         self.registry.register(_PersisterCollector(runtime))
         self.registry.register(_ActorCollector(runtime))
+        self.registry.register(_WebhookCollector(runtime))
         # the labelled children, bound once per (route, method, status): ``.labels()``
         # per request (argument checks, a lock, a dict) was a visible share of a
         # request's CPU. Bounded: routes x methods x statuses.

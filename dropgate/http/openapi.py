@@ -125,6 +125,10 @@ def _operation(spec: RouteSpec, schema_of: dict[Any, dict[str, Any]]) -> dict[st
     for status in sorted({*codes_by_status, *spec.other_responses}):
         codes = codes_by_status.get(status, [])
         headers = dict(_REQUEST_ID)
+        if 300 <= status < 400:  # a redirect (other_responses names no body type)
+            responses[str(status)] = {"description": "Redirect to the Location header's URL",
+                                      "headers": headers | {"Location": {"schema": {"type": "string"}}}}
+            continue
         if status in (429, 503):
             headers.update(_RETRY_AFTER)
         if status == 401:

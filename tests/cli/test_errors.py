@@ -75,7 +75,7 @@ def test_the_same_configuration_error_is_exit_2_everywhere(
 
 def test_a_closed_redis_port_is_retried_then_one_line(tmp_path: Path, servers: Endpoints) -> None:
     env = _env(tmp_path, DROPGATE_REDIS_URL=CLOSED_REDIS, DROPGATE_DATABASE_URL=servers.database_url,
-               DROPGATE_STARTUP_WAIT_S="1")
+               DROPGATE_STARTUP_WAIT_S="1", DROPGATE_PAYMENT_PROVIDER="sandbox")
     result = _run(["serve", "--port", "0"], env)
     lines = result.stderr.splitlines()
     assert result.returncode == 2, result.stderr

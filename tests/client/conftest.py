@@ -104,6 +104,7 @@ def live(servers: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "DROPGATE_PARTITIONS": "4", "DROPGATE_DATA_DIR": str(folder / "data"),
         "DROPGATE_LOG_LEVEL": "WARNING", "DROPGATE_PERSISTER_BLOCK_MS": "50",
         "DROPGATE_REDIS_MAX_CONNECTIONS": "32", "DROPGATE_DATABASE_POOL_SIZE": "4",
+        "DROPGATE_PAYMENT_PROVIDER": "sandbox",
     })
     log = folder / "serve.log"
     with open(log, "wb") as out:

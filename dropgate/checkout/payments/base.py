@@ -41,10 +41,8 @@ class CheckoutRequest(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
     name: str
     expires_at_s: int  # the hold's expiry: the session must not outlive it
-    # where the buyer returns (checkout/redirects.py; {CHECKOUT_SESSION_ID} may be left
-    # for the provider to fill in); '' -> the provider's default
-    success_url: str = ""
-    cancel_url: str = ""
+    success_url: str  # where the buyer returns (``checkout/redirects.py``)
+    cancel_url: str
 
 
 class CheckoutSession(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProviderError
+from dropgate.checkout.redirects import public_base
 from dropgate.settings import Settings
 
 _PREFIX = "cs_sandbox_"
@@ -30,7 +31,7 @@ class SandboxProvider:
 
     def __init__(self, settings: Settings) -> None:
         self._secret = settings.stripe_webhook_secret or "whsec_sandbox_" + secrets.token_hex(16)
-        self._public_url = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+        self.public_url = public_base(settings)
         self.fail_next = 0  # tests: this many checkouts fail as if the provider were down
         self.refunds: list[tuple[str, str]] = []
 
@@ -44,7 +45,7 @@ class SandboxProvider:
             raise PaymentProviderError("sandbox: told to fail")
         session_id = session_id_for(request.tenant_id, request.purchase_id)
         return CheckoutSession(session_id=session_id,
-                               url=f"{self._public_url}/v1/sandbox/checkout/{session_id}")
+                               url=f"{self.public_url}/v1/sandbox/checkout/{session_id}")
 
     async def refund(self, *, payment_intent: str, purchase_id: str, amount_minor: int | None = None,
                      key: str = "") -> str:

@@ -27,22 +27,35 @@ from dropgate.checkout.payments.base import (
 )
 from dropgate.settings import Settings
 
+# Stripe: a session's expires_at is 30 min to 24 h after its creation.
+MIN_EXPIRY_S = 30 * 60
+MAX_EXPIRY_S = 24 * 3600
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse, in one line naming the variable, settings Stripe cannot work with."""
+    if not settings.stripe_api_key:
+        raise ProviderConfigError(
+            "payment provider 'stripe' needs DROPGATE_STRIPE_API_KEY "
+            "(or DROPGATE_PAYMENT_PROVIDER=sandbox, where nothing is charged)")
+    if not settings.stripe_webhook_secret:
+        raise ProviderConfigError(
+            "payment provider 'stripe' needs DROPGATE_STRIPE_WEBHOOK_SECRET "
+            "(the signing secret of the webhook endpoint /v1/webhooks/stripe)")
+    if not MIN_EXPIRY_S <= settings.hold_ttl_s <= MAX_EXPIRY_S - 60:
+        raise ProviderConfigError(
+            f"DROPGATE_HOLD_TTL_S must be from {MIN_EXPIRY_S} to {MAX_EXPIRY_S - 60} with "
+            f"payment provider 'stripe' (a Checkout session lasts 30 min to 24 h), "
+            f"got {settings.hold_ttl_s}")
+
 
 class StripeProvider:
     name = "stripe"
 
     def __init__(self, settings: Settings) -> None:
-        if not settings.stripe_api_key:
-            raise ProviderConfigError(
-                "payment provider 'stripe' needs DROPGATE_STRIPE_API_KEY "
-                "(or leave DROPGATE_PAYMENT_PROVIDER unset to use the sandbox)")
-        if not settings.stripe_webhook_secret:
-            raise ProviderConfigError(
-                "payment provider 'stripe' needs DROPGATE_STRIPE_WEBHOOK_SECRET "
-                "(the signing secret of the webhook endpoint /v1/webhooks/stripe)")
+        check_settings(settings)
+        assert settings.stripe_api_key is not None and settings.stripe_webhook_secret is not None
         self._secret = settings.stripe_webhook_secret
-        public = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-        self._success_url = public + "/v1/checkout/done?session_id={CHECKOUT_SESSION_ID}"
         self._timeout_s = settings.stripe_timeout_s
         self._http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
         base: dict[str, str] = {}
@@ -86,14 +99,16 @@ class StripeProvider:
                     "product_data": {"name": request.name},
                 },
             }],
+            # exactly the hold's expiry (rounded up): the same on a recovery's replay, which
+            # Stripe's idempotency key requires
             "expires_at": request.expires_at_s,
             "client_reference_id": request.purchase_id,
             "metadata": metadata(request),
             "payment_intent_data": {"metadata": metadata(request)},
-            "success_url": request.success_url or self._success_url,
+            # Stripe fills {CHECKOUT_SESSION_ID} in on success_url (checkout/redirects.py)
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
         }
-        if request.cancel_url:
-            params["cancel_url"] = request.cancel_url
         session = await self._bounded("checkout.sessions.create", self._client.v1.checkout.sessions.create_async(
             params=params,  # type: ignore[arg-type]
             options={"idempotency_key": f"dropgate-checkout-{request.tenant_id}-{request.purchase_id}"},

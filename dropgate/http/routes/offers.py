@@ -9,6 +9,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from dropgate.checkout.pages import purchase_page
 from dropgate.engine.offers import OfferState, PurchaseRecord
 from dropgate.errors import (
     AlreadyExists,
@@ -28,6 +29,7 @@ from dropgate.errors import (
     SubscriptionInactive,
     TenantBusy,
     UserLimit,
+    ValidationError,
 )
 from dropgate.http.idempotency import REPLAYED_HEADER
 from dropgate.http.routing import ApiRoutes, Call
@@ -169,7 +171,8 @@ async def refund_purchase(call: Call[PurchaseRefund]) -> Purchase:
 
 
 @routes.post("/v1/webhooks/stripe", auth="public", response=WebhookAck,
-             errors=[InvalidSignature, PaymentProviderUnavailable], headers=["Stripe-Signature"],
+             errors=[InvalidSignature, ValidationError, PaymentProviderUnavailable],
+             headers=["Stripe-Signature"],
              request_content={"application/json": {"schema": {"type": "object"}}})
 async def stripe_webhook(call: Call[None]) -> WebhookAck:
     """A Stripe event (signature verified with the stripe library)."""
@@ -187,21 +190,69 @@ async def sandbox_checkout_page(call: Call[None]) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
-async def _sandbox_send(call: Call[None], event_type: str) -> SandboxResult:
-    # sent over HTTP to this API's own webhook endpoint, exactly as Stripe would
-    return await call.runtime.sandbox.send(call.request.match_info["session_id"], event_type,
-                                           origin=str(call.request.url.origin()))
+_FORM = "application/x-www-form-urlencoded"
+# a browser's form post (the page's buttons): 303 to the purchase's success_url / cancel_url
+_SEE_OTHER = {303: None}
+
+
+async def _sandbox_send(call: Call[None], event_type: str, *, paid: bool) -> SandboxResult | web.Response:
+    # sent over HTTP to this API's own webhook endpoint, exactly as Stripe would. A
+    # browser's form post (the page's buttons) goes on where Stripe's page would send it;
+    # its Cancel, like Stripe's back link, sends no event: the hold expires (or is canceled)
+    session_id = call.request.match_info["session_id"]
+    browser = call.request.content_type == _FORM
+    if browser and not paid:
+        urls = await call.runtime.sandbox.redirects(session_id)
+        return web.Response(status=303, headers={"Location": urls.cancel_url})
+    result = await call.runtime.sandbox.send(session_id, event_type,
+                                             origin=str(call.request.url.origin()))
+    if not browser:
+        return result
+    urls = await call.runtime.sandbox.redirects(session_id)
+    return web.Response(status=303, headers={"Location": urls.success_url})
 
 
 @routes.post("/v1/sandbox/checkout/{session_id}/complete", auth="public", response=SandboxResult,
-             errors=[NotFound])
-async def sandbox_complete(call: Call[None]) -> SandboxResult:
+             errors=[NotFound], other_responses=_SEE_OTHER)
+async def sandbox_complete(call: Call[None]) -> SandboxResult | web.Response:
     """Pay a sandbox session: sends a signed checkout.session.completed webhook."""
-    return await _sandbox_send(call, "checkout.session.completed")
+    return await _sandbox_send(call, "checkout.session.completed", paid=True)
 
 
 @routes.post("/v1/sandbox/checkout/{session_id}/expire", auth="public", response=SandboxResult,
-             errors=[NotFound])
-async def sandbox_expire(call: Call[None]) -> SandboxResult:
+             errors=[NotFound], other_responses=_SEE_OTHER)
+async def sandbox_expire(call: Call[None]) -> SandboxResult | web.Response:
     """Abandon a sandbox session: sends a signed checkout.session.expired webhook."""
-    return await _sandbox_send(call, "checkout.session.expired")
+    return await _sandbox_send(call, "checkout.session.expired", paid=False)
+
+
+# -- dropgate's own return pages (checkout/pages.py, checkout/redirects.py) -----------------
+_PAGE_QUERY = [("tenant_id", "The purchase's tenant", True), ("purchase_id", "The purchase", True),
+               ("session_id", "The Checkout session (filled in by the provider; informative)", False)]
+
+
+async def _purchase_page(call: Call[None], *, cancelled: bool) -> web.Response:
+    query = call.request.query
+    unknown = next((name for name in query if name not in {n for n, _, _ in _PAGE_QUERY}), None)
+    if unknown is not None:
+        raise ValidationError(f"Unknown query parameter {unknown!r}.", details={"field": unknown})
+    tenant_id, purchase_id = query.get("tenant_id"), query.get("purchase_id")
+    if not tenant_id or not purchase_id:
+        raise ValidationError("Query parameters tenant_id and purchase_id are required.",
+                              details={"field": "purchase_id" if tenant_id else "tenant_id"})
+    page = await purchase_page(call.runtime.offers, tenant_id, purchase_id, cancelled=cancelled)
+    return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/checkout/done", auth="public", response_content_type="text/html",
+            errors=[NotFound, ValidationError], query=_PAGE_QUERY)
+async def checkout_done(call: Call[None]) -> web.Response:
+    """Where a paid Checkout returns the buyer: the purchase and its live status."""
+    return await _purchase_page(call, cancelled=False)
+
+
+@routes.get("/checkout/cancelled", auth="public", response_content_type="text/html",
+            errors=[NotFound, ValidationError], query=_PAGE_QUERY)
+async def checkout_cancelled(call: Call[None]) -> web.Response:
+    """Where a cancelled Checkout returns the buyer: the purchase and its live status."""
+    return await _purchase_page(call, cancelled=True)
