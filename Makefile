@@ -72,6 +72,7 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check dropgate tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Fault injection for minutes (not part of `make test`): make soak ARGS="--minutes 30 --seed 1"
 soak: $(STAMP)

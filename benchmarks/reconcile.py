@@ -29,7 +29,7 @@ from dropgate.engine.keyspace import delete_prefix
 from dropgate.engine.offers import HoldRequest
 from dropgate.persistence.reconcile.restore import restore
 from dropgate.persistence.reconcile.runner import reconcile
-from dropgate.persistence.reconcile.sets import SqlSide, StreamSide, diff_sets, set_members, sql_member
+from dropgate.persistence.setdiff import SqlSide, StreamSide, diff_sets, set_members, sql_member
 from dropgate.runtime import Runtime
 
 

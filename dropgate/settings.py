@@ -89,8 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     code_upload_batch_size: Annotated[int, _setting(
         "Codes per script call and per event when uploading.", API | {"codes"}, ge=1)] = 10_000
     hold_ttl_s: Annotated[int, _setting(
-        "Seconds an offer hold (and its Checkout session) lasts (1800 to 86340 with Stripe, whose "
-        "sessions last 30 min to 24 h).", API, ge=1)] = 1800
+        "Seconds an offer hold (and its Checkout session) lasts (1860 to 86340 with Stripe, whose "
+        "sessions last 30 min to 24 h after their creation, a moment after the hold's).", API,
+        ge=1)] = 1860
     rate_limit_per_s: Annotated[float, _setting(
         "Sustained requests per second per user on rate-limited operations.", API, gt=0)] = 5.0
     rate_limit_burst: Annotated[int, _setting(

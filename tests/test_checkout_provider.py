@@ -39,7 +39,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> pytest.Monke
      "(the signing secret of the webhook endpoint /v1/webhooks/stripe)"),
     ({"DROPGATE_PAYMENT_PROVIDER": "stripe", "DROPGATE_STRIPE_API_KEY": "sk_test_x",
       "DROPGATE_STRIPE_WEBHOOK_SECRET": "whsec_x", "DROPGATE_HOLD_TTL_S": "600"},
-     "dropgate: DROPGATE_HOLD_TTL_S must be from 1800 to 86340 with payment provider 'stripe' "
+     "dropgate: DROPGATE_HOLD_TTL_S must be from 1860 to 86340 with payment provider 'stripe' "
      "(a Checkout session lasts 30 min to 24 h), got 600"),
     ({"DROPGATE_PAYMENT_PROVIDER": "paypal"},
      None),  # a value outside the two: the settings parser's own one line

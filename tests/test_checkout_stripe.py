@@ -173,7 +173,7 @@ async def test_the_fake_keeps_idempotency_keys_as_stripe_does(fake_stripe: FakeS
 
 async def test_stripe_refuses_a_hold_its_sessions_cannot_last(make_settings: Callable[..., Settings]) -> None:
     for ttl in (60, 25 * 3600):
-        with pytest.raises(ProviderConfigError, match=r"^DROPGATE_HOLD_TTL_S must be from 1800 to"):
+        with pytest.raises(ProviderConfigError, match=r"^DROPGATE_HOLD_TTL_S must be from 1860 to"):
             StripeProvider(make_settings(payment_provider="stripe", stripe_api_key=API_KEY,
                                          stripe_webhook_secret=WEBHOOK_SECRET, hold_ttl_s=ttl))
 

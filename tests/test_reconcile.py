@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import msgspec
 
+from dropgate.cli.reconcile import format_table
 from dropgate.embedded import Endpoints
 from dropgate.errors import AlreadyUsed
 from dropgate.persistence.persister import Persister
-from dropgate.persistence.reconcile.runner import format_table, reconcile
+from dropgate.persistence.reconcile.runner import reconcile
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 

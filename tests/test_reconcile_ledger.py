@@ -86,6 +86,20 @@ async def test_hand_made_drift_is_found_exactly_and_repaired(api: Api, runtime: 
     assert (await reconcile(runtime, wait_s=0)).exit_code == 0
 
 
+async def test_a_balance_only_redis_has_is_found_and_set_from_the_rows(
+        api: Api, runtime: Runtime, persister: Persister) -> None:
+    await _drop(api)
+    await _drained(persister)
+    tk = runtime.keys.tenant("acme")
+    await runtime.redis.hset(tk.tenant(), "bal:gbp", 500)  # no ledger row gives it
+    report = await reconcile(runtime, wait_s=0, entities=["balance"])
+    assert {(d.entity, d.field, d.problem) for d in report.drifts} == {
+        ("balance:acme:gbp", "balance", "missing_in_postgres")}, report.drifts
+    repaired = await reconcile(runtime, repair=True, wait_s=0, entities=["balance"])
+    assert ("balance:acme:gbp", "restored") in {(r.entity, r.action) for r in repaired.repairs}
+    assert await runtime.redis.hget(tk.tenant(), "bal:gbp") == b"0"  # what the rows give
+
+
 async def test_restore_after_the_keys_are_deleted_serves_as_before(
         api: Api, runtime: Runtime, persister: Persister) -> None:
     await _drop(api)

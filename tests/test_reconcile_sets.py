@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from dropgate.engine.keys import Keys
-from dropgate.persistence.reconcile.keyspace import KeyIndex
-from dropgate.persistence.reconcile.sets import SQL_HASH, SqlSide, StreamSide, diff_sets, member_hash, zset_members
+from dropgate.engine.keyspace import KeyIndex
+from dropgate.persistence.setdiff import SQL_HASH, SqlSide, StreamSide, diff_sets, member_hash, set_members
 from dropgate.runtime import Runtime
 
 
@@ -77,13 +77,16 @@ def test_key_index_parses_what_keys_py_formats() -> None:
     assert {parts[0] for _, parts in index.domain_parts()} == {"tenant", "t", "apikey"}
 
 
-async def test_sorted_set_members_carry_their_absolute_scores(runtime: Runtime) -> None:
+
+
+async def test_set_members_come_tagged_from_small_and_large_sets(runtime: Runtime) -> None:
     base = runtime.keys.tenant("t1").base
-    small, large = f"{base}:z:small", f"{base}:z:large"
-    await runtime.redis.zadd(small, {"r1": 1_700_000_000_123, "r2": 1_700_000_000_456})
-    await runtime.redis.zadd(large, {f"m{i}": i for i in range(3000)})
+    small, large = f"{base}:s:small", f"{base}:s:large"
+    await runtime.redis.sadd(small, "u1", "u2")
+    await runtime.redis.sadd(large, *(f"m{i}" for i in range(3000)))  # past SMALL_SET: read by SSCAN
     got: list[str] = []
-    async for batch in zset_members(runtime.redis, [(small, "S|"), (large, "L|")]):
+    async for batch in set_members(runtime.redis, [(small, "S|"), (large, "L|"), (f"{base}:s:none", "N|")]):
         got += batch
-    assert "S|r1\x1f1700000000123" in got and "S|r2\x1f1700000000456" in got
-    assert len({m for m in got if m.startswith("L|")}) == 3000
+    assert sorted(m for m in got if m.startswith("S|")) == ["S|u1", "S|u2"]
+    assert {m for m in got if m.startswith("L|")} == {f"L|m{i}" for i in range(3000)}
+    assert not any(m.startswith("N|") for m in got)

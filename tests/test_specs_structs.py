@@ -6,12 +6,12 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from dropgate.engine.events import OfferSaved
+from dropgate.engine.events import InviteSaved, OfferSaved, PromoSaved
 from dropgate.engine.offers import OfferState
 from dropgate.engine.scripts import sources
 from dropgate.errors import ValidationError
 from dropgate.runtime import Runtime
-from dropgate.specs.entities import OFFER
+from dropgate.specs.entities import INVITE, OFFER, PROMO
 from dropgate.specs.structs import lua_table, script_pairs
 
 _OFFER = dict(event_id="e", name="O", price_minor=100, currency="usd", total=10, max_per_order=3,
@@ -25,6 +25,22 @@ def test_state_and_event_structs_have_the_specs_fields() -> None:
     assert {"reserved", "sold", "version"}.isdisjoint(saved)  # counters and the event's own v
     optional = {f.name for f in msgspec.structs.fields(OfferSaved) if f.default is None}
     assert optional == {"expires_at_ms", "max_per_user", "success_url", "cancel_url"}
+
+
+def test_invite_saved_is_the_invite_specs_saved_fields() -> None:
+    assert set(InviteSaved.__struct_fields__) == {"tenant_id", "code", "max_uses", "active", "expires_at_ms",
+                                                  "created_ms"} == {f.name for f in INVITE.saved()}
+    for name in ("invite_create", "invite_update", "resync_invite"):
+        assert lua_table(INVITE) in sources()[name].text, name
+
+
+def test_promo_saved_is_the_promo_specs_saved_fields() -> None:
+    assert set(PromoSaved.__struct_fields__) == {f.name for f in PROMO.saved()}
+    assert {"times_used", "total_bonus_issued", "version"}.isdisjoint(PromoSaved.__struct_fields__)
+    optional = {f.name for f in msgspec.structs.fields(PromoSaved) if f.default is None}
+    assert optional == {"amount", "percent", "max_uses", "starts_at_ms", "ends_at_ms"}
+    for name in ("promo_create", "promo_update", "resync_promo"):
+        assert lua_table(PROMO) in sources()[name].text, name
 
 
 def test_scripts_get_the_spec_as_a_lua_table() -> None:

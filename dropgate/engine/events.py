@@ -29,7 +29,8 @@ import msgspec
 
 from dropgate.engine.ledger import OrderState, WithdrawalState
 from dropgate.engine.offers import PurchaseRecord
-from dropgate.specs.entities import OFFER
+from dropgate.specs import Entity
+from dropgate.specs.entities import INVITE, OFFER, PROMO
 from dropgate.specs.structs import spec_struct
 
 
@@ -40,6 +41,27 @@ def parse_stream_id(stream_id: str) -> tuple[int, int]:
 
 class EventPayload(msgspec.Struct, kw_only=True, gc=False, tag_field="t"):
     """The base of every event's payload; a subclass's ``tag`` is its event type."""
+
+
+# -- definitions: <kind>.saved carries the saved fields of the entity's spec ------------
+def _saved(entity: Entity) -> Any:
+    return spec_struct(f"{entity.kind.title()}Saved", entity.saved(), base=EventPayload, module=__name__,
+                       tag=f"{entity.kind}.saved")
+
+
+if TYPE_CHECKING:  # mypy sees the ids; every other field comes from the spec (dropgate/specs)
+    class _ByCode(EventPayload):
+        tenant_id: str
+        code: str
+
+    class _ByOffer(EventPayload):
+        tenant_id: str
+        offer_id: str
+
+    InviteSaved = PromoSaved = _ByCode
+    OfferSaved = _ByOffer
+else:
+    InviteSaved, PromoSaved, OfferSaved = _saved(INVITE), _saved(PROMO), _saved(OFFER)
 
 
 # -- tenants and API keys ------------------------------------------------------------
@@ -73,15 +95,6 @@ class ApikeyRevoked(EventPayload, tag="apikey.revoked"):
 
 
 # -- invites ---------------------------------------------------------------------------
-class InviteSaved(EventPayload, tag="invite.saved"):
-    tenant_id: str
-    code: str
-    max_uses: int
-    active: bool
-    created_ms: int
-    expires_at_ms: int | None = None
-
-
 class InviteRedeemed(EventPayload, tag="invite.redeemed"):
     tenant_id: str
     code: str
@@ -142,21 +155,6 @@ class CodesResynced(EventPayload, tag="codes.resynced"):
 
 
 # -- promo codes -----------------------------------------------------------------------
-class PromoSaved(EventPayload, tag="promo.saved"):
-    tenant_id: str
-    code: str
-    kind: str
-    currency: str
-    per_customer_limit: int
-    active: bool
-    created_ms: int
-    amount: int | None = None
-    percent: int | None = None
-    max_uses: int | None = None
-    starts_at_ms: int | None = None
-    ends_at_ms: int | None = None
-
-
 class PromoRedeemed(EventPayload, tag="promo.redeemed"):
     tenant_id: str
     code: str
@@ -222,16 +220,6 @@ class BookingCreated(EventPayload, tag="booking.created"):
 
 
 # -- offers ----------------------------------------------------------------------------
-if TYPE_CHECKING:
-    class OfferSaved(EventPayload, tag="offer.saved"):
-        tenant_id: str
-        offer_id: str
-else:
-    OfferSaved = spec_struct("OfferSaved", OFFER.saved(), base=EventPayload, module=__name__,
-                             tag="offer.saved")
-"""The offer's definition: the saved fields of its spec (``dropgate/specs: OFFER``)."""
-
-
 class OfferPurchase(PurchaseRecord, EventPayload, tag="offer.purchase"):
     """A purchase record as the scripts store it in the purchases hash: the event
     carries the whole record (``offer_version``: the offer's version its change bumped

@@ -12,10 +12,10 @@ import secrets
 import msgspec
 
 from dropgate.engine.context import EngineContext
+from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import NotFound
 from dropgate.ids import text_map
 
-_UNCHANGED = ""
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -64,19 +64,11 @@ class Invites:
     ) -> InviteState:
         """Fields left ``None`` (``UNSET`` for expiry, where ``None`` clears it) stay."""
         tk = self._ctx.keys.tenant(tenant_id)
-        if expires_at_ms is msgspec.UNSET:
-            expiry: str | int = _UNCHANGED
-        elif expires_at_ms is None:
-            expiry = "none"
-        else:
-            expiry = expires_at_ms
         return await self._ctx.scripts.call(
             "invite_update",
             [tk.log, tk.invite(code)],
-            [self._ctx.backlog_bound, tenant_id, code,
-             _UNCHANGED if active is None else ("1" if active else "0"),
-             expiry,
-             _UNCHANGED if max_uses is None else max_uses],
+            [self._ctx.backlog_bound, tenant_id, code, keep_arg(active), patch_arg(expires_at_ms),
+             keep_arg(max_uses)],
             type=InviteState,
         )
 

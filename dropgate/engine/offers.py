@@ -22,12 +22,11 @@ import msgspec
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.keys import TenantKeys
+from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import NotFound
 from dropgate.ids import check_id, new_id, text, text_map
 from dropgate.specs.entities import OFFER
 from dropgate.specs.structs import script_pairs, spec_struct
-
-_UNCHANGED = ""
 
 
 class _OfferCore(msgspec.Struct, kw_only=True):
@@ -162,10 +161,6 @@ _encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(PurchaseRecord)
 
 
-def _bool_arg(value: bool | None) -> str:
-    return _UNCHANGED if value is None else ("1" if value else "0")
-
-
 class Offers:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
@@ -200,18 +195,10 @@ class Offers:
         cancel_url: str | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> OfferState:
         tk = self._ctx.keys.tenant(tenant_id)
-        if expires_at_ms is msgspec.UNSET:
-            expiry: str | int = _UNCHANGED
-        elif expires_at_ms is None:
-            expiry = "none"
-        else:
-            expiry = expires_at_ms
         return await self._ctx.scripts.call(
             "offer_update", self._keys6(tk, offer_id),
-            [self._ctx.backlog_bound, tenant_id, offer_id,
-             _UNCHANGED if total is None else total, _bool_arg(active), _bool_arg(archived), expiry,
-             *(_UNCHANGED if v is msgspec.UNSET else "none" if v is None else v
-               for v in (max_per_user, success_url, cancel_url))],
+            [self._ctx.backlog_bound, tenant_id, offer_id, keep_arg(total), keep_arg(active), keep_arg(archived),
+             patch_arg(expires_at_ms), patch_arg(max_per_user), patch_arg(success_url), patch_arg(cancel_url)],
             type=OfferState,
         )
 

@@ -19,12 +19,11 @@ import msgspec
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.ratelimit import RateLimiter
+from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import NotFound, ValidationError
 from dropgate.ids import text, text_map
 from dropgate.money import parse_amount
 
-_UNCHANGED = ""
-_CLEAR = "none"
 RATE_LIMIT_SCOPE = "promo_redeem"
 _CURRENCY_CACHE_SIZE = 100_000
 
@@ -79,20 +78,6 @@ class PromoUse(msgspec.Struct, kw_only=True):
 _use_decoder = msgspec.json.Decoder(PromoUse)
 
 
-def _opt(value: int | None) -> str | int:
-    return "" if value is None else value
-
-
-def _patch(value: int | msgspec.UnsetType | None) -> str | int:
-    """UNSET -> unchanged, None -> cleared, else the value."""
-    if value is msgspec.UNSET:
-        return _UNCHANGED
-    if value is None:
-        return _CLEAR
-    assert isinstance(value, int)
-    return value
-
-
 class Promos:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
@@ -122,8 +107,8 @@ class Promos:
         return await self._ctx.scripts.call(
             "promo_create",
             [tk.log, tk.promo(code)],
-            [self._ctx.backlog_bound, tenant_id, code, kind, value, currency, _opt(max_uses),
-             per_customer_limit, _opt(starts_at_ms), _opt(ends_at_ms), "1" if active else "0"],
+            [self._ctx.backlog_bound, tenant_id, code, kind, value, currency, keep_arg(max_uses),
+             per_customer_limit, keep_arg(starts_at_ms), keep_arg(ends_at_ms), "1" if active else "0"],
             type=PromoState,
         )
 
@@ -144,9 +129,8 @@ class Promos:
             "promo_update",
             [tk.log, tk.promo(code)],
             [self._ctx.backlog_bound, tenant_id, code,
-             _UNCHANGED if active is None else ("1" if active else "0"),
-             _patch(starts_at_ms), _patch(ends_at_ms), _patch(max_uses),
-             _UNCHANGED if per_customer_limit is None else per_customer_limit],
+             keep_arg(active), patch_arg(starts_at_ms), patch_arg(ends_at_ms), patch_arg(max_uses),
+             keep_arg(per_customer_limit)],
             type=PromoState,
         )
 

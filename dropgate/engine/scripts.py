@@ -120,6 +120,24 @@ def sources() -> dict[str, ScriptSource]:
     return _SOURCES
 
 
+def patch_arg(value: object) -> str | int:
+    """A patch script's argument: ``UNSET`` (or ``None`` with ``clears=False``) leaves the
+    field unchanged (``''``), ``None`` clears it (``'none'``), a flag is ``'1'``/``'0'``."""
+    if value is msgspec.UNSET:
+        return ""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    assert isinstance(value, int | str), value
+    return value
+
+
+def keep_arg(value: object) -> str | int:
+    """A patch script's argument where ``None`` leaves the field unchanged (``''``)."""
+    return "" if value is None else patch_arg(value)
+
+
 class Scripts:
     """The script registry of one Redis client: ``await scripts.call(name, keys, args)``."""
 

@@ -45,23 +45,20 @@ class Call(Generic[B]):
     def path_id(self, name: str) -> str:
         return check_id(self.request.match_info[name], name)
 
-    def query_id(self, name: str, *, required: bool = False) -> str | None:
+    def query_id(self, name: str, *, required: bool = False, check: Callable[[str, str], str] = check_id,
+                 ) -> str | None:
+        """A query parameter checked by ``check`` (an id by default); absent: ``None``,
+        or VALIDATION_ERROR when ``required``."""
         value = self.request.query.get(name)
         if value is None:
             if required:
                 raise ValidationError(f"Query parameter {name} is required.",
                                       details={"field": name})
             return None
-        return check_id(value, name)
+        return check(value, name)
 
     def query_type(self, name: str = "type", *, required: bool = False) -> str | None:
-        value = self.request.query.get(name)
-        if value is None:
-            if required:
-                raise ValidationError(f"Query parameter {name} is required.",
-                                      details={"field": name})
-            return None
-        return check_type(value, name)
+        return self.query_id(name, required=required, check=check_type)
 
 
 Handler = Callable[[Call[Any]], Awaitable[Any]]

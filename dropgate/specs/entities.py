@@ -49,7 +49,8 @@ INVITE_USES = Members("uses", "invite_users", "set", "invite_code_uses", ("tenan
 INVITE = Entity(
     kind="invite", domain="invites", table="invite_codes", key="invite", ids=(Field("code"),), words=("invite",),
     fields=(_TENANT_ID, Field("code", compared=False), _int("max_uses"), _flag("active"),
-            _ms("expires_at_ms", "expires_at"), _ms("created_ms", "created_at"), _int("used_count"), _VERSION),
+            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _int("used_count"),
+            _VERSION),
     members=(INVITE_USES,),
     counts=(Count("used_count", "invite_code_uses", ("tenant_id", "code"), "use rows"),),
     resync=("resync_invite",), restore="restore_swap")
@@ -63,9 +64,10 @@ _PROMO_ROWS = ("promo_code_uses", ("tenant_id", "code"), "use rows")
 PROMO = Entity(
     kind="promo", domain="promos", table="promo_codes", key="promo", ids=(Field("code"),), words=("promo",),
     fields=(_TENANT_ID, Field("code", compared=False), Field("kind", "bonus_kind"),
-            _int("amount", "bonus_amount", _BIG), _int("percent", "bonus_percent"), Field("currency"),
-            _int("max_uses"), _int("per_customer_limit"), _ms("starts_at_ms", "starts_at"),
-            _ms("ends_at_ms", "ends_at"), _flag("active"), _ms("created_ms", "created_at"), _int("times_used"),
+            _int("amount", "bonus_amount", _BIG, null=True), _int("percent", "bonus_percent", null=True),
+            Field("currency"), _int("max_uses", null=True), _int("per_customer_limit"),
+            _ms("starts_at_ms", "starts_at", null=True), _ms("ends_at_ms", "ends_at", null=True), _flag("active"),
+            _ms("created_ms", "created_at"), _int("times_used"),
             _int("total_bonus_issued", sql_type=_BIG), _VERSION),
     members=(PROMO_USES,),
     counts=(Count("times_used", *_PROMO_ROWS), Count("total_bonus_issued", *_PROMO_ROWS, total="bonus_amount")),

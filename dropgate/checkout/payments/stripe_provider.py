@@ -30,6 +30,9 @@ from dropgate.settings import Settings
 # Stripe: a session's expires_at is 30 min to 24 h after its creation.
 MIN_EXPIRY_S = 30 * 60
 MAX_EXPIRY_S = 24 * 3600
+# The session is created a moment after its hold (and expires with it), so the hold must
+# outlast Stripe's minimum by the longest that moment can take under load.
+CREATION_SLACK_S = 60
 
 
 def check_settings(settings: Settings) -> None:
@@ -42,9 +45,10 @@ def check_settings(settings: Settings) -> None:
         raise ProviderConfigError(
             "payment provider 'stripe' needs DROPGATE_STRIPE_WEBHOOK_SECRET "
             "(the signing secret of the webhook endpoint /v1/webhooks/stripe)")
-    if not MIN_EXPIRY_S <= settings.hold_ttl_s <= MAX_EXPIRY_S - 60:
+    if not MIN_EXPIRY_S + CREATION_SLACK_S <= settings.hold_ttl_s <= MAX_EXPIRY_S - CREATION_SLACK_S:
         raise ProviderConfigError(
-            f"DROPGATE_HOLD_TTL_S must be from {MIN_EXPIRY_S} to {MAX_EXPIRY_S - 60} with "
+            f"DROPGATE_HOLD_TTL_S must be from {MIN_EXPIRY_S + CREATION_SLACK_S} to "
+            f"{MAX_EXPIRY_S - CREATION_SLACK_S} with "
             f"payment provider 'stripe' (a Checkout session lasts 30 min to 24 h), "
             f"got {settings.hold_ttl_s}")
 

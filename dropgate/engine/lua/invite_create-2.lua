@@ -13,6 +13,8 @@
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
 --- @include "dg_hash_object"
+--- @include "dg_spec_payload"
+--- @spec "invite"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -22,7 +24,6 @@ local now = dg_now_ms()
 redis.call('HSET', KEYS[2], 'tenant_id', ARGV[2], 'code', ARGV[3], 'max_uses', ARGV[4],
   'used_count', 0, 'active', ARGV[6], 'created_ms', now, 'version', 1)
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'expires_at_ms', ARGV[5]) end
-dg_emit(KEYS[1], 'invite.saved', 'invite:' .. ARGV[2] .. ':' .. ARGV[3], 1, {
-  tenant_id = ARGV[2], code = ARGV[3], max_uses = tonumber(ARGV[4]), active = ARGV[6] == '1',
-  expires_at_ms = tonumber(ARGV[5]) or cjson.null, created_ms = now})
-return cjson.encode(dg_hash_object(KEYS[2]))
+local s = dg_hash_object(KEYS[2])
+dg_emit(KEYS[1], 'invite.saved', 'invite:' .. ARGV[2] .. ':' .. ARGV[3], 1, dg_spec_payload(DG_SPEC, s))
+return cjson.encode(s)

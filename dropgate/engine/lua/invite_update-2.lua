@@ -15,9 +15,11 @@
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
 --- @include "dg_hash_object"
+--- @include "dg_spec_payload"
+--- @spec "invite"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
-local cur = redis.call('HMGET', KEYS[2], 'used_count', 'created_ms')
+local cur = redis.call('HMGET', KEYS[2], 'used_count')
 if cur[1] == false then return dg_error('NOT_FOUND', {code = ARGV[3]}) end
 local used = tonumber(cur[1])
 if ARGV[6] ~= '' then
@@ -35,8 +37,7 @@ elseif ARGV[5] ~= '' then
 end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'max_uses', ARGV[6]) end
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
-local s = redis.call('HMGET', KEYS[2], 'max_uses', 'active', 'expires_at_ms')
-dg_emit(KEYS[1], 'invite.saved', 'invite:' .. ARGV[2] .. ':' .. ARGV[3], version, {
-  tenant_id = ARGV[2], code = ARGV[3], max_uses = tonumber(s[1]), active = s[2] == '1',
-  expires_at_ms = tonumber(s[3]) or cjson.null, created_ms = tonumber(cur[2])})
-return cjson.encode(dg_hash_object(KEYS[2]))
+local s = dg_hash_object(KEYS[2])
+dg_emit(KEYS[1], 'invite.saved', 'invite:' .. ARGV[2] .. ':' .. ARGV[3], version,
+  dg_spec_payload(DG_SPEC, s, {tenant_id = ARGV[2], code = ARGV[3]}))
+return cjson.encode(s)

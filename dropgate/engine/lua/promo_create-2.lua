@@ -16,7 +16,8 @@
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
 --- @include "dg_hash_object"
---- @include "dg_promo_definition"
+--- @include "dg_spec_payload"
+--- @spec "promo"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -41,5 +42,5 @@ if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'max_uses', ARGV[7]) end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[2], 'starts_at_ms', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[2], 'ends_at_ms', ARGV[10]) end
 dg_emit(KEYS[1], 'promo.saved', 'promo:' .. ARGV[2] .. ':' .. ARGV[3], 1,
-  dg_promo_definition(KEYS[2]))
+  dg_spec_payload(DG_SPEC, dg_hash_object(KEYS[2])))
 return cjson.encode(dg_hash_object(KEYS[2]))

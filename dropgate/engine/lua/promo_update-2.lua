@@ -18,7 +18,8 @@
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
 --- @include "dg_hash_object"
---- @include "dg_promo_definition"
+--- @include "dg_spec_payload"
+--- @spec "promo"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local cur = redis.call('HMGET', KEYS[2], 'times_used', 'starts_at_ms', 'ends_at_ms')
@@ -50,5 +51,5 @@ put('max_uses', ARGV[7])
 put('per_customer_limit', ARGV[8])
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 dg_emit(KEYS[1], 'promo.saved', 'promo:' .. ARGV[2] .. ':' .. ARGV[3], version,
-  dg_promo_definition(KEYS[2]))
+  dg_spec_payload(DG_SPEC, dg_hash_object(KEYS[2])))
 return cjson.encode(dg_hash_object(KEYS[2]))

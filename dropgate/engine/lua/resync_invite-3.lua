@@ -17,26 +17,27 @@
 --- @include "dg_now_ms"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
+--- @include "dg_hash_object"
+--- @include "dg_spec_payload"
+--- @spec "invite"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
-local s = redis.call('HMGET', KEYS[2], 'max_uses', 'active', 'expires_at_ms', 'created_ms', 'version',
-  'used_count')
-if s[5] == false then return dg_error('NOT_FOUND', {code = ARGV[3]}) end
+local s = dg_hash_object(KEYS[2])
+if s == nil or s.version == nil then return dg_error('NOT_FOUND', {code = ARGV[3]}) end
 for i = 5, #ARGV do
   if redis.call('SISMEMBER', KEYS[3], ARGV[i]) == 0 then
     return dg_error('CONFLICT', {code = ARGV[3], user_id = ARGV[i]})
   end
 end
-local version = tonumber(s[5])
+local version = tonumber(s.version)
 local entity = 'invite:' .. ARGV[2] .. ':' .. ARGV[3]
 if ARGV[4] == '1' then
-  dg_emit(KEYS[1], 'invite.saved', entity, version, {
-    tenant_id = ARGV[2], code = ARGV[3], max_uses = tonumber(s[1]), active = s[2] == '1',
-    expires_at_ms = tonumber(s[3]) or cjson.null, created_ms = tonumber(s[4])})
+  dg_emit(KEYS[1], 'invite.saved', entity, version,
+    dg_spec_payload(DG_SPEC, s, {tenant_id = ARGV[2], code = ARGV[3]}))
 end
 local now = dg_now_ms()
 for i = 5, #ARGV do
   dg_emit(KEYS[1], 'invite.redeemed', entity, version, {
-    tenant_id = ARGV[2], code = ARGV[3], user_id = ARGV[i], used_count = tonumber(s[6]), at_ms = now})
+    tenant_id = ARGV[2], code = ARGV[3], user_id = ARGV[i], used_count = tonumber(s.used_count), at_ms = now})
 end
 return cjson.encode({version = version, uses = #ARGV - 4})

@@ -18,7 +18,9 @@
 --- @include "dg_error"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
---- @include "dg_promo_definition"
+--- @include "dg_hash_object"
+--- @include "dg_spec_payload"
+--- @spec "promo"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local s = redis.call('HMGET', KEYS[2], 'version', 'currency')
@@ -32,7 +34,7 @@ end
 local version = tonumber(s[1])
 local entity = 'promo:' .. ARGV[2] .. ':' .. ARGV[3]
 if ARGV[4] == '1' then
-  dg_emit(KEYS[1], 'promo.saved', entity, version, dg_promo_definition(KEYS[2]))
+  dg_emit(KEYS[1], 'promo.saved', entity, version, dg_spec_payload(DG_SPEC, dg_hash_object(KEYS[2])))
 end
 for i = 5, #ARGV do
   local u = uses[i - 4]

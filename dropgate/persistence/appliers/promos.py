@@ -1,4 +1,4 @@
-"""Promo codes: definitions upserted by version; uses inserted and deleted as rows.
+"""Promo codes: definitions upserted by version (from the spec); uses inserted and deleted as rows.
 
 The counters (``times_used``, ``total_bonus_issued``) are never written here: the
 triggers of ``0004_promos.sql`` derive them from the use rows. Each statement is
@@ -14,29 +14,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from dropgate.engine.events import Event, PromoRedeemed, PromoSaved, PromoUseRolledBack
-from dropgate.persistence.appliers.base import Applier, ts
-
-
-async def promo_saved(conn: asyncpg.Connection, events: list[Event[PromoSaved]]) -> None:
-    await conn.executemany(
-        """INSERT INTO promo_codes (tenant_id, code, bonus_kind, bonus_amount, bonus_percent,
-                                    currency, max_uses, per_customer_limit, starts_at, ends_at,
-                                    active, created_at, version)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-           ON CONFLICT (tenant_id, code) DO UPDATE SET
-               max_uses = EXCLUDED.max_uses, per_customer_limit = EXCLUDED.per_customer_limit,
-               starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at,
-               active = EXCLUDED.active, version = EXCLUDED.version
-           WHERE promo_codes.version < EXCLUDED.version""",
-        [
-            (d.tenant_id, d.code, d.kind, d.amount, d.percent, d.currency, d.max_uses,
-             d.per_customer_limit, ts(d.starts_at_ms), ts(d.ends_at_ms), d.active,
-             ts(d.created_ms), e.version)
-            for e in events
-            for d in (e.data,)
-        ],
-    )
+from dropgate.engine.events import Event, PromoRedeemed, PromoUseRolledBack
+from dropgate.persistence.appliers.base import Applier, saved_upsert, ts
+from dropgate.specs.entities import PROMO
 
 
 async def _bump_versions(
@@ -111,7 +91,7 @@ async def promo_use_rolled_back(
 
 
 APPLIERS: dict[str, Applier] = {
-    "promo.saved": promo_saved,
+    "promo.saved": saved_upsert(PROMO),
     "promo.redeemed": promo_redeemed,
     "promo.use_rolled_back": promo_use_rolled_back,
 }

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
@@ -23,9 +23,10 @@ from redis.asyncio import Redis
 
 from dropgate.engine.events import parse_stream_id
 from dropgate.engine.keys import Keys
+from dropgate.engine.keyspace import KeyIndex, Progress
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
-from dropgate.persistence.reconcile.keyspace import KeyIndex
+from dropgate.progressbar import ProgressBar
 from dropgate.settings import Settings
 
 log = logging.getLogger("dropgate.reconcile")
@@ -114,19 +115,6 @@ class Scope:
         return Scope(tenant_id=self.tenant_id, kinds=self.kinds, entities=frozenset(entities))
 
 
-class Progress(Protocol):
-    def stage(self, name: str, total: int | None = None) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-
-
-class NoProgress:
-    def stage(self, name: str, total: int | None = None) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
-
-
 class ReconcileContext:
     """The stores, the key index of this round, and the log's waiting events."""
 
@@ -137,7 +125,7 @@ class ReconcileContext:
         self.keys = keys
         self.scripts = scripts
         self.settings = settings
-        self.progress: Progress = progress or NoProgress()
+        self.progress: Progress = progress or ProgressBar(enabled=False)
         self.repairs: list[Repair] = []
         self._index: KeyIndex | None = None
         self._pending: dict[int, dict[str, int]] = {}

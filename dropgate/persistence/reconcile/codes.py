@@ -31,9 +31,9 @@ from dropgate.persistence.reconcile.base import (
     Scope,
 )
 from dropgate.persistence.reconcile.generic import SpecReconciler
-from dropgate.persistence.reconcile.sets import SEP, SqlSide, StreamSide, decode, diff_sets, encode, sql_member
 from dropgate.persistence.reconcile.sql import scope_sql
 from dropgate.persistence.reconcile.util import chunks, sample, to_int
+from dropgate.persistence.setdiff import SEP, SqlSide, StreamSide, decode, diff_sets, encode, sql_member
 from dropgate.specs import Entity
 from dropgate.specs.entities import CODES
 

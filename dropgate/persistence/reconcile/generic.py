@@ -1,7 +1,7 @@
 """One reconciler for every entity kind, driven by its spec (dropgate/specs).
 
 For each kind in scope, ``compare`` diffs two kinds of sets between the stores (see
-``sets.py``): the entities' compared fields (``tenant, ids..., fields...``) and each
+``persistence/setdiff.py``): the entities' compared fields (``tenant, ids..., fields...``) and each
 member collection (``tenant, ids..., member...``); within each store, every counter
 must equal what its members (Redis) or rows (PostgreSQL) give. ``recount``,
 ``repair`` and ``restore`` follow the policy of docs/reconcile.md. Domains that
@@ -26,7 +26,9 @@ from dropgate.persistence.reconcile.base import (
     Scope,
 )
 from dropgate.persistence.reconcile.repair import SpecBase
-from dropgate.persistence.reconcile.sets import (
+from dropgate.persistence.reconcile.sql import and_where, parts_of, scope_sql, stale_sql
+from dropgate.persistence.reconcile.util import chunks, field_drifts, listed, sample, to_int
+from dropgate.persistence.setdiff import (
     SetDiff,
     SqlSide,
     StreamSide,
@@ -36,8 +38,6 @@ from dropgate.persistence.reconcile.sets import (
     set_members,
     sql_member,
 )
-from dropgate.persistence.reconcile.sql import and_where, parts_of, scope_sql, stale_sql
-from dropgate.persistence.reconcile.util import chunks, field_drifts, listed, sample, to_int
 from dropgate.specs import Entity, Members
 
 PER_CALL = 5_000

@@ -17,13 +17,12 @@ epoch on its next activation).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
-from dropgate.persistence.reconcile.base import Comparison, Drift, KindCount, ReconcileContext, Scope, repair_log
-from dropgate.persistence.reconcile.generic import SpecReconciler
-from dropgate.persistence.reconcile.sets import SqlSide, StreamSide, decode, diff_sets, encode, hashes, sql_member
+from dropgate.persistence.reconcile.base import Drift, ReconcileContext, Scope, repair_log
+from dropgate.persistence.reconcile.generic import Found, SpecReconciler
 from dropgate.persistence.reconcile.sql import scope_sql
+from dropgate.persistence.setdiff import encode, hashes
 from dropgate.specs import Entity
 from dropgate.specs.entities import BALANCE, ORDER, SLOT, WITHDRAWAL
 
@@ -34,48 +33,33 @@ class LedgerReconciler(SpecReconciler):
     def __init__(self) -> None:
         super().__init__(BALANCE, WITHDRAWAL, ORDER, SLOT)
 
-    async def compare_kind(self, rc: ReconcileContext, scope: Scope, spec: Entity) -> Comparison:
+    async def read(self, rc: ReconcileContext, scope: Scope, spec: Entity,
+                   targets: list[tuple[str, list[str]]]) -> Found:
+        """Balances: the ``bal:<currency>`` fields of the tenant hashes in scope."""
         if spec is not BALANCE:
-            return await super().compare_kind(rc, scope, spec)
-        out = Comparison()
-        index = await rc.index(scope)
-        tenants = sorted(parts[1] for _, parts in index.find("tenant", None)
+            return await super().read(rc, scope, spec, targets)
+        got = Found()
+        tenants = sorted(parts[1] for _, parts in (await rc.index(scope)).find("tenant", None)
                          if scope.tenant_id is None or parts[1] == scope.tenant_id)
-        redis: dict[str, str] = {}
-        members: list[str] = []
         async for batch in hashes(rc.redis, [rc.keys.tenant(t).tenant() for t in tenants]):
             for key, fields in batch:
                 t = key.rsplit(":", 1)[1]
                 for f, v in fields.items():
                     entity = BALANCE.entity(t, f[len(FIELD):])
                     if f.startswith(FIELD) and scope.wants(entity, t):
-                        redis[entity] = v
-                        members.append(encode(t, f[len(FIELD):], v))
+                        got.defs[entity] = {"balance": v}
+                        got.def_members.append(encode(t, f[len(FIELD):], v))
+        return got
 
-        async def produce() -> AsyncIterator[list[str]]:
-            yield members
-
-        where, args = scope_sql(BALANCE, scope)
-        diff = await diff_sets(StreamSide(produce), SqlSide(
-            rc.fetch, args=args, from_sql=f"FROM {BALANCE.table} c {where}",
-            member_sql=sql_member(*BALANCE.id_exprs("c"), *(f.expr("c") for f in BALANCE.fields))))
-        pg = {BALANCE.entity(*decode(m)[:2]): decode(m)[2] for m in diff.only_postgres}
-        for entity in sorted({BALANCE.entity(*decode(m)[:2]) for m in diff.only_redis} | pg.keys()):
+    async def settle(self, rc: ReconcileContext, spec: Entity, entity: str, status: str, rv: int | None,
+                     pv: int | None, ahead: bool, got: Found) -> str:
+        """A balance is in flight while a payment or withdrawal of its tenant waits in the log."""
+        if spec is BALANCE and status != "in_flight":
             t = BALANCE.split(entity)[0]
-            partition = rc.keys.tenant(t).partition
-            waiting = await rc.pending(partition)
-            if any(e.startswith((f"payment:{t}:", f"{WITHDRAWAL.kind}:{t}:")) for e in waiting) or \
-                    await rc.unsettled(entity, partition, None):
-                out.in_flight.add(entity)
-                continue
-            r, g = redis.get(entity), pg.get(entity)
-            problem: Any = "missing_in_redis" if r is None else "missing_in_postgres" if g is None else "differs"
-            out.drifts.append(Drift(domain=self.domain, entity=entity, field="balance", problem=problem, redis=r,
-                                    postgres=g, detail=f"balance: Redis {r}, PostgreSQL {g}"))
-        out.counts.append(KindCount(domain=self.domain, kind=BALANCE.kind,
-                                    checked=diff.redis_count + len(pg.keys() - redis.keys()),
-                                    in_flight=len(out.in_flight)))
-        return out
+            waiting = await rc.pending(rc.keys.tenant(t).partition)
+            if any(e.startswith((f"payment:{t}:", f"{WITHDRAWAL.kind}:{t}:")) for e in waiting):
+                return "in_flight"
+        return status
 
     async def repair_entity(self, rc: ReconcileContext, spec: Entity, entity: str, found: list[Drift]) -> None:
         if spec is not BALANCE:
@@ -84,6 +68,8 @@ class LedgerReconciler(SpecReconciler):
         seen = next((d.redis for d in found if d.field == "balance" and d.problem != "counter"), None)
         if seen is None:
             seen = next((d.redis for d in found), None)
+        if isinstance(seen, dict):  # a balance PostgreSQL lacks: reported as its fields
+            seen = seen.get("balance")
         value = await rc.pool.fetchval(
             "SELECT balance_minor FROM tenant_balances_from_rows WHERE tenant_id = $1 AND currency = $2", t, currency)
         raw = await rc.scripts.call(BALANCE.restore, [rc.keys.tenant(t).tenant()],

@@ -24,9 +24,9 @@ from dropgate.ids import text
 from dropgate.persistence.reconcile.base import Drift, ReconcileContext, Scope
 from dropgate.persistence.reconcile.generic import Found, SpecReconciler
 from dropgate.persistence.reconcile.repair import stage
-from dropgate.persistence.reconcile.sets import encode
 from dropgate.persistence.reconcile.sql import parts_of, row_sql
 from dropgate.persistence.reconcile.util import chunks, sample, to_int
+from dropgate.persistence.setdiff import encode
 from dropgate.specs import Entity
 from dropgate.specs.entities import OFFER, OFFER_HOLDS, PURCHASE
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import msgspec
 
+from dropgate.engine.keyspace import INFRASTRUCTURE, KeyIndex, Progress
 from dropgate.persistence.reconcile import RECONCILERS
-from dropgate.persistence.reconcile.base import Progress, Scope
+from dropgate.persistence.reconcile.base import Scope
 from dropgate.persistence.reconcile.generic import SpecReconciler as Reconciler
-from dropgate.persistence.reconcile.keyspace import INFRASTRUCTURE, KeyIndex
 from dropgate.persistence.reconcile.runner import Stores, _log_lengths, context, replay
 
 

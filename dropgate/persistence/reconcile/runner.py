@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 
 from dropgate.engine.events import parse_stream_id
 from dropgate.engine.keys import Keys
+from dropgate.engine.keyspace import Progress
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
 from dropgate.persistence.persister import Persister, committed_offsets
@@ -40,7 +41,6 @@ from dropgate.persistence.reconcile.base import (
     Comparison,
     Drift,
     KindCount,
-    Progress,
     ReconcileContext,
     Repair,
     Scope,
@@ -305,74 +305,3 @@ async def repair_drift(rc: ReconcileContext, reconcilers: Sequence[Reconciler], 
         await replay(rc)
         comparison = await compare_settled(rc, reconcilers, scope, wait_s=wait_s)
     return comparison
-
-
-# -- output -------------------------------------------------------------------------------
-
-MAX_LINES = 50
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    if isinstance(value, list):
-        shown = ", ".join(str(v) for v in value[:5])
-        value = f"[{shown}{', ...' if len(value) > 5 else ''}]"
-    s = str(value)
-    return s if len(s) <= limit else s[:limit - 3] + "..."
-
-
-def format_table(report: Report) -> str:
-    if report.result == "error":
-        return f"dropgate reconcile: could not run: {report.error}\nresult: ERROR (exit 2)"
-    scope = f", tenant {report.tenant}" if report.tenant else ""
-    out = [f"dropgate reconcile: prefix {report.key_prefix}, {report.partitions} partitions{scope}, "
-           f"{report.elapsed_s:.2f}s", ""]
-    header = ("domain", "entity", "checked", "members", "in flight", "drift")
-    rows = [(c.domain, c.kind, f"{c.checked:,}", f"{c.members:,}" if c.members else "-",
-             f"{c.in_flight:,}", f"{c.drift:,}") for c in report.counts]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        pairs = enumerate(zip(cells, widths, strict=True))
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs)
-
-    out += [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
-    if report.drifts_before_repair:
-        out += ["", f"drift found before repair: {len(report.drifts_before_repair)}"]
-        out += _drift_lines(report.drifts_before_repair)
-    if report.repairs:
-        summary = ", ".join(f"{action} {n}" for action, n in sorted(report.repaired.items()))
-        out += ["", f"repairs: {summary}"]
-        out += [f"  {r.entity:<32} {r.action:<18} {r.detail}" for r in report.repairs[:MAX_LINES]]
-        if len(report.repairs) > MAX_LINES:
-            out.append(f"  ... and {len(report.repairs) - MAX_LINES} more (see --json)")
-    if report.drifts:
-        out += ["", "drift:" if not report.drifts_before_repair else "drift left after repair:"]
-        out += _drift_lines(report.drifts)
-    if report.in_flight:
-        shown = ", ".join(report.in_flight[:5])
-        out += ["", f"in flight (events the persister has not committed yet, not drift): {len(report.in_flight)}"
-                    f"  {shown}{' ...' if len(report.in_flight) > 5 else ''}"]
-    out += ["", f"persister backlog: {report.backlog:,} events; dead letters: {report.dead_letters}"]
-    for dl in report.dead_letter_sample:
-        out.append(f"  dead letter {dl.stream_id} p{dl.partition} {dl.event_type} {dl.entity} "
-                   f"after {dl.attempts} attempts: {_short(dl.error, 80)}")
-    if report.result == "agree":
-        out.append("result: agree (exit 0)")
-    else:
-        entities = len({d.entity for d in report.drifts})
-        out.append(f"result: DRIFT in {entities} entit{'y' if entities == 1 else 'ies'} (exit 1)"
-                   + ("" if report.repairs else "; `dropgate reconcile --repair` applies the repair policy"))
-    return "\n".join(out)
-
-
-def _drift_lines(drifts: Sequence[Drift]) -> list[str]:
-    lines = []
-    for d in drifts[:MAX_LINES]:
-        versions = ""
-        if d.redis_version is not None or d.postgres_version is not None:
-            versions = f" (v{d.redis_version if d.redis_version is not None else '-'} Redis, " \
-                       f"v{d.postgres_version if d.postgres_version is not None else '-'} PostgreSQL)"
-        lines.append(f"  {d.entity:<32} {d.field:<14} {d.problem:<20} {_short(d.detail, 70)}{versions}")
-    if len(drifts) > MAX_LINES:
-        lines.append(f"  ... and {len(drifts) - MAX_LINES} more (see --json)")
-    return lines

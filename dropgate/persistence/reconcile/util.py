@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from dropgate.persistence.reconcile.base import Comparison, Drift, ReconcileContext
-from dropgate.persistence.reconcile.sets import Producer
+from dropgate.persistence.setdiff import Producer
 from dropgate.specs import Entity
 
 

@@ -13,6 +13,9 @@ So a million equal members cost one pass on each side (the PostgreSQL side is on
 ``GROUP BY`` in the server; the Redis side streams members through Python, which
 blocks nothing in Redis), and a handful of differences cost one more pass that
 returns only the members of a few buckets: no row-by-row transfer.
+
+Nothing here knows an entity: reconcile (``persistence/reconcile/``) builds its
+members from the specs, benchmarks and tests use the same comparison directly.
 """
 
 from __future__ import annotations
@@ -230,48 +233,26 @@ async def set_members(redis: Redis, keys: Sequence[tuple[str, str]], *,
     """Members of many Redis sets, each prefixed with its tag: ``(key, tag)`` pairs
     yield ``tag + member``. Small sets come pipelined (SMEMBERS), large ones by SSCAN,
     so no single command holds Redis for long."""
-    async for batch in _collections(redis, keys, zset=False, count=sscan_count):
-        yield batch
-
-
-async def zset_members(redis: Redis, keys: Sequence[tuple[str, str]], *, with_scores: bool = True,
-                       zscan_count: int = 5_000) -> AsyncIterator[list[str]]:
-    """Members of many sorted sets (reservations, holds), each as ``tag + member`` or, with
-    scores, ``tag + member + SEP + score`` (scores are absolute ms: an expiry compared
-    with PostgreSQL's ms of ``expires_at``). Small sets pipelined, large ones by ZSCAN."""
-    async for batch in _collections(redis, keys, zset=True, with_scores=with_scores, count=zscan_count):
-        yield batch
-
-
-async def _collections(redis: Redis, keys: Sequence[tuple[str, str]], *, zset: bool, count: int,
-                       with_scores: bool = False) -> AsyncIterator[list[str]]:
-    def fmt(tag: str, item: Any) -> str:
-        if not zset:
-            return tag + text(item)
-        member, score = item
-        return f"{tag}{text(member)}{SEP}{int(float(score))}" if with_scores else tag + text(member)
-
     for start in range(0, len(keys), PIPELINE):
         chunk = keys[start:start + PIPELINE]
         async with redis.pipeline(transaction=False) as pipe:
             for key, _ in chunk:
-                pipe.zcard(key) if zset else pipe.scard(key)
+                pipe.scard(key)
             sizes = await pipe.execute()
         small = [(k, t) for (k, t), n in zip(chunk, sizes, strict=True) if 0 < int(n) <= SMALL_SET]
         large = [(k, t) for (k, t), n in zip(chunk, sizes, strict=True) if int(n) > SMALL_SET]
         if small:
             async with redis.pipeline(transaction=False) as pipe:
                 for key, _ in small:
-                    pipe.zrange(key, 0, -1, withscores=True) if zset else pipe.smembers(key)
+                    pipe.smembers(key)
                 replies = await pipe.execute()
-            yield [fmt(tag, m) for (_, tag), items in zip(small, replies, strict=True) for m in items]
+            yield [tag + text(m) for (_, tag), items in zip(small, replies, strict=True) for m in items]
         for key, tag in large:
             cursor = 0
             while True:
-                cursor, items = await (redis.zscan(key, cursor, count=count) if zset
-                                       else redis.sscan(key, cursor, count=count))
+                cursor, items = await redis.sscan(key, cursor, count=sscan_count)
                 if items:
-                    yield [fmt(tag, m) for m in items]
+                    yield [tag + text(m) for m in items]
                 if cursor == 0:
                     break
 
