@@ -444,3 +444,27 @@ async def test_restore_keeps_refunds_caps_and_urls(
     last = await _hold(api, "o1", "u3", 2)
     assert fake_stripe.sessions[last["checkout_session_id"]]["success_url"] == "https://t.test/ok"
     await _stores_agree(runtime, persister, ["o1"])
+
+
+async def test_a_purchase_canceled_before_its_session_is_attached_still_persists_it(
+        api: Api, runtime: Runtime, persister: Persister) -> None:
+    """The 201's session is attached just after the answer; a cancel can come first. The
+    late attach then carries its own event, so PostgreSQL gets the session too."""
+    from dropgate.engine.offers import FinishItem, HoldRequest
+
+    await create_offer(api, "o1", 5)
+    kw: dict[str, Any] = dict(hold_ttl_ms=60_000, rate_interval_ms=1.0, rate_burst=100, idem_ttl_ms=60_000,
+                              idem_stale_ms=60_000)
+    [held] = await runtime.offers.purchase_batch(
+        "acme", "o1", [HoldRequest(purchase_id="pu_early", user_id="u1", quantity=1)], [], **kw)
+    assert held.ok
+    out = await runtime.offers.release("acme", "o1", "pu_early", status="canceled")
+    assert out.outcome == "released"
+    await runtime.offers.purchase_batch("acme", "o1", [], [FinishItem(
+        purchase_id="pu_early", session_id="cs_early", checkout_url="https://pay.test/cs_early")], **kw)
+    p = await runtime.offers.purchase("acme", "pu_early")
+    assert (p.status, p.session_id, p.version) == ("canceled", "cs_early", 3)
+    await persister.drain()
+    assert await runtime.pool.fetchval(
+        "SELECT checkout_session_id FROM offer_purchases WHERE purchase_id = 'pu_early'") == "cs_early"
+    assert (await reconcile(runtime, wait_s=0)).exit_code == 0

@@ -4,7 +4,8 @@
   of up to DROPGATE_PURCHASE_BATCH_SIZE (64) new requests. (One call for both: a
   second script call per purchase was a visible share of its CPU.)
   Finishing: attach the checkout session to each purchase record (no event of its
-  own: the purchase's next event carries it) and store the response the client saw
+  own while pending: the purchase's next event carries it; a purchase already settled,
+  canceled right after its 201, gets one offer.purchase) and store the response the client saw
   under its idempotency key (running -> done). The idempotency records are
   lib/dg_idem.lua's, shared with idem_begin / idem_finish of every other route; the
   rate limit is lib/dg_gcra.lua's: this script itself keeps the holds and records.
@@ -60,7 +61,8 @@
   same: they append no event), and the holds past the room left when the call's own
   events would pass it (so the log never grows past the bound by holds).
   Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, USER_LIMIT, INSUFFICIENT_INVENTORY
-  Writes KEYS[2..10]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
+  Writes KEYS[2..10]; appends offer.purchase per hold (and per expired hold, and per settled
+  purchase given its session) to KEYS[1].
 ]]
 --- @include "dg_now_ms"
 --- @include "dg_emit"
@@ -84,7 +86,19 @@ for _, r in ipairs(cjson.decode(ARGV[10])) do
   if pid ~= '' and session ~= '' then
     local raw = redis.call('HGET', KEYS[6], pid)
     if raw then
-      if string.find(raw, '"session_id"', 1, true) then
+      if not string.find(raw, '"status":"pending"', 1, true) then
+        -- settled before its session was attached (a cancel right after the 201): no
+        -- later event would carry the session, so this one does
+        local p = cjson.decode(raw)
+        if p.session_id ~= session then
+          p.session_id = session
+          p.checkout_url = url
+          p.version = p.version + 1
+          p.updated_ms = dg_now_ms()
+          raw = cjson.encode(p)
+          dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, p.version, raw)
+        end
+      elseif string.find(raw, '"session_id"', 1, true) then
         local p = cjson.decode(raw)
         p.session_id = session
         p.checkout_url = url
