@@ -33,8 +33,11 @@ async def _tenant(http: aiohttp.ClientSession, url: str, admin: dict[str, str], 
         assert r.status == 201, await r.text()
 
 
-async def one_run(s: Stores, quiet_requests: int, flood: int) -> dict[str, float]:
-    async with private_settings(s, redis_max_connections=64) as settings, server_process(settings) as url:
+async def one_run(s: Stores, quiet_requests: int, flood: int, admission: int | None = None
+                  ) -> dict[str, float]:
+    overrides = {} if admission is None else {"tenant_admission": admission}
+    async with private_settings(s, redis_max_connections=64, **overrides) as settings, \
+            server_process(settings) as url:
         admin = {"Authorization": f"Bearer {settings.admin_key}"}
         connector = aiohttp.TCPConnector(limit=flood + QUIET_CONCURRENCY + 8)
         async with aiohttp.ClientSession(connector=connector) as http:
@@ -98,16 +101,20 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quiet-requests", type=int, default=600)
     parser.add_argument("--flood", type=int, default=384, help="concurrent callers of the flooded tenant")
+    parser.add_argument("--tenant-admission", type=int, default=None,
+                        help="DROPGATE_TENANT_ADMISSION of the server (default: the setting's default; "
+                             "a large value, e.g. 100000, turns per-tenant admission off)")
     args = parser.parse_args()
     s = stores()
-    runs = [await one_run(s, args.quiet_requests, args.flood) for _ in range(args.runs)]
+    runs = [await one_run(s, args.quiet_requests, args.flood, args.tenant_admission) for _ in range(args.runs)]
 
     def col(name: str) -> str:
         values = [r[name] for r in runs]
         return f"median {median(values):,.1f} (runs: {', '.join(f'{v:,.1f}' for v in values)})"
 
     print(f"tenant isolation: quiet tenant {QUIET_CONCURRENCY} callers x {args.quiet_requests} payments; "
-          f"flooded tenant {args.flood} callers non-stop; {args.runs} runs")
+          f"flooded tenant {args.flood} callers non-stop; tenant admission "
+          f"{args.tenant_admission or 'default'}; {args.runs} runs")
     print(f"  quiet alone        p50 ms {col('quiet_alone_p50')}")
     print(f"  quiet alone        p99 ms {col('quiet_alone_p99')}")
     print(f"  quiet under flood  p50 ms {col('quiet_flood_p50')}")

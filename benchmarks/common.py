@@ -69,7 +69,8 @@ async def private_settings(s: Stores, **overrides: Any) -> AsyncIterator[Setting
     await conn.execute(f'CREATE SCHEMA "{name}"')
     await conn.close()
     values: dict[str, Any] = dict(redis_url=s.redis_url, database_url=s.database_url, key_prefix=name,
-                                  database_schema=name, admin_key="bench-admin", persister_enabled=True,
+                                  database_schema=name, admin_key="bench-admin-key-0123456789abcdef0123",
+                                  persister_enabled=True,
                                   log_level="WARNING", max_backlog=5_000_000,
                                   payment_provider="sandbox")  # the benchmarks pay on the sandbox
     values.update(overrides)
@@ -98,7 +99,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ADMIN_KEY": settings.admin_key, "PARTITIONS": settings.partitions,
         "LOG_LEVEL": "WARNING", "MAX_BACKLOG": settings.max_backlog,
         "RATE_LIMIT_PER_S": settings.rate_limit_per_s, "RATE_LIMIT_BURST": settings.rate_limit_burst,
-        "PERSISTER_BLOCK_MS": settings.persister_block_ms,
+        "PERSISTER_BLOCK_MS": settings.persister_block_ms, "TENANT_ADMISSION": settings.tenant_admission,
         # `serve` needs an explicit provider; the benchmarks pay on the sandbox
         "PAYMENT_PROVIDER": settings.payment_provider or "sandbox",
     }.items():

@@ -36,9 +36,9 @@ LOOPS = ("asyncio", "uvloop")
 async def http_rounds(rounds: int, seconds: float, clients: int) -> dict[str, list[tuple[float, float]]]:
     s = stores()
     out: dict[str, list[tuple[float, float]]] = {}
-    async with private_settings(s, tenant_concurrency=100_000, persister_enabled=False,
+    async with private_settings(s, tenant_concurrency=100_000, tenant_admission=100_000, persister_enabled=False,
                                 redis_max_connections=64) as a, \
-            private_settings(s, tenant_concurrency=100_000, persister_enabled=False,
+            private_settings(s, tenant_concurrency=100_000, tenant_admission=100_000, persister_enabled=False,
                              redis_max_connections=64) as b:
         servers: dict[str, Server] = {}
         try:
@@ -68,7 +68,7 @@ async def engine_purchases(callers: int = 1000, per_caller: int = 40) -> float:
     """CPU microseconds per purchase through ``Purchases.purchase``, no HTTP."""
     from dropgate.runtime import open_runtime
 
-    async with private_settings(stores(), tenant_concurrency=100_000, persister_enabled=False,
+    async with private_settings(stores(), tenant_concurrency=100_000, tenant_admission=100_000, persister_enabled=False,
                                 redis_max_connections=64) as settings, \
             open_runtime(settings, run_persister=False) as rt:
         tune_gc()

@@ -309,7 +309,8 @@ async def correctness(s: Stores, clients: int, workers: int, pg_pool: int) -> di
     processes)."""
     out: dict[str, Any] = {}
     qty = lambda c, n: 1 + (c + n) % 3  # noqa: E731
-    async with private_settings(s, tenant_concurrency=100_000, persister_enabled=False) as settings:
+    async with private_settings(s, tenant_concurrency=100_000, tenant_admission=100_000,
+                                persister_enabled=False) as settings:
         dg = Server(["--dropgate", msgspec.json.encode(settings).decode(), "--inventory", "500"], workers)
         pg = Server(["--pg", s.database_url, str(settings.database_schema), str(pg_pool), "--inventory", "500"])
         try:
@@ -385,7 +386,8 @@ async def main(runs: int, seconds: float, clients: int, workers: list[int], pg_p
         for design in designs:
             extra = {"purchase_batch_size": design.batch_size} if design.batch_size else {}
             one = await stack.enter_async_context(private_settings(
-                s, tenant_concurrency=100_000, persister_enabled=False, redis_max_connections=64, **extra))
+                s, tenant_concurrency=100_000, tenant_admission=100_000, persister_enabled=False,
+                redis_max_connections=64, **extra))
             first_settings = first_settings or one
             servers[design.name] = Server(["--dropgate", msgspec.json.encode(one).decode(),
                                            "--inventory", str(inventory)], design.workers)

@@ -179,6 +179,7 @@ async def open_runtime(
             if runtime.sweeper_task is not None:
                 await asyncio.gather(runtime.sweeper_task, return_exceptions=True)
             await runtime.purchases.close()
+            await runtime.api_keys.close()
         await provider.close()
         if runtime is not None and runtime.persister is not None:
             await runtime.persister.close()

@@ -10,6 +10,7 @@ value into one sentence naming the variable, so neither can fall behind the code
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: Annotated[str | None, _setting(
         "PostgreSQL URL. Unset: embedded pgserver under the data dir.", EVERY)] = None
     admin_key: Annotated[str | None, _setting(
-        "Bootstrap admin API key (Bearer). Unset: only keys created by `dropgate keys create` "
-        "(the demo makes one up).", API)] = None
+        "Bootstrap admin API key (Bearer), at least 32 characters of [A-Za-z0-9._~+/=-]. Unset: "
+        "only keys created by `dropgate keys create` (the demo makes one up).", API)] = None
     data_dir: Annotated[str, _setting("Folder for embedded servers' data and sockets.", EVERY)] = ".dropgate"
     partitions: Annotated[int, _setting(
         "Number of keyspace partitions P; fixed at first start and refused if changed.", EVERY, ge=1)] = 16
@@ -69,6 +70,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Largest JSON body accepted (413 PAYLOAD_TOO_LARGE past it).", API, ge=1)] = 1024 * 1024
     csv_body_limit_bytes: Annotated[int, _setting(
         "Largest CSV upload body accepted.", API, ge=1)] = 256 * 1024 * 1024
+    http_header_timeout_s: Annotated[float, _setting(
+        "Longest time from a request's first byte to the end of its headers; past it the "
+        "connection is closed (slowloris).", API, gt=0)] = 10.0
+    http_body_min_rate: Annotated[int, _setting(
+        "Slowest average rate (bytes/s) a request body may arrive at after the grace period; "
+        "a slower connection is closed (0: no minimum).", API, ge=0)] = 1024
+    http_body_grace_s: Annotated[float, _setting(
+        "Seconds a request body may take before the minimum rate applies.", API, gt=0)] = 10.0
+    http_idle_timeout_s: Annotated[float, _setting(
+        "Seconds a connection may sit idle (new, or kept alive between requests) before it "
+        "is closed.", API, gt=0)] = 15.0
+    http_max_connections: Annotated[int, _setting(
+        "Open connections per API process; past it the oldest idle ones are closed first "
+        "(0: the open-file limit minus the Redis and PostgreSQL pools and a reserve of 64).",
+        API, ge=0)] = 0
     persister_enabled: Annotated[bool, _setting(
         "Run the write-behind persister inside `serve`.", frozenset({"serve"}))] = True
     persister_batch_size: Annotated[int, _setting(
@@ -96,6 +112,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Sustained requests per second per user on rate-limited operations.", API, gt=0)] = 5.0
     rate_limit_burst: Annotated[int, _setting(
         "Burst allowance of the per-user rate limit.", API, ge=1)] = 10
+    tenant_admission: Annotated[int, _setting(
+        "Requests of one tenant an API process works on at once; the rest wait their turn in "
+        "arrival order (past DROPGATE_ACTOR_MAILBOX_SIZE or DROPGATE_TENANT_CONCURRENCY "
+        "waiting, whichever is larger: 503 TENANT_BUSY), so that one tenant's flood cannot "
+        "crowd out the others' requests.", API, ge=1)] = 64
     tenant_concurrency: Annotated[int, _setting(
         "In-flight purchases per tenant before 429.", API, ge=1)] = 256
     payment_provider: Annotated[Literal["stripe", "sandbox"] | None, _setting(
@@ -231,6 +252,12 @@ def _expects(kind: msgspec.inspect.Type) -> str:
     return "a string"
 
 
+# a bearer token (RFC 6750 b64token) long enough not to be guessed
+ADMIN_KEY_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{32,}$")
+# settings whose value an error message must not repeat
+SECRETS = frozenset({"admin_key", "stripe_api_key", "stripe_webhook_secret"})
+
+
 def _normalise(info: SettingInfo, value: Any) -> Any:
     """Literal settings match whatever the case (``DROPGATE_LOG_LEVEL=debug``)."""
     if isinstance(value, str):
@@ -265,5 +292,9 @@ def from_env(environ: Mapping[str, str], *, sources: Mapping[str, str] | None = 
         try:
             values[name] = msgspec.convert(_normalise(setting, value), setting.annotation, strict=False)
         except msgspec.ValidationError:
-            raise ConfigError(f"{origin} must be {setting.expects()}, got {value!r}") from None
+            got = f"{len(str(value))} characters" if name in SECRETS else repr(value)
+            raise ConfigError(f"{origin} must be {setting.expects()}, got {got}") from None
+        if name == "admin_key" and not ADMIN_KEY_RE.match(values[name]):
+            raise ConfigError(f"{origin} must be at least 32 characters of [A-Za-z0-9._~+/=-] "
+                              f"(a guessable admin key is refused), got {len(values[name])} characters")
     return Settings(**values)

@@ -12,7 +12,10 @@ The first process does what a single ``serve`` does (starts or attaches the embe
 servers, migrates, runs the persister); it then starts the others on the Redis and
 PostgreSQL it resolved, without a persister. A worker that exits stops the whole
 server: running on with fewer workers than asked would hide the failure, so the
-server exits non-zero and whatever supervises it restarts it whole.
+server exits non-zero and whatever supervises it restarts it whole. The other way
+round too: a worker whose first process is gone (even killed with -9) stops within a
+second, so that no orphan serves beside the next generation with no persister behind
+it (the lifeline pipe, ``watch_parent``, and on Linux ``die_with_parent``).
 
 ``wait_for_signal`` is shared by ``serve`` and the demo (which imports
 it from here, not from the CLI: nothing imports the CLI).
@@ -22,17 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from dropgate.settings import env_name
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("dropgate.workers")
 READY_PREFIX = "dropgate: serving on "
@@ -72,15 +73,25 @@ class Workers:
 
     procs: list[asyncio.subprocess.Process] = field(default_factory=list)
     _pumps: list[asyncio.Task[None]] = field(default_factory=list)
+    # the write end of the lifeline: held by this process only, never written; when it
+    # dies (even by kill -9) the kernel closes it and every worker reads end-of-file
+    _lifeline: int | None = None
 
     async def start(self, count: int, host: str, port: int, env: dict[str, str]) -> None:
-        for index in range(1, count + 1):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dropgate", "serve", "--host", host, "--port", str(port),
-                "--no-persister", "--reuse-port", env=env, stdout=asyncio.subprocess.PIPE)
-            self.procs.append(proc)
-            await self._until_ready(index, proc)
-            self._pumps.append(asyncio.create_task(self._pump(index, proc)))
+        if count < 1:
+            return
+        read_end, self._lifeline = os.pipe()  # both non-inheritable (PEP 446)
+        try:
+            for index in range(1, count + 1):
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "dropgate", "serve", "--host", host, "--port", str(port),
+                    "--no-persister", "--reuse-port", "--parent-fd", str(read_end), env=env,
+                    stdout=asyncio.subprocess.PIPE, pass_fds=(read_end,))
+                self.procs.append(proc)
+                await self._until_ready(index, proc)
+                self._pumps.append(asyncio.create_task(self._pump(index, proc)))
+        finally:
+            os.close(read_end)
 
     @staticmethod
     async def _until_ready(index: int, proc: asyncio.subprocess.Process) -> None:
@@ -138,6 +149,49 @@ class Workers:
         for pump in self._pumps:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pump, 5)
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """Second line behind the lifeline (``watch_parent``): on Linux, ask the kernel
+    for SIGTERM when the process that started this worker dies. A parent already gone
+    before the request (reparented: another parent pid) is caught by the lifeline."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the lifeline alone
+        log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+
+
+async def watch_parent(fd: int) -> None:
+    """Until the first process is gone: the lifeline pipe read from ``fd`` reaches
+    end-of-file (its only writer, the first process, exited or was killed)."""
+    loop = asyncio.get_running_loop()
+    gone = loop.create_future()
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data and not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await gone
+    finally:
+        loop.remove_reader(fd)
 
 
 @contextlib.asynccontextmanager

@@ -28,7 +28,7 @@ from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-key-0123456789abcdef01234"
 # The suite chooses the sandbox itself (``serve`` refuses to start without a provider):
 # for the servers it starts as subprocesses too, through the environment they inherit.
 os.environ["DROPGATE_PAYMENT_PROVIDER"] = "sandbox"
@@ -145,12 +145,23 @@ class Api:
         body = await response.json() if response.content_type == "application/json" else await response.text()
         return response.status, body
 
+    async def new_key(self, name: str, *, tenant_id: str | None = None,
+                      scopes: list[str] | None = None) -> dict[str, str]:
+        """Headers of a new service key named ``name`` (of ``tenant_id``, default the
+        fixture's tenant): a second person, for four-eyes."""
+        body: dict[str, Any] = {"role": "service", "tenant_id": tenant_id or self.tenant_id, "name": name}
+        if scopes is not None:
+            body["scopes"] = scopes
+        status, key = await self.call("POST", "/v1/keys", headers=self.admin, json=body)
+        assert status == 201, key
+        return {"Authorization": f"Bearer {key['key']}"}
+
     async def new_tenant(self, tenant_id: str, **fields: Any) -> str:
         status, body = await self.call("POST", "/v1/tenants", headers=self.admin,
                                        json={"tenant_id": tenant_id, "name": tenant_id, **fields})
         assert status == 201, body
         status, key = await self.call("POST", "/v1/keys", headers=self.admin,
-                                      json={"role": "service", "tenant_id": tenant_id})
+                                      json={"role": "service", "tenant_id": tenant_id, "name": "svc"})
         assert status == 201, key
         return str(key["key"])
 

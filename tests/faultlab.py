@@ -35,7 +35,7 @@ from tests.faultcrowd import Crowd
 from tests.faultlab_offers import OfferLoad, check_offer_history
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_KEY = "fault-admin-key"
+ADMIN_KEY = "fault-admin-key-0123456789abcdef0123"
 TENANT = "drop"
 
 
@@ -260,7 +260,8 @@ class Cluster:
             admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
             r = await http.post(f"{self.base_url}/v1/tenants", json={"tenant_id": TENANT}, headers=admin)
             assert r.status == 201, await r.text()
-            r = await http.post(f"{self.base_url}/v1/keys", json={"role": "service", "tenant_id": TENANT},
+            r = await http.post(f"{self.base_url}/v1/keys",
+                                json={"role": "service", "tenant_id": TENANT, "name": "svc"},
                                 headers=admin)
             self.service_key = (await r.json())["key"]
             for code, max_uses in self.codes.items():
@@ -574,6 +575,60 @@ async def hand_made_drift(cluster: Cluster, load: Load, rng: random.Random) -> s
     return f"drift in {a} (use row of {row['user_id']} deleted) and {b} (counter +5) found exactly and repaired"
 
 
+async def slow_sockets(cluster: Cluster, load: Load, rng: random.Random) -> str:
+    """Hundreds of idle and dripping sockets (issue 21) against the API for 5-15 s, while
+    the load goes on: /healthz must answer every probe within 1 s (within the default
+    timeouts the sockets stay open; the API process's connection cap sheds the idle
+    ones first)."""
+    from tests.hostile import Crowd as SlowSockets
+    from tests.hostile import probe
+
+    crowd = SlowSockets(cluster.api_port, ADMIN_KEY)
+    slow = crowd.open(rng.randint(100, 300), drip_s=rng.uniform(0.5, 3.0))
+    url = f"http://127.0.0.1:{cluster.api_port}/healthz"
+    took: list[float] = []
+    until = time.monotonic() + rng.uniform(5, 15)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as probes:
+        while time.monotonic() < until:
+            took.append(await probe(probes, url, {}))
+            await asyncio.sleep(0.5)
+    for task in slow:
+        task.cancel()
+    await asyncio.gather(*slow, return_exceptions=True)
+    assert max(took) < 1.0, f"/healthz took {max(took):.2f}s under {len(slow)} slow sockets"
+    return f"{len(slow)} slow sockets; {len(took)} /healthz probes, slowest {max(took) * 1000:.0f} ms"
+
+
+async def retry_storm(cluster: Cluster, load: Load, rng: random.Random) -> str:
+    """20 concurrent and 5 sequential copies of one purchase under one Idempotency-Key,
+    on an offer of its own (the offer load's history is not touched), the user's rate
+    limit long spent: never 429, and one 201 body at most (issue 21, item 4)."""
+    url = f"http://127.0.0.1:{cluster.api_port}"
+    offer = f"storm-{rng.randrange(10**9)}"
+    headers = cluster.service_headers
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        async with http.post(url + "/v1/offers", headers=headers, json={
+                "offer_id": offer, "event_id": "storm", "name": "Storm", "price": "1.00",
+                "currency": "usd", "inventory_total": 1000}) as r:
+            assert r.status == 201, await r.text()
+        body = {"user_id": "storm-user", "quantity": 1}
+        retry = {**headers, "Idempotency-Key": f"storm-{offer}"}
+
+        async def buy(h: dict[str, str]) -> tuple[int, bytes]:
+            async with http.post(url + f"/v1/offers/{offer}/purchase", headers=h, json=body) as r:
+                return r.status, await r.read()
+
+        for i in range(12):  # spend the user's burst on other keys first
+            await buy({**headers, "Idempotency-Key": f"spend-{offer}-{i}"})
+        answers = list(await asyncio.gather(*(buy(retry) for _ in range(20))))
+        for _ in range(5):
+            answers.append(await buy(retry))
+    statuses = [status for status, _ in answers]
+    assert 429 not in statuses, f"a retry under one Idempotency-Key got 429: {statuses}"
+    assert len({raw for status, raw in answers if status == 201}) <= 1, "two different 201 answers"
+    return f"retry storm on {offer}: statuses {sorted(set(statuses))}"
+
+
 FAULTS: dict[str, Fault] = {
     "kill_persister": kill_persister,
     "kill_redis": kill_redis,
@@ -581,6 +636,8 @@ FAULTS: dict[str, Fault] = {
     "script_flush": script_flush,
     "lose_redis_and_restore": lose_redis_and_restore,
     "hand_made_drift": hand_made_drift,
+    "slow_sockets": slow_sockets,
+    "retry_storm": retry_storm,
 }
 
 

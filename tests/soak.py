@@ -2,6 +2,7 @@
 
     make soak                       # 5 minutes, random seed
     make soak ARGS="--minutes 30 --seed 42 --appendfsync always"
+    make soak ARGS="--minutes 10 --faults slow_sockets,retry_storm"   # hostile clients (issue 21)
 
 Runs the API and persister processes against a private redis-server (AOF) and a
 private PostgreSQL (both under a temp dir, removed afterwards), drives invite

@@ -83,7 +83,7 @@ async def test_two_processes_payment_flood_with_a_suspension(
                                      json={"tenant_id": "acme", "name": "Acme"}) as r:
                 assert r.status == 201, await r.text()
             async with operator.post(urls[1] + "/v1/keys", headers=admin,
-                                     json={"role": "service", "tenant_id": "acme"}) as r:
+                                     json={"role": "service", "tenant_id": "acme", "name": "svc"}) as r:
                 assert r.status == 201, await r.text()
                 service = {"Authorization": f"Bearer {(await r.json())['key']}"}
 

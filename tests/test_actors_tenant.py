@@ -74,16 +74,21 @@ async def test_four_eyes(api: Api, persister: Persister, runtime: Runtime) -> No
                                json={"amount": "40.00", "currency": "usd", "initiated_by": "alice"})
     assert status == 201 and w["status"] == "pending", w
     wid = w["withdrawal_id"]
-    status, body = await api.call("POST", f"/v1/withdrawals/{wid}/approve", json={"approved_by": "alice"})
+    # the same key, whatever the body says
+    status, body = await api.call("POST", f"/v1/withdrawals/{wid}/approve", json={"approved_by": "bob"})
     assert status == 409 and body["code"] == "FOUR_EYES_REQUIRED", body
     status, body = await api.call("GET", f"/v1/withdrawals/{wid}")
     assert status == 200 and body["status"] == "pending"
-    status, body = await api.call("POST", f"/v1/withdrawals/{wid}/approve", json={"approved_by": "bob"})
+    bob = await api.new_key("bob")
+    status, body = await api.call("POST", f"/v1/withdrawals/{wid}/approve", json={"approved_by": "bob"},
+                                  headers=bob)
     assert status == 200, body
     assert body["status"] == "completed" and body["balance"] == "60.00" and body["approved_by"] == "bob"
-    status, body = await api.call("POST", f"/v1/withdrawals/{wid}/approve", json={"approved_by": "carol"})
+    status, body = await api.call("POST", f"/v1/withdrawals/{wid}/approve", json={"approved_by": "carol"},
+                                  headers=bob)
     assert status == 409 and body["code"] == "CONFLICT", body
-    status, body = await api.call("POST", "/v1/withdrawals/nope/approve", json={"approved_by": "bob"})
+    status, body = await api.call("POST", "/v1/withdrawals/nope/approve", json={"approved_by": "bob"},
+                                  headers=bob)
     assert status == 404 and body["code"] == "NOT_FOUND"
     await persister.drain()
     row = await runtime.pool.fetchrow(
@@ -102,8 +107,10 @@ async def test_concurrent_approvals_never_overdraw(
                  json={"amount": "10.00", "currency": "usd", "initiated_by": f"clerk{i}"})
         for i in range(300)))
     assert all(s == 201 for s, _ in created)
+    boss = await api.new_key("boss")
     approvals = await asyncio.gather(*(
-        api.call("POST", f"/v1/withdrawals/{w['withdrawal_id']}/approve", json={"approved_by": "boss"})
+        api.call("POST", f"/v1/withdrawals/{w['withdrawal_id']}/approve", json={"approved_by": "boss"},
+                 headers=boss)
         for _, w in created))
     codes = Counter(s if s == 200 else b["code"] for s, b in approvals)
     assert codes == {200: 100, "INSUFFICIENT_FUNDS": 200}, codes
@@ -220,7 +227,7 @@ async def test_passivation_and_reactivation_keep_state(api: Api, runtime: Runtim
     assert not await runtime.redis.hexists(lease_key, f"e:{first_epoch}")  # lease released
 
     status, body = await api.call("POST", f"/v1/withdrawals/{w['withdrawal_id']}/approve",
-                                  json={"approved_by": "bob"})
+                                  json={"approved_by": "bob"}, headers=await api.new_key("bob"))
     assert status == 200 and body["balance"] == "70.00", body
     again = system.actor("acme")
     assert again is not None and again is not actor and again.epoch == first_epoch + 1

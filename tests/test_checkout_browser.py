@@ -97,7 +97,8 @@ async def test_buy_pay_and_see_paid_in_a_real_browser(
                     return await r.json()
 
             await call("POST", "/v1/tenants", admin, {"tenant_id": "acme", "name": "Acme"})
-            key = (await call("POST", "/v1/keys", admin, {"role": "service", "tenant_id": "acme"}))["key"]
+            key = (await call("POST", "/v1/keys", admin, {"role": "service", "tenant_id": "acme",
+                                                                 "name": "svc"}))["key"]
             service = {"Authorization": f"Bearer {key}"}
             await call("POST", "/v1/offers", service, {
                 "offer_id": "o1", "event_id": "ev1", "name": "Front row", "price": "25.00",

@@ -125,3 +125,20 @@ def test_the_resolver_prefers_the_offer_then_the_tenant_then_our_pages() -> None
                               tenant_success_url="https://t.example/ok", tenant_cancel_url="https://t.example/no")
     assert (offer.success_url, offer.cancel_url) == ("https://o.example/ok?s={CHECKOUT_SESSION_ID}",
                                                      "https://t.example/no")
+
+
+async def test_pages_find_a_purchase_by_its_id_alone(api: Api, runtime: Runtime,
+                                                     persister: Persister) -> None:
+    """API.md's links carry ``purchase_id`` only: the tenant comes from the durable record."""
+    await create_offer(api, "o1", 4)
+    held = await _hold(api, "u1")
+    await api.client.post(f"/v1/sandbox/checkout/{held['checkout_session_id']}/complete")
+    row = await _agree(runtime, persister, api)
+    assert (row["sold"], row["reserved"]) == (1, 0)
+    response = await api.client.get(f"/checkout/done?purchase_id={held['purchase_id']}")
+    text = await response.text()
+    assert response.status == 200 and '<strong id="status">paid</strong>' in text, text
+    missing = await api.client.get("/checkout/cancelled?purchase_id=pu_nosuchpurchase")
+    assert missing.status == 404 and (await missing.json())["code"] == "NOT_FOUND"
+    bad = await api.client.get("/checkout/done?purchase_id=" + "x" * 300)
+    assert bad.status == 400 and (await bad.json())["code"] == "VALIDATION_ERROR"

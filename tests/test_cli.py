@@ -114,7 +114,7 @@ def test_codes_upload_command(embedded_dir: Path) -> None:
     env = _clean_env(embedded_dir / "data") | {"DROPGATE_CODE_UPLOAD_BATCH_SIZE": "1000"}
     codes = embedded_dir / "codes.csv"
     codes.write_text("".join(f"  CODE{i}  \n" for i in range(2500)) + "\n\nCODE1\n")
-    tenant = subprocess.run([*DROPGATE, "keys", "create", "--role", "service", "--tenant", "nobody"],
+    tenant = subprocess.run([*DROPGATE, "keys", "create", "--role", "service", "--tenant", "nobody", "--name", "ops"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert tenant.returncode == 2 and "no tenant" in tenant.stderr
     result = subprocess.run([*DROPGATE, "codes", "upload", str(codes), "--tenant", "nobody",

@@ -18,6 +18,7 @@ from dropgate.engine.events import (
     PAYLOADS,
     ApikeyCreated,
     ApikeyRevoked,
+    BookingCanceled,
     BookingCreated,
     CodesAssigned,
     CodesReleased,
@@ -33,6 +34,7 @@ from dropgate.engine.events import (
     OfferSaved,
     OfferWebhook,
     OrderCreated,
+    OrderUpdated,
     PaymentCreated,
     PromoRedeemed,
     PromoSaved,
@@ -41,6 +43,7 @@ from dropgate.engine.events import (
     TenantSaved,
     WithdrawalCompleted,
     WithdrawalInitiated,
+    WithdrawalRejected,
     parse_entry,
     tag_of,
 )
@@ -217,14 +220,28 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
         "acme", epoch=epoch, booking_id="b1", resource_id="room", slot_start_ms=1_000,
         slot_end_ms=2_000, capacity=3, user_id="u1"), BookingCreated)
     assert (b.capacity, b.booked, b.slot_start_ms) == (3, 1, 1_000)
+    bc = await log.one("ledger_booking_cancel", ledger.booking_cancel("acme", epoch=epoch, booking_id="b1"),
+                       BookingCanceled)
+    assert (bc.status, bc.booked, bc.capacity, bc.version, bc.user_id) == ("canceled", 0, 3, 2, "u1")
+    ou = await log.one("ledger_order_status", ledger.order_status(
+        "acme", epoch=epoch, order_id="o1", status="shipped"), OrderUpdated)
+    assert (ou.status, ou.version, ou.items) == ("shipped", 2, '[{"sku":"x"}]') and ou.updated_ms
     await ledger.withdrawal_initiate("acme", epoch=epoch, withdrawal_id="w2", amount=1, currency="usd",
                                      initiated_by="ann")
+    await ledger.withdrawal_initiate("acme", epoch=epoch, withdrawal_id="w3", amount=1, currency="usd",
+                                     initiated_by="ann", initiator="name:ann", initiator_key_id="k1")
+    wr = await log.one("ledger_withdrawal_reject", ledger.withdrawal_reject(
+        "acme", epoch=epoch, withdrawal_id="w3", rejected_by="bob", approver="name:bob",
+        approver_key_id="k2", reason="no"), WithdrawalRejected)
+    assert (wr.status, wr.initiator, wr.approver, wr.reason, wr.version) == (
+        "rejected", "name:ann", "name:bob", "no", 2)
     for kind, ident, expect in (("withdrawal", "w1", WithdrawalCompleted),
-                                ("withdrawal", "w2", WithdrawalInitiated), ("order", "o1", OrderCreated)):
+                                ("withdrawal", "w2", WithdrawalInitiated),
+                                ("withdrawal", "w3", WithdrawalRejected), ("order", "o1", OrderCreated)):
         key = tk.withdrawal(ident) if kind == "withdrawal" else tk.order(ident)
         re_emitted = await log.one("resync_ledger", call("resync_ledger", [tk.log, key],
                                                          [bound, kind, "acme", ident]), expect)
-        assert re_emitted.version == (2 if ident == "w1" else 1)
+        assert re_emitted.version == (1 if ident == "w2" else 2)
 
     # -- offers and purchases
     offers = rt.offers

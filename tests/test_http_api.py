@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dropgate.http.routes import ROUTE_TABLES
+from dropgate.persistence.persister import Persister
 from tests.conftest import Api
 
 
@@ -15,7 +16,7 @@ async def test_no_key_unknown_key_and_revoked_key_are_401(api: Api) -> None:
     status, body = await api.call("GET", "/v1/invites/X", headers={"Authorization": "Bearer dg_k1_nope"})
     assert (status, body["code"]) == (401, "UNAUTHORIZED")
     status, key = await api.call("POST", "/v1/keys", headers=api.admin,
-                                 json={"role": "service", "tenant_id": "acme"})
+                                 json={"role": "service", "tenant_id": "acme", "name": "svc"})
     assert status == 201 and key["key"].startswith("dg_")
     status, _ = await api.call("DELETE", f"/v1/keys/{key['key_id']}", headers=api.admin)
     assert status == 204
@@ -76,7 +77,7 @@ async def test_tenants_endpoints(api: Api) -> None:
     status, body = await api.call("GET", "/v1/tenants/nobody", headers=api.admin)
     assert (status, body["code"]) == (404, "NOT_FOUND")
     status, body = await api.call("POST", "/v1/keys", headers=api.admin,
-                                  json={"role": "service", "tenant_id": "nobody"})
+                                  json={"role": "service", "tenant_id": "nobody", "name": "svc"})
     assert (status, body["code"]) == (404, "NOT_FOUND")
     status, body = await api.call("POST", "/v1/keys", headers=api.admin, json={"role": "admin"})
     assert status == 201 and body["role"] == "admin"
@@ -106,9 +107,12 @@ async def test_request_id_is_echoed_or_made(api: Api) -> None:
     assert response.headers["X-Request-Id"] != "bad id <script>"
 
 
-async def test_ops_endpoints(api: Api) -> None:
+async def test_ops_endpoints(api: Api, persister: Persister) -> None:
     status, body = await api.call("GET", "/healthz", headers={})
     assert (status, body) == (200, {"status": "ok"})
+    status, body = await api.call("GET", "/readyz", headers={})  # the tenant's events, unpersisted
+    assert status == 503 and body["unpersisted_partitions"] and body["status"] == "unavailable", body
+    await persister.drain()
     status, body = await api.call("GET", "/readyz", headers={})
     assert status == 200 and body["redis"] and body["postgres"] and body["status"] == "ready"
     await api.call("GET", "/v1/invites/X")

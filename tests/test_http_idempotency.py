@@ -70,9 +70,10 @@ async def _pay(api: Api, amount: str = "100.00") -> None:
     assert status == 201, body
 
 
-async def _withdrawal(api: Api) -> str:
+async def _withdrawal(api: Api, initiator: dict[str, str] | None = None) -> str:
+    """A pending withdrawal, by default initiated by another key than ``api.service``."""
     await _pay(api)
-    response = await api.client.post("/v1/withdrawals", headers=api.service, json={
+    response = await api.client.post("/v1/withdrawals", headers=initiator or await api.new_key("alice"), json={
         "amount": "40.00", "currency": "usd", "initiated_by": "alice"})
     assert response.status == 201
     return str((await response.json())["withdrawal_id"])
@@ -205,7 +206,7 @@ async def test_same_key_replays_the_first_answer_with_one_effect(
 
 
 async def test_a_refusal_is_replayed_too(api: Api) -> None:
-    wid = await _withdrawal(api)
+    wid = await _withdrawal(api, api.service)
     path = f"/v1/withdrawals/{wid}/approve"
     first = await send(api, path, {"approved_by": "alice"}, "four-eyes")
     assert first[0] == 409 and b'"FOUR_EYES_REQUIRED"' in first[1], first

@@ -24,6 +24,9 @@ CASES: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
     "/v1/offers/{offer_id}": ("/v1/offers", {"offer_id": "pb", "event_id": "e", "name": "PB",
                                              "price": "1", "currency": "usd", "inventory_total": 5},
                               "/v1/offers/pb", {"inventory_total": 7}),
+    "/v1/orders/{order_id}": ("/v1/orders", {"order_id": "pb", "items": [{"sku": "s", "quantity": 1}],
+                                             "total": "1", "currency": "usd"},
+                              "/v1/orders/pb", {"status": "shipped"}),
 }
 BAD_BODIES: list[tuple[bytes | None, dict[str, str]]] = [
     (None, {}),  # no body at all

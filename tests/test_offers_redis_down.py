@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dropgate.embedded import redis_server_binary
 from dropgate.http.app import create_app
+from dropgate.http.appkeys import RUNTIME
 from dropgate.runtime import open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
@@ -114,6 +115,9 @@ async def test_redis_down_fails_fast(down_api: Api, own_redis: OwnRedis) -> None
 
     # back: the service recovers by itself (same data, scripts reloaded on NOSCRIPT)
     own_redis.start()
+    status, ready = await api.call("GET", "/readyz", headers={})
+    assert ready["redis"] is True and ready["unpersisted_partitions"], ready  # nobody persists here
+    await api.client.server.app[RUNTIME].new_persister().drain()
     assert (await api.call("GET", "/readyz", headers={}))[0] == 200
     assert (await purchase(api, "o1", "u1", 1))[0] == 201
     assert await inventory(api, "o1") == {"total": 10, "available": 8, "reserved": 2, "sold": 0}

@@ -19,19 +19,20 @@ END = "2030-01-01T11:00:00Z"
 START_MS, END_MS = 1_893_492_000_000, 1_893_495_600_000
 
 
-async def _ok(api: Api, path: str, body: dict[str, Any]) -> Any:
-    status, out = await api.call("POST", path, json=body)
+async def _ok(api: Api, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    status, out = await api.call("POST", path, json=body, headers=headers)
     assert status in (200, 201), out
     return out
 
 
 async def _drop(api: Api) -> None:
+    alice = await api.new_key("alice")
     await asyncio.gather(*(_ok(api, "/v1/payments", {"amount": f"{10 + i}.00", "currency": "usd",
                                                       "reference": f"r{i}"}) for i in range(30)))
     await _ok(api, "/v1/payments", {"amount": "7.50", "currency": "eur", "reference": "e"})
     for _ in range(3):
-        await _ok(api, "/v1/withdrawals", {"amount": "5.00", "currency": "usd", "initiated_by": "alice"})
-    w = await _ok(api, "/v1/withdrawals", {"amount": "20.00", "currency": "usd", "initiated_by": "alice"})
+        await _ok(api, "/v1/withdrawals", {"amount": "5.00", "currency": "usd", "initiated_by": "alice"}, alice)
+    w = await _ok(api, "/v1/withdrawals", {"amount": "20.00", "currency": "usd", "initiated_by": "alice"}, alice)
     await _ok(api, f"/v1/withdrawals/{w['withdrawal_id']}/approve", {"approved_by": "bob"})
     await _ok(api, "/v1/orders", {"order_id": "ord1", "items": [{"sku": "tee", "quantity": 2}], "total": "40.00",
                                   "currency": "usd"})

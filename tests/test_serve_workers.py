@@ -96,7 +96,7 @@ async def test_workers_share_one_port_and_sell_exactly_the_inventory(
                                  json={"tenant_id": "acme", "name": "Acme"}) as r:
                 assert r.status == 201, await r.text()
             async with http.post(url + "/v1/keys", headers=_ADMIN,
-                                 json={"role": "service", "tenant_id": "acme"}) as r:
+                                 json={"role": "service", "tenant_id": "acme", "name": "svc"}) as r:
                 service = {"Authorization": f"Bearer {(await r.json())['key']}"}
             async with http.post(url + "/v1/offers", headers=service,
                                  json={"offer_id": "hot", "event_id": "drop", "name": "Hot",

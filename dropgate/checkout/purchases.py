@@ -5,9 +5,10 @@
 1. the tenant's concurrency cap (in-flight purchases of this process, 429);
 2. in ONE script call shared with every concurrent request for the same offer
    (``engine/actors/batcher.py`` coalesces them, up to ``purchase_batch_size``):
-   the user's rate limit (the shared GCRA, 429 with Retry-After), the idempotency
-   key (Stripe's semantics: replay, 422 for another body, 409 while running), and
-   the hold itself (``offer_purchase_batch-10.lua``);
+   the idempotency key (Stripe's semantics: replay, 422 for another body, 409 while
+   running; none of these spends a rate-limit token), then for new work the user's
+   rate limit (the shared GCRA, 429 with Retry-After), and the hold itself
+   (``offer_purchase_batch-10.lua``);
 3. the payment provider's checkout session, ``expires_at`` = the hold's expiry,
    the purchase id in its metadata. If the provider fails or times out, the hold
    is released (``offer_release-7.lua``) and the answer is 503
@@ -165,10 +166,19 @@ class Purchases:
         try:
             session = await self.provider.create_checkout(checkout)
         except BaseException as exc:
-            await self._release_after_failure(tenant_id, offer_id, purchase_id, user_id, quantity, exc)
+            released = await self._release_after_failure(tenant_id, offer_id, purchase_id, user_id,
+                                                         quantity, exc)
             if not isinstance(exc, Exception):
                 raise
-            failure = PaymentProviderUnavailable(details={"offer_id": offer_id})
+            if released:
+                failure = PaymentProviderUnavailable(details={"offer_id": offer_id})
+            else:  # truthful: the units stay held until the hold expires (nothing is charged)
+                expires_at = ms_to_dt(held.expires_ms)
+                failure = PaymentProviderUnavailable(
+                    "The payment provider failed and the hold could not be released now; nothing "
+                    "was charged, and its units stay held until it expires.",
+                    details={"offer_id": offer_id, "purchase_id": purchase_id, "hold_released": False,
+                             "hold_expires_at": expires_at.isoformat() if expires_at else None})
             if not digest:
                 raise failure from None
             return await self._finish(tenant_id, offer_id, FinishItem(
@@ -231,7 +241,8 @@ class Purchases:
         return error_for(held.err, details=details or None)
 
     async def _release_after_failure(self, tenant_id: str, offer_id: str, purchase_id: str,
-                                     user_id: str, quantity: int, exc: BaseException) -> None:
+                                     user_id: str, quantity: int, exc: BaseException) -> bool:
+        """Release the hold of a purchase whose checkout failed; whether it was."""
         released = "released"
         try:
             await self._offers.release(tenant_id, offer_id, purchase_id, status="released")
@@ -241,3 +252,4 @@ class Purchases:
             "payment provider %s failed: offer=%s tenant=%s user=%s quantity=%d purchase=%s "
             "hold %s; error: %s", self.provider.name, offer_id, tenant_id, user_id, quantity,
             purchase_id, released, exc if str(exc) else repr(exc))
+        return released == "released"

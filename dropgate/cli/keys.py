@@ -1,10 +1,11 @@
-"""``dropgate keys create --role R [--tenant T]`` / ``keys revoke KEY_ID``: API keys."""
+"""``dropgate keys create --role R [--tenant T --name N --scope S]`` / ``keys revoke KEY_ID [--cascade]``."""
 
 from __future__ import annotations
 
 import sys
 
 from dropgate.cli.common import AddCommand, Invocation
+from dropgate.models.scopes import SCOPES
 
 
 def register(add: AddCommand) -> None:
@@ -14,9 +15,14 @@ def register(add: AddCommand) -> None:
                                  "(printed once).", epilog=keys.epilog, formatter_class=keys.formatter_class)
     create.add_argument("--role", choices=["admin", "service"], required=True)
     create.add_argument("--tenant", help="the tenant of a service key")
+    create.add_argument("--name", help="who holds the key (required for a service key)")
+    create.add_argument("--scope", action="append", choices=SCOPES, dest="scopes",
+                        help="a scope the key carries (repeat; default every scope)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key", description="Revoke a key.",
                                  epilog=keys.epilog, formatter_class=keys.formatter_class)
     revoke.add_argument("key_id")
+    revoke.add_argument("--cascade", action="store_true",
+                        help="also revoke every key minted by this one, transitively")
 
 
 async def run(call: Invocation) -> int:
@@ -24,14 +30,18 @@ async def run(call: Invocation) -> int:
     if args.keys_command == "create" and args.role == "service" and not args.tenant:
         print("dropgate: --tenant is required for a service key", file=sys.stderr)
         return 2
+    if args.keys_command == "create" and args.role == "service" and not args.name:
+        print("dropgate: --name is required for a service key (who holds it)", file=sys.stderr)
+        return 2
     async with call.runtime() as runtime:
         if args.keys_command == "create":
             if args.role == "service" and not await runtime.tenants.exists(args.tenant):
                 print(f"dropgate: no tenant {args.tenant!r}", file=sys.stderr)
                 return 2
-            key_id, token = await runtime.api_keys.create(role=args.role, tenant_id=args.tenant)
+            key_id, token = await runtime.api_keys.create(role=args.role, tenant_id=args.tenant,
+                                                          name=args.name or "", scopes=args.scopes)
             print(f"key_id: {key_id}\nkey:    {token}\n(the key is shown once)")
         else:
-            await runtime.api_keys.revoke(args.key_id)
-            print(f"revoked {args.key_id}")
+            result = await runtime.api_keys.revoke(args.key_id, cascade=args.cascade)
+            print("revoked " + " ".join(result.revoked))
     return 0

@@ -23,6 +23,7 @@ def register(add: AddCommand) -> None:
                        help="do not run the persister in-process (DROPGATE_PERSISTER_ENABLED=false)")
     serve.add_argument("--workers", dest="workers", help="overrides DROPGATE_WORKERS")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
+    serve.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)  # its lifeline
 
     persister = add("persister", "Run only the write-behind persister.", run_persister)
     persister.set_defaults(persister_enabled=True)
@@ -43,8 +44,19 @@ async def run_serve(call: Invocation) -> int:
 
 async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> int:
     from dropgate.http.app import serving
-    from dropgate.workers import READY_PREFIX, effective_log_level, extra_workers, wait_for_signal, worker_env
+    from dropgate.workers import (
+        READY_PREFIX,
+        die_with_parent,
+        effective_log_level,
+        extra_workers,
+        wait_for_signal,
+        watch_parent,
+        worker_env,
+    )
 
+    parent_fd: int | None = call.args.parent_fd
+    if parent_fd is not None:
+        die_with_parent()
     async with call.runtime(run_persister=None, wait_s=settings.startup_wait_s) as runtime, \
             serving(runtime, settings.host, settings.port, reuse_port=reuse_port) as url:
         env = worker_env(os.environ, runtime.redis_url, runtime.database_url, effective_log_level())
@@ -60,13 +72,18 @@ async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> i
                       "payments)", file=sys.stderr, flush=True)
             stop = asyncio.ensure_future(wait_for_signal())
             exited = asyncio.ensure_future(workers.first_exit())
-            await asyncio.wait({stop, exited}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            exited.cancel()
+            orphaned = asyncio.ensure_future(
+                watch_parent(parent_fd) if parent_fd is not None else asyncio.Event().wait())
+            await asyncio.wait({stop, exited, orphaned}, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in (stop, exited, orphaned):
+                waiting.cancel()
             code = exited.result() if exited.done() and not exited.cancelled() else None
             failed = bool(code)  # 0: a worker signalled with this process (Ctrl-C reaches the group)
             if code is not None:
                 (log.error if failed else log.info)("a worker exited (code %s): stopping the server", code)
+            if orphaned.done() and not orphaned.cancelled():
+                log.error("the first process of this server is gone: stopping this worker")
+                failed = True
             print("dropgate: shutting down", flush=True)
     return 1 if failed else 0
 

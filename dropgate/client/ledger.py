@@ -16,11 +16,14 @@ from dropgate.models.ledger import (
     Order,
     OrderCreate,
     OrderItem,
+    OrderStatus,
+    OrderUpdate,
     Payment,
     PaymentCreate,
     Withdrawal,
     WithdrawalApprove,
     WithdrawalCreate,
+    WithdrawalReject,
 )
 
 
@@ -56,10 +59,13 @@ class Withdrawals(Namespace):
         amount: str,
         *,
         currency: str,
-        initiated_by: str,
+        initiated_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> Withdrawal:
         """Initiate a withdrawal (``POST /v1/withdrawals``); it stays ``pending`` until approved.
+
+        The withdrawal records this client's key; ``initiated_by`` is a label only
+        (default: the key's name).
 
         Raises ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch``,
         ``AlreadyExists``, ``ValidationError`` or ``PersistenceLagging``.
@@ -73,12 +79,13 @@ class Withdrawals(Namespace):
         self,
         withdrawal_id: str,
         *,
-        approved_by: str,
+        approved_by: str | None = None,
         idempotency_key: str | None = None,
     ) -> Withdrawal:
         """Approve and debit (``POST /v1/withdrawals/{withdrawal_id}/approve``); never overdraws.
 
-        ``approved_by`` must differ from the initiator. Raises ``FourEyesRequired``,
+        This client's key must have another name than the initiating key's (compared
+        case-insensitively; ``approved_by`` is a label only). Raises ``FourEyesRequired``,
         ``InsufficientFunds``, ``Conflict`` (not pending any more), ``NotFound``,
         ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch``, ``ValidationError``
         or ``PersistenceLagging``.
@@ -87,6 +94,15 @@ class Withdrawals(Namespace):
                                 path_params={"withdrawal_id": withdrawal_id},
                                 body=WithdrawalApprove(approved_by=approved_by),
                                 idempotency_key=idempotency_key)
+
+    async def reject(self, withdrawal_id: str, *, reason: str | None = None) -> Withdrawal:
+        """Reject a pending withdrawal (``POST /v1/withdrawals/{withdrawal_id}/reject``): no
+        money moves. Gated like ``approve`` (another key's name). Raises ``FourEyesRequired``,
+        ``Conflict`` (not pending any more), ``NotFound``, ``SubscriptionInactive``,
+        ``TenantBusy``, ``StaleEpoch``, ``ValidationError`` or ``PersistenceLagging``."""
+        return await self._call("POST", "/v1/withdrawals/{withdrawal_id}/reject", Withdrawal,
+                                path_params={"withdrawal_id": withdrawal_id},
+                                body=WithdrawalReject(reason=reason))
 
     async def get(self, withdrawal_id: str) -> Withdrawal:
         """A withdrawal and its status (``GET /v1/withdrawals/{withdrawal_id}``). Raises ``NotFound``."""
@@ -123,6 +139,14 @@ class Orders(Namespace):
         return await self._call("GET", "/v1/orders/{order_id}", Order,
                                 path_params={"order_id": order_id})
 
+    async def update(self, order_id: str, *, status: OrderStatus) -> Order:
+        """Change an order's status (``PATCH /v1/orders/{order_id}``), gated like its
+        creation. A ``canceled`` or ``delivered`` order is final (``Conflict``). Raises
+        ``NotFound``, ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch``,
+        ``ValidationError`` or ``PersistenceLagging``."""
+        return await self._call("PATCH", "/v1/orders/{order_id}", Order,
+                                path_params={"order_id": order_id}, body=OrderUpdate(status=status))
+
 
 class Bookings(Namespace):
     """Bookings of places in a resource's time slots (``/v1/bookings``)."""
@@ -149,3 +173,16 @@ class Bookings(Namespace):
                                                    slot_end=slot_end, capacity=capacity,
                                                    user_id=user_id),
                                 idempotency_key=idempotency_key)
+
+    async def get(self, booking_id: str) -> Booking:
+        """A booking, with its slot's capacity and booked count now
+        (``GET /v1/bookings/{booking_id}``). Raises ``NotFound``."""
+        return await self._call("GET", "/v1/bookings/{booking_id}", Booking,
+                                path_params={"booking_id": booking_id})
+
+    async def cancel(self, booking_id: str) -> Booking:
+        """Cancel a booking (``POST /v1/bookings/{booking_id}/cancel``), gated like booking:
+        its place is free again. Raises ``Conflict`` (canceled before), ``NotFound``,
+        ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch`` or ``PersistenceLagging``."""
+        return await self._call("POST", "/v1/bookings/{booking_id}/cancel", Booking,
+                                path_params={"booking_id": booking_id})

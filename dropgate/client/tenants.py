@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Literal
 
 from dropgate.client.base import Namespace
+from dropgate.models.scopes import Scope
 from dropgate.models.tenants import (
     KeyCreate,
     KeyCreated,
+    SubscriptionHistory,
     SubscriptionStatus,
     SubscriptionUpdate,
     Tenant,
@@ -77,6 +79,21 @@ class Tenants(Namespace):
                                 body=TenantCheckoutUpdate(success_url=success_url, cancel_url=cancel_url))
 
 
+    async def subscription_history(self, tenant_id: str) -> SubscriptionHistory:
+        """Every subscription status of the tenant, oldest first, with ``changed_at`` and
+        ``changed_by`` (a key id) (``GET /v1/tenants/{tenant_id}/subscription/history``).
+
+        Served from PostgreSQL: a change shows once persisted. Raises ``NotFound``.
+        """
+        return await self._call("GET", "/v1/tenants/{tenant_id}/subscription/history",
+                                SubscriptionHistory, path_params={"tenant_id": tenant_id})
+
+    async def current(self) -> Tenant:
+        """The calling key's own tenant (``GET /v1/tenant``): a service key may call it
+        (an admin client names the tenant with ``tenant_id=``)."""
+        return await self._call("GET", "/v1/tenant", Tenant)
+
+
 class Keys(Namespace):
     """API keys (``/v1/keys``; needs an admin key)."""
 
@@ -85,17 +102,24 @@ class Keys(Namespace):
         role: Literal["admin", "service"],
         *,
         tenant_id: str | None = None,
+        name: str | None = None,
+        scopes: list[Scope] | None = None,
         idempotency_key: str | None = None,
     ) -> KeyCreated:
         """Create an API key (``POST /v1/keys``); ``.key`` is shown this once only.
 
         A ``"service"`` key belongs to ``tenant_id`` (raises ``NotFound`` for an
-        unknown tenant); an ``"admin"`` key takes no tenant.
+        unknown tenant) and needs a ``name`` (who holds it; four-eyes compares names,
+        case-insensitively); an ``"admin"`` key takes no tenant. ``scopes`` default to
+        every scope, and can name none the calling key lacks (``Forbidden``).
         """
         return await self._call("POST", "/v1/keys", KeyCreated,
-                                body=KeyCreate(role=role, tenant_id=tenant_id),
+                                body=KeyCreate(role=role, tenant_id=tenant_id, name=name, scopes=scopes),
                                 idempotency_key=idempotency_key)
 
-    async def delete(self, key_id: str) -> None:
-        """Revoke an API key (``DELETE /v1/keys/{key_id}``). Raises ``NotFound`` if unknown."""
-        await self._call("DELETE", "/v1/keys/{key_id}", None, path_params={"key_id": key_id})
+    async def delete(self, key_id: str, *, cascade: bool = False) -> None:
+        """Revoke an API key (``DELETE /v1/keys/{key_id}``); with ``cascade`` every key
+        minted from it too, transitively. Once this returns, no server process accepts
+        the revoked keys. Raises ``NotFound`` if unknown."""
+        await self._call("DELETE", "/v1/keys/{key_id}", None, path_params={"key_id": key_id},
+                         query={"cascade": "true" if cascade else None})

@@ -32,6 +32,7 @@ class LedgerDemo(DemoDomain):
         self.shop = f"{ctx.tenant_id}-shop"
         self.lapsing = f"{ctx.tenant_id}-lapsing"
         self.keys = {t: await self._tenant(ctx, t) for t in (self.shop, self.lapsing)}
+        self.manager = await self._key(ctx, self.shop, "manager")  # the second pair of eyes
         self.payments = ctx.n(600)
         self.bookings = ctx.n(500)
         self.withdrawals = ctx.n(150)
@@ -49,15 +50,20 @@ class LedgerDemo(DemoDomain):
                                       json={"tenant_id": tenant_id, "name": tenant_id})
         if status != 201:
             raise RuntimeError(f"demo: creating tenant {tenant_id} failed: {body}")
+        return await LedgerDemo._key(ctx, tenant_id, "clerk")
+
+    @staticmethod
+    async def _key(ctx: DemoContext, tenant_id: str, name: str) -> dict[str, str]:
+        admin = {"Authorization": f"Bearer {ctx.admin_key}"}
         status, key = await ctx.call("POST", "/v1/keys", headers=admin,
-                                     json={"role": "service", "tenant_id": tenant_id})
+                                     json={"role": "service", "tenant_id": tenant_id, "name": name})
         if status != 201:
             raise RuntimeError(f"demo: creating a key for {tenant_id} failed: {key}")
         return {"Authorization": f"Bearer {key['key']}"}
 
     async def _send(self, ctx: DemoContext, report: DomainReport, tenant_id: str, path: str,
-                    body: dict[str, Any]) -> tuple[int, Any]:
-        status, answer = await ctx.call("POST", path, json=body, headers=self.keys[tenant_id])
+                    body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        status, answer = await ctx.call("POST", path, json=body, headers=headers or self.keys[tenant_id])
         report.record(status, answer)
         ctx.progress.advance()
         return status, answer
@@ -90,9 +96,10 @@ class LedgerDemo(DemoDomain):
             if status != 201:
                 ctx.progress.advance()
                 return
-            approver = f"clerk{i % 5}" if i % 10 == 0 else "manager"  # some try four eyes of one
+            # some try four eyes of one: the clerk's own key, whatever the label says
+            approver = self.keys[shop] if i % 10 == 0 else self.manager
             await self._send(ctx, report, shop, f"/v1/withdrawals/{w['withdrawal_id']}/approve",
-                             {"approved_by": approver})
+                             {"approved_by": "manager"}, approver)
 
         await asyncio.gather(*(pay(i) for i in range(self.payments)),
                              *(book(i) for i in range(self.bookings)),

@@ -1,12 +1,19 @@
 """API keys: ``dg_<key_id>_<secret>`` tokens, stored as SHA-256 of the secret only.
 
 The token carries its key id, so authentication is one HMGET in the key's partition
-and a constant-time compare. Answers are cached per process for a few seconds
-(revocation reaches other processes within ``CACHE_TTL_S``; the revoking process
-forgets at once).
+and a constant-time compare. A key carries a ``name`` (the person or system holding
+it: four-eyes compares names), its ``scopes`` (``*`` = all, the form of every key made
+before scopes existed) and ``created_by``, the key that minted it.
 
-Script <-> method: ``apikey_create-2.lua`` <-> ``ApiKeys.create``,
-``apikey_revoke-2.lua`` <-> ``ApiKeys.revoke``.
+Answers are cached per process, each with the partition's revocation version it was
+built under (read in the same pipeline as the key, before it). Every request compares
+that with the partition's current version (``RevocationClock``: one read per batch of
+requests, issued after the request arrived), so once ``revoke`` has answered no
+process serves the key. A key minted by another key is put in its minter's partition,
+so a cascade revokes the whole tree in one script.
+
+Script <-> method: ``apikey_create-4.lua`` <-> ``ApiKeys.create``,
+``apikey_revoke-3.lua`` <-> ``ApiKeys.revoke``.
 """
 
 from __future__ import annotations
@@ -16,24 +23,54 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
 
 from dropgate.engine.context import EngineContext
+from dropgate.engine.keys import partition_of
+from dropgate.engine.revocations import RevocationClock
 from dropgate.ids import text
 
 Role = Literal["admin", "service"]
 CACHE_TTL_S = 2.0
 _CACHE_MAX = 10_000
+ALL_SCOPES = "*"
 
 
 class Principal(msgspec.Struct, frozen=True):
-    """Who is calling: a role, and for a service key its one tenant."""
+    """Who is calling: a role, for a service key its one tenant, its name and scopes."""
 
     role: Role
     tenant_id: str | None
     key_id: str | None
+    name: str = ""
+    scopes: frozenset[str] | None = None  # None: every scope
+
+    def allows(self, scope: str) -> bool:
+        return self.scopes is None or scope in self.scopes
+
+    @property
+    def identity(self) -> str:
+        """Who this is for four-eyes: the name, compared case-insensitively; a key
+        without a name (made before names existed) stands for itself alone."""
+        if self.name:
+            return "name:" + self.name.casefold()
+        return "key:" + (self.key_id or "bootstrap")
+
+
+class Revoked(msgspec.Struct, frozen=True):
+    key_id: str
+    revoked: list[str]
+    revocation_version: int
+
+
+class _Entry(msgspec.Struct, frozen=True, gc=False):
+    expires: float
+    principal: Principal | None
+    partition: int
+    version: int
 
 
 def secret_digest(secret: str) -> str:
@@ -49,53 +86,91 @@ def split_token(token: str) -> tuple[str, str] | None:
     return key_id, secret
 
 
+def encode_scopes(scopes: Iterable[str] | None) -> str:
+    return ALL_SCOPES if scopes is None else " ".join(sorted(set(scopes)))
+
+
+def decode_scopes(raw: str | None) -> frozenset[str] | None:
+    if raw is None or raw == ALL_SCOPES:
+        return None
+    return frozenset(raw.split())
+
+
 class ApiKeys:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self.clock = RevocationClock(ctx.redis, ctx.keys)
+        self._cache: dict[str, _Entry] = {}
         # single flight: when a cached answer expires under a crowd, one lookup runs
         # and the other requests with the same token wait for it
-        self._lookups: dict[str, asyncio.Future[Principal | None]] = {}
+        self._lookups: dict[str, asyncio.Future[_Entry]] = {}
 
-    async def create(self, *, role: Role, tenant_id: str | None) -> tuple[str, str]:
-        """Return ``(key_id, token)``; the token is shown once and never stored."""
-        key_id = "k" + secrets.token_hex(8)
+    def _new_id(self, created_by: str | None) -> str:
+        """A fresh key id; a minted key's id falls in its minter's partition."""
+        if created_by is None:
+            return "k" + secrets.token_hex(8)
+        want = partition_of(created_by, self._ctx.keys.partitions)
+        while True:
+            key_id = "k" + secrets.token_hex(8)
+            if partition_of(key_id, self._ctx.keys.partitions) == want:
+                return key_id
+
+    async def create(
+        self, *, role: Role, tenant_id: str | None, name: str = "",
+        scopes: Iterable[str] | None = None, created_by: str | None = None,
+    ) -> tuple[str, str]:
+        """Return ``(key_id, token)``; the token is shown once and never stored.
+
+        ``created_by`` (the minting key) must still exist when the key is stored,
+        else ``Unauthorized``."""
+        key_id = self._new_id(created_by)
         secret = secrets.token_hex(20)
         p, key = self._ctx.keys.api_key(key_id)
+        if created_by is None:
+            minter, minted = key, self._ctx.keys.api_key_minted(key_id)
+        else:
+            minter, minted = self._ctx.keys.api_key(created_by)[1], self._ctx.keys.api_key_minted(created_by)
         await self._ctx.scripts.call(
             "apikey_create",
-            [self._ctx.keys.log(p), key],
-            [self._ctx.backlog_bound, key_id, secret_digest(secret), role, tenant_id or ""],
+            [self._ctx.keys.log(p), key, minter, minted],
+            [self._ctx.backlog_bound, key_id, secret_digest(secret), role, tenant_id or "",
+             name, encode_scopes(scopes), created_by or ""],
         )
         return key_id, f"dg_{key_id}_{secret}"
 
-    async def revoke(self, key_id: str) -> None:
+    async def revoke(self, key_id: str, *, cascade: bool = False) -> Revoked:
+        """Revoke a key (and with ``cascade`` every key it minted, transitively)."""
         p, key = self._ctx.keys.api_key(key_id)
-        await self._ctx.scripts.call(
-            "apikey_revoke", [self._ctx.keys.log(p), key], [self._ctx.backlog_bound, key_id]
+        result = await self._ctx.scripts.call(
+            "apikey_revoke", [self._ctx.keys.log(p), key, self._ctx.keys.api_key_revocations(p)],
+            [self._ctx.backlog_bound, key_id, "1" if cascade else "0", self._ctx.keys.api_key_prefix(p)],
+            type=Revoked,
         )
-        self._cache = {t: v for t, v in self._cache.items() if not t.startswith(f"dg_{key_id}_")}
-
-    def cached(self, token: str) -> Principal | None:
-        """The token's principal when this process knows it (no await: the common case
-        of every request after a key's first)."""
-        hit = self._cache.get(token)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        return None
+        gone = tuple(f"dg_{k}_" for k in result.revoked)
+        self._cache = {t: v for t, v in self._cache.items() if not t.startswith(gone)}
+        return result
 
     async def authenticate(self, token: str) -> Principal | None:
-        now = time.monotonic()
+        """The token's principal, never one revoked before this call began."""
         hit = self._cache.get(token)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        if hit is not None and hit.expires > time.monotonic():
+            if hit.principal is None:
+                return None  # unknown keys stay unknown: a revoked key is never restored
+            if await self.clock.read(hit.partition) == hit.version:
+                return hit.principal
         pending = self._lookups.get(token)
         if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+            # joined a lookup that may have begun before a revoke: check its version
+            entry = await asyncio.shield(pending)
+            if entry.principal is None or await self.clock.read(entry.partition) == entry.version:
+                return entry.principal
+        return (await self._single_flight(token)).principal
+
+    async def _single_flight(self, token: str) -> _Entry:
+        future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()
         self._lookups[token] = future
         try:
-            principal = await self._lookup(token)
+            entry = await self._lookup(token)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 future.set_exception(exc)
@@ -104,28 +179,40 @@ class ApiKeys:
                 future.cancel()
             raise
         else:
-            future.set_result(principal)
+            future.set_result(entry)
         finally:
-            del self._lookups[token]
+            if self._lookups.get(token) is future:
+                del self._lookups[token]
         if len(self._cache) >= _CACHE_MAX:
             self._cache.clear()
-        self._cache[token] = (now + CACHE_TTL_S, principal)
-        return principal
+        self._cache[token] = entry
+        return entry
 
-    async def _lookup(self, token: str) -> Principal | None:
+    async def _lookup(self, token: str) -> _Entry:
+        expires = time.monotonic() + CACHE_TTL_S
         parts = split_token(token)
         if parts is None:
-            return None
+            return _Entry(expires, None, -1, 0)
         key_id, secret = parts
         try:
-            _, key = self._ctx.keys.api_key(key_id)
+            p, key = self._ctx.keys.api_key(key_id)
         except ValueError:
-            return None
-        stored, role, tenant_id = await self._ctx.redis.hmget(key, "secret_sha256", "role", "tenant_id")
+            return _Entry(expires, None, -1, 0)
+        # the version first: a revoke between the two reads then shows as a changed version
+        pipe = self._ctx.redis.pipeline(transaction=False)
+        pipe.get(self._ctx.keys.api_key_revocations(p))
+        pipe.hmget(key, "secret_sha256", "role", "tenant_id", "name", "scopes")
+        version, (stored, role, tenant_id, name, scopes) = await pipe.execute()
         if stored is None or not hmac.compare_digest(text(stored), secret_digest(secret)):
-            return None
-        return Principal(
+            return _Entry(expires, None, -1, 0)
+        principal = Principal(
             role="admin" if role is not None and text(role) == "admin" else "service",
             tenant_id=text(tenant_id) or None if tenant_id else None,
             key_id=key_id,
+            name=text(name) if name else "",
+            scopes=decode_scopes(text(scopes) if scopes else None),
         )
+        return _Entry(expires, principal, p, int(version or 0))
+
+    async def close(self) -> None:
+        await self.clock.close()

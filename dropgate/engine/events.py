@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
 
-from dropgate.engine.ledger import OrderState, WithdrawalState
+from dropgate.engine.ledger import BookingState, OrderState, WithdrawalState
 from dropgate.engine.offers import PurchaseRecord
 from dropgate.specs import Entity
 from dropgate.specs.entities import INVITE, OFFER, PROMO
@@ -71,6 +71,9 @@ class TenantSaved(EventPayload, tag="tenant.saved"):
     status: str
     created_ms: int
     trial_end_ms: int | None = None
+    # a creation or subscription change (not a resync): kept in subscription_history
+    changed_ms: int | None = None
+    changed_by: str = ""  # the key's id; '' the bootstrap key or the CLI
 
 
 class TenantCheckout(EventPayload, tag="tenant.checkout"):
@@ -87,6 +90,9 @@ class ApikeyCreated(EventPayload, tag="apikey.created"):
     role: str
     tenant_id: str  # '' for an admin key
     created_ms: int
+    name: str = ""  # '' none (keys made before names)
+    scopes: str = "*"  # space-separated; '*' every scope
+    created_by: str = ""  # the minting key's id; '' the bootstrap key or the CLI
 
 
 class ApikeyRevoked(EventPayload, tag="apikey.revoked"):
@@ -202,8 +208,22 @@ class WithdrawalCompleted(_Withdrawal, tag="withdrawal.completed"):
     pass
 
 
+class WithdrawalRejected(_Withdrawal, tag="withdrawal.rejected"):
+    pass
+
+
 class OrderCreated(OrderState, EventPayload, tag="order.created"):
     """The whole order (``items``: JSON text, stored as jsonb)."""
+
+
+class OrderUpdated(OrderState, EventPayload, tag="order.updated"):
+    """The whole order after a status change."""
+
+
+class BookingCanceled(BookingState, EventPayload, tag="booking.canceled"):
+    """The whole booking after its cancel, with the slot's capacity and booked count."""
+
+    epoch: int | None = None
 
 
 class BookingCreated(EventPayload, tag="booking.created"):
@@ -240,7 +260,8 @@ Payload = (
     | InviteSaved | InviteRedeemed
     | CodesUploaded | CodesReserved | CodesAssigned | CodesReleased | CodesResynced
     | PromoSaved | PromoRedeemed | PromoUseRolledBack
-    | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | OrderCreated | BookingCreated
+    | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected | OrderCreated | OrderUpdated
+    | BookingCreated | BookingCanceled
     | OfferSaved | OfferPurchase | OfferWebhook
 )
 """The tagged union of every event type a script appends."""

@@ -38,8 +38,8 @@ def key_digest(key: str | None) -> str:
     length is a 400 before anything runs."""
     if key is None:
         return ""
-    if not 1 <= len(key) <= MAX_KEY_LENGTH:
-        raise ValidationError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} characters.",
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not (key.isascii() and key.isprintable()):
+        raise ValidationError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable ASCII characters.",
                               details={"field": "Idempotency-Key"})
     return request_digest(key)
 

@@ -82,6 +82,18 @@ class Keys:
         p = partition_of(key_id, self.partitions)
         return p, f"{self.tag(p)}:apikey:{key_id}"
 
+    def api_key_prefix(self, partition: int) -> str:
+        """What every API key hash of the partition starts with (apikey_revoke walks from it)."""
+        return f"{self.tag(partition)}:apikey:"
+
+    def api_key_minted(self, key_id: str) -> str:
+        """Set of the key ids a key minted (they live in its partition): cascade follows it."""
+        return f"{self.api_key(key_id)[1]}:minted"
+
+    def api_key_revocations(self, partition: int) -> str:
+        """The partition's revocation version: bumped by every revoke, compared per request."""
+        return f"{self.tag(partition)}:apikeys:revocations"
+
 
 class TenantKeys:
     """Key names of one tenant's entities, all in the tenant's partition."""
@@ -204,6 +216,10 @@ class TenantKeys:
 
     def order(self, order_id: str) -> str:
         return f"{self.base}:order:{check_id(order_id, 'order_id')}"
+
+    def booking(self, booking_id: str) -> str:
+        """One booking's record (its slot, user, status): cancel and GET read it."""
+        return f"{self.base}:booking:{check_id(booking_id, 'booking_id')}"
 
     def booking_slot(self, resource_id: str, start_ms: int, end_ms: int) -> str:
         """One slot of a resource: capacity and booked count."""

@@ -11,8 +11,10 @@ is the one positional argument after the tenant).
 Script <-> method: ``ledger_payment-3.lua`` <-> ``Ledger.payment``,
 ``ledger_withdrawal_initiate-4.lua`` <-> ``Ledger.withdrawal_initiate``,
 ``ledger_withdrawal_approve-4.lua`` <-> ``Ledger.withdrawal_approve``,
-``ledger_order-4.lua`` <-> ``Ledger.order``, ``ledger_booking-4.lua`` <->
-``Ledger.booking``.
+``ledger_withdrawal_reject-4.lua`` <-> ``Ledger.withdrawal_reject``,
+``ledger_order-4.lua`` <-> ``Ledger.order``, ``ledger_order_status-4.lua`` <->
+``Ledger.order_status``, ``ledger_booking-5.lua`` <-> ``Ledger.booking``,
+``ledger_booking_cancel-5.lua`` <-> ``Ledger.booking_cancel``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class WithdrawalState(msgspec.Struct, kw_only=True):
     approved_by: str | None = None
     completed_ms: int | None = None
     balance: int | None = None  # after the debit, in approve's answer
+    # the keys behind it: identities ("name:<casefolded>" or "key:<id>") decide four-eyes;
+    # '' on withdrawals made before identities were recorded
+    initiator: str = ""
+    initiator_key_id: str = ""
+    approver: str | None = None  # who approved or rejected it
+    approver_key_id: str | None = None
+    rejected_ms: int | None = None
+    reason: str | None = None
 
 
 class OrderState(msgspec.Struct, kw_only=True):
@@ -58,6 +68,22 @@ class OrderState(msgspec.Struct, kw_only=True):
     status: str
     created_ms: int
     version: int
+    updated_ms: int | None = None
+
+
+class BookingState(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    booking_id: str
+    resource_id: str
+    slot_start_ms: int
+    slot_end_ms: int
+    user_id: str
+    status: str  # booked | canceled
+    created_ms: int
+    version: int
+    canceled_ms: int | None = None
+    capacity: int | None = None  # the slot's, in cancel's answer
+    booked: int | None = None
 
 
 class BookingResult(msgspec.Struct, kw_only=True):
@@ -105,21 +131,36 @@ class Ledger:
 
     async def withdrawal_initiate(
         self, tenant_id: str, epoch: int, *, withdrawal_id: str, amount: int, currency: str,
-        initiated_by: str,
+        initiated_by: str, initiator: str = "", initiator_key_id: str = "",
     ) -> WithdrawalState:
+        """``initiator``: the initiating key's identity (``Principal.identity``), which
+        approve and reject compare; ``initiated_by`` is a label."""
         keys, args = self._head(tenant_id, epoch)
         keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
         return await self._call("ledger_withdrawal_initiate", keys,
-                                [*args, withdrawal_id, amount, currency, initiated_by],
+                                [*args, withdrawal_id, amount, currency, initiated_by, initiator,
+                                 initiator_key_id],
                                 WithdrawalState)
 
     async def withdrawal_approve(
         self, tenant_id: str, epoch: int, *, withdrawal_id: str, approved_by: str,
+        approver: str = "", approver_key_id: str = "",
     ) -> WithdrawalState:
         keys, args = self._head(tenant_id, epoch)
         keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
         return await self._call("ledger_withdrawal_approve", keys,
-                                [*args, withdrawal_id, approved_by], WithdrawalState)
+                                [*args, withdrawal_id, approved_by, approver, approver_key_id],
+                                WithdrawalState)
+
+    async def withdrawal_reject(
+        self, tenant_id: str, epoch: int, *, withdrawal_id: str, rejected_by: str,
+        approver: str, approver_key_id: str = "", reason: str = "",
+    ) -> WithdrawalState:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
+        return await self._call("ledger_withdrawal_reject", keys,
+                                [*args, withdrawal_id, rejected_by, approver, approver_key_id, reason],
+                                WithdrawalState)
 
     async def order(
         self, tenant_id: str, epoch: int, *, order_id: str, items_json: str, total: int,
@@ -135,8 +176,8 @@ class Ledger:
         slot_start_ms: int, slot_end_ms: int, capacity: int | None, user_id: str,
     ) -> BookingResult:
         keys, args = self._head(tenant_id, epoch)
-        keys.append(self._ctx.keys.tenant(tenant_id).booking_slot(resource_id, slot_start_ms,
-                                                                  slot_end_ms))
+        tk = self._ctx.keys.tenant(tenant_id)
+        keys += [tk.booking_slot(resource_id, slot_start_ms, slot_end_ms), tk.booking(booking_id)]
         return await self._call(
             "ledger_booking", keys,
             [*args, booking_id, resource_id, slot_start_ms, slot_end_ms,
@@ -144,7 +185,37 @@ class Ledger:
             BookingResult,
         )
 
+    async def order_status(
+        self, tenant_id: str, epoch: int, *, order_id: str, status: str,
+    ) -> OrderState:
+        keys, args = self._head(tenant_id, epoch)
+        keys.append(self._ctx.keys.tenant(tenant_id).order(order_id))
+        return await self._call("ledger_order_status", keys, [*args, order_id, status], OrderState)
+
+    async def booking_cancel(self, tenant_id: str, epoch: int, *, booking_id: str) -> BookingState:
+        """Cancel a booking; its place in the slot is free again (409 CONFLICT if canceled)."""
+        # the slot is named by the booking's record: read it first (a booking never moves)
+        record = await self.booking_get(tenant_id, booking_id)
+        keys, args = self._head(tenant_id, epoch)
+        tk = self._ctx.keys.tenant(tenant_id)
+        keys += [tk.booking(booking_id),
+                 tk.booking_slot(record.resource_id, record.slot_start_ms, record.slot_end_ms)]
+        return await self._call("ledger_booking_cancel", keys, [*args, booking_id], BookingState)
+
     # -- reads (plain commands) ----------------------------------------------------------
+    async def slot_counts(self, tenant_id: str, b: BookingState) -> tuple[int, int]:
+        """A booking's slot: (capacity, booked)."""
+        capacity, booked = await self._ctx.redis.hmget(
+            self._ctx.keys.tenant(tenant_id).booking_slot(b.resource_id, b.slot_start_ms, b.slot_end_ms),
+            "capacity", "booked")
+        return int(capacity or 0), int(booked or 0)
+
+    async def booking_get(self, tenant_id: str, booking_id: str) -> BookingState:
+        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).booking(booking_id))
+        if not raw:
+            raise NotFound("No such booking.", details={"booking_id": booking_id})
+        return msgspec.convert(text_map(raw), BookingState, strict=False)
+
     async def withdrawal(self, tenant_id: str, withdrawal_id: str) -> WithdrawalState:
         raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
         if not raw:

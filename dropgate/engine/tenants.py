@@ -40,26 +40,32 @@ class Tenants:
         self._known: set[str] = set()
 
     async def create(
-        self, tenant_id: str, *, name: str, status: str, trial_end_ms: int | None
+        self, tenant_id: str, *, name: str, status: str, trial_end_ms: int | None,
+        changed_by: str | None = None,
     ) -> TenantState:
+        """``changed_by``: the creating key's id (its first subscription_history row)."""
         tk = self._ctx.keys.tenant(tenant_id)
         state = await self._ctx.scripts.call(
             "tenant_create",
             [tk.log, tk.tenant()],
-            [self._ctx.backlog_bound, tenant_id, name, status, "" if trial_end_ms is None else trial_end_ms],
+            [self._ctx.backlog_bound, tenant_id, name, status, "" if trial_end_ms is None else trial_end_ms,
+             changed_by or ""],
             type=TenantState,
         )
         self._known.add(tenant_id)
         return state
 
     async def set_subscription(
-        self, tenant_id: str, *, status: str, trial_end_ms: int | None
+        self, tenant_id: str, *, status: str, trial_end_ms: int | None,
+        changed_by: str | None = None,
     ) -> TenantState:
+        """``changed_by``: the changing key's id, kept with the change (subscription_history)."""
         tk = self._ctx.keys.tenant(tenant_id)
         await self._ctx.scripts.call(
             "tenant_subscription",
             [tk.log, tk.tenant()],
-            [self._ctx.backlog_bound, tenant_id, status, "" if trial_end_ms is None else trial_end_ms],
+            [self._ctx.backlog_bound, tenant_id, status, "" if trial_end_ms is None else trial_end_ms,
+             changed_by or ""],
         )
         return await self.get(tenant_id)
 

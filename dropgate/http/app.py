@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dropgate.http.appkeys import METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
+from dropgate.http.admission import Admission
+from dropgate.http.appkeys import ADMISSION, METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
+from dropgate.http.connections import GuardedRunner, Limits, add_server_header
 from dropgate.http.metrics import Metrics
 from dropgate.http.middleware import api_middleware
 from dropgate.http.openapi import build_openapi
@@ -24,6 +26,10 @@ def create_app(runtime: Runtime) -> web.Application:
         client_max_size=runtime.settings.body_limit_bytes,
     )
     app[RUNTIME] = runtime
+    settings = runtime.settings  # waiting bounded like the tenant's own queues (whichever is larger)
+    app[ADMISSION] = Admission(settings.tenant_admission,
+                               max(settings.actor_mailbox_size, settings.tenant_concurrency))
+    add_server_header(app)
     app[METRICS] = Metrics(runtime)
     specs = add_routes(app, ROUTE_TABLES)
     app[ROUTE_SPECS] = specs
@@ -55,7 +61,9 @@ async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = 
                   ) -> AsyncIterator[str]:
     """Run the API on host:port for the duration of the block; yields the bound URL.
     ``reuse_port``: other processes may listen on the same port (``--workers``)."""
-    runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
+    settings = runtime.settings
+    runner = GuardedRunner(create_app(runtime), limits=Limits.from_settings(settings), access_log=None,
+                           handle_signals=False, keepalive_timeout=settings.http_idle_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()

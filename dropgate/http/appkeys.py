@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from dropgate.http.admission import Admission
     from dropgate.http.metrics import Metrics
     from dropgate.http.routing import RouteSpec
     from dropgate.runtime import Runtime
@@ -15,3 +16,4 @@ RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ROUTE_SPECS: web.AppKey[list[RouteSpec]] = web.AppKey("route_specs")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hmac
+import re
 
 from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
-from dropgate.errors import Forbidden, NotFound, TenantRequired, Unauthorized
+from dropgate.errors import Forbidden, NotFound, TenantRequired, Unauthorized, ValidationError
 from dropgate.ids import check_id
 from dropgate.runtime import Runtime
 
-_BOOTSTRAP = Principal(role="admin", tenant_id=None, key_id=None)
+_BOOTSTRAP = Principal(role="admin", tenant_id=None, key_id=None, name="")
+
+
+# RFC 6750's b64token: anything else (``*``, ``{``, Latin-1 bytes) is not a key of ours
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{1,512}$")
 
 
 def bearer_token(request: web.Request) -> str:
@@ -19,22 +24,36 @@ def bearer_token(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Send Authorization: Bearer <key>.")
-    return token.strip()
+    token = token.strip()
+    if not _TOKEN_RE.match(token):
+        raise Unauthorized("Unknown API key.")
+    return token
 
 
-def known_principal(token: str, runtime: Runtime) -> Principal | None:
-    """The bootstrap admin, or a key this process has looked up lately; else None."""
+def bootstrap_principal(token: str, runtime: Runtime) -> Principal | None:
+    """The bootstrap admin (DROPGATE_ADMIN_KEY: not a stored key, never revoked); else None."""
     admin_key = runtime.settings.admin_key
     if admin_key and hmac.compare_digest(token.encode(), admin_key.encode()):
         return _BOOTSTRAP
-    return runtime.api_keys.cached(token)
+    return None
 
 
 async def look_up(token: str, runtime: Runtime) -> Principal:
-    principal = await runtime.api_keys.authenticate(token)
+    """A stored key, checked against the revocation version on every call
+    (engine/apikeys.py): a key revoked before this request is refused."""
+    try:
+        principal = await runtime.api_keys.authenticate(token)
+    except ValidationError:  # a key id no key could have: unknown, not a malformed body
+        principal = None
     if principal is None:
         raise Unauthorized("Unknown API key.")
     return principal
+
+
+def require_scope(principal: Principal, scope: str | None) -> None:
+    """403 FORBIDDEN, details {scope}, when the key lacks the route's scope."""
+    if scope is not None and not principal.allows(scope):
+        raise Forbidden(f"This key lacks the scope {scope}.", details={"scope": scope})
 
 
 def own_tenant(request: web.Request, principal: Principal) -> str:

@@ -47,6 +47,10 @@ _UNAVAILABLE = (
     TimeoutError,
 )
 
+# a peer that went away mid-request: the client, or a store (told apart by _client_gone)
+_DISCONNECTED = ConnectionResetError  # aiohttp's ClientConnectionResetError included
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -61,6 +65,22 @@ def error_response(exc: DropgateError, request_id: str) -> web.Response:
                         content_type="application/json", headers=headers)
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _unavailable(request: web.Request, cause: str = "A backing service did not answer.") -> Unavailable:
+    """503 ``UNAVAILABLE``, truthful: a read changed nothing; a write's outcome is
+    unknown (a script may have run before its answer was lost), and the client is told
+    how to find out (docs/api.md, "Outages")."""
+    if request.method in _READS:
+        return Unavailable(f"{cause} Nothing was changed; retry shortly.", details={"outcome": "none"})
+    return Unavailable(
+        f"{cause} This write may or may not have been applied: read the resource, or repeat the "
+        "request with the same Idempotency-Key, before retrying.", details={"outcome": "unknown"})
+
+
 def _from_http(exc: web.HTTPException) -> DropgateError:
     if exc.status == 404:
         return NotFound("No such route.")
@@ -69,7 +89,8 @@ def _from_http(exc: web.HTTPException) -> DropgateError:
     if exc.status == 413:
         return PayloadTooLarge("The request body is over the limit.")
     if exc.status == 400:
-        return ValidationError(exc.text or "Bad request.")
+        # our own sentence: aiohttp's text may quote an exception (a failed decoding)
+        return ValidationError("Bad request: the body or a header could not be read.")
     err = error_for("HTTP_" + str(exc.status), exc.reason)
     err.status = exc.status  # type: ignore[misc]
     return err
@@ -90,16 +111,28 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         response = error_response(_from_http(exc), request_id)
         if exc.status == 405 and "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 must list them
             response.headers["Allow"] = exc.headers["Allow"]
+    except web.RequestPayloadError:  # a body that cannot be decoded (a bad Content-Encoding)
+        response = error_response(ValidationError(
+            "The request body could not be read (its Content-Encoding or chunking is malformed).",
+            details={"field": "body"}), request_id)
+    except _DISCONNECTED as exc:
+        if not _client_gone(request):
+            log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
+            response = error_response(_unavailable(request), request_id)
+        else:  # nobody to answer: the metrics count it as nginx's 499
+            log.info("%s %s: the client disconnected before its request was read (request %s)",
+                     request.method, request.path, request_id)
+            response = web.Response(status=499)
     except _UNAVAILABLE as exc:
         log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
-        response = error_response(Unavailable(), request_id)
+        response = error_response(_unavailable(request), request_id)
     except redis.exceptions.ResponseError as exc:
         if "OOM command not allowed" not in str(exc):  # Redis 6 wraps a script's OOM
             log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
             response = error_response(Internal(f"Internal error (request {request_id})."), request_id)
         else:
             log.warning("%s %s: Redis is out of memory: %r", request.method, request.path, exc)
-            response = error_response(Unavailable("Redis is out of memory; nothing was changed."), request_id)
+            response = error_response(_unavailable(request, "Redis is out of memory."), request_id)
     except Exception:
         log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
         response = error_response(Internal(f"Internal error (request {request_id})."), request_id)

@@ -17,10 +17,18 @@ import msgspec
 from aiohttp import web
 
 from dropgate.engine.apikeys import Principal
-from dropgate.errors import DropgateError, ValidationError
-from dropgate.http.appkeys import RUNTIME
-from dropgate.http.auth import bearer_token, known_principal, look_up, own_tenant, resolve_tenant
+from dropgate.errors import DropgateError, PayloadTooLarge, ValidationError
+from dropgate.http.appkeys import ADMISSION, RUNTIME
+from dropgate.http.auth import (
+    bearer_token,
+    bootstrap_principal,
+    look_up,
+    own_tenant,
+    require_scope,
+    resolve_tenant,
+)
 from dropgate.http.idempotency import replayed
+from dropgate.http.scopes import route_scope
 from dropgate.ids import check_id, check_type
 from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.runtime import Runtime
@@ -89,6 +97,8 @@ class RouteSpec:
     # by http/idempotency.py, or by the handler itself (``keys_in_handler``: purchases)
     replays_by_key: bool = False
     keys_in_handler: bool = False
+    # what a tenant route needs of its key (models/scopes.py); None on admin and public routes
+    scope: str | None = None
 
 
 def validation_error(exc: msgspec.MsgspecError) -> ValidationError:
@@ -130,6 +140,7 @@ class ApiRoutes:
         query: Sequence[tuple[str, str, bool]] = (),
         other_responses: dict[int, Any] | None = None,
         keys_in_handler: bool = False,
+        scope: str | None = None,
     ) -> Callable[[Handler], Handler]:
         replays_by_key = (method, path) in REPLAYED_BY_KEY
         if replays_by_key and "Idempotency-Key" not in headers:
@@ -145,6 +156,7 @@ class ApiRoutes:
                 query=tuple(query), other_responses=dict(other_responses or {}),
                 decoder=msgspec.json.Decoder(body) if body is not None else None,
                 replays_by_key=replays_by_key, keys_in_handler=keys_in_handler,
+                scope=scope or (route_scope(method, path) if auth == "tenant" else None),
             ))
             return handler
         return register
@@ -170,16 +182,23 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
 
     declared = frozenset(name for name, _, _ in spec.query)
     by_key = spec.replays_by_key and not spec.keys_in_handler
+    streams_body = bool(spec.request_content) and any(
+        "csv" in kind for kind in spec.request_content or {})  # bounded by the CSV limit itself
 
     async def handle(request: web.Request) -> web.StreamResponse:
         runtime = request.app[RUNTIME]
+        declared_length = request.content_length
+        if declared_length is not None:  # 413 now, not after waiting for a body never sent
+            limit = (runtime.settings.csv_body_limit_bytes if streams_body
+                     else runtime.settings.body_limit_bytes)
+            if declared_length > limit:
+                raise PayloadTooLarge(f"The request body is over {limit} bytes.",
+                                      details={"limit_bytes": limit})
         principal: Principal | None = None
         tenant_id = ""
         if spec.auth != "public":
-            # no await on the common path: a known key of a service (awaits that do not
-            # suspend still cost a visible share of a cheap request)
             token = bearer_token(request)
-            principal = known_principal(token, runtime)
+            principal = bootstrap_principal(token, runtime)
             if principal is None:
                 principal = await look_up(token, runtime)
             if spec.auth == "admin":
@@ -188,8 +207,10 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
 
                     raise Forbidden("This route needs an admin key.")
             elif principal.role != "admin":
+                require_scope(principal, spec.scope)
                 tenant_id = own_tenant(request, principal)
             else:
+                require_scope(principal, spec.scope)
                 tenant_id = await resolve_tenant(request, runtime, principal)
             # like unknown body fields: a misspelt ?statuss= must not silently mean "all"
             # (parsed only when there is one: building request.query was a visible
@@ -199,6 +220,19 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                 if unknown is not None:
                     raise ValidationError(f"Unknown query parameter {unknown!r}.",
                                           details={"field": unknown})
+        if not tenant_id:
+            return await serve(request, runtime, principal, tenant_id)
+        admission = request.app[ADMISSION]
+        if not admission.try_enter(tenant_id):
+            await admission.enter(tenant_id)
+        try:
+            return await serve(request, runtime, principal, tenant_id)
+        finally:
+            admission.leave(tenant_id)
+
+    async def serve(request: web.Request, runtime: Runtime, principal: Principal | None,
+                    tenant_id: str) -> web.StreamResponse:
+        """Decode, call, encode: inside the tenant's admission slot (http/admission.py)."""
         body: Any = None
         raw = b""
         if spec.decoder is not None:

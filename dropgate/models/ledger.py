@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from dropgate.models.common import Id, Struct, Timestamp
+from dropgate.models.common import Id, Struct, Text, Timestamp
 from dropgate.money import Amount, Currency
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
@@ -34,16 +34,21 @@ class Payment(msgspec.Struct, kw_only=True):
 class WithdrawalCreate(Struct, kw_only=True):
     amount: Amount
     currency: Currency
-    initiated_by: Id
+    # a label only (default: the key's name); four-eyes compares the keys' names
+    initiated_by: Id | None = None
 
 
 class WithdrawalApprove(Struct, kw_only=True):
-    approved_by: Id
+    approved_by: Id | None = None  # a label only (default: the key's name)
+
+
+class WithdrawalReject(Struct, kw_only=True):
+    reason: Text | None = None
 
 
 class Withdrawal(msgspec.Struct, kw_only=True, omit_defaults=True):
     withdrawal_id: str
-    status: Literal["pending", "completed"]
+    status: Literal["pending", "completed", "rejected"]
     amount: str
     currency: str
     initiated_by: str
@@ -51,6 +56,10 @@ class Withdrawal(msgspec.Struct, kw_only=True, omit_defaults=True):
     approved_by: str | None = None
     completed_at: Timestamp | None = None
     balance: str | None = None
+    initiated_by_key: str | None = None  # the key ids behind it
+    approved_by_key: str | None = None
+    rejected_at: Timestamp | None = None
+    reason: str | None = None
 
 
 class OrderItem(Struct, kw_only=True):
@@ -65,6 +74,13 @@ class OrderCreate(Struct, kw_only=True):
     currency: Currency
 
 
+OrderStatus = Literal["created", "confirmed", "paid", "shipped", "delivered", "canceled"]
+
+
+class OrderUpdate(Struct, kw_only=True):
+    status: OrderStatus | None = None  # {} changes nothing
+
+
 class Order(msgspec.Struct, kw_only=True):
     order_id: str
     items: list[OrderItem]
@@ -72,6 +88,7 @@ class Order(msgspec.Struct, kw_only=True):
     currency: str
     status: str
     created_at: Timestamp
+    updated_at: Timestamp | None = None
 
 
 class BookingCreate(Struct, kw_only=True):
@@ -91,3 +108,5 @@ class Booking(msgspec.Struct, kw_only=True):
     capacity: int
     booked: int
     created_at: Timestamp
+    status: Literal["booked", "canceled"] = "booked"
+    canceled_at: Timestamp | None = None

@@ -16,3 +16,6 @@ class Readiness(msgspec.Struct, kw_only=True):
     persister_lag: int
     max_backlog: int
     dead_letters: int
+    # partitions with unpersisted events and no persister holding their lease (none has
+    # consumed them for longer than DROPGATE_PERSISTER_LEASE_MS): not ready
+    unpersisted_partitions: list[int] = msgspec.field(default_factory=list)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from dropgate.models.common import Id, Struct, Text, Timestamp
 from dropgate.models.offers import RedirectUrl
+from dropgate.models.scopes import Scope
 
 SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
 
@@ -46,9 +47,28 @@ class TenantCheckout(msgspec.Struct, kw_only=True):
     cancel_url: str | None
 
 
+# who holds a key: printable, no surrounding blanks (compared case-insensitively)
+KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\s](.*[^\x00-\x1f\s])?$",
+                                      description="1-64 printable characters, compared case-insensitively")]
+
+
+class SubscriptionChange(msgspec.Struct, kw_only=True):
+    subscription_status: SubscriptionStatus
+    trial_end: Timestamp | None
+    changed_at: Timestamp
+    changed_by: str | None  # the key's id; null: the bootstrap key or the CLI
+
+
+class SubscriptionHistory(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    data: list[SubscriptionChange]  # oldest first
+
+
 class KeyCreate(Struct, kw_only=True):
     role: Literal["admin", "service"]
     tenant_id: Id | None = None
+    name: KeyName | None = None  # required for service keys
+    scopes: Annotated[list[Scope], msgspec.Meta(max_length=32)] | None = None  # None: every scope
 
 
 class KeyCreated(msgspec.Struct, kw_only=True):
@@ -56,3 +76,11 @@ class KeyCreated(msgspec.Struct, kw_only=True):
     key: str
     role: str
     tenant_id: str | None
+    name: str | None = None
+    scopes: list[str] | None = None  # None: every scope
+    created_by: str | None = None
+
+
+class KeyRevoked(msgspec.Struct, kw_only=True):
+    key_id: str
+    revoked: list[str]  # the key, and with cascade every key minted from it

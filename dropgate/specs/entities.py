@@ -42,7 +42,7 @@ API_KEY = Entity(
     kind="apikey", domain="core", table="api_keys", key="api_key", global_=True, versioned=False,
     ids=(Field("key_id"),), where="{a}revoked_at IS NULL",
     fields=(Field("secret_sha256", secret=True), Field("role"), Field("tenant_id", sql="coalesce({a}tenant_id, '')"),
-            _ms("created_ms", "created_at")),
+            _ms("created_ms", "created_at"), Field("name"), Field("scopes"), Field("created_by")),
     resync=("resync_apikey",))
 
 INVITE_USES = Members("uses", "invite_users", "set", "invite_code_uses", ("tenant_id", "code"), "user_id")
@@ -130,7 +130,9 @@ WITHDRAWAL = Entity(
     words=("wd",),
     fields=(_TENANT_ID, Field("withdrawal_id", compared=False), _int("amount", "amount_minor", _BIG),
             Field("currency"), Field("initiated_by"), Field("approved_by"), Field("status"),
-            _ms("created_ms", "created_at"), _ms("completed_ms", "completed_at"), _VERSION),
+            _ms("created_ms", "created_at"), _ms("completed_ms", "completed_at"), _VERSION,
+            Field("initiator"), Field("initiator_key_id"), Field("approver"), Field("approver_key_id"),
+            _ms("rejected_ms", "rejected_at"), Field("reason", "reject_reason")),
     resync=("resync_ledger", "withdrawal"))
 ORDER = Entity(
     kind="order", domain="ledger", table="orders", key="order", ids=(Field("order_id"),), words=("order",),
@@ -138,7 +140,7 @@ ORDER = Entity(
     fields=(_TENANT_ID, Field("order_id", compared=False), Field("items", sql_type="jsonb", redis="json",
                                                                  compared=False),
             _int("total", "total_minor", _BIG), Field("currency"), Field("status"), _ms("created_ms", "created_at"),
-            _int("version", sql="1")),
+            _ms("updated_ms", "updated_at"), _VERSION),
     resync=("resync_ledger", "order"))
 # A slot carries no version in PostgreSQL: its Redis version (which orders its events)
 # is restored as its booked count.
@@ -146,7 +148,8 @@ SLOT = Entity(
     kind="slot", domain="ledger", table="booking_slots", key="booking_slot", versioned=False, words=("slot",),
     ids=(Field("resource_id"), _ms("slot_start", "slot_start"), _ms("slot_end", "slot_end")),
     fields=(_int("capacity"), _int("booked"), _int("version", compared=False, same_as="booked")),
-    counts=(Count("booked", "bookings", ("tenant_id", "resource_id", "slot_start", "slot_end"), "booking rows"),))
+    counts=(Count("booked", "bookings", ("tenant_id", "resource_id", "slot_start", "slot_end"), "booking rows",
+                  when=("status", "booked")),))
 
 DOMAINS: tuple[Domain, ...] = (
     Domain("core", (TENANT,)),

@@ -35,7 +35,7 @@ from dropgate.client import AsyncDropgate
 from dropgate.embedded import Endpoints
 from dropgate.engine.keyspace import delete_prefix
 
-ADMIN_KEY = "live-admin-key"
+ADMIN_KEY = "live-admin-key-0123456789abcdef01234"
 
 
 def free_port() -> int:
@@ -138,7 +138,7 @@ async def new_tenant(live: LiveServer, **fields: Any) -> TenantAccess:
     tenant_id = "t" + uuid.uuid4().hex[:12]
     async with AsyncDropgate(live.url, live.admin_key) as admin:
         await admin.tenants.create(tenant_id, **fields)
-        key = await admin.keys.create("service", tenant_id=tenant_id)
+        key = await admin.keys.create("service", tenant_id=tenant_id, name="svc")
     return TenantAccess(tenant_id=tenant_id, service_key=key.key, key_id=key.key_id)
 
 

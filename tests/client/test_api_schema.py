@@ -58,7 +58,7 @@ def fuzz_tenant(live: LiveServer) -> FuzzTenant:
     with Dropgate(live.url, live.admin_key, retries=0) as admin:
         tenant_id = "fuzz" + os.urandom(4).hex()
         admin.tenants.create(tenant_id, name="fuzz")
-        key = admin.keys.create("service", tenant_id=tenant_id)
+        key = admin.keys.create("service", tenant_id=tenant_id, name="svc")
         tenant = admin.for_tenant(tenant_id)
         for code in SEEDED_CODES:
             tenant.invites.create(code, max_uses=1_000_000)

@@ -16,13 +16,15 @@ from dropgate.client import (
     NotFound,
     SlotFull,
     SubscriptionInactive,
+    Unauthorized,
     ValidationError,
 )
-from dropgate.models.ledger import OrderItem
-from tests.client.conftest import TenantAccess
+from dropgate.models.ledger import OrderItem, Withdrawal
+from tests.client.conftest import LiveServer, TenantAccess
 
 
-async def test_payments_and_four_eyes_withdrawals(dg: AsyncDropgate) -> None:
+async def test_payments_and_four_eyes_withdrawals(dg: AsyncDropgate, admin: AsyncDropgate,
+                                                  live: LiveServer, tenant: TenantAccess) -> None:
     paid = await dg.payments.create("100.5", currency="usd", reference="inv-1")
     assert (paid.amount, paid.currency, paid.reference, paid.balance) == ("100.50", "usd", "inv-1",
                                                                           "100.50")
@@ -30,20 +32,28 @@ async def test_payments_and_four_eyes_withdrawals(dg: AsyncDropgate) -> None:
     pending = await dg.withdrawals.create("40", currency="usd", initiated_by="alice")
     assert (pending.status, pending.amount, pending.initiated_by, pending.approved_by,
             pending.balance) == ("pending", "40.00", "alice", None, None)
-    with pytest.raises(FourEyesRequired):
-        await dg.withdrawals.approve(pending.withdrawal_id, approved_by="alice")
-    done = await dg.withdrawals.approve(pending.withdrawal_id, approved_by="bob")
+    with pytest.raises(FourEyesRequired):  # the same key, whatever the label says
+        await dg.withdrawals.approve(pending.withdrawal_id, approved_by="bob")
+    bob_key = await admin.keys.create("service", tenant_id=tenant.tenant_id, name="bob")
+    async with AsyncDropgate(live.url, bob_key.key, retries=0) as bob:
+        await _approvals_by_bob(dg, bob, pending)
+
+
+async def _approvals_by_bob(dg: AsyncDropgate, bob: AsyncDropgate, pending: Withdrawal) -> None:
+    done = await bob.withdrawals.approve(pending.withdrawal_id, approved_by="bob")
     assert (done.status, done.approved_by, done.balance) == ("completed", "bob", "60.50")
     assert done.completed_at is not None
     # the balance after the debit is part of the approval's answer only
     assert await dg.withdrawals.get(pending.withdrawal_id) == msgspec.structs.replace(done, balance=None)
     with pytest.raises(Conflict):  # not pending any more
-        await dg.withdrawals.approve(pending.withdrawal_id, approved_by="carol")
+        await bob.withdrawals.approve(pending.withdrawal_id, approved_by="carol")
     too_much = await dg.withdrawals.create("60.51", currency="usd", initiated_by="alice")
     with pytest.raises(InsufficientFunds):  # never overdraws
-        await dg.withdrawals.approve(too_much.withdrawal_id, approved_by="bob")
+        await bob.withdrawals.approve(too_much.withdrawal_id, approved_by="bob")
+    rejected = await bob.withdrawals.reject(too_much.withdrawal_id, reason="too much")
+    assert (rejected.status, rejected.reason, rejected.approved_by) == ("rejected", "too much", "bob")
     with pytest.raises(NotFound):
-        await dg.withdrawals.approve("NOPE", approved_by="bob")
+        await bob.withdrawals.approve("NOPE", approved_by="bob")
     with pytest.raises(NotFound):
         await dg.withdrawals.get("NOPE")
     with pytest.raises(ValidationError):
@@ -107,3 +117,30 @@ async def test_every_operation_is_refused_while_the_subscription_is_inactive(
         with pytest.raises(SubscriptionInactive):
             await call
     assert (await dg.withdrawals.get(pending.withdrawal_id)).status == "pending"
+
+
+async def test_principal_methods(dg: AsyncDropgate, admin: AsyncDropgate, live: LiveServer,
+                                 tenant: TenantAccess) -> None:
+    """orders.update, bookings.get/.cancel, tenants.current/.subscription_history, keys with
+    scopes and a cascading delete."""
+    order = await dg.orders.create("o-1", items=[OrderItem(sku="s", quantity=1)], total="1", currency="usd")
+    shipped = await dg.orders.update(order.order_id, status="shipped")
+    assert shipped.status == "shipped" and shipped.updated_at is not None
+    start = datetime(2031, 1, 1, 10, tzinfo=UTC)
+    booked = await dg.bookings.create("room", slot_start=start, slot_end=start + timedelta(hours=1), user_id="u")
+    assert (await dg.bookings.get(booked.booking_id)).status == "booked"
+    canceled = await dg.bookings.cancel(booked.booking_id)
+    assert (canceled.status, canceled.booked) == ("canceled", 0)
+    with pytest.raises(Conflict):
+        await dg.bookings.cancel(booked.booking_id)
+    assert (await dg.tenants.current()).tenant_id == tenant.tenant_id
+    history = await admin.tenants.subscription_history(tenant.tenant_id)
+    assert history.tenant_id == tenant.tenant_id  # persisted with the lag: may still be empty
+    minter = await admin.keys.create("admin", name="minter", scopes=["read"])
+    async with AsyncDropgate(live.url, minter.key, retries=0) as narrow:
+        child = await narrow.keys.create("service", tenant_id=tenant.tenant_id, name="kid", scopes=["read"])
+        assert child.created_by == minter.key_id and child.scopes == ["read"]
+    await admin.keys.delete(minter.key_id, cascade=True)
+    async with AsyncDropgate(live.url, child.key, retries=0) as kid:
+        with pytest.raises(Unauthorized):
+            await kid.tenants.current()

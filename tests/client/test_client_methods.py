@@ -76,7 +76,7 @@ async def test_tenants_and_keys(live: LiveServer, admin: AsyncDropgate) -> None:
     assert await admin.tenants.get(tenant_id) == created
     suspended = await admin.tenants.set_subscription(tenant_id, subscription_status="suspended")
     assert (suspended.subscription_status, suspended.trial_end) == ("suspended", None)
-    key = await admin.keys.create("service", tenant_id=tenant_id)
+    key = await admin.keys.create("service", tenant_id=tenant_id, name="svc")
     assert isinstance(key, KeyCreated) and key.key.startswith("dg_") and key.tenant_id == tenant_id
     async with AsyncDropgate(live.url, key.key, retries=0) as service:
         await service.invites.create("K1", max_uses=1)
@@ -167,7 +167,7 @@ def test_sync_client_every_method(live: LiveServer) -> None:
         assert admin.tenants.get(tenant_id).subscription_status == "active"
         assert admin.tenants.set_subscription(tenant_id, subscription_status="past_due").subscription_status \
             == "past_due"
-        key = admin.keys.create("service", tenant_id=tenant_id)
+        key = admin.keys.create("service", tenant_id=tenant_id, name="svc")
         scoped = admin.for_tenant(tenant_id)
         assert scoped.invites.create("SYNC", max_uses=1).code == "SYNC"
         assert admin.health().status == "ok" and admin.readiness().status == "ready"

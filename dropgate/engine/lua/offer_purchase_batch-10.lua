@@ -10,14 +10,16 @@
   lib/dg_idem.lua's, shared with idem_begin / idem_finish of every other route; the
   rate limit is lib/dg_gcra.lua's: this script itself keeps the holds and records.
   Holds: each request is decided on its own, in order, exactly as if it ran alone:
-    1. rate limit of its user (GCRA, as ratelimit_take): RATE_LIMITED, nothing stored;
-    2. idempotency key (when given): a live record with another fingerprint ->
+    1. idempotency key (when given): a live record with another fingerprint ->
        IDEMPOTENCY_KEY_REUSED; one still running -> IDEMPOTENCY_KEY_IN_USE; a finished
        one -> its stored response is replayed; one whose request stopped answering
        (running for ARGV[8] ms) after taking a hold that was not released -> "recover"
        (the caller re-derives that answer: the hold's checkout again, the provider's
        own idempotency key giving the same session); else it is marked running (24 h),
-       with the purchase id when the hold is taken;
+       with the purchase id when the hold is taken. None of these spends a token of
+       the rate limit: a client's retry gets its answer, never 429;
+    2. rate limit of its user, for new work only (GCRA, as ratelimit_take):
+       RATE_LIMITED, nothing stored, the key not marked;
     3. the hold: quantity within max_per_order, offer active/unarchived/unexpired,
        tenant subscription active, the user's units held or owned (KEYS[10]) plus
        quantity within max_per_user (when set: else USER_LIMIT), available >= quantity;
@@ -173,17 +175,8 @@ for _, r in ipairs(requests) do
   if room <= 0 then  -- refused before anything of it is taken or marked
     result = refuse('PERSISTENCE_LAGGING', {backlog = bound - room, bound = bound})
   end
-  -- 1. rate limit
-  local rl_field = tenant .. ':' .. user
-  if result == nil then
-    local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[9], rl_field)), now, interval, burst)
-    if not allowed then
-      result = refuse('RATE_LIMITED', {retry_after_ms = value, scope = 'purchase'})
-    else
-      redis.call('HSET', KEYS[9], rl_field, value)
-    end
-  end
-  -- 2. idempotency
+  -- 1. idempotency: a repeat of a request answered (or still answering) spends no
+  -- rate-limit token; only new work reaches the rate limit
   local idem_field = tenant .. ':' .. digest
   local marked = false
   if result == nil and digest ~= '' then
@@ -215,6 +208,17 @@ for _, r in ipairs(requests) do
       result = refuse(decided, {})
     else
       marked = true  -- written after the hold: with its purchase id when it was taken
+    end
+  end
+  -- 2. rate limit (new work only): refused, the key is not marked
+  if result == nil then
+    local rl_field = tenant .. ':' .. user
+    local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[9], rl_field)), now, interval, burst)
+    if not allowed then
+      result = refuse('RATE_LIMITED', {retry_after_ms = value, scope = 'purchase'})
+      marked = false
+    else
+      redis.call('HSET', KEYS[9], rl_field, value)
     end
   end
   -- 3. the hold

@@ -70,6 +70,10 @@ async def upload_codes(call: Call[None]) -> CodeUploadResult:
     codes = call.runtime.codes
     query_type = call.query_type()
     if request.content_type == "application/json":
+        limit = settings.body_limit_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise PayloadTooLarge(f"The request body is over {limit} bytes.",
+                                  details={"limit_bytes": limit})
         raw = await request.read()  # bounded by the app's client_max_size
         try:
             body = _file_decoder.decode(raw or b"{}")

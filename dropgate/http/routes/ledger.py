@@ -5,9 +5,12 @@ in the tenant's turn with its lease epoch. Ids are drawn here, before the turn."
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from dropgate.engine.ledger import WithdrawalState
+from dropgate.engine.apikeys import Principal
+from dropgate.engine.ledger import BookingState, OrderState, WithdrawalState
 from dropgate.errors import (
     AlreadyExists,
     Conflict,
@@ -28,11 +31,13 @@ from dropgate.models.ledger import (
     Order,
     OrderCreate,
     OrderItem,
+    OrderUpdate,
     Payment,
     PaymentCreate,
     Withdrawal,
     WithdrawalApprove,
     WithdrawalCreate,
+    WithdrawalReject,
 )
 from dropgate.money import format_amount, parse_amount
 
@@ -52,7 +57,23 @@ def withdrawal_view(w: WithdrawalState) -> Withdrawal:
         initiated_by=w.initiated_by, created_at=ms_to_dt(w.created_ms),  # type: ignore[arg-type]
         approved_by=w.approved_by, completed_at=ms_to_dt(w.completed_ms),
         balance=None if w.balance is None else format_amount(w.balance, w.currency),
+        initiated_by_key=w.initiator_key_id or None, approved_by_key=w.approver_key_id or None,
+        rejected_at=ms_to_dt(w.rejected_ms), reason=w.reason or None,
     )
+
+
+def _label(given: str | None, principal: Principal | None) -> str:
+    """The label stored beside the identity: the body's, else the key's name (or id)."""
+    if given is not None:
+        return given
+    assert principal is not None
+    return principal.name or principal.key_id or "admin"
+
+
+def _who(call: Call[Any]) -> tuple[str, str]:
+    """The calling key's identity (four-eyes compares it) and id: never the body's word."""
+    assert call.principal is not None
+    return call.principal.identity, call.principal.key_id or ""
 
 
 @routes.post("/v1/payments", body=PaymentCreate, response=Payment, status=201,
@@ -77,20 +98,40 @@ async def create_withdrawal(call: Call[WithdrawalCreate]) -> Withdrawal:
     """Initiate a withdrawal; it stays pending until someone else approves it."""
     b = call.body
     rt = call.runtime
+    initiator, key_id = _who(call)
     w = await rt.actors.run(
         call.tenant_id, rt.ledger.withdrawal_initiate, withdrawal_id=new_id("wd_", _ID_BYTES),
-        amount=parse_amount(b.amount, b.currency), currency=b.currency, initiated_by=b.initiated_by)
+        amount=parse_amount(b.amount, b.currency), currency=b.currency,
+        initiated_by=_label(b.initiated_by, call.principal), initiator=initiator,
+        initiator_key_id=key_id)
     return withdrawal_view(w)
 
 
 @routes.post("/v1/withdrawals/{withdrawal_id}/approve", body=WithdrawalApprove, response=Withdrawal,
-             errors=[*_GATED, NotFound, Conflict, FourEyesRequired, InsufficientFunds])
+             errors=[*_GATED, NotFound, Conflict, FourEyesRequired, InsufficientFunds],
+             scope="withdrawals:approve")
 async def approve_withdrawal(call: Call[WithdrawalApprove]) -> Withdrawal:
-    """Approve (by a person other than the initiator) and debit; never overdraws."""
+    """Approve and debit; never overdraws. The approving key's name must differ from the
+    initiating key's (case-insensitively), whatever the body says: 409 FOUR_EYES_REQUIRED."""
     rt = call.runtime
+    approver, key_id = _who(call)
     w = await rt.actors.run(call.tenant_id, rt.ledger.withdrawal_approve,
                             withdrawal_id=call.path_id("withdrawal_id"),
-                            approved_by=call.body.approved_by)
+                            approved_by=_label(call.body.approved_by, call.principal),
+                            approver=approver, approver_key_id=key_id)
+    return withdrawal_view(w)
+
+
+@routes.post("/v1/withdrawals/{withdrawal_id}/reject", body=WithdrawalReject, response=Withdrawal,
+             errors=[*_GATED, NotFound, Conflict, FourEyesRequired], scope="withdrawals:approve")
+async def reject_withdrawal(call: Call[WithdrawalReject]) -> Withdrawal:
+    """Reject a pending withdrawal (gated like approve: another key's name); no money moves."""
+    rt = call.runtime
+    approver, key_id = _who(call)
+    w = await rt.actors.run(call.tenant_id, rt.ledger.withdrawal_reject,
+                            withdrawal_id=call.path_id("withdrawal_id"),
+                            rejected_by=_label(None, call.principal), approver=approver,
+                            approver_key_id=key_id, reason=call.body.reason or "")
     return withdrawal_view(w)
 
 
@@ -117,15 +158,31 @@ async def create_order(call: Call[OrderCreate]) -> Order:
                  currency=o.currency, status=o.status, created_at=created)
 
 
-@routes.get("/v1/orders/{order_id}", response=Order, errors=[NotFound])
-async def get_order(call: Call[None]) -> Order:
-    """An order."""
-    o = await call.runtime.ledger.order_get(call.tenant_id, call.path_id("order_id"))
+def order_view(o: OrderState) -> Order:
     created = ms_to_dt(o.created_ms)
     assert created is not None
     return Order(order_id=o.order_id, items=_items_decoder.decode(o.items),
                  total=format_amount(o.total, o.currency), currency=o.currency, status=o.status,
-                 created_at=created)
+                 created_at=created, updated_at=ms_to_dt(o.updated_ms))
+
+
+@routes.get("/v1/orders/{order_id}", response=Order, errors=[NotFound])
+async def get_order(call: Call[None]) -> Order:
+    """An order."""
+    return order_view(await call.runtime.ledger.order_get(call.tenant_id, call.path_id("order_id")))
+
+
+@routes.patch("/v1/orders/{order_id}", body=OrderUpdate, response=Order,
+              errors=[*_GATED, NotFound, Conflict])
+async def update_order(call: Call[OrderUpdate]) -> Order:
+    """Change an order's status, gated like its creation (a canceled or delivered order
+    is final: 409 CONFLICT)."""
+    rt = call.runtime
+    if call.body.status is None:
+        return order_view(await rt.ledger.order_get(call.tenant_id, call.path_id("order_id")))
+    o = await rt.actors.run(call.tenant_id, rt.ledger.order_status,
+                            order_id=call.path_id("order_id"), status=call.body.status)
+    return order_view(o)
 
 
 @routes.post("/v1/bookings", body=BookingCreate, response=Booking, status=201,
@@ -147,3 +204,29 @@ async def create_booking(call: Call[BookingCreate]) -> Booking:
     return Booking(booking_id=r.booking_id, resource_id=b.resource_id, slot_start=b.slot_start,
                    slot_end=b.slot_end, user_id=b.user_id, capacity=r.capacity, booked=r.booked,
                    created_at=created)
+
+
+def booking_view(b: BookingState, capacity: int, booked: int) -> Booking:
+    start, end, created = ms_to_dt(b.slot_start_ms), ms_to_dt(b.slot_end_ms), ms_to_dt(b.created_ms)
+    assert start is not None and end is not None and created is not None
+    return Booking(booking_id=b.booking_id, resource_id=b.resource_id, slot_start=start, slot_end=end,
+                   user_id=b.user_id, capacity=capacity, booked=booked, created_at=created,
+                   status=b.status, canceled_at=ms_to_dt(b.canceled_ms))  # type: ignore[arg-type]
+
+
+@routes.get("/v1/bookings/{booking_id}", response=Booking, errors=[NotFound])
+async def get_booking(call: Call[None]) -> Booking:
+    """A booking, with its slot's capacity and booked count."""
+    ledger = call.runtime.ledger
+    b = await ledger.booking_get(call.tenant_id, call.path_id("booking_id"))
+    return booking_view(b, *await ledger.slot_counts(call.tenant_id, b))
+
+
+@routes.post("/v1/bookings/{booking_id}/cancel", response=Booking, errors=[*_GATED, NotFound, Conflict])
+async def cancel_booking(call: Call[None]) -> Booking:
+    """Cancel a booking, gated like booking: its place in the slot is free again
+    (twice -> 409 CONFLICT)."""
+    rt = call.runtime
+    b = await rt.actors.run(call.tenant_id, rt.ledger.booking_cancel, booking_id=call.path_id("booking_id"))
+    assert b.capacity is not None and b.booked is not None
+    return booking_view(b, b.capacity, b.booked)

@@ -33,7 +33,7 @@ from dropgate.errors import (
 )
 from dropgate.http.idempotency import REPLAYED_HEADER
 from dropgate.http.routing import ApiRoutes, Call
-from dropgate.ids import dt_to_ms, ms_to_dt
+from dropgate.ids import check_id, dt_to_ms, ms_to_dt
 from dropgate.models.offers import (
     Offer,
     OfferCreate,
@@ -237,11 +237,27 @@ async def _purchase_page(call: Call[None], *, cancelled: bool) -> web.Response:
     if unknown is not None:
         raise ValidationError(f"Unknown query parameter {unknown!r}.", details={"field": unknown})
     tenant_id, purchase_id = query.get("tenant_id"), query.get("purchase_id")
-    if not tenant_id or not purchase_id:
-        raise ValidationError("Query parameters tenant_id and purchase_id are required.",
-                              details={"field": "purchase_id" if tenant_id else "tenant_id"})
+    if not purchase_id:
+        raise ValidationError("Query parameter purchase_id is required.",
+                              details={"field": "purchase_id"})
+    if not tenant_id:
+        tenant_id = await _tenant_of_purchase(call, purchase_id)
     page = await purchase_page(call.runtime.offers, tenant_id, purchase_id, cancelled=cancelled)
     return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+async def _tenant_of_purchase(call: Call[None], purchase_id: str) -> str:
+    """The tenant of a purchase named by id alone, as the API.md links carry it.
+
+    Purchase ids are random and unique across tenants; the durable record knows each
+    one's tenant (index ``offer_purchases_by_purchase_id``). A purchase not yet persisted
+    (the write-behind lag is milliseconds, a buyer returns minutes later) is a 404."""
+    check_id(purchase_id, "purchase_id")
+    rows = await call.runtime.pool.fetch(
+        "SELECT tenant_id FROM offer_purchases WHERE purchase_id = $1 LIMIT 2", purchase_id)
+    if len(rows) != 1:
+        raise NotFound("No such purchase.", details={"purchase_id": purchase_id})
+    return str(rows[0]["tenant_id"])
 
 
 @routes.get("/checkout/done", auth="public", response_content_type="text/html",

@@ -22,10 +22,12 @@ async def healthz(call: Call[None]) -> Health:
 
 @routes.get("/readyz", auth="public", response=Readiness, other_responses={503: Readiness})
 async def readyz(call: Call[None]) -> web.Response:
-    """Redis and PostgreSQL answer and the persistence backlog is under its bound (503 if not)."""
+    """Redis and PostgreSQL answer, the persistence backlog is under its bound and no
+    partition's events wait without a persister holding its lease (503 if not)."""
     rt = call.runtime
     redis_ok = pg_ok = False
     lag = dead = 0
+    orphaned: list[int] = []
     try:
         await rt.redis.ping()
         redis_ok = True
@@ -33,9 +35,12 @@ async def readyz(call: Call[None]) -> web.Response:
             for p in range(rt.keys.partitions):
                 pipe.xlen(rt.keys.log(p))
                 pipe.xlen(rt.keys.dead_letters(p))
+                pipe.exists(rt.keys.persister_lease(p))
             counts = await pipe.execute()
-        lag = max(counts[0::2], default=0)
-        dead = sum(counts[1::2])
+        lag = max(counts[0::3], default=0)
+        dead = sum(counts[1::3])
+        orphaned = [p for p, (backlog, leased) in enumerate(zip(counts[0::3], counts[2::3], strict=True))
+                    if backlog and not leased]
     except Exception:
         pass
     try:
@@ -43,9 +48,10 @@ async def readyz(call: Call[None]) -> web.Response:
         pg_ok = True
     except Exception:
         pass
-    ready = redis_ok and pg_ok and lag < rt.settings.max_backlog
+    ready = redis_ok and pg_ok and lag < rt.settings.max_backlog and not orphaned
     body = Readiness(status="ready" if ready else "unavailable", redis=redis_ok, postgres=pg_ok,
-                     persister_lag=lag, max_backlog=rt.settings.max_backlog, dead_letters=dead)
+                     persister_lag=lag, max_backlog=rt.settings.max_backlog, dead_letters=dead,
+                     unpersisted_partitions=orphaned)
     return web.json_response(body=msgspec.json.encode(body), status=200 if ready else 503)
 
 

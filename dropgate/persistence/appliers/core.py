@@ -22,13 +22,25 @@ async def tenant_saved(conn: asyncpg.Connection, events: list[Event[TenantSaved]
             for d in (e.data,)
         ],
     )
+    # every creation and subscription change, kept forever (a resync's re-emit has no
+    # changed_ms: the change it repeats is already there, or was lost with its event)
+    await conn.executemany(
+        """INSERT INTO subscription_history (tenant_id, version, subscription_status, trial_end,
+                                             changed_at, changed_by)
+           VALUES ($1, $2, $3, $4, $5, NULLIF($6, '')) ON CONFLICT DO NOTHING""",
+        [(d.tenant_id, e.version, d.status, ts(d.trial_end_ms), ts(d.changed_ms), d.changed_by)
+         for e in events for d in (e.data,) if d.changed_ms is not None],
+    )
 
 
 async def apikey_created(conn: asyncpg.Connection, events: list[Event[ApikeyCreated]]) -> None:
     await conn.executemany(
-        """INSERT INTO api_keys (key_id, secret_sha256, role, tenant_id, created_at)
-           VALUES ($1, $2, $3, NULLIF($4, ''), $5) ON CONFLICT (key_id) DO NOTHING""",
-        [(d.key_id, d.secret_sha256, d.role, d.tenant_id, ts(d.created_ms))
+        """INSERT INTO api_keys (key_id, secret_sha256, role, tenant_id, created_at, name, scopes,
+                                 created_by)
+           VALUES ($1, $2, $3, NULLIF($4, ''), $5, NULLIF($6, ''), NULLIF($7, '*'), NULLIF($8, ''))
+           ON CONFLICT (key_id) DO NOTHING""",
+        [(d.key_id, d.secret_sha256, d.role, d.tenant_id, ts(d.created_ms), d.name, d.scopes,
+          d.created_by)
          for d in (e.data for e in events)],
     )
 

@@ -34,6 +34,7 @@ from dropgate.engine.events import parse_stream_id
 from dropgate.engine.keys import Keys
 from dropgate.engine.keyspace import Progress
 from dropgate.engine.scripts import Scripts
+from dropgate.errors import DropgateError
 from dropgate.ids import text
 from dropgate.persistence.persister import Persister, committed_offsets
 from dropgate.persistence.reconcile import RECONCILERS
@@ -130,6 +131,10 @@ async def reconcile(stores: Stores, *, tenant_id: str | None = None, entities: S
         return Report(result="error", exit_code=2, error=str(exc), **base)
     selected = [r for r in reconcilers if scope.kinds is None or set(r.kinds) & scope.kinds]
     rc = context(stores, progress)
+    if tenant_id is not None:
+        refused = await _unknown_tenant(stores, tenant_id)
+        if refused is not None:  # checking nothing must not read as "agree"
+            return Report(result="error", exit_code=2, error=refused, **base)
     try:
         comparison = await compare_settled(rc, selected, scope, wait_s=wait_s)
         before: list[Drift] | None = None
@@ -242,6 +247,20 @@ async def _log_lengths(rc: ReconcileContext) -> list[int]:
         for p in range(rc.keys.partitions):
             pipe.xlen(rc.keys.log(p))
         return [int(n) for n in await pipe.execute()]
+
+
+async def _unknown_tenant(stores: Stores, tenant_id: str) -> str | None:
+    """Why ``--tenant`` names no tenant to check (malformed, or in neither store), or None."""
+    try:
+        tenant_key = stores.keys.tenant(tenant_id).tenant()
+    except DropgateError:
+        return f"--tenant {tenant_id!r} is not a tenant id (1-64 characters of [A-Za-z0-9_.-])"
+    in_redis = bool(await stores.redis.exists(tenant_key))
+    in_postgres = in_redis or bool(await stores.pool.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM tenants WHERE tenant_id = $1)", tenant_id))
+    if not (in_redis or in_postgres):
+        return f"--tenant {tenant_id!r}: no such tenant in Redis or PostgreSQL"
+    return None
 
 
 async def _pipeline_health(rc: ReconcileContext, tenant_id: str | None) -> tuple[int, int, list[DeadLetter]]:

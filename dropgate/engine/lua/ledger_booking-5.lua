@@ -6,12 +6,13 @@
   KEYS[2] tenant hash         <prefix>:{pN}:tenant:<tenant>
   KEYS[3] actor lease hash    <prefix>:{pN}:t:<tenant>:actor
   KEYS[4] slot hash           <prefix>:{pN}:t:<tenant>:slot:<resource>:<start ms>:<end ms>
+  KEYS[5] booking hash        <prefix>:{pN}:t:<tenant>:booking:<id> (its record: cancel reads it)
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] epoch   ARGV[4] lease ttl ms
   ARGV[5] booking id   ARGV[6] resource id   ARGV[7] slot start ms   ARGV[8] slot end ms
   ARGV[9] capacity ('' unset)   ARGV[10] user id
   Returns {"booking_id", "capacity", "booked", "created_ms"}
-  Errors: STALE_EPOCH, SUBSCRIPTION_INACTIVE, CONFLICT, SLOT_FULL, PERSISTENCE_LAGGING
-  Writes KEYS[4], KEYS[3] (lease renewal); appends booking.created to KEYS[1].
+  Errors: STALE_EPOCH, SUBSCRIPTION_INACTIVE, ALREADY_EXISTS, CONFLICT, SLOT_FULL, PERSISTENCE_LAGGING
+  Writes KEYS[4], KEYS[5], KEYS[3] (lease renewal); appends booking.created to KEYS[1].
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
@@ -22,6 +23,9 @@
 local now = dg_now_ms()
 local refused = dg_tenant_gate(KEYS[2], KEYS[3], ARGV[3], now)
 if refused then return refused end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  return dg_error('ALREADY_EXISTS', {booking_id = ARGV[5]})
+end
 local slot = redis.call('HMGET', KEYS[4], 'capacity', 'booked')
 local asked = tonumber(ARGV[9])
 local capacity = tonumber(slot[1])
@@ -43,6 +47,9 @@ if slot[1] == false then
 end
 booked = redis.call('HINCRBY', KEYS[4], 'booked', 1)
 local version = redis.call('HINCRBY', KEYS[4], 'version', 1)
+redis.call('HSET', KEYS[5], 'tenant_id', ARGV[2], 'booking_id', ARGV[5], 'resource_id', ARGV[6],
+  'slot_start_ms', ARGV[7], 'slot_end_ms', ARGV[8], 'user_id', ARGV[10], 'status', 'booked',
+  'created_ms', now, 'version', 1)
 dg_actor_renew(KEYS[3], ARGV[3], now, ARGV[4])
 dg_emit(KEYS[1], 'booking.created', 'slot:' .. ARGV[2] .. ':' .. ARGV[6] .. ':' .. ARGV[7] .. ':' .. ARGV[8],
   version, {tenant_id = ARGV[2], booking_id = ARGV[5], resource_id = ARGV[6],

@@ -1,0 +1,50 @@
+--[[
+  Reject a pending withdrawal: no money moves, and it can never be approved. Gated like
+  approve: the tenant's subscription, and four eyes (the rejecting key's identity
+  differs from the initiating key's).
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] tenant hash         <prefix>:{pN}:tenant:<tenant>
+  KEYS[3] actor lease hash    <prefix>:{pN}:t:<tenant>:actor
+  KEYS[4] withdrawal hash     <prefix>:{pN}:t:<tenant>:wd:<id>
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] epoch   ARGV[4] lease ttl ms
+  ARGV[5] withdrawal id   ARGV[6] rejected by (a label)   ARGV[7] rejecter (identity)
+  ARGV[8] rejecting key id ('' none)   ARGV[9] reason ('' none)
+  Returns the withdrawal as an object
+  Errors: STALE_EPOCH, SUBSCRIPTION_INACTIVE, NOT_FOUND, CONFLICT, FOUR_EYES_REQUIRED, PERSISTENCE_LAGGING
+  Writes KEYS[4], KEYS[3] (lease renewal); appends withdrawal.rejected to KEYS[1].
+]]
+--- @include "dg_error"
+--- @include "dg_now_ms"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+--- @include "dg_hash_object"
+--- @include "dg_tenant_gate"
+--- @include "dg_actor_renew"
+local now = dg_now_ms()
+local refused = dg_tenant_gate(KEYS[2], KEYS[3], ARGV[3], now)
+if refused then return refused end
+local w = dg_hash_object(KEYS[4])
+if w == nil then return dg_error('NOT_FOUND', {withdrawal_id = ARGV[5]}) end
+if w.status ~= 'pending' then
+  return dg_error('CONFLICT', {withdrawal_id = ARGV[5], status = w.status})
+end
+local same
+if w.initiator ~= nil and w.initiator ~= '' then same = w.initiator == ARGV[7]
+else same = w.initiated_by == ARGV[6] end
+if same then
+  return dg_error('FOUR_EYES_REQUIRED', {withdrawal_id = ARGV[5], initiated_by = w.initiated_by})
+end
+local full = dg_backlog_full(KEYS[1], ARGV[1])
+if full then return dg_error('PERSISTENCE_LAGGING', full) end
+-- validated: now write
+local version = redis.call('HINCRBY', KEYS[4], 'version', 1)
+redis.call('HSET', KEYS[4], 'status', 'rejected', 'approved_by', ARGV[6], 'rejected_ms', now,
+  'approver', ARGV[7], 'approver_key_id', ARGV[8], 'reason', ARGV[9])
+dg_actor_renew(KEYS[3], ARGV[3], now, ARGV[4])
+local out = {tenant_id = ARGV[2], withdrawal_id = ARGV[5], amount = tonumber(w.amount),
+  currency = w.currency, initiated_by = w.initiated_by, approved_by = ARGV[6], status = 'rejected',
+  created_ms = tonumber(w.created_ms), rejected_ms = now, version = version,
+  epoch = tonumber(ARGV[3]), initiator = w.initiator or '', initiator_key_id = w.initiator_key_id or '',
+  approver = ARGV[7], approver_key_id = ARGV[8], reason = ARGV[9]}
+dg_emit(KEYS[1], 'withdrawal.rejected', 'withdrawal:' .. ARGV[2] .. ':' .. ARGV[5], version, out)
+return cjson.encode(out)
