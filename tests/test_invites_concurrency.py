@@ -6,6 +6,8 @@ import asyncio
 import collections
 import random
 
+import pytest
+
 from dropgate.ids import text
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
@@ -18,6 +20,7 @@ async def _pg_users(runtime: Runtime, tenant: str, code: str) -> set[str]:
     return {r["user_id"] for r in rows}
 
 
+@pytest.mark.cluster
 async def test_500_concurrent_redemptions_of_a_7_use_code(api: Api, runtime: Runtime,
                                                            persister: Persister) -> None:
     status, _ = await api.call("POST", "/v1/invites", json={"code": "SEVEN", "max_uses": 7})

@@ -33,6 +33,7 @@ def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) ->
     return stripe_settings(make_settings, fake_stripe)
 
 
+@pytest.mark.cluster
 async def test_crowd_never_oversells_and_postgres_agrees(
         api: Api, runtime: Runtime, persister: Persister, fake_stripe: FakeStripe) -> None:
     """2,000 concurrent purchases of 1-3 units against 500: sold + reserved never
@@ -177,6 +178,7 @@ async def test_a_key_whose_hold_a_provider_failure_released_starts_afresh_after_
     assert len(fake_stripe.sessions) == 1
 
 
+@pytest.mark.cluster
 async def test_fifty_concurrent_requests_with_one_key_make_one_purchase(
         api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 100)

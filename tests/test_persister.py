@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import pytest
 
 from dropgate.engine.events import Event
 from dropgate.engine.invites import Invites
@@ -56,6 +57,7 @@ async def _assert_pg_equals_redis(runtime: Runtime) -> None:
     assert pg_pairs == redis_pairs
 
 
+@pytest.mark.cluster
 async def test_killed_persister_is_replaced_without_loss_or_duplicates(
     make_settings: Callable[..., Settings], isolated: str
 ) -> None:
@@ -87,6 +89,7 @@ class _CrashAfterCommit(Persister):
         raise ConnectionError("crashed between commit and ack")
 
 
+@pytest.mark.cluster
 async def test_crash_between_commit_and_ack_replays_nothing(runtime: Runtime,
                                                             make_settings: Callable[..., Settings]) -> None:
     invites = await _setup(runtime)
@@ -106,6 +109,7 @@ async def test_crash_between_commit_and_ack_replays_nothing(runtime: Runtime,
     await _assert_pg_equals_redis(runtime)  # ... and changed nothing
 
 
+@pytest.mark.cluster
 async def test_two_persisters_share_partitions(runtime: Runtime) -> None:
     invites = await _setup(runtime)
     a, b = runtime.new_persister(name="a"), runtime.new_persister(name="b")

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import msgspec
+import pytest
 
 from dropgate.engine.events import PromoRedeemed, PromoSaved, parse_entry
 from dropgate.engine.promos import PromoUse
@@ -64,6 +65,7 @@ async def assert_postgres_matches(rt: Runtime, code: str, side: dict[str, Any]) 
     assert (pg["times_used"], pg["total_bonus_issued"]) == (pg["n"], pg["bonus"])
 
 
+@pytest.mark.cluster
 async def test_thousand_redemptions_for_a_hundred_uses(api: Api, runtime: Runtime,
                                                        persister: Persister) -> None:
     status, _ = await api.call("POST", "/v1/promos", json={

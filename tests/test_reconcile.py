@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 import msgspec
+import pytest
 
 from dropgate.cli.reconcile import format_table
 from dropgate.embedded import Endpoints
@@ -45,6 +46,7 @@ async def _drop(runtime: Runtime, users: int = 200) -> None:
     await asyncio.gather(*(one(i) for i in range(users)))
 
 
+@pytest.mark.cluster
 async def test_stores_agree_after_the_persister_drained(runtime: Runtime, persister: Persister) -> None:
     await _drop(runtime)
     await _drained(persister)
@@ -64,6 +66,7 @@ async def test_unpersisted_events_are_in_flight_not_drift(runtime: Runtime) -> N
     assert report.backlog > 0
 
 
+@pytest.mark.cluster
 async def test_hand_made_drift_is_found_exactly_and_repaired(runtime: Runtime, persister: Persister) -> None:
     await _drop(runtime)
     await _drained(persister)

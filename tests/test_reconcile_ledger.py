@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.restore import restore
 from dropgate.persistence.reconcile.runner import reconcile
@@ -101,6 +103,7 @@ async def test_a_balance_only_redis_has_is_found_and_set_from_the_rows(
     assert await runtime.redis.hget(tk.tenant(), "bal:gbp") == b"0"  # what the rows give
 
 
+@pytest.mark.cluster
 async def test_restore_after_the_keys_are_deleted_serves_as_before(
         api: Api, runtime: Runtime, persister: Persister) -> None:
     await _drop(api)

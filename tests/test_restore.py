@@ -29,6 +29,7 @@ async def _wipe(runtime: Runtime) -> int:
     return await delete_prefix(runtime.redis, runtime.keys.prefix)
 
 
+@pytest.mark.cluster
 async def test_restore_after_redis_was_lost_serves_as_before(runtime: Runtime, persister: Persister) -> None:
     await _drop(runtime, users=300)
     await _drained(persister)
@@ -145,6 +146,7 @@ async def test_a_running_persister_carries_on_after_redis_is_lost_and_restored(
     assert (await reconcile(runtime, wait_s=0)).exit_code == 0
 
 
+@pytest.mark.cluster
 async def test_one_tenant_is_restored_beside_the_others(runtime: Runtime, persister: Persister) -> None:
     await _drop(runtime, users=80)
     await _drained(persister)

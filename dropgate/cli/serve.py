@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import sys
 
 from dropgate.cli.common import AddCommand, Invocation
@@ -35,11 +36,26 @@ async def run_serve(call: Invocation) -> int:
 
     settings = call.settings
     require_provider(settings)  # before the stores: a server must never sell by default
+    if settings.workers > 1 and not call.args.reuse_port:
+        _shared_metrics_dir(settings)
     try:
         return await _serve(call, settings, reuse_port=settings.workers > 1 or call.args.reuse_port)
     except WorkerFailed as exc:
         print(f"dropgate: {exc}", file=sys.stderr)
         return 1
+
+
+def _shared_metrics_dir(settings: Settings) -> None:
+    """The first process of ``--workers N``: a fresh PROMETHEUS_MULTIPROC_DIR (emptied:
+    files of an earlier run would add their counts to this one's) that the workers
+    inherit, set before prometheus_client is imported so every process writes to it."""
+    if "prometheus_client" in sys.modules:  # values already bound to this process
+        log.warning("metrics: prometheus_client was imported before serve; /metrics is per worker")
+        return
+    folder = settings.data_path() / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> int:

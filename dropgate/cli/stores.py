@@ -49,12 +49,9 @@ def redact(url: str) -> str:
 
 
 async def ping_redis(url: str, timeout_s: float) -> None:
-    from redis.asyncio import Redis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+    from dropgate.engine.redisclient import connect
 
-    client = Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s,
-                            retry=Retry(NoBackoff(), 0))
+    client = connect(url, max_connections=2, timeout_s=timeout_s, pool_wait_s=timeout_s)
     try:
         await client.ping()
     finally:

@@ -50,6 +50,10 @@ class Keys:
     def persister_lease(self, partition: int) -> str:
         return f"{self.tag(partition)}:persister"
 
+    def persister_members(self) -> str:
+        """The live persisters (zset name -> expiry ms): each takes ceil(P / live) partitions."""
+        return f"{self.prefix}:persisters"
+
     def offer_hold_expiry(self, partition: int) -> str:
         """Offer holds of the partition by expiry (member ``tenant:offer:purchase``): the sweeper's queue."""
         return f"{self.tag(partition)}:offer_holds"

@@ -20,6 +20,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from dropgate.engine.keys import Keys
+from dropgate.engine.redisclient import delete_keys, primaries
 from dropgate.ids import text
 
 
@@ -33,9 +34,8 @@ class Progress(Protocol):
 async def delete_prefix(redis: Redis, prefix: str, *, batch: int = 1000) -> int:
     """Delete every key matching ``<prefix>:*``; return how many were deleted."""
     deleted = 0
-    async for keys in _scan(redis, f"{prefix}:*", batch):
-        if keys:
-            deleted += await redis.delete(*keys)
+    async for keys in _scan(redis, f"{prefix}:*", batch):  # every master of a cluster
+        deleted += await delete_keys(redis, list(keys))  # type: ignore[arg-type]
     return deleted
 
 
@@ -110,9 +110,11 @@ def _of_tenant(parts: tuple[str, ...], tenant_id: str) -> bool:
 
 
 async def _scan(redis: Redis, pattern: str, count: int) -> AsyncIterator[list[bytes | str]]:
-    cursor = 0
-    while True:
-        cursor, batch = await redis.scan(cursor, match=pattern, count=count)
-        yield batch
-        if cursor == 0:
-            return
+    """SCAN every master (one on a single server, each master of a cluster in turn)."""
+    for node in await primaries(redis):
+        cursor = 0
+        while True:
+            cursor, batch = await node.scan(cursor, match=pattern, count=count)
+            yield batch
+            if cursor == 0:
+                break

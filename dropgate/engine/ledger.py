@@ -107,7 +107,7 @@ class Ledger:
 
     async def _call(self, name: str, keys: list[str], args: list[Any], type: type[T]) -> T:
         try:
-            return await self._ctx.scripts.call(name, keys, args, type=type)
+            return await self._ctx.scripts.call(name, keys, args, type=type, durable=True)
         except SubscriptionInactive as exc:
             d = exc.details
             raise SubscriptionInactive(details={

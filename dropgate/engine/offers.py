@@ -242,7 +242,7 @@ class Offers:
             [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
              tk.tenant(), tk.purchases(), tk.offer_idempotency(), tk.offer_idempotency_expiry(),
              tk.purchase_ratelimit(), tk.offer_users(offer_id)],
-            args,
+            args, durable=True,
         )
         return _hold_results.decode(raw)
 
@@ -263,7 +263,7 @@ class Offers:
             "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id), tk.offer_users(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, session_id,
              payment_intent],
-            type=Outcome,
+            type=Outcome, durable=True,
         )
 
     async def refund_done(self, tenant_id: str, offer_id: str, purchase_id: str, *,
@@ -271,7 +271,7 @@ class Offers:
         tk = self._ctx.keys.tenant(tenant_id)
         await self._ctx.scripts.call(
             "offer_refund_done", [tk.log, tk.purchases(), tk.offer(offer_id)],
-            [self._ctx.backlog_bound, tenant_id, purchase_id, refund_id])
+            [self._ctx.backlog_bound, tenant_id, purchase_id, refund_id], durable=True)
 
     async def refund_hold(self, tenant_id: str, offer_id: str, purchase_id: str, *, hold_id: str,
                           amount_minor: int | None, take: bool, stale_ms: int) -> RefundHold:
@@ -282,7 +282,7 @@ class Offers:
             "offer_refund_hold", [tk.log, tk.purchases(), tk.offer(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, hold_id,
              "" if amount_minor is None else amount_minor, "take" if take else "drop", stale_ms],
-            type=RefundHold)
+            type=RefundHold, durable=True)
 
     async def refund(self, tenant_id: str, offer_id: str, purchase_id: str, *, refund_id: str,
                      amount_minor: int, restock: bool, hold_id: str = "", event_id: str = "",
@@ -295,7 +295,7 @@ class Offers:
              tk.offer_users(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, refund_id, amount_minor,
              "1" if restock else "0", hold_id, event_id, event_type],
-            type=RefundOutcome)
+            type=RefundOutcome, durable=True)
 
     async def dispute(self, tenant_id: str, offer_id: str, purchase_id: str, *, event_id: str,
                       event_type: str) -> Outcome:
@@ -304,7 +304,7 @@ class Offers:
             "offer_dispute",
             [tk.log, tk.purchases(), tk.offer(offer_id), tk.webhook_event(event_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, event_type],
-            type=Outcome)
+            type=Outcome, durable=True)
 
     async def expire_holds(self, tenant_id: str, offer_id: str, *, limit: int = 1000) -> int:
         tk = self._ctx.keys.tenant(tenant_id)

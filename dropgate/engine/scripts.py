@@ -25,7 +25,9 @@ import msgspec
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
+from dropgate.engine.redisclient import eval_and_wait
 from dropgate.errors import error_for
 from dropgate.specs.entities import DOMAINS
 from dropgate.specs.structs import lua_table
@@ -141,8 +143,12 @@ def keep_arg(value: object) -> str | int:
 class Scripts:
     """The script registry of one Redis client: ``await scripts.call(name, keys, args)``."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, wait_replicas: int = 0, wait_timeout_ms: int = 200) -> None:
         self._redis = redis
+        # DROPGATE_REDIS_WAIT: durable calls WAIT for this many replicas before answering
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        self.unreplicated = 0  # durable calls answered after WAIT timed out short
         self._sources = sources()
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(src.text) for name, src in self._sources.items()
@@ -153,12 +159,39 @@ class Scripts:
         for script in self._scripts.values():
             script.sha = await self._redis.script_load(script.script)
 
-    async def raw(self, name: str, keys: list[str], args: list[Any]) -> bytes:
+    async def raw(self, name: str, keys: list[str], args: list[Any], *,
+                  durable: bool = False) -> bytes:
+        """``durable``: a write that must survive a failover (purchases, payments, the
+        ledger): with DROPGATE_REDIS_WAIT set, answered only once that many replicas
+        have it, or the bounded wait ran out (counted in ``unreplicated``)."""
         src = self._sources[name]
         if len(keys) != src.num_keys:
             raise TypeError(f"{name} takes {src.num_keys} keys, got {len(keys)}")
+        if durable and self.wait_replicas:
+            return await self._raw_waited(name, keys, args)
         result: bytes = await self._scripts[name](keys=keys, args=args, client=self._redis)
         return result
+
+    async def _raw_waited(self, name: str, keys: list[str], args: list[Any]) -> bytes:
+        script = self._scripts[name]
+        for attempt in range(3):
+            try:
+                reply, acked = await eval_and_wait(self._redis, script.sha, keys, args,
+                                                   self.wait_replicas, self.wait_timeout_ms)
+            except NoScriptError:  # not run: a restarted or promoted node, load it there
+                script.sha = await self._redis.script_load(script.script)
+                continue
+            except ResponseError as exc:
+                if attempt == 2 or not str(exc).startswith(("MOVED", "ASK")):
+                    raise
+                # not run: the slot moved. A routed read follows the redirection and
+                # updates the client's slot map for the next attempt.
+                await self._redis.exists(keys[0])
+                continue
+            if acked < self.wait_replicas:
+                self.unreplicated += 1
+            return bytes(reply)
+        raise ResponseError(f"{name}: the script could not be loaded where its slot is served")
 
     async def queue(self, pipe: Pipeline, name: str, keys: list[str], args: list[Any]) -> None:
         """Queue a script on a pipeline (bulk restore); ``decode_result`` its raw answer."""
@@ -168,16 +201,19 @@ class Scripts:
         await self._scripts[name](keys=keys, args=args, client=pipe)
 
     @overload
-    async def call(self, name: str, keys: list[str], args: list[Any]) -> Any: ...
+    async def call(self, name: str, keys: list[str], args: list[Any], *,
+                   durable: bool = False) -> Any: ...
 
     @overload
-    async def call(self, name: str, keys: list[str], args: list[Any], *, type: type[T]) -> T: ...
+    async def call(self, name: str, keys: list[str], args: list[Any], *, type: type[T],
+                   durable: bool = False) -> T: ...
 
     async def call(
-        self, name: str, keys: list[str], args: list[Any], *, type: Any = Any
+        self, name: str, keys: list[str], args: list[Any], *, type: Any = Any,
+        durable: bool = False,
     ) -> Any:
         """Run a script; raise the error class of its code, or decode its JSON answer."""
-        return decode_result(await self.raw(name, keys, args), type)
+        return decode_result(await self.raw(name, keys, args, durable=durable), type)
 
 
 def decode_result(raw: bytes, type: Any = Any) -> Any:

@@ -3,6 +3,7 @@ which runs it on a port (``dropgate serve``, the demo, its workers)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -12,12 +13,27 @@ from aiohttp import web
 from dropgate.http.admission import Admission
 from dropgate.http.appkeys import ADMISSION, METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
 from dropgate.http.connections import GuardedRunner, Limits, add_server_header
-from dropgate.http.metrics import Metrics
+from dropgate.http.metrics import Metrics, multiprocess_dir
 from dropgate.http.middleware import api_middleware
 from dropgate.http.openapi import build_openapi
 from dropgate.http.routes import ROUTE_TABLES
 from dropgate.http.routing import add_routes
 from dropgate.runtime import Runtime
+
+
+async def _sync_metrics(app: web.Application) -> AsyncIterator[None]:
+    """Every second, this process's own values into the shared metric files, so that
+    a scrape answered by another worker is at most a second behind this one."""
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            app[METRICS].sync()
+
+    task = asyncio.create_task(loop(), name="dropgate-metrics-sync")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(runtime: Runtime) -> web.Application:
@@ -31,6 +47,8 @@ def create_app(runtime: Runtime) -> web.Application:
                                max(settings.actor_mailbox_size, settings.tenant_concurrency))
     add_server_header(app)
     app[METRICS] = Metrics(runtime)
+    if multiprocess_dir() is not None:
+        app.cleanup_ctx.append(_sync_metrics)
     specs = add_routes(app, ROUTE_TABLES)
     app[ROUTE_SPECS] = specs
     app[OPENAPI] = build_openapi(specs)

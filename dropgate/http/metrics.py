@@ -1,12 +1,23 @@
-"""Prometheus metrics of one app: requests, latency, persister lag and progress, actors."""
+"""Prometheus metrics of one app: requests, latency, persister lag and progress, actors.
+
+Under ``serve --workers N`` every process writes its values into the folder named by
+``PROMETHEUS_MULTIPROC_DIR`` (set and emptied by ``serve``; prometheus_client's
+multiprocess mode), and a scrape of any worker answers the sums over all of them:
+counters never go down from one scrape to the next, whichever process answers. Values
+that live in a process's own objects (the persister's counters, the actor systems) are
+mirrored into multiprocess metrics by ``sync()`` at each scrape and every second;
+per-process gauges (mailbox depths) carry a ``worker`` label.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -91,18 +102,95 @@ class _WebhookCollector(Collector):
             value=self._runtime.webhooks.mismatches)
 
 
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class _Mirror:
+    """A process's own counters and gauges, copied into multiprocess metrics (whose
+    values live in files every worker's scrape adds up). Counters move by the delta
+    since the last copy, so they only ever grow."""
+
+    _PERSISTER = (("applied_events", "Events applied"), ("batches", "Transactions committed"),
+                  ("dead_letters", "Events dead-lettered"),
+                  ("transient_errors", "Transient failures (PostgreSQL or Redis unreachable)"))
+    _ACTOR = (("activations", "Actor activations"), ("passivations", "Actor passivations"),
+              ("rejected", "Messages refused by a full mailbox (503 TENANT_BUSY)"),
+              ("failed_turns", "Messages that raised (their caller got the error)"))
+
+    def __init__(self, runtime: Runtime, registry: CollectorRegistry) -> None:
+        self._runtime = runtime
+        self._worker = str(os.getpid())
+        self._persister = {name: Counter(f"dropgate_persister_{name}", doc, registry=registry)
+                           for name, doc in self._PERSISTER}
+        self._lag = Gauge("dropgate_persistence_lag_events", "Unpersisted events in a partition's log",
+                          ["partition"], registry=registry, multiprocess_mode="max")
+        self._actor = {name: Counter(f"dropgate_actor_{name}", doc, ["system"], registry=registry)
+                       for name, doc in self._ACTOR}
+        self._active = Gauge("dropgate_actors_active", "Actors activated now", ["system", "worker"],
+                             registry=registry, multiprocess_mode="livesum")
+        self._depth = Gauge("dropgate_actor_mailbox_depth", "Messages queued in all mailboxes",
+                            ["system", "worker"], registry=registry, multiprocess_mode="livesum")
+        self._deepest = Gauge("dropgate_actor_mailbox_depth_max", "Messages queued in the fullest mailbox",
+                              ["system", "worker"], registry=registry, multiprocess_mode="livemax")
+        self._mismatches = Counter("dropgate_webhook_mismatches", "Signed checkout events whose "
+                                   "session id, amount or currency was not their purchase's",
+                                   registry=registry)
+        self._seen: dict[tuple[str, ...], int] = {}
+        if runtime.persister is not None:  # present from the first scrape on, at 0
+            for p in range(runtime.keys.partitions):
+                self._lag.labels(str(p)).set(0)
+
+    def _advance(self, key: tuple[str, ...], counter: Any, value: int) -> None:
+        delta = value - self._seen.get(key, 0)
+        if delta > 0:
+            counter.inc(delta)
+            self._seen[key] = value
+
+    def sync(self) -> None:
+        self._advance(("webhooks", "mismatches"), self._mismatches, self._runtime.webhooks.mismatches)
+        persister = self._runtime.persister
+        if persister is not None:
+            stats = persister.stats
+            for name, counter in self._persister.items():
+                self._advance(("persister", name), counter, getattr(stats, name))
+            for partition, n in stats.lag.items():
+                self._lag.labels(str(partition)).set(n)
+        for system in self._runtime.actor_systems:
+            depths = system.mailbox_depths()
+            self._active.labels(system.name, self._worker).set(len(depths))
+            self._depth.labels(system.name, self._worker).set(sum(depths))
+            self._deepest.labels(system.name, self._worker).set(max(depths, default=0))
+            for name, counter in self._actor.items():
+                self._advance(("actor", system.name, name), counter.labels(system.name),
+                              getattr(system.stats, name))
+
+
 class Metrics:
     def __init__(self, runtime: Runtime) -> None:
+        folder = multiprocess_dir()
+        self._mirror: _Mirror | None = None
+        if folder is not None:
+            # values go to files; a scrape reads every process's files
+            own = CollectorRegistry(auto_describe=True)
+            self.registry = CollectorRegistry()
+            MultiProcessCollector(self.registry, path=folder)  # type: ignore[no-untyped-call]
+            self._build(own)
+            self._mirror = _Mirror(runtime, own)
+            return
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("dropgate_http_requests", "HTTP requests",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("dropgate_http_request_seconds", "HTTP request latency",
-                                 ["route"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                          0.5, 1.0, 2.5))
+        self._build(self.registry)
         self.registry.register(_PersisterCollector(runtime))
         self.registry.register(_ActorCollector(runtime))
         self.registry.register(_WebhookCollector(runtime))
+
+    def _build(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("dropgate_http_requests", "HTTP requests",
+                                ["route", "method", "status"], registry=registry)
+        self.latency = Histogram("dropgate_http_request_seconds", "HTTP request latency",
+                                 ["route"], registry=registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                          0.5, 1.0, 2.5))
         # the labelled children, bound once per (route, method, status): ``.labels()``
         # per request (argument checks, a lock, a dict) was a visible share of a
         # request's CPU. Bounded: routes x methods x statuses.
@@ -117,6 +205,12 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def sync(self) -> None:
+        """Copy this process's own values into the multiprocess files (no-op otherwise)."""
+        if self._mirror is not None:
+            self._mirror.sync()
+
     def render(self) -> bytes:
+        self.sync()
         data: bytes = generate_latest(self.registry)
         return data

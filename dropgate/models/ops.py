@@ -19,3 +19,6 @@ class Readiness(msgspec.Struct, kw_only=True):
     # partitions with unpersisted events and no persister holding their lease (none has
     # consumed them for longer than DROPGATE_PERSISTER_LEASE_MS): not ready
     unpersisted_partitions: list[int] = msgspec.field(default_factory=list)
+    # On Redis Cluster: each master's CLUSTER INFO cluster_state ("ok" when it serves
+    # all slots); absent on a single Redis server.
+    redis_cluster: dict[str, str] | None = None

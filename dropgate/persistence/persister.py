@@ -26,7 +26,9 @@ The stream's length is the persistence lag; the scripts refuse writes past
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -41,6 +43,7 @@ from redis.asyncio import Redis
 
 from dropgate.engine.events import Event, Malformed, parse_entry
 from dropgate.engine.keys import Keys
+from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
@@ -138,6 +141,7 @@ class Persister:
         self._groups_ready: set[int] = set()
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._closing = asyncio.Event()
+        self._cluster = is_cluster(redis)
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
@@ -232,10 +236,7 @@ class Persister:
             # Never XREADGROUP ... BLOCK: a task cancelled while redis-py waits on a
             # blocking read can be left waiting forever on the socket. Poll instead,
             # and sleep interruptibly (close() wakes it) when there was nothing.
-            response = await self._redis.xreadgroup(
-                GROUP, self.name, {self._keys.log(p): ">" for p in ready},
-                count=self._settings.persister_batch_size,
-            )
+            response = await self._read(ready)
         streams: Any = response or []  # RESP2: [[stream, [(id, fields), ...]], ...]
         for stream, entries in streams:
             p = self._stream_partition[text(stream)]
@@ -246,22 +247,68 @@ class Persister:
             await self._sleep(block_ms / 1000)
         return applied
 
+    async def _read(self, partitions: list[int]) -> Any:
+        """New entries of the partitions' logs. One XREADGROUP over all of them on a
+        single server; on a cluster one per partition (each log is its own slot, and
+        the client routes it to that slot's master, following MOVED/ASK)."""
+        count = self._settings.persister_batch_size
+        if not self._cluster:
+            return await self._redis.xreadgroup(
+                GROUP, self.name, {self._keys.log(p): ">" for p in partitions}, count=count)
+        replies = await asyncio.gather(*(
+            self._redis.xreadgroup(GROUP, self.name, {self._keys.log(p): ">"}, count=count)
+            for p in partitions))
+        return [stream for reply in replies for stream in (reply or [])]
+
     async def _refresh_leases(self) -> None:
+        """Renew this persister's membership and leases; hold a fair share of partitions.
+
+        Every live persister (``persister_members``) takes ``ceil(P / live)``
+        partitions, starting at its own rank's slice so that they do not all race
+        for the same ones; one holding more than its share (a persister joined)
+        releases the extras, and the partitions of one that died are free when its
+        leases lapse, for the others to take on their next renewal."""
         lease_ms = self._settings.persister_lease_ms
         if time.monotonic() - self._leases_renewed_at < lease_ms / 3000:
             return
-        for p in range(self._keys.partitions):
+        live = (await self._scripts.call(
+            "persister_members", [self._keys.persister_members()], [self.name, lease_ms]))["members"]
+        partitions = self._keys.partitions
+        share = math.ceil(partitions / max(len(live), 1))
+        rank = live.index(self.name) if self.name in live else 0
+        order = [(rank * share + i) % partitions for i in range(partitions)]
+        kept = 0
+        for p in [q for q in order if q in self._owned] + [q for q in order if q not in self._owned]:
+            ttl = lease_ms if kept < share else 0  # 0 gives an extra one up
+            if ttl == 0 and p not in self._owned:
+                continue
             held = await self._scripts.call(
-                "persister_lease", [self._keys.persister_lease(p)], [self.name, lease_ms]
+                "persister_lease", [self._keys.persister_lease(p)], [self.name, ttl]
             )
-            if held["held"] and p not in self._owned:
-                await self._take_partition(p)
-            elif not held["held"] and p in self._owned:
-                log.warning("persister %s lost partition %d", self.name, p)
+            if held["held"]:
+                kept += 1
+                if p not in self._owned:
+                    await self._take_partition(p)
+            elif p in self._owned:
+                if ttl:
+                    log.warning("persister %s lost partition %d", self.name, p)
+                else:
+                    log.info("persister %s hands partition %d over (share %d)", self.name, p, share)
                 self._drop_partition(p)
         self._leases_renewed_at = time.monotonic()
 
+    @property
+    def partitions(self) -> set[int]:
+        """The partitions this persister holds now."""
+        return set(self._owned)
+
     async def _release_leases(self) -> None:
+        with contextlib.suppress(*_TRANSIENT):
+            await self._scripts.call(
+                "persister_members", [self._keys.persister_members()], [self.name, 0])
+        await self._release_partitions()
+
+    async def _release_partitions(self) -> None:
         for p in list(self._owned):
             try:
                 await self._scripts.call(

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from dropgate.engine.redisclient import cluster_state, is_cluster
 from dropgate.http.appkeys import METRICS, OPENAPI
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.ops import Health, Readiness
@@ -22,15 +23,19 @@ async def healthz(call: Call[None]) -> Health:
 
 @routes.get("/readyz", auth="public", response=Readiness, other_responses={503: Readiness})
 async def readyz(call: Call[None]) -> web.Response:
-    """Redis and PostgreSQL answer, the persistence backlog is under its bound and no
-    partition's events wait without a persister holding its lease (503 if not)."""
+    """Redis (on a cluster: every master says cluster_state:ok) and PostgreSQL answer, the
+    persistence backlog is under its bound and no partition's events wait without a
+    persister holding its lease (503 if not)."""
     rt = call.runtime
     redis_ok = pg_ok = False
     lag = dead = 0
     orphaned: list[int] = []
+    cluster: dict[str, str] | None = None
     try:
         await rt.redis.ping()
-        redis_ok = True
+        if is_cluster(rt.redis):
+            cluster = await cluster_state(rt.redis)
+        redis_ok = cluster is None or all(state == "ok" for state in cluster.values())
         async with rt.redis.pipeline(transaction=False) as pipe:
             for p in range(rt.keys.partitions):
                 pipe.xlen(rt.keys.log(p))
@@ -51,7 +56,7 @@ async def readyz(call: Call[None]) -> web.Response:
     ready = redis_ok and pg_ok and lag < rt.settings.max_backlog and not orphaned
     body = Readiness(status="ready" if ready else "unavailable", redis=redis_ok, postgres=pg_ok,
                      persister_lag=lag, max_backlog=rt.settings.max_backlog, dead_letters=dead,
-                     unpersisted_partitions=orphaned)
+                     unpersisted_partitions=orphaned, redis_cluster=cluster)
     return web.json_response(body=msgspec.json.encode(body), status=200 if ready else 503)
 
 
