@@ -4,7 +4,7 @@
 
 - ``engine``: ``Codes.upload`` of a streamed file straight through the engine (parse,
   batches of 10,000, the upload script), no HTTP server, no persister.
-- ``script steps``: the commands of ``codes_upload-5.lua`` for one fresh upload,
+- ``script steps``: the commands of ``codes_upload-6.lua`` for one fresh upload,
   replayed in an instrumented script that reads Redis's clock between them: the
   median milliseconds per 10,000-code batch of splitting the argument, HMGET, HSET,
   SADD to the available set, a per-upload SADD of every code (what the script did

@@ -269,6 +269,18 @@ class StaleEpoch(DropgateError):
     default_message = "This actor's lease was taken over; the operation was not applied."
 
 
+class UnknownType(DropgateError):
+    code = "UNKNOWN_TYPE"
+    status = 400
+    default_message = "The campaign has no such code type."
+
+
+class InsufficientCodes(DropgateError):
+    code = "INSUFFICIENT_CODES"
+    status = 409
+    default_message = "The pool has fewer available codes than asked (nothing was reserved)."
+
+
 class Internal(DropgateError):
     code = "INTERNAL"
     status = 500
@@ -285,7 +297,7 @@ ERRORS: dict[str, type[DropgateError]] = {
         QuantityLimit, PurchaseNotPending, PurchaseNotPaid, RefundExceedsPayment, UserLimit,
         RateLimited, PaymentProviderUnavailable, InvalidSignature,
         IdempotencyKeyInUse, IdempotencyKeyReused, PersistenceLagging, Unavailable,
-        StorageUnavailable, StaleEpoch, Internal,
+        StorageUnavailable, StaleEpoch, UnknownType, InsufficientCodes, Internal,
     )
 }
 

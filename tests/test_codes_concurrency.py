@@ -81,6 +81,7 @@ async def test_concurrent_multi_batch_uploads_with_repeats_count_exactly_while_c
     own batches, beside 300 reservations of the same pool: every upload's counts are exact
     (repeats skipped even when a reservation rewrote the code's record in between)."""
     await runtime.tenants.create("mb", name="mb", status="active", trial_end_ms=None)
+    await runtime.codes.save_campaign("mb", "multi", create=True, types=["tm"])  # v1.1: reserve needs it
     rng = random.Random(11)
     files = []
     for k in range(16):

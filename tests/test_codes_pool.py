@@ -77,11 +77,11 @@ async def test_codes_of_another_campaign_or_tenant_are_not_touched(api: Api) -> 
     assert counts == {"available": 2, "reserved": 0, "assigned": 0}
     other = await api.new_tenant("other")
     headers = {"Authorization": f"Bearer {other}"}
-    _, counts = await api.call("GET", "/v1/campaigns/one/codes/count", headers=headers)
-    assert counts == {"available": 0, "reserved": 0, "assigned": 0}
+    status, counts = await api.call("GET", "/v1/campaigns/one/codes/count", headers=headers)
+    assert status == 404 and counts["code"] == "NOT_FOUND"  # another tenant's campaign (v1.1)
     status, res = await api.call("POST", "/v1/campaigns/one/release",
                                  json={"codes": r["codes"]}, headers=headers)
-    assert (status, res) == (200, {"in": 2, "updated": 0})
+    assert status == 404, res
     # an admin acts on a tenant's pool with X-Tenant-Id
     _, counts = await api.call("GET", "/v1/campaigns/one/codes/count?status=reserved",
                                headers=api.as_admin_of("acme"))
@@ -120,6 +120,10 @@ async def test_request_validation(api: Api) -> None:
     status, answer = await api.call("GET", "/v1/campaigns/v/codes/count?type=Bad")
     assert status == 400
     status, answer = await api.call("GET", "/v1/campaigns/v/codes/count")
+    assert status == 404 and answer["code"] == "NOT_FOUND"  # v1.1: an unknown campaign
+    status, answer = await api.call("POST", "/v1/campaigns", json={"campaign_id": "v", "types": ["tm"]})
+    assert status == 201, answer
+    status, answer = await api.call("GET", "/v1/campaigns/v/codes/count")
     assert (status, answer) == (200, {"available": 0, "reserved": 0, "assigned": 0})
     status, answer = await api.call("POST", "/v1/campaigns/v/reservations",
                                     json={"type": "tm", "count": 3})
@@ -134,7 +138,10 @@ async def test_one_event_per_upload_batch(runtime: Runtime, api: Api) -> None:
     assert body["inserted"] == 25_000
     entries = await runtime.redis.xrange(log)
     uploaded = [f for _, f in entries if f[b"t"] == b"codes.uploaded"]
-    assert await runtime.redis.xlen(log) - before == len(uploaded) == 3  # 10k + 10k + 5k
+    committed = [f for _, f in entries if f[b"t"] == b"codes.committed"]
+    # 10k + 10k + 5k staged, then one commit makes them live at once
+    assert len(uploaded) == 3 and len(committed) == 1
+    assert await runtime.redis.xlen(log) - before == 4
 
 
 async def test_writes_refused_while_persistence_lags(
@@ -167,7 +174,8 @@ async def test_openapi_covers_the_code_pool_routes(api: Api) -> None:
     assert status == 200
     paths = doc["paths"]
     upload = paths["/v1/campaigns/{campaign_id}/codes"]["post"]
-    assert set(upload["requestBody"]["content"]) == {"application/json", "text/csv"}
+    assert set(upload["requestBody"]["content"]) == {"application/json", "text/csv",
+                                                     "multipart/form-data"}
     assert {"404", "409", "413", "502"} <= set(upload["responses"])
     for path in ("reservations", "assign", "release"):
         assert "post" in paths[f"/v1/campaigns/{{campaign_id}}/{path}"]

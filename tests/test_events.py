@@ -20,7 +20,10 @@ from dropgate.engine.events import (
     ApikeyRevoked,
     BookingCanceled,
     BookingCreated,
+    CampaignSaved,
     CodesAssigned,
+    CodesCommitted,
+    CodesDiscarded,
     CodesReleased,
     CodesReserved,
     CodesResynced,
@@ -179,6 +182,20 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
                                                              tk.codes_records("camp")],
                                             [bound, "acme", "camp", first, second]), CodesResynced)
     assert [(r[0], r[1], r[6]) for r in rs.rows] == [(first, "assigned", "tm"), (second, "available", "tm")]
+    cs = await log.one("campaign_save", rt.codes.save_campaign(
+        "acme", "camp2", create=True, name="C", types=["tm", "ext"], ttl_s=60, low_watermark=5),
+        CampaignSaved)
+    assert (cs.types, cs.reservation_ttl_s, cs.low_watermark) == (["ext", "tm"], 60, 5)
+    staged = await rt.codes.upload_batch("acme", "camp2", "tm", ["S1", "S2"], upload_id="up1",
+                                         final=False, staged=True)
+    com = await log.one("codes_commit", rt.codes._commit("acme", "camp2", "tm", "up1", staged.upload),
+                        CodesCommitted)
+    assert com.upload == staged.upload
+    staged = await rt.codes.upload_batch("acme", "camp2", "tm", ["S3"], upload_id="up2",
+                                         final=False, staged=True)
+    dis = await log.one("codes_discard", rt.codes._discard("acme", "camp2", ["tm"], "up2", staged.upload),
+                        CodesDiscarded)
+    assert dis.upload == staged.upload
 
     # -- promo codes
     s = await log.one("promo_create", rt.promos.create("acme", code="PR", kind="fixed", value=250,

@@ -8,7 +8,7 @@ from tests.conftest import Api
 async def test_405_lists_the_allowed_methods(api: Api) -> None:
     response = await api.client.delete("/v1/invites", headers=api.service)
     assert response.status == 405
-    assert set(response.headers["Allow"].split(",")) == {"POST"}
+    assert set(response.headers["Allow"].split(",")) == {"GET", "POST"}  # v1.1: GET lists
     assert (await response.json())["code"] == "METHOD_NOT_ALLOWED"
 
 

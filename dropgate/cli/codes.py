@@ -11,6 +11,7 @@ type), 2 could not run (no such tenant or file, configuration, stores).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import AsyncGenerator, Callable
@@ -35,10 +36,12 @@ def register(add: AddCommand) -> None:
     upload = codes_sub.add_parser("upload", help="upload a file of codes (one per line), streamed in batches",
                                   description="Upload a file of codes (one per line), streamed in batches.",
                                   epilog=codes.epilog, formatter_class=codes.formatter_class)
-    upload.add_argument("file")
+    upload.add_argument("file", help="a local CSV file, or s3://bucket/key (read with the usual "
+                                      "AWS credentials and DROPGATE_S3_ENDPOINT_URL / _REGION)")
     upload.add_argument("--tenant", required=True, help="the tenant that owns the campaign")
     upload.add_argument("--campaign", required=True)
-    upload.add_argument("--type", required=True, help="code type, e.g. tm or external")
+    upload.add_argument("--type", help="code type, e.g. tm or external (not needed when the "
+                                       "file has a code,type header)")
     upload.add_argument("--no-wait", action="store_true", help="do not wait until PostgreSQL has every code")
 
 
@@ -94,21 +97,29 @@ async def upload_file(
     tenant_id: str,
     path: str | Path,
     campaign: str,
-    type: str,
+    type: str | None,
     progress: Progress | None = None,
 ) -> UploadResult:
-    """Upload a local code file into ``campaign``'s pool of ``type``.
+    """Upload a local code file, or ``s3://bucket/key``, into ``campaign``'s pool of ``type``
+    (None: the file's ``code,type`` header names each row's type). All or nothing.
 
     Raises the API's errors (``ValidationError`` naming a malformed line, with
-    ``details["applied"]`` counting the batches applied before it; ``Conflict`` for a
+    nothing applied; ``Conflict`` for a
     code known under another type; ``NotFound`` for an unknown tenant);
     ``FileNotFoundError`` for a missing file.
     """
     check_id(tenant_id, "tenant_id")
     check_id(campaign, "campaign")
-    check_type(type)
+    if type is not None:
+        check_type(type)
     if not await runtime.tenants.exists(tenant_id):
         raise NotFound(f"No tenant {tenant_id}.", details={"tenant_id": tenant_id})
+    if str(path).startswith("s3://"):
+        from dropgate.engine.codestore import parse_s3_url, s3_chunks
+
+        bucket, key = parse_s3_url(str(path))
+        async with contextlib.aclosing(s3_chunks(runtime.settings, key, bucket=bucket)) as remote:
+            return await runtime.codes.upload(tenant_id, campaign, type, _counted(remote, progress))
     f: BinaryIO = await asyncio.to_thread(open, Path(path), "rb")
     chunks = _read_chunks(f, progress)
     try:
@@ -116,6 +127,17 @@ async def upload_file(
     finally:
         await chunks.aclose()
         f.close()  # also when the generator never started
+
+
+async def _counted(chunks: AsyncGenerator[bytes, None],
+                   progress: Progress | None) -> AsyncGenerator[bytes, None]:
+    """An S3 object's chunks, reported to ``progress`` (its size unknown: total = done)."""
+    done = 0
+    async for chunk in chunks:
+        done += len(chunk)
+        if progress is not None:
+            progress(done, done)
+        yield chunk
 
 
 def summary(result: UploadResult) -> str:

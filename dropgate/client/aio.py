@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 
 from dropgate.client.base import decode
+from dropgate.client.campaigns import Campaigns
 from dropgate.client.codes import Codes
 from dropgate.client.invites import Invites
 from dropgate.client.ledger import Bookings, Orders, Payments, Withdrawals
@@ -63,6 +64,7 @@ class AsyncDropgate:
         self.keys = Keys(self)
         self.invites = Invites(self)
         self.codes = Codes(self)
+        self.campaigns = Campaigns(self)
         self.promos = Promos(self)
         self.offers = Offers(self)
         self.purchases = Purchases(self)

@@ -16,7 +16,7 @@ the route and the exceptions it raises. Then one line in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import quote
 
@@ -95,4 +95,30 @@ class Namespace:
         )
         if response is None:
             return None
+        if response is bytes:  # a non-JSON answer (a CSV export): its bytes as they came
+            return answer.body  # type: ignore[return-value]
         return decode(answer, response)
+
+    async def _pages(
+        self,
+        fetch: Callable[[dict[str, str | None]], Awaitable[Any]],
+        filters: Mapping[str, str | None],
+        *,
+        page_size: int | None,
+        consistent: bool,
+    ) -> AsyncIterator[Any]:
+        """Every item of a list, fetching page after page (``next_cursor``) as it is iterated."""
+        cursor: str | None = None
+        while True:
+            page = await fetch({**filters, "limit": None if page_size is None else str(page_size),
+                                "consistent": "true" if consistent else None, "cursor": cursor})
+            for item in page.data:
+                yield item
+            if not page.has_more:
+                return
+            cursor = page.next_cursor
+
+
+def flag(value: bool | None) -> str | None:
+    """A boolean filter as the query sends it (None: not sent)."""
+    return None if value is None else "true" if value else "false"

@@ -72,6 +72,7 @@ class Codes(Namespace):
         type: str,
         count: int,
         ttl_s: int | None = None,
+        partial: bool = True,
         idempotency_key: str | None = None,
     ) -> ReservationResult:
         """Reserve up to ``count`` available codes of ``type`` (``POST /v1/campaigns/{campaign_id}/reservations``).
@@ -79,13 +80,15 @@ class Codes(Namespace):
         Fewer, or none, when the pool runs low (not an error). The codes stay
         reserved under the answer's ``reserve_id`` until ``expires_at`` (``ttl_s``
         seconds, default the server's ``DROPGATE_CODE_RESERVATION_TTL``), then count
-        as available again. Raises ``ValidationError`` (count outside 1-10,000) or
-        ``PersistenceLagging``. Not replayed by key: a retry after a lost answer
-        reserves again (the first reservation lapses at its expiry).
+        as available again. ``partial=False``: all ``count`` codes or none (raises
+        ``InsufficientCodes``). Raises ``NotFound`` (no such campaign), ``UnknownType``,
+        ``ValidationError`` (count outside 1-10,000) or ``PersistenceLagging``. Not
+        replayed by key: a retry after a lost answer reserves again (the first reservation lapses at its expiry).
         """
         return await self._call("POST", "/v1/campaigns/{campaign_id}/reservations",
                                 ReservationResult, path_params={"campaign_id": campaign_id},
-                                body=ReservationRequest(type=type, count=count, ttl_s=ttl_s),
+                                body=ReservationRequest(type=type, count=count, ttl_s=ttl_s,
+                                                        partial=partial),
                                 idempotency_key=idempotency_key)
 
     async def assign(
@@ -95,9 +98,11 @@ class Codes(Namespace):
         codes: builtins.list[str],
         reserve_id: str | None = None,
         type: str | None = None,
+        assigned_to: str | None = None,
         idempotency_key: str | None = None,
     ) -> CodesChangeResult:
-        """Assign reserved codes for good (``POST /v1/campaigns/{campaign_id}/assign``).
+        """Assign reserved codes for good (``POST /v1/campaigns/{campaign_id}/assign``),
+        to the user ``assigned_to`` when given (stored with each code).
 
         Expired reservations are assigned too; with ``reserve_id`` only the codes
         held under that reservation, with ``type`` only codes of that type.
@@ -106,7 +111,8 @@ class Codes(Namespace):
         """
         return await self._call("POST", "/v1/campaigns/{campaign_id}/assign", CodesChangeResult,
                                 path_params={"campaign_id": campaign_id},
-                                body=CodesChange(codes=codes, reserve_id=reserve_id, type=type),
+                                body=CodesChange(codes=codes, reserve_id=reserve_id, type=type,
+                                                 assigned_to=assigned_to),
                                 idempotency_key=idempotency_key)
 
     async def release(

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import msgspec
 
-from dropgate.client.base import Namespace
-from dropgate.models.invites import Invite, InviteCreate, InvitePatch, InviteRedeem, InviteRedemption
+from dropgate.client.base import Namespace, flag
+from dropgate.models.invites import (
+    Invite,
+    InviteCreate,
+    InviteEligibility,
+    InvitePatch,
+    InviteRedeem,
+    InviteRedemption,
+)
+from dropgate.models.lists import InvitePage, InviteUse, InviteUsePage
 
 
 class Invites(Namespace):
@@ -61,3 +70,51 @@ class Invites(Namespace):
         return await self._call("POST", "/v1/invites/{code}/redeem", InviteRedemption,
                                 path_params={"code": code}, body=InviteRedeem(user_id=user_id),
                                 idempotency_key=idempotency_key)
+
+    async def eligibility(self, code: str, *, user_id: str) -> InviteEligibility:
+        """Could ``user_id`` redeem ``code`` now? (``GET /v1/invites/{code}/eligibility``).
+
+        Changes nothing; ``reason`` is the refusal a redeem would get (``ALREADY_USED``,
+        ``EXHAUSTED``, ``EXPIRED``, ``INACTIVE``), None when eligible. Raises ``NotFound``.
+        """
+        return await self._call("GET", "/v1/invites/{code}/eligibility", InviteEligibility,
+                                path_params={"code": code}, query={"user_id": user_id})
+
+    def uses(
+        self,
+        code: str,
+        *,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[InviteUse]:
+        """Who used ``code`` and when, newest first (``GET /v1/invites/{code}/uses``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> InviteUsePage:
+            return await self._call("GET", "/v1/invites/{code}/uses", InviteUsePage,
+                                    path_params={"code": code}, query=query)
+
+        return self._pages(fetch, {},
+                           page_size=page_size, consistent=consistent)
+
+    def list(
+        self,
+        *,
+        active: bool | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[Invite]:
+        """Invite codes, newest first (``GET /v1/invites``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> InvitePage:
+            return await self._call("GET", "/v1/invites", InvitePage, query=query)
+
+        return self._pages(fetch, {"active": flag(active)},
+                           page_size=page_size, consistent=consistent)

@@ -7,6 +7,8 @@ longer active or trialing. Amounts are decimal strings (``"12.50"``), never floa
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 from dropgate.client.base import Namespace
@@ -25,6 +27,7 @@ from dropgate.models.ledger import (
     WithdrawalCreate,
     WithdrawalReject,
 )
+from dropgate.models.lists import BookingPage, OrderPage, PaymentItem, PaymentPage, WithdrawalPage
 
 
 class Payments(Namespace):
@@ -49,6 +52,24 @@ class Payments(Namespace):
                                 body=PaymentCreate(amount=amount, currency=currency,
                                                    reference=reference),
                                 idempotency_key=idempotency_key)
+
+    def list(
+        self,
+        *,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[PaymentItem]:
+        """Payments, newest first (``GET /v1/payments``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> PaymentPage:
+            return await self._call("GET", "/v1/payments", PaymentPage, query=query)
+
+        return self._pages(fetch, {},
+                           page_size=page_size, consistent=consistent)
 
 
 class Withdrawals(Namespace):
@@ -109,6 +130,25 @@ class Withdrawals(Namespace):
         return await self._call("GET", "/v1/withdrawals/{withdrawal_id}", Withdrawal,
                                 path_params={"withdrawal_id": withdrawal_id})
 
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[Withdrawal]:
+        """Withdrawals, newest first (``GET /v1/withdrawals``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> WithdrawalPage:
+            return await self._call("GET", "/v1/withdrawals", WithdrawalPage, query=query)
+
+        return self._pages(fetch, {"status": status},
+                           page_size=page_size, consistent=consistent)
+
 
 class Orders(Namespace):
     """Orders (``/v1/orders``)."""
@@ -117,7 +157,7 @@ class Orders(Namespace):
         self,
         order_id: str | None = None,
         *,
-        items: list[OrderItem],
+        items: builtins.list[OrderItem],
         total: str,
         currency: str,
         idempotency_key: str | None = None,
@@ -146,6 +186,25 @@ class Orders(Namespace):
         ``ValidationError`` or ``PersistenceLagging``."""
         return await self._call("PATCH", "/v1/orders/{order_id}", Order,
                                 path_params={"order_id": order_id}, body=OrderUpdate(status=status))
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[Order]:
+        """Orders, newest first (``GET /v1/orders``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> OrderPage:
+            return await self._call("GET", "/v1/orders", OrderPage, query=query)
+
+        return self._pages(fetch, {"status": status},
+                           page_size=page_size, consistent=consistent)
 
 
 class Bookings(Namespace):
@@ -186,3 +245,22 @@ class Bookings(Namespace):
         ``SubscriptionInactive``, ``TenantBusy``, ``StaleEpoch`` or ``PersistenceLagging``."""
         return await self._call("POST", "/v1/bookings/{booking_id}/cancel", Booking,
                                 path_params={"booking_id": booking_id})
+
+    def list(
+        self,
+        *,
+        resource_id: str | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[Booking]:
+        """Bookings, newest first (``GET /v1/bookings``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> BookingPage:
+            return await self._call("GET", "/v1/bookings", BookingPage, query=query)
+
+        return self._pages(fetch, {"resource_id": resource_id},
+                           page_size=page_size, consistent=consistent)

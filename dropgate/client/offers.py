@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from dropgate.client.base import Namespace
+from dropgate.models.lists import PurchasePage
 from dropgate.models.offers import (
     Offer,
     OfferCreate,
@@ -117,6 +119,27 @@ class Purchases(Namespace):
         """
         return await self._call("GET", "/v1/purchases/{purchase_id}", Purchase,
                                 path_params={"purchase_id": purchase_id})
+
+    def list(
+        self,
+        *,
+        offer_id: str | None = None,
+        user_id: str | None = None,
+        status: str | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[Purchase]:
+        """Purchases, newest first: an offer's, a user's, by status (``GET /v1/purchases``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> PurchasePage:
+            return await self._call("GET", "/v1/purchases", PurchasePage, query=query)
+
+        return self._pages(fetch, {"offer_id": offer_id, "user_id": user_id, "status": status},
+                           page_size=page_size, consistent=consistent)
 
     async def cancel(self, purchase_id: str) -> Purchase:
         """Cancel a pending purchase (``POST /v1/purchases/{purchase_id}/cancel``).

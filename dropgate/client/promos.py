@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import msgspec
 
-from dropgate.client.base import Namespace
+from dropgate.client.base import Namespace, flag
+from dropgate.models.lists import PromoPage, PromoUse, PromoUsePage
 from dropgate.models.promos import (
     Bonus,
     Promo,
@@ -110,3 +112,43 @@ class Promos(Namespace):
         """
         return await self._call("DELETE", "/v1/promos/{code}/uses/{use_id}", PromoRollback,
                                 path_params={"code": code, "use_id": use_id})
+
+    def uses(
+        self,
+        code: str,
+        *,
+        customer_id: str | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[PromoUse]:
+        """A promo code's uses, newest first (``GET /v1/promos/{code}/uses``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> PromoUsePage:
+            return await self._call("GET", "/v1/promos/{code}/uses", PromoUsePage,
+                                    path_params={"code": code}, query=query)
+
+        return self._pages(fetch, {"customer_id": customer_id},
+                           page_size=page_size, consistent=consistent)
+
+    def list(
+        self,
+        *,
+        active: bool | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[Promo]:
+        """Promo codes, newest first (``GET /v1/promos``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> PromoPage:
+            return await self._call("GET", "/v1/promos", PromoPage, query=query)
+
+        return self._pages(fetch, {"active": flag(active)},
+                           page_size=page_size, consistent=consistent)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Literal
 
 from dropgate.client.base import Namespace
+from dropgate.models.lists import KeyItem, KeyPage, TenantItem, TenantPage
 from dropgate.models.scopes import Scope
 from dropgate.models.tenants import (
     KeyCreate,
@@ -66,6 +68,25 @@ class Tenants(Namespace):
         return await self._call("PUT", "/v1/tenants/{tenant_id}/subscription", Tenant,
                                 path_params={"tenant_id": tenant_id}, body=body)
 
+    def list(
+        self,
+        *,
+        subscription_status: SubscriptionStatus | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[TenantItem]:
+        """Every tenant, newest first (``GET /v1/tenants``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> TenantPage:
+            return await self._call("GET", "/v1/tenants", TenantPage, query=query)
+
+        return self._pages(fetch, {"subscription_status": subscription_status},
+                           page_size=page_size, consistent=consistent)
+
     async def set_checkout(self, tenant_id: str, *, success_url: str | None = None,
                            cancel_url: str | None = None) -> TenantCheckout:
         """Where the tenant's checkouts return the buyer when the offer names no URL
@@ -123,3 +144,23 @@ class Keys(Namespace):
         the revoked keys. Raises ``NotFound`` if unknown."""
         await self._call("DELETE", "/v1/keys/{key_id}", None, path_params={"key_id": key_id},
                          query={"cascade": "true" if cascade else None})
+
+    def list(
+        self,
+        *,
+        tenant_id: str | None = None,
+        role: Literal["admin", "service"] | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[KeyItem]:
+        """API keys, newest first, never their secrets (``GET /v1/keys``).
+
+        Iterated, it fetches page after page (``page_size`` items each, default 100);
+        ``consistent=True`` first waits until PostgreSQL has every change made before
+        the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> KeyPage:
+            return await self._call("GET", "/v1/keys", KeyPage, query=query)
+
+        return self._pages(fetch, {"tenant_id": tenant_id, "role": role},
+                           page_size=page_size, consistent=consistent)

@@ -1,10 +1,12 @@
 """Campaign code pools: upload, reserve, assign, release and count, none scanning the pool.
 
-Script <-> method: ``codes_upload-5.lua`` <-> ``Codes.upload_batch`` (driven by
-``Codes.upload``), ``codes_reserve-5.lua`` <-> ``Codes.reserve`` (coalesced by the
+Script <-> method: ``codes_upload-6.lua`` <-> ``Codes.upload_batch`` (driven by
+``Codes.upload``), ``codes_reserve-6.lua`` <-> ``Codes.reserve`` (coalesced by the
 engine's ``Batcher``: concurrent reservations of one pool share a script call),
-``codes_assign-6.lua`` <-> ``Codes.assign``, ``codes_release-5.lua`` <->
-``Codes.release``, ``codes_count-3.lua`` <-> ``Codes.count``.
+``codes_assign-7.lua`` <-> ``Codes.assign``, ``codes_release-5.lua`` <->
+``Codes.release``, ``codes_count-3.lua`` <-> ``Codes.count``; ``codes_commit-5.lua`` /
+``codes_discard-5.lua`` <-> ``Codes._commit`` / ``Codes._discard`` (staged uploads, all or
+nothing), ``campaign_save-2.lua`` <-> ``Codes.save_campaign``.
 
 Hot state per campaign: one hash of code records (type, status, reservation) and a
 meta hash (version, types); per campaign and type: an available set, a reserved
@@ -23,8 +25,15 @@ import msgspec
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.codefile import CodeFileParser
 from dropgate.engine.context import EngineContext
-from dropgate.errors import DropgateError, Unavailable, ValidationError
-from dropgate.ids import check_id, check_type, random_hex, text
+from dropgate.errors import (
+    DropgateError,
+    InsufficientCodes,
+    NotFound,
+    Unavailable,
+    UnknownType,
+    ValidationError,
+)
+from dropgate.ids import check_id, check_type, random_hex, text, text_map
 
 STATUSES = ("available", "reserved", "assigned")
 MAX_RESERVE = 10_000
@@ -53,6 +62,7 @@ class Reservation(msgspec.Struct, kw_only=True):
     codes: list[str]
     reserved_at_ms: int
     expires_at_ms: int
+    short: int | None = None  # refused all-or-nothing: the codes that were available
 
 
 class Changed(msgspec.Struct, kw_only=True):
@@ -73,6 +83,24 @@ class Counts(msgspec.Struct, kw_only=True):
                       assigned=self.assigned + other.assigned)
 
 
+class CampaignState(msgspec.Struct, kw_only=True):
+    name: str
+    types: list[str]
+    ttl_s: int | None
+    low_watermark: int | None
+    created_ms: int
+
+
+class CodeState(msgspec.Struct, kw_only=True):
+    code: str
+    type: str
+    status: str
+    reserve_id: str | None
+    reserved_at_ms: int | None
+    assigned_at_ms: int | None
+    assigned_to: str | None
+
+
 class _Batch(msgspec.Struct):
     inserted: int
     updated: int
@@ -84,18 +112,32 @@ class _Updated(msgspec.Struct):
     updated: int
 
 
+class _Discarded(msgspec.Struct):
+    removed: int
+    left: int
+
+
 class _Ask(msgspec.Struct, frozen=True):
     """One reservation request waiting for its pool's next script call."""
 
     reserve_id: str
     count: int
+    partial: bool = True
 
 
-_Pool = tuple[str, str, str, int]  # tenant, campaign, type, ttl_ms: reservations coalesce per pool
+# tenant, campaign, type, ttl_ms (0: the campaign's): reservations coalesce per pool
+_Pool = tuple[str, str, str, int]
 
 
 def _ask_count(ask: _Ask) -> int:
     return ask.count
+
+
+def _joined(codes: Sequence[bytes | str]) -> bytes:
+    """A batch as one newline-joined argument (str codes, the parser's, joined in one call)."""
+    if all(isinstance(c, str) for c in codes):
+        return "\n".join(codes).encode()  # type: ignore[arg-type]
+    return b"\n".join(c.encode() if isinstance(c, str) else c for c in codes)
 
 
 def _distinct(codes: Iterable[str]) -> list[str]:
@@ -109,6 +151,8 @@ class Codes:
         self._reservations: Batcher[_Pool, _Ask, Reservation] = Batcher(
             self._reserve_batch, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
             weight=_ask_count, max_weight=MAX_RESERVE)
+        self._known: set[tuple[str, str, str]] = set()
+        self._cleanups: set[asyncio.Future[None]] = set()  # discards outliving their request
 
     async def close(self) -> None:
         """Let queued reservations finish (briefly), then stop their drains."""
@@ -119,36 +163,45 @@ class Codes:
         self,
         tenant_id: str,
         campaign_id: str,
-        type: str,
+        type: str | None,
         chunks: AsyncIterable[bytes],
         *,
         batch_size: int | None = None,
         on_batch: Callable[[UploadResult], None] | None = None,
     ) -> UploadResult:
-        """Parse a code file as it streams in and apply it in batches (one script call each).
+        """Parse a CSV code file as it streams in; all of it goes live, or none of it.
 
-        A malformed line raises 400 naming the line before anything of its batch is
-        applied; the batches before it stay applied (``details.applied`` says what).
+        ``type`` is the file's code type, or None when the file has a ``code,type``
+        header (each row then names its type). A file that fits in one batch of one
+        type is one script call (atomic by itself). A larger one is staged batch by
+        batch under its upload number (recorded, not reservable) and made live by one
+        ``codes_commit`` per type at the end; a refusal at any line, a conflict, or a
+        failure discards what was staged (``codes_discard``), so nothing is live (#21).
         """
         check_id(campaign_id, "campaign_id")
-        check_type(type)
+        if type is not None:
+            check_type(type)
         size = batch_size or self._ctx.settings.code_upload_batch_size
         if size < 1:
             raise ValueError("batch_size must be >= 1")
         parser = CodeFileParser()
         totals = UploadResult()
-        batch: dict[bytes, None] = {}
+        batches: dict[str, dict[str, None]] = {}
         upload_id: str | None = None
+        number: int | None = None  # the upload's number, from its first staged batch
+        staged: set[str] = set()
         in_flight: asyncio.Task[None] | None = None
 
-        number: int | None = None  # the upload's number, from its first batch
-
-        async def apply(codes: list[bytes], *, final: bool) -> None:
+        async def stage(code_type: str, codes: list[str]) -> None:
             nonlocal number
-            result = await self.upload_batch(tenant_id, campaign_id, type, codes,
-                                             upload_id=upload_id, final=final, number=number)
-            if upload_id is not None:
-                number = result.upload
+            staged.add(code_type)
+            result = await self.upload_batch(tenant_id, campaign_id, code_type, codes,
+                                             upload_id=upload_id, final=False, number=number,
+                                             staged=True)
+            number = result.upload
+            count(result)
+
+        def count(result: _Batch) -> None:
             totals.inserted += result.inserted
             totals.updated += result.updated
             totals.skipped += result.skipped
@@ -162,61 +215,105 @@ class Codes:
                 task, in_flight = in_flight, None
                 await task
 
-        async def flush(*, final: bool) -> None:
-            """Apply the batch; the next one is parsed while Redis runs this one."""
-            nonlocal upload_id, in_flight, batch
+        async def flush(code_type: str) -> None:
+            """Stage a full batch; the next one is parsed while Redis runs this one."""
+            nonlocal upload_id, in_flight
             await settle()
-            if not final and upload_id is None:
-                upload_id = random_hex(16)  # more than one batch: de-duplicate across them
-            codes = list(batch)
-            batch = {}
-            if final:
-                if codes or upload_id is not None:
-                    await apply(codes, final=True)
-            else:
-                in_flight = asyncio.create_task(apply(codes, final=False))
+            if upload_id is None:
+                upload_id = random_hex(16)
+            codes = list(batches.pop(code_type))
+            in_flight = asyncio.create_task(stage(code_type, codes))
 
-        def take(codes: list[bytes]) -> list[bytes]:
-            """Add codes to the batch; answer the ones past a full batch."""
-            for i, code in enumerate(codes):
+        async def absorb(codes: list[str], types: list[str] | None) -> None:
+            totals.lines += len(codes)
+            if types is None:  # the bulk case: one type for the whole file
+                if type is None:
+                    raise ValidationError(
+                        "The code type is missing: send ?type= or a `code,type` header.",
+                        details={"field": "type"})
+                batch = batches.setdefault(type, {})
+                for code in codes:
+                    if code in batch:
+                        totals.skipped += 1
+                        continue
+                    batch[code] = None
+                    if len(batch) >= size:
+                        await flush(type)
+                        batch = batches.setdefault(type, {})
+                return
+            for code, code_type in zip(codes, types, strict=True):
+                batch = batches.setdefault(code_type, {})
                 if code in batch:
                     totals.skipped += 1
                     continue
                 batch[code] = None
                 if len(batch) >= size:
-                    return codes[i + 1:]
-            return []
-
-        async def absorb(codes: list[bytes]) -> None:
-            totals.lines += len(codes)
-            while True:
-                codes = take(codes)
-                if len(batch) < size:
-                    return
-                await flush(final=False)
+                    await flush(code_type)
 
         try:
             async for chunk in chunks:
-                codes, error = parser.feed(chunk)
-                await absorb(codes)
+                codes, types, error = parser.feed(chunk)
+                await absorb(codes, types)
                 if error is not None:
                     raise error
-            codes, error = parser.finish()
-            await absorb(codes)
+            codes, types, error = parser.finish()
+            await absorb(codes, types)
             if error is not None:
                 raise error
-            await flush(final=True)
-        except DropgateError as exc:
-            if in_flight is not None:
-                await asyncio.gather(in_flight, return_exceptions=True)
-                in_flight = None
-            exc.details.setdefault("applied", totals.as_details())
-            raise
-        finally:
+            await settle()
+            rest = {t: list(b) for t, b in batches.items() if b}
+            if upload_id is None and len(rest) <= 1:
+                for code_type, codes_ in rest.items():  # one batch of one type: atomic as is
+                    count(await self.upload_batch(tenant_id, campaign_id, code_type, codes_))
+                return totals
+            if upload_id is None:
+                upload_id = random_hex(16)
+            for code_type, codes_ in rest.items():
+                await stage(code_type, codes_)
+            assert number is not None
+            for code_type in sorted(staged):
+                await self._commit(tenant_id, campaign_id, code_type, upload_id, number)
+            staged.clear()
+        except BaseException as exc:
             if in_flight is not None:
                 in_flight.cancel()
                 await asyncio.gather(in_flight, return_exceptions=True)
+            if staged and upload_id is not None and number is not None:
+                discard = asyncio.ensure_future(
+                    self._discard(tenant_id, campaign_id, sorted(staged), upload_id, number))
+                if isinstance(exc, asyncio.CancelledError):  # a client gone: clean up anyway
+                    self._cleanups.add(discard)
+                    discard.add_done_callback(self._cleanups.discard)
+                else:
+                    await asyncio.gather(discard, return_exceptions=True)
+            if isinstance(exc, DropgateError):
+                exc.details.setdefault("applied", UploadResult().as_details())
+            raise
         return totals
+
+    async def _commit(self, tenant_id: str, campaign_id: str, code_type: str, upload_id: str,
+                      number: int) -> None:
+        tk = self._ctx.keys.tenant(tenant_id)
+        await self._ctx.scripts.call(
+            "codes_commit",
+            [tk.log, tk.codes_meta(campaign_id), tk.codes_available(campaign_id, code_type),
+             tk.codes_staged(campaign_id, upload_id, code_type), tk.codes_upload(campaign_id, upload_id)],
+            [tenant_id, campaign_id, code_type, number])
+
+    async def _discard(self, tenant_id: str, campaign_id: str, types: list[str], upload_id: str,
+                       number: int) -> None:
+        """Remove a refused upload's staged codes, 10,000 per script call."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        for code_type in types:
+            while True:
+                result = await self._ctx.scripts.call(
+                    "codes_discard",
+                    [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
+                     tk.codes_staged(campaign_id, upload_id, code_type),
+                     tk.codes_upload(campaign_id, upload_id)],
+                    [tenant_id, campaign_id, code_type, number, "1", 10_000], type=_Discarded)
+                if result.left == 0:
+                    break
 
     async def upload_batch(
         self,
@@ -228,31 +325,39 @@ class Codes:
         upload_id: str | None = None,
         final: bool = True,
         number: int | None = None,
+        staged: bool = False,
     ) -> _Batch:
         """One script call: distinct, validated codes of one batch.
 
         An upload of several batches passes its ``upload_id`` with each and, from the
         second on, the ``number`` its first batch answered (the script marks the codes
-        it inserts with it, to recognise repeats in later batches).
+        it inserts with it, to recognise repeats in later batches). ``staged``: the new
+        codes wait in the upload's staged set for ``codes_commit``.
         """
         tk = self._ctx.keys.tenant(tenant_id)
         seen = tk.codes_upload(campaign_id, upload_id or "single")
         return await self._ctx.scripts.call(
             "codes_upload",
             [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
-             tk.codes_available(campaign_id, type), seen],
+             tk.codes_available(campaign_id, type), seen,
+             tk.codes_staged(campaign_id, upload_id or "single", type)],
             [self._ctx.backlog_bound, tenant_id, campaign_id, type,
              "" if upload_id is None else SEEN_TTL_MS, "1" if final else "0",
-             b"\n".join(c.encode() if isinstance(c, str) else c for c in codes),
-             "" if upload_id is None else ("new" if number is None else number)],
+             _joined(codes),
+             "" if upload_id is None else ("new" if number is None else number),
+             "1" if staged and upload_id is not None else "0"],
             type=_Batch,
         )
 
     # -- reserve / assign / release ---------------------------------------------------
     async def reserve(
-        self, tenant_id: str, campaign_id: str, type: str, count: int, *, ttl_ms: int | None = None
+        self, tenant_id: str, campaign_id: str, type: str, count: int, *, ttl_ms: int | None = None,
+        partial: bool = True,
     ) -> Reservation:
-        """Up to ``count`` codes under a fresh reserve_id (fewer or none when the pool runs low).
+        """Up to ``count`` codes under a fresh reserve_id (fewer or none when the pool runs low;
+        ``partial=False``: all of them or 409 ``INSUFFICIENT_CODES``). 404 for an unknown
+        campaign, 400 ``UNKNOWN_TYPE`` for a type it does not have. Without ``ttl_ms`` the
+        campaign's ``reservation_ttl_s`` applies, else the setting.
 
         Concurrent calls for one pool are coalesced: while one script call is in
         flight, new requests queue, and the next call serves all of them at once (each
@@ -260,18 +365,23 @@ class Codes:
         """
         if not 1 <= count <= MAX_RESERVE:
             raise ValidationError(f"count must be 1-{MAX_RESERVE}.", details={"field": "count"})
-        ttl = ttl_ms if ttl_ms is not None else self._ctx.settings.code_reservation_ttl * 1000
-        if ttl < 1:
+        ttl = ttl_ms if ttl_ms is not None else 0
+        if ttl_ms is not None and ttl < 1:
             raise ValidationError("The reservation TTL must be positive.", details={"field": "ttl_s"})
         check_id(campaign_id, "campaign_id")
         check_type(type)
+        await self.require_campaign(tenant_id, campaign_id, type)
         pool = (check_id(tenant_id, "tenant_id"), campaign_id, type, ttl)
         try:
-            waiter = self._reservations.enqueue(pool, _Ask(random_hex(16), count))
+            waiter = self._reservations.enqueue(pool, _Ask(random_hex(16), count, partial))
         except QueueFull:
             raise Unavailable("Too many reservations are queued for this pool; retry shortly.",
                               details={"campaign_id": campaign_id, "type": type}) from None
-        return await waiter  # a cancelled caller's codes expire with the TTL
+        result = await waiter  # a cancelled caller's codes expire with the TTL
+        if result.short is not None:
+            raise InsufficientCodes(f"Only {result.short} codes are available; nothing was reserved.",
+                                    details={"available": result.short})
+        return result
 
     async def _reserve_batch(self, pool: _Pool, asks: list[_Ask]) -> list[Reservation]:
         """One script call serving a batch of the pool's reservations, each under its id."""
@@ -280,19 +390,25 @@ class Codes:
         return await self._ctx.scripts.call(
             "codes_reserve",
             [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
-             tk.codes_available(campaign_id, type), tk.codes_reserved(campaign_id, type)],
+             tk.codes_available(campaign_id, type), tk.codes_reserved(campaign_id, type),
+             tk.codes_def(campaign_id)],
             [self._ctx.backlog_bound, tenant_id, campaign_id, type,
-             "\n".join(a.reserve_id for a in asks), "\n".join(str(a.count) for a in asks), ttl],
+             "\n".join(a.reserve_id for a in asks), "\n".join(str(a.count) for a in asks),
+             ttl or "", "\n".join("1" if a.partial else "0" for a in asks),
+             self._ctx.settings.code_reservation_ttl * 1000],
             type=list[Reservation],
         )
 
     async def assign(
         self, tenant_id: str, campaign_id: str, codes: Sequence[str], *,
-        reserve_id: str | None = None, type: str | None = None,
+        reserve_id: str | None = None, type: str | None = None, assigned_to: str | None = None,
     ) -> Changed:
-        """Assign reserved (or expired-reserved) codes; with ``reserve_id``, only that reservation's."""
+        """Assign reserved (or expired-reserved) codes; with ``reserve_id``, only that reservation's.
+        ``assigned_to``: the user id stored with each code assigned."""
+        if assigned_to is not None:
+            check_id(assigned_to, "assigned_to")
         return await self._change("codes_assign", tenant_id, campaign_id, codes,
-                                  reserve_id=reserve_id, type=type)
+                                  reserve_id=reserve_id, type=type, assigned_to=assigned_to)
 
     async def release(
         self, tenant_id: str, campaign_id: str, codes: Sequence[str], *,
@@ -304,14 +420,17 @@ class Codes:
 
     async def _change(
         self, script: str, tenant_id: str, campaign_id: str, codes: Sequence[str], *,
-        reserve_id: str | None, type: str | None,
+        reserve_id: str | None, type: str | None, assigned_to: str | None = None,
     ) -> Changed:
+        if not codes:
+            raise ValidationError("codes must name at least one code.", details={"field": "codes"})
         distinct = _distinct(codes)
         if len(distinct) > MAX_CODES_PER_CALL:
             raise ValidationError(f"At most {MAX_CODES_PER_CALL} codes per call.",
                                   details={"field": "codes"})
         if reserve_id is not None:
             check_id(reserve_id, "reserve_id")
+        await self.require_campaign(tenant_id, campaign_id, type)
         tk = self._ctx.keys.tenant(tenant_id)
         by_type: dict[str, list[str]] = {}
         if type is not None:
@@ -327,27 +446,115 @@ class Codes:
             keys = [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
                     tk.codes_available(campaign_id, code_type),
                     tk.codes_reserved(campaign_id, code_type)]
+            extra: list[str] = []
             if script == "codes_assign":
-                keys.append(tk.codes_assigned(campaign_id, code_type))
+                keys += [tk.codes_assigned(campaign_id, code_type), tk.codes_assigned_to(campaign_id)]
+                extra = [assigned_to or ""]
             result = await self._ctx.scripts.call(
                 script, keys,
                 [self._ctx.backlog_bound, tenant_id, campaign_id, code_type, reserve_id or "",
-                 *group],
+                 *extra, *group],
                 type=_Updated,
             )
             updated += result.updated
         return Changed(requested=len(codes), updated=updated)
 
+    # -- campaigns -------------------------------------------------------------------
+    async def require_campaign(self, tenant_id: str, campaign_id: str,
+                               type: str | None = None) -> None:
+        """404 for a campaign nobody created or uploaded to, 400 ``UNKNOWN_TYPE`` for a type
+        it does not have. Campaigns and their types are never removed, so a positive
+        answer is cached for the process's life and the check costs a round trip once."""
+        key = (tenant_id, campaign_id, type or "")
+        if key in self._known:
+            return
+        tk = self._ctx.keys.tenant(tenant_id)
+        meta, definition = tk.codes_meta(campaign_id), tk.codes_def(campaign_id)
+        if type is None:
+            if not await self._ctx.redis.exists(meta, definition):
+                raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
+        elif not (await self._ctx.redis.hexists(meta, f"t:{type}")
+                  or await self._ctx.redis.hexists(definition, f"t:{type}")):
+            types = await self.types(tenant_id, campaign_id)
+            if not types and not await self._ctx.redis.exists(meta, definition):
+                raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
+            raise UnknownType(f"Campaign {campaign_id} has no code type {type!r}.",
+                              details={"types": types})
+        if len(self._known) < 100_000:
+            self._known.add(key)
+
+    async def save_campaign(
+        self, tenant_id: str, campaign_id: str, *, create: bool, name: str | None = None,
+        types: Sequence[str] = (), ttl_s: int | msgspec.UnsetType | None = msgspec.UNSET,
+        low_watermark: int | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> CampaignState:
+        """Create a campaign (409 ``ALREADY_EXISTS``) or change one (404 when unknown)."""
+        check_id(campaign_id, "campaign_id")
+        for t in types:
+            check_type(t, "types")
+
+        def opt(v: int | msgspec.UnsetType | None) -> str:
+            return "" if v is msgspec.UNSET else "-" if v is None else str(v)
+
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "campaign_save", [tk.log, tk.codes_def(campaign_id)],
+            [self._ctx.backlog_bound, tenant_id, campaign_id, "create" if create else "update",
+             "\0" if name is None else name, "\n".join(types), opt(ttl_s), opt(low_watermark)],
+            type=CampaignState)
+
+    async def campaign(self, tenant_id: str, campaign_id: str) -> CampaignState:
+        """A campaign's definition, live from Redis (404 when unknown)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        meta = text_map(await self._ctx.redis.hgetall(tk.codes_meta(campaign_id)))
+        definition = text_map(await self._ctx.redis.hgetall(tk.codes_def(campaign_id)))
+        if not meta and not definition:
+            raise NotFound("No such campaign.", details={"campaign_id": campaign_id})
+        return CampaignState(
+            name=definition.get("name", ""),
+            types=sorted({k[2:] for k in (*meta, *definition) if k.startswith("t:")}),
+            ttl_s=int(definition["ttl_s"]) if "ttl_s" in definition else None,
+            low_watermark=int(definition["low_wm"]) if "low_wm" in definition else None,
+            created_ms=int(definition.get("created_ms") or meta.get("created_ms") or 0))
+
+    async def code(self, tenant_id: str, campaign_id: str, code: str) -> CodeState:
+        """One code, live from Redis (404 when unknown, or staged by an upload still running)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        raw = await self._ctx.redis.hget(tk.codes_records(campaign_id), code)
+        if raw is None:
+            raise NotFound("No such code in this campaign.", details={"code": code})
+        body, _, mark = text(raw).partition("#")
+        f = body.split("|") + [""] * 6
+        # an uploaded code nobody touched yet is live once it is in the available set;
+        # until its upload commits it is staged: not a code of the campaign yet
+        if mark and f[1] == "a" and not f[2] and not await self._ctx.redis.sismember(
+                tk.codes_available(campaign_id, f[0]), code):
+            raise NotFound("No such code in this campaign.", details={"code": code})
+        to = await self._ctx.redis.hget(tk.codes_assigned_to(campaign_id), code)
+        seconds, micros = await self._ctx.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        status = {"a": "available", "r": "reserved", "s": "assigned"}[f[1] or "a"]
+        if status == "reserved" and f[4] and int(f[4]) <= now_ms:
+            status = "available"
+        return CodeState(code=code, type=f[0], status=status, reserve_id=f[2] or None,
+                         reserved_at_ms=int(f[3]) if f[3] else None,
+                         assigned_at_ms=int(f[5]) if f[5] else None,
+                         assigned_to=text(to) if to is not None else None)
+
     # -- reads -----------------------------------------------------------------------
     async def types(self, tenant_id: str, campaign_id: str) -> list[str]:
-        fields = await self._ctx.redis.hkeys(self._ctx.keys.tenant(tenant_id).codes_meta(campaign_id))
-        return sorted(f[2:] for f in map(text, fields) if f.startswith("t:"))
+        """The campaign's code types: those its pool has, and those its definition names."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        fields = [*await self._ctx.redis.hkeys(tk.codes_meta(campaign_id)),
+                  *await self._ctx.redis.hkeys(tk.codes_def(campaign_id))]
+        return sorted({f[2:] for f in map(text, fields) if f.startswith("t:")})
 
     async def count(self, tenant_id: str, campaign_id: str, type: str | None = None) -> Counts:
         """Counts by status at one instant of Redis time (per type); expired reservations
         count as available. Without ``type``: summed over the campaign's types."""
         tk = self._ctx.keys.tenant(tenant_id)
         check_id(campaign_id, "campaign_id")
+        await self.require_campaign(tenant_id, campaign_id, type)
         types = [check_type(type)] if type is not None else await self.types(tenant_id, campaign_id)
         total = Counts()
         for code_type in types:

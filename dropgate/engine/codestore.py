@@ -58,9 +58,20 @@ def _storage_error(exc: Exception, bucket: str, file_key: str) -> Exception:
                                        "storage_error": type(exc).__name__})
 
 
-async def s3_chunks(settings: Settings, file_key: str) -> AsyncGenerator[bytes, None]:
-    """Yield the object's bytes in chunks; never holds the whole object."""
-    bucket = settings.s3_bucket
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> (bucket, key); 400 for anything else."""
+    rest = url[len("s3://"):] if url.startswith("s3://") else ""
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key:
+        raise ValidationError(f"{url!r} is not an s3://bucket/key URL.", details={"field": "file"})
+    return bucket, key
+
+
+async def s3_chunks(settings: Settings, file_key: str, *,
+                    bucket: str | None = None) -> AsyncGenerator[bytes, None]:
+    """Yield the object's bytes in chunks; never holds the whole object. The bucket is
+    ``DROPGATE_S3_BUCKET`` unless one is given (``dropgate codes upload s3://...``)."""
+    bucket = bucket or settings.s3_bucket
     if not bucket:
         raise StorageUnavailable("No S3 bucket is configured (DROPGATE_S3_BUCKET).",
                                  details={"file_key": file_key})

@@ -124,6 +124,7 @@ class CodesUploaded(EventPayload, tag="codes.uploaded"):
     at_ms: int
     codes_text: str | None = None  # the new codes, newline-joined
     codes: list[str] | None = None  # the form before codes_text: a JSON array
+    staged: int | None = None  # the upload number whose staging the codes join (not live yet)
 
     def batch(self) -> list[str]:
         if self.codes_text:
@@ -143,10 +144,41 @@ class _CodesChanged(EventPayload):
 class CodesReserved(_CodesChanged, tag="codes.reserved"):
     taken: int
     reservations: int
+    available: int | None = None  # the type's available set after the call (low watermark)
 
 
 class CodesAssigned(_CodesChanged, tag="codes.assigned"):
-    pass
+    assigned_to: str | None = None  # the user every code of the call went to
+
+
+class CampaignSaved(EventPayload, tag="campaign.saved"):
+    """A campaign's definition (create or PATCH); its types only ever grow."""
+
+    tenant_id: str
+    campaign_id: str
+    name: str
+    types: list[str]
+    created_ms: int
+    reservation_ttl_s: int | None = None
+    low_watermark: int | None = None
+
+
+class CodesCommitted(EventPayload, tag="codes.committed"):
+    """A staged upload's codes of one type went live."""
+
+    tenant_id: str
+    campaign_id: str
+    upload: int
+    type: str
+    at_ms: int
+
+
+class CodesDiscarded(EventPayload, tag="codes.discarded"):
+    """A staged upload was refused: its staged rows are dropped."""
+
+    tenant_id: str
+    campaign_id: str
+    upload: int
 
 
 class CodesReleased(_CodesChanged, tag="codes.released"):
@@ -259,6 +291,7 @@ Payload = (
     TenantSaved | TenantCheckout | ApikeyCreated | ApikeyRevoked
     | InviteSaved | InviteRedeemed
     | CodesUploaded | CodesReserved | CodesAssigned | CodesReleased | CodesResynced
+    | CampaignSaved | CodesCommitted | CodesDiscarded
     | PromoSaved | PromoRedeemed | PromoUseRolledBack
     | PaymentCreated | WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected | OrderCreated | OrderUpdated
     | BookingCreated | BookingCanceled

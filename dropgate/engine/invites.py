@@ -28,6 +28,7 @@ class InviteState(msgspec.Struct, kw_only=True):
     expires_at_ms: int | None = None
     created_ms: int
     version: int
+    last_used_ms: int | None = None
 
 
 class Invites:
@@ -79,6 +80,13 @@ class Invites:
         return msgspec.convert(text_map(raw),
                                InviteState, strict=False)
 
+    async def eligibility(self, tenant_id: str, code: str, *, user_id: str) -> str | None:
+        """The refusal code a redeem by ``user_id`` would get now, or None; changes nothing."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        result = await self._ctx.scripts.call(
+            "invite_check", [tk.invite(code), tk.invite_users(code)], [code, user_id], type=_Check)
+        return result.reason
+
     async def redeem(self, tenant_id: str, code: str, *, user_id: str) -> int:
         """Return the code's ``used_count`` after this use."""
         tk = self._ctx.keys.tenant(tenant_id)
@@ -89,6 +97,10 @@ class Invites:
             type=_Redeemed,
         )
         return result.used_count
+
+
+class _Check(msgspec.Struct):
+    reason: str | None
 
 
 class _Redeemed(msgspec.Struct):

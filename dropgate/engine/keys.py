@@ -155,6 +155,19 @@ class TenantKeys:
         """Set of the codes one upload has seen so far (de-duplicates across batches)."""
         return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:upload:{check_id(upload_id, 'upload_id')}"
 
+    def codes_staged(self, campaign_id: str, upload_id: str, type: str) -> str:
+        """Set of an upload's new codes of one type, not reservable until it commits."""
+        return f"{self.codes_upload(campaign_id, upload_id)}:staged:{check_type(type)}"
+
+    def codes_def(self, campaign_id: str) -> str:
+        """Hash: a campaign's definition (name, ttl_s, low_wm, created_ms, t:<type>); not
+        under ``codes:``, whose keys reconcile compares with the code rows."""
+        return f"{self.base}:campaign:{check_id(campaign_id, 'campaign_id')}"
+
+    def codes_assigned_to(self, campaign_id: str) -> str:
+        """Hash: assigned code -> the user it was assigned to (``assigned_to``)."""
+        return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:assigned_to"
+
     def _codes_type(self, campaign_id: str, type: str) -> str:
         return f"{self.base}:codes:{check_id(campaign_id, 'campaign_id')}:type:{check_type(type)}"
 

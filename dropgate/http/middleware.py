@@ -96,11 +96,15 @@ def _from_http(exc: web.HTTPException) -> DropgateError:
     return err
 
 
+REQUEST_ID = web.RequestKey("dropgate_request_id", str)
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     sent_id = request.headers.get("X-Request-Id")
     request_id = sent_id if sent_id and _REQUEST_ID_RE.match(sent_id) else random_hex(16)
+    request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
     try:
         response = await handler(request)
     except DropgateError as exc:

@@ -33,7 +33,8 @@ from dropgate.ids import check_id, check_type
 from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.runtime import Runtime
 
-Auth = Literal["public", "admin", "tenant"]
+# "any": admin or service key; a service key is scoped to its tenant, an admin to none
+Auth = Literal["public", "admin", "tenant", "any"]
 B = TypeVar("B")
 
 _encoder = msgspec.json.Encoder()
@@ -209,6 +210,8 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
             elif principal.role != "admin":
                 require_scope(principal, spec.scope)
                 tenant_id = own_tenant(request, principal)
+            elif spec.auth == "any":
+                tenant_id = ""
             else:
                 require_scope(principal, spec.scope)
                 tenant_id = await resolve_tenant(request, runtime, principal)

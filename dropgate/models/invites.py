@@ -35,9 +35,17 @@ class Invite(msgspec.Struct, kw_only=True):
     active: bool
     expires_at: Timestamp | None
     created_at: Timestamp
+    last_used_at: Timestamp | None = None
 
 
 class InviteRedemption(msgspec.Struct, kw_only=True):
     code: str
     user_id: str
     used_count: int
+
+
+class InviteEligibility(msgspec.Struct, kw_only=True):
+    """Could ``user_id`` redeem now? ``reason``: the redeem refusal code, null when eligible."""
+
+    eligible: bool
+    reason: str | None

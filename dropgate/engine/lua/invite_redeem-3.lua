@@ -32,6 +32,7 @@ if full then return dg_error('PERSISTENCE_LAGGING', full) end
 -- validated: now write
 redis.call('SADD', KEYS[3], ARGV[4])
 used = redis.call('HINCRBY', KEYS[2], 'used_count', 1)
+redis.call('HSET', KEYS[2], 'last_used_ms', now)
 local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
 dg_emit(KEYS[1], 'invite.redeemed', 'invite:' .. ARGV[2] .. ':' .. ARGV[3], version, {
   tenant_id = ARGV[2], code = ARGV[3], user_id = ARGV[4], used_count = used, at_ms = now})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dropgate.http.routes import codes, invites, ledger, offers, ops, promos, tenants
+from dropgate.http.routes import campaigns, codes, invites, ledger, lists, offers, ops, promos, tenants
 from dropgate.http.routing import ApiRoutes
 
 ROUTE_TABLES: list[ApiRoutes] = [
-    ops.routes, tenants.routes, invites.routes, codes.routes, promos.routes, ledger.routes,
-    offers.routes,
+    ops.routes, tenants.routes, invites.routes, codes.routes, campaigns.routes, promos.routes,
+    ledger.routes, offers.routes, lists.routes,
 ]

@@ -19,6 +19,7 @@ from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.invites import (
     Invite,
     InviteCreate,
+    InviteEligibility,
     InvitePatch,
     InviteRedeem,
     InviteRedemption,
@@ -32,7 +33,7 @@ def invite_view(state: InviteState) -> Invite:
     assert created is not None
     return Invite(code=state.code, max_uses=state.max_uses, used_count=state.used_count,
                   active=state.active, expires_at=ms_to_dt(state.expires_at_ms),
-                  created_at=created)
+                  created_at=created, last_used_at=ms_to_dt(state.last_used_ms))
 
 
 @routes.post("/v1/invites", body=InviteCreate, response=Invite, status=201,
@@ -72,3 +73,14 @@ async def redeem_invite(call: Call[InviteRedeem]) -> InviteRedemption:
     code = call.path_id("code")
     used = await call.runtime.invites.redeem(call.tenant_id, code, user_id=call.body.user_id)
     return InviteRedemption(code=code, user_id=call.body.user_id, used_count=used)
+
+
+@routes.get("/v1/invites/{code}/eligibility", response=InviteEligibility, errors=[NotFound],
+            query=[("user_id", "the user who would redeem", True)])
+async def invite_eligibility(call: Call[None]) -> InviteEligibility:
+    """Could this user redeem the code now? Changes nothing (reason: the refusal code)."""
+    user_id = call.query_id("user_id", required=True)
+    assert user_id is not None
+    reason = await call.runtime.invites.eligibility(call.tenant_id, call.path_id("code"),
+                                                     user_id=user_id)
+    return InviteEligibility(eligible=reason is None, reason=reason)

@@ -14,7 +14,10 @@ from typing import Any
 import asyncpg
 
 from dropgate.engine.events import (
+    CampaignSaved,
     CodesAssigned,
+    CodesCommitted,
+    CodesDiscarded,
     CodesReleased,
     CodesReserved,
     CodesResynced,
@@ -27,12 +30,26 @@ from dropgate.persistence.appliers.base import Applier, ts
 async def codes_uploaded(conn: asyncpg.Connection, events: list[Event[CodesUploaded]]) -> None:
     """One statement per event, everything but the codes as scalars: sending tenant,
     campaign, type, time and version as 10,000-element arrays too made the insert of a
-    million codes about 40% slower (PostgreSQL decodes every array element)."""
+    million codes about 40% slower (PostgreSQL decodes every array element). A staged
+    batch is written with its upload number and stays hidden until the upload commits."""
     for e in events:
         d = e.data
         batch = d.batch()
         if not batch:
             continue
+        if d.staged is not None:
+            await conn.execute(
+                """INSERT INTO campaign_pending_uploads (tenant_id, campaign_id, upload)
+                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+                d.tenant_id, d.campaign_id, d.staged)
+            await conn.execute(
+                """INSERT INTO campaign_codes
+                       (tenant_id, campaign_id, type, code, uploaded_at, version, upload)
+                   SELECT $1, $2, $3, u.code, $5, $6, $7 FROM unnest($4::text[]) AS u (code)
+                   ON CONFLICT (tenant_id, campaign_id, code) DO NOTHING""",
+                d.tenant_id, d.campaign_id, d.type, batch, ts(d.at_ms), e.version, d.staged)
+            continue
+        await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, d.at_ms)
         await conn.execute(
             """INSERT INTO campaign_codes
                    (tenant_id, campaign_id, type, code, uploaded_at, version)
@@ -42,6 +59,61 @@ async def codes_uploaded(conn: asyncpg.Connection, events: list[Event[CodesUploa
         )
 
 
+async def _campaign_type(conn: asyncpg.Connection, tenant_id: str, campaign_id: str, type_: str,
+                         at_ms: int) -> None:
+    """An upload creates its campaign on the fly and adds its type to it."""
+    await conn.execute(
+        """INSERT INTO campaigns (tenant_id, campaign_id, types, created_at)
+           VALUES ($1, $2, ARRAY[$3::text], $4)
+           ON CONFLICT (tenant_id, campaign_id) DO UPDATE
+               SET types = array(SELECT DISTINCT unnest(campaigns.types || EXCLUDED.types) ORDER BY 1)
+             WHERE NOT ($3 = ANY (campaigns.types))""",
+        tenant_id, campaign_id, type_, ts(at_ms))
+
+
+async def codes_committed(conn: asyncpg.Connection, events: list[Event[CodesCommitted]]) -> None:
+    """A staged upload goes live: its rows were written batch by batch; one row less in
+    campaign_pending_uploads makes them visible (no rewrite of a million rows)."""
+    for e in events:
+        d = e.data
+        await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, d.at_ms)
+        await conn.execute(
+            """DELETE FROM campaign_pending_uploads
+                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3""",
+            d.tenant_id, d.campaign_id, d.upload)
+
+
+async def codes_discarded(conn: asyncpg.Connection, events: list[Event[CodesDiscarded]]) -> None:
+    """A refused upload's rows go, as its records went in Redis (untouched since: available,
+    never reserved)."""
+    for e in events:
+        d = e.data
+        await conn.execute(
+            """DELETE FROM campaign_codes
+                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3
+                  AND status = 'available' AND reserve_id IS NULL""",
+            d.tenant_id, d.campaign_id, d.upload)
+        await conn.execute(
+            """DELETE FROM campaign_pending_uploads
+                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3""",
+            d.tenant_id, d.campaign_id, d.upload)
+
+
+async def campaign_saved(conn: asyncpg.Connection, events: list[Event[CampaignSaved]]) -> None:
+    await conn.executemany(
+        """INSERT INTO campaigns (tenant_id, campaign_id, name, types, reservation_ttl_s,
+                                  low_watermark, created_at, version)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (tenant_id, campaign_id) DO UPDATE SET
+               name = EXCLUDED.name,
+               types = array(SELECT DISTINCT unnest(campaigns.types || EXCLUDED.types) ORDER BY 1),
+               reservation_ttl_s = EXCLUDED.reservation_ttl_s,
+               low_watermark = EXCLUDED.low_watermark, version = EXCLUDED.version
+           WHERE campaigns.version < EXCLUDED.version""",
+        [(d.tenant_id, d.campaign_id, d.name, d.types, d.reservation_ttl_s, d.low_watermark,
+          ts(d.created_ms), e.version) for e in events for d in (e.data,)])
+
+
 async def codes_changed(
     conn: asyncpg.Connection, events: list[Event[CodesReserved | CodesAssigned | CodesReleased]]
 ) -> None:
@@ -49,9 +121,10 @@ async def codes_changed(
     latest: dict[tuple[str, str, str], tuple[Any, ...]] = {}
     for e in events:
         d = e.data
+        to = d.assigned_to if isinstance(d, CodesAssigned) else None
         for code, status, reserve_id, reserved_ms, expires_ms, assigned_ms in d.rows:
             latest[(d.tenant_id, d.campaign_id, code)] = (
-                status, reserve_id, ts(reserved_ms), ts(expires_ms), ts(assigned_ms), e.version)
+                status, reserve_id, ts(reserved_ms), ts(expires_ms), ts(assigned_ms), e.version, to)
     if not latest:
         return
     keys = list(latest)
@@ -60,16 +133,19 @@ async def codes_changed(
         """UPDATE campaign_codes AS c
               SET status = u.status, reserve_id = u.reserve_id, reserved_at = u.reserved_at,
                   expires_at = u.expires_at, assigned_at = u.assigned_at,
+                  assigned_to = COALESCE(u.assigned_to, c.assigned_to),
                   version = u.version, saved_at = now()
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bigint[])
+                         $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::bigint[],
+                         $10::text[])
                   AS u (tenant_id, campaign_id, code, status, reserve_id, reserved_at,
-                        expires_at, assigned_at, version)
+                        expires_at, assigned_at, version, assigned_to)
             WHERE c.tenant_id = u.tenant_id AND c.campaign_id = u.campaign_id
               AND c.code = u.code AND c.version < u.version""",
         [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
         [v[0] for v in values], [v[1] for v in values], [v[2] for v in values],
         [v[3] for v in values], [v[4] for v in values], [v[5] for v in values],
+        [v[6] for v in values],
     )
 
 
@@ -110,4 +186,7 @@ APPLIERS: dict[str, Applier] = {
     "codes.reserved": codes_changed,
     "codes.assigned": codes_changed,
     "codes.released": codes_changed,
+    "codes.committed": codes_committed,
+    "codes.discarded": codes_discarded,
+    "campaign.saved": campaign_saved,
 }

@@ -14,6 +14,11 @@
   KEYS[3] code records hash   <prefix>:{pN}:t:<tenant>:codes:<campaign>:records
   KEYS[4] available set       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:available
   KEYS[5] upload's seen set   <prefix>:{pN}:t:<tenant>:codes:<campaign>:upload:<upload id>
+  KEYS[6] upload's staged set <prefix>:{pN}:t:<tenant>:codes:<campaign>:upload:<upload id>:staged
+  Staged (ARGV[9] = '1'; an upload of several batches): the new codes are recorded
+  (so later batches and other uploads see them) but go into KEYS[6], not the
+  available set: nothing of the upload is reservable until codes_commit moves the
+  staged set in at once, or codes_discard removes them (all or nothing, #21).
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id   ARGV[4] type
   ARGV[5] seen-set ttl ms ('' = single-batch upload: KEYS[5] unused, no upload number)
   ARGV[6] '1' when this is the upload's last batch (KEYS[5] is deleted)
@@ -21,10 +26,11 @@
           is much cheaper to send and unpack than 10,000
   ARGV[8] the upload's number: '' with ARGV[5] = '', 'new' on its first batch (one is
           allocated and returned), else the number the first batch returned
+  ARGV[9] '1': stage the new codes in KEYS[6] (see above); else make them available
   Returns {"inserted": n, "updated": n, "skipped": n, "upload": number or 0}
   Errors: CONFLICT, PERSISTENCE_LAGGING
-  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends codes.uploaded to KEYS[1] when
-  the batch inserted anything.
+  Writes KEYS[2], KEYS[3], KEYS[4] or KEYS[6], KEYS[5]; appends codes.uploaded (with
+  `staged` = the upload number when staged) to KEYS[1] when the batch inserted anything.
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
@@ -65,6 +71,8 @@ if #codes > 0 then
 end
 -- validated: now write
 if upload == 'new' then upload = tostring(redis.call('HINCRBY', KEYS[2], 'uploads', 1)) end
+local staged = ARGV[9] == '1' and upload ~= ''
+redis.call('HSETNX', KEYS[2], 'created_ms', dg_now_ms())
 -- A known code is `updated` the first time this upload meets it and `skipped` after
 -- (the seen set holds the known codes earlier batches met).
 if use_seen and #known > 0 then
@@ -93,16 +101,29 @@ if #inserted > 0 then
     fields[#fields + 1] = record
   end
   dg_call_chunked('HSET', KEYS[3], fields, 4000)
-  dg_call_chunked('SADD', KEYS[4], inserted, 4000)
-  redis.call('HSET', KEYS[2], 't:' .. ctype, 1)
-  local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  if staged then
+    dg_call_chunked('SADD', KEYS[6], inserted, 4000)
+    redis.call('PEXPIRE', KEYS[6], ARGV[5])  -- an abandoned upload's staging goes away
+  else
+    dg_call_chunked('SADD', KEYS[4], inserted, 4000)
+    redis.call('HSET', KEYS[2], 't:' .. ctype, 1)
+  end
+  -- a staged batch changes nothing live: the campaign's version stays (its rows carry
+  -- the current one, so reconcile's newest-row version still matches)
+  local version
+  if staged then
+    redis.call('HSETNX', KEYS[2], 'version', 0)
+    version = tonumber(redis.call('HGET', KEYS[2], 'version'))
+  else
+    version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  end
   -- the new codes as one newline-joined string: when all are new (the bulk case) that
   -- is ARGV[7] itself, and no 10,000-element JSON array is built
   local codes_text = ARGV[7]
   if #inserted < #codes then codes_text = table.concat(inserted, '\n') end
   dg_emit(KEYS[1], 'codes.uploaded', 'codes:' .. ARGV[2] .. ':' .. ARGV[3], version, {
     tenant_id = ARGV[2], campaign_id = ARGV[3], type = ctype, codes_text = codes_text,
-    at_ms = dg_now_ms()})
+    at_ms = dg_now_ms(), staged = staged and tonumber(upload) or cjson.null})
 end
 return '{"inserted":' .. #inserted .. ',"updated":' .. updated .. ',"skipped":' .. skipped ..
   ',"upload":' .. (tonumber(upload) or 0) .. '}'

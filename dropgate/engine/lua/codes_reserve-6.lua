@@ -4,18 +4,22 @@
   codes under its own fresh reserve_id until now + ttl (Redis time), in order. First,
   up to (total count + 64) expired reservations return to the available set (lazily,
   here: no cron), keeping their last reserve_id so the old holder may still assign
-  them until someone else takes them. A low pool answers fewer codes, or none: never
-  an error, never a code twice (SPOP is atomic here).
+  them until someone else takes them. A low pool answers fewer codes, or none, never
+  a code twice (SPOP is atomic here); a caller that asked for all or nothing
+  (partial '0') gets nothing and `short` = the codes available instead.
   KEYS[1] partition log       <prefix>:{pN}:log
   KEYS[2] campaign meta hash  <prefix>:{pN}:t:<tenant>:codes:<campaign>:meta
   KEYS[3] code records hash   <prefix>:{pN}:t:<tenant>:codes:<campaign>:records
   KEYS[4] available set       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:available
   KEYS[5] reserved zset       <prefix>:{pN}:t:<tenant>:codes:<campaign>:type:<type>:reserved
+  KEYS[6] campaign definition <prefix>:{pN}:t:<tenant>:campaign:<campaign>
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id   ARGV[4] type
   ARGV[5] reserve ids, newline-joined   ARGV[6] their counts, newline-joined
-  ARGV[7] ttl ms
-  Returns [{"reserve_id": id, "codes": [...], "reserved_at_ms": n, "expires_at_ms": n}, ...]
-    one per reserve id, in order
+  ARGV[7] ttl ms ('': the campaign's `ttl_s` in KEYS[6], else ARGV[9])
+  ARGV[8] partial flags, newline-joined, one per reserve id ('1' some, '0' all or nothing)
+  ARGV[9] the default ttl ms
+  Returns [{"reserve_id": id, "codes": [...], "reserved_at_ms": n, "expires_at_ms": n,
+    "short": n (only when refused: the codes available)}, ...] one per reserve id, in order
   Errors: PERSISTENCE_LAGGING
   Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends one codes.reserved to KEYS[1]
   when anything changed (codes taken or expired reservations returned).
@@ -32,7 +36,14 @@
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local now = dg_now_ms()
-local expires = now + tonumber(ARGV[7])
+local ttl = tonumber(ARGV[7])
+if not ttl then
+  local campaign_ttl_s = tonumber(redis.call('HGET', KEYS[6], 'ttl_s'))
+  ttl = campaign_ttl_s and campaign_ttl_s * 1000 or tonumber(ARGV[9])
+end
+local expires = now + ttl
+local partial = {}
+for f in string.gmatch(ARGV[8], '[^\n]+') do partial[#partial + 1] = f end
 local rids, counts, total = {}, {}, 0
 for rid in string.gmatch(ARGV[5], '[^\n]+') do rids[#rids + 1] = rid end
 for n in string.gmatch(ARGV[6], '[^\n]+') do
@@ -65,7 +76,12 @@ end
 local fields, scored, answers, taken_total = {}, {}, {}, 0
 for k = 1, #rids do
   local taken = {}
-  if counts[k] > 0 then taken = redis.call('SPOP', KEYS[4], counts[k]) end
+  local short = nil
+  if partial[k] == '0' then
+    local have = redis.call('SCARD', KEYS[4])
+    if have < counts[k] then short = have end
+  end
+  if counts[k] > 0 and not short then taken = redis.call('SPOP', KEYS[4], counts[k]) end
   local r = {type = ARGV[4], status = 'r', rid = rids[k], reserved_at = tostring(now),
              expires_at = tostring(expires), assigned_at = ''}
   local packed = dg_code_pack(r)
@@ -80,7 +96,8 @@ for k = 1, #rids do
   end
   taken_total = taken_total + #taken
   answers[k] = '{"reserve_id":"' .. rids[k] .. '","codes":' .. dg_json_strings(taken) ..
-    ',"reserved_at_ms":' .. now .. ',"expires_at_ms":' .. expires .. '}'
+    ',"reserved_at_ms":' .. now .. ',"expires_at_ms":' .. expires ..
+    (short and (',"short":' .. short) or '') .. '}'
 end
 if taken_total > 0 then
   dg_call_chunked('HSET', KEYS[3], fields, 4000)
@@ -90,6 +107,6 @@ if #rows > 0 then
   local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
   dg_emit(KEYS[1], 'codes.reserved', 'codes:' .. ARGV[2] .. ':' .. ARGV[3], version, {
     tenant_id = ARGV[2], campaign_id = ARGV[3], type = ARGV[4], taken = taken_total,
-    reservations = #rids, rows = rows})
+    reservations = #rids, rows = rows, available = redis.call('SCARD', KEYS[4])})
 end
 return '[' .. table.concat(answers, ',') .. ']'
