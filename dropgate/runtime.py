@@ -42,6 +42,10 @@ from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
 from dropgate.settings import Settings
+from dropgate.webhooks.dispatcher import Dispatcher
+from dropgate.webhooks.pools import codes_pool_counter
+from dropgate.webhooks.store import WebhookStore
+from dropgate.webhooks.urls import HostResolver, system_resolve
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,18 @@ class Runtime:
     redis_url: str = ""
     database_url: str = ""
     sweeper_task: asyncio.Task[None] | None = None
+    dispatcher: Dispatcher | None = None
+    dispatcher_task: asyncio.Task[None] | None = None
+    webhook_resolve: HostResolver = system_resolve  # tests swap in their own DNS
+
+    @property
+    def webhook_store(self) -> WebhookStore:
+        return WebhookStore(self.pool)
+
+    def new_dispatcher(self, *, name: str | None = None) -> Dispatcher:
+        return Dispatcher(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
+                          settings=self.settings, resolve=self.webhook_resolve, name=name,
+                          pool_counter=codes_pool_counter(self.codes))
 
     def new_persister(self, *, name: str | None = None) -> Persister:
         return Persister(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
@@ -120,6 +136,7 @@ async def open_runtime(
     settings: Settings,
     *,
     run_persister: bool | None = None,
+    run_dispatcher: bool | None = None,
     apply_migrations: bool = True,
 ) -> AsyncIterator[Runtime]:
     embedded = EmbeddedStack(settings.data_path())
@@ -157,7 +174,12 @@ async def open_runtime(
         )
         runtime.actor_systems.append(runtime.actors)
         await check_install(runtime)
-        if run_persister if run_persister is not None else settings.persister_enabled:
+        persisting = run_persister if run_persister is not None else settings.persister_enabled
+        if run_dispatcher if run_dispatcher is not None else persisting and settings.dispatcher_enabled:
+            runtime.dispatcher = runtime.new_dispatcher()
+            runtime.dispatcher_task = asyncio.create_task(runtime.dispatcher.run(),
+                                                          name="dropgate-dispatcher")
+        if persisting:
             runtime.persister = runtime.new_persister()
             runtime.persister_task = asyncio.create_task(runtime.persister.run(),
                                                          name="dropgate-persister")
@@ -175,6 +197,13 @@ async def open_runtime(
             await runtime.purchases.close()
             await runtime.api_keys.close()
         await provider.close()
+        if runtime is not None and runtime.dispatcher is not None:
+            await runtime.dispatcher.close()
+            if runtime.dispatcher_task is not None:
+                try:
+                    await asyncio.wait_for(runtime.dispatcher_task, timeout=15)
+                except (TimeoutError, asyncio.CancelledError):
+                    runtime.dispatcher_task.cancel()
         if runtime is not None and runtime.persister is not None:
             await runtime.persister.close()
             if runtime.persister_task is not None:

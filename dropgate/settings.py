@@ -22,11 +22,13 @@ import msgspec
 ENV_PREFIX = "DROPGATE_"
 
 # The subcommands of ``dropgate``, and the groups of them that read the same settings.
-COMMANDS = ("serve", "demo", "migrate", "persister", "keys", "codes", "promos", "reconcile", "restore")
+COMMANDS = ("serve", "demo", "migrate", "persister", "dispatcher", "keys", "codes", "promos", "reconcile", "restore",
+            "webhooks")
 EVERY = frozenset(COMMANDS)  # every command opens the stores
 API = frozenset({"serve", "demo"})  # the commands that answer HTTP
 PERSISTING = API | {"persister", "codes"}  # the commands that run the persister and hold sweeper
 WRITING = API | {"keys", "codes", "reconcile"}  # the commands whose scripts append to the log
+DISPATCHING = API | {"dispatcher"}  # the commands that run the webhook dispatcher
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -56,7 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         frozenset({"serve"}), ge=1)] = 1
     startup_wait_s: Annotated[float, _setting(
         "How long a starting server waits for a configured Redis and PostgreSQL to answer "
-        "(retrying with backoff) before it gives up.", frozenset({"serve", "persister"}), ge=0)] = 30.0
+        "(retrying with backoff) before it gives up.", frozenset({"serve", "persister", "dispatcher"}),
+        ge=0)] = 30.0
     key_prefix: Annotated[str, _setting("Prefix of every Redis key dropgate writes.", EVERY)] = "dg"
     database_schema: Annotated[str | None, _setting(
         "PostgreSQL schema for dropgate's tables. Unset: the search_path's first.", EVERY)] = None
@@ -105,6 +108,43 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Attempts for one failing event before it goes to the dead-letter stream.", PERSISTING, ge=1)] = 5
     persister_retry_base_ms: Annotated[int, _setting(
         "First retry delay of a failing batch (doubles each time).", PERSISTING, ge=0)] = 200
+    dispatcher_enabled: Annotated[bool, _setting(
+        "Run the webhook dispatcher inside `serve` (else run `dropgate dispatcher` somewhere: the "
+        "logs are trimmed only past what it has read).", frozenset({"serve"}))] = True
+    dispatcher_batch_size: Annotated[int, _setting(
+        "Log entries the webhook dispatcher reads at once.", DISPATCHING, ge=1)] = 500
+    dispatcher_block_ms: Annotated[int, _setting(
+        "How long the dispatcher waits before polling an empty log or queue again.", DISPATCHING, ge=1)] = 200
+    dispatcher_lease_ms: Annotated[int, _setting(
+        "Partition lease of a dispatcher; another takes over after it lapses.", DISPATCHING, ge=1)] = 10_000
+    dispatcher_stuck_s: Annotated[float, _setting(
+        "/readyz reports the dispatcher stuck when an event or a due retry has waited longer.",
+        API, gt=0)] = 120.0
+    webhook_allow_private: Annotated[bool, _setting(
+        "Allow webhook URLs on loopback, private, link-local or reserved addresses (and http).",
+        API | {"dispatcher"})] = False
+    webhook_allow_http: Annotated[bool, _setting(
+        "Allow plain http webhook URLs to public addresses.", API | {"dispatcher"})] = False
+    webhook_timeout_s: Annotated[float, _setting(
+        "Longest wait for a webhook receiver's answer.", DISPATCHING, gt=0)] = 10.0
+    webhook_concurrency: Annotated[int, _setting(
+        "Deliveries in flight per endpoint and process.", DISPATCHING, ge=1)] = 4
+    webhook_retry_base_s: Annotated[float, _setting(
+        "First retry delay of a failed delivery (doubles each time, jittered).", DISPATCHING, gt=0)] = 2.0
+    webhook_retry_max_s: Annotated[float, _setting(
+        "Longest delay between two attempts of a delivery.", DISPATCHING, gt=0)] = 3600.0
+    webhook_retry_for_s: Annotated[float, _setting(
+        "How long a delivery is retried before it is failed.", DISPATCHING, gt=0)] = 3 * 86400.0
+    webhook_disable_after_s: Annotated[float, _setting(
+        "An endpoint failing every attempt for this long is disabled.", DISPATCHING, gt=0)] = 3 * 86400.0
+    webhook_spill_after: Annotated[int, _setting(
+        "Log entries a dispatcher may fall behind before it stops trying deliveries inline and "
+        "spills them to PostgreSQL (Redis keeps the entries until every group is past them).",
+        DISPATCHING, ge=1)] = 2000
+    webhook_endpoint_cache_s: Annotated[float, _setting(
+        "How long the dispatcher may use its copy of a tenant's endpoints for events older than "
+        "the copy (an endpoint always receives the events appended after it was registered).",
+        DISPATCHING, ge=0)] = 5.0
     max_backlog: Annotated[int, _setting(
         "Unpersisted events per partition past which writes answer 503 PERSISTENCE_LAGGING.",
         WRITING, ge=1)] = 200_000

@@ -52,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # the subcommands import the server's libraries: only here, so that `dropgate --version`
     # works on a client-only install
-    from dropgate.cli import codes, demo, keys, migrate, promos, reconcile, serve
+    from dropgate.cli import codes, demo, dispatcher, keys, migrate, promos, reconcile, serve, webhooks
 
-    for group in (serve, demo, migrate, keys, codes, promos, reconcile):
+    for group in (serve, dispatcher, demo, migrate, keys, codes, promos, reconcile, webhooks):
         group.register(add)
     return parser
 

@@ -42,14 +42,15 @@ class Invocation:
 
     @contextlib.asynccontextmanager
     async def runtime(self, *, run_persister: bool | None = False, wait_s: float = 0.0,
-                      check: bool = True) -> AsyncIterator[Runtime]:
+                      check: bool = True, run_dispatcher: bool | None = False) -> AsyncIterator[Runtime]:
         """The stores, checked first (so that one not answering is a one-line error; ``check``
         False: the caller has), then opened."""
         from dropgate.runtime import open_runtime
 
         if check:
             await self.wait_for_stores(wait_s=wait_s)
-        async with open_runtime(self.settings, run_persister=run_persister) as runtime:
+        async with open_runtime(self.settings, run_persister=run_persister,
+                                run_dispatcher=run_dispatcher) as runtime:
             yield runtime
 
 

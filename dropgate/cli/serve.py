@@ -22,6 +22,8 @@ def register(add: AddCommand) -> None:
     serve.add_argument("--port", dest="port", help="overrides DROPGATE_PORT")
     serve.add_argument("--no-persister", dest="persister_enabled", action="store_const", const=False,
                        help="do not run the persister in-process (DROPGATE_PERSISTER_ENABLED=false)")
+    serve.add_argument("--no-dispatcher", dest="dispatcher_enabled", action="store_const", const=False,
+                       help="do not run the webhook dispatcher in-process (DROPGATE_DISPATCHER_ENABLED=false)")
     serve.add_argument("--workers", dest="workers", help="overrides DROPGATE_WORKERS")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
     serve.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)  # its lifeline
@@ -73,14 +75,16 @@ async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> i
     parent_fd: int | None = call.args.parent_fd
     if parent_fd is not None:
         die_with_parent()
-    async with call.runtime(run_persister=None, wait_s=settings.startup_wait_s) as runtime, \
+    async with call.runtime(run_persister=None, run_dispatcher=None,
+                            wait_s=settings.startup_wait_s) as runtime, \
             serving(runtime, settings.host, settings.port, reuse_port=reuse_port) as url:
         env = worker_env(os.environ, runtime.redis_url, runtime.database_url, effective_log_level())
         port = int(url.rsplit(":", 1)[1])
         async with extra_workers(settings.workers - 1, settings.host, port, env) as workers:
             provider = runtime.purchases.provider.name
             print(f"{READY_PREFIX}{url} (payments {provider}, redis {runtime.redis_url}, "
-                  f"persister {'on' if runtime.persister else 'off'}"
+                  f"persister {'on' if runtime.persister else 'off'}, "
+                  f"dispatcher {'on' if runtime.dispatcher else 'off'}"
                   + (f", {settings.workers} workers" if settings.workers > 1 else "") + ")", flush=True)
             if provider == "sandbox":
                 print("dropgate: WARNING: payment provider 'sandbox': nothing is charged; anyone can "

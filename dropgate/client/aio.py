@@ -15,6 +15,7 @@ from dropgate.client.offers import Offers, Purchases, Sandbox
 from dropgate.client.promos import Promos
 from dropgate.client.tenants import Keys, Tenants
 from dropgate.client.transport import RetryPolicy, Transport
+from dropgate.client.webhooks import WebhookEndpoints
 from dropgate.models.ops import Health, Readiness
 
 
@@ -73,6 +74,7 @@ class AsyncDropgate:
         self.withdrawals = Withdrawals(self)
         self.orders = Orders(self)
         self.bookings = Bookings(self)
+        self.webhook_endpoints = WebhookEndpoints(self)
 
     @property
     def base_url(self) -> str:

@@ -50,6 +50,10 @@ class Keys:
     def persister_lease(self, partition: int) -> str:
         return f"{self.tag(partition)}:persister"
 
+    def dispatcher_lease(self, partition: int) -> str:
+        """The webhook dispatcher's lease on the partition (same script as the persister's)."""
+        return f"{self.tag(partition)}:dispatcher"
+
     def persister_members(self) -> str:
         """The live persisters (zset name -> expiry ms): each takes ceil(P / live) partitions."""
         return f"{self.prefix}:persisters"

@@ -40,7 +40,7 @@ async def delete_prefix(redis: Redis, prefix: str, *, batch: int = 1000) -> int:
 
 
 # Keys that are bookkeeping, not domain state.
-INFRASTRUCTURE = frozenset({"log", "dead", "persister"})
+INFRASTRUCTURE = frozenset({"log", "dead", "persister", "dispatcher"})
 
 
 @dataclass

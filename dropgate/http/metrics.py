@@ -50,6 +50,44 @@ class _PersisterCollector(Collector):
             yield CounterMetricFamily(name, doc, value=value)
 
 
+class _DispatcherCollector(Collector):
+    """The webhook dispatcher of this process, per endpoint (label ``endpoint``)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        dispatcher = self._runtime.dispatcher
+        if dispatcher is None:
+            return
+        stats = dispatcher.stats
+        lag = GaugeMetricFamily("dropgate_webhook_delivery_lag_seconds",
+                                "Seconds from an event to its delivery (the latest delivered, per endpoint)",
+                                labels=["endpoint"])
+        for endpoint, seconds in sorted(stats.lag_s.items()):
+            lag.add_metric([endpoint], seconds)
+        yield lag
+        for name, values, doc in (
+            ("dropgate_webhook_successes", stats.successes, "Delivery attempts answered 2xx"),
+            ("dropgate_webhook_failures", stats.failures, "Delivery attempts that failed"),
+            ("dropgate_webhook_retries", stats.retries, "Delivery attempts after the first"),
+            ("dropgate_webhook_failed_deliveries", stats.failed_deliveries,
+             "Deliveries given up (retry window over, or endpoint disabled)"),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["endpoint"])
+            for endpoint, n in sorted(values.items()):
+                family.add_metric([endpoint], n)
+            yield family
+        for name, value, doc in (
+            ("dropgate_webhook_log_entries_read", stats.entries_read, "Log entries the dispatcher read"),
+            ("dropgate_webhook_spilled", stats.spilled,
+             "Deliveries written to PostgreSQL untried because the dispatcher was far behind"),
+            ("dropgate_webhook_endpoints_disabled", stats.disabled_endpoints, "Endpoints disabled"),
+            ("dropgate_webhook_dispatcher_errors", stats.transient_errors, "Dispatcher errors (retried)"),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+
 class _ActorCollector(Collector):
     """Per actor system (label ``system``): active actors, mailbox depth, turn latency."""
 
@@ -182,6 +220,7 @@ class Metrics:
         self._build(self.registry)
         self.registry.register(_PersisterCollector(runtime))
         self.registry.register(_ActorCollector(runtime))
+        self.registry.register(_DispatcherCollector(runtime))
         self.registry.register(_WebhookCollector(runtime))
 
     def _build(self, registry: CollectorRegistry) -> None:

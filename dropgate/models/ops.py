@@ -22,3 +22,4 @@ class Readiness(msgspec.Struct, kw_only=True):
     # On Redis Cluster: each master's CLUSTER INFO cluster_state ("ok" when it serves
     # all slots); absent on a single Redis server.
     redis_cluster: dict[str, str] | None = None
+    dispatcher_stuck: bool = False  # reported, not a reason for 503: the API still serves

@@ -4,7 +4,8 @@ Per partition, one persister at a time holds a lease (so the partition's events 
 applied in log order), reads with the consumer group ``persister``, and applies a
 batch in ONE PostgreSQL transaction that also advances the partition's committed
 offset with a compare-and-set. Only after that commit does it XACK and trim the
-stream. So:
+stream (never past another group, the webhook dispatcher, still behind:
+``persistence/trim.py``). So:
 
 - an event at or below the committed offset is skipped: replaying any event, after a
   crash between commit and ack, changes nothing;
@@ -19,7 +20,9 @@ stream. So:
   struct (``engine/events.py``: unknown type, missing or mistyped field, bad JSON) is
   such an event, its reason msgspec's message.
 
-The stream's length is the persistence lag; the scripts refuse writes past
+The stream's length is the persistence lag (more while the webhook dispatcher's
+group is behind: a running dispatcher spills past ``webhook_spill_after``); the scripts
+refuse writes past
 ``max_backlog`` (``dg_backlog_full``).
 """
 
@@ -47,6 +50,7 @@ from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
+from dropgate.persistence.trim import trim_log
 from dropgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -487,12 +491,10 @@ class Persister:
     async def _ack(self, p: int, events: list[Event[Any]], *, trim: bool) -> None:
         stream = self._keys.log(p)
         ids = [e.id for e in events]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xack(stream, GROUP, *ids)
-            if trim:
-                ms, seq = self._offsets[p]
-                pipe.xtrim(stream, minid=f"{ms}-{seq + 1}", approximate=False)
-            await pipe.execute()
+        await self._redis.xack(stream, GROUP, *ids)
+        if trim:  # never past another group (the webhook dispatcher) still behind
+            ms, seq = self._offsets[p]
+            await trim_log(self._redis, stream, upto=(ms, seq + 1))
 
 
 def _payload_text(raw: bytes) -> str:

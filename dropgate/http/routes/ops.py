@@ -11,6 +11,7 @@ from dropgate.engine.redisclient import cluster_state, is_cluster
 from dropgate.http.appkeys import METRICS, OPENAPI
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.ops import Health, Readiness
+from dropgate.webhooks.health import dispatcher_stuck
 
 routes = ApiRoutes("operations")
 
@@ -25,7 +26,8 @@ async def healthz(call: Call[None]) -> Health:
 async def readyz(call: Call[None]) -> web.Response:
     """Redis (on a cluster: every master says cluster_state:ok) and PostgreSQL answer, the
     persistence backlog is under its bound and no partition's events wait without a
-    persister holding its lease (503 if not)."""
+    persister holding its lease (503 if not); also reports a webhook dispatcher
+    that is stuck."""
     rt = call.runtime
     redis_ok = pg_ok = False
     lag = dead = 0
@@ -53,10 +55,16 @@ async def readyz(call: Call[None]) -> web.Response:
         pg_ok = True
     except Exception:
         pass
+    stuck = False
+    if redis_ok and pg_ok:
+        try:
+            stuck = await dispatcher_stuck(rt.redis, rt.pool, rt.keys, rt.settings.dispatcher_stuck_s)
+        except Exception:
+            pass
     ready = redis_ok and pg_ok and lag < rt.settings.max_backlog and not orphaned
     body = Readiness(status="ready" if ready else "unavailable", redis=redis_ok, postgres=pg_ok,
                      persister_lag=lag, max_backlog=rt.settings.max_backlog, dead_letters=dead,
-                     unpersisted_partitions=orphaned, redis_cluster=cluster)
+                     unpersisted_partitions=orphaned, redis_cluster=cluster, dispatcher_stuck=stuck)
     return web.json_response(body=msgspec.json.encode(body), status=200 if ready else 503)
 
 
