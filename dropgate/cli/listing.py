@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -125,6 +125,16 @@ async def write(rows: AsyncIterator[Any], columns: Sequence[str], *, as_json: bo
 def _table_lines(out: TextIO, rows: Iterable[list[str]], widths: Sequence[int]) -> None:
     for r in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() + "\n")
+
+
+async def run_guarded(command: Callable[[Invocation], Awaitable[int]], call: Invocation) -> int:
+    """``command``, with a bad argument as one line on stderr and exit status 2."""
+    if call.args.limit is not None and call.args.limit < 1:
+        return fail("--limit must be at least 1")
+    try:
+        return await command(call)
+    except ArgumentError as exc:
+        return fail(str(exc))
 
 
 def fail(message: str) -> int:

@@ -20,8 +20,8 @@ from dropgate.errors import (
     InventoryConflict,
     NotFound,
     OfferUnavailable,
-    PersistenceLagging,
     PaymentProviderUnavailable,
+    PersistenceLagging,
     QuantityLimit,
     RateLimited,
     SubscriptionInactive,
@@ -33,6 +33,7 @@ from dropgate.http.idempotency import REPLAYED_HEADER
 from dropgate.http.routes import lists
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import check_id, dt_to_ms, ms_to_dt
+from dropgate.models.lists import OfferPage
 from dropgate.models.offers import (
     Offer,
     OfferCreate,
@@ -45,7 +46,6 @@ from dropgate.models.offers import (
     SandboxResult,
     WebhookAck,
 )
-from dropgate.models.lists import OfferPage
 from dropgate.money import format_amount, parse_amount
 from dropgate.persistence.lists import Page
 
