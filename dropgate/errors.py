@@ -181,6 +181,30 @@ class QuantityLimit(DropgateError):
     default_message = "The quantity is over the offer's per-order limit."
 
 
+class PurchaseNotPending(DropgateError):
+    code = "PURCHASE_NOT_PENDING"
+    status = 409
+    default_message = "The purchase is no longer pending."
+
+
+class PurchaseNotPaid(DropgateError):
+    code = "PURCHASE_NOT_PAID"
+    status = 409
+    default_message = "The purchase is not paid (or is already fully refunded)."
+
+
+class RefundExceedsPayment(DropgateError):
+    code = "REFUND_EXCEEDS_PAYMENT"
+    status = 409
+    default_message = "The refund is more than what is left of the payment."
+
+
+class UserLimit(DropgateError):
+    code = "USER_LIMIT"
+    status = 409
+    default_message = "This user already holds or owns as many units of the offer as allowed."
+
+
 class RateLimited(DropgateError):
     code = "RATE_LIMITED"
     status = 429
@@ -270,7 +294,8 @@ ERRORS: dict[str, type[DropgateError]] = {
         TenantRequired, AlreadyExists, Conflict, SubscriptionInactive, FourEyesRequired,
         InsufficientFunds, SlotFull, TenantBusy, AlreadyUsed, Exhausted, Expired, Inactive,
         NotStarted, CustomerLimit, InsufficientInventory, OfferUnavailable, InventoryConflict,
-        QuantityLimit, RateLimited, PaymentProviderUnavailable, InvalidSignature,
+        QuantityLimit, PurchaseNotPending, PurchaseNotPaid, RefundExceedsPayment, UserLimit,
+        RateLimited, PaymentProviderUnavailable, InvalidSignature,
         IdempotencyKeyInUse, IdempotencyKeyReused, PersistenceLagging, Unavailable,
         StorageUnavailable, StaleEpoch, UnknownType, InsufficientCodes, Internal,
     )

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from dropgate.checkout.pages import SandboxPages
 from dropgate.checkout.payments.factory import build_provider
 from dropgate.checkout.purchases import Purchases
+from dropgate.checkout.refunds import Refunds
 from dropgate.checkout.webhooks import Webhooks
 from dropgate.embedded import EmbeddedStack
 from dropgate.engine import redisclient
@@ -28,7 +29,7 @@ from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
 from dropgate.engine.holds import HoldSweeper
-from dropgate.engine.idempotency import Idempotency
+from dropgate.engine.idempotency import Idempotency, stale_after_ms
 from dropgate.engine.invites import Invites
 from dropgate.engine.keys import Keys
 from dropgate.engine.ledger import Ledger
@@ -68,6 +69,7 @@ class Runtime:
     purchases: Purchases
     webhooks: Webhooks
     sandbox: SandboxPages
+    refunds: Refunds
     hold_sweeper: HoldSweeper
     idempotency: Idempotency
     actor_systems: list[ActorSystem[Any]] = field(default_factory=list)  # metrics, drained at close
@@ -166,6 +168,7 @@ async def open_runtime(
             ledger=Ledger(ctx), actors=TenantActorSystem(ctx),
             offers=offers, purchases=purchases, webhooks=Webhooks(offers, provider),
             sandbox=SandboxPages(offers, provider, purchases.redirects),
+            refunds=Refunds(offers, provider, hold_stale_ms=stale_after_ms(settings.stripe_timeout_s)),
             hold_sweeper=HoldSweeper(ctx, offers), idempotency=Idempotency(ctx),
             redis_url=endpoints.redis_url, database_url=endpoints.database_url,
         )

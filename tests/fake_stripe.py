@@ -1,10 +1,14 @@
 """A local fake of the Stripe API parts dropgate uses, for the real ``stripe`` library.
 
-Serves ``POST /v1/checkout/sessions``, ``POST /v1/checkout/sessions/{id}/expire`` and
-``POST /v1/refunds`` on 127.0.0.1 (form-encoded in, JSON out, Stripe's error shape),
+Serves ``POST /v1/checkout/sessions``, ``POST /v1/checkout/sessions/{id}/expire``,
+``POST /v1/refunds`` and ``GET /v1/payment_intents/{id}`` on 127.0.0.1 (form-encoded
+in, JSON out, Stripe's error shape). As Stripe does, it expires only an open session,
+and refunds only a payment it took, for no more than is left of it (``amount``
+default: the rest); a completed event (``event()``) is what takes the payment. It
 honours ``Idempotency-Key`` like Stripe, and can be told to fail (HTTP 500), hang
 (never answer), or answer a session without its ``url``. ``event()`` builds the
-webhook events Stripe would send, signed with the endpoint secret.
+webhook events Stripe would send, signed with the endpoint secret; ``charge_event()``
+the charge events (a refund made in the dashboard, a dispute).
 
 It validates what Stripe validates, with Stripe's answers (400 ``invalid_request_error``
 naming the ``param``): ``success_url`` / ``cancel_url`` absolute http(s) URLs of at most
@@ -90,6 +94,7 @@ class FakeStripe:
     refund_mode: Mode = "ok"
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: list[dict[str, Any]] = field(default_factory=list)
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)  # payment intent -> payment
     calls: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _idem: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # key -> (request, answer)
@@ -106,6 +111,7 @@ class FakeStripe:
         app.router.add_post("/v1/checkout/sessions", self._create_session)
         app.router.add_post("/v1/checkout/sessions/{id}/expire", self._expire_session)
         app.router.add_post("/v1/refunds", self._create_refund)
+        app.router.add_get("/v1/payment_intents/{id}", self._get_payment_intent)
         return app
 
     async def start(self) -> None:
@@ -186,8 +192,23 @@ class FakeStripe:
         session = self.sessions.get(request.match_info["id"])
         if session is None:
             return _error(404, "invalid_request_error", "No such checkout.session")
+        if session["status"] != "open":
+            return _error(400, "invalid_request_error",
+                          f"Only Checkout Sessions with a status of open can be expired; this one is "
+                          f"{session['status']}.")
         session["status"] = "expired"
         return web.json_response(session)
+
+    async def _get_payment_intent(self, request: web.Request) -> web.Response:
+        refused = await self._gate(request, "ok")
+        if refused is not None:
+            return refused
+        payment = self.payments.get(request.match_info["id"])
+        if payment is None:
+            return _error(404, "invalid_request_error", "No such payment_intent")
+        return web.json_response({"id": request.match_info["id"], "object": "payment_intent",
+                                  "amount": payment["amount"], "currency": payment["currency"],
+                                  "status": "succeeded", "metadata": payment["metadata"]})
 
     async def _create_refund(self, request: web.Request) -> web.Response:
         refused = await self._gate(request, self.refund_mode)
@@ -195,9 +216,27 @@ class FakeStripe:
             return refused
         form = await request.post()
 
+        key = request.headers.get("Idempotency-Key")
+        if key and key in self._idem:
+            return await self._idempotent(request, _never)  # replayed (or refused: other params)
+        intent = str(form.get("payment_intent") or "")
+        payment = self.payments.get(intent)
+        if payment is None:
+            return _error(400, "invalid_request_error", f"No such payment_intent: '{intent}'")
+        left = payment["amount"] - payment["refunded"]
+        amount = int(str(form["amount"])) if "amount" in form else left
+        if left == 0:
+            return _error(400, "invalid_request_error", f"Charge ch_{intent} has already been refunded.")
+        if amount < 1 or amount > left:
+            return _error(400, "invalid_request_error",
+                          f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})")
+
         async def make() -> dict[str, Any]:
-            refund = {"id": f"re_test_{next(self._ids):06d}", "object": "refund",
-                      "payment_intent": form.get("payment_intent"), "status": "succeeded"}
+            payment["refunded"] += amount
+            refund = {"id": f"re_test_{next(self._ids):06d}", "object": "refund", "amount": amount,
+                      "payment_intent": intent, "charge": payment["charge"], "status": "succeeded",
+                      "metadata": {k[len("metadata["):-1]: str(v) for k, v in form.items()
+                                   if k.startswith("metadata[")}}
             self.refunds.append(refund)
             return refund
 
@@ -219,8 +258,14 @@ class FakeStripe:
         if event_type == "checkout.session.completed":
             session.update(status="complete", payment_status="paid",
                            payment_intent="pi_" + session_id)
+            self.sessions[session_id]["status"] = "complete"
+            self.payments.setdefault("pi_" + session_id, {
+                "amount": session.get("amount_total", 0), "currency": session.get("currency"), "refunded": 0,
+                "metadata": dict(session.get("metadata") or {}), "charge": "ch_" + session_id})
         elif event_type == "checkout.session.expired":
             session.update(status="expired")
+            if self.sessions[session_id]["status"] == "open":
+                self.sessions[session_id]["status"] = "expired"
         session.update(changes)
         payload = msgspec.json.encode({
             "id": event_id or f"evt_test_{next(self._ids):06d}", "object": "event",
@@ -229,6 +274,51 @@ class FakeStripe:
         })
         return payload, {"Stripe-Signature": sign_payload(payload, secret),
                          "Content-Type": "application/json"}
+
+
+    def charge_event(self, event_type: str, payment_intent: str, *, event_id: str | None = None,
+                     refunds: list[dict[str, Any]] | None = None, listed: bool = True,
+                     metadata: bool = True) -> tuple[bytes, dict[str, str]]:
+        """A signed ``charge.refunded`` (the charge, listing ``refunds``: default every
+        refund made so far; ``listed=False`` as newer API versions send it, without the
+        list) or ``charge.dispute.created`` (the dispute, with no metadata of ours)."""
+        payment = self.payments[payment_intent]
+        obj: dict[str, Any]
+        if event_type == "charge.dispute.created":
+            obj = {"id": f"dp_test_{next(self._ids):06d}", "object": "dispute", "charge": payment["charge"],
+                   "payment_intent": payment_intent, "amount": payment["amount"],
+                   "currency": payment["currency"], "status": "needs_response", "metadata": {}}
+        else:
+            made = [r for r in self.refunds if r["payment_intent"] == payment_intent] if refunds is None else refunds
+            obj = {"id": payment["charge"], "object": "charge", "payment_intent": payment_intent,
+                   "amount": payment["amount"], "currency": payment["currency"],
+                   "amount_refunded": sum(r["amount"] for r in made), "refunded": True,
+                   "metadata": dict(payment["metadata"]) if metadata else {}}
+            if listed:
+                obj["refunds"] = {"object": "list", "data": made, "has_more": False}
+        payload = msgspec.json.encode({
+            "id": event_id or f"evt_test_{next(self._ids):06d}", "object": "event",
+            "type": event_type, "created": int(time.time()), "livemode": False,
+            "api_version": "2024-06-20", "data": {"object": obj},
+        })
+        return payload, {"Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET),
+                         "Content-Type": "application/json"}
+
+    def dashboard_refund(self, payment_intent: str, amount: int | None = None) -> dict[str, Any]:
+        """A refund made in Stripe's dashboard (no API call of dropgate's)."""
+        payment = self.payments[payment_intent]
+        amount = payment["amount"] - payment["refunded"] if amount is None else amount
+        assert 0 < amount <= payment["amount"] - payment["refunded"]
+        payment["refunded"] += amount
+        refund = {"id": f"re_test_{next(self._ids):06d}", "object": "refund", "amount": amount,
+                  "payment_intent": payment_intent, "charge": payment["charge"], "status": "succeeded",
+                  "metadata": {}}
+        self.refunds.append(refund)
+        return refund
+
+
+async def _never() -> dict[str, Any]:
+    raise AssertionError("an idempotent replay never makes a new object")
 
 
 def _error(status: int, kind: str, message: str) -> web.Response:

@@ -42,6 +42,7 @@ from dropgate.engine.events import (
     PromoRedeemed,
     PromoSaved,
     PromoUseRolledBack,
+    TenantCheckout,
     TenantSaved,
     WithdrawalCompleted,
     WithdrawalInitiated,
@@ -134,6 +135,9 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     t = await log.one("resync_tenant", call("resync_tenant", [tk.log, tk.tenant()], [bound, "acme"]),
                       TenantSaved)
     assert t.status == "trialing"
+    urls = await log.one("tenant_checkout", rt.tenants.set_checkout(
+        "acme", success_url="https://shop.test/ok", cancel_url=None), TenantCheckout)
+    assert (urls.tenant_id, urls.success_url, urls.cancel_url) == ("acme", "https://shop.test/ok", None)
     [k] = await log.run("apikey_create", rt.api_keys.create(role="service", tenant_id="acme"),
                         ApikeyCreated)
     key_id = log.result[0]
@@ -309,11 +313,22 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     assert (refund.status, refund.refund, refund.retaken, hook.outcome) == ("refunded", "pending", False, "refund")
     done = await log.one("offer_refund_done", offers.refund_done("acme", "of", "pd", refund_id="re_d"),
                          OfferPurchase)
-    assert (done.refund, done.refund_id) == ("done", "re_d")
+    assert (done.refund, done.refund_id, done.refunded_minor, done.refunds) == ("done", "re_d", 1500,
+                                                                              {"re_d": 1500})
+    # pa: disputed (units stay sold), then a dashboard refund of part of it, by webhook
+    disputed, hook = await log.run("offer_dispute", offers.dispute(
+        "acme", "of", "pa", event_id="evt_4", event_type="charge.dispute.created"),
+        OfferPurchase, OfferWebhook)
+    assert (disputed.status, disputed.units, hook.outcome) == ("disputed", "sold", "disputed")
+    part, hook = await log.run("offer_refund", offers.refund(
+        "acme", "of", "pa", refund_id="re_a", amount_minor=500, restock=True, event_id="evt_5",
+        event_type="charge.refunded"), OfferPurchase, OfferWebhook)
+    assert (part.status, part.refunded_minor, part.refunds, hook.outcome) == (
+        "disputed", 500, {"re_a": 500}, "partially_refunded")
     of, buy = await log.run("resync_offer", call("resync_offer", [tk.log, tk.offer("of"), tk.purchases()],
                                                  [bound, "acme", "of", "1", "pa"]),
                             OfferSaved, OfferPurchase)
-    assert of.total == 1 and (buy.purchase_id, buy.status) == ("pa", "paid")
+    assert of.total == 1 and (buy.purchase_id, buy.status) == ("pa", "disputed")
 
     # every script that can append was run, each appending every type it can
     assert {name: {e.type for e in events} for name, events in log.by_script.items()} == (

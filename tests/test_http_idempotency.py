@@ -130,6 +130,25 @@ async def _promo_uses(rt: Runtime, p: Persister, api: Api) -> int:
     return int((await api.call("GET", "/v1/promos/PROMO"))[1]["times_used"])
 
 
+async def _paid(api: Api) -> dict[str, str]:
+    status, body = await api.call("POST", "/v1/offers", json={
+        "offer_id": "of1", "event_id": "ev1", "name": "Tee", "price": "25.00", "currency": "usd",
+        "inventory_total": 5})
+    assert status == 201, body
+    status, held = await api.call("POST", "/v1/offers/of1/purchase", json={"user_id": "u1", "quantity": 2})
+    assert status == 201, held
+    status, paid = await api.call("POST", f"/v1/sandbox/checkout/{held['checkout_session_id']}/complete")
+    assert status == 200 and paid["webhook_response"]["outcome"] == "confirmed", paid
+    return {"purchase_id": held["purchase_id"]}
+
+
+async def _refunded_minor(rt: Runtime, p: Persister, api: Api) -> int:
+    status, body = await api.call("GET", "/v1/purchases/" + next(iter(
+        await rt.redis.hkeys(rt.keys.tenant("acme").purchases()))).decode())
+    assert status == 200, body
+    return int(body["refunded_amount"].replace(".", ""))
+
+
 # route -> (path template, setup returning the path's values, body, another body, effect counter, its value after one)
 CASES: dict[str, tuple[str, Setup, dict[str, Any], dict[str, Any], Count, int]] = {
     "payment": ("/v1/payments", _none, {"amount": "12.50", "currency": "usd", "reference": "r1"},
@@ -153,6 +172,8 @@ CASES: dict[str, tuple[str, Setup, dict[str, Any], dict[str, Any], Count, int]] 
                _invite_uses, 1),
     "promo": ("/v1/promos/{code}/redeem", _promo, {"customer_id": "c1", "base_amount": "10.00"},
               {"customer_id": "c1", "base_amount": "20.00"}, _promo_uses, 1),
+    "refund": ("/v1/purchases/{purchase_id}/refund", _paid, {"amount": "10.00"}, {"amount": "11.00"},
+               _refunded_minor, 1000),
 }
 
 

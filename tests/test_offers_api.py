@@ -103,7 +103,7 @@ async def test_openapi_covers_the_offer_routes(api: Api) -> None:
 
 def test_offer_script_headers_match_their_files() -> None:
     offer_scripts = {n: s for n, s in sources().items() if n.startswith("offer_")}
-    assert len(offer_scripts) == 9  # offer_finish_batch folded into offer_purchase_batch
+    assert len(offer_scripts) == 12  # offer_finish_batch folded into offer_purchase_batch; refunds: 3
     for name, src in offer_scripts.items():
         assert src.declared_keys == tuple(range(1, src.num_keys + 1)), name
         assert all(code in ERRORS for code in src.declared_errors), name

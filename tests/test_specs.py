@@ -59,14 +59,14 @@ async def test_the_guarded_swap_replaces_merges_and_respects_the_version(runtime
     await runtime.scripts.call("restore_members", [staged], ["1", "set", "a", "b"])
     await runtime.scripts.call("restore_members", [staged_shared], ["1", "hash", "new", "2"])
     unused = [staged, staged]
-    answer = await runtime.scripts.call("restore_swap", [hash_, coll, staged, shared, staged_shared, *unused, *unused],
-                                        ["*", "rm--", "", "version", 3])
+    answer = await runtime.scripts.call("restore_swap", [hash_, coll, staged, shared, staged_shared, *unused, *unused,
+                                                         *unused], ["*", "rm---", "", "version", 3])
     assert answer == {"restored": True}
     assert sorted(await runtime.redis.smembers(coll)) == [b"a", b"b"]
     assert await runtime.redis.hgetall(shared) == {b"keep": b"1", b"new": b"2"}
     assert not await runtime.redis.exists(staged, staged_shared)
     await runtime.scripts.call("restore_members", [staged], ["1", "set", "c"])
-    refused = await runtime.scripts.call("restore_swap", [hash_, coll, staged, *unused, *unused, *unused],
-                                         ["2", "r---", "", "version", 4])
+    refused = await runtime.scripts.call("restore_swap", [hash_, coll, staged, *unused, *unused, *unused, *unused],
+                                         ["2", "r----", "", "version", 4])
     assert refused == {"restored": False, "version": 3}
     assert sorted(await runtime.redis.smembers(coll)) == [b"a", b"b"] and not await runtime.redis.exists(staged)

@@ -24,7 +24,7 @@ def test_state_and_event_structs_have_the_specs_fields() -> None:
     assert set(OfferSaved.__struct_fields__) == saved
     assert {"reserved", "sold", "version"}.isdisjoint(saved)  # counters and the event's own v
     optional = {f.name for f in msgspec.structs.fields(OfferSaved) if f.default is None}
-    assert optional == {"expires_at_ms"}
+    assert optional == {"expires_at_ms", "max_per_user", "success_url", "cancel_url"}
 
 
 def test_invite_saved_is_the_invite_specs_saved_fields() -> None:

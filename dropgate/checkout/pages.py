@@ -74,7 +74,7 @@ class SandboxPages:
     """The sandbox checkout of one process: NotFound unless the provider is the sandbox."""
 
     def __init__(self, offers: Offers, provider: PaymentProvider,
-                 redirects: Callable[[str, str], Redirects]) -> None:
+                 redirects: Callable[..., Redirects]) -> None:
         self._offers = offers
         self._provider = provider
         self._redirects = redirects  # (tenant id, purchase id) -> its URLs: Purchases.redirects
@@ -95,7 +95,8 @@ class SandboxPages:
     async def redirects(self, session_id: str) -> Redirects:
         """Where the sandbox's Pay / Cancel send the browser (``{CHECKOUT_SESSION_ID}`` filled)."""
         _, p = await self._session(session_id)
-        urls = self._redirects(p.tenant_id, p.purchase_id)
+        success_url, cancel_url = await self._offers.checkout_urls(p.tenant_id, p.offer_id)
+        urls = self._redirects(p.tenant_id, p.purchase_id, success_url=success_url, cancel_url=cancel_url)
         return Redirects(success_url=for_session(urls.success_url, session_id),
                          cancel_url=for_session(urls.cancel_url, session_id))
 

@@ -8,10 +8,10 @@
    the idempotency key (Stripe's semantics: replay, 422 for another body, 409 while
    running; none of these spends a rate-limit token), then for new work the user's
    rate limit (the shared GCRA, 429 with Retry-After), and the hold itself
-   (``offer_purchase_batch-9.lua``);
+   (``offer_purchase_batch-10.lua``);
 3. the payment provider's checkout session, ``expires_at`` = the hold's expiry,
    the purchase id in its metadata. If the provider fails or times out, the hold
-   is released (``offer_release-6.lua``) and the answer is 503
+   is released (``offer_release-7.lua``) and the answer is 503
    ``PAYMENT_PROVIDER_UNAVAILABLE``, logged with offer, tenant, user, quantity, error;
 4. the response is sent, and stored under the idempotency key with the offer's next
    batch (same queue, ahead of the new requests, same script call; nobody waits for
@@ -161,7 +161,8 @@ class Purchases:
         if held.recover:
             return await self._recover(tenant_id, offer_id, user_id, digest, held)
         checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held,
-                             self.redirects(tenant_id, purchase_id))
+                             self.redirects(tenant_id, purchase_id, success_url=held.success_url,
+                                            cancel_url=held.cancel_url))
         try:
             session = await self.provider.create_checkout(checkout)
         except BaseException as exc:
@@ -200,7 +201,8 @@ class Purchases:
         for the hold's checkout again, the same request under the same provider
         idempotency key, which gives the same session and so the same body."""
         checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held,
-                             self.redirects(tenant_id, held.purchase_id))
+                             self.redirects(tenant_id, held.purchase_id, success_url=held.success_url,
+                                            cancel_url=held.cancel_url))
         try:
             session = await self.provider.create_checkout(checkout)
         except Exception as exc:  # nothing stored: a later repeat recovers again
@@ -214,10 +216,14 @@ class Purchases:
             idem_digest=digest, status=201, body=body))
         return PurchaseAnswer(status=201, body=body, replayed=True)
 
-    def redirects(self, tenant_id: str, purchase_id: str) -> Redirects:
+    def redirects(self, tenant_id: str, purchase_id: str, *, success_url: str = "",
+                  cancel_url: str = "") -> Redirects:
         """The purchase's success/cancel URLs, for the provider's session and the sandbox's
-        Pay / Cancel alike (the offer's and tenant's URLs plug in here)."""
-        return resolve_redirects(self._public_base, tenant_id=tenant_id, purchase_id=purchase_id)
+        Pay / Cancel alike: ``success_url`` / ``cancel_url`` are the offer's, else the
+        tenant's (the purchase script reads them with the hold; ``Offers.checkout_urls``
+        for the sandbox), else dropgate's own pages."""
+        return resolve_redirects(self._public_base, tenant_id=tenant_id, purchase_id=purchase_id,
+                                 offer_success_url=success_url or None, offer_cancel_url=cancel_url or None)
 
     async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem) -> PurchaseAnswer:
         """Store the final response (and the checkout session) before the client sees it."""

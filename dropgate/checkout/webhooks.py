@@ -1,10 +1,13 @@
 """The payment provider's webhooks: verified, then applied by the offer scripts.
 
 ``checkout.session.completed`` (and ``async_payment_succeeded``) confirms the hold
-(``offer_confirm-6.lua``; a payment for a released hold re-takes the units or is
-refunded through the provider), ``checkout.session.expired`` releases it; a repeated
-event id changes nothing. The signature is checked with the ``stripe`` library,
-here above the engine: the engine never sees the provider.
+(``offer_confirm-7.lua``; a payment for a released hold re-takes the units or is
+refunded through the provider; so is one for a canceled or failed purchase),
+``checkout.session.expired`` releases it, ``checkout.session.async_payment_failed``
+releases it as ``failed``; a repeated event id changes nothing. The charge events
+(``charge.refunded``, ``charge.dispute.created``) are ``checkout/charges.py``. The
+signature is checked with the ``stripe`` library, here above the engine: the engine
+never sees the provider.
 
 A signed event is trusted to come from the provider, not to name the right purchase:
 its session id, amount and currency must be the purchase's (``_mismatch``), else it
@@ -20,6 +23,7 @@ from typing import Any
 import msgspec
 import stripe
 
+from dropgate.checkout.charges import CHARGE_EVENTS, ChargeEvents
 from dropgate.checkout.payments.base import PaymentProvider, PaymentProviderError
 from dropgate.checkout.payments.sandbox import SandboxProvider, session_id_for
 from dropgate.engine.offers import Offers, PurchaseRecord
@@ -36,6 +40,7 @@ class Webhooks:
         self._offers = offers
         self.provider = provider
         self.mismatches = 0  # signed events that named a purchase they do not match (/metrics)
+        self._charges = ChargeEvents(offers, provider)
 
     def _verified(self, payload: bytes, signature: str | None) -> tuple[dict[str, Any], str, dict[str, Any]]:
         """(event, its type, its data.object) of a correctly signed, readable event."""
@@ -80,7 +85,7 @@ class Webhooks:
         got = session.get("id")
         if got != expected:
             return f"session id {got!r} is not the purchase's {expected!r}"
-        if event_type == "checkout.session.expired":
+        if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
             return None
         amount, currency = session.get("amount_total"), session.get("currency")
         if type(amount) is not int or amount != p.amount_minor:
@@ -105,8 +110,17 @@ class Webhooks:
     async def handle(self, payload: bytes, signature: str | None) -> str:
         """Verify and apply one provider event; return what it did."""
         event, event_type, session = self._verified(payload, signature)
+        if event_type in CHARGE_EVENTS:
+            try:
+                event_id = check_id(str(event["id"]), "event_id")
+            except ValidationError:
+                return "ignored"
+            outcome = await self._charges.handle(event_type, event_id, session)
+            if outcome == "mismatch":
+                self.mismatches += 1
+            return outcome
         if event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded",
-                              "checkout.session.expired"):
+                              "checkout.session.expired", "checkout.session.async_payment_failed"):
             return "ignored"
         meta = session.get("metadata") or {}
         try:
@@ -121,8 +135,9 @@ class Webhooks:
         try:
             if not await self._matches(event_id, event_type, session, tenant_id, purchase_id):
                 return "mismatch"
-            if event_type == "checkout.session.expired":
-                out = await self._offers.release(tenant_id, offer_id, purchase_id, status="expired",
+            if event_type in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+                status = "expired" if event_type == "checkout.session.expired" else "failed"
+                out = await self._offers.release(tenant_id, offer_id, purchase_id, status=status,
                                                  event_id=event_id, event_type=event_type)
                 return out.outcome
             if session.get("payment_status") not in ("paid", "no_payment_required"):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dropgate.cli import listing
 from dropgate.cli.common import AddCommand, Invocation
+from dropgate.http.listspecs import PURCHASES
 
-STATUSES = ("pending", "paid", "released", "expired", "refunded")
+STATUSES = PURCHASES.filters["status"].values  # the API's filter, not a copy
 
 
 def register(add: AddCommand) -> None:

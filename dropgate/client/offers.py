@@ -18,6 +18,7 @@ from dropgate.models.offers import (
     OfferPatch,
     Purchase,
     PurchaseCreated,
+    PurchaseRefund,
     PurchaseRequest,
     SandboxResult,
 )
@@ -138,7 +139,8 @@ class Purchases(Namespace):
     async def get(self, purchase_id: str) -> Purchase:
         """A purchase and its ``status`` (``GET /v1/purchases/{purchase_id}``).
 
-        ``pending``, ``paid``, ``released``, ``expired`` or ``refunded``. Raises ``NotFound``.
+        ``pending``, ``paid``, ``released``, ``expired``, ``refunded``, ``canceled``,
+        ``partially_refunded``, ``disputed`` or ``failed``. Raises ``NotFound``.
         """
         return await self._call("GET", "/v1/purchases/{purchase_id}", Purchase,
                                 path_params={"purchase_id": purchase_id})
@@ -163,6 +165,32 @@ class Purchases(Namespace):
 
         return self._pages(fetch, {"offer_id": offer_id, "user_id": user_id, "status": status},
                            page_size=page_size, consistent=consistent)
+
+    async def cancel(self, purchase_id: str) -> Purchase:
+        """Cancel a pending purchase (``POST /v1/purchases/{purchase_id}/cancel``).
+
+        Its checkout session is expired at the provider and its hold released
+        (``status`` ``canceled``); a payment that still completes is refunded. Raises
+        ``PurchaseNotPending``, ``NotFound`` or ``PaymentProviderUnavailable``
+        (nothing changed).
+        """
+        return await self._call("POST", "/v1/purchases/{purchase_id}/cancel", Purchase,
+                                path_params={"purchase_id": purchase_id})
+
+    async def refund(self, purchase_id: str, *, amount: str | None = None, restock: bool = True,
+                     idempotency_key: str | None = None) -> Purchase:
+        """Refund a paid purchase through the provider (``POST /v1/purchases/{purchase_id}/refund``).
+
+        ``amount`` (a decimal string in the purchase's currency) defaults to all that
+        is left of the payment; a full refund with ``restock`` returns the units. The
+        server keeps the answer per ``Idempotency-Key``, so a retry never refunds
+        twice. Raises ``PurchaseNotPaid``, ``RefundExceedsPayment``, ``NotFound`` or
+        ``PaymentProviderUnavailable`` (nothing refunded).
+        """
+        return await self._call("POST", "/v1/purchases/{purchase_id}/refund", Purchase,
+                                path_params={"purchase_id": purchase_id},
+                                body=PurchaseRefund(amount=amount, restock=restock),
+                                idempotency_key=idempotency_key)
 
 
 class Sandbox(Namespace):

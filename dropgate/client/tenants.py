@@ -16,6 +16,8 @@ from dropgate.models.tenants import (
     SubscriptionStatus,
     SubscriptionUpdate,
     Tenant,
+    TenantCheckout,
+    TenantCheckoutUpdate,
     TenantCreate,
 )
 
@@ -84,6 +86,18 @@ class Tenants(Namespace):
 
         return self._pages(fetch, {"subscription_status": subscription_status},
                            page_size=page_size, consistent=consistent)
+
+    async def set_checkout(self, tenant_id: str, *, success_url: str | None = None,
+                           cancel_url: str | None = None) -> TenantCheckout:
+        """Where the tenant's checkouts return the buyer when the offer names no URL
+        (``PUT /v1/tenants/{tenant_id}/checkout``); ``None`` means dropgate's own pages.
+
+        Absolute http(s) URLs; ``{CHECKOUT_SESSION_ID}`` and ``{PURCHASE_ID}`` are filled
+        in. Raises ``ValidationError`` or ``NotFound``.
+        """
+        return await self._call("PUT", "/v1/tenants/{tenant_id}/checkout", TenantCheckout,
+                                path_params={"tenant_id": tenant_id},
+                                body=TenantCheckoutUpdate(success_url=success_url, cancel_url=cancel_url))
 
 
     async def subscription_history(self, tenant_id: str) -> SubscriptionHistory:

@@ -76,6 +76,14 @@ class TenantSaved(EventPayload, tag="tenant.saved"):
     changed_by: str = ""  # the key's id; '' the bootstrap key or the CLI
 
 
+class TenantCheckout(EventPayload, tag="tenant.checkout"):
+    """A tenant's checkout redirect URLs (null: none); the event's version is their own."""
+
+    tenant_id: str
+    success_url: str | None = None
+    cancel_url: str | None = None
+
+
 class ApikeyCreated(EventPayload, tag="apikey.created"):
     key_id: str
     secret_sha256: str
@@ -280,7 +288,7 @@ class OfferWebhook(EventPayload, tag="offer.webhook"):
 
 
 Payload = (
-    TenantSaved | ApikeyCreated | ApikeyRevoked
+    TenantSaved | TenantCheckout | ApikeyCreated | ApikeyRevoked
     | InviteSaved | InviteRedeemed
     | CodesUploaded | CodesReserved | CodesAssigned | CodesReleased | CodesResynced
     | CampaignSaved | CodesCommitted | CodesDiscarded

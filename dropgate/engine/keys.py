@@ -197,6 +197,10 @@ class TenantKeys:
         """The offer's live holds: purchase id -> expiry ms."""
         return f"{self.base}:offer:{check_id(offer_id, 'offer_id')}:holds"
 
+    def offer_users(self, offer_id: str) -> str:
+        """The offer's buyers: user id -> units held or owned (max_per_user)."""
+        return f"{self.base}:offer:{check_id(offer_id, 'offer_id')}:users"
+
     def offers_by_event(self, event_id: str) -> str:
         """Set of the offer ids of one event (the list endpoint reads it)."""
         return f"{self.base}:event:{check_id(event_id, 'event_id')}:offers"

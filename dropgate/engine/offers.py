@@ -1,11 +1,13 @@
 """Offers: inventory where ``available = total - reserved - sold`` never goes negative.
 
 Script <-> method: ``offer_create-3.lua`` <-> ``Offers.create``,
-``offer_update-5.lua`` <-> ``Offers.update``, ``offer_read-5.lua`` <-> ``Offers.read``,
-``offer_purchase_batch-9.lua`` <-> ``Offers.purchase_batch``,
-``offer_release-6.lua`` <-> ``Offers.release``, ``offer_confirm-6.lua`` <-> ``Offers.confirm``,
+``offer_update-6.lua`` <-> ``Offers.update``, ``offer_read-6.lua`` <-> ``Offers.read``,
+``offer_purchase_batch-10.lua`` <-> ``Offers.purchase_batch``,
+``offer_release-7.lua`` <-> ``Offers.release``, ``offer_confirm-7.lua`` <-> ``Offers.confirm``,
 ``offer_refund_done-3.lua`` <-> ``Offers.refund_done``,
-``offer_expire_holds-5.lua`` <-> ``Offers.expire_holds``,
+``offer_refund_hold-3.lua`` <-> ``Offers.refund_hold``, ``offer_refund-5.lua`` <-> ``Offers.refund``,
+``offer_dispute-4.lua`` <-> ``Offers.dispute``,
+``offer_expire_holds-6.lua`` <-> ``Offers.expire_holds``,
 ``offer_housekeep-3.lua`` <-> ``Offers.housekeep``.
 
 The purchase flow around these (rate limits, idempotency, the payment provider,
@@ -79,6 +81,15 @@ class PurchaseRecord(msgspec.Struct, kw_only=True):
     refund_id: str | None = None
     retaken: bool = False
     offer_version: int = 0
+    # where the units are: 'held' (pending), 'sold', 'none' (a full refund without
+    # restock keeps them sold); the offer's reserved / sold count exactly these
+    units: str = "none"
+    refunded_minor: int = 0
+    refunds: dict[str, int] = {}  # refund id -> amount: each refund applied once
+
+    @property
+    def refundable_minor(self) -> int:
+        return self.amount_minor - self.refunded_minor
 
 
 class HoldRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,6 +119,8 @@ class HoldResult(msgspec.Struct, kw_only=True):
     recover: int = 0  # the key's first request stopped answering after its hold
     purchase_id: str = ""  # of the hold to recover
     quantity: int = 0
+    success_url: str = ""  # the offer's, else the tenant's ('' none: dropgate's own pages)
+    cancel_url: str = ""
 
 
 class FinishItem(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +141,21 @@ class Outcome(msgspec.Struct, kw_only=True):
     payment_intent: str | None = None
 
 
+class RefundHold(msgspec.Struct, kw_only=True):
+    """An amount set aside for one refund under way (``offer_refund_hold-3.lua``)."""
+
+    amount: int
+    payment_intent: str
+    currency: str
+    status: str
+
+
+class RefundOutcome(msgspec.Struct, kw_only=True):
+    outcome: str
+    status: str
+    refunded_minor: int = 0
+
+
 _hold_results = msgspec.json.Decoder(list[HoldResult])
 _encoder = msgspec.json.Encoder()
 _record_decoder = msgspec.json.Decoder(PurchaseRecord)
@@ -141,6 +169,10 @@ class Offers:
         """log, offer, holds, the partition's hold expiry queue, purchases."""
         return [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
                 tk.purchases()]
+
+    def _keys6(self, tk: TenantKeys, offer_id: str) -> list[str]:
+        """``_keys5`` and the offer's users (units held or owned per user)."""
+        return [*self._keys5(tk, offer_id), tk.offer_users(offer_id)]
 
     async def create(self, tenant_id: str, *, offer_id: str | None, **fields: object) -> OfferState:
         """Create an offer from ``fields``: every field of the spec (``OFFER``) but the
@@ -158,12 +190,15 @@ class Offers:
         self, tenant_id: str, offer_id: str, *, total: int | None = None,
         active: bool | None = None, archived: bool | None = None,
         expires_at_ms: int | msgspec.UnsetType | None = msgspec.UNSET,
+        max_per_user: int | msgspec.UnsetType | None = msgspec.UNSET,
+        success_url: str | msgspec.UnsetType | None = msgspec.UNSET,
+        cancel_url: str | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> OfferState:
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_update", self._keys5(tk, offer_id),
+            "offer_update", self._keys6(tk, offer_id),
             [self._ctx.backlog_bound, tenant_id, offer_id, keep_arg(total), keep_arg(active), keep_arg(archived),
-             patch_arg(expires_at_ms)],
+             patch_arg(expires_at_ms), patch_arg(max_per_user), patch_arg(success_url), patch_arg(cancel_url)],
             type=OfferState,
         )
 
@@ -171,7 +206,7 @@ class Offers:
         """The offer with exact availability (expired holds released first)."""
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_read", self._keys5(tk, offer_id), [self._ctx.backlog_bound, tenant_id, offer_id],
+            "offer_read", self._keys6(tk, offer_id), [self._ctx.backlog_bound, tenant_id, offer_id],
             type=OfferState,
         )
 
@@ -206,7 +241,7 @@ class Offers:
             "offer_purchase_batch",
             [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
              tk.tenant(), tk.purchases(), tk.offer_idempotency(), tk.offer_idempotency_expiry(),
-             tk.purchase_ratelimit()],
+             tk.purchase_ratelimit(), tk.offer_users(offer_id)],
             args, durable=True,
         )
         return _hold_results.decode(raw)
@@ -216,7 +251,7 @@ class Offers:
         tk = self._ctx.keys.tenant(tenant_id)
         event_key = tk.webhook_event(event_id or "none")
         return await self._ctx.scripts.call(
-            "offer_release", [*self._keys5(tk, offer_id), event_key],
+            "offer_release", [*self._keys5(tk, offer_id), event_key, tk.offer_users(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, status, event_id, event_type],
             type=Outcome,
         )
@@ -225,7 +260,7 @@ class Offers:
                       session_id: str, payment_intent: str) -> Outcome:
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id)],
+            "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id), tk.offer_users(offer_id)],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, session_id,
              payment_intent],
             type=Outcome, durable=True,
@@ -238,10 +273,43 @@ class Offers:
             "offer_refund_done", [tk.log, tk.purchases(), tk.offer(offer_id)],
             [self._ctx.backlog_bound, tenant_id, purchase_id, refund_id], durable=True)
 
+    async def refund_hold(self, tenant_id: str, offer_id: str, purchase_id: str, *, hold_id: str,
+                          amount_minor: int | None, take: bool, stale_ms: int) -> RefundHold:
+        """Set aside ``amount_minor`` (None: all that is left) of the payment for one refund
+        before the provider is asked (``take``), or give it back after it refused."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_refund_hold", [tk.log, tk.purchases(), tk.offer(offer_id)],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, hold_id,
+             "" if amount_minor is None else amount_minor, "take" if take else "drop", stale_ms],
+            type=RefundHold, durable=True)
+
+    async def refund(self, tenant_id: str, offer_id: str, purchase_id: str, *, refund_id: str,
+                     amount_minor: int, restock: bool, hold_id: str = "", event_id: str = "",
+                     event_type: str = "") -> RefundOutcome:
+        """Apply a refund the provider made (once per refund id)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_refund",
+            [tk.log, tk.purchases(), tk.offer(offer_id), tk.webhook_event(event_id or "none"),
+             tk.offer_users(offer_id)],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, refund_id, amount_minor,
+             "1" if restock else "0", hold_id, event_id, event_type],
+            type=RefundOutcome, durable=True)
+
+    async def dispute(self, tenant_id: str, offer_id: str, purchase_id: str, *, event_id: str,
+                      event_type: str) -> Outcome:
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "offer_dispute",
+            [tk.log, tk.purchases(), tk.offer(offer_id), tk.webhook_event(event_id)],
+            [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, event_type],
+            type=Outcome, durable=True)
+
     async def expire_holds(self, tenant_id: str, offer_id: str, *, limit: int = 1000) -> int:
         tk = self._ctx.keys.tenant(tenant_id)
         result = await self._ctx.scripts.call(
-            "offer_expire_holds", self._keys5(tk, offer_id),
+            "offer_expire_holds", self._keys6(tk, offer_id),
             [self._ctx.backlog_bound, tenant_id, offer_id, limit])
         return int(result["released"])
 
@@ -253,6 +321,16 @@ class Offers:
              keys.purchase_ratelimit(partition)],
             [limit])
         return result
+
+    async def checkout_urls(self, tenant_id: str, offer_id: str) -> tuple[str, str]:
+        """(success, cancel) URL of the offer's checkouts: the offer's, else its tenant's
+        ('' none), as the purchase script reads them with a hold (for the sandbox's pages)."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        async with self._ctx.redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(tk.offer(offer_id), "success_url", "cancel_url")
+            pipe.hmget(tk.tenant(), "success_url", "cancel_url")
+            own, tenant = await pipe.execute()
+        return (text(own[0] or tenant[0] or b""), text(own[1] or tenant[1] or b""))
 
     async def purchase(self, tenant_id: str, purchase_id: str) -> PurchaseRecord:
         check_id(purchase_id, "purchase_id")

@@ -27,6 +27,13 @@ class TenantState(msgspec.Struct, kw_only=True):
     balances: dict[str, int] = {}
 
 
+class TenantCheckoutUrls(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    success_url: str | None = None
+    cancel_url: str | None = None
+    checkout_version: int = 0
+
+
 class Tenants:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
@@ -61,6 +68,15 @@ class Tenants:
              changed_by or ""],
         )
         return await self.get(tenant_id)
+
+    async def set_checkout(self, tenant_id: str, *, success_url: str | None,
+                           cancel_url: str | None) -> TenantCheckoutUrls:
+        """Where the tenant's checkouts return buyers when the offer names no URL."""
+        tk = self._ctx.keys.tenant(tenant_id)
+        return await self._ctx.scripts.call(
+            "tenant_checkout", [tk.log, tk.tenant()],
+            [self._ctx.backlog_bound, tenant_id, success_url or "", cancel_url or ""],
+            type=TenantCheckoutUrls)
 
     async def get(self, tenant_id: str) -> TenantState:
         raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).tenant())

@@ -71,7 +71,8 @@ def _offer(r: asyncpg.Record) -> Offer:
     return Offer(offer_id=r["offer_id"], event_id=r["event_id"], name=r["name"],
                  price=format_amount(r["price_minor"], r["currency"]), currency=r["currency"],
                  max_per_order=r["max_per_order"], active=r["active"], archived=r["archived"],
-                 expires_at=r["expires_at"], created_at=r["created_at"],
+                 expires_at=r["expires_at"], created_at=r["created_at"], max_per_user=r["max_per_user"],
+                 success_url=r["success_url"], cancel_url=r["cancel_url"],
                  inventory=OfferInventory(total=total, available=max(0, total - reserved - sold),
                                           reserved=reserved, sold=sold))
 
@@ -80,7 +81,8 @@ def _purchase(r: asyncpg.Record) -> Purchase:
     return Purchase(purchase_id=r["purchase_id"], offer_id=r["offer_id"], user_id=r["user_id"],
                     quantity=r["quantity"], status=r["status"],
                     amount=format_amount(r["amount_minor"], r["currency"]), currency=r["currency"],
-                    expires_at=r["hold_expires_at"], created_at=r["created_at"])
+                    expires_at=r["hold_expires_at"], created_at=r["created_at"],
+                    refunded_amount=format_amount(r["refunded_minor"], r["currency"]))
 
 
 def _payment(r: asyncpg.Record) -> PaymentItem:

@@ -21,6 +21,7 @@ REPLAYED_BY_KEY: frozenset[tuple[str, str]] = frozenset({
     ("POST", "/v1/campaigns/{campaign_id}/reservations"),
     ("POST", "/v1/invites/{code}/redeem"),
     ("POST", "/v1/promos/{code}/redeem"),
+    ("POST", "/v1/purchases/{purchase_id}/refund"),
 })
 
 # 503 codes the server answers before changing anything: the client may resend any POST

@@ -17,7 +17,13 @@ Quantity = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 # PostgreSQL text cannot hold NUL: refused here, or the offer would never reach PostgreSQL.
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]*$",
                                    description="1-200 characters, no NUL")]
-PurchaseStatus = Literal["pending", "paid", "released", "expired", "refunded"]
+MaxPerUser = Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)]
+# Where a checkout returns the buyer: absolute http(s); {CHECKOUT_SESSION_ID} and
+# {PURCHASE_ID} are filled in.
+RedirectUrl = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$",
+                                          description="an absolute http(s) URL")]
+PurchaseStatus = Literal["pending", "paid", "released", "expired", "refunded", "canceled",
+                         "partially_refunded", "disputed", "failed"]
 
 
 class OfferCreate(Struct, kw_only=True):
@@ -30,6 +36,9 @@ class OfferCreate(Struct, kw_only=True):
     max_per_order: MaxPerOrder = 10
     expires_at: Timestamp | None = None
     active: bool = True
+    max_per_user: MaxPerUser | None = None
+    success_url: RedirectUrl | None = None
+    cancel_url: RedirectUrl | None = None
 
 
 class OfferPatch(Struct, kw_only=True):
@@ -37,6 +46,9 @@ class OfferPatch(Struct, kw_only=True):
     active: bool | None = None
     archived: bool | None = None
     expires_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
+    max_per_user: MaxPerUser | msgspec.UnsetType | None = msgspec.UNSET  # null removes the cap
+    success_url: RedirectUrl | msgspec.UnsetType | None = msgspec.UNSET  # null: the tenant's, else dropgate's
+    cancel_url: RedirectUrl | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class OfferInventory(msgspec.Struct, kw_only=True):
@@ -58,6 +70,9 @@ class Offer(msgspec.Struct, kw_only=True):
     expires_at: Timestamp | None
     created_at: Timestamp
     inventory: OfferInventory
+    max_per_user: int | None = None
+    success_url: str | None = None
+    cancel_url: str | None = None
 
 
 class OfferList(msgspec.Struct, kw_only=True):
@@ -87,6 +102,15 @@ class Purchase(msgspec.Struct, kw_only=True):
     currency: str
     expires_at: Timestamp
     created_at: Timestamp
+    refunded_amount: str = "0"  # what was given back so far, in the purchase's currency
+
+
+class PurchaseRefund(Struct, kw_only=True):
+    """``amount`` (default: all that is left of the payment) and ``restock`` (a full
+    refund returns the units to available; default true)."""
+
+    amount: Amount | None = None
+    restock: bool = True
 
 
 class WebhookAck(msgspec.Struct, kw_only=True):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from dropgate.models.common import Id, Struct, Text, Timestamp
+from dropgate.models.offers import RedirectUrl
 from dropgate.models.scopes import Scope
 
 SubscriptionStatus = Literal["active", "trialing", "past_due", "suspended", "canceled"]
@@ -30,6 +31,20 @@ class Tenant(msgspec.Struct, kw_only=True):
     subscription_status: SubscriptionStatus
     trial_end: Timestamp | None
     balance: dict[str, str]
+
+
+class TenantCheckoutUpdate(Struct, kw_only=True):
+    """Where the tenant's checkouts return the buyer when the offer names no URL (null:
+    dropgate's own pages)."""
+
+    success_url: RedirectUrl | None = None
+    cancel_url: RedirectUrl | None = None
+
+
+class TenantCheckout(msgspec.Struct, kw_only=True):
+    tenant_id: str
+    success_url: str | None
+    cancel_url: str | None
 
 
 # who holds a key: printable, no surrounding blanks (compared case-insensitively)

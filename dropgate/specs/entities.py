@@ -32,7 +32,10 @@ _VERSION = _int("version", sql_type=_BIG)
 TENANT = Entity(
     kind="tenant", domain="core", table="tenants", key="tenant", ids=(), merge=True,
     fields=(_TENANT_ID, Field("name"), Field("status", "subscription_status"), _ms("trial_end_ms", "trial_end"),
-            _ms("created_ms", "created_at"), _VERSION),
+            _ms("created_ms", "created_at"), _VERSION,
+            # where its checkouts return buyers when the offer names no URL (versioned apart)
+            Field("success_url", null=True), Field("cancel_url", null=True),
+            _int("checkout_version", sql_type=_BIG, null=True)),
     resync=("resync_tenant",))
 
 API_KEY = Entity(
@@ -79,10 +82,12 @@ OFFER = Entity(
     fields=(_TENANT_ID, Field("offer_id", compared=False), Field("event_id"), Field("name"),
             _int("price_minor", sql_type=_BIG), Field("currency"), _int("total", "inventory_total"),
             _int("reserved"), _int("sold"), _int("max_per_order"), _flag("active"), _flag("archived"),
-            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _VERSION),
+            _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _VERSION,
+            # units one user may hold plus own (none: no cap); where its checkout returns the buyer
+            _int("max_per_user", null=True), Field("success_url", null=True), Field("cancel_url", null=True)),
     members=(OFFER_HOLDS,),
     counts=(Count("reserved", *_PURCHASE_ROWS, total="quantity", when=("status", "pending")),
-            Count("sold", *_PURCHASE_ROWS, total="quantity", when=("status", "paid"))),
+            Count("sold", *_PURCHASE_ROWS, total="quantity", when=("units", "sold"))),
     resync=("resync_offer",), restore="restore_swap")
 
 # A purchase is a JSON record in its tenant's purchases hash. Its checkout session is
@@ -96,7 +101,12 @@ PURCHASE = Entity(
             Field("session_id", "checkout_session_id",
                   compare_sql="CASE WHEN {a}status <> 'pending' THEN {a}checkout_session_id END"),
             Field("payment_intent"), Field("refund_id"), _flag("retaken"), _ms("created_ms", "created_at"),
-            _ms("updated_ms", "updated_at"), _VERSION),
+            _ms("updated_ms", "updated_at"), _VERSION,
+            # where its units are (held / sold / none: a refund without restock keeps them
+            # sold), what was refunded, and each refund id applied (jsonb re-spells the
+            # JSON text: compared through refunded_minor)
+            Field("units"), _int("refunded_minor", sql_type=_BIG),
+            Field("refunds", sql_type="jsonb", redis="json", compared=False)),
     resync=("resync_offer",))
 
 # Campaign codes: the entity is the campaign; its members are packed code records

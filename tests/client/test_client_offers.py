@@ -174,3 +174,30 @@ def test_the_sync_client_sells_an_offer(live: LiveServer, tenant: TenantAccess) 
         assert dg.purchases.get(created.purchase_id).status == "paid"
         with pytest.raises(InsufficientInventory):
             dg.offers.purchase("SYNC", user_id="u2")
+
+
+async def test_cancel_refund_caps_and_checkout_urls(dg: AsyncDropgate, admin: AsyncDropgate,
+                                                    tenant: TenantAccess) -> None:
+    from dropgate.client import PurchaseNotPaid, PurchaseNotPending, RefundExceedsPayment, UserLimit
+
+    urls = await admin.tenants.set_checkout(tenant.tenant_id, success_url="https://shop.test/ok")
+    assert (urls.success_url, urls.cancel_url) == ("https://shop.test/ok", None)
+    await _offer(dg, "CAP", total=10, max_per_user=3)
+    held = await dg.offers.purchase("CAP", user_id="u1", quantity=2)
+    with pytest.raises(UserLimit):
+        await dg.offers.purchase("CAP", user_id="u1", quantity=2)
+    canceled = await dg.purchases.cancel(held.purchase_id)
+    assert canceled.status == "canceled"
+    with pytest.raises(PurchaseNotPending):
+        await dg.purchases.cancel(held.purchase_id)
+    with pytest.raises(PurchaseNotPaid):
+        await dg.purchases.refund(held.purchase_id)
+    paid = await dg.offers.purchase("CAP", user_id="u1", quantity=3)
+    await dg.sandbox.complete(paid.checkout_session_id)
+    part = await dg.purchases.refund(paid.purchase_id, amount="10.00", idempotency_key="r1")
+    assert (part.status, part.refunded_amount) == ("partially_refunded", "10.00")
+    with pytest.raises(RefundExceedsPayment):
+        await dg.purchases.refund(paid.purchase_id, amount="200")
+    full = await dg.purchases.refund(paid.purchase_id)
+    assert (full.status, full.refunded_amount) == ("refunded", "149.70")
+    assert (await dg.offers.get("CAP")).inventory == OfferInventory(total=10, available=10, reserved=0, sold=0)

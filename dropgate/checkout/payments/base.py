@@ -26,6 +26,11 @@ class PaymentProviderError(Exception):
     """A provider call failed or timed out; ``str`` says how, for the log line."""
 
 
+class PaymentProviderRefused(PaymentProviderError):
+    """The provider answered and refused the request (HTTP 4xx): asking again will not
+    help (a session already completed or expired, a charge already refunded)."""
+
+
 class CheckoutRequest(msgspec.Struct, frozen=True, kw_only=True):
     purchase_id: str
     tenant_id: str
@@ -55,8 +60,18 @@ class PaymentProvider(Protocol):
 
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession: ...
 
-    async def refund(self, *, payment_intent: str, purchase_id: str) -> str:
-        """Refund a payment in full; return the refund id. Idempotent per purchase."""
+    async def refund(self, *, payment_intent: str, purchase_id: str, amount_minor: int | None = None,
+                     key: str = "") -> str:
+        """Refund ``amount_minor`` of a payment (None: in full); return the refund id.
+        Idempotent per purchase and ``key`` (one key, one refund)."""
+        ...
+
+    async def expire_checkout(self, session_id: str) -> None:
+        """Expire an open checkout session, so it can no longer be paid."""
+        ...
+
+    async def payment_metadata(self, payment_intent: str) -> dict[str, str]:
+        """The metadata of a payment (the purchase it pays), for events that lack it."""
         ...
 
     async def close(self) -> None: ...

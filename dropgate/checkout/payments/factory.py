@@ -41,7 +41,14 @@ class Unconfigured:
     async def create_checkout(self, request: CheckoutRequest) -> CheckoutSession:
         raise PaymentProviderError(MISSING)
 
-    async def refund(self, *, payment_intent: str, purchase_id: str) -> str:
+    async def refund(self, *, payment_intent: str, purchase_id: str, amount_minor: int | None = None,
+                     key: str = "") -> str:
+        raise PaymentProviderError(MISSING)
+
+    async def expire_checkout(self, session_id: str) -> None:
+        raise PaymentProviderError(MISSING)
+
+    async def payment_metadata(self, payment_intent: str) -> dict[str, str]:
         raise PaymentProviderError(MISSING)
 
     async def close(self) -> None:

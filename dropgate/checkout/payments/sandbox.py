@@ -47,9 +47,21 @@ class SandboxProvider:
         return CheckoutSession(session_id=session_id,
                                url=f"{self.public_url}/v1/sandbox/checkout/{session_id}")
 
-    async def refund(self, *, payment_intent: str, purchase_id: str) -> str:
+    async def refund(self, *, payment_intent: str, purchase_id: str, amount_minor: int | None = None,
+                     key: str = "") -> str:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise PaymentProviderError("sandbox: told to fail")
         self.refunds.append((payment_intent, purchase_id))
-        return "re_sandbox_" + purchase_id
+        return "re_sandbox_" + purchase_id + (f"_{key}" if key else "")
+
+    async def expire_checkout(self, session_id: str) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise PaymentProviderError("sandbox: told to fail")
+
+    async def payment_metadata(self, payment_intent: str) -> dict[str, str]:
+        return {}  # the sandbox sends no charge events: its checkout events carry the metadata
 
     async def close(self) -> None:
         return None

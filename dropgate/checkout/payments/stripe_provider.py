@@ -21,6 +21,7 @@ from dropgate.checkout.payments.base import (
     CheckoutRequest,
     CheckoutSession,
     PaymentProviderError,
+    PaymentProviderRefused,
     ProviderConfigError,
     metadata,
 )
@@ -80,6 +81,10 @@ class StripeProvider:
             return await asyncio.wait_for(call, timeout=self._timeout_s + 1)
         except TimeoutError:
             raise PaymentProviderError(f"stripe {what}: no answer within {self._timeout_s}s") from None
+        except stripe.InvalidRequestError as exc:
+            raise PaymentProviderRefused(
+                f"stripe {what}: refused (HTTP {exc.http_status}): {exc.user_message or exc._message}"
+            ) from exc
         except stripe.StripeError as exc:
             raise PaymentProviderError(
                 f"stripe {what}: {type(exc).__name__} (HTTP {exc.http_status}): "
@@ -121,15 +126,29 @@ class StripeProvider:
                 f"stripe checkout.sessions.create answered without an id or url: {session!r:.200}")
         return CheckoutSession(session_id=session_id, url=url)
 
-    async def refund(self, *, payment_intent: str, purchase_id: str) -> str:
+    async def refund(self, *, payment_intent: str, purchase_id: str, amount_minor: int | None = None,
+                     key: str = "") -> str:
+        params: dict[str, Any] = {"payment_intent": payment_intent, "metadata": {"purchase_id": purchase_id}}
+        if amount_minor is not None:
+            params["amount"] = amount_minor
         refund = await self._bounded("refunds.create", self._client.v1.refunds.create_async(
-            params={"payment_intent": payment_intent, "metadata": {"purchase_id": purchase_id}},
-            options={"idempotency_key": f"dropgate-refund-{purchase_id}"},
+            params=params,  # type: ignore[arg-type]
+            options={"idempotency_key": f"dropgate-refund-{purchase_id}" + (f"-{key}" if key else "")},
         ))
         refund_id = getattr(refund, "id", None)
         if not isinstance(refund_id, str) or not refund_id:
             raise PaymentProviderError(f"stripe refunds.create answered without an id: {refund!r:.200}")
         return refund_id
+
+    async def expire_checkout(self, session_id: str) -> None:
+        await self._bounded("checkout.sessions.expire",
+                            self._client.v1.checkout.sessions.expire_async(session_id))
+
+    async def payment_metadata(self, payment_intent: str) -> dict[str, str]:
+        intent = await self._bounded("payment_intents.retrieve",
+                                     self._client.v1.payment_intents.retrieve_async(payment_intent))
+        meta = getattr(intent, "metadata", None)
+        return {str(k): str(v) for k, v in (meta.to_dict() if meta is not None else {}).items()}
 
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]

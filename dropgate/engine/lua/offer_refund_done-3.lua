@@ -23,6 +23,10 @@ end
 if p.refund ~= 'done' then
   p.refund = 'done'
   p.refund_id = ARGV[4]
+  -- the whole payment went back: one refund, counted once by its id
+  if type(p.refunds) ~= 'table' then p.refunds = {} end
+  p.refunds[ARGV[4]] = p.amount_minor
+  p.refunded_minor = p.amount_minor
   p.version = p.version + 1
   p.updated_ms = dg_now_ms()
   p.offer_version = redis.call('HINCRBY', KEYS[3], 'version', 1)

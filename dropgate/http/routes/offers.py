@@ -22,10 +22,14 @@ from dropgate.errors import (
     OfferUnavailable,
     PaymentProviderUnavailable,
     PersistenceLagging,
+    PurchaseNotPaid,
+    PurchaseNotPending,
     QuantityLimit,
     RateLimited,
+    RefundExceedsPayment,
     SubscriptionInactive,
     TenantBusy,
+    UserLimit,
     ValidationError,
 )
 from dropgate.http import listspecs as L
@@ -42,6 +46,7 @@ from dropgate.models.offers import (
     OfferPatch,
     Purchase,
     PurchaseCreated,
+    PurchaseRefund,
     PurchaseRequest,
     SandboxResult,
     WebhookAck,
@@ -50,7 +55,7 @@ from dropgate.money import format_amount, parse_amount
 from dropgate.persistence.lists import Page
 
 routes = ApiRoutes("offers")
-_PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, SubscriptionInactive,
+_PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, UserLimit, SubscriptionInactive,
                     RateLimited, PaymentProviderUnavailable, IdempotencyKeyInUse,
                     IdempotencyKeyReused, TenantBusy, NotFound]
 
@@ -79,7 +84,8 @@ def purchase_view(p: PurchaseRecord) -> Purchase:
     return Purchase(purchase_id=p.purchase_id, offer_id=p.offer_id, user_id=p.user_id,
                     quantity=p.quantity, status=p.status,  # type: ignore[arg-type]
                     amount=format_amount(p.amount_minor, p.currency), currency=p.currency,
-                    expires_at=expires, created_at=created)
+                    expires_at=expires, created_at=created,
+                    refunded_amount=format_amount(p.refunded_minor, p.currency))
 
 
 @routes.post("/v1/offers", body=OfferCreate, response=Offer, status=201, errors=[AlreadyExists])
@@ -124,12 +130,14 @@ async def get_offer(call: Call[None]) -> Offer:
 @routes.patch("/v1/offers/{offer_id}", body=OfferPatch, response=Offer,
               errors=[NotFound, InventoryConflict])
 async def update_offer(call: Call[OfferPatch]) -> Offer:
-    """Change inventory_total (never below reserved + sold), active, archived, expires_at."""
+    """Change inventory_total (never below reserved + sold), active, archived, expires_at,
+    max_per_user, success_url, cancel_url (null removes the last four)."""
     b = call.body
     state = await call.runtime.offers.update(
         call.tenant_id, call.path_id("offer_id"), total=b.inventory_total, active=b.active,
         archived=b.archived,
-        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at))
+        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at),
+        max_per_user=b.max_per_user, success_url=b.success_url, cancel_url=b.cancel_url)
     return offer_view(state)
 
 
@@ -148,9 +156,33 @@ async def purchase_offer(call: Call[PurchaseRequest]) -> web.Response:
 
 @routes.get("/v1/purchases/{purchase_id}", response=Purchase, errors=[NotFound])
 async def get_purchase(call: Call[None]) -> Purchase:
-    """A purchase and its status: pending, paid, released, expired, refunded."""
+    """A purchase and its status: pending, paid, released, expired, refunded, canceled,
+    partially_refunded, disputed, failed."""
     return purchase_view(await call.runtime.offers.purchase(call.tenant_id,
                                                             call.path_id("purchase_id")))
+
+
+@routes.post("/v1/purchases/{purchase_id}/cancel", response=Purchase,
+             errors=[NotFound, PurchaseNotPending, PaymentProviderUnavailable])
+async def cancel_purchase(call: Call[None]) -> Purchase:
+    """Cancel a pending purchase: its checkout session is expired at the provider and
+    its hold released (status canceled); a payment that completes later is refunded."""
+    return purchase_view(await call.runtime.refunds.cancel(call.tenant_id, call.path_id("purchase_id")))
+
+
+@routes.post("/v1/purchases/{purchase_id}/refund", body=PurchaseRefund, response=Purchase,
+             errors=[NotFound, PurchaseNotPaid, RefundExceedsPayment, PaymentProviderUnavailable])
+async def refund_purchase(call: Call[PurchaseRefund]) -> Purchase:
+    """Refund a paid purchase through the provider, in full (default) or in part; a full
+    refund with restock (default) returns its units (Idempotency-Key honoured)."""
+    purchase_id = call.path_id("purchase_id")
+    amount_minor = None
+    if call.body.amount is not None:
+        p = await call.runtime.offers.purchase(call.tenant_id, purchase_id)
+        amount_minor = parse_amount(call.body.amount, p.currency)
+    return purchase_view(await call.runtime.refunds.refund(
+        call.tenant_id, purchase_id, amount_minor=amount_minor, restock=call.body.restock,
+        idempotency_key=call.request.headers.get("Idempotency-Key")))
 
 
 @routes.post("/v1/webhooks/stripe", auth="public", response=WebhookAck,

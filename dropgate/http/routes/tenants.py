@@ -16,6 +16,8 @@ from dropgate.models.tenants import (
     SubscriptionHistory,
     SubscriptionUpdate,
     Tenant,
+    TenantCheckout,
+    TenantCheckoutUpdate,
     TenantCreate,
 )
 from dropgate.money import format_amount
@@ -70,6 +72,17 @@ async def set_subscription(call: Call[SubscriptionUpdate]) -> Tenant:
     state = await call.runtime.actors.ask(tenant_id, lambda _: tenants.set_subscription(
         tenant_id, status=b.subscription_status, trial_end_ms=trial_end_ms, changed_by=_key_id(call)))
     return tenant_view(state)
+
+
+@routes.put("/v1/tenants/{tenant_id}/checkout", auth="admin", body=TenantCheckoutUpdate,
+            response=TenantCheckout, errors=[NotFound])
+async def set_checkout(call: Call[TenantCheckoutUpdate]) -> TenantCheckout:
+    """Where the tenant's checkouts return the buyer when the offer names no
+    success_url / cancel_url (null: dropgate's /checkout/done and /checkout/cancelled)."""
+    b = call.body
+    urls = await call.runtime.tenants.set_checkout(call.path_id("tenant_id"), success_url=b.success_url,
+                                                   cancel_url=b.cancel_url)
+    return TenantCheckout(tenant_id=urls.tenant_id, success_url=urls.success_url, cancel_url=urls.cancel_url)
 
 
 @routes.get("/v1/tenants/{tenant_id}/subscription/history", auth="admin", response=SubscriptionHistory,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from dropgate.engine.events import ApikeyCreated, ApikeyRevoked, Event, TenantSaved
+from dropgate.engine.events import ApikeyCreated, ApikeyRevoked, Event, TenantCheckout, TenantSaved
 from dropgate.persistence.appliers.base import Applier, ts
 
 
@@ -52,8 +52,18 @@ async def apikey_revoked(conn: asyncpg.Connection, events: list[Event[ApikeyRevo
     )
 
 
+
+async def tenant_checkout(conn: asyncpg.Connection, events: list[Event[TenantCheckout]]) -> None:
+    """A tenant's checkout URLs, by their own version (the tenant row exists: its
+    tenant.saved came first in the log)."""
+    await conn.executemany(
+        """UPDATE tenants SET success_url = $2, cancel_url = $3, checkout_version = $4
+           WHERE tenant_id = $1 AND coalesce(checkout_version, 0) < $4""",
+        [(e.data.tenant_id, e.data.success_url, e.data.cancel_url, e.version) for e in events])
+
 APPLIERS: dict[str, Applier] = {
     "tenant.saved": tenant_saved,
+    "tenant.checkout": tenant_checkout,
     "apikey.created": apikey_created,
     "apikey.revoked": apikey_revoked,
 }

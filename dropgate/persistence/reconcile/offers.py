@@ -76,6 +76,7 @@ class OfferReconciler(SpecReconciler):
                 for o in ids:
                     pipe.hgetall(tk.offer(o))
                     pipe.zrange(tk.offer_holds(o), 0, -1, withscores=True)
+                    pipe.hgetall(tk.offer_users(o))
                 replies = await pipe.execute()
             records = {text(k): json.loads(v) for k, v in replies[0].items()}
             by_offer: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -87,13 +88,14 @@ class OfferReconciler(SpecReconciler):
                 if scope.entities is not None and entity not in named and not named.intersection(mine):
                     continue
                 offers.related[entity] = mine
-                fields = {text(k): text(v) for k, v in replies[1 + 2 * i].items()}
-                held = {text(m): int(float(s)) for m, s in replies[2 + 2 * i]}
+                fields = {text(k): text(v) for k, v in replies[1 + 3 * i].items()}
+                held = {text(m): int(float(s)) for m, s in replies[2 + 3 * i]}
+                users = {text(k): int(v) for k, v in replies[3 + 3 * i].items()}
                 offers.members["holds"] += [encode(t, o, pid, expiry) for pid, expiry in held.items()]
                 if fields:
                     offers.defs[entity] = fields
                     offers.def_members.append(encode(t, o, *(fields.get(f.name) for f in OFFER.compared())))
-                    offers.drifts += _redis_counters(entity, fields, by_offer.get(o, []), held)
+                    offers.drifts += _redis_counters(entity, fields, by_offer.get(o, []), held, users)
             for pid, p in records.items():
                 if scope.wants(PURCHASE.entity(t, pid), t):
                     fields = _record_fields(p)
@@ -163,7 +165,8 @@ class OfferReconciler(SpecReconciler):
                 f"SELECT {row_sql(PURCHASE)} FROM {PURCHASE.table} c "
                 f"WHERE (c.{PURCHASE.tenant}, c.{OWNER}) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
                 [o[0] for o in owners], [o[1] for o in owners]):
-            rec = {f.name: (True if f.redis == "flag" else p[f.name]) for f in PURCHASE.fields
+            rec = {f.name: (True if f.redis == "flag" else json.loads(p[f.name]) if f.redis == "json"
+                            else p[f.name]) for f in PURCHASE.fields
                    if p[f.name] is not None and not (f.redis == "flag" and not p[f.name])}
             buys[(p[PURCHASE.tenant or ""], p[OWNER])].append(rec)
         return buys
@@ -183,13 +186,27 @@ class OfferReconciler(SpecReconciler):
                  await stage(rc, pipe, tk.offer_hold_expiry(), "zset", expiry, mode="x",
                              staging=Keys.staging(tk.offer_holds(o), "restore:expiry")),
                  await stage(rc, pipe, tk.offers_by_event(row["event_id"]), "set", [o], mode="m",
-                             staging=Keys.staging(tk.offer(o), "restore:event"))]
+                             staging=Keys.staging(tk.offer(o), "restore:event")),
+                 await stage(rc, pipe, tk.offer_users(o), "hash",
+                             [x for kv in user_units(mine).items() for x in kv])]
         return f"{t}:{o}:"
 
 
+def user_units(buys: list[dict[str, Any]]) -> dict[str, int]:
+    """Units each user holds or owns (max_per_user), from an offer's purchase records: what
+    the offer's users hash must hold."""
+    out: dict[str, int] = defaultdict(int)
+    for p in buys:
+        units = p.get("units") or ("held" if p[STATUS] == HELD else "sold" if p[STATUS] == "paid" else "none")
+        if units != "none":
+            out[p["user_id"]] += int(p["quantity"])
+    return dict(out)
+
+
 def _redis_counters(entity: str, fields: dict[str, str], buys: list[dict[str, Any]],
-                    holds: dict[str, int]) -> list[Drift]:
-    """Redis' reserved / sold against the purchase records, its holds against the pending ones."""
+                    holds: dict[str, int], users: dict[str, int]) -> list[Drift]:
+    """Redis' reserved / sold against the purchase records, its holds against the pending
+    ones, its per-user units against the records."""
     rv = to_int(fields.get("version"))
     out = []
     for c in OFFER.counts:
@@ -202,4 +219,9 @@ def _redis_counters(entity: str, fields: dict[str, str], buys: list[dict[str, An
         odd = sorted(set(holds) ^ pending)
         out.append(Drift(domain=OFFER.domain, entity=entity, field="holds", problem="counter", redis=odd,
                          redis_version=rv, detail=f"holds and pending purchases differ in Redis: {sample(odd)}"))
+    want_users = user_units(buys)
+    if users != want_users:
+        odd = sorted(u for u in set(users) | set(want_users) if users.get(u) != want_users.get(u))
+        out.append(Drift(domain=OFFER.domain, entity=entity, field="users", problem="counter", redis=odd,
+                         redis_version=rv, detail=f"units per user differ from the purchase records: {sample(odd)}"))
     return out

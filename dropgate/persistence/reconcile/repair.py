@@ -186,7 +186,7 @@ class SpecBase:
                     mine = members[m.name].get(tuple(parts), [])
                     swap += await self._stage(rc, pipe, spec, m, parts, mine)
                 mirror = await self.stage_related(rc, pipe, spec, parts, r, related, swap)
-                swap += [(swap[0][1], swap[0][1], "-")] * (4 - len(swap))
+                swap += [(swap[0][1], swap[0][1], "-")] * (5 - len(swap))
                 await rc.scripts.queue(pipe, spec.restore, [key, *(k for t, s, _ in swap for k in (t, s))],
                                        [guard, "".join(mode for *_, mode in swap), mirror, *pairs])
             replies = await pipe.execute()

@@ -3,14 +3,15 @@
 -- availability calls this first, so a crowd never waits for the sweeper.
 -- Returns the number of holds released.
 local function dg_offer_expire_holds(log_key, offer_key, holds_key, expiry_key, purchases_key,
-                                     now, limit)
+                                     users_key, now, limit)
   local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, limit)
   local released = 0
   for _, pid in ipairs(due) do
     local raw = redis.call('HGET', purchases_key, pid)
     local p = raw and cjson.decode(raw)
     if p and p.status == 'pending' then
-      dg_offer_release(log_key, offer_key, holds_key, expiry_key, purchases_key, p, 'expired', now)
+      dg_offer_release(log_key, offer_key, holds_key, expiry_key, purchases_key, users_key, p,
+        'expired', now)
       released = released + 1
     else
       redis.call('ZREM', holds_key, pid)

@@ -5,6 +5,8 @@
                            retaken), else the purchase becomes refunded (refund
                            pending: the caller refunds through the provider and then
                            calls offer_refund_done)
+    canceled / failed   -> refunded (refund pending), never taken again: the buyer
+                           or the seller gave the purchase up
     paid                -> no-op;  refunded with the refund still pending -> "refund" again
   The event id is recorded (7 days): a repeated delivery is a no-op (it only answers
   "refund" again while that refund is pending, so a failed refund is retried).
@@ -14,17 +16,19 @@
   KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds
   KEYS[5] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[6] webhook event mark  <prefix>:{pN}:t:<tenant>:whevt:<event>
+  KEYS[7] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] purchase id
   ARGV[5] webhook event id   ARGV[6] checkout session id   ARGV[7] payment intent id
   Returns {"outcome": "confirmed" | "retaken" | "refund" | "noop" | "duplicate",
            "status": s, "quantity": n, "payment_intent": s}
   Errors: NOT_FOUND, PERSISTENCE_LAGGING
-  Writes KEYS[2..6]; appends offer.purchase (on a change) and offer.webhook to KEYS[1].
+  Writes KEYS[2..7]; appends offer.purchase (on a change) and offer.webhook to KEYS[1].
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
+--- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
@@ -57,17 +61,16 @@ local function settle(status)
   dg_emit(KEYS[1], 'offer.purchase', entity, p.version, p)
 end
 if p.status == 'pending' then
-  redis.call('HINCRBY', KEYS[2], 'reserved', -p.quantity)
-  redis.call('HINCRBY', KEYS[2], 'sold', p.quantity)
+  dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')
   redis.call('ZREM', KEYS[3], p.purchase_id)
   redis.call('ZREM', KEYS[4], ARGV[2] .. ':' .. ARGV[3] .. ':' .. p.purchase_id)
   settle('paid')
   outcome = 'confirmed'
 elseif p.status == 'expired' or p.status == 'released' then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, 1000)
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], now, 1000)
   local o = redis.call('HMGET', KEYS[2], 'total', 'reserved', 'sold')
   if tonumber(o[1]) - tonumber(o[2]) - tonumber(o[3]) >= p.quantity then
-    redis.call('HINCRBY', KEYS[2], 'sold', p.quantity)
+    dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')
     p.retaken = true
     settle('paid')
     outcome = 'retaken'
@@ -76,6 +79,10 @@ elseif p.status == 'expired' or p.status == 'released' then
     settle('refunded')
     outcome = 'refund'
   end
+elseif p.status == 'canceled' or p.status == 'failed' then
+  p.refund = 'pending'
+  settle('refunded')
+  outcome = 'refund'
 elseif refund_pending then
   outcome = 'refund'
 end

@@ -4,7 +4,8 @@
   of up to DROPGATE_PURCHASE_BATCH_SIZE (64) new requests. (One call for both: a
   second script call per purchase was a visible share of its CPU.)
   Finishing: attach the checkout session to each purchase record (no event of its
-  own: the purchase's next event carries it) and store the response the client saw
+  own while pending: the purchase's next event carries it; a purchase already settled,
+  canceled right after its 201, gets one offer.purchase) and store the response the client saw
   under its idempotency key (running -> done). The idempotency records are
   lib/dg_idem.lua's, shared with idem_begin / idem_finish of every other route; the
   rate limit is lib/dg_gcra.lua's: this script itself keeps the holds and records.
@@ -20,7 +21,9 @@
     2. rate limit of its user, for new work only (GCRA, as ratelimit_take):
        RATE_LIMITED, nothing stored, the key not marked;
     3. the hold: quantity within max_per_order, offer active/unarchived/unexpired,
-       tenant subscription active, available >= quantity; then reserved += quantity,
+       tenant subscription active, the user's units held or owned (KEYS[10]) plus
+       quantity within max_per_user (when set: else USER_LIMIT), available >= quantity;
+       then reserved += quantity, the user's units += quantity,
        the hold (expiry = now + hold ttl) enters the offer's holds and the partition's
        expiry queue, the purchase record is written and one event appended.
   Expired holds of the offer are released first (lazy expiry).
@@ -33,6 +36,7 @@
   KEYS[7] idempotency hash    <prefix>:{pN}:idem
   KEYS[8] idempotency expiry  <prefix>:{pN}:idem_exp
   KEYS[9] purchase rate limit <prefix>:{pN}:rl_purchase
+  KEYS[10] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] hold ttl ms
   ARGV[5] rate limit interval ms   ARGV[6] rate limit burst   ARGV[7] idempotency ttl ms
   ARGV[8] ms after which a running idempotency record's request counts as stopped
@@ -45,7 +49,8 @@
   ARGV[11] their bodies, one after the other in the order of ARGV[10] (raw: never
           escaped into JSON and decoded again; one argument, not one per body)
   Returns a JSON array, one entry per request of ARGV[9]:
-    {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s}
+    {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s,
+     "success_url": s, "cancel_url": s}  (the offer's, else the tenant's; '' none)
     {"replay": 1, "status": n, "body": "<the stored response>"}
     {"recover": 1, "purchase_id": s, "quantity": n, "expires_ms": n, "price_minor": n,
      "currency": c, "name": s}
@@ -57,8 +62,9 @@
   call when the backlog is at its bound (the responses of ARGV[10] are stored all the
   same: they append no event), and the holds past the room left when the call's own
   events would pass it (so the log never grows past the bound by holds).
-  Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, INSUFFICIENT_INVENTORY
-  Writes KEYS[2..9]; appends offer.purchase per hold (and per expired hold) to KEYS[1].
+  Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, USER_LIMIT, INSUFFICIENT_INVENTORY
+  Writes KEYS[2..10]; appends offer.purchase per hold (and per expired hold, and per settled
+  purchase given its session) to KEYS[1].
 ]]
 --- @include "dg_now_ms"
 --- @include "dg_emit"
@@ -66,6 +72,7 @@
 --- @include "dg_backlog_full"
 --- @include "dg_gcra"
 --- @include "dg_tenant_inactive"
+--- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_closed"
@@ -81,7 +88,19 @@ for _, r in ipairs(cjson.decode(ARGV[10])) do
   if pid ~= '' and session ~= '' then
     local raw = redis.call('HGET', KEYS[6], pid)
     if raw then
-      if string.find(raw, '"session_id"', 1, true) then
+      if not string.find(raw, '"status":"pending"', 1, true) then
+        -- settled before its session was attached (a cancel right after the 201): no
+        -- later event would carry the session, so this one does
+        local p = cjson.decode(raw)
+        if p.session_id ~= session then
+          p.session_id = session
+          p.checkout_url = url
+          p.version = p.version + 1
+          p.updated_ms = dg_now_ms()
+          raw = cjson.encode(p)
+          dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, p.version, raw)
+        end
+      elseif string.find(raw, '"session_id"', 1, true) then
         local p = cjson.decode(raw)
         p.session_id = session
         p.checkout_url = url
@@ -110,16 +129,21 @@ local hold_ttl, interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber
 local idem_ttl, idem_stale = tonumber(ARGV[7]), tonumber(ARGV[8])
 local exists = redis.call('EXISTS', KEYS[2]) == 1
 if exists then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], now, 1000)
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[10], now, 1000)
 end
 -- each hold appends one event: the backlog bound holds per hold, not only per call
 local bound = tonumber(ARGV[1])
 local room = bound - redis.call('XLEN', KEYS[1])
 local o = redis.call('HMGET', KEYS[2], 'active', 'archived', 'expires_at_ms', 'max_per_order',
-  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version')
+  'total', 'reserved', 'sold', 'price_minor', 'currency', 'name', 'version', 'max_per_user',
+  'success_url', 'cancel_url')
+-- where the checkout returns the buyer: the offer's, else the tenant's ('' = dropgate's pages)
+local t_urls = redis.call('HMGET', KEYS[5], 'success_url', 'cancel_url')
+local success_url, cancel_url = o[13] or t_urls[1] or '', o[14] or t_urls[2] or ''
 local closed = exists and dg_offer_closed(offer_id, o, now)
 local inactive = dg_tenant_inactive(KEYS[5], now)
 local max_per_order = tonumber(o[4])
+local max_per_user = tonumber(o[12])
 local total, reserved, sold = tonumber(o[5]), tonumber(o[6]), tonumber(o[7])
 local price = tonumber(o[8])
 local expires = now + hold_ttl
@@ -134,10 +158,10 @@ local record_tail = ''
 local ok_answer = {}
 if exists then
   record_tail = ',"tenant_id":' .. cjson.encode(tenant) .. ',"offer_id":' .. cjson.encode(offer_id)
-    .. ',"status":"pending","currency":' .. cjson.encode(o[9])
+    .. ',"status":"pending","units":"held","refunded_minor":0,"currency":' .. cjson.encode(o[9])
     .. string.format(',"hold_expires_ms":%d,"created_ms":%d,"updated_ms":%d,"version":1}', expires, now, now)
   ok_answer[false] = cjson.encode({ok = 1, expires_ms = expires, price_minor = price, currency = o[9],
-    name = o[10]})
+    name = o[10], success_url = success_url, cancel_url = cancel_url})
   ok_answer[true] = string.sub(ok_answer[false], 1, -2) .. ',"idem":1}'
 end
 
@@ -176,7 +200,7 @@ for _, r in ipairs(requests) do
       idem.rerun(idem_field, rec, now)
       result = {recover = 1, purchase_id = lost.purchase_id, quantity = lost.quantity,
         expires_ms = lost.hold_expires_ms, price_minor = lost.amount_minor / lost.quantity,
-        currency = lost.currency, name = o[10]}
+        currency = lost.currency, name = o[10], success_url = success_url, cancel_url = cancel_url}
       marked = true
     elseif decided == 'replay' then
       result = {replay = 1, status = rec.status, body = rec.body}
@@ -207,6 +231,9 @@ for _, r in ipairs(requests) do
       result = refuse('OFFER_UNAVAILABLE', closed)
     elseif inactive then
       result = refuse('SUBSCRIPTION_INACTIVE', inactive)
+    elseif max_per_user and (tonumber(redis.call('HGET', KEYS[10], user)) or 0) + qty > max_per_user then
+      result = refuse('USER_LIMIT', {user_id = user, max_per_user = max_per_user, requested = qty,
+        held_or_owned = tonumber(redis.call('HGET', KEYS[10], user)) or 0})
     elseif total - reserved - sold - held < qty then
       result = refuse('INSUFFICIENT_INVENTORY', {offer_id = offer_id, requested = qty,
         available = total - reserved - sold - held})
@@ -218,6 +245,7 @@ for _, r in ipairs(requests) do
         .. string.format(',"quantity":%d,"amount_minor":%d,"offer_version":%d', qty, price * qty,
           offer_version) .. record_tail
       redis.call('HSET', KEYS[6], pid, record)
+      redis.call('HINCRBY', KEYS[10], user, qty)
       redis.call('ZADD', KEYS[3], expires, pid)
       redis.call('ZADD', KEYS[4], expires, tenant .. ':' .. offer_id .. ':' .. pid)
       dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, record)

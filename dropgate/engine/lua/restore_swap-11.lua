@@ -2,7 +2,7 @@
   Restore one entity from PostgreSQL (dropgate restore, reconcile --repair): apply its
   staged collections and write its hash, in one atomic step, unless the entity moved
   on in Redis meanwhile. The collections (an invite's users, a promo's uses and
-  per-customer counts, an offer's holds and purchase records) are staged first
+  per-customer counts, an offer's holds, purchase records and per-user units) are staged first
   (restore_members), so the entity never answers against a partial set.
   Each pair (collection, staged) is applied by its mode, one letter per pair in ARGV[2]:
     'r' replace: the staged key becomes the collection (nothing staged: deleted)
@@ -21,9 +21,11 @@
   KEYS[7] staged 3            e.g. <prefix>:{pN}:t:<tenant>:offer:<offer>:holds:expiry
   KEYS[8] collection 4        e.g. <prefix>:{pN}:t:<tenant>:event:<event>:offers
   KEYS[9] staged 4            e.g. <prefix>:{pN}:t:<tenant>:offer:<offer>:event
+  KEYS[10] collection 5       e.g. <prefix>:{pN}:t:<tenant>:offer:<offer>:users
+  KEYS[11] staged 5           e.g. <prefix>:{pN}:t:<tenant>:offer:<offer>:users:restore
   ARGV[1] guard: '*' always; '-' only while the hash is absent; N: only while the
           hash is absent or its version is N
-  ARGV[2] the pairs' modes (4 letters)   ARGV[3] the mirror prefix of mode 'x' ('' none)
+  ARGV[2] the pairs' modes (5 letters)   ARGV[3] the mirror prefix of mode 'x' ('' none)
   ARGV[4..] the hash's field, value pairs (its counters computed by the caller from
           the members it staged)
   Returns {"restored": true} or {"restored": false, "version": current version}
@@ -35,7 +37,7 @@ local guard, modes = ARGV[1], ARGV[2]
 if guard ~= '*' and redis.call('EXISTS', KEYS[1]) == 1 then
   local current = redis.call('HGET', KEYS[1], 'version')
   if guard == '-' or current ~= guard then
-    for i = 1, 4 do
+    for i = 1, 5 do
       if string.sub(modes, i, i) ~= '-' then redis.call('DEL', KEYS[2 * i + 1]) end
     end
     return cjson.encode({restored = false, version = tonumber(current) or cjson.null})
@@ -45,7 +47,7 @@ end
 local before = {}
 if string.find(modes, 'x', 1, true) then before = redis.call('ZRANGE', KEYS[2], 0, -1) end
 local add = {hash = 'HSET', zset = 'ZADD', set = 'SADD'}
-for i = 1, 4 do
+for i = 1, 5 do
   local mode, target, staged = string.sub(modes, i, i), KEYS[2 * i], KEYS[2 * i + 1]
   if mode == 'x' then
     for _, member in ipairs(before) do redis.call('ZREM', target, ARGV[3] .. member) end
