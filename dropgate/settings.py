@@ -22,7 +22,8 @@ import msgspec
 ENV_PREFIX = "DROPGATE_"
 
 # The subcommands of ``dropgate``, and the groups of them that read the same settings.
-COMMANDS = ("serve", "demo", "migrate", "persister", "dispatcher", "keys", "codes", "promos", "reconcile", "restore",
+COMMANDS = ("serve", "demo", "migrate", "persister", "dispatcher", "keys", "codes", "promos", "purchases",
+            "reconcile", "restore",
             "webhooks")
 EVERY = frozenset(COMMANDS)  # every command opens the stores
 API = frozenset({"serve", "demo"})  # the commands that answer HTTP

@@ -142,7 +142,7 @@ def answer_structs() -> set[type[Any]]:
     """Every struct an answer can contain: the routes' answers and what they nest, the error body."""
     seen: set[type[Any]] = set()
     for spec in SPECS:
-        for tp in (spec.response, *spec.other_responses.values()):
+        for tp in (spec.response, *spec.alternatives, *spec.other_responses.values()):
             if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
                 _structs_in(tp, seen)
     _structs_in(ErrorBody, seen)

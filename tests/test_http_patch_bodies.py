@@ -27,6 +27,8 @@ CASES: dict[str, tuple[str, dict[str, Any], str, dict[str, Any]]] = {
     "/v1/orders/{order_id}": ("/v1/orders", {"order_id": "pb", "items": [{"sku": "s", "quantity": 1}],
                                              "total": "1", "currency": "usd"},
                               "/v1/orders/pb", {"status": "shipped"}),
+    "/v1/campaigns/{campaign_id}": ("/v1/campaigns", {"campaign_id": "pb", "types": ["tm"]},
+                                    "/v1/campaigns/pb", {"low_watermark": 5}),
 }
 BAD_BODIES: list[tuple[bytes | None, dict[str, str]]] = [
     (None, {}),  # no body at all

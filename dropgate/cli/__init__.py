@@ -52,9 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     # the subcommands import the server's libraries: only here, so that `dropgate --version`
     # works on a client-only install
-    from dropgate.cli import codes, demo, dispatcher, keys, migrate, promos, reconcile, serve, webhooks
+    from dropgate.cli import (
+        codes,
+        demo,
+        dispatcher,
+        keys,
+        migrate,
+        promos,
+        purchases,
+        reconcile,
+        serve,
+        webhooks,
+    )
 
-    for group in (serve, dispatcher, demo, migrate, keys, codes, promos, reconcile, webhooks):
+    for group in (serve, dispatcher, demo, migrate, keys, codes, promos, purchases, reconcile, webhooks):
         group.register(add)
     return parser
 

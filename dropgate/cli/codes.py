@@ -18,6 +18,7 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from dropgate.cli import listing
 from dropgate.cli.common import AddCommand, Invocation
 from dropgate.errors import NotFound
 from dropgate.ids import check_id, check_type
@@ -43,6 +44,17 @@ def register(add: AddCommand) -> None:
     upload.add_argument("--type", help="code type, e.g. tm or external (not needed when the "
                                        "file has a code,type header)")
     upload.add_argument("--no-wait", action="store_true", help="do not wait until PostgreSQL has every code")
+    export = codes_sub.add_parser(
+        "export", help="a campaign's codes in code order: a table on a terminal, else CSV",
+        description="A campaign's codes in code order, from PostgreSQL page by page: a table on "
+                    "a terminal, the HTTP export's CSV when piped, --json for JSON Lines.",
+        epilog=codes.epilog, formatter_class=codes.formatter_class)
+    export.add_argument("--tenant", required=True)
+    export.add_argument("--campaign", required=True)
+    export.add_argument("--type", help="only codes of this type")
+    export.add_argument("--status", choices=["available", "reserved", "assigned"])
+    export.add_argument("--csv", action="store_true", help="CSV even on a terminal")
+    listing.add_output_flags(export)
 
 
 async def run(call: Invocation) -> int:
@@ -50,6 +62,8 @@ async def run(call: Invocation) -> int:
     from dropgate.progressbar import ProgressBar
 
     args = call.args
+    if args.codes_command == "export":
+        return await listing.run_guarded(listing.codes_export, call)
     bar = ProgressBar(f"upload {Path(args.file).name}", unit=" B")
     sizes = [0, 0]
 

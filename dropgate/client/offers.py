@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from dropgate.client.base import Namespace
-from dropgate.models.lists import PurchasePage
+from dropgate.client.base import Namespace, flag
+from dropgate.models.lists import OfferPage, PurchasePage
 from dropgate.models.offers import (
     Offer,
     OfferCreate,
@@ -22,6 +22,8 @@ from dropgate.models.offers import (
     PurchaseRequest,
     SandboxResult,
 )
+
+DEFAULT_PAGE = 100  # the server's default limit, sent explicitly
 
 
 class Offers(Namespace):
@@ -52,6 +54,29 @@ class Offers(Namespace):
         """
         answer = await self._call("GET", "/v1/offers", OfferList, query={"event_id": event_id})
         return answer.offers
+
+    def iterate(
+        self,
+        *,
+        event_id: str | None = None,
+        active: bool | None = None,
+        page_size: int | None = None,
+        consistent: bool = False,
+    ) -> AsyncIterator[Offer]:
+        """Every offer, newest first, by event and ``active`` (``GET /v1/offers``, the list form).
+
+        Unlike ``list`` (the v1 answer: one event's listed offers, live), this walks
+        the durable record page after page (``page_size`` items each, default 100),
+        archived and expired offers included; ``consistent=True`` first waits until
+        PostgreSQL has every change made before the call (read-your-writes).
+        """
+        async def fetch(query: dict[str, str | None]) -> OfferPage:
+            # always send limit: "?event_id=" alone is the v1 form and answers {offers}
+            query["limit"] = query["limit"] or str(DEFAULT_PAGE)
+            return await self._call("GET", "/v1/offers", OfferPage, query=query)
+
+        return self._pages(fetch, {"event_id": event_id, "active": flag(active)},
+                           page_size=page_size, consistent=consistent)
 
     async def get(self, offer_id: str) -> Offer:
         """An offer with its ``inventory`` (total, available, reserved, sold) (``GET /v1/offers/{offer_id}``).

@@ -7,13 +7,15 @@ every spec's query plan for that (no sequential scan, no sort, no OFFSET).
 
 from __future__ import annotations
 
+import typing
+
 import asyncpg
 
 from dropgate.models.codes import Campaign, CodeInfo
 from dropgate.models.invites import Invite
 from dropgate.models.ledger import Booking, Order, OrderItem, Withdrawal
 from dropgate.models.lists import InviteUse, KeyItem, PaymentItem, PromoUse, TenantItem
-from dropgate.models.offers import Offer, OfferInventory, Purchase
+from dropgate.models.offers import Offer, OfferInventory, Purchase, PurchaseStatus
 from dropgate.models.promos import FixedBonus, PercentBonus, Promo
 from dropgate.money import format_amount, format_percent
 from dropgate.persistence.lists import Filter, KeyKind, ListSpec
@@ -21,7 +23,7 @@ from dropgate.persistence.lists import Filter, KeyKind, ListSpec
 _TS: KeyKind = "ts"
 _ACTIVE = Filter("bool", "active", description="true or false")
 _SUBSCRIPTION = ("active", "trialing", "past_due", "suspended", "canceled")
-_PURCHASE = ("pending", "paid", "released", "expired", "refunded")
+_PURCHASE: tuple[str, ...] = typing.get_args(PurchaseStatus)  # every status a purchase can have
 
 
 def _tenant(r: asyncpg.Record) -> TenantItem:

@@ -119,7 +119,9 @@ def _operation(spec: RouteSpec, schema_of: dict[Any, dict[str, Any]]) -> dict[st
         op["requestBody"] = {"required": True, "content": spec.request_content}
     ok: dict[str, Any] = {"description": "Success", "headers": dict(_REQUEST_ID)}
     if spec.response is not None:
-        ok["content"] = {spec.response_content_type: {"schema": schema_of[spec.response]}}
+        ok_schemas = [schema_of[t] for t in (spec.response, *spec.alternatives)]
+        ok["content"] = {spec.response_content_type: {
+            "schema": ok_schemas[0] if len(ok_schemas) == 1 else {"anyOf": ok_schemas}}}
     responses: dict[str, Any] = {str(spec.status): ok}
     codes_by_status = error_codes(spec)
     for status in sorted({*codes_by_status, *spec.other_responses}):
@@ -155,7 +157,7 @@ def build_openapi(specs: list[RouteSpec]) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``specs`` (every route the app serves)."""
     types: list[Any] = [ErrorBody]
     for spec in specs:
-        for t in (spec.body, spec.response, *spec.other_responses.values()):
+        for t in (spec.body, spec.response, *spec.alternatives, *spec.other_responses.values()):
             if t is not None and t not in types:
                 types.append(t)
     ordered = sorted(types, key=lambda t: getattr(t, "__name__", repr(t)))

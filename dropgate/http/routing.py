@@ -93,6 +93,8 @@ class RouteSpec:
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
     # other statuses answered with a body of their own instead of the error shape
     other_responses: dict[int, Any] = field(default_factory=dict)
+    # other bodies of the success status (a v1 form kept beside its v1.1 answer)
+    alternatives: tuple[Any, ...] = ()
     decoder: msgspec.json.Decoder[Any] | None = field(default=None, repr=False)
     # the answer is kept per Idempotency-Key and replayed (models/idempotency.py's list):
     # by http/idempotency.py, or by the handler itself (``keys_in_handler``: purchases)
@@ -140,6 +142,7 @@ class ApiRoutes:
         headers: Sequence[str] = (),
         query: Sequence[tuple[str, str, bool]] = (),
         other_responses: dict[int, Any] | None = None,
+        alternatives: Sequence[Any] = (),
         keys_in_handler: bool = False,
         scope: str | None = None,
     ) -> Callable[[Handler], Handler]:
@@ -155,6 +158,7 @@ class ApiRoutes:
                 tag=self.tag, request_content=request_content,
                 response_content_type=response_content_type, headers=tuple(headers),
                 query=tuple(query), other_responses=dict(other_responses or {}),
+                alternatives=tuple(alternatives),
                 decoder=msgspec.json.Decoder(body) if body is not None else None,
                 replays_by_key=replays_by_key, keys_in_handler=keys_in_handler,
                 scope=scope or (route_scope(method, path) if auth == "tenant" else None),

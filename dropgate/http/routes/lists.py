@@ -46,7 +46,7 @@ _cursors: dict[int, tuple[asyncpg.Pool, Cursors]] = {}
 CONSISTENT_TIMEOUT_S = 5.0
 
 
-def _query(spec: ListSpec) -> list[tuple[str, str, bool]]:
+def list_query(spec: ListSpec) -> list[tuple[str, str, bool]]:
     return [*_PAGING, *((name, f.description or f"filter on {name}", False)
                         for name, f in spec.filters.items())]
 
@@ -78,18 +78,19 @@ async def serve_list(call: Call[None], spec: ListSpec, scope: Sequence[Any], *,
                             cursor=q.get("cursor") or None)
 
 
-def _own(call: Call[None]) -> list[int]:
+def own_partitions(call: Call[None]) -> list[int]:
+    """The caller's tenant's partition: the only log a tenant-scoped list waits for."""
     return [call.runtime.keys.tenant(call.tenant_id).partition]
 
 
 @routes.get("/v1/tenants", auth="admin", response=TenantPage, errors=_ERRORS,
-            query=_query(L.TENANTS))
+            query=list_query(L.TENANTS))
 async def list_tenants(call: Call[None]) -> Page:
     """Tenants, newest first."""
     return await serve_list(call, L.TENANTS, ())
 
 
-@routes.get("/v1/keys", auth="any", response=KeyPage, errors=_ERRORS, query=_query(L.KEYS))
+@routes.get("/v1/keys", auth="any", response=KeyPage, errors=_ERRORS, query=list_query(L.KEYS))
 async def list_keys(call: Call[None]) -> Page:
     """API keys, newest first, never their secrets (a service key: its own tenant's)."""
     if call.tenant_id:
@@ -99,75 +100,75 @@ async def list_keys(call: Call[None]) -> Page:
     return await serve_list(call, L.KEYS, ())
 
 
-@routes.get("/v1/invites", response=InvitePage, errors=_ERRORS, query=_query(L.INVITES))
+@routes.get("/v1/invites", response=InvitePage, errors=_ERRORS, query=list_query(L.INVITES))
 async def list_invites(call: Call[None]) -> Page:
     """Invite codes, newest first."""
-    return await serve_list(call, L.INVITES, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.INVITES, (call.tenant_id,), partitions=own_partitions(call))
 
 
 @routes.get("/v1/invites/{code}/uses", response=InviteUsePage, errors=_ERRORS,
-            query=_query(L.INVITE_USES))
+            query=list_query(L.INVITE_USES))
 async def list_invite_uses(call: Call[None]) -> Page:
     """Who used an invite code, newest first."""
     return await serve_list(call, L.INVITE_USES, (call.tenant_id, call.path_id("code")),
-                            partitions=_own(call))
+                            partitions=own_partitions(call))
 
 
-@routes.get("/v1/promos", response=PromoPage, errors=_ERRORS, query=_query(L.PROMOS))
+@routes.get("/v1/promos", response=PromoPage, errors=_ERRORS, query=list_query(L.PROMOS))
 async def list_promos(call: Call[None]) -> Page:
     """Promo codes, newest first."""
-    return await serve_list(call, L.PROMOS, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.PROMOS, (call.tenant_id,), partitions=own_partitions(call))
 
 
 @routes.get("/v1/promos/{code}/uses", response=PromoUsePage, errors=_ERRORS,
-            query=_query(L.PROMO_USES))
+            query=list_query(L.PROMO_USES))
 async def list_promo_uses(call: Call[None]) -> Page:
     """A promo code's uses, newest first (rolled-back uses are gone from the record)."""
     return await serve_list(call, L.PROMO_USES, (call.tenant_id, call.path_id("code")),
-                            partitions=_own(call))
+                            partitions=own_partitions(call))
 
 
-@routes.get("/v1/purchases", response=PurchasePage, errors=_ERRORS, query=_query(L.PURCHASES))
+@routes.get("/v1/purchases", response=PurchasePage, errors=_ERRORS, query=list_query(L.PURCHASES))
 async def list_purchases(call: Call[None]) -> Page:
     """Purchases, newest first: an offer's, a user's, by status."""
-    return await serve_list(call, L.PURCHASES, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.PURCHASES, (call.tenant_id,), partitions=own_partitions(call))
 
 
-@routes.get("/v1/payments", response=PaymentPage, errors=_ERRORS, query=_query(L.PAYMENTS))
+@routes.get("/v1/payments", response=PaymentPage, errors=_ERRORS, query=list_query(L.PAYMENTS))
 async def list_payments(call: Call[None]) -> Page:
     """Payments, newest first."""
-    return await serve_list(call, L.PAYMENTS, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.PAYMENTS, (call.tenant_id,), partitions=own_partitions(call))
 
 
 @routes.get("/v1/withdrawals", response=WithdrawalPage, errors=_ERRORS,
-            query=_query(L.WITHDRAWALS))
+            query=list_query(L.WITHDRAWALS))
 async def list_withdrawals(call: Call[None]) -> Page:
     """Withdrawals, newest first."""
-    return await serve_list(call, L.WITHDRAWALS, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.WITHDRAWALS, (call.tenant_id,), partitions=own_partitions(call))
 
 
-@routes.get("/v1/orders", response=OrderPage, errors=_ERRORS, query=_query(L.ORDERS))
+@routes.get("/v1/orders", response=OrderPage, errors=_ERRORS, query=list_query(L.ORDERS))
 async def list_orders(call: Call[None]) -> Page:
     """Orders, newest first."""
-    return await serve_list(call, L.ORDERS, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.ORDERS, (call.tenant_id,), partitions=own_partitions(call))
 
 
-@routes.get("/v1/bookings", response=BookingPage, errors=_ERRORS, query=_query(L.BOOKINGS))
+@routes.get("/v1/bookings", response=BookingPage, errors=_ERRORS, query=list_query(L.BOOKINGS))
 async def list_bookings(call: Call[None]) -> Page:
     """Bookings, newest first."""
-    return await serve_list(call, L.BOOKINGS, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.BOOKINGS, (call.tenant_id,), partitions=own_partitions(call))
 
 
-@routes.get("/v1/campaigns", response=CampaignPage, errors=_ERRORS, query=_query(L.CAMPAIGNS))
+@routes.get("/v1/campaigns", response=CampaignPage, errors=_ERRORS, query=list_query(L.CAMPAIGNS))
 async def list_campaigns(call: Call[None]) -> Page:
     """Campaigns, newest first."""
-    return await serve_list(call, L.CAMPAIGNS, (call.tenant_id,), partitions=_own(call))
+    return await serve_list(call, L.CAMPAIGNS, (call.tenant_id,), partitions=own_partitions(call))
 
 
 @routes.get("/v1/campaigns/{campaign_id}/codes", response=CodePage,
-            errors=[*_ERRORS, NotFound], query=_query(L.CODES))
+            errors=[*_ERRORS, NotFound], query=list_query(L.CODES))
 async def list_codes(call: Call[None]) -> Page:
     """A campaign's codes in code order, by type and status (404: no such campaign)."""
     campaign_id = call.path_id("campaign_id")
     await call.runtime.codes.require_campaign(call.tenant_id, campaign_id)
-    return await serve_list(call, L.CODES, (call.tenant_id, campaign_id), partitions=_own(call))
+    return await serve_list(call, L.CODES, (call.tenant_id, campaign_id), partitions=own_partitions(call))

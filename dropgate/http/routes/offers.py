@@ -21,6 +21,7 @@ from dropgate.errors import (
     NotFound,
     OfferUnavailable,
     PaymentProviderUnavailable,
+    PersistenceLagging,
     PurchaseNotPaid,
     PurchaseNotPending,
     QuantityLimit,
@@ -31,9 +32,12 @@ from dropgate.errors import (
     UserLimit,
     ValidationError,
 )
+from dropgate.http import listspecs as L
 from dropgate.http.idempotency import REPLAYED_HEADER
+from dropgate.http.routes import lists
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import check_id, dt_to_ms, ms_to_dt
+from dropgate.models.lists import OfferPage
 from dropgate.models.offers import (
     Offer,
     OfferCreate,
@@ -48,6 +52,7 @@ from dropgate.models.offers import (
     WebhookAck,
 )
 from dropgate.money import format_amount, parse_amount
+from dropgate.persistence.lists import Page
 
 routes = ApiRoutes("offers")
 _PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, UserLimit, SubscriptionInactive,
@@ -94,10 +99,20 @@ async def create_offer(call: Call[OfferCreate]) -> Offer:
     return offer_view(state)
 
 
-@routes.get("/v1/offers", response=OfferList,
-            query=[("event_id", "the event whose offers to list", True)])
-async def list_offers(call: Call[None]) -> OfferList:
-    """The event's active, unarchived, unexpired offers (read from Redis in one round trip)."""
+@routes.get("/v1/offers", response=OfferPage, alternatives=[OfferList],
+            errors=[ValidationError, PersistenceLagging],
+            query=[*lists.list_query(L.OFFERS)])
+async def list_offers(call: Call[None]) -> OfferPage | OfferList | Page:
+    """Offers, newest first, by ``event_id`` and ``active``, in pages (v1.1).
+
+    The v1 form, ``?event_id=`` and nothing else, keeps its v1 answer: ``{offers}``,
+    the event's active, unarchived, unexpired offers, read live from Redis in one
+    round trip. Any other query (none, ``limit``, ``cursor``, ``active``,
+    ``consistent``) is the list form from PostgreSQL.
+    """
+    if set(call.request.query) != {"event_id"}:
+        return await lists.serve_list(call, L.OFFERS, (call.tenant_id,),
+                                      partitions=lists.own_partitions(call))
     event_id = call.query_id("event_id", required=True)
     assert event_id is not None
     seconds, micros = await call.runtime.redis.time()
