@@ -103,6 +103,8 @@ def test_make_demo_runs_on_embedded_servers(embedded_dir: Path) -> None:
     out = result.stdout
     assert "service key:" in out and "API:" in out
     assert "oversell" in out and "PostgreSQL == Redis" in out
+    webhooks = next(line for line in out.splitlines() if line.startswith("webhooks:"))
+    assert "invite.redeemed" in webhooks and webhooks.endswith("all verified"), webhooks
     assert "FAILED" not in out
     assert "Warning" not in result.stderr  # e.g. platformdirs' XDG_RUNTIME_DIR one when pgserver starts
     assert (embedded_dir / "data" / "postgres").is_dir() and (embedded_dir / "data" / "redis").is_dir()

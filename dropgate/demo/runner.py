@@ -12,6 +12,7 @@ import msgspec
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
 from dropgate.demo.domains import DOMAINS
+from dropgate.demo.webhooks import DemoReceiver, wait_delivered
 from dropgate.http.app import serving
 from dropgate.progressbar import ProgressBar
 from dropgate.runtime import open_runtime
@@ -19,7 +20,8 @@ from dropgate.settings import Settings
 from dropgate.workers import wait_for_signal
 
 
-def format_summary(reports: list[DomainReport], elapsed_s: float) -> str:
+def format_summary(reports: list[DomainReport], elapsed_s: float,
+                   receiver: DemoReceiver | None = None) -> str:
     header = ("domain", "requests", "ok", "refusals by code", "oversell", "PostgreSQL == Redis")
     rows = []
     for r in reports:
@@ -37,15 +39,30 @@ def format_summary(reports: list[DomainReport], elapsed_s: float) -> str:
         for name, ok in r.checks.items():
             out.append(f"  [{'ok' if ok else 'FAILED'}] {r.domain}: {name}")
         out += [f"  note {r.domain}: {n}" for n in r.notes]
+    if receiver is not None:
+        out.append(receiver.summary())
     return "\n".join(out)
 
 
 async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                    domains: list[type[DemoDomain]] | None = None) -> int:
     admin_key = settings.admin_key or "dg_admin_" + secrets.token_hex(12)
-    # the demo pays on the sandbox's checkout pages: it chooses the sandbox itself
-    settings = msgspec.structs.replace(settings, admin_key=admin_key, payment_provider="sandbox")
-    async with open_runtime(settings, run_persister=True) as runtime:
+    # the demo pays on the sandbox's checkout pages: it chooses the sandbox itself; and its
+    # webhook receiver listens on 127.0.0.1, which only DROPGATE_WEBHOOK_ALLOW_PRIVATE permits
+    settings = msgspec.structs.replace(settings, admin_key=admin_key, payment_provider="sandbox",
+                                       webhook_allow_private=True)
+    receiver = DemoReceiver()
+    await receiver.start()
+    try:
+        return await _run(settings, admin_key, receiver, exit_after=exit_after, scale=scale,
+                          domains=domains)
+    finally:
+        await receiver.close()
+
+
+async def _run(settings: Settings, admin_key: str, receiver: DemoReceiver, *, exit_after: bool,
+               scale: float, domains: list[type[DemoDomain]] | None) -> int:
+    async with open_runtime(settings, run_persister=True, run_dispatcher=True) as runtime:
         async with serving(runtime, settings.host, settings.port) as url:
             tenant_id = f"demo-{int(time.time())}"
             await runtime.tenants.create(tenant_id, name="Demo tenant", status="active", trial_end_ms=None)
@@ -54,13 +71,15 @@ async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                   f"  admin key:   {admin_key}\n  tenant:      {tenant_id}\n"
                   f"  service key: {service_key}\n  Redis:       {runtime.redis_url}\n"
                   f"  PostgreSQL:  {runtime.database_url}\n"
-                  "  payments:    sandbox (nothing is charged)", flush=True)
+                  "  payments:    sandbox (nothing is charged)\n"
+                  f"  webhooks:    {receiver.url} (every event type)", flush=True)
             connector = aiohttp.TCPConnector(limit=256)
             async with aiohttp.ClientSession(connector=connector) as session:
                 progress = ProgressBar(unit=" requests")
                 ctx = DemoContext(session=session, base_url=url, tenant_id=tenant_id,
                                   service_key=service_key, admin_key=admin_key, runtime=runtime,
                                   progress=progress, scale=scale)
+                await receiver.register(ctx.call)
                 plugins = [d() for d in (domains or DOMAINS)]
                 reports = [DomainReport(domain=p.name) for p in plugins]
                 for plugin in plugins:
@@ -75,10 +94,13 @@ async def run_demo(settings: Settings, *, exit_after: bool, scale: float = 1.0,
                 print("  waiting for the persister to drain ...", file=sys.stderr, flush=True)
                 assert runtime.persister is not None
                 await _wait_drained(runtime.persister)
+                assert runtime.dispatcher is not None
+                await wait_delivered(runtime.dispatcher)
                 for plugin, report in zip(plugins, reports, strict=True):
                     await plugin.verify(ctx, report)
-            print(format_summary(reports, elapsed), flush=True)
+            print(format_summary(reports, elapsed, receiver), flush=True)
             ok = all(r.oversell == 0 and r.checks and all(r.checks.values()) for r in reports)
+            ok = ok and receiver.bad_signatures == 0
             if not exit_after:
                 print(f"serving on {url} until Ctrl-C", flush=True)
                 await wait_for_signal()

@@ -58,6 +58,10 @@ class Keys:
         """The live persisters (zset name -> expiry ms): each takes ceil(P / live) partitions."""
         return f"{self.prefix}:persisters"
 
+    def dispatcher_members(self) -> str:
+        """The live webhook dispatchers (zset name -> expiry ms), as ``persister_members``."""
+        return f"{self.prefix}:dispatchers"
+
     def offer_hold_expiry(self, partition: int) -> str:
         """Offer holds of the partition by expiry (member ``tenant:offer:purchase``): the sweeper's queue."""
         return f"{self.tag(partition)}:offer_holds"

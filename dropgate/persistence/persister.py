@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import socket
 import time
@@ -50,6 +49,7 @@ from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
+from dropgate.persistence.leases import PartitionLeases
 from dropgate.persistence.trim import trim_log
 from dropgate.settings import Settings
 
@@ -136,8 +136,11 @@ class Persister:
         self._appliers = appliers if appliers is not None else APPLIERS
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.stats = PersisterStats()
-        self._owned: set[int] = set()
-        self._leases_renewed_at = 0.0
+        self._leases = PartitionLeases(
+            scripts=scripts, partitions=keys.partitions, lease_key=keys.persister_lease,
+            members_key=keys.persister_members(), owner=self.name,
+            lease_ms=settings.persister_lease_ms, role="persister")
+        self._owned = self._leases.owned  # the same set: what it leased and took
         self._offsets: dict[int, tuple[int, int]] = {}
         self._retry: dict[int, list[Event[Any]]] = {}
         self._attempts: dict[str, int] = {}
@@ -224,7 +227,7 @@ class Persister:
             self._groups_ready.clear()
             for p in list(self._owned):
                 self._drop_partition(p)
-            self._leases_renewed_at = 0.0
+            self._leases.expire_now()
             return 0
 
     async def _iterate(self, *, block_ms: int | None) -> int:
@@ -265,41 +268,11 @@ class Persister:
         return [stream for reply in replies for stream in (reply or [])]
 
     async def _refresh_leases(self) -> None:
-        """Renew this persister's membership and leases; hold a fair share of partitions.
-
-        Every live persister (``persister_members``) takes ``ceil(P / live)``
-        partitions, starting at its own rank's slice so that they do not all race
-        for the same ones; one holding more than its share (a persister joined)
-        releases the extras, and the partitions of one that died are free when its
-        leases lapse, for the others to take on their next renewal."""
-        lease_ms = self._settings.persister_lease_ms
-        if time.monotonic() - self._leases_renewed_at < lease_ms / 3000:
-            return
-        live = (await self._scripts.call(
-            "persister_members", [self._keys.persister_members()], [self.name, lease_ms]))["members"]
-        partitions = self._keys.partitions
-        share = math.ceil(partitions / max(len(live), 1))
-        rank = live.index(self.name) if self.name in live else 0
-        order = [(rank * share + i) % partitions for i in range(partitions)]
-        kept = 0
-        for p in [q for q in order if q in self._owned] + [q for q in order if q not in self._owned]:
-            ttl = lease_ms if kept < share else 0  # 0 gives an extra one up
-            if ttl == 0 and p not in self._owned:
-                continue
-            held = await self._scripts.call(
-                "persister_lease", [self._keys.persister_lease(p)], [self.name, ttl]
-            )
-            if held["held"]:
-                kept += 1
-                if p not in self._owned:
-                    await self._take_partition(p)
-            elif p in self._owned:
-                if ttl:
-                    log.warning("persister %s lost partition %d", self.name, p)
-                else:
-                    log.info("persister %s hands partition %d over (share %d)", self.name, p, share)
-                self._drop_partition(p)
-        self._leases_renewed_at = time.monotonic()
+        """Renew this persister's membership and hold a fair share of the partitions
+        (``PartitionLeases.refresh``); a partition handed over or lost is dropped."""
+        _gained, lost = await self._leases.refresh(take=self._take_partition)
+        for p in lost:
+            self._drop_partition(p)
 
     @property
     def partitions(self) -> set[int]:
@@ -308,8 +281,7 @@ class Persister:
 
     async def _release_leases(self) -> None:
         with contextlib.suppress(*_TRANSIENT):
-            await self._scripts.call(
-                "persister_members", [self._keys.persister_members()], [self.name, 0])
+            await self._leases.leave()
         await self._release_partitions()
 
     async def _release_partitions(self) -> None:
@@ -392,7 +364,7 @@ class Persister:
     def _lost(self, p: int) -> None:
         log.warning("persister %s: partition %d moved on without it", self.name, p)
         self._drop_partition(p)
-        self._leases_renewed_at = 0.0
+        self._leases.expire_now()
 
     async def _apply_one_by_one(self, p: int, events: list[Event[Any]]) -> int:
         """A batch failed on data: commit event by event to isolate the bad one."""

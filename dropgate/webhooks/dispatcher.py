@@ -4,7 +4,9 @@ delivers what tenants subscribed to.
 Two loops, one job each:
 
 - **The log loop.** Per partition it holds a lease (``PartitionLeases``, the
-  persister's lease script on ``Keys.dispatcher_lease``), reads with the group
+  persister's balancing on ``Keys.dispatcher_lease``: each of N live dispatchers
+  takes ceil(P/N) partitions, and a dead one's pass to the others when its leases
+  lapse), reads with the group
   ``dispatcher``, maps each entry to public events (``mapping``), matches them with
   the tenants' endpoints and, while it is near the head of the log, tries each
   delivery at once (deliveries of one entity to one endpoint one after another, in
@@ -121,8 +123,9 @@ class Dispatcher:
         self._deliverer = Deliverer(settings, resolve)
         self._pools = PoolWatch(pool_counter) if pool_counter is not None else None
         self._leases = PartitionLeases(scripts=scripts, partitions=keys.partitions,
-                                       lease_key=keys.dispatcher_lease, owner=self.name,
-                                       lease_ms=settings.dispatcher_lease_ms)
+                                       lease_key=keys.dispatcher_lease,
+                                       members_key=keys.dispatcher_members(), owner=self.name,
+                                       lease_ms=settings.dispatcher_lease_ms, role="dispatcher")
         self._claimed: dict[int, list[Event[Any]]] = {}
         self._groups_ready: set[int] = set()
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
@@ -249,12 +252,9 @@ class Dispatcher:
             return 0
 
     async def _read_logs(self) -> int:
-        gained, lost = await self._leases.refresh()
-        for p in lost:
-            log.warning("dispatcher %s lost partition %d", self.name, p)
+        _gained, lost = await self._leases.refresh(take=self._take_partition)
+        for p in lost:  # handed over or lost: its next owner claims what was unfinished
             self._claimed.pop(p, None)
-        for p in sorted(gained):
-            await self._take_partition(p)
         worked = 0
         for p in sorted(self._leases.owned):
             claimed = self._claimed.pop(p, None)
