@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The browser the checkout-page test drives (tests/test_checkout_browser.py): Debian's
+# The browser the checkout-page test drives (tests/checkout/test_checkout_browser.py): Debian's
 # chromium and its driver, installed with apt-get when either is missing.
 browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
@@ -76,7 +76,7 @@ lint: $(STAMP)
 
 # Fault injection for minutes (not part of `make test`): make soak ARGS="--minutes 30 --seed 1"
 soak: $(STAMP)
-	$(BIN)/python -m tests.soak $(ARGS)
+	$(BIN)/python -m tests.support.soak $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(ARGS)

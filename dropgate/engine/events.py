@@ -14,7 +14,7 @@ applier. Here every event type is a ``msgspec.Struct`` of the tagged union
 ``d`` into the struct of its ``t``: an entry that does not fit (unknown type,
 missing or mistyped field, bad JSON) becomes an ``Event`` whose ``data`` is
 ``Malformed``, carrying msgspec's message (which names the field) and the type.
-``tests/test_events.py`` runs every script that appends an event and decodes it.
+``tests/engine/test_events.py`` runs every script that appends an event and decodes it.
 
 Decoding is lax (``strict=False``): a number sent as a string (``"12"``) or as an
 integral float (cjson writes ``1e+15``) still decodes to ``int``, as the appliers'

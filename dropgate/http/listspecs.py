@@ -1,7 +1,7 @@
 """Every list of the API as a ``ListSpec``: its rows, index order, filters and item.
 
 Each spec's ``scope`` + ``keys`` match one index of migration 0013 (or a primary
-key), so a page is an index range scan; ``tests/test_lists_explain.py`` checks
+key), so a page is an index range scan; ``tests/http/test_lists_explain.py`` checks
 every spec's query plan for that (no sequential scan, no sort, no OFFSET).
 """
 

@@ -15,7 +15,7 @@ from typing import Any
 from dropgate.persistence.persister import Persister
 from dropgate.settings import Settings, env_name
 from tests.conftest import Api
-from tests.test_codes_csv import post_csv
+from tests.engine.test_codes_csv import post_csv
 
 
 def _env(settings: Settings) -> dict[str, str]:

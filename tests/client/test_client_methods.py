@@ -19,7 +19,7 @@ from dropgate.http.routes import ROUTE_TABLES
 from dropgate.models.invites import Invite, InviteRedemption
 from dropgate.models.tenants import KeyCreated, Tenant
 from tests.client.conftest import LiveServer, TenantAccess
-from tests.contract import NOT_IN_CLIENT, OPS, shape
+from tests.support.contract import NOT_IN_CLIENT, OPS, shape
 
 CLIENT_DIR = Path(dropgate.client.__file__).parent
 

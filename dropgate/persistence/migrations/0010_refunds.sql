@@ -1,4 +1,4 @@
--- Cancels, refunds, disputes and per-buyer caps (API.md, "Taking real money").
+-- Cancels, refunds, disputes and per-buyer caps (docs/api.md, "Taking real money").
 --
 -- A purchase's units are no longer a function of its status alone: a full refund
 -- without restock leaves its units sold, a partial refund or a dispute keeps them
