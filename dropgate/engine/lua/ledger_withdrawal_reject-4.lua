@@ -19,21 +19,13 @@
 --- @include "dg_backlog_full"
 --- @include "dg_hash_object"
 --- @include "dg_tenant_gate"
+--- @include "dg_withdrawal_decidable"
 --- @include "dg_actor_renew"
 local now = dg_now_ms()
 local refused = dg_tenant_gate(KEYS[2], KEYS[3], ARGV[3], now)
 if refused then return refused end
-local w = dg_hash_object(KEYS[4])
-if w == nil then return dg_error('NOT_FOUND', {withdrawal_id = ARGV[5]}) end
-if w.status ~= 'pending' then
-  return dg_error('CONFLICT', {withdrawal_id = ARGV[5], status = w.status})
-end
-local same
-if w.initiator ~= nil and w.initiator ~= '' then same = w.initiator == ARGV[7]
-else same = w.initiated_by == ARGV[6] end
-if same then
-  return dg_error('FOUR_EYES_REQUIRED', {withdrawal_id = ARGV[5], initiated_by = w.initiated_by})
-end
+local w, undecidable = dg_withdrawal_decidable(KEYS[4], ARGV[5], ARGV[6], ARGV[7])
+if undecidable then return undecidable end
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 -- validated: now write
