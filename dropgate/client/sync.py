@@ -3,7 +3,8 @@
 It runs an ``AsyncDropgate`` on a private event loop in a daemon thread, so it
 works where an event loop is already running (Jupyter) as well as in plain
 scripts. Every namespace and method of the async client is here with the same
-arguments and docstrings; calls block until the answer (or exception) arrives.
+arguments and docstrings; calls block until the answer (or exception) arrives, and
+list methods give plain iterators (``for invite in dg.invites.list(): ...``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import inspect
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -52,6 +53,21 @@ class _LoopThread:
         self.loop.close()
 
 
+def _blocking_pages(loop: _LoopThread, items: AsyncIterator[T]) -> Iterator[T]:
+    """An async list iterator (``invites.list()``, …) walked from synchronous code: each
+    item is fetched on the client's loop, so pages are still requested one at a time as
+    the caller gets to them."""
+
+    async def step() -> T:
+        return await items.__anext__()
+
+    while True:
+        try:
+            yield loop.run(step())
+        except StopAsyncIteration:
+            return
+
+
 def _shutdown(loop: _LoopThread, client: AsyncDropgate) -> None:
     if loop.loop.is_closed():
         return
@@ -76,14 +92,24 @@ class SyncNamespace:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._namespace, name)
-        if name.startswith("_") or not inspect.iscoroutinefunction(attr):
+        if name.startswith("_") or not callable(attr):
             return attr
-        method: Callable[..., Coroutine[Any, Any, Any]] = attr
         loop = self._loop
+        if inspect.iscoroutinefunction(attr):
+            method: Callable[..., Coroutine[Any, Any, Any]] = attr
 
-        @functools.wraps(method)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return loop.run(method(*args, **kwargs))
+            @functools.wraps(method)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return loop.run(method(*args, **kwargs))
+        else:  # list methods answer async iterators: walk them here as plain iterators
+            plain: Callable[..., Any] = attr
+
+            @functools.wraps(plain)
+            def call(*args: Any, **kwargs: Any) -> Any:
+                result = plain(*args, **kwargs)
+                if isinstance(result, AsyncIterator):
+                    return _blocking_pages(loop, result)
+                return result
 
         self.__dict__[name] = call
         return call

@@ -174,6 +174,13 @@ def test_the_sync_client_sells_an_offer(live: LiveServer, tenant: TenantAccess) 
         assert dg.purchases.get(created.purchase_id).status == "paid"
         with pytest.raises(InsufficientInventory):
             dg.offers.purchase("SYNC", user_id="u2")
+        # list methods are plain iterators here, paging on the client's own loop
+        for i in range(5):
+            dg.invites.create(f"SY{i}", max_uses=1)
+        listed = dg.invites.list(page_size=2, consistent=True)
+        assert not hasattr(listed, "__anext__")
+        assert [inv.code for inv in listed] == [f"SY{i}" for i in reversed(range(5))]
+        assert [p.purchase_id for p in dg.purchases.list(consistent=True)] == [created.purchase_id]
 
 
 async def test_cancel_refund_caps_and_checkout_urls(dg: AsyncDropgate, admin: AsyncDropgate,
