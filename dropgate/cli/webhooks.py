@@ -15,7 +15,9 @@ import sys
 import msgspec
 
 from dropgate.cli.common import AddCommand, Invocation
+from dropgate.http import listspecs as L
 from dropgate.models.webhooks import WebhookEndpointList
+from dropgate.persistence.lists import MAX_LIMIT, Cursors, cursor_secret, fetch_page
 
 
 def register(add: AddCommand) -> None:
@@ -44,23 +46,26 @@ def register(add: AddCommand) -> None:
 async def run(call: Invocation) -> int:
     args = call.args
     async with call.runtime() as runtime:
-        store, pool = runtime.webhook_store, runtime.pool
-        if args.webhooks_command == "list":
-            endpoints, _ = await store.list_endpoints(args.tenant, limit=1000, before=None)
-            if args.json:
-                doc = WebhookEndpointList(data=[e.view() for e in endpoints], has_more=False, next_cursor=None)
-                print(msgspec.json.encode(doc).decode())
-            for e in [] if args.json else endpoints:
-                view = e.view()
-                print(f"{e.endpoint_id}  {view.status:8}  {','.join(e.events)}  {e.url}")
-            return 0
-        if args.webhooks_command == "deliveries":
-            rows, _ = await store.list_deliveries(args.endpoint_id, status=args.status,
-                                                  limit=max(1, min(args.limit, 1000)), before=None)
-            if args.json:
-                print(msgspec.json.encode([d for _, d in rows]).decode())
+        pool = runtime.pool
+        if args.webhooks_command in ("list", "deliveries"):
+            # the API's lists (http/listspecs.py), first page only: no cursor is read
+            cursors = Cursors(await cursor_secret(pool))
+            if args.webhooks_command == "list":
+                page = await fetch_page(pool, cursors, L.WEBHOOK_ENDPOINTS, scope=(args.tenant,),
+                                        query={}, limit=MAX_LIMIT, cursor=None)
+                if args.json:
+                    print(msgspec.json.encode(WebhookEndpointList(
+                        data=page.data, has_more=False, next_cursor=None)).decode())
+                for e in [] if args.json else page.data:
+                    print(f"{e.endpoint_id}  {e.status:8}  {','.join(e.events)}  {e.url}")
                 return 0
-            for _, d in rows:
+            page = await fetch_page(pool, cursors, L.WEBHOOK_DELIVERIES, scope=(args.endpoint_id,),
+                                    query={"status": args.status} if args.status else {},
+                                    limit=max(1, min(args.limit, MAX_LIMIT)), cursor=None)
+            if args.json:
+                print(msgspec.json.encode(page.data).decode())
+                return 0
+            for d in page.data:
                 print(f"{d.delivery_id}  {d.status:9}  attempts={d.attempts}  {d.type}  {d.event_id}"
                       + (f"  {d.error}" if d.error else ""))
             return 0

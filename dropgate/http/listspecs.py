@@ -1,7 +1,7 @@
 """Every list of the API as a ``ListSpec``: its rows, index order, filters and item.
 
-Each spec's ``scope`` + ``keys`` match one index of migration 0013 (or a primary
-key), so a page is an index range scan; ``tests/http/test_lists_explain.py`` checks
+Each spec's ``scope`` + ``keys`` match one index of migration 0013 (0012 for the
+webhook lists, or a primary key), so a page is an index range scan; ``tests/http/test_lists_explain.py`` checks
 every spec's query plan for that (no sequential scan, no sort, no OFFSET).
 """
 
@@ -17,6 +17,7 @@ from dropgate.models.ledger import Booking, Order, OrderItem, Withdrawal
 from dropgate.models.lists import InviteUse, KeyItem, PaymentItem, PromoUse, TenantItem
 from dropgate.models.offers import Offer, OfferInventory, Purchase, PurchaseStatus
 from dropgate.models.promos import FixedBonus, PercentBonus, Promo
+from dropgate.models.webhooks import WebhookDelivery, WebhookEndpoint
 from dropgate.money import format_amount, format_percent
 from dropgate.persistence.lists import Filter, KeyKind, ListSpec
 
@@ -131,6 +132,22 @@ def _code(r: asyncpg.Record) -> CodeInfo:
                     assigned_at=r["assigned_at"], assigned_to=r["assigned_to"])
 
 
+def _webhook_endpoint(r: asyncpg.Record) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        endpoint_id=r["endpoint_id"], url=r["url"], events=list(r["events"]),
+        status="disabled" if r["disabled_at"] else "enabled", created_at=r["created_at"],
+        description=r["description"], disabled_at=r["disabled_at"])
+
+
+def _webhook_delivery(r: asyncpg.Record) -> WebhookDelivery:
+    return WebhookDelivery(
+        delivery_id=r["delivery_id"], event_id=r["event_id"], type=r["event_type"],
+        status=r["status"], attempts=r["attempts"], created_at=r["created_at"],
+        next_attempt_at=r["next_attempt_at"] if r["status"] == "pending" else None,
+        last_attempt_at=r["last_attempt_at"], response_status=r["response_status"],
+        error=r["last_error"], delivered_at=r["delivered_at"])
+
+
 # A reservation past its expiry is available, as everywhere else.
 CODE_STATUS_SQL = ("CASE WHEN status = 'reserved' AND expires_at <= now() THEN 'available' "
                    "ELSE status END")
@@ -206,7 +223,22 @@ CODES = ListSpec(
                                                       sql=_CODE_STATUS)},
     descending=False, where=NOT_PENDING)
 
+# Webhook tables are written by the API and the dispatcher directly (no persister), in
+# ``seq`` order: never the secret. Deliveries are scoped by an endpoint the route has
+# checked belongs to the caller's tenant.
+WEBHOOK_ENDPOINTS = ListSpec(
+    "webhook_endpoints", "dg_webhook_endpoints",
+    "seq, endpoint_id, url, events, description, created_at, disabled_at",
+    (("seq", "int"),), ("tenant_id",), _webhook_endpoint)
+WEBHOOK_DELIVERIES = ListSpec(
+    "webhook_deliveries", "dg_webhook_deliveries",
+    "seq, delivery_id, event_id, event_type, status, attempts, created_at, next_attempt_at, "
+    "last_attempt_at, response_status, last_error, delivered_at",
+    (("seq", "int"),), ("endpoint_id",), _webhook_delivery,
+    {"status": Filter("enum", "status", ("pending", "succeeded", "failed"),
+                      description="pending, succeeded or failed")})
+
 ALL: tuple[ListSpec, ...] = (TENANTS, KEYS, KEYS_OF_TENANT, INVITES, INVITE_USES, PROMOS,
                              PROMO_USES, OFFERS, PURCHASES, PAYMENTS, WITHDRAWALS, ORDERS,
-                             BOOKINGS, CAMPAIGNS, CODES)
+                             BOOKINGS, CAMPAIGNS, CODES, WEBHOOK_ENDPOINTS, WEBHOOK_DELIVERIES)
 

@@ -1,7 +1,7 @@
 """Keyset pagination over PostgreSQL: one ``ListSpec`` per collection, one query shape.
 
 Why keyset: a page is "the next ``limit`` rows after the last one seen" in an index
-order on immutable columns (``created_at, id``, or the code itself), so page 10,000
+order on immutable columns (``created_at, id``, the code itself, or a ``bigserial``), so page 10,000
 costs what page 1 costs (no ``OFFSET``), and a page can neither repeat nor skip a
 row when rows are inserted meanwhile: the order of the rows that existed is fixed,
 and a new row lands before the cursor (newest first) or in its place in the order.
@@ -28,7 +28,7 @@ import msgspec
 from dropgate.errors import ValidationError
 from dropgate.ids import check_id, check_type
 
-KeyKind = Literal["ts", "text"]
+KeyKind = Literal["ts", "text", "int"]
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -119,6 +119,10 @@ def _key_param(kind: KeyKind, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError("bad key")
         return _EPOCH + timedelta(microseconds=value)
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool) or not -2**63 <= value < 2**63:
+            raise ValueError("bad key")
+        return value
     if not isinstance(value, str) or len(value) > 200:
         raise ValueError("bad key")
     return value

@@ -63,6 +63,14 @@ INSERT INTO campaigns (tenant_id, campaign_id, types, created_at)
   SELECT 't' || (i % 20), 'ca' || i, '{{tm}}', now() - i * interval '1 s' FROM generate_series(1, {N}) i;
 INSERT INTO campaign_codes (tenant_id, campaign_id, type, code, uploaded_at, version)
   SELECT 't' || (i % 20), 'ca' || (i % 7), 'tm', 'code' || i, now(), 1 FROM generate_series(1, {N * 5}) i;
+INSERT INTO dg_webhook_endpoints (endpoint_id, tenant_id, url, events, secret, created_at)
+  SELECT 'we' || i, 't' || (i % 20), 'https://x.test/h', '{{*}}', 's', now() - i * interval '1 s'
+  FROM generate_series(1, {N}) i;
+INSERT INTO dg_webhook_deliveries (delivery_id, endpoint_id, tenant_id, event_id, event_type, entity,
+                                   body, status)
+  SELECT 'wd' || i, 'we' || (1 + i % 40), 't1', 'ev' || i, 'invite.used', 'x' || (i % 9), '{{}}',
+         (ARRAY['pending','succeeded','failed'])[1 + i % 3]
+  FROM generate_series(1, {N * 2}) i;
 ANALYZE;
 """
 
@@ -93,8 +101,10 @@ async def test_every_list_query_walks_an_index(runtime: Runtime) -> None:
         await conn.execute(_POPULATE)
         await conn.execute("SET enable_seqscan = off; SET enable_sort = off")
         checked = 0
+        seen: set[str] = set()
         for spec in listspecs.ALL:
-            scope = ["t1", {"invite_uses": "c1", "promo_uses": "p1", "codes": "ca1"}.get(spec.name, "")][
+            first = "we1" if spec.scope == ("endpoint_id",) else "t1"
+            scope = [first, {"invite_uses": "c1", "promo_uses": "p1", "codes": "ca1"}.get(spec.name, "")][
                 :len(spec.scope)]
             names = list(spec.filters)
             shapes = [[], *([n] for n in names)]
@@ -102,7 +112,7 @@ async def test_every_list_query_walks_an_index(runtime: Runtime) -> None:
                 values = {n: _filter_value(spec, n) for n in filters}
                 text, order = spec.sql(len(scope), values, True)
                 assert "OFFSET" not in text.upper()
-                after = [datetime.now(UTC) if kind == "ts" else "zzz" for _, kind in spec.keys]
+                after = [{"ts": datetime.now(UTC), "int": 2**62}.get(kind, "zzz") for _, kind in spec.keys]
                 args = [*scope, *(values[n] for n in order), *after, 11]
                 raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {text}", *args)
                 plan = json.loads(raw)[0]["Plan"]
@@ -111,4 +121,6 @@ async def test_every_list_query_walks_an_index(runtime: Runtime) -> None:
                 assert not any("Sort" in n for n in nodes), (spec.name, filters, nodes, json.dumps(plan))
                 assert any("Index" in n for n in nodes), (spec.name, filters, nodes)
                 checked += 1
+                seen.add(spec.name)
         assert checked >= 25
+        assert {"webhook_endpoints", "webhook_deliveries"} <= seen

@@ -53,7 +53,9 @@ def list_query(spec: ListSpec) -> list[tuple[str, str, bool]]:
 
 async def serve_list(call: Call[None], spec: ListSpec, scope: Sequence[Any], *,
                      partitions: Sequence[int] | None = None, ignore: Sequence[str] = ()) -> Page:
-    """One page of ``spec`` within ``scope``; with consistent=true, after the watermark."""
+    """One page of ``spec`` within ``scope``; with consistent=true, after the watermark of
+    ``partitions`` (default: all; empty: a table written directly, not by the persister,
+    so every read of it is already consistent)."""
     runtime = call.runtime
     q = call.request.query
     consistent = q.get("consistent", "false")
@@ -64,8 +66,8 @@ async def serve_list(call: Call[None], spec: ListSpec, scope: Sequence[Any], *,
     unknown = next((k for k in filters if k not in spec.filters), None)
     if unknown is not None:
         raise ValidationError(f"Unknown filter {unknown!r}.", details={"field": unknown})
-    if consistent == "true":
-        parts = partitions if partitions is not None else range(runtime.keys.partitions)
+    parts = partitions if partitions is not None else range(runtime.keys.partitions)
+    if consistent == "true" and parts:  # no partitions: rows not written through the log
         await wait_applied(runtime.redis, runtime.pool, runtime.keys, parts,
                            timeout_s=CONSISTENT_TIMEOUT_S)
     known = _cursors.get(id(runtime.pool))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dropgate.errors import NotFound, ValidationError
+from dropgate.http import listspecs as L
+from dropgate.http.routes.lists import serve_list
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.webhooks import (
     WebhookDeliveryList,
@@ -10,22 +12,17 @@ from dropgate.models.webhooks import (
     WebhookEndpointCreated,
     WebhookEndpointList,
 )
+from dropgate.persistence.lists import Page
 from dropgate.webhooks.signing import new_secret
-from dropgate.webhooks.store import check_events, decode_cursor, encode_cursor, parse_limit
+from dropgate.webhooks.store import check_events
 from dropgate.webhooks.urls import check_registration
 
 routes = ApiRoutes("webhooks")
+# the paging parameters of every list (routes/lists.py), consistent answered at once
 _PAGE = (("limit", "page size, 1-1000 (default 100)", False),
          ("cursor", "the previous page's next_cursor", False),
          ("consistent", "accepted for every list; endpoints and deliveries are written to "
                         "PostgreSQL directly, so every list of them is consistent", False))
-_STATUSES = ("pending", "succeeded", "failed")
-
-
-def _consistent(call: Call[None]) -> None:
-    value = call.request.query.get("consistent")
-    if value is not None and value not in ("true", "false"):
-        raise ValidationError("consistent must be true or false.", details={"field": "consistent"})
 
 
 @routes.post("/v1/webhook-endpoints", body=WebhookEndpointCreate, response=WebhookEndpointCreated,
@@ -44,16 +41,11 @@ async def create_endpoint(call: Call[WebhookEndpointCreate]) -> WebhookEndpointC
         description=endpoint.description)
 
 
-@routes.get("/v1/webhook-endpoints", response=WebhookEndpointList, query=_PAGE)
-async def list_endpoints(call: Call[None]) -> WebhookEndpointList:
+@routes.get("/v1/webhook-endpoints", response=WebhookEndpointList, errors=[ValidationError],
+            query=_PAGE)
+async def list_endpoints(call: Call[None]) -> Page:
     """The tenant's webhook endpoints, newest first, never their secrets."""
-    _consistent(call)
-    limit = parse_limit(call.request.query.get("limit"))
-    before = decode_cursor(call.request.query.get("cursor"))
-    endpoints, more = await call.runtime.webhook_store.list_endpoints(
-        call.tenant_id, limit=limit, before=before)
-    return WebhookEndpointList(data=[e.view() for e in endpoints], has_more=more,
-                               next_cursor=encode_cursor(endpoints[-1].seq) if more else None)
+    return await serve_list(call, L.WEBHOOK_ENDPOINTS, (call.tenant_id,), partitions=())
 
 
 @routes.delete("/v1/webhook-endpoints/{id}", status=204, errors=[NotFound])
@@ -62,19 +54,10 @@ async def delete_endpoint(call: Call[None]) -> None:
     await call.runtime.webhook_store.delete_endpoint(call.tenant_id, call.path_id("id"))
 
 
-@routes.get("/v1/webhook-endpoints/{id}/deliveries", response=WebhookDeliveryList, errors=[NotFound],
-            query=(("status", "pending, succeeded or failed", False), *_PAGE))
-async def list_deliveries(call: Call[None]) -> WebhookDeliveryList:
-    """An endpoint's delivery log, newest first."""
-    _consistent(call)
-    status = call.request.query.get("status")
-    if status is not None and status not in _STATUSES:
-        raise ValidationError("status must be pending, succeeded or failed.", details={"field": "status"})
-    limit = parse_limit(call.request.query.get("limit"))
-    before = decode_cursor(call.request.query.get("cursor"))
-    store = call.runtime.webhook_store
-    endpoint = await store.endpoint(call.tenant_id, call.path_id("id"))
-    rows, more = await store.list_deliveries(endpoint.endpoint_id, status=status, limit=limit,
-                                             before=before)
-    return WebhookDeliveryList(data=[d for _, d in rows], has_more=more,
-                               next_cursor=encode_cursor(rows[-1][0]) if more else None)
+@routes.get("/v1/webhook-endpoints/{id}/deliveries", response=WebhookDeliveryList,
+            errors=[ValidationError, NotFound],
+            query=(*((n, f.description, False) for n, f in L.WEBHOOK_DELIVERIES.filters.items()), *_PAGE))
+async def list_deliveries(call: Call[None]) -> Page:
+    """An endpoint's delivery log, newest first (404: not one of the tenant's endpoints)."""
+    endpoint = await call.runtime.webhook_store.endpoint(call.tenant_id, call.path_id("id"))
+    return await serve_list(call, L.WEBHOOK_DELIVERIES, (endpoint.endpoint_id,), partitions=())
