@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_CMD = $(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --extra dev --quiet -o $(LOCK)
 
-.PHONY: browser demo test test-latest test-lowest fuzz lint lock lock-upgrade bench soak clean
+.PHONY: browser wrk demo test test-latest test-lowest fuzz lint lock lock-upgrade bench soak soak-hostile clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	@if [ -z "$(PY)" ]; then \
@@ -75,11 +75,25 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 
 # Fault injection for minutes (not part of `make test`): make soak ARGS="--minutes 30 --seed 1"
+# then the hostile clients' long variants (2 minutes unless HOSTILE_ARGS="--minutes 20 --seed 1")
 soak: $(STAMP)
 	$(BIN)/python -m tests.support.soak $(ARGS)
+	$(BIN)/python -m tests.support.hostile_soak $(HOSTILE_ARGS)
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run $(ARGS)
+soak-hostile: $(STAMP)
+	$(BIN)/python -m tests.support.hostile_soak $(HOSTILE_ARGS)
+
+# Every hot path under wrk against a bare no-op and the source systems' designs, side by side in
+# one run: the table, then PNG charts in docs/benchmarks/ (make bench ARGS="--seconds 3 --paths offers").
+# The other benchmarks: .venv/bin/python -m benchmarks.run [NAME [options]] (BENCHMARKS.md).
+bench: $(STAMP) wrk
+	$(BIN)/python -m benchmarks.hotpaths $(ARGS)
+
+# The load generator of `make bench`: Debian's wrk, installed with apt-get when missing.
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; fi
 
 clean:
 	rm -rf $(VENV) $(LATEST) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

@@ -262,14 +262,15 @@ async def main(runs: int, codes: int, callers: int, seconds: float, pool_size: i
     embedded = EmbeddedStack(env.data_path())
     endpoints = await asyncio.to_thread(embedded.endpoints, env.redis_url, env.database_url)
     try:
-        uploads: list[dict[str, float]] = []
+        uploads: list[tuple[str, dict[str, float]]] = []  # (persister layout, its timings)
         reservations: list[dict[str, float]] = []
         store = Stores(redis_url=endpoints.redis_url, database_url=endpoints.database_url)
         for run in range(runs if part in ("all", "upload") else 0):
             for layout in LAYOUTS:
-                uploads.append({"layout": layout, **await upload_run(store, codes, layout)})
+                timings = await upload_run(store, codes, layout)
+                uploads.append((layout, timings))
                 print(f"upload run {run + 1} ({layout} persister): reservable "
-                      f"{uploads[-1]['reservable_s']:.2f} s, persisted {uploads[-1]['persisted_s']:.2f} s",
+                      f"{timings['reservable_s']:.2f} s, persisted {timings['persisted_s']:.2f} s",
                       flush=True)
         if part in ("all", "reservations"):
             reservations = await reservation_runs(endpoints, admin, runs, callers, seconds,
@@ -279,7 +280,7 @@ async def main(runs: int, codes: int, callers: int, seconds: float, pool_size: i
     if uploads:
         print(f"\nupload of {codes:,} codes, median of {runs} runs:")
         for layout in LAYOUTS:
-            mine = [r for r in uploads if r["layout"] == layout]
+            mine = [r for name, r in uploads if name == layout]
             print(f"  {layout:<8} persister: reservable after "
                   f"{statistics.median(r['reservable_s'] for r in mine):.2f} s, persisted after "
                   f"{statistics.median(r['persisted_s'] for r in mine):.2f} s")

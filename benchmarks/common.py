@@ -100,6 +100,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": "WARNING", "MAX_BACKLOG": settings.max_backlog,
         "RATE_LIMIT_PER_S": settings.rate_limit_per_s, "RATE_LIMIT_BURST": settings.rate_limit_burst,
         "PERSISTER_BLOCK_MS": settings.persister_block_ms, "TENANT_ADMISSION": settings.tenant_admission,
+        "TENANT_ADMISSION_CONTENDED": settings.tenant_admission_contended,
         # `serve` needs an explicit provider; the benchmarks pay on the sandbox
         "PAYMENT_PROVIDER": settings.payment_provider or "sandbox",
     }.items():
@@ -181,3 +182,19 @@ def median(values: list[float]) -> float:
 
 def fmt_runs(values: list[float], unit: str = "/s") -> str:
     return f"median {median(values):,.0f}{unit} (runs: {', '.join(f'{v:,.0f}' for v in values)})"
+
+
+async def serve_until_sigterm(runner: Any, port: int) -> None:
+    """Serve an aiohttp runner on 127.0.0.1:``port`` as ``dropgate serve`` does (backlog
+    4096, ``tune_gc``) until SIGTERM: the one way the benchmarks' bare servers run."""
+    from aiohttp import web
+
+    from dropgate.http.app import tune_gc
+
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
+    tune_gc()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()

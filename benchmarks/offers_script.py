@@ -1,6 +1,11 @@
 """Redis time per purchase inside ``offer_purchase_batch`` (the script alone, no HTTP).
 
     .venv/bin/python -m benchmarks.offers_script [--runs 5] [--calls 300] [--batch 64]
+    PYTHONPATH=<another revision's tree> .venv/bin/python benchmarks/offers_script.py ...
+
+The second form runs this file against another revision's ``dropgate`` (and its
+``benchmarks.common``), e.g. ``git archive 009d50c | tar -x -C /tmp/old``: the file
+itself needs only ``purchase_batch`` and the records it takes, which have not changed.
 
 Each call holds ``--batch`` new purchases (a new user and an idempotency key each) and
 stores the final responses of the previous call's purchases, as the API does under a
@@ -11,19 +16,27 @@ machine disturbs it far less than a throughput figure. The counter is the instan
 another client's script running during one of these calls would be counted with it,
 which the median over calls leaves out.
 
-Prints the median over runs of each run's median per-purchase time.
+Prints the median over runs of each run's median per-purchase time, and Redis's own CPU
+(``INFO cpu``, ``used_cpu_sys + used_cpu_user``) per purchase over each run: on a
+private ``redis-server`` (``DROPGATE_BENCH_REDIS_URL``) that counts only this work,
+and a busy machine stretches it far less than a wall-clock counter.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 
 from benchmarks.common import private_runtime, stores
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult
-from dropgate.ids import new_id
 from dropgate.runtime import Runtime
+
+
+def new_id(prefix: str) -> str:
+    """An id of the API's shape (here, not ``dropgate.ids``: older revisions have none)."""
+    return prefix + os.urandom(10).hex()
 
 # a 201 body of the size the API sends (the stored response)
 _BODY = (b'{"purchase_id":"pu_0123456789abcdef0123","status":"pending","checkout_session_id":'
@@ -35,9 +48,24 @@ async def _evalsha_us(rt: Runtime) -> int:
     return int((await rt.redis.info("commandstats"))["cmdstat_evalsha"]["usec"])
 
 
-async def one_run(rt: Runtime, calls: int, batch: int, run: int) -> float:
+async def _commands(rt: Runtime) -> int:
+    """Commands Redis ran, the script's own included, less the script calls and INFO."""
+    stats = await rt.redis.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_evalsha", "cmdstat_info"))
+
+
+async def _redis_cpu_s(rt: Runtime) -> float:
+    cpu = await rt.redis.info("cpu")
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+
+
+async def one_run(rt: Runtime, calls: int, batch: int, run: int) -> tuple[float, float, float, float]:
+    """Per purchase: the median and the 10th percentile of the calls' evalsha usec (the
+    fast calls: the ones a busy machine did not interrupt), Redis CPU usec over the run,
+    and the commands the script ran."""
     finishes: list[FinishItem] = []
     per_purchase: list[float] = []
+    cpu_before, commands_before = await _redis_cpu_s(rt), await _commands(rt)
     for call in range(calls):
         holds = [HoldRequest(purchase_id=new_id("pu_"), user_id=f"r{run}c{call}u{i}", quantity=1,
                              idem_digest=f"{run:08x}{call:016x}{i:016x}", fingerprint=f"fp{call}x{i}")
@@ -53,7 +81,10 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int) -> float:
                                checkout_url="http://127.0.0.1:8080/v1/sandbox/checkout/cs_sandbox_"
                                + h.purchase_id, idem_digest=h.idem_digest, status=201, body=_BODY)
                     for h in holds]
-    return statistics.median(per_purchase[5:] or per_purchase)  # past the first calls' warm-up
+    cpu_us = (await _redis_cpu_s(rt) - cpu_before) * 1e6 / (calls * batch)
+    commands = (await _commands(rt) - commands_before) / (calls * batch)
+    timed = sorted(per_purchase[5:] or per_purchase)  # past the first calls' warm-up
+    return statistics.median(timed), timed[len(timed) // 10], cpu_us, commands
 
 
 async def main(runs: int, calls: int, batch: int) -> None:
@@ -66,13 +97,20 @@ async def main(runs: int, calls: int, batch: int) -> None:
                                active=True)
         print(f"offer_purchase_batch: {runs} runs of {calls} calls x {batch} purchases "
               "(each call also stores the previous call's responses)")
-        medians = []
+        medians, fast, cpus, commands = [], [], [], 0.0
         for run in range(runs):
-            medians.append(await one_run(rt, calls, batch, run))
-            print(f"  run {run + 1}: {medians[-1]:.1f} us of Redis per purchase (median of the calls)",
-                  flush=True)
-        print(f"median: {statistics.median(medians):.1f} us per purchase "
-              f"(runs: {', '.join(f'{m:.1f}' for m in medians)})")
+            median, p10, cpu, commands = await one_run(rt, calls, batch, run)
+            medians.append(median)
+            fast.append(p10)
+            cpus.append(cpu)
+            print(f"  run {run + 1}: {median:.1f} us of Redis per purchase (median of the calls; "
+                  f"p10 {p10:.1f}), Redis CPU {cpu:.1f} us, {commands:.2f} commands per purchase", flush=True)
+
+        def runs_of(values: list[float]) -> str:
+            return f"{statistics.median(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})"
+
+        print(f"per purchase, medians of the runs: evalsha us {runs_of(medians)}; p10 {runs_of(fast)}; "
+              f"Redis CPU us {runs_of(cpus)}; {commands:.2f} commands")
 
 
 if __name__ == "__main__":

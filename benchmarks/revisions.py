@@ -1,7 +1,8 @@
-"""Two revisions of dropgate side by side in one run, under wrk: offers, codes, invites.
+"""Two revisions of dropgate side by side in one run, under wrk: offers, codes, invites, promos.
 
     .venv/bin/python -m benchmarks.revisions --before REV [--after REV|WORKTREE]
-        [--paths offers,codes,invites] [--rounds 5] [--seconds 5] [--connections 256] [--threads 1]
+        [--paths offers,codes,invites,promos] [--rounds 5] [--seconds 5] [--connections 256] [--threads 1]
+        [--before-env KEY=VALUE ...] [--after-env KEY=VALUE ...]
 
 Why: issue #15 asks for the offers, codes and invites figures before and after a
 redesign, side by side in one run. On this shared 2-core machine the same server moves
@@ -19,12 +20,17 @@ folder has ``dropgate/__main__.py``, else ``-m dropgate.cli serve`` (older revis
 Each server gets the settings of ``benchmarks.common.settings_env`` (a private key
 prefix and schema on the machine's Redis and PostgreSQL, removed after), the sandbox
 payment provider, a tenant purchase cap of 100,000 (as ``benchmarks.offers``; the
-default, 256 in flight, answers 429 past 256 connections) and its own defaults otherwise. The
+default, 256 in flight, answers 429 past 256 connections) and its own defaults otherwise.
+``--before-env``/``--after-env KEY=VALUE`` (repeatable) add or override one server's
+environment, so that a one-variable experiment (the same revision twice, one setting
+changed: ``--before HEAD --after HEAD --after-env DROPGATE_TENANT_ADMISSION=0``) is a
+command that can be rerun rather than a working tree changed for one run. The
 persister runs inside ``serve``, as deployed by default (``--no-persister`` turns it
 off); before every window the harness waits until both servers' logs are drained.
 
 Data is set up over HTTP with the admin key: an active tenant, a service key (the load
-uses it), an offer of 1,000,000,000 units, an unlimited invite, and a campaign with
+uses it), an offer of 1,000,000,000 units, an unlimited invite, an unlimited fixed-bonus
+promo (one use per customer: each request is a new customer), and a campaign with
 ``--codes`` codes, topped up whenever the codes left fall under twice what the fastest
 server reserved in one window. Every request is meant to succeed: a new user per
 request (and a new Idempotency-Key per purchase), generated in wrk's Lua ``request()``
@@ -60,10 +66,11 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import Stores, free_port, private_settings, settings_env, stores
+from benchmarks.common import Stores, free_port, private_settings, serve_until_sigterm, settings_env, stores
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT, OFFER, INVITE, CAMPAIGN, CODE_TYPE = "bench", "hot", "OPEN", "pool", "tm"
+PROMO = "PROMO"
 TENANT_CONCURRENCY = 100_000
 
 
@@ -82,6 +89,7 @@ PATHS = {
     "codes": Route(f"/v1/campaigns/{CAMPAIGN}/reservations", f'{{"type":"{CODE_TYPE}","count":1}}',
                    reserves=True),
     "invites": Route(f"/v1/invites/{INVITE}/redeem", '{"user_id":"@"}'),
+    "promos": Route(f"/v1/promos/{PROMO}/redeem", '{"customer_id":"@","base_amount":"19.99"}'),
 }
 NOOP = Route("/noop", '{"user_id":"@","quantity":1}')
 
@@ -117,10 +125,10 @@ function done(summary, latency, requests)
   end
   for status, c in pairs(counts) do table.insert(parts, string.format('"%d":%d', status, c)) end
   local e = summary.errors
-  io.write(string.format('WRK_RESULT {"requests":%d,"duration_us":%d,"p99_us":%d,"connect":%d,'
+  io.write(string.format('WRK_RESULT {"requests":%d,"duration_us":%d,"p99_us":%d,"p50_us":%d,"connect":%d,'
     .. '"read":%d,"write":%d,"timeout":%d,"empty":%d,"statuses":{%s}}\\n', summary.requests,
-    summary.duration, latency:percentile(99), e.connect, e.read, e.write, e.timeout, empties,
-    table.concat(parts, ",")))
+    summary.duration, latency:percentile(99), latency:percentile(50), e.connect, e.read, e.write,
+    e.timeout, empties, table.concat(parts, ",")))
 end
 """
 
@@ -142,6 +150,8 @@ class Window:
     per_s: float
     p99_ms: float
     problems: dict[str, int]  # non-2xx statuses, empty reservations, socket errors
+    p50_ms: float = 0.0
+    ok: int = 0  # 2xx answers (less the empty reservations)
     server_cores: float = 0.0  # the server process's CPU over the window, in cores
     wrk_cores: float = 0.0  # wrk's, likewise: well under the server's, or wrk is what is measured
 
@@ -153,7 +163,9 @@ class Window:
         r = json.loads(line.split(" ", 1)[1])
         problems = {f"HTTP {s}": n for s, n in r["statuses"].items() if not 200 <= int(s) < 300}
         problems |= {k: r[k] for k in ("empty", "connect", "read", "write", "timeout") if r[k]}
-        return cls(r["requests"], r["requests"] / (r["duration_us"] / 1e6), r["p99_us"] / 1000, problems)
+        return cls(r["requests"], r["requests"] / (r["duration_us"] / 1e6), r["p99_us"] / 1000, problems,
+                   p50_ms=r.get("p50_us", 0) / 1000,
+                   ok=sum(n for s, n in r["statuses"].items() if 200 <= int(s) < 300) - r["empty"])
 
 
 # -- revisions and servers -----------------------------------------------------------------
@@ -164,6 +176,7 @@ class Revision:
     folder: Path
     sha: str = ""
     imported: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)  # --before-env / --after-env
 
     @property
     def module(self) -> list[str]:
@@ -173,16 +186,32 @@ class Revision:
     def env(self, base: dict[str, str]) -> dict[str, str]:
         return {**base, "PYTHONPATH": str(self.folder)}
 
+    def server_env(self, base: dict[str, str]) -> dict[str, str]:
+        """The server's environment: the harness's settings, then this side's ``--*-env`` on top."""
+        return self.env(base) | self.extra_env
+
+
+def parse_env(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings as a dict (a later KEY wins); the value may be empty or hold ``=``."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key or not key.replace("_", "").isalnum():
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        env[key] = value
+    return env
+
 
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def export(label: str, rev: str, tmp: Path) -> Revision:
+def export(label: str, rev: str, tmp: Path, extra_env: dict[str, str]) -> Revision:
     """The revision's source in a folder of its own (the working tree itself for WORKTREE)."""
     if rev == "WORKTREE":
         dirty = len(git("status", "--porcelain").splitlines())
-        return Revision(label, rev, ROOT, sha=f"{git('rev-parse', '--short', 'HEAD')} + {dirty} changed paths")
+        return Revision(label, rev, ROOT, sha=f"{git('rev-parse', '--short', 'HEAD')} + {dirty} changed paths",
+                        extra_env=extra_env)
     sha = git("rev-parse", "--short", rev + "^{commit}")
     folder = tmp / f"{label}-{sha}"
     folder.mkdir()
@@ -190,7 +219,7 @@ def export(label: str, rev: str, tmp: Path) -> Revision:
     subprocess.run(["tar", "-x", "-C", str(folder)], stdin=archive.stdout, check=True)
     if archive.wait() != 0:
         raise SystemExit(f"git archive {rev} failed")
-    return Revision(label, rev, folder, sha=sha)
+    return Revision(label, rev, folder, sha=sha, extra_env=extra_env)
 
 
 def imported_from(r: Revision) -> str:
@@ -268,6 +297,9 @@ async def prepare(server: Server, admin_key: str, paths: list[str], codes: int) 
                 "inventory_total": 1_000_000_000, "max_per_order": 3})
         if "invites" in paths:
             await post(http, server.url + "/v1/invites", service, json={"code": INVITE, "max_uses": 0})
+        if "promos" in paths:
+            await post(http, server.url + "/v1/promos", service, json={
+                "code": PROMO, "bonus": {"kind": "fixed", "amount": "1.00"}, "currency": "usd"})
     if "codes" in paths:
         await upload(server, codes)
 
@@ -381,8 +413,13 @@ def report(args: argparse.Namespace, revs: list[Revision], pairs: list[Server], 
         return [x / y for x, y in zip(per_s(a, path), per_s(b, path), strict=True)]
 
     b, a = revs
+
+    def env_note(r: Revision) -> str:
+        return "".join(f" {k}={v}" for k, v in r.extra_env.items())
+
     print(f"\n{args.rounds} rounds of {args.seconds} s per server and path, wrk -t{args.threads} "
-          f"-c{args.connections}; before = `{b.rev}` ({b.sha}), after = `{a.rev}` ({a.sha}); "
+          f"-c{args.connections}; before = `{b.rev}` ({b.sha}{env_note(b)}), "
+          f"after = `{a.rev}` ({a.sha}{env_note(a)}); "
           f"medians of the rounds, ratios as medians of the per-round ratios (range):\n")
     print("| path | before req/s | after req/s | after / before | p99 before | p99 after | no-op req/s "
           "| no-op p99 | before / no-op | after / no-op | every request 2xx |")
@@ -428,11 +465,13 @@ def main(args: argparse.Namespace) -> int:
         tmp = Path(tmp_name)
         for name, p in [*PATHS.items(), ("noop", NOOP)]:
             (tmp / f"{name}.lua").write_text(lua_script(p))
-        revs = [export("before", args.before, tmp), export("after", args.after, tmp)]
+        revs = [export("before", args.before, tmp, args.before_env),
+                export("after", args.after, tmp, args.after_env)]
         for r in revs:
             r.imported = imported_from(r)
+            extra = " ".join(f"{k}={v}" for k, v in r.extra_env.items())
             print(f"{r.label}: {r.rev} ({r.sha}) serves with `{' '.join(r.module[1:])} serve`, "
-                  f"dropgate.__file__ = {r.imported}")
+                  f"dropgate.__file__ = {r.imported}" + (f"; with {extra}" if extra else ""))
         print(f"persister {'off' if args.no_persister else 'on (inside serve)'}; sandbox payments; "
               f"DROPGATE_TENANT_CONCURRENCY={TENANT_CONCURRENCY}", flush=True)
         s = stores()
@@ -454,8 +493,8 @@ async def run(args: argparse.Namespace, s: Stores, revs: list[Revision], tmp: Pa
         pairs: list[Server] = []
         for r in revs:
             settings = await stack.enter_async_context(private_settings(s))
-            env = r.env(settings_env(settings)) | {"DROPGATE_PAYMENT_PROVIDER": "sandbox",
-                                                   "DROPGATE_TENANT_CONCURRENCY": str(TENANT_CONCURRENCY)}
+            env = r.server_env(settings_env(settings) | {"DROPGATE_PAYMENT_PROVIDER": "sandbox",
+                                                         "DROPGATE_TENANT_CONCURRENCY": str(TENANT_CONCURRENCY)})
             argv = [sys.executable, *r.module, "serve", "--host", "127.0.0.1",
                     *(["--no-persister"] if args.no_persister else [])]
             server = await start(r.label, argv, env, r.folder, tmp / f"{r.label}.log")
@@ -478,7 +517,6 @@ def serve_noop(port: int) -> None:
     import uvloop
     from aiohttp import web
 
-    from dropgate.http.app import tune_gc
 
     async def noop(request: web.Request) -> web.Response:
         body = msgspec.json.decode(await request.read())
@@ -493,13 +531,7 @@ def serve_noop(port: int) -> None:
         app.router.add_post(NOOP.route, noop)
         app.router.add_get("/healthz", healthz)
         runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
-        tune_gc()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+        await serve_until_sigterm(runner, port)
 
     uvloop.run(run())
 
@@ -510,19 +542,29 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--before", help="git revision measured as 'before' (exported with git archive)")
     parser.add_argument("--after", default="WORKTREE", help="git revision, or WORKTREE (default): this checkout")
-    parser.add_argument("--paths", default="offers,codes,invites", help="comma-separated: offers, codes, invites")
+    parser.add_argument("--paths", default="offers,codes,invites",
+                        help="comma-separated: offers, codes, invites, promos")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per window (whole seconds)")
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--codes", type=int, default=1_000_000, help="codes per upload (topped up as needed)")
     parser.add_argument("--no-persister", action="store_true", help="serve --no-persister (default: persister on)")
+    parser.add_argument("--before-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for the 'before' server only (repeatable)")
+    parser.add_argument("--after-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for the 'after' server only (repeatable)")
     parsed = parser.parse_args()
     if parsed.noop:
         serve_noop(parsed.port)
         sys.exit(0)
     if not parsed.before:
         parser.error("--before is required")
+    for side in ("before_env", "after_env"):
+        try:
+            setattr(parsed, side, parse_env(getattr(parsed, side)))
+        except ValueError as e:
+            parser.error(f"--{side.replace('_', '-')}: {e}")
     parsed.paths = [p.strip() for p in parsed.paths.split(",") if p.strip()]
     if not parsed.paths or any(p not in PATHS for p in parsed.paths):
         parser.error(f"--paths: a comma-separated subset of {', '.join(PATHS)}")

@@ -38,12 +38,14 @@ from dropgate.engine.promos import Promos
 from dropgate.engine.scripts import Scripts
 from dropgate.engine.tenants import Tenants
 from dropgate.errors import Conflict
+from dropgate.persistence.abandoned_uploads import AbandonedUploadSweeper
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate
 from dropgate.persistence.persister import Persister
 from dropgate.settings import Settings
 from dropgate.webhooks.dispatcher import Dispatcher
 from dropgate.webhooks.pools import codes_pool_counter
+from dropgate.webhooks.sealing import prepare_stored_secrets, secret_box
 from dropgate.webhooks.store import WebhookStore
 from dropgate.webhooks.urls import HostResolver, system_resolve
 
@@ -78,18 +80,24 @@ class Runtime:
     redis_url: str = ""
     database_url: str = ""
     sweeper_task: asyncio.Task[None] | None = None
+    upload_sweeper: AbandonedUploadSweeper | None = None
+    upload_sweeper_task: asyncio.Task[None] | None = None
     dispatcher: Dispatcher | None = None
     dispatcher_task: asyncio.Task[None] | None = None
     webhook_resolve: HostResolver = system_resolve  # tests swap in their own DNS
 
     @property
     def webhook_store(self) -> WebhookStore:
-        return WebhookStore(self.pool)
+        return WebhookStore(self.pool, secret_box(self.settings))
 
     def new_dispatcher(self, *, name: str | None = None) -> Dispatcher:
         return Dispatcher(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
                           settings=self.settings, resolve=self.webhook_resolve, name=name,
                           pool_counter=codes_pool_counter(self.codes))
+
+    def new_upload_sweeper(self) -> AbandonedUploadSweeper:
+        return AbandonedUploadSweeper(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
+                                      interval_s=self.settings.upload_sweeper_interval_s)
 
     def new_persister(self, *, name: str | None = None) -> Persister:
         return Persister(redis=self.redis, pool=self.pool, keys=self.keys, scripts=self.scripts,
@@ -123,6 +131,14 @@ async def check_install(runtime: Runtime) -> None:
         _refuse_eviction(policy)
 
 
+def _log_unexpected_end(task: asyncio.Task[None]) -> None:
+    """A background loop that ended by an exception says so at once: otherwise its
+    exception waits, unseen, for the shutdown that awaits the task (the process looks
+    alive while nothing is persisted)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped: %r", task.get_name(), task.exception(), exc_info=task.exception())
+
+
 def _refuse_eviction(policy: str | None) -> None:
     if policy not in (None, "noeviction"):
         raise Conflict(
@@ -138,7 +154,10 @@ async def open_runtime(
     run_persister: bool | None = None,
     run_dispatcher: bool | None = None,
     apply_migrations: bool = True,
+    seal_secrets: bool = True,
 ) -> AsyncIterator[Runtime]:
+    """``seal_secrets``: check the secret key against the stored webhook endpoint secrets
+    and seal those still in plaintext (the commands that register or deliver webhooks)."""
     embedded = EmbeddedStack(settings.data_path())
     redis: Redis | None = None
     pool: asyncpg.Pool | None = None
@@ -152,6 +171,10 @@ async def open_runtime(
         pool = await create_pool(settings, endpoints.database_url)
         if apply_migrations:
             await migrate(pool)
+        if seal_secrets:
+            sealed = await prepare_stored_secrets(pool, secret_box(settings))
+            if sealed:
+                log.info("sealed %d webhook endpoint secrets stored in plaintext", sealed)
         keys = Keys(settings.key_prefix, settings.partitions)
         scripts = Scripts(redis, wait_replicas=settings.redis_wait,
                           wait_timeout_ms=settings.redis_wait_timeout_ms)
@@ -183,17 +206,27 @@ async def open_runtime(
             runtime.persister = runtime.new_persister()
             runtime.persister_task = asyncio.create_task(runtime.persister.run(),
                                                          name="dropgate-persister")
+            runtime.persister_task.add_done_callback(_log_unexpected_end)
             runtime.sweeper_task = asyncio.create_task(runtime.hold_sweeper.run(),
                                                        name="dropgate-hold-sweeper")
+            runtime.upload_sweeper = runtime.new_upload_sweeper()
+            runtime.upload_sweeper_task = asyncio.create_task(runtime.upload_sweeper.run(),
+                                                              name="dropgate-upload-sweeper")
         yield runtime
     finally:
         if runtime is not None:
             for system in runtime.actor_systems:  # finish queued operations first
                 await system.close()
             await runtime.codes.close()
+            await runtime.invites.close()
+            await runtime.promos.close()
             await runtime.hold_sweeper.close()
             if runtime.sweeper_task is not None:
                 await asyncio.gather(runtime.sweeper_task, return_exceptions=True)
+            if runtime.upload_sweeper is not None:
+                await runtime.upload_sweeper.close()
+            if runtime.upload_sweeper_task is not None:
+                await asyncio.gather(runtime.upload_sweeper_task, return_exceptions=True)
             await runtime.purchases.close()
             await runtime.api_keys.close()
         await provider.close()
@@ -211,6 +244,8 @@ async def open_runtime(
                     await asyncio.wait_for(runtime.persister_task, timeout=10)
                 except (TimeoutError, asyncio.CancelledError):
                     runtime.persister_task.cancel()
+                except Exception:  # logged when it ended (_log_unexpected_end)
+                    pass
         if pool is not None:
             await pool.close()
         if redis is not None:

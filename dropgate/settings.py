@@ -86,13 +86,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Longest time from a request's first byte to the end of its headers; past it the "
         "connection is closed (slowloris).", API, gt=0)] = 10.0
     http_body_min_rate: Annotated[int, _setting(
-        "Slowest average rate (bytes/s) a request body may arrive at after the grace period; "
-        "a slower connection is closed (0: no minimum).", API, ge=0)] = 1024
+        "Minimum rate (bytes/s) of a request body: a body further behind it than the grace "
+        "period is closed (0: no minimum).", API, ge=0)] = 1024
     http_body_grace_s: Annotated[float, _setting(
-        "Seconds a request body may take before the minimum rate applies.", API, gt=0)] = 10.0
+        "Seconds a request body may fall behind the minimum rate (a credit it keeps: each "
+        "DROPGATE_HTTP_BODY_MIN_RATE bytes it sends buys one more second).", API, gt=0)] = 10.0
     http_idle_timeout_s: Annotated[float, _setting(
         "Seconds a connection may sit idle (new, or kept alive between requests) before it "
         "is closed.", API, gt=0)] = 15.0
+    http_listen_backlog: Annotated[int, _setting(
+        "Connections the kernel queues for an API process before it accepts them (the "
+        "listen backlog; the kernel caps it at net.core.somaxconn). Past it new connections "
+        "wait a 1 s SYN retransmit, so a burst of slow sockets must not fill it.", API,
+        ge=1)] = 4096
     http_max_connections: Annotated[int, _setting(
         "Open connections per API process; past it the oldest idle ones are closed first "
         "(0: the open-file limit minus the Redis and PostgreSQL pools and a reserve of 64).",
@@ -101,6 +107,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "Run the write-behind persister inside `serve`.", frozenset({"serve"}))] = True
     persister_batch_size: Annotated[int, _setting(
         "Events read and applied per PostgreSQL transaction.", PERSISTING, ge=1)] = 1000
+    persister_concurrency: Annotated[int, _setting(
+        "Partitions whose batches one persister applies at once, each in its own PostgreSQL "
+        "transaction (the pool must hold as many connections).", PERSISTING, ge=1)] = 4
     persister_block_ms: Annotated[int, _setting(
         "How long the persister waits before polling an empty log again.", PERSISTING, ge=1)] = 200
     persister_lease_ms: Annotated[int, _setting(
@@ -146,6 +155,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "How long the dispatcher may use its copy of a tenant's endpoints for events older than "
         "the copy (an endpoint always receives the events appended after it was registered).",
         DISPATCHING, ge=0)] = 5.0
+    secret_key: Annotated[str | None, _setting(
+        "Key that seals webhook endpoint secrets in PostgreSQL (AES-256-GCM), at least 32 "
+        "characters. Unset: one generated once into the data dir; servers sharing a database "
+        "must all be given the same key.", DISPATCHING)] = None
     max_backlog: Annotated[int, _setting(
         "Unpersisted events per partition past which writes answer 503 PERSISTENCE_LAGGING.",
         WRITING, ge=1)] = 200_000
@@ -166,6 +179,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "arrival order (past DROPGATE_ACTOR_MAILBOX_SIZE or DROPGATE_TENANT_CONCURRENCY "
         "waiting, whichever is larger: 503 TENANT_BUSY), so that one tenant's flood cannot "
         "crowd out the others' requests.", API, ge=1)] = 64
+    tenant_admission_contended: Annotated[int, _setting(
+        "The smaller DROPGATE_TENANT_ADMISSION a tenant gets while another tenant has sent "
+        "requests to the server within the last second (a tenant alone keeps the larger "
+        "one): a flood then cannot fill the event loop the quiet tenant's requests step "
+        "through. With --workers N (and DROPGATE_TENANT_ADMISSION_SHARED) it is the server's, "
+        "each process taking 1/N of it, rounded up.", API, ge=1)] = 8
+    tenant_admission_shared: Annotated[bool, _setting(
+        "With --workers N: the processes tell each other through shared memory which tenants "
+        "sent requests within the last second, and each applies its share (1/N, rounded up) of "
+        "DROPGATE_TENANT_ADMISSION_CONTENDED, so the server admits about that many of a flood at "
+        "once, as one process does (false: each process judges alone and applies the whole "
+        "bound).", API)] = True
     tenant_concurrency: Annotated[int, _setting(
         "In-flight purchases per tenant before 429.", API, ge=1)] = 256
     payment_provider: Annotated[Literal["stripe", "sandbox"] | None, _setting(
@@ -184,6 +209,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "How long a purchase's Idempotency-Key and its response are kept.", API, ge=1)] = 24 * 3600
     sweeper_interval_s: Annotated[float, _setting(
         "How often the hold sweeper releases expired offer holds.", PERSISTING, gt=0)] = 1.0
+    upload_sweeper_interval_s: Annotated[float, _setting(
+        "How often the abandoned-upload sweeper looks for staged uploads whose server died "
+        "(a staging lives an hour; one is discarded after two passes found it abandoned).",
+        PERSISTING, ge=1, le=86_400)] = 60.0
     purchase_batch_size: Annotated[int, _setting(
         "Most concurrent purchases of one offer coalesced into one script call (a batch of 64 is a "
         "few ms of Redis time, during which it serves nothing else; larger batches mean fewer "
@@ -202,6 +231,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     actor_lease_ms: Annotated[int, _setting(
         "Lease of a tenant actor's fencing epoch; a process paused past it cannot commit.",
         API, ge=1)] = 10_000
+    revocation_poll_ms: Annotated[int, _setting(
+        "How often each serving process reads the API key revocation versions and records "
+        "what it has seen; revoke answers once every live process has seen its revocation.",
+        API, ge=5, le=1_000)] = 50
+    revocation_lease_ms: Annotated[int, _setting(
+        "A serving process whose revocation poll is older than half of this reads the version "
+        "per request; revoke waits at most this long for a process that does not acknowledge. "
+        "At least 10 times DROPGATE_REVOCATION_POLL_MS.", API | {"keys"}, ge=100, le=60_000)] = 2_000
     log_level: Annotated[LogLevel, _setting("Python logging level (any case).", EVERY)] = "INFO"
     event_loop: Annotated[Literal["auto", "uvloop", "asyncio"], _setting(
         "The loop the dropgate command runs on: auto (uvloop when installed), uvloop or asyncio.",
@@ -304,7 +341,7 @@ def _expects(kind: msgspec.inspect.Type) -> str:
 # a bearer token (RFC 6750 b64token) long enough not to be guessed
 ADMIN_KEY_RE = re.compile(r"^[A-Za-z0-9._~+/=-]{32,}$")
 # settings whose value an error message must not repeat
-SECRETS = frozenset({"admin_key", "stripe_api_key", "stripe_webhook_secret"})
+SECRETS = frozenset({"admin_key", "stripe_api_key", "stripe_webhook_secret", "secret_key"})
 
 
 def _normalise(info: SettingInfo, value: Any) -> Any:
@@ -346,9 +383,17 @@ def from_env(environ: Mapping[str, str], *, sources: Mapping[str, str] | None = 
         if name == "admin_key" and not ADMIN_KEY_RE.match(values[name]):
             raise ConfigError(f"{origin} must be at least 32 characters of [A-Za-z0-9._~+/=-] "
                               f"(a guessable admin key is refused), got {len(values[name])} characters")
+        if name == "secret_key" and len(values[name]) < 32:
+            raise ConfigError(f"{origin} must be at least 32 characters (it seals webhook endpoint "
+                              f"secrets), got {len(values[name])} characters")
         if name == "redis_url" and "+cluster://" in str(value):
             _check_cluster_seeds(origin, str(value))
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.revocation_lease_ms < 10 * settings.revocation_poll_ms:
+        raise ConfigError(f"{env_name('revocation_lease_ms')} must be at least 10 times "
+                          f"{env_name('revocation_poll_ms')} ({settings.revocation_poll_ms}), "
+                          f"got {settings.revocation_lease_ms}")
+    return settings
 
 
 def _check_cluster_seeds(origin: str, url: str) -> None:

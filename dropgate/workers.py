@@ -77,16 +77,21 @@ class Workers:
     # dies (even by kill -9) the kernel closes it and every worker reads end-of-file
     _lifeline: int | None = None
 
-    async def start(self, count: int, host: str, port: int, env: dict[str, str]) -> None:
+    async def start(self, count: int, host: str, port: int, env: dict[str, str],
+                    board_fd: int | None = None) -> None:
+        """``board_fd``: the first process's admission board (http/admission.py), which
+        worker ``index`` attaches at slot ``index``."""
         if count < 1:
             return
         read_end, self._lifeline = os.pipe()  # both non-inheritable (PEP 446)
+        board = () if board_fd is None else ("--admission-fd", str(board_fd))
         try:
             for index in range(1, count + 1):
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "dropgate", "serve", "--host", host, "--port", str(port),
-                    "--no-persister", "--reuse-port", "--parent-fd", str(read_end), env=env,
-                    stdout=asyncio.subprocess.PIPE, pass_fds=(read_end,))
+                    "--no-persister", "--reuse-port", "--parent-fd", str(read_end),
+                    *board, "--worker-index", str(index), env=env, stdout=asyncio.subprocess.PIPE,
+                    pass_fds=(read_end,) if board_fd is None else (read_end, board_fd))
                 self.procs.append(proc)
                 await self._until_ready(index, proc)
                 self._pumps.append(asyncio.create_task(self._pump(index, proc)))
@@ -195,12 +200,13 @@ async def watch_parent(fd: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def extra_workers(count: int, host: str, port: int, env: dict[str, str]) -> AsyncIterator[Workers]:
+async def extra_workers(count: int, host: str, port: int, env: dict[str, str],
+                        board_fd: int | None = None) -> AsyncIterator[Workers]:
     """``count`` more ``serve`` processes on ``host:port`` for the block, stopped after it
     (also when one of them fails to start)."""
     workers = Workers()
     try:
-        await workers.start(count, host, port, env)
+        await workers.start(count, host, port, env, board_fd)
         yield workers
     finally:
         await workers.stop()

@@ -9,6 +9,7 @@ so a buyer never lands on a page nobody serves. ``{PURCHASE_ID}`` is filled in h
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
 import msgspec
@@ -31,8 +32,15 @@ def public_base(settings: Settings) -> str:
     return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
 
 
+# what ``urlencode`` leaves as it is: ids (``check_id``) always are, and a purchase
+# builds two of these URLs, so the common case skips its per-character quoting
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def own_page(base: str, path: str, *, tenant_id: str, purchase_id: str) -> str:
     """One of dropgate's own pages for a purchase (ids are ``check_id``-safe; quoted anyway)."""
+    if _UNQUOTED.fullmatch(tenant_id) and _UNQUOTED.fullmatch(purchase_id):
+        return f"{base}{path}?tenant_id={tenant_id}&purchase_id={purchase_id}"
     return f"{base}{path}?{urlencode({'tenant_id': tenant_id, 'purchase_id': purchase_id})}"
 
 

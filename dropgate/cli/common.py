@@ -42,15 +42,17 @@ class Invocation:
 
     @contextlib.asynccontextmanager
     async def runtime(self, *, run_persister: bool | None = False, wait_s: float = 0.0,
-                      check: bool = True, run_dispatcher: bool | None = False) -> AsyncIterator[Runtime]:
+                      check: bool = True, run_dispatcher: bool | None = False,
+                      seal_secrets: bool = False) -> AsyncIterator[Runtime]:
         """The stores, checked first (so that one not answering is a one-line error; ``check``
-        False: the caller has), then opened."""
+        False: the caller has), then opened; ``seal_secrets`` for the commands that read
+        DROPGATE_SECRET_KEY (webhooks/sealing.py)."""
         from dropgate.runtime import open_runtime
 
         if check:
             await self.wait_for_stores(wait_s=wait_s)
         async with open_runtime(self.settings, run_persister=run_persister,
-                                run_dispatcher=run_dispatcher) as runtime:
+                                run_dispatcher=run_dispatcher, seal_secrets=seal_secrets) as runtime:
             yield runtime
 
 

@@ -14,7 +14,7 @@ def register(add: AddCommand) -> None:
 async def run_dispatcher(call: Invocation) -> int:
     from dropgate.workers import wait_for_signal
 
-    async with call.runtime(run_persister=False, run_dispatcher=True,
+    async with call.runtime(run_persister=False, run_dispatcher=True, seal_secrets=True,
                             wait_s=call.settings.startup_wait_s) as runtime:
         assert runtime.dispatcher is not None
         print(f"dropgate: dispatcher {runtime.dispatcher.name} running", flush=True)

@@ -27,6 +27,8 @@ def register(add: AddCommand) -> None:
     serve.add_argument("--workers", dest="workers", help="overrides DROPGATE_WORKERS")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a worker of --workers
     serve.add_argument("--parent-fd", type=int, default=None, help=argparse.SUPPRESS)  # its lifeline
+    serve.add_argument("--admission-fd", type=int, default=None, help=argparse.SUPPRESS)  # its board
+    serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)  # its slot there
 
     persister = add("persister", "Run only the write-behind persister.", run_persister)
     persister.set_defaults(persister_enabled=True)
@@ -61,6 +63,7 @@ def _shared_metrics_dir(settings: Settings) -> None:
 
 
 async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> int:
+    from dropgate.http.admission import Board
     from dropgate.http.app import serving
     from dropgate.workers import (
         READY_PREFIX,
@@ -75,12 +78,18 @@ async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> i
     parent_fd: int | None = call.args.parent_fd
     if parent_fd is not None:
         die_with_parent()
-    async with call.runtime(run_persister=None, run_dispatcher=None,
+    board: Board | None = None  # the processes' shared admission board (http/admission.py)
+    if call.args.admission_fd is not None:
+        board = Board.attach(call.args.admission_fd, call.args.worker_index)
+    elif settings.workers > 1 and settings.tenant_admission_shared:
+        board = Board.create(settings.workers)
+    async with call.runtime(run_persister=None, run_dispatcher=None, seal_secrets=True,
                             wait_s=settings.startup_wait_s) as runtime, \
-            serving(runtime, settings.host, settings.port, reuse_port=reuse_port) as url:
+            serving(runtime, settings.host, settings.port, reuse_port=reuse_port, board=board) as url:
         env = worker_env(os.environ, runtime.redis_url, runtime.database_url, effective_log_level())
         port = int(url.rsplit(":", 1)[1])
-        async with extra_workers(settings.workers - 1, settings.host, port, env) as workers:
+        async with extra_workers(settings.workers - 1, settings.host, port, env,
+                                 board_fd=board.fd if board is not None else None) as workers:
             provider = runtime.purchases.provider.name
             print(f"{READY_PREFIX}{url} (payments {provider}, redis {runtime.redis_url}, "
                   f"persister {'on' if runtime.persister else 'off'}, "
@@ -112,7 +121,15 @@ async def run_persister(call: Invocation) -> int:
     from dropgate.workers import wait_for_signal
 
     async with call.runtime(run_persister=True, wait_s=call.settings.startup_wait_s) as runtime:
-        assert runtime.persister is not None
+        assert runtime.persister is not None and runtime.persister_task is not None
         print(f"dropgate: persister {runtime.persister.name} running", flush=True)
-        await wait_for_signal()
+        signalled = asyncio.ensure_future(wait_for_signal())
+        await asyncio.wait({signalled, runtime.persister_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not signalled.done():
+            # The persister's loop ended by itself (it only ends on close()): exit
+            # non-zero so that a supervisor starts a fresh one, rather than linger
+            # alive with nothing persisted.
+            signalled.cancel()
+            print("dropgate: the persister stopped; exiting", file=sys.stderr, flush=True)
+            return 1
     return 0

@@ -96,7 +96,11 @@ async def wait_for(store: str, url: str, source: str, check: Callable[[str, floa
     started, delay, attempt = time.monotonic(), _FIRST_DELAY_S, 0
     while True:
         attempt += 1
-        timeout_s = min(_ATTEMPT_TIMEOUT_S, max(deadline - time.monotonic(), _MIN_ATTEMPT_TIMEOUT_S))
+        # Asked once (no wait): the whole of one attempt's time, not the floor kept for
+        # the end of a wait. A busy machine's PostgreSQL can take over 0.5 s to fork a
+        # backend, and a one-shot command (reconcile, restore) then gave up on it.
+        timeout_s = (min(_ATTEMPT_TIMEOUT_S, max(deadline - time.monotonic(), _MIN_ATTEMPT_TIMEOUT_S))
+                     if deadline > started else _ATTEMPT_TIMEOUT_S)
         try:
             await asyncio.wait_for(check(url, timeout_s), timeout_s + 1)
         except Exception as exc:  # every failure is the store not answering, in its own words

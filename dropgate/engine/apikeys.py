@@ -7,9 +7,11 @@ before scopes existed) and ``created_by``, the key that minted it.
 
 Answers are cached per process, each with the partition's revocation version it was
 built under (read in the same pipeline as the key, before it). Every request compares
-that with the partition's current version (``RevocationClock``: one read per batch of
-requests, issued after the request arrived), so once ``revoke`` has answered no
-process serves the key. A key minted by another key is put in its minter's partition,
+that with the partition's version as this process's revocation poller last saw it (no
+await), or, when that poll is older than half a lease, with a version read after the
+request arrived (``RevocationClock``); ``revoke`` answers only once every serving
+process has acknowledged the new version or stopped trusting its view, so once it has
+answered no process serves the key. A key minted by another key is put in its minter's partition,
 so a cascade revokes the whole tree in one script.
 
 Script <-> method: ``apikey_create-4.lua`` <-> ``ApiKeys.create``,
@@ -99,7 +101,9 @@ def decode_scopes(raw: str | None) -> frozenset[str] | None:
 class ApiKeys:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
-        self.clock = RevocationClock(ctx.redis, ctx.keys)
+        self.clock = RevocationClock(ctx.redis, ctx.keys, ctx.scripts,
+                                     poll_ms=ctx.settings.revocation_poll_ms,
+                                     lease_ms=ctx.settings.revocation_lease_ms)
         self._cache: dict[str, _Entry] = {}
         # single flight: when a cached answer expires under a crowd, one lookup runs
         # and the other requests with the same token wait for it
@@ -148,6 +152,7 @@ class ApiKeys:
         )
         gone = tuple(f"dg_{k}_" for k in result.revoked)
         self._cache = {t: v for t, v in self._cache.items() if not t.startswith(gone)}
+        await self.clock.wait_acknowledged(p, result.revocation_version)
         return result
 
     async def authenticate(self, token: str) -> Principal | None:
@@ -156,15 +161,26 @@ class ApiKeys:
         if hit is not None and hit.expires > time.monotonic():
             if hit.principal is None:
                 return None  # unknown keys stay unknown: a revoked key is never restored
-            if await self.clock.read(hit.partition) == hit.version:
+            view = self.clock.view()
+            if view is not None:  # the poller is current: no await (a newer entry is fine)
+                if hit.version >= view[hit.partition]:
+                    return hit.principal
+            elif await self.clock.read(hit.partition) == hit.version:
                 return hit.principal
         pending = self._lookups.get(token)
         if pending is not None:
             # joined a lookup that may have begun before a revoke: check its version
             entry = await asyncio.shield(pending)
-            if entry.principal is None or await self.clock.read(entry.partition) == entry.version:
+            if entry.principal is None or await self._current(entry):
                 return entry.principal
         return (await self._single_flight(token)).principal
+
+    async def _current(self, entry: _Entry) -> bool:
+        """No revoke of the entry's partition since it was built (answered before now)."""
+        view = self.clock.view()
+        if view is not None:
+            return entry.version >= view[entry.partition]
+        return await self.clock.read(entry.partition) == entry.version
 
     async def _single_flight(self, token: str) -> _Entry:
         future: asyncio.Future[_Entry] = asyncio.get_running_loop().create_future()

@@ -271,9 +271,12 @@ class Codes:
             for code_type, codes_ in rest.items():
                 await stage(code_type, codes_)
             assert number is not None
-            for code_type in sorted(staged):
-                await self._commit(tenant_id, campaign_id, code_type, upload_id, number)
-            staged.clear()
+            types = sorted(staged)
+            while types:
+                code_type = types[0]
+                await self._commit(tenant_id, campaign_id, code_type, upload_id, number,
+                                   last=len(types) == 1)
+                staged.discard(types.pop(0))
         except BaseException as exc:
             if in_flight is not None:
                 in_flight.cancel()
@@ -292,26 +295,31 @@ class Codes:
         return totals
 
     async def _commit(self, tenant_id: str, campaign_id: str, code_type: str, upload_id: str,
-                      number: int) -> None:
+                      number: int, *, last: bool = True) -> None:
+        """One type of a staged upload goes live; the ``last`` drops its pending mark.
+        CONFLICT when the upload is no longer pending (a restore dropped its staging)."""
         tk = self._ctx.keys.tenant(tenant_id)
         await self._ctx.scripts.call(
             "codes_commit",
             [tk.log, tk.codes_meta(campaign_id), tk.codes_available(campaign_id, code_type),
              tk.codes_staged(campaign_id, upload_id, code_type), tk.codes_upload(campaign_id, upload_id)],
-            [tenant_id, campaign_id, code_type, number])
+            [tenant_id, campaign_id, code_type, number, "1" if last else "0"])
 
     async def _discard(self, tenant_id: str, campaign_id: str, types: list[str], upload_id: str,
                        number: int) -> None:
         """Remove a refused upload's staged codes, 10,000 per script call."""
         tk = self._ctx.keys.tenant(tenant_id)
-        for code_type in types:
+        for i, code_type in enumerate(types):
+            # one codes.discarded, with the last type: its applier deletes the rows of
+            # every type the upload did not commit, then its pending row
+            last = "1" if i == len(types) - 1 else "0"
             while True:
                 result = await self._ctx.scripts.call(
                     "codes_discard",
                     [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
                      tk.codes_staged(campaign_id, upload_id, code_type),
                      tk.codes_upload(campaign_id, upload_id)],
-                    [tenant_id, campaign_id, code_type, number, "1", 10_000], type=_Discarded)
+                    [tenant_id, campaign_id, code_type, number, last, 10_000, last], type=_Discarded)
                 if result.left == 0:
                     break
 

@@ -125,6 +125,7 @@ class CodesUploaded(EventPayload, tag="codes.uploaded"):
     codes_text: str | None = None  # the new codes, newline-joined
     codes: list[str] | None = None  # the form before codes_text: a JSON array
     staged: int | None = None  # the upload number whose staging the codes join (not live yet)
+    created_ms: int | None = None  # the campaign's creation (its meta's created_ms)
 
     def batch(self) -> list[str]:
         if self.codes_text:
@@ -171,10 +172,13 @@ class CodesCommitted(EventPayload, tag="codes.committed"):
     upload: int
     type: str
     at_ms: int
+    last: bool = True  # the upload's last type: it is no longer pending
+    created_ms: int | None = None  # the campaign's creation (its meta's created_ms)
 
 
 class CodesDiscarded(EventPayload, tag="codes.discarded"):
-    """A staged upload was refused: its staged rows are dropped."""
+    """A staged upload was refused: its staged rows are dropped (not those of a type it
+    already committed: PostgreSQL knows them from the ``codes.committed`` events)."""
 
     tenant_id: str
     campaign_id: str

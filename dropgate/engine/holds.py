@@ -16,6 +16,7 @@ import logging
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.offers import Offers
+from dropgate.engine.periodic import every
 from dropgate.ids import redis_now_ms, text
 
 log = logging.getLogger(__name__)
@@ -47,19 +48,12 @@ class HoldSweeper:
         return released
 
     async def run(self) -> None:
-        while not self._closed.is_set():
-            try:
-                released = await self.run_once()
-                if released:
-                    log.info("released %d expired offer holds", released)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis away: try again next round
-                log.warning("hold sweeper pass failed: %r", exc)
-            try:
-                await asyncio.wait_for(self._closed.wait(), timeout=self._interval_s)
-            except TimeoutError:
-                pass
+        await every(self._interval_s, self._closed, self._pass, log=log, what="hold sweeper")
+
+    async def _pass(self) -> None:
+        released = await self.run_once()
+        if released:
+            log.info("released %d expired offer holds", released)
 
     async def close(self) -> None:
         self._closed.set()

@@ -2,19 +2,21 @@
 
 Script <-> method: ``invite_create-2.lua`` <-> ``Invites.create``,
 ``invite_update-2.lua`` <-> ``Invites.update``, ``invite_redeem-3.lua`` <->
-``Invites.redeem``.
+``Invites.redeem`` (coalesced by the engine's ``Batcher``: concurrent redemptions of one
+code share a script call, each still decided, refused and logged on its own).
 """
 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import msgspec
 
 from dropgate.engine.context import EngineContext
+from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
-from dropgate.errors import NotFound
-from dropgate.ids import text_map
+from dropgate.errors import error_for
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
@@ -34,6 +36,13 @@ class InviteState(msgspec.Struct, kw_only=True):
 class Invites:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
+        # one script call per batch of a code's redemptions: under a crowd, one hot code
+        # costs one Redis round trip per batch; a lone request still leaves at once
+        self._redemptions: Redemptions[str, int] = Redemptions(self._redeem_batch)
+
+    async def close(self) -> None:
+        """Let queued redemptions finish (briefly), then stop their drains."""
+        await self._redemptions.close()
 
     async def create(
         self,
@@ -74,11 +83,8 @@ class Invites:
         )
 
     async def get(self, tenant_id: str, code: str) -> InviteState:
-        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).invite(code))
-        if not raw:
-            raise NotFound("No such invite code.", details={"code": code})
-        return msgspec.convert(text_map(raw),
-                               InviteState, strict=False)
+        key = self._ctx.keys.tenant(tenant_id).invite(code)
+        return await self._ctx.read_hash(key, InviteState, "No such invite code.", {"code": code})
 
     async def eligibility(self, tenant_id: str, code: str, *, user_id: str) -> str | None:
         """The refusal code a redeem by ``user_id`` would get now, or None; changes nothing."""
@@ -89,14 +95,34 @@ class Invites:
 
     async def redeem(self, tenant_id: str, code: str, *, user_id: str) -> int:
         """Return the code's ``used_count`` after this use."""
+        self._ctx.keys.tenant(tenant_id).invite(code)  # a bad id is this caller's 400 alone
+        waiter = self._redemptions.submit(tenant_id, code, user_id)
+        return await waiter  # its own refusal is raised here, to this caller alone
+
+    async def _redeem_batch(self, key: tuple[str, str], users: list[str]
+                            ) -> list[int | BaseException]:
+        """One script call deciding a batch of one code's redemptions, each on its own."""
+        tenant_id, code = key
         tk = self._ctx.keys.tenant(tenant_id)
-        result = await self._ctx.scripts.call(
+        answers = await self._ctx.scripts.call(
             "invite_redeem",
             [tk.log, tk.invite(code), tk.invite_users(code)],
-            [self._ctx.backlog_bound, tenant_id, code, user_id],
-            type=_Redeemed,
+            [self._ctx.backlog_bound, tenant_id, code, _encode_users(users)],
+            type=list[_Answer],
         )
-        return result.used_count
+        return [a.used_count if a.err is None else error_for(a.err, details=a.details or None)
+                for a in answers]
+
+
+class _Answer(msgspec.Struct):
+    """One request's entry in a batch answer: its count, or its own refusal."""
+
+    used_count: int = 0
+    err: str | None = None
+    details: dict[str, Any] = {}
+
+
+_encode_users = msgspec.json.Encoder().encode
 
 
 class _Check(msgspec.Struct):

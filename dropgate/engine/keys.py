@@ -102,6 +102,10 @@ class Keys:
         """Set of the key ids a key minted (they live in its partition): cascade follows it."""
         return f"{self.api_key(key_id)[1]}:minted"
 
+    def api_key_pollers(self, partition: int) -> str:
+        """Hash: serving process id -> "<revocation version it applied> <redis ms>"."""
+        return f"{self.tag(partition)}:apikeys:pollers"
+
     def api_key_revocations(self, partition: int) -> str:
         """The partition's revocation version: bumped by every revoke, compared per request."""
         return f"{self.tag(partition)}:apikeys:revocations"
@@ -126,6 +130,11 @@ class TenantKeys:
     def ratelimit(self, scope: str, subject: str) -> str:
         """GCRA state of one subject (user, customer) under one limit scope."""
         return f"{self.base}:rl:{scope}:{check_id(subject, 'subject')}"
+
+    def ratelimit_table(self, scope: str) -> str:
+        """GCRA state of every subject under one limit scope, one hash (subject -> TAT ms):
+        one key a batched script names in KEYS, whatever subjects its batch holds."""
+        return f"{self.base}:rl:{scope}"
 
     # -- invites -------------------------------------------------------------------
     def invite(self, code: str) -> str:

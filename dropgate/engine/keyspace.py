@@ -39,8 +39,11 @@ async def delete_prefix(redis: Redis, prefix: str, *, batch: int = 1000) -> int:
     return deleted
 
 
-# Keys that are bookkeeping, not domain state.
-INFRASTRUCTURE = frozenset({"log", "dead", "persister", "dispatcher"})
+# Keys that are bookkeeping, not domain state. ``apikeys`` holds the revocation
+# versions and every serving process's poll record (``engine/revocations.py``): a
+# running server writes its records into a freshly lost Redis within a poll, and that
+# must not read as state that a restore would overwrite.
+INFRASTRUCTURE = frozenset({"log", "dead", "persister", "dispatcher", "apikeys"})
 
 
 @dataclass

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.errors import NotFound, SubscriptionInactive
-from dropgate.ids import ms_to_dt, text_map
+from dropgate.errors import SubscriptionInactive
+from dropgate.ids import ms_to_dt
 
 T = TypeVar("T")
 _ts_encoder = msgspec.json.Encoder()
@@ -211,19 +211,13 @@ class Ledger:
         return int(capacity or 0), int(booked or 0)
 
     async def booking_get(self, tenant_id: str, booking_id: str) -> BookingState:
-        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).booking(booking_id))
-        if not raw:
-            raise NotFound("No such booking.", details={"booking_id": booking_id})
-        return msgspec.convert(text_map(raw), BookingState, strict=False)
+        key = self._ctx.keys.tenant(tenant_id).booking(booking_id)
+        return await self._ctx.read_hash(key, BookingState, "No such booking.", {"booking_id": booking_id})
 
     async def withdrawal(self, tenant_id: str, withdrawal_id: str) -> WithdrawalState:
-        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id))
-        if not raw:
-            raise NotFound("No such withdrawal.", details={"withdrawal_id": withdrawal_id})
-        return msgspec.convert(text_map(raw), WithdrawalState, strict=False)
+        key = self._ctx.keys.tenant(tenant_id).withdrawal(withdrawal_id)
+        return await self._ctx.read_hash(key, WithdrawalState, "No such withdrawal.", {"withdrawal_id": withdrawal_id})
 
     async def order_get(self, tenant_id: str, order_id: str) -> OrderState:
-        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).order(order_id))
-        if not raw:
-            raise NotFound("No such order.", details={"order_id": order_id})
-        return msgspec.convert(text_map(raw), OrderState, strict=False)
+        key = self._ctx.keys.tenant(tenant_id).order(order_id)
+        return await self._ctx.read_hash(key, OrderState, "No such order.", {"order_id": order_id})

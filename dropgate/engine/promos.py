@@ -1,8 +1,11 @@
 """Promo codes: a bonus per use, counters that always equal the sum over the use records.
 
 Script <-> method: ``promo_create-2.lua`` <-> ``Promos.create``,
-``promo_update-2.lua`` <-> ``Promos.update``, ``promo_redeem-4.lua`` <->
-``Promos.redeem``, ``promo_rollback-4.lua`` <-> ``Promos.rollback``.
+``promo_update-2.lua`` <-> ``Promos.update``, ``promo_redeem-5.lua`` <->
+``Promos.redeem`` (and ``redeem_minor``; coalesced by the engine's ``Batcher``:
+concurrent redemptions of one code share a script call, each with its own checks,
+refusal, use record and event, and, for the HTTP route, its own rate limit in the
+same call), ``promo_rollback-4.lua`` <-> ``Promos.rollback``.
 
 Money is integers of the currency's minor unit end to end; a percent is an integer
 of hundredths of a basis point (``money.parse_percent``). The bonus is computed in
@@ -13,19 +16,22 @@ step that writes the use and both counters.
 from __future__ import annotations
 
 import secrets
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.ratelimit import RateLimiter
+from dropgate.engine.ratelimit import rate_limited
+from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
-from dropgate.errors import NotFound, ValidationError
-from dropgate.ids import text, text_map
+from dropgate.errors import DropgateError, NotFound, ValidationError, error_for
+from dropgate.ids import text
 from dropgate.money import parse_amount
 
 RATE_LIMIT_SCOPE = "promo_redeem"
 _CURRENCY_CACHE_SIZE = 100_000
+# a request's mode in the batch script: redeem, rate limit then redeem, rate limit only
+_REDEEM, _LIMIT_AND_REDEEM, _LIMIT_ONLY = 0, 1, 2
 
 BonusKind = Literal["fixed", "percent"]
 
@@ -84,9 +90,18 @@ class Promos:
         # (tenant, code) -> currency: fixed at creation, so a redemption needs no extra
         # read; the redeem script checks it anyway (see ``redeem``).
         self._currencies: dict[tuple[str, str], str] = {}
-        # The shared GCRA limiter; the HTTP route takes one per customer before redeeming.
-        self.limiter = RateLimiter(ctx, rate_per_s=ctx.settings.rate_limit_per_s,
-                                   burst=ctx.settings.rate_limit_burst)
+        s = ctx.settings
+        if s.rate_limit_per_s <= 0 or s.rate_limit_burst < 1:
+            raise ValueError("rate_limit_per_s must be > 0 and rate_limit_burst >= 1")
+        self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
+        self._rate_burst = s.rate_limit_burst
+        # one script call per batch of a code's redemptions (lib Batcher: no timer, a lone
+        # request leaves at once)
+        self._redemptions: Redemptions[_Ask, Redemption | None] = Redemptions(self._redeem_batch)
+
+    async def close(self) -> None:
+        """Let queued redemptions finish (briefly), then stop their drains."""
+        await self._redemptions.close()
 
     async def create(
         self,
@@ -135,10 +150,8 @@ class Promos:
         )
 
     async def get(self, tenant_id: str, code: str) -> PromoState:
-        raw = await self._ctx.redis.hgetall(self._ctx.keys.tenant(tenant_id).promo(code))
-        if not raw:
-            raise NotFound("No such promo code.", details={"code": code})
-        return msgspec.convert(text_map(raw), PromoState, strict=False)
+        key = self._ctx.keys.tenant(tenant_id).promo(code)
+        return await self._ctx.read_hash(key, PromoState, "No such promo code.", {"code": code})
 
     async def currency(self, tenant_id: str, code: str) -> str:
         """The promo's currency (fixed at creation): needed to parse a base amount."""
@@ -154,39 +167,67 @@ class Promos:
         return currency
 
     async def redeem(
-        self, tenant_id: str, code: str, *, customer_id: str, base_amount: str
+        self, tenant_id: str, code: str, *, customer_id: str, base_amount: str,
+        rate_limit: bool = False,
     ) -> tuple[str, int, Redemption]:
         """Parse ``base_amount`` in the promo's currency and redeem.
 
+        ``rate_limit``: first spend one request of the customer's allowance (the HTTP
+        route's limit), in the same script call; RateLimited before any other answer.
         Returns (currency, base in minor units, the script's answer).
         """
+        limit = rate_limit
         for attempt in (1, 2):
-            currency = await self.currency(tenant_id, code)
-            base = parse_amount(base_amount, currency, field="base_amount")
+            try:
+                currency = await self.currency(tenant_id, code)
+                base = parse_amount(base_amount, currency, field="base_amount")
+            except (NotFound, ValidationError):
+                if limit:  # the limit is spent (and refuses) first, whatever follows
+                    await self._submit(tenant_id, code, _Ask(customer_id, "", "", "", _LIMIT_ONLY))
+                raise
             try:
                 return currency, base, await self.redeem_minor(
-                    tenant_id, code, customer_id=customer_id, base_minor=base, currency=currency)
+                    tenant_id, code, customer_id=customer_id, base_minor=base, currency=currency,
+                    rate_limit=limit)
             except ValidationError as exc:
                 # the code was recreated (Redis restored, say) in another currency
                 stored = exc.details.get("currency")
                 if attempt == 2 or stored is None or stored == currency:
                     raise
                 self._currencies.pop((tenant_id, code), None)
+                limit = False  # spent by the first attempt
         raise AssertionError("unreachable")
 
     async def redeem_minor(
         self, tenant_id: str, code: str, *, customer_id: str, base_minor: int, currency: str,
-        use_id: str | None = None,
+        use_id: str | None = None, rate_limit: bool = False,
     ) -> Redemption:
         """Redeem for ``base_minor`` minor units of ``currency`` (the script checks it)."""
+        result = await self._submit(tenant_id, code, _Ask(
+            customer_id, str(base_minor), currency, use_id or new_use_id(),
+            _LIMIT_AND_REDEEM if rate_limit else _REDEEM))
+        assert result is not None
+        return result
+
+    async def _submit(self, tenant_id: str, code: str, ask: _Ask) -> Redemption | None:
+        """Queue one request with the code's next batch; its own answer or refusal."""
+        self._ctx.keys.tenant(tenant_id).promo(code)  # a bad id is this caller's 400 alone
+        return await self._redemptions.submit(tenant_id, code, ask)
+
+    async def _redeem_batch(self, key: tuple[str, str], asks: list[_Ask]
+                            ) -> list[Redemption | BaseException | None]:
+        """One script call deciding a batch of one code's redemptions, each on its own."""
+        tenant_id, code = key
         tk = self._ctx.keys.tenant(tenant_id)
-        return await self._ctx.scripts.call(
+        answers = await self._ctx.scripts.call(
             "promo_redeem",
-            [tk.log, tk.promo(code), tk.promo_uses(code), tk.promo_customers(code)],
-            [self._ctx.backlog_bound, tenant_id, code, customer_id, base_minor, currency,
-             use_id or new_use_id()],
-            type=Redemption,
+            [tk.log, tk.promo(code), tk.promo_uses(code), tk.promo_customers(code),
+             tk.ratelimit_table(RATE_LIMIT_SCOPE)],
+            [self._ctx.backlog_bound, tenant_id, code, self._rate_interval_ms, self._rate_burst,
+             _encode_asks(asks)],
+            type=list[_Answer],
         )
+        return [_outcome(ask, answer) for ask, answer in zip(asks, answers, strict=True)]
 
     async def rollback(self, tenant_id: str, code: str, use_id: str) -> Rollback:
         """Undo one use exactly; a second rollback of the same use is NotFound."""
@@ -205,6 +246,43 @@ class Promos:
         async for use_id, raw in self._ctx.redis.hscan_iter(key, count=1000):
             found[text(use_id)] = _use_decoder.decode(raw)
         return found
+
+
+class _Ask(msgspec.Struct, array_like=True, frozen=True):
+    """One request waiting for its code's next script call (a JSON array, in ARGV order)."""
+
+    customer_id: str
+    base: str  # minor units, as text (the script parses and bounds it)
+    currency: str
+    use_id: str
+    mode: int
+
+
+_encode_asks = msgspec.json.Encoder().encode
+
+
+class _Answer(msgspec.Struct, kw_only=True):
+    """One request's entry in a batch answer: its redemption, or its own refusal."""
+
+    use_id: str = ""
+    bonus_amount: int = 0
+    total_amount: int = 0
+    times_used: int = 0
+    total_bonus_issued: int = 0
+    limited: int = 0
+    err: str | None = None
+    details: dict[str, Any] = {}
+
+
+def _outcome(ask: _Ask, a: _Answer) -> Redemption | DropgateError | None:
+    if a.err == "RATE_LIMITED":
+        return rate_limited(RATE_LIMIT_SCOPE, ask.customer_id, int(a.details["retry_after_ms"]))
+    if a.err is not None:
+        return error_for(a.err, details=a.details or None)
+    if a.limited:
+        return None
+    return Redemption(use_id=a.use_id, bonus_amount=a.bonus_amount, total_amount=a.total_amount,
+                      times_used=a.times_used, total_bonus_issued=a.total_bonus_issued)
 
 
 def new_use_id() -> str:

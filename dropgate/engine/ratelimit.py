@@ -1,7 +1,9 @@
-"""Per-subject rate limits (GCRA in one Lua script), shared by every rate-limited route.
+"""Per-subject rate limits (GCRA, ``lib/dg_gcra.lua``), and the one shape of their refusal.
 
-Script <-> method: ``ratelimit_take-1.lua`` <-> ``RateLimiter.take``. The HTTP layer
-calls it before an operation; a refusal is 429 ``RATE_LIMITED`` whose
+Script <-> method: ``ratelimit_take-1.lua`` <-> ``RateLimiter.take``, for a caller that
+limits before an operation of its own. The hot routes take the same GCRA inside their
+batched script instead (the purchase, the promo redeem: no second round trip) and
+refuse through ``rate_limited`` alike: 429 ``RATE_LIMITED`` whose
 ``details.retry_after_s`` the error middleware also sends as ``Retry-After``.
 """
 
@@ -35,8 +37,13 @@ class RateLimiter:
             "ratelimit_take", [key], [self._interval_ms, self._burst], type=_Taken
         )
         if not taken.allowed:
-            retry_after_s = max(1, math.ceil(taken.retry_after_ms / 1000))
-            raise RateLimited(
-                f"Too many requests for {subject}; retry in {retry_after_s}s.",
-                details={"retry_after_s": retry_after_s, "scope": scope},
-            )
+            raise rate_limited(scope, subject, taken.retry_after_ms)
+
+
+def rate_limited(scope: str, subject: str, retry_after_ms: int) -> RateLimited:
+    """The refusal of a limit (here, or inside a batched script: the promo redeem)."""
+    retry_after_s = max(1, math.ceil(retry_after_ms / 1000))
+    return RateLimited(
+        f"Too many requests for {subject}; retry in {retry_after_s}s.",
+        details={"retry_after_s": retry_after_s, "scope": scope},
+    )

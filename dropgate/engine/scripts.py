@@ -140,6 +140,12 @@ def keep_arg(value: object) -> str | int:
     return "" if value is None else patch_arg(value)
 
 
+# Calls of one script through NOSCRIPT replies (each reloads it) before the error is
+# raised: flushes in quick succession are survived, a server that cannot keep a script
+# loaded is not hidden.
+_RELOADS = 4
+
+
 class Scripts:
     """The script registry of one Redis client: ``await scripts.call(name, keys, args)``."""
 
@@ -169,7 +175,17 @@ class Scripts:
             raise TypeError(f"{name} takes {src.num_keys} keys, got {len(keys)}")
         if durable and self.wait_replicas:
             return await self._raw_waited(name, keys, args)
-        result: bytes = await self._scripts[name](keys=keys, args=args, client=self._redis)
+        script = self._scripts[name]
+        for _attempt in range(_RELOADS - 1):
+            try:
+                result: bytes = await script(keys=keys, args=args, client=self._redis)
+                return result
+            except NoScriptError:
+                # redis-py reloads once on NOSCRIPT; a second SCRIPT FLUSH (or failover)
+                # can land between that reload and its EVALSHA. NOSCRIPT means the
+                # script did not run, so running it again is safe.
+                continue
+        result = await script(keys=keys, args=args, client=self._redis)
         return result
 
     async def _raw_waited(self, name: str, keys: list[str], args: list[Any]) -> bytes:

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dropgate.http.admission import Admission
+from dropgate.http.admission import Admission, Board
 from dropgate.http.appkeys import ADMISSION, METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
-from dropgate.http.connections import GuardedRunner, Limits, add_server_header
+from dropgate.http.connections import GuardedRunner, Limits
 from dropgate.http.metrics import Metrics, multiprocess_dir
 from dropgate.http.middleware import api_middleware
 from dropgate.http.openapi import build_openapi
@@ -36,7 +36,8 @@ async def _sync_metrics(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-def create_app(runtime: Runtime) -> web.Application:
+def create_app(runtime: Runtime, board: Board | None = None) -> web.Application:
+    """``board``: shared with the other processes of ``--workers N`` (http/admission.py)."""
     app = web.Application(
         middlewares=[api_middleware],
         client_max_size=runtime.settings.body_limit_bytes,
@@ -44,8 +45,8 @@ def create_app(runtime: Runtime) -> web.Application:
     app[RUNTIME] = runtime
     settings = runtime.settings  # waiting bounded like the tenant's own queues (whichever is larger)
     app[ADMISSION] = Admission(settings.tenant_admission,
-                               max(settings.actor_mailbox_size, settings.tenant_concurrency))
-    add_server_header(app)
+                               max(settings.actor_mailbox_size, settings.tenant_concurrency),
+                               contended=settings.tenant_admission_contended, board=board)
     app[METRICS] = Metrics(runtime)
     if multiprocess_dir() is not None:
         app.cleanup_ctx.append(_sync_metrics)
@@ -75,15 +76,17 @@ def tune_gc() -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = False
-                  ) -> AsyncIterator[str]:
+async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = False,
+                  board: Board | None = None) -> AsyncIterator[str]:
     """Run the API on host:port for the duration of the block; yields the bound URL.
-    ``reuse_port``: other processes may listen on the same port (``--workers``)."""
+    ``reuse_port``: other processes may listen on the same port (``--workers``), and
+    ``board`` is their shared admission board."""
     settings = runtime.settings
-    runner = GuardedRunner(create_app(runtime), limits=Limits.from_settings(settings), access_log=None,
+    runner = GuardedRunner(create_app(runtime, board), limits=Limits.from_settings(settings), access_log=None,
                            handle_signals=False, keepalive_timeout=settings.http_idle_timeout_s)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None,
+                       backlog=settings.http_listen_backlog)
     await site.start()
     tune_gc()
     bound_port = runner.addresses[0][1] if runner.addresses else port

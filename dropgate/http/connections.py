@@ -8,9 +8,10 @@ module adds what a reverse proxy would otherwise provide:
 
 - a header deadline: from a request's first byte to the end of its headers
   (``http_header_timeout_s``);
-- a minimum body rate: after ``http_body_grace_s``, a body must have arrived at
-  ``http_body_min_rate`` bytes/s on average; the time this process itself stopped
-  reading (flow control while a handler is busy) does not count against the client;
+- a minimum body rate: a body may fall at most ``http_body_grace_s`` behind
+  ``http_body_min_rate`` bytes/s (see ``body_too_slow``); the time this process itself
+  stopped reading (flow control while a handler is busy) does not count against the
+  client;
 - a connection cap per process (``http_max_connections``, by default derived from the
   open-file limit): past it the oldest idle connections are closed first, then the
   slowest half-sent requests, and only then the newcomer;
@@ -78,6 +79,24 @@ class Limits:
         return max(0.05, min(0.5, self.header_timeout_s / 4, self.body_grace_s / 4))
 
 
+def body_too_slow(active_s: float, received: int, limits: Limits) -> bool:
+    """Whether a body that has been read for ``active_s`` seconds, ``received`` bytes of
+    it in, is more than the grace period behind the minimum rate.
+
+    The grace is a credit the body keeps, not a delay after which the average must hold
+    (the rule of Apache's ``mod_reqtimeout`` ``MinRate``): each ``body_min_rate`` bytes
+    buy one more second. A drip of a few bytes a second is cut after the grace; a slow
+    mobile client that stalls (a radio waking up, a handover, a lost segment's
+    retransmit) is not, as long as its stall fits the grace plus what it sent ahead of
+    the minimum rate. With an average-since-the-start rule, a stall of most of the grace
+    at the start, or a long one after a slow start, cut off an upload running at twice
+    the minimum rate.
+    """
+    if limits.body_min_rate <= 0:
+        return False
+    return active_s > limits.body_grace_s + received / limits.body_min_rate
+
+
 def parser_refusal(status: int) -> DropgateError:
     """What a request the HTTP parser refused is told: a sentence of our own, never the
     parser's message (it quotes the request, an ``Authorization`` header included)."""
@@ -93,6 +112,11 @@ def parser_refusal(status: int) -> DropgateError:
     return err
 
 
+class ConnectionCut(ConnectionResetError):
+    """This process closed the connection of a request still sending its body (too slow
+    for the minimum rate): the request has no one left to answer."""
+
+
 class GuardedHandler(RequestHandler):
     """aiohttp's connection protocol, timed: when the current request started sending,
     how much of its body arrived, and whether the connection is idle."""
@@ -101,30 +125,42 @@ class GuardedHandler(RequestHandler):
         super().__init__(manager, **kwargs)
         now = self._loop.time()
         self.opened_at = now
-        self.active_at = now  # last byte received or last answer finished
+        self.received_at = now  # last byte received
         self.head_since: float | None = None  # first byte of a request whose headers are not in
         self.body_bytes = 0  # bytes received since the current request started
         self.body_active_s = 0.0  # time the current body was being read by this process
+        self.gone = False  # closed, or being closed: no longer counted against the cap
+        # each request starts with fresh counters: noted as aiohttp makes its request
+        # object (a call), not by a coroutine wrapping every request (BENCHMARKS.md,
+        # "Where each microsecond of a request goes")
+        factory = self._request_factory
+        assert factory is not None
+
+        def make_request(*args: Any) -> BaseRequest:
+            self.head_since = None
+            self.body_bytes = 0
+            self.body_active_s = 0.0
+            return factory(*args)
+
+        self._request_factory = make_request
+
+    @property
+    def active_at(self) -> float:
+        """Last byte received or last answer finished (aiohttp starts the keep-alive
+        timer as an answer finishes). Read by the watchdog, not per request: no
+        coroutine wraps each request to note the time (BENCHMARKS.md, "Where each
+        microsecond of a request goes")."""
+        return max(self.received_at, self._next_keepalive_close_time - self._keepalive_timeout)
 
     def data_received(self, data: bytes) -> None:
-        self.active_at = self._loop.time()
+        self.received_at = self._loop.time()
         if self._request_in_progress:
             self.body_bytes += len(data)
         elif self.head_since is None and data:
-            self.head_since = self.active_at
+            self.head_since = self.received_at
         super().data_received(data)
         if self._messages:  # a whole request head arrived
             self.head_since = None
-
-    async def _handle_request(self, request: BaseRequest, start_time: float | None,
-                              request_handler: Any) -> tuple[web.StreamResponse, bool]:
-        self.head_since = None
-        self.body_bytes = 0
-        self.body_active_s = 0.0
-        try:
-            return await super()._handle_request(request, start_time, request_handler)
-        finally:
-            self.active_at = self._loop.time()
 
     def idle(self) -> bool:
         """Waiting for a next request, nothing of it received."""
@@ -141,13 +177,21 @@ class GuardedHandler(RequestHandler):
             if self._reading_paused:  # this process is not reading: not the client's fault
                 return None
             self.body_active_s += elapsed
-            if (self.body_active_s > limits.body_grace_s
-                    and self.body_bytes < limits.body_min_rate * self.body_active_s):
-                return "request body slower than the minimum rate"
+            if body_too_slow(self.body_active_s, self.body_bytes, limits):
+                return "request body further behind the minimum rate than the grace period"
             return None
         if self.head_since is not None and now - self.head_since > limits.header_timeout_s:
             return "request headers not complete within the header timeout"
         return None
+
+    def cut(self, reason: str) -> None:
+        """Close the connection; a handler reading its body gets ``ConnectionCut`` (the
+        client's doing, answered 499 and logged in one line), not aiohttp's bare
+        ``RuntimeError("Connection closed.")``, which reads as a server failure."""
+        request = self._current_request
+        if self._request_in_progress and request is not None and not request.content.is_eof():
+            request.content.set_exception(ConnectionCut(reason))
+        self.force_close()
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """A body the client broke off or sent undecodable is the client's doing: one
@@ -182,6 +226,7 @@ class GuardedServer(Server):
         super().__init__(*args, **kwargs)
         self.limits = limits
         self._watchdog: asyncio.Task[None] | None = None
+        self._open = 0  # connections made, less those closed or being closed
         self._shed = 0
         self._timed_out = 0
         self._last_log = 0.0
@@ -200,23 +245,41 @@ class GuardedServer(Server):
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
-        excess = len(self._connections) - self.limits.max_connections
+        self._open += isinstance(handler, GuardedHandler)
+        excess = self._open - self.limits.max_connections
         if excess > 0:
             self._shed_connections(excess, handler)
 
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self._closed(handler)
+
+    def _closed(self, handler: RequestHandler) -> None:
+        """``handler`` no longer counts against the cap (closed, or being closed by us;
+        aiohttp keeps it in ``_connections`` until its task ends)."""
+        if isinstance(handler, GuardedHandler) and not handler.gone:  # (every handler is one)
+            handler.gone = True
+            self._open -= 1
+
+    def _close(self, handler: RequestHandler) -> None:
+        handler.force_close()
+        self._closed(handler)
+
     def _shed_connections(self, count: int, newcomer: RequestHandler) -> None:
         """Close ``count`` connections: the oldest idle first, then the slowest
-        half-sent request heads, else the newcomer."""
+        half-sent request heads, else the newcomer. Under a crowd, a sixteenth of the
+        cap more than ``count`` among the idle and the heads (not the newcomer): the scan
+        of every connection then runs once per that many newcomers, not for each."""
         guarded = [h for h in self._connections if isinstance(h, GuardedHandler) and h is not newcomer
-                   and h.transport is not None]
+                   and not h.gone and h.transport is not None]
         idle = sorted((h for h in guarded if h.idle()), key=lambda h: h.active_at)
         heads = sorted((h for h in guarded if h.head_since is not None),
                        key=lambda h: h.head_since or 0.0)
-        victims = (idle + heads)[:count]
+        victims: list[RequestHandler] = [*(idle + heads)[:count + self.limits.max_connections // 16]]
         if len(victims) < count:
-            victims.append(newcomer)  # type: ignore[arg-type]
+            victims.append(newcomer)
         for victim in victims:
-            victim.force_close()
+            self._close(victim)
         self._shed += len(victims)
         self._report()
 
@@ -242,7 +305,8 @@ class GuardedServer(Server):
                     reason = handler.overdue(now, elapsed, self.limits)
                     if reason is not None:
                         log.debug("closing %s: %s", handler.peername, reason)
-                        handler.force_close()
+                        handler.cut(reason)
+                        self._closed(handler)
                         self._timed_out += 1
             self._report()
 
@@ -264,12 +328,3 @@ class GuardedRunner(web.AppRunner):
 
     async def _make_server(self) -> Server:
         return GuardedServer.replacing(await super()._make_server(), self._limits)
-
-
-async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = SERVER_NAME
-
-
-def add_server_header(app: web.Application) -> None:
-    """Every answer of the app says ``Server: dropgate``, without a version."""
-    app.on_response_prepare.append(_server_header)

@@ -66,7 +66,7 @@ def _promo_use(r: asyncpg.Record) -> PromoUse:
                     base_amount=format_amount(r["base_amount"], cur),
                     bonus_amount=format_amount(r["bonus_amount"], cur),
                     total_amount=format_amount(r["base_amount"] + r["bonus_amount"], cur),
-                    used_at=r["used_at"], rolled_back=False)
+                    used_at=r["used_at"], rolled_back=r["rolled_back_at"] is not None)
 
 
 def _offer(r: asyncpg.Record) -> Offer:
@@ -182,8 +182,8 @@ PROMOS = ListSpec(
     "promos", "promo_codes", "*", (("created_at", _TS), ("code", "text")), ("tenant_id",),
     _promo, {"active": _ACTIVE})
 PROMO_USES = ListSpec(
-    "promo_uses", "promo_code_uses AS u JOIN promo_codes AS p USING (tenant_id, code)",
-    "u.use_id, u.customer_id, u.base_amount, u.bonus_amount, u.used_at, p.currency",
+    "promo_uses", "promo_code_uses_listed AS u JOIN promo_codes AS p USING (tenant_id, code)",
+    "u.use_id, u.customer_id, u.base_amount, u.bonus_amount, u.used_at, u.rolled_back_at, p.currency",
     (("u.used_at", _TS), ("u.use_id", "text")), ("u.tenant_id", "u.code"), _promo_use,
     {"customer_id": Filter("id", "u.customer_id")})
 OFFERS = ListSpec(
@@ -212,10 +212,11 @@ BOOKINGS = ListSpec(
 CAMPAIGNS = ListSpec(
     "campaigns", "campaigns", "*", (("created_at", _TS), ("campaign_id", "text")), ("tenant_id",),
     _campaign)
-# a staged upload's rows stay out until it commits (#21)
+# a staged upload's rows stay out until it commits (#21), type by type
 NOT_PENDING = ("(upload IS NULL OR NOT EXISTS (SELECT 1 FROM campaign_pending_uploads p "
                "WHERE p.tenant_id = campaign_codes.tenant_id "
-               "AND p.campaign_id = campaign_codes.campaign_id AND p.upload = campaign_codes.upload))")
+               "AND p.campaign_id = campaign_codes.campaign_id AND p.upload = campaign_codes.upload "
+               "AND NOT (campaign_codes.type = ANY (p.committed_types))))")
 CODES = ListSpec(
     "codes", "campaign_codes", f"*, {CODE_STATUS_SQL} AS shown_status", (("code", "text"),),
     ("tenant_id", "campaign_id"), _code,

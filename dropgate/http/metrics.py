@@ -12,6 +12,7 @@ per-process gauges (mailbox depths) carry a ``worker`` label.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,8 @@ class _DispatcherCollector(Collector):
             yield family
         for name, value, doc in (
             ("dropgate_webhook_log_entries_read", stats.entries_read, "Log entries the dispatcher read"),
+            ("dropgate_webhook_skipped_passes", stats.skipped_passes,
+             "Dispatcher passes that moved past the logs unread because no endpoint existed"),
             ("dropgate_webhook_spilled", stats.spilled,
              "Deliveries written to PostgreSQL untried because the dispatcher was far behind"),
             ("dropgate_webhook_endpoints_disabled", stats.disabled_endpoints, "Endpoints disabled"),
@@ -208,6 +211,7 @@ class Metrics:
     def __init__(self, runtime: Runtime) -> None:
         folder = multiprocess_dir()
         self._mirror: _Mirror | None = None
+        self._immediate = folder is not None  # see _build
         if folder is not None:
             # values go to files; a scrape reads every process's files
             own = CollectorRegistry(auto_describe=True)
@@ -230,22 +234,53 @@ class Metrics:
                                  ["route"], registry=registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                           0.5, 1.0, 2.5))
-        # the labelled children, bound once per (route, method, status): ``.labels()``
-        # per request (argument checks, a lock, a dict) was a visible share of a
-        # request's CPU. Bounded: routes x methods x statuses.
+        # One process: counted here per request, added to the Prometheus metrics at each
+        # scrape (``sync()``): ``Counter.inc`` and ``Histogram.observe`` take a lock per
+        # value and walk the buckets, a visible share of a request's CPU (BENCHMARKS.md,
+        # "Where each microsecond of a request goes"); a dict and a list here cost a
+        # fraction, and a scrape still sees every request answered before it. Under
+        # ``--workers`` a scrape answered by another process reads this one's files, so
+        # each request goes to them at once (``_children``: the labelled children bound
+        # once). Bounded: routes x methods x statuses.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._bounds = [b for b in self.latency._upper_bounds]  # ascending, +Inf last
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._latencies: dict[str, tuple[list[int], list[float]]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (self.requests.labels(route, method, str(status)),
-                                              self.latency.labels(route))
-        children[0].inc()
-        children[1].observe(seconds)
+        if self._immediate:
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (self.requests.labels(route, method, str(status)),
+                                                  self.latency.labels(route))
+            children[0].inc()
+            children[1].observe(seconds)
+            return
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+        latency = self._latencies.get(route)
+        if latency is None:
+            latency = self._latencies[route] = ([0] * len(self._bounds), [0.0])
+        latency[0][bisect_left(self._bounds, seconds)] += 1  # the first bucket with seconds <= bound
+        latency[1][0] += seconds
+
+    def _flush(self) -> None:
+        counts, self._counts = self._counts, {}
+        for (route, method, status), n in counts.items():
+            self.requests.labels(route, method, str(status)).inc(n)
+        latencies, self._latencies = self._latencies, {}
+        for route, (buckets, total) in latencies.items():
+            child = self.latency.labels(route)
+            for value, n in zip(child._buckets, buckets, strict=True):
+                if n:
+                    value.inc(n)
+            child._sum.inc(total[0])
 
     def sync(self) -> None:
-        """Copy this process's own values into the multiprocess files (no-op otherwise)."""
+        """The requests counted since the last call into the metrics; then, under
+        ``--workers``, this process's own values into the multiprocess files."""
+        self._flush()
         if self._mirror is not None:
             self._mirror.sync()
 

@@ -1,4 +1,4 @@
-"""One middleware for every request: request id, the error shape, metrics.
+"""One middleware for every request: request id, the ``Server`` header, the error shape, metrics.
 
 Every failure leaves as ``{"error", "code", "details"}``: dropgate errors with their
 own code, aiohttp's 404/405/413 under docs/api.md's codes, a Redis or PostgreSQL outage
@@ -28,6 +28,7 @@ from dropgate.errors import (
     error_for,
 )
 from dropgate.http.appkeys import METRICS
+from dropgate.http.connections import SERVER_NAME, ConnectionCut
 from dropgate.ids import random_hex
 from dropgate.models.common import error_body
 
@@ -110,7 +111,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except DropgateError as exc:
         response = error_response(exc, request_id)
     except web.HTTPException as exc:
-        if exc.status < 400:
+        if exc.status < 400:  # a redirect: aiohttp answers it, past this middleware
+            exc.headers["Server"] = SERVER_NAME
             raise
         response = error_response(_from_http(exc), request_id)
         if exc.status == 405 and "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 must list them
@@ -120,7 +122,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
             "The request body could not be read (its Content-Encoding or chunking is malformed).",
             details={"field": "body"}), request_id)
     except _DISCONNECTED as exc:
-        if not _client_gone(request):
+        if isinstance(exc, ConnectionCut):  # the watchdog's doing (connections.py)
+            log.info("%s %s: closed by this server before its request was read: %s (request %s)",
+                     request.method, request.path, exc, request_id)
+            response = web.Response(status=499)
+        elif not _client_gone(request):
             log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
             response = error_response(_unavailable(request), request_id)
         else:  # nobody to answer: the metrics count it as nginx's 499
@@ -140,8 +146,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
         response = error_response(Internal(f"Internal error (request {request_id})."), request_id)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = request_id
+    if not response.prepared:  # a streamed answer (a CSV export) has set its own headers
+        # ``Server`` here, not in an ``on_response_prepare`` receiver: the signal is a
+        # coroutine per answer on every request (BENCHMARKS.md, "Where each microsecond
+        # of a request goes"); the parser's refusals set it in connections.py
+        headers = response.headers
+        headers["X-Request-Id"] = request_id
+        headers["Server"] = SERVER_NAME
     route = request.match_info.route.resource
     name = route.canonical if route is not None else "unmatched"
     request.app[METRICS].observe(name, request.method, response.status,

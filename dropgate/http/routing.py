@@ -8,6 +8,7 @@ with a ``Call``, and encodes what it returns. The same declarations generate
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 from aiohttp import web
 
+from dropgate.engine.actors.batcher import PARKED
 from dropgate.engine.apikeys import Principal
 from dropgate.errors import DropgateError, PayloadTooLarge, ValidationError
+from dropgate.http.admission import Slot
 from dropgate.http.appkeys import ADMISSION, RUNTIME
 from dropgate.http.auth import (
     bearer_token,
@@ -227,44 +230,53 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                 if unknown is not None:
                     raise ValidationError(f"Unknown query parameter {unknown!r}.",
                                           details={"field": unknown})
-        if not tenant_id:
-            return await serve(request, runtime, principal, tenant_id)
-        admission = request.app[ADMISSION]
-        if not admission.try_enter(tenant_id):
-            await admission.enter(tenant_id)
+        # Inside the tenant's admission slot (http/admission.py): decode, call, encode, in
+        # this coroutine (one layer less per request than a coroutine of its own: every
+        # await a request parks on resumes through each layer; BENCHMARKS.md, "Where each
+        # microsecond of a request goes")
+        slot: Slot | None = None
+        parked: contextvars.Token[Callable[[], None] | None] | None = None
+        if tenant_id:
+            admission = request.app[ADMISSION]
+            if not admission.try_enter(tenant_id):
+                await admission.enter(tenant_id)
+            slot = Slot(admission, tenant_id)
+            parked = PARKED.set(slot.park)  # given back early if it parks on a batch (tenant alone)
         try:
-            return await serve(request, runtime, principal, tenant_id)
+            body: Any = None
+            raw = b""
+            if spec.decoder is not None:
+                raw = await request.read()
+                if not raw and spec.method == "PATCH":
+                    # a PATCH changes what its body names: no body is a mistake, not "change nothing"
+                    raise ValidationError("Malformed JSON: the body is empty; a PATCH takes a JSON object "
+                                          "naming the fields to change ({} changes nothing).")
+                try:
+                    body = spec.decoder.decode(raw or b"{}")
+                except msgspec.MsgspecError as exc:
+                    raise validation_error(exc) from None
+            call = Call(request, body, principal, tenant_id, runtime)
+            if by_key:
+                if "Idempotency-Key" not in request.headers:  # what ``replayed`` does without a key,
+                    return web.Response(body=_encoder.encode(await spec.handler(call)),  # one layer less
+                                        status=spec.status, content_type="application/json")
+
+                async def run() -> tuple[int, bytes]:
+                    return spec.status, _encoder.encode(await spec.handler(call))
+
+                return await replayed(request, runtime, tenant_id, raw, run)
+            result = await spec.handler(call)
+            if isinstance(result, web.StreamResponse):
+                return result
+            if result is None:
+                return web.Response(status=spec.status)
+            return web.Response(body=_encoder.encode(result), status=spec.status,
+                                content_type="application/json")
         finally:
-            admission.leave(tenant_id)
-
-    async def serve(request: web.Request, runtime: Runtime, principal: Principal | None,
-                    tenant_id: str) -> web.StreamResponse:
-        """Decode, call, encode: inside the tenant's admission slot (http/admission.py)."""
-        body: Any = None
-        raw = b""
-        if spec.decoder is not None:
-            raw = await request.read()
-            if not raw and spec.method == "PATCH":
-                # a PATCH changes what its body names: no body is a mistake, not "change nothing"
-                raise ValidationError("Malformed JSON: the body is empty; a PATCH takes a JSON object "
-                                      "naming the fields to change ({} changes nothing).")
-            try:
-                body = spec.decoder.decode(raw or b"{}")
-            except msgspec.MsgspecError as exc:
-                raise validation_error(exc) from None
-        call = Call(request, body, principal, tenant_id, runtime)
-        if by_key:
-            async def run() -> tuple[int, bytes]:
-                return spec.status, _encoder.encode(await spec.handler(call))
-
-            return await replayed(request, runtime, tenant_id, raw, run)
-        result = await spec.handler(call)
-        if isinstance(result, web.StreamResponse):
-            return result
-        if result is None:
-            return web.Response(status=spec.status)
-        return web.Response(body=_encoder.encode(result), status=spec.status,
-                            content_type="application/json")
+            if slot is not None:
+                if parked is not None:
+                    PARKED.reset(parked)
+                slot.release()
 
     handle.__name__ = spec.handler.__name__
     return handle

@@ -19,6 +19,7 @@ _WRITE_BY_PREFIX: tuple[tuple[str, str], ...] = (
     ("/v1/purchases", "purchases:write"),
     ("/v1/campaigns", "codes:write"),
     ("/v1/offers", "offers:write"),
+    ("/v1/webhook-endpoints", "webhooks:write"),
 )
 EVERY_SCOPE = "*"
 

@@ -16,8 +16,9 @@ class Readiness(msgspec.Struct, kw_only=True):
     persister_lag: int
     max_backlog: int
     dead_letters: int
-    # partitions with unpersisted events and no persister holding their lease (none has
-    # consumed them for longer than DROPGATE_PERSISTER_LEASE_MS): not ready
+    # partitions with unpersisted events that no persister consumes: none holds their
+    # lease, or the one holding it has neither read nor acknowledged for longer than
+    # DROPGATE_PERSISTER_LEASE_MS (persistence/progress.py): not ready
     unpersisted_partitions: list[int] = msgspec.field(default_factory=list)
     # On Redis Cluster: each master's CLUSTER INFO cluster_state ("ok" when it serves
     # all slots); absent on a single Redis server.

@@ -7,6 +7,6 @@ from typing import Literal, get_args
 Scope = Literal[
     "payments:write", "withdrawals:initiate", "withdrawals:approve", "orders:write",
     "bookings:write", "invites:write", "promos:write", "offers:write", "purchases:write",
-    "codes:write", "read",
+    "codes:write", "webhooks:write", "read",
 ]
 SCOPES: tuple[str, ...] = get_args(Scope)

@@ -12,6 +12,14 @@ stream (never past another group, the webhook dispatcher, still behind:
 - a persister that lost its lease while paused fails its offset compare-and-set and
   rolls back: a stale duplicate cannot apply anything;
 - a new owner claims the pending entries of a dead one (XAUTOCLAIM) and carries on;
+- entries once delivered stay in memory (``_retry``) until acknowledged, whatever step
+  fails (the apply, its XACK, or another partition's batch of the same read); an entry
+  delivered but not held (a reply lost with its connection) is claimed back after a
+  lease (``_reclaim_forgotten``). Either kind left in the group's pending list would
+  stop trimming for good (``trim.py`` never trims past it), so the log would fill to
+  ``max_backlog`` while the persister, idle, saw nothing to do;
+- an iteration that takes longer than ``stall_after_s`` (an await that never returns)
+  is cancelled and started again, its batch kept;
 - while PostgreSQL is down, the batch stays in memory and is retried with backoff,
   in order; events are never lost or reordered;
 - an event that fails with a data error ``persister_max_retries`` times goes to the
@@ -19,6 +27,11 @@ stream (never past another group, the webhook dispatcher, still behind:
   instead of blocking its partition. An entry that does not decode into its event
   struct (``engine/events.py``: unknown type, missing or mistyped field, bad JSON) is
   such an event, its reason msgspec's message.
+
+The partitions of one read are applied concurrently, each in its own transaction on its
+own pooled connection (``persister_concurrency`` at once): a partition's batches stay
+in log order, and partitions share no offset. The appliers send a run of events as a
+few set-based statements (``unnest``), never one per event (BENCHMARKS.md, *Persister*).
 
 The stream's length is the persistence lag (more while the webhook dispatcher's
 group is behind: a running dispatcher spills past ``webhook_spill_after``); the scripts
@@ -31,10 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -43,12 +53,20 @@ import asyncpg
 import redis.exceptions
 from redis.asyncio import Redis
 
-from dropgate.engine.events import Event, Malformed, parse_entry
+from dropgate.engine.events import Event, Malformed
 from dropgate.engine.keys import Keys
+from dropgate.engine.periodic import pause
 from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
-from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
+from dropgate.persistence.claims import (
+    ForgottenReads,
+    by_partition,
+    claim_pending,
+    consumer_name,
+    create_group,
+    read_new,
+)
 from dropgate.persistence.leases import PartitionLeases
 from dropgate.persistence.trim import trim_log
 from dropgate.settings import Settings
@@ -110,6 +128,8 @@ class PersisterStats:
     retries: int = 0
     skipped_replays: int = 0
     transient_errors: int = 0
+    reclaimed: int = 0  # delivered entries found pending but no longer held: claimed back
+    stalls: int = 0  # iterations cancelled by the watchdog
     last_error: str | None = None
     lag: dict[int, int] = field(default_factory=dict)
 
@@ -134,7 +154,7 @@ class Persister:
         self._scripts = scripts
         self._settings = settings
         self._appliers = appliers if appliers is not None else APPLIERS
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.name = name or consumer_name()
         self.stats = PersisterStats()
         self._leases = PartitionLeases(
             scripts=scripts, partitions=keys.partitions, lease_key=keys.persister_lease,
@@ -149,6 +169,14 @@ class Persister:
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._closing = asyncio.Event()
         self._cluster = is_cluster(redis)
+        self._forgotten = ForgottenReads(group=GROUP, consumer=self.name, lease_ms=settings.persister_lease_ms,
+                                         count=settings.persister_batch_size)
+
+    @property
+    def stall_after_s(self) -> float:
+        """How long one iteration may take before the watchdog restarts it: many leases
+        (a batch commit under load takes a fraction of one), and never under 30 s."""
+        return max(30.0, 5 * self._settings.persister_lease_ms / 1000)
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
@@ -157,10 +185,19 @@ class Persister:
         while not self._closing.is_set():
             _raise_if_cancelling()
             try:
-                await self._iteration(block_ms=self._settings.persister_block_ms)
+                async with asyncio.timeout(self.stall_after_s):
+                    await self._iteration(block_ms=self._settings.persister_block_ms)
                 delay = 0.05
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                _raise_if_cancelling()
+                self.stats.stalls += 1
+                self.stats.last_error = f"iteration stalled for {self.stall_after_s:.0f}s"
+                log.error("persister %s: an iteration made no progress for %.0fs; cancelled it and "
+                          "starting again (its batch is kept)", self.name, self.stall_after_s)
+                await self._sleep(delay)
+                delay = min(delay * 2, 5.0)
             except _TRANSIENT as exc:
                 _raise_if_cancelling()  # a library that turned our cancellation into an error
                 self.stats.transient_errors += 1
@@ -199,10 +236,7 @@ class Persister:
         self._closing.set()
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await pause(self._closing, seconds)
 
     async def lag(self) -> dict[int, int]:
         """Unpersisted events per partition (the stream keeps only those)."""
@@ -232,6 +266,7 @@ class Persister:
 
     async def _iterate(self, *, block_ms: int | None) -> int:
         await self._refresh_leases()
+        await self._reclaim_forgotten()
         applied = 0
         now = time.monotonic()
         for p in sorted(self._owned):
@@ -245,27 +280,30 @@ class Persister:
             # and sleep interruptibly (close() wakes it) when there was nothing.
             response = await self._read(ready)
         streams: Any = response or []  # RESP2: [[stream, [(id, fields), ...]], ...]
-        for stream, entries in streams:
-            p = self._stream_partition[text(stream)]
-            events = [parse_entry(p, eid, fields) for eid, fields in entries if fields]
-            if events:
-                applied += await self._apply(p, events)
+        delivered: list[int] = []
+        for p, events in by_partition(streams, self._stream_partition):
+            # Held before any is applied: if one partition's batch fails, the
+            # others of this read are not dropped on the floor (still pending in
+            # the group, never delivered again).
+            self._retry[p] = events
+            delivered.append(p)
+        applied += await self._apply_partitions(delivered)
         if not streams and block_ms:
             await self._sleep(block_ms / 1000)
         return applied
 
     async def _read(self, partitions: list[int]) -> Any:
-        """New entries of the partitions' logs. One XREADGROUP over all of them on a
-        single server; on a cluster one per partition (each log is its own slot, and
-        the client routes it to that slot's master, following MOVED/ASK)."""
-        count = self._settings.persister_batch_size
-        if not self._cluster:
-            return await self._redis.xreadgroup(
-                GROUP, self.name, {self._keys.log(p): ">" for p in partitions}, count=count)
-        replies = await asyncio.gather(*(
-            self._redis.xreadgroup(GROUP, self.name, {self._keys.log(p): ">"}, count=count)
-            for p in partitions))
-        return [stream for reply in replies for stream in (reply or [])]
+        """New entries of the partitions' logs (``claims.read_new``)."""
+        streams, failure = await read_new(self._redis, self._keys, partitions, group=GROUP,
+                                          consumer=self.name, count=self._settings.persister_batch_size,
+                                          cluster=self._cluster)
+        if failure is not None:
+            # The reads that worked made their entries pending under this name: held
+            # to be applied first next pass, not left to a claim-back a lease later.
+            for p, events in by_partition(streams, self._stream_partition):
+                self._retry[p] = events
+            raise failure
+        return streams
 
     async def _refresh_leases(self) -> None:
         """Renew this persister's membership and hold a fair share of the partitions
@@ -301,13 +339,8 @@ class Persister:
 
     async def _take_partition(self, p: int) -> None:
         """Newly leased: create the group, load the offset, claim pending entries."""
-        stream = self._keys.log(p)
         if p not in self._groups_ready:
-            try:
-                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except redis.exceptions.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await create_group(self._redis, self._keys.log(p), GROUP)
             self._groups_ready.add(p)
         async with self._pool.acquire() as conn:
             await conn.execute(
@@ -317,33 +350,73 @@ class Persister:
                 "SELECT last_ms, last_seq FROM dg_partition_offsets WHERE partition = $1", p
             )
         self._offsets[p] = (row["last_ms"], row["last_seq"])
-        claimed: list[Event[Any]] = []
-        start = "0-0"
-        while True:
-            reply = await self._redis.xautoclaim(
-                stream, GROUP, self.name, min_idle_time=0, start_id=start,
-                count=self._settings.persister_batch_size,
-            )
-            start_raw, entries = reply[0], reply[1]
-            claimed.extend(parse_entry(p, eid, f) for eid, f in entries if eid and f)
-            start = start_raw.decode() if isinstance(start_raw, bytes) else start_raw
-            if start == "0-0":
-                break
+        claimed = await self._claim_pending(p, min_idle_ms=0)
         if claimed:
             log.info("persister %s claimed %d pending events of partition %d",
                      self.name, len(claimed), p)
-            claimed.sort(key=lambda e: e.position)
             self._retry[p] = claimed
         self._owned.add(p)
 
+    async def _claim_pending(self, p: int, *, min_idle_ms: int) -> list[Event[Any]]:
+        """Take over the group's pending entries of partition ``p`` idle at least
+        ``min_idle_ms``, in log order (``claims.claim_pending``)."""
+        return await claim_pending(self._redis, self._keys, p, group=GROUP, consumer=self.name,
+                                   min_idle_ms=min_idle_ms, count=self._settings.persister_batch_size)
+
+    async def _reclaim_forgotten(self) -> None:
+        """Once a lease: claim back the entries delivered to the group for an owned
+        partition that this persister does not hold in memory. Between iterations every
+        delivered entry is either acknowledged or in ``_retry``, so one pending for
+        longer than a lease was delivered but never seen: the XREADGROUP ran and its
+        reply was lost with the connection (Redis killed, a socket timeout under load),
+        or an older version dropped it after a failed XACK. Left there it would stop
+        trimming at its id, forever (``claims.ForgottenReads``)."""
+        found = await self._forgotten.claim(self._redis, self._keys, owned=self._owned, held=self._retry)
+        for p, claimed in found.items():
+            if p in self._owned and not self._retry.get(p):
+                self.stats.reclaimed += len(claimed)
+                self._retry[p] = claimed
+
     # -- applying --------------------------------------------------------------------
+    async def _apply_partitions(self, partitions: list[int]) -> int:
+        """The batches held in ``_retry`` for ``partitions``, each in its own transaction,
+        ``persister_concurrency`` at once over the pool: partitions are independent (their
+        own offsets, their own rows), so a crowd spread over tenants is applied on several
+        connections, while within one partition the batches stay in log order. A batch
+        leaves ``_retry`` only when its turn comes (one not yet started stays held, as in
+        the sequential loop). Every started batch runs to its end even when another fails
+        (a failed one is held again by ``_apply``); then the first failure is raised."""
+        if len(partitions) <= 1 or self._settings.persister_concurrency <= 1:
+            applied = 0
+            for p in partitions:
+                applied += await self._apply(p, self._retry.pop(p))
+            return applied
+        gate = asyncio.Semaphore(self._settings.persister_concurrency)
+
+        async def one(p: int) -> int:
+            async with gate:
+                return await self._apply(p, self._retry.pop(p))
+
+        results = await asyncio.gather(*(one(p) for p in partitions), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
+
     async def _apply(self, p: int, events: list[Event[Any]]) -> int:
         offset = self._offsets[p]
         replays = [e for e in events if e.position <= offset]
         pending = [e for e in events if e.position > offset]
         if replays:
+            try:
+                await self._ack(p, replays, trim=True)
+            except BaseException:
+                # Redis still down after a commit whose XACK failed: keep the whole
+                # batch (the replays are acknowledged next time, nothing reapplied).
+                # Dropped here, they would stay pending in the group for good.
+                self._retry[p] = events
+                raise
             self.stats.skipped_replays += len(replays)
-            await self._ack(p, replays, trim=True)
         if not pending:
             return 0
         try:
@@ -408,6 +481,8 @@ class Persister:
         except BaseException:
             self._retry[p] = events
             raise
+        if len(events) > 1:  # held before the XADD below, which may fail
+            self._retry[p] = events[1:]
         await self._redis.xadd(
             self._keys.dead_letters(p),
             {"id": event.id, "t": event.type, "e": event.entity, "v": str(event.version),
@@ -415,8 +490,6 @@ class Persister:
         )
         self.stats.dead_letters += 1
         self._attempts.pop(event.id, None)
-        if len(events) > 1:
-            self._retry[p] = events[1:]
 
     async def _commit(
         self, p: int, events: list[Event[Any]], *, dead_letter: tuple[str, int] | None = None

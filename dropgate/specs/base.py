@@ -37,6 +37,7 @@ class Field:
     restored: bool = True              # restore writes it
     secret: bool = False               # never shown in a report
     null: bool = False                 # may be absent (Redis) / NULL (PostgreSQL)
+    saved: bool = True                 # carried by the ``<kind>.saved`` event (else derived: ``sql``)
 
     @property
     def col(self) -> str:
@@ -166,9 +167,10 @@ class Entity:
 
     def saved(self) -> tuple[Field, ...]:
         """The fields its ``<kind>.saved`` event carries: all but the counters (PostgreSQL
-        derives them from the rows) and the version (the event's own ``v``)."""
+        derives them from the rows), the version (the event's own ``v``) and what is
+        derived from other rows (``saved=False``)."""
         counted = {c.field for c in self.counts}
-        return tuple(f for f in self.fields if f.name not in counted and f.name != "version")
+        return tuple(f for f in self.fields if f.name not in counted and f.name != "version" and f.saved)
 
 
 @dataclass(frozen=True)

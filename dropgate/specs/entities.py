@@ -9,7 +9,7 @@ balances into the tenant hash).
 
 from __future__ import annotations
 
-from dropgate.specs.base import Count, Domain, Entity, Field, Members
+from dropgate.specs.base import SQL_MS, Count, Domain, Entity, Field, Members
 
 _INT, _BIG, _TS, _BOOL = "integer", "bigint", "timestamptz", "boolean"
 
@@ -50,7 +50,12 @@ INVITE = Entity(
     kind="invite", domain="invites", table="invite_codes", key="invite", ids=(Field("code"),), words=("invite",),
     fields=(_TENANT_ID, Field("code", compared=False), _int("max_uses"), _flag("active"),
             _ms("expires_at_ms", "expires_at", null=True), _ms("created_ms", "created_at"), _int("used_count"),
-            _VERSION),
+            _VERSION,
+            # its newest use (redeem sets it): derived from the use rows, so restored but not
+            # compared (invites redeemed before it existed lack it in Redis)
+            _ms("last_used_ms", "last_used_at", null=True, compared=False, saved=False,
+                sql="(SELECT " + SQL_MS.format("max(u.used_at)") + " FROM invite_code_uses u"
+                    " WHERE u.tenant_id = {a}tenant_id AND u.code = {a}code)")),
     members=(INVITE_USES,),
     counts=(Count("used_count", "invite_code_uses", ("tenant_id", "code"), "use rows"),),
     resync=("resync_invite",), restore="restore_swap")

@@ -30,16 +30,19 @@ XACK, means the entry is read again (the new lease owner claims it) and delivere
 again with the same event id; rows are unique per (endpoint, event id), so nothing
 is recorded twice. Nothing is lost: an entry leaves the log only after its rows are
 committed.
+
+Nothing is left pending in the group either (which would stop trimming for good and
+fill the log to ``max_backlog``): a batch read is held (``_claimed``) until it is
+acknowledged, whatever fails, and an entry delivered by a read whose reply was lost
+with the connection is claimed back once it has been idle a lease
+(``persistence/claims.py``, as the persister does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,16 +51,28 @@ import asyncpg
 import redis.exceptions
 from redis.asyncio import Redis
 
-from dropgate.engine.events import Event, parse_entry
+from dropgate.engine.events import Event, Malformed, parse_stream_id
 from dropgate.engine.keys import Keys
+from dropgate.engine.periodic import pause
 from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import new_id, text
+from dropgate.persistence import claims
 from dropgate.persistence.leases import PartitionLeases
 from dropgate.persistence.trim import trim_log
 from dropgate.settings import Settings
 from dropgate.webhooks.delivery import Deliverer, Outcome, retry_delay_s
-from dropgate.webhooks.mapping import PoolCheck, PoolCounter, PoolWatch, PublicEvent, public_events
+from dropgate.webhooks.mapping import (
+    PoolCheck,
+    PoolCounter,
+    PoolWatch,
+    PublicEvent,
+    pool_checks,
+    public_event,
+    public_type,
+    tenant_of,
+)
+from dropgate.webhooks.sealing import SecretKeyMismatch, secret_box
 from dropgate.webhooks.store import Endpoint, EndpointCache, WebhookStore
 from dropgate.webhooks.urls import HostResolver, system_resolve
 
@@ -65,6 +80,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "dispatcher"
 _LOCK_MARGIN_S = 30.0
+_LINGER_S = 0.05  # pause after a pass that found less than a full batch
 _TRANSIENT = (
     OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
@@ -84,6 +100,8 @@ class DispatcherStats:
     lag_s: dict[str, float] = field(default_factory=dict)  # event -> its successful delivery, latest
     disabled_endpoints: int = 0
     transient_errors: int = 0
+    reclaimed: int = 0  # entries a lost read reply left pending, claimed back after a lease
+    skipped_passes: int = 0  # passes that moved past the logs unread: no endpoint at all
     last_error: str | None = None
 
 
@@ -117,8 +135,8 @@ class Dispatcher:
         self._pool = pool
         self._keys = keys
         self._settings = settings
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.store = WebhookStore(pool)
+        self.name = name or claims.consumer_name()
+        self.store = WebhookStore(pool, secret_box(settings))
         self._endpoints = EndpointCache(self.store, ttl_s=settings.webhook_endpoint_cache_s)
         self._deliverer = Deliverer(settings, resolve)
         self._pools = PoolWatch(pool_counter) if pool_counter is not None else None
@@ -127,6 +145,10 @@ class Dispatcher:
                                        members_key=keys.dispatcher_members(), owner=self.name,
                                        lease_ms=settings.dispatcher_lease_ms, role="dispatcher")
         self._claimed: dict[int, list[Event[Any]]] = {}
+        self._endpoint_seen_at = -1e9  # monotonic s: some tenant had an endpoint (no skipping)
+        self._forgotten = claims.ForgottenReads(group=GROUP, consumer=self.name,
+                                                lease_ms=settings.dispatcher_lease_ms,
+                                                count=settings.dispatcher_batch_size)
         self._groups_ready: set[int] = set()
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._inflight: set[asyncio.Task[None]] = set()
@@ -140,12 +162,7 @@ class Dispatcher:
         try:
             await asyncio.gather(self._loop(self._log_pass), self._loop(self._queue_pass))
         finally:
-            await self._settle()
-            try:
-                await self._leases.release()
-            except _TRANSIENT:
-                pass
-            await self._deliverer.close()
+            await self._shut()
 
     async def _loop(self, step: Any) -> None:
         delay = 0.05
@@ -155,6 +172,12 @@ class Dispatcher:
                 delay = 0.05
                 if not worked:
                     await self._sleep(self._settings.dispatcher_block_ms / 1000)
+                elif worked < self._settings.dispatcher_batch_size:
+                    # caught up: let the log fill a little before the next pass. Each pass
+                    # pays the same round trips (read, endpoints, ack, trim) however few
+                    # entries it carries; back to back under a crowd they cost a tenth of
+                    # the API process's CPU (BENCHMARKS.md)
+                    await self._sleep(min(_LINGER_S, self._settings.dispatcher_block_ms / 1000))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -192,6 +215,11 @@ class Dispatcher:
     async def aclose(self) -> None:
         """Stop and release (for a dispatcher driven by ``run_once``)."""
         self._closing.set()
+        await self._shut()
+
+    async def _shut(self) -> None:
+        """The deliveries under way finish, the leases go (best effort: Redis may be
+        away), the HTTP session closes."""
         await self._settle()
         try:
             await self._leases.release()
@@ -200,10 +228,7 @@ class Dispatcher:
         await self._deliverer.close()
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self._closing.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+        await pause(self._closing, seconds)
 
     async def _settle(self) -> None:
         while self._inflight:
@@ -255,6 +280,11 @@ class Dispatcher:
         _gained, lost = await self._leases.refresh(take=self._take_partition)
         for p in lost:  # handed over or lost: its next owner claims what was unfinished
             self._claimed.pop(p, None)
+        forgotten = await self._forgotten.claim(self._redis, self._keys, owned=self._leases.owned,
+                                                held=self._claimed)
+        for p, events in forgotten.items():  # a lost read's reply: done as if just read
+            self.stats.reclaimed += len(events)
+            self._claimed[p] = events
         worked = 0
         for p in sorted(self._leases.owned):
             claimed = self._claimed.pop(p, None)
@@ -263,22 +293,13 @@ class Dispatcher:
         owned = sorted(self._leases.owned)
         if not owned:
             return worked
-        count = self._settings.dispatcher_batch_size
-        streams: Any  # RESP2: [[stream, [(id, fields), ...]], ...]
-        if not self._cluster:
-            streams = await self._redis.xreadgroup(
-                GROUP, self.name, {self._keys.log(p): ">" for p in owned}, count=count) or []
-        else:  # one stream per call: each partition's log is in its own slot
-            replies: Any = await asyncio.gather(*(
-                self._redis.xreadgroup(GROUP, self.name, {self._keys.log(p): ">"}, count=count)
-                for p in owned))
-            streams = [stream for reply in replies for stream in (reply or [])]
-        batches: list[tuple[int, list[Event[Any]]]] = []
-        for stream, entries in streams:
-            p = self._stream_partition[text(stream)]
-            events = [parse_entry(p, eid, fields) for eid, fields in entries if fields]
-            if events:
-                batches.append((p, events))
+        skipped = await self._skip_while_no_endpoint(owned)
+        if skipped is not None:
+            return worked + skipped
+        # a cluster's failed read is raised after what the others read is dispatched
+        streams, failure = await claims.read_new(self._redis, self._keys, owned, group=GROUP, consumer=self.name,
+                                                 count=self._settings.dispatcher_batch_size, cluster=self._cluster)
+        batches = claims.by_partition(streams, self._stream_partition)
         for i, (p, events) in enumerate(batches):
             try:
                 worked += await self._dispatch(p, events)
@@ -286,31 +307,72 @@ class Dispatcher:
                 for q, rest in batches[i + 1:]:  # read too: they would not be offered again
                     self._claimed[q] = self._claimed.get(q, []) + rest
                 raise
+        if failure is not None:
+            raise failure
         return worked
+
+    async def _skip_while_no_endpoint(self, owned: list[int]) -> int | None:
+        """While no tenant has an enabled endpoint, nothing in the logs can be owed to
+        anyone: the group's read position moves to each log's newest entry (XGROUP
+        SETID) instead of reading, decoding and acknowledging a crowd's entries batch by
+        batch, which cost a purchase about 20 µs of the serving process's CPU and 5 µs of
+        Redis (BENCHMARKS.md, "The dispatcher's share").
+
+        No clocks are compared: the heads are read before PostgreSQL is asked, so an
+        endpoint registered before any of those entries was appended is committed before
+        the question, and seen. Once an endpoint is seen, the logs are read as before for
+        ``webhook_endpoint_cache_s`` without asking again. A pool that went low while no
+        endpoint existed fires to one registered later, at its next check (its state row
+        was never written). Returns the logs moved past (0: nothing new), or None when
+        they must be read."""
+        if time.monotonic() - self._endpoint_seen_at < self._settings.webhook_endpoint_cache_s:
+            return None
+        heads = await self._unread_heads(owned)
+        if not heads:
+            return 0
+        if await self.store.any_enabled():
+            self._endpoint_seen_at = time.monotonic()
+            return None
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p, head in heads.items():
+                pipe.xgroup_setid(self._keys.log(p), GROUP, head)
+            await pipe.execute()
+        self.stats.skipped_passes += 1
+        for p in heads:
+            await trim_log(self._redis, self._keys.log(p))
+        return len(heads)
+
+    async def _unread_heads(self, owned: list[int]) -> dict[int, str]:
+        """Each owned log's newest entry id, where the group has not read that far."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p in owned:
+                pipe.xinfo_stream(self._keys.log(p))
+                pipe.xinfo_groups(self._keys.log(p))
+            replies = await pipe.execute(raise_on_error=False)
+        heads: dict[int, str] = {}
+        for i, p in enumerate(owned):
+            info, groups = replies[2 * i], replies[2 * i + 1]
+            if isinstance(info, Exception) or isinstance(groups, Exception):
+                if "no such key" in str(info).lower():
+                    continue  # no log yet: nothing to read
+                raise info if isinstance(info, Exception) else groups
+            last = text(info["last-generated-id"])
+            delivered = next((text(g["last-delivered-id"]) for g in groups if text(g["name"]) == GROUP), None)
+            if delivered is None:
+                continue  # no group yet (taken at the lease): read as before
+            if parse_stream_id(delivered) < parse_stream_id(last):
+                heads[p] = last
+        return heads
 
     async def _take_partition(self, p: int) -> None:
         """Newly leased: the group exists, and what a dead owner read but did not finish
         is claimed and done again."""
-        stream = self._keys.log(p)
         if p not in self._groups_ready:
-            try:
-                await self._redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except redis.exceptions.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            await claims.create_group(self._redis, self._keys.log(p), GROUP)
             self._groups_ready.add(p)
-        claimed: list[Event[Any]] = []
-        start = "0-0"
-        while True:
-            reply: Any = await self._redis.xautoclaim(
-                stream, GROUP, self.name, min_idle_time=0, start_id=start,
-                count=self._settings.dispatcher_batch_size)
-            claimed.extend(parse_entry(p, eid, f) for eid, f in reply[1] if eid and f)
-            start = text(reply[0])
-            if start == "0-0":
-                break
+        claimed = await claims.claim_pending(self._redis, self._keys, p, group=GROUP, consumer=self.name,
+                                             min_idle_ms=0, count=self._settings.dispatcher_batch_size)
         if claimed:
-            claimed.sort(key=lambda e: e.position)
             log.info("dispatcher %s claimed %d unfinished entries of partition %d",
                      self.name, len(claimed), p)
             self._claimed[p] = claimed
@@ -328,35 +390,60 @@ class Dispatcher:
 
     async def _dispatch_batch(self, p: int, events: list[Event[Any]]) -> int:
         self.stats.entries_read += len(events)
-        published: list[PublicEvent] = []
+        # Only entries of a type some endpoint of their tenant wants become public events:
+        # building one (times and amounts formatted) for every entry of a crowd whose
+        # tenant has no endpoint was half of the dispatcher's CPU (BENCHMARKS.md, "Where
+        # the offers purchase lost its time"). The endpoints are asked for exactly as
+        # before: the tenants of the entries that have a public type, fresh for the newest.
+        typed: list[tuple[Event[Any], str]] = []
         checks: list[PoolCheck] = []
         for event in events:
-            found, pools = public_events(event)
-            published.extend(found)
-            checks.extend(pools)
+            if isinstance(event.data, Malformed):
+                continue
+            kind = public_type(event)
+            if kind is not None:
+                typed.append((event, kind))
+            checks.extend(pool_checks(event))
+        endpoints: dict[str, list[Endpoint]] = {}
+        if typed:
+            endpoints = await self._endpoints.for_tenants(
+                {tenant_of(e) for e, _ in typed}, newest_event_ms=max(e.position[0] for e, _ in typed))
+        published = [public_event(e, kind) for e, kind in typed
+                     if any(ep.wants(kind) for ep in endpoints.get(tenant_of(e), ()))]
         stream = self._keys.log(p)
-        spill_after = self._settings.webhook_spill_after
-        spill = await self._behind(stream, cap=spill_after + 1) > spill_after
-        async with self._pool.acquire() as conn:
-            if checks and self._pools is not None:
-                published.extend(await self._pools.resolve(conn, checks))
-            owed = await self._owed(conn, published)
-            if owed:
-                await self._try_inline(conn, owed, spill=spill)
-                await self._record(conn, owed)
+        if published or (checks and self._pools is not None):
+            await self._deliver_batch(stream, published, checks, endpoints)
         await self._redis.xack(stream, GROUP, *[e.id for e in events])
         await trim_log(self._redis, stream)
         return len(events)
 
-    async def _owed(self, conn: asyncpg.Connection, published: list[PublicEvent]) -> list[_Owed]:
-        if not published:
-            return []
-        endpoints = await self._endpoints.for_tenants({e.tenant_id for e in published},
-                                                      newest_event_ms=max(e.created_ms for e in published))
-        owed = [_Owed(event=e, endpoint=ep, body=e.body())
+    async def _deliver_batch(self, stream: str, published: list[PublicEvent], checks: list[PoolCheck],
+                             endpoints: dict[str, list[Endpoint]]) -> None:
+        async with self._pool.acquire() as conn:
+            if checks and self._pools is not None:
+                fired = await self._pools.resolve(conn, checks)
+                if fired:  # a pool gone low: its tenant's endpoints, fresh for this event
+                    endpoints = endpoints | await self._endpoints.for_tenants(
+                        {e.tenant_id for e in fired}, newest_event_ms=max(e.created_ms for e in fired))
+                    published.extend(fired)
+            owed = self._owed(published, endpoints)
+            if owed:
+                owed = await self._not_recorded(conn, owed)
+            if owed:
+                # how far behind matters only to a batch that owes deliveries
+                spill_after = self._settings.webhook_spill_after
+                spill = await self._behind(stream, cap=spill_after + 1) > spill_after
+                await self._try_inline(conn, owed, spill=spill)
+                await self._record(conn, owed)
+
+    @staticmethod
+    def _owed(published: list[PublicEvent], endpoints: dict[str, list[Endpoint]]) -> list[_Owed]:
+        return [_Owed(event=e, endpoint=ep, body=e.body())
                 for e in published for ep in endpoints.get(e.tenant_id, []) if ep.wants(e.type)]
-        if not owed:
-            return []
+
+    @staticmethod
+    async def _not_recorded(conn: asyncpg.Connection, owed: list[_Owed]) -> list[_Owed]:
+        """Those without a row yet (an entry read again after a crash has some)."""
         known = {(r["endpoint_id"], r["event_id"]) for r in await conn.fetch(
             "SELECT endpoint_id, event_id FROM dg_webhook_deliveries WHERE event_id = ANY($1)",
             list({o.event.id for o in owed}))}
@@ -494,7 +581,12 @@ class Dispatcher:
         """One attempt and its row; True when it was delivered."""
         ep = row["endpoint_id"]
         try:
-            outcome = await self._deliverer.deliver(endpoint_id=ep, url=row["url"], secret=row["secret"],
+            secret = self.store.box.open(row["secret"], endpoint_id=ep)
+        except SecretKeyMismatch as exc:  # left locked: retried once its lock lapses
+            log.error("webhook delivery %s not attempted: %s", row["seq"], exc)
+            return False
+        try:
+            outcome = await self._deliverer.deliver(endpoint_id=ep, url=row["url"], secret=secret,
                                                     body=row["body"].encode())
             attempts = row["attempts"] + 1
             self._count(ep, outcome, attempts=attempts, created_ms=int(float(row["created_s"]) * 1000))

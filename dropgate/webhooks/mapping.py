@@ -43,6 +43,8 @@ _PURCHASE_TYPES = {"paid": "purchase.paid", "released": "purchase.canceled",
                    "canceled": "purchase.canceled", "expired": "purchase.expired",
                    "refunded": "purchase.refunded", "partially_refunded": "purchase.refunded",
                    "disputed": "purchase.disputed"}
+_WITHDRAWAL_TYPES = {"pending": "withdrawal.created", "completed": "withdrawal.completed",
+                     "rejected": "withdrawal.rejected"}
 
 
 @dataclass(frozen=True)
@@ -83,79 +85,97 @@ def event_id(event: Event[Any], index: int = 0) -> str:
     return f"evt_{event.partition}_{event.id}" + (f".{index}" if index else "")
 
 
-def _data(payload: EventPayload) -> tuple[str | None, dict[str, Any]]:
-    """(public type, data) of one payload; (None, {}) for what tenants are not told."""
+def public_type(event: Event[Any]) -> str | None:
+    """The public type of one log entry, or None for what tenants are not told.
+
+    Cheap on purpose (isinstance and a status): the dispatcher asks it of every entry,
+    and builds the event's data (times and amounts formatted) only for the tenants that
+    have an endpoint wanting the type (``public_event``)."""
+    payload = event.data
     if isinstance(payload, InviteRedeemed):
-        return "invite.redeemed", {"code": payload.code, "user_id": payload.user_id,
-                                   "used_count": payload.used_count, "used_at": _time(payload.at_ms)}
+        return "invite.redeemed"
     if isinstance(payload, PromoRedeemed):
-        if payload.resync:
-            return None, {}
+        return None if payload.resync else "promo.redeemed"
+    if isinstance(payload, PromoUseRolledBack):
+        return "promo.use_rolled_back"
+    if isinstance(payload, OfferPurchase):
+        if payload.status == "pending":
+            return "purchase.created" if payload.version <= 1 else None
+        return _PURCHASE_TYPES.get(payload.status)
+    if isinstance(payload, CodesUploaded):
+        return "codes.uploaded"
+    if isinstance(payload, WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected):
+        return _WITHDRAWAL_TYPES.get(payload.status)
+    if isinstance(payload, TenantSaved):
+        # the tenant's creation (version 1) is not a change of its subscription
+        return None if payload.tenant_id == "" or event.version <= 1 else "tenant.subscription_changed"
+    return None
+
+
+def _data(payload: EventPayload) -> dict[str, Any]:
+    """The ``data`` of a payload whose ``public_type`` is not None."""
+    if isinstance(payload, InviteRedeemed):
+        return {"code": payload.code, "user_id": payload.user_id,
+                "used_count": payload.used_count, "used_at": _time(payload.at_ms)}
+    if isinstance(payload, PromoRedeemed):
         cur = payload.currency
-        return "promo.redeemed", {
+        return {
             "code": payload.code, "use_id": payload.use_id, "customer_id": payload.customer_id,
             "currency": cur, "base_amount": format_amount(payload.base_amount, cur),
             "bonus_amount": format_amount(payload.bonus_amount, cur),
             "total_amount": format_amount(payload.base_amount + payload.bonus_amount, cur),
             "used_at": _time(payload.at_ms)}
     if isinstance(payload, PromoUseRolledBack):
-        return "promo.use_rolled_back", {"code": payload.code, "use_id": payload.use_id,
-                                         "customer_id": payload.customer_id,
-                                         "rolled_back_at": _time(payload.at_ms)}
+        return {"code": payload.code, "use_id": payload.use_id, "customer_id": payload.customer_id,
+                "rolled_back_at": _time(payload.at_ms)}
     if isinstance(payload, OfferPurchase):
-        if payload.status == "pending":
-            kind = "purchase.created" if payload.version <= 1 else None
-        else:
-            kind = _PURCHASE_TYPES.get(payload.status)
-        if kind is None:
-            return None, {}
-        return kind, {
+        return {
             "purchase_id": payload.purchase_id, "offer_id": payload.offer_id,
             "user_id": payload.user_id, "quantity": payload.quantity, "status": payload.status,
             "amount": format_amount(payload.amount_minor, payload.currency),
             "currency": payload.currency, "expires_at": _time(payload.hold_expires_ms),
             "created_at": _time(payload.created_ms), "updated_at": _time(payload.updated_ms)}
     if isinstance(payload, CodesUploaded):
-        return "codes.uploaded", {"campaign_id": payload.campaign_id, "type": payload.type,
-                                  "count": len(payload.batch()), "uploaded_at": _time(payload.at_ms)}
+        return {"campaign_id": payload.campaign_id, "type": payload.type,
+                "count": len(payload.batch()), "uploaded_at": _time(payload.at_ms)}
     if isinstance(payload, WithdrawalInitiated | WithdrawalCompleted | WithdrawalRejected):
-        kind = {"pending": "withdrawal.created", "completed": "withdrawal.completed",
-                "rejected": "withdrawal.rejected"}.get(payload.status)
-        if kind is None:
-            return None, {}
         cur = payload.currency
-        return kind, {
+        return {
             "withdrawal_id": payload.withdrawal_id, "status": payload.status,
             "amount": format_amount(payload.amount, cur), "currency": cur,
             "initiated_by": payload.initiated_by, "approved_by": payload.approved_by,
             "created_at": _time(payload.created_ms), "completed_at": _time(payload.completed_ms)}
     if isinstance(payload, TenantSaved):
-        if payload.tenant_id == "":
-            return None, {}
-        return "tenant.subscription_changed", {
-            "subscription_status": payload.status, "trial_end": _time(payload.trial_end_ms)}
-    return None, {}
+        return {"subscription_status": payload.status, "trial_end": _time(payload.trial_end_ms)}
+    raise TypeError(f"no public data for {type(payload).__name__}")
+
+
+def tenant_of(event: Event[Any]) -> str:
+    return getattr(event.data, "tenant_id", "")
+
+
+def public_event(event: Event[Any], kind: str) -> PublicEvent:
+    """The public event of an entry whose ``public_type`` is ``kind``."""
+    return PublicEvent(id=event_id(event), type=kind, tenant_id=tenant_of(event), entity=event.entity,
+                       created_ms=event.position[0], data=_data(event.data))
+
+
+def pool_checks(event: Event[Any]) -> list[PoolCheck]:
+    """The pools whose count one log entry may have moved across a low watermark."""
+    payload = event.data
+    if isinstance(payload, CodesReserved | CodesReleased | CodesUploaded):
+        return [PoolCheck(tenant_id=payload.tenant_id, campaign_id=payload.campaign_id,
+                          type=payload.type, entity=event.entity,
+                          event_id=event_id(event, 1), created_ms=event.position[0])]
+    return []
 
 
 def public_events(event: Event[Any]) -> tuple[list[PublicEvent], list[PoolCheck]]:
     """What tenants are told about one log entry, and the pools whose count may have crossed."""
-    payload = event.data
-    if isinstance(payload, Malformed):
+    if isinstance(event.data, Malformed):
         return [], []
-    created = event.position[0]
-    checks: list[PoolCheck] = []
-    if isinstance(payload, CodesReserved | CodesReleased | CodesUploaded):
-        checks.append(PoolCheck(tenant_id=payload.tenant_id, campaign_id=payload.campaign_id,
-                                type=payload.type, entity=event.entity,
-                                event_id=event_id(event, 1), created_ms=created))
-    if isinstance(payload, TenantSaved) and event.version <= 1:
-        return [], checks  # the tenant's creation, not a change of its subscription
-    kind, data = _data(payload)
-    if kind is None:
-        return [], checks
-    tenant_id = getattr(payload, "tenant_id", "")
-    return [PublicEvent(id=event_id(event), type=kind, tenant_id=tenant_id, entity=event.entity,
-                        created_ms=created, data=data)], checks
+    kind = public_type(event)
+    return ([] if kind is None else [public_event(event, kind)]), pool_checks(event)
 
 
 PoolCounter = Callable[[str, str, str], Awaitable[tuple[int, int | None]]]

@@ -20,6 +20,7 @@ import asyncpg
 from dropgate.errors import NotFound, ValidationError
 from dropgate.ids import new_id
 from dropgate.models.webhooks import EVENT_TYPES
+from dropgate.webhooks.sealing import SecretBox
 
 _SELECT_ENDPOINT = """SELECT seq, endpoint_id, tenant_id, url, events, description, secret,
                              created_at, disabled_at FROM dg_webhook_endpoints"""
@@ -31,7 +32,7 @@ class Endpoint:
     tenant_id: str
     url: str
     events: tuple[str, ...]
-    secret: str
+    secret: str  # opened: what signs (PostgreSQL holds it sealed, webhooks/sealing.py)
     created_at: datetime
     description: str | None = None
     disabled_at: datetime | None = None
@@ -41,9 +42,10 @@ class Endpoint:
         return self.disabled_at is None and ("*" in self.events or event_type in self.events)
 
 
-def _endpoint(row: asyncpg.Record) -> Endpoint:
+def _endpoint(row: asyncpg.Record, box: SecretBox) -> Endpoint:
+    secret = box.open(row["secret"], endpoint_id=row["endpoint_id"])
     return Endpoint(endpoint_id=row["endpoint_id"], tenant_id=row["tenant_id"], url=row["url"],
-                    events=tuple(row["events"]), secret=row["secret"], created_at=row["created_at"],
+                    events=tuple(row["events"]), secret=secret, created_at=row["created_at"],
                     description=row["description"], disabled_at=row["disabled_at"], seq=row["seq"])
 
 
@@ -64,26 +66,29 @@ def check_events(events: list[str]) -> list[str]:
 class WebhookStore:
     """Every SQL statement about endpoints and deliveries."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, box: SecretBox) -> None:
         self._pool = pool
+        self.box = box
 
     # -- endpoints ---------------------------------------------------------------------
     async def create_endpoint(self, tenant_id: str, *, url: str, events: list[str],
                               description: str | None, secret: str) -> Endpoint:
+        endpoint_id = new_id("we_", 12)
         row = await self._pool.fetchrow(
             """INSERT INTO dg_webhook_endpoints (endpoint_id, tenant_id, url, events, description, secret)
                VALUES ($1, $2, $3, $4, $5, $6)
                RETURNING seq, endpoint_id, tenant_id, url, events, description, secret,
                          created_at, disabled_at""",
-            new_id("we_", 12), tenant_id, url, events, description, secret)
-        return _endpoint(row)
+            endpoint_id, tenant_id, url, events, description,
+            self.box.seal(secret, endpoint_id=endpoint_id))
+        return _endpoint(row, self.box)
 
     async def endpoint(self, tenant_id: str, endpoint_id: str) -> Endpoint:
         row = await self._pool.fetchrow(
             _SELECT_ENDPOINT + " WHERE endpoint_id = $1 AND tenant_id = $2", endpoint_id, tenant_id)
         if row is None:
             raise NotFound("No such webhook endpoint.", details={"endpoint_id": endpoint_id})
-        return _endpoint(row)
+        return _endpoint(row, self.box)
 
     async def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> None:
         done = await self._pool.fetchval(
@@ -92,13 +97,18 @@ class WebhookStore:
         if done is None:
             raise NotFound("No such webhook endpoint.", details={"endpoint_id": endpoint_id})
 
+    async def any_enabled(self) -> bool:
+        """Whether any tenant has an enabled endpoint (the dispatcher's skip)."""
+        return bool(await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM dg_webhook_endpoints WHERE disabled_at IS NULL)"))
+
     async def enabled_endpoints(self, tenant_ids: list[str]) -> dict[str, list[Endpoint]]:
         rows = await self._pool.fetch(
             _SELECT_ENDPOINT + " WHERE tenant_id = ANY($1) AND disabled_at IS NULL ORDER BY seq",
             tenant_ids)
         found: dict[str, list[Endpoint]] = {t: [] for t in tenant_ids}
         for row in rows:
-            found[row["tenant_id"]].append(_endpoint(row))
+            found[row["tenant_id"]].append(_endpoint(row, self.box))
         return found
 
 

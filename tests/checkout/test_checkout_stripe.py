@@ -27,10 +27,11 @@ from tests.support.fake_stripe import API_KEY, IDEMPOTENCY_MISMATCH, WEBHOOK_SEC
 from tests.support.offers import (
     create_offer,
     fake_stripe,
+    hold,
     inventory,
     pg_offer,
-    purchase,
-    stripe_settings,
+    purchase_status,
+    stripe_settings_fixture,
     webhook,
 )
 
@@ -38,21 +39,7 @@ __all__ = ["fake_stripe"]
 PUBLIC = "https://shop.example.test"
 
 
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) -> Settings:
-    return stripe_settings(make_settings, fake_stripe, public_url=PUBLIC)
-
-
-async def _hold(api: Api, offer_id: str, user: str, qty: int = 1) -> dict[str, Any]:
-    status, body = await purchase(api, offer_id, user, qty)
-    assert status == 201, body
-    return dict(body)
-
-
-async def _status(api: Api, purchase_id: str) -> str:
-    status, body = await api.call("GET", f"/v1/purchases/{purchase_id}")
-    assert status == 200, body
-    return str(body["status"])
+settings = stripe_settings_fixture(public_url=PUBLIC)
 
 
 async def _page(api: Api, url: str) -> tuple[int, str]:
@@ -76,7 +63,7 @@ async def _agree(runtime: Runtime, persister: Persister, api: Api, offer_id: str
 async def test_the_session_returns_the_buyer_to_pages_that_exist(
         api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 2)
+    held = await hold(api, "o1", "u1", 2)
     pid, sid = held["purchase_id"], held["checkout_session_id"]
     session = fake_stripe.sessions[sid]
     assert session["success_url"] == (f"{PUBLIC}/checkout/done?tenant_id=acme&purchase_id={pid}"
@@ -186,8 +173,8 @@ async def test_stripe_refuses_a_hold_its_sessions_cannot_last(make_settings: Cal
 async def test_a_webhook_that_does_not_match_its_purchase_changes_nothing(
         api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
     await create_offer(api, "o1", 5)
-    a = await _hold(api, "o1", "ua", 1)
-    b = await _hold(api, "o1", "ub", 2)
+    a = await hold(api, "o1", "ua", 1)
+    b = await hold(api, "o1", "ub", 2)
     b_meta = dict(fake_stripe.sessions[b["checkout_session_id"]]["metadata"])
     forged = [
         # A's (cheaper) session, its metadata naming B
@@ -200,8 +187,8 @@ async def test_a_webhook_that_does_not_match_its_purchase_changes_nothing(
     ]
     for payload, headers in forged:
         assert await webhook(api, payload, headers) == (200, {"received": True, "outcome": "mismatch"})
-    assert await _status(api, b["purchase_id"]) == "pending"
-    assert await _status(api, a["purchase_id"]) == "pending"
+    assert await purchase_status(api, b["purchase_id"]) == "pending"
+    assert await purchase_status(api, a["purchase_id"]) == "pending"
     assert await inventory(api, "o1") == {"total": 5, "available": 2, "reserved": 3, "sold": 0}
     metrics = await (await api.client.get("/metrics")).text()
     assert "dropgate_webhook_mismatches_total 5.0" in metrics, metrics
@@ -241,7 +228,7 @@ async def test_a_signed_unreadable_event_is_a_clean_400(api: Api, body: bytes, m
 async def test_the_sandbox_cannot_pay_a_stripe_purchase(api: Api, fake_stripe: FakeStripe,
                                                         runtime: Runtime, persister: Persister) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1")
+    held = await hold(api, "o1", "u1")
     forged = session_id_for("acme", held["purchase_id"])
     for path in (f"/v1/sandbox/checkout/{forged}", f"/v1/sandbox/checkout/{held['checkout_session_id']}"):
         response = await api.client.get(path)
@@ -249,7 +236,7 @@ async def test_the_sandbox_cannot_pay_a_stripe_purchase(api: Api, fake_stripe: F
         for action in ("complete", "expire"):
             response = await api.client.post(f"{path}/{action}", data={"x": "1"})
             assert response.status == 404, await response.text()
-    assert await _status(api, held["purchase_id"]) == "pending"
+    assert await purchase_status(api, held["purchase_id"]) == "pending"
     row = await _agree(runtime, persister, api, "o1")
     assert (row["reserved"], row["sold"]) == (1, 0)
 

@@ -32,20 +32,15 @@ from tests.support.offers import (
     fake_stripe,
     inventory,
     purchase,
-    stripe_settings,
+    purchase_status,
+    stripe_settings_fixture,
     webhook,
 )
 
 __all__ = ["fake_stripe"]
 
 
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) -> Settings:
-    return stripe_settings(make_settings, fake_stripe, stripe_timeout_s=1.5)
-
-
-async def _status(api: Api, purchase_id: str) -> str:
-    return str((await api.call("GET", f"/v1/purchases/{purchase_id}"))[1]["status"])
+settings = stripe_settings_fixture(stripe_timeout_s=1.5)
 
 
 # 1. inventory double-counting
@@ -245,4 +240,4 @@ async def test_duplicate_webhook_is_a_noop(api: Api, fake_stripe: FakeStripe) ->
     outcomes = sorted(b["outcome"] for _, b in answers)
     assert outcomes == ["confirmed"] + ["duplicate"] * 19
     assert await inventory(api, "o1") == {"total": 10, "available": 8, "reserved": 0, "sold": 2}
-    assert await _status(api, held["purchase_id"]) == "paid"
+    assert await purchase_status(api, held["purchase_id"]) == "paid"

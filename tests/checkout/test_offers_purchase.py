@@ -22,15 +22,16 @@ from tests.support.offers import (
     pg_offer,
     purchase,
     stripe_settings,
+    stripe_settings_fixture,
     webhook,
 )
 
 __all__ = ["fake_stripe"]
 
 
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) -> Settings:
-    return stripe_settings(make_settings, fake_stripe)
+# A crowd of 2,000 sessions on a loaded machine (the embedded servers share its 2 cores)
+# can keep the fake Stripe busy past a second; only the hang test times it out on purpose.
+settings = stripe_settings_fixture(stripe_timeout_s=10.0)
 
 
 @pytest.mark.cluster
@@ -221,7 +222,7 @@ async def test_tenant_concurrency_cap(make_settings: Callable[..., Settings], is
     from dropgate.http.app import create_app
     from dropgate.runtime import open_runtime
 
-    settings = stripe_settings(make_settings, fake_stripe, tenant_concurrency=3)
+    settings = stripe_settings(make_settings, fake_stripe, tenant_concurrency=3, stripe_timeout_s=1.0)
     async with open_runtime(settings, run_persister=False) as rt:
         client = TestClient(TestServer(create_app(rt)))
         await client.start_server()

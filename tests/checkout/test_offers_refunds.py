@@ -8,35 +8,31 @@ each flow PostgreSQL must equal Redis (drained) and reconcile must find nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile.runner import reconcile
 from dropgate.runtime import Runtime
-from dropgate.settings import Settings
 from tests.conftest import Api
 from tests.support.fake_stripe import FakeStripe
-from tests.support.offers import create_offer, fake_stripe, inventory, purchase, stripe_settings, webhook
+from tests.support.offers import (
+    create_offer,
+    fake_stripe,
+    hold,
+    inventory,
+    purchase,
+    stripe_settings_fixture,
+    webhook,
+)
 
 __all__ = ["fake_stripe"]
 
 
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) -> Settings:
-    return stripe_settings(make_settings, fake_stripe, rate_limit_burst=1000, rate_limit_per_s=1000.0)
-
-
-async def _hold(api: Api, offer_id: str, user: str, qty: int = 1) -> dict[str, Any]:
-    status, body = await purchase(api, offer_id, user, qty)
-    assert status == 201, body
-    return dict(body)
+settings = stripe_settings_fixture(rate_limit_burst=1000, rate_limit_per_s=1000.0)
 
 
 async def _paid(api: Api, fake: FakeStripe, offer_id: str, user: str, qty: int = 1) -> dict[str, Any]:
-    held = await _hold(api, offer_id, user, qty)
+    held = await hold(api, offer_id, user, qty)
     status, body = await webhook(api, *fake.event("checkout.session.completed", held["checkout_session_id"]))
     assert (status, body["outcome"]) == (200, "confirmed"), body
     return held
@@ -99,7 +95,7 @@ async def _stores_agree(runtime: Runtime, persister: Persister, offer_ids: list[
 async def test_cancel_expires_the_session_and_releases_the_hold_once(
         api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 3)
+    held = await hold(api, "o1", "u1", 3)
     assert (await inventory(api, "o1"))["reserved"] == 3
     status, body = await _cancel(api, held["purchase_id"])
     assert (status, body["status"]) == (200, "canceled"), body
@@ -125,7 +121,7 @@ async def test_a_paid_purchase_cannot_be_canceled(api: Api, fake_stripe: FakeStr
 
 async def test_cancel_with_the_provider_down_changes_nothing(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 2)
+    held = await hold(api, "o1", "u1", 2)
     fake_stripe.mode = "fail"
     status, body = await _cancel(api, held["purchase_id"])
     assert (status, body["code"]) == (503, "PAYMENT_PROVIDER_UNAVAILABLE")
@@ -138,7 +134,7 @@ async def test_cancel_with_the_provider_down_changes_nothing(api: Api, fake_stri
 async def test_a_payment_completing_after_a_cancel_is_refunded(
         api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 2)
+    held = await hold(api, "o1", "u1", 2)
     # the buyer paid just before the cancel reached Stripe: its expire is refused, the hold
     # is released all the same, and the payment's webhook refunds it (units stay available)
     payload, headers = fake_stripe.event("checkout.session.completed", held["checkout_session_id"])
@@ -182,7 +178,7 @@ async def test_partial_then_full_refund_restocks_once(
 
 async def test_refund_refusals(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1")
+    held = await hold(api, "o1", "u1")
     status, body = await _refund(api, held["purchase_id"])
     assert (status, body["code"], body["details"]["status"]) == (409, "PURCHASE_NOT_PAID", "pending")
     paid = await _paid(api, fake_stripe, "o1", "u2")
@@ -293,7 +289,7 @@ async def test_a_charge_event_for_another_payment_changes_nothing(api: Api, fake
 
 async def test_async_payment_failed_releases_the_hold(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 2)
+    held = await hold(api, "o1", "u1", 2)
     payload, headers = fake_stripe.event("checkout.session.async_payment_failed", held["checkout_session_id"])
     assert (await webhook(api, payload, headers))[1]["outcome"] == "released"
     assert (await webhook(api, payload, headers))[1]["outcome"] == "duplicate"
@@ -312,7 +308,7 @@ async def test_a_refund_racing_a_late_completion_never_oversells(
         await create_offer(api, o, 2)
     races = []
     for o in offers:
-        late = await _hold(api, o, "late", 2)
+        late = await hold(api, o, "late", 2)
         await webhook(api, *fake_stripe.event("checkout.session.expired", late["checkout_session_id"]))
         sold = await _paid(api, fake_stripe, o, "early", 2)
         races.append((o, late, sold))
@@ -337,7 +333,7 @@ async def test_cancels_racing_payments_end_paid_or_refunded_never_both(
     """40 buyers pay while their seller cancels: each purchase ends paid (the cancel
     came second: 409) or canceled and then refunded (the payment came second)."""
     await create_offer(api, "o1", 100)
-    held = [await _hold(api, "o1", f"u{i}", 2) for i in range(40)]
+    held = [await hold(api, "o1", f"u{i}", 2) for i in range(40)]
     events = [fake_stripe.event("checkout.session.completed", h["checkout_session_id"]) for h in held]
     answers = await asyncio.gather(*(x for h, e in zip(held, events, strict=True)
                                      for x in (_cancel(api, h["purchase_id"]), webhook(api, *e))))
@@ -364,7 +360,7 @@ async def test_hundreds_of_concurrent_cancels_and_refunds_are_exact(
     await create_offer(api, "big", 300)
     partial = [await _paid(api, fake_stripe, "big", f"p{i}") for i in range(60)]
     full = [await _paid(api, fake_stripe, "big", f"f{i}") for i in range(20)]
-    pending = [await _hold(api, "big", f"c{i}") for i in range(60)]
+    pending = [await hold(api, "big", f"c{i}") for i in range(60)]
     assert await inventory(api, "big") == {"total": 300, "available": 160, "reserved": 60, "sold": 80}
     calls = ([_refund(api, p["purchase_id"], {"amount": "10.00"}) for p in partial for _ in range(4)]
              + [_refund(api, p["purchase_id"]) for p in full for _ in range(5)]
@@ -398,13 +394,13 @@ async def test_the_checkout_returns_the_buyer_to_the_offers_urls_else_dropgates(
     await create_offer(api, "own", 5, success_url="https://shop.test/thanks?p={PURCHASE_ID}&s={CHECKOUT_SESSION_ID}",
                        cancel_url="https://shop.test/cart")
     await create_offer(api, "plain", 5)
-    own = await _hold(api, "own", "u1")
+    own = await hold(api, "own", "u1")
     session = fake_stripe.sessions[own["checkout_session_id"]]
     # {PURCHASE_ID} filled in by dropgate, {CHECKOUT_SESSION_ID} left for Stripe
     assert session["success_url"] == (f"https://shop.test/thanks?p={own['purchase_id']}"
                                       "&s={CHECKOUT_SESSION_ID}")
     assert session["cancel_url"] == "https://shop.test/cart"
-    plain = await _hold(api, "plain", "u1")
+    plain = await hold(api, "plain", "u1")
     session = fake_stripe.sessions[plain["checkout_session_id"]]
     assert session["success_url"].endswith(
         f"/checkout/done?tenant_id=acme&purchase_id={plain['purchase_id']}&session_id={{CHECKOUT_SESSION_ID}}")
@@ -426,7 +422,7 @@ async def test_restore_keeps_refunds_caps_and_urls(
     assert (await _refund(api, paid["purchase_id"], {"amount": "5.00"}))[0] == 200
     full = await _paid(api, fake_stripe, "o1", "u2", 1)
     assert (await _refund(api, full["purchase_id"]))[0] == 200
-    held = await _hold(api, "o1", "u3", 1)
+    held = await hold(api, "o1", "u3", 1)
     await persister.drain()
     before = {pid: await _get(api, pid) for pid in (paid["purchase_id"], full["purchase_id"], held["purchase_id"])}
     assert await delete_prefix(runtime.redis, runtime.keys.prefix) > 0
@@ -441,7 +437,7 @@ async def test_restore_keeps_refunds_caps_and_urls(
     # the cap counts from the restored purchases; the tenant's URL still serves
     assert (await purchase(api, "o1", "u1", 2))[0] == 201  # u1's refunded units no longer count
     assert (await purchase(api, "o1", "u1", 2))[1]["code"] == "USER_LIMIT"
-    last = await _hold(api, "o1", "u3", 2)
+    last = await hold(api, "o1", "u3", 2)
     assert fake_stripe.sessions[last["checkout_session_id"]]["success_url"] == "https://t.test/ok"
     await _stores_agree(runtime, persister, ["o1"])
 

@@ -2,49 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import pytest
-
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
-from dropgate.settings import Settings
 from tests.conftest import Api
 from tests.support.fake_stripe import FakeStripe
 from tests.support.offers import (
     create_offer,
     fake_stripe,
+    hold,
     inventory,
     pg_offer,
-    purchase,
-    stripe_settings,
+    purchase_status,
+    stripe_settings_fixture,
     webhook,
 )
 
 __all__ = ["fake_stripe"]
 
 
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) -> Settings:
-    return stripe_settings(make_settings, fake_stripe)
-
-
-async def _hold(api: Api, offer_id: str, user: str, qty: int = 1) -> dict[str, Any]:
-    status, body = await purchase(api, offer_id, user, qty)
-    assert status == 201, body
-    return dict(body)
-
-
-async def _status(api: Api, purchase_id: str) -> str:
-    status, body = await api.call("GET", f"/v1/purchases/{purchase_id}")
-    assert status == 200, body
-    return str(body["status"])
+settings = stripe_settings_fixture()
 
 
 async def test_bad_signatures_are_refused(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1")
+    held = await hold(api, "o1", "u1")
     payload, headers = fake_stripe.event("checkout.session.completed", held["checkout_session_id"],
                                          secret="whsec_wrong")
     status, body = await webhook(api, payload, headers)
@@ -54,14 +35,14 @@ async def test_bad_signatures_are_refused(api: Api, fake_stripe: FakeStripe) -> 
     assert (status, body["code"]) == (400, "INVALID_SIGNATURE")
     status, body = await webhook(api, payload, {"Content-Type": "application/json"})  # unsigned
     assert (status, body["code"]) == (400, "INVALID_SIGNATURE")
-    assert await _status(api, held["purchase_id"]) == "pending"
+    assert await purchase_status(api, held["purchase_id"]) == "pending"
     assert (await inventory(api, "o1"))["sold"] == 0
 
 
 async def test_replayed_event_changes_nothing(api: Api, fake_stripe: FakeStripe, runtime: Runtime,
                                               persister: Persister) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 2)
+    held = await hold(api, "o1", "u1", 2)
     payload, headers = fake_stripe.event("checkout.session.completed", held["checkout_session_id"])
     outcomes = [(await webhook(api, payload, headers))[1]["outcome"] for _ in range(3)]
     assert outcomes == ["confirmed", "duplicate", "duplicate"]
@@ -77,33 +58,33 @@ async def test_replayed_event_changes_nothing(api: Api, fake_stripe: FakeStripe,
 
 async def test_expired_after_completed_is_a_noop(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 2)
+    held = await hold(api, "o1", "u1", 2)
     sid = held["checkout_session_id"]
     assert (await webhook(api, *fake_stripe.event("checkout.session.completed", sid)))[1]["outcome"] == "confirmed"
     assert (await webhook(api, *fake_stripe.event("checkout.session.expired", sid)))[1]["outcome"] == "noop"
-    assert await _status(api, held["purchase_id"]) == "paid"
+    assert await purchase_status(api, held["purchase_id"]) == "paid"
     assert await inventory(api, "o1") == {"total": 5, "available": 3, "reserved": 0, "sold": 2}
 
 
 async def test_expired_releases_the_hold(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 3)
+    held = await hold(api, "o1", "u1", 3)
     payload, headers = fake_stripe.event("checkout.session.expired", held["checkout_session_id"])
     assert (await webhook(api, payload, headers))[1]["outcome"] == "released"
     assert (await webhook(api, payload, headers))[1]["outcome"] == "duplicate"
-    assert await _status(api, held["purchase_id"]) == "expired"
+    assert await purchase_status(api, held["purchase_id"]) == "expired"
     assert await inventory(api, "o1") == {"total": 5, "available": 5, "reserved": 0, "sold": 0}
 
 
 async def test_completed_after_expiry_retakes_units_when_available(
         api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 5)
-    held = await _hold(api, "o1", "u1", 2)
+    held = await hold(api, "o1", "u1", 2)
     sid = held["checkout_session_id"]
     await webhook(api, *fake_stripe.event("checkout.session.expired", sid))
     status, body = await webhook(api, *fake_stripe.event("checkout.session.completed", sid))
     assert (status, body["outcome"]) == (200, "retaken")
-    assert await _status(api, held["purchase_id"]) == "paid"
+    assert await purchase_status(api, held["purchase_id"]) == "paid"
     assert await inventory(api, "o1") == {"total": 5, "available": 3, "reserved": 0, "sold": 2}
     assert fake_stripe.refunds == []
 
@@ -111,14 +92,14 @@ async def test_completed_after_expiry_retakes_units_when_available(
 async def test_completed_after_expiry_without_units_is_refunded(
         api: Api, fake_stripe: FakeStripe, runtime: Runtime, persister: Persister) -> None:
     await create_offer(api, "o1", 2)
-    late = await _hold(api, "o1", "late", 2)
+    late = await hold(api, "o1", "late", 2)
     await webhook(api, *fake_stripe.event("checkout.session.expired", late["checkout_session_id"]))
-    other = await _hold(api, "o1", "quick", 2)  # the released units go to someone else
+    other = await hold(api, "o1", "quick", 2)  # the released units go to someone else
     await webhook(api, *fake_stripe.event("checkout.session.completed", other["checkout_session_id"]))
     payload, headers = fake_stripe.event("checkout.session.completed", late["checkout_session_id"])
     status, body = await webhook(api, payload, headers)
     assert (status, body["outcome"]) == (200, "refund")
-    assert await _status(api, late["purchase_id"]) == "refunded"
+    assert await purchase_status(api, late["purchase_id"]) == "refunded"
     assert [r["payment_intent"] for r in fake_stripe.refunds] == ["pi_" + late["checkout_session_id"]]
     assert await inventory(api, "o1") == {"total": 2, "available": 0, "reserved": 0, "sold": 2}
     # a redelivery neither refunds again nor sells
@@ -134,15 +115,15 @@ async def test_completed_after_expiry_without_units_is_refunded(
 
 async def test_failed_refund_is_retried_on_redelivery(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 1)
-    late = await _hold(api, "o1", "late")
+    late = await hold(api, "o1", "late")
     await webhook(api, *fake_stripe.event("checkout.session.expired", late["checkout_session_id"]))
-    other = await _hold(api, "o1", "quick")
+    other = await hold(api, "o1", "quick")
     await webhook(api, *fake_stripe.event("checkout.session.completed", other["checkout_session_id"]))
     fake_stripe.refund_mode = "fail"
     payload, headers = fake_stripe.event("checkout.session.completed", late["checkout_session_id"])
     status, body = await webhook(api, payload, headers)
     assert (status, body["code"]) == (503, "PAYMENT_PROVIDER_UNAVAILABLE")  # Stripe will redeliver
-    assert await _status(api, late["purchase_id"]) == "refunded"  # never sold: no units left
+    assert await purchase_status(api, late["purchase_id"]) == "refunded"  # never sold: no units left
     fake_stripe.refund_mode = "ok"
     status, body = await webhook(api, payload, headers)
     assert (status, body["outcome"]) == (200, "refund")
@@ -153,7 +134,7 @@ async def test_failed_refund_is_retried_on_redelivery(api: Api, fake_stripe: Fak
 
 async def test_events_without_a_purchase_are_acknowledged(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 1)
-    held = await _hold(api, "o1", "u1")
+    held = await hold(api, "o1", "u1")
     fake_stripe.sessions[held["checkout_session_id"]]["metadata"] = {}
     status, body = await webhook(api, *fake_stripe.event("checkout.session.completed",
                                                           held["checkout_session_id"]))

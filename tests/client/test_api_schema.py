@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -27,6 +28,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from yarl import URL
 
 from dropgate.client import Dropgate
 from dropgate.http.openapi import build_openapi
@@ -105,4 +107,19 @@ def _auth(case: Any, live: LiveServer, tenant: FuzzTenant) -> dict[str, str]:
           suppress_health_check=list(HealthCheck), print_blob=True)
 def test_every_operation_answers_as_documented(case: Any, live: LiveServer, fuzz_tenant: FuzzTenant) -> None:
     headers = _auth(case, live, fuzz_tenant)
-    case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS, timeout=10)
+    # a generated query parameter that no URL carries (e.g. an empty list) never reaches the
+    # server: a "schema-violating" case made of it is not negative on the wire, so the
+    # negative-data check does not apply to it (every other check still does)
+    excluded = [negative_data_rejection] if _unsent_query(case, live, headers) else None
+    case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS, excluded_checks=excluded,
+                           timeout=10)
+
+
+def _unsent_query(case: Any, live: LiveServer, headers: dict[str, str]) -> bool:
+    """Whether a key of the case's query is missing from the URL actually requested."""
+    if not case.query:
+        return False
+    kwargs = case.as_transport_kwargs(base_url=live.url, headers=headers)
+    prepared = requests.Request(method=kwargs["method"], url=kwargs["url"], params=kwargs.get("params")).prepare()
+    sent = set(URL(prepared.url or "").query.keys())
+    return any(key not in sent for key in case.query)

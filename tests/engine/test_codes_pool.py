@@ -14,7 +14,7 @@ from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
-from tests.support.codes import assert_pg_matches_redis, pg_counts, upload_csv
+from tests.support.codes import assert_pg_matches_redis, pg_counts, redis_rows, upload_csv
 
 
 async def reserve(api: Api, campaign: str, count: int, type: str = "tm") -> dict[str, object]:
@@ -180,3 +180,27 @@ async def test_openapi_covers_the_code_pool_routes(api: Api) -> None:
     for path in ("reservations", "assign", "release"):
         assert "post" in paths[f"/v1/campaigns/{{campaign_id}}/{path}"]
     assert "get" in paths["/v1/campaigns/{campaign_id}/codes/count"]
+
+
+async def test_one_call_decides_its_reservations_in_order_as_if_alone(runtime: Runtime) -> None:
+    """``codes_reserve`` takes the codes of a whole batch with one SPOP: each reservation
+    still gets what it would alone, in order (partial ones what is left, all-or-nothing
+    ones all or nothing, ``short`` = the codes left at their turn), never a code twice."""
+    from dropgate.engine.codes import _Ask
+
+    await runtime.tenants.create("tb", name="tb", status="active", trial_end_ms=None)
+    await runtime.codes.upload_batch("tb", "cb", "tm", [f"B{i}" for i in range(10)])
+    asks = [_Ask("r1", 3), _Ask("r2", 4, partial=False), _Ask("r3", 4, partial=False),
+            _Ask("r4", 2), _Ask("r5", 5), _Ask("r6", 1, partial=False), _Ask("r7", 2)]
+    answers = await runtime.codes._reserve_batch(("tb", "cb", "tm", 0), asks)
+    assert [(a.reserve_id, len(a.codes), a.short) for a in answers] == [
+        ("r1", 3, None), ("r2", 4, None), ("r3", 0, 3), ("r4", 2, None), ("r5", 1, None),
+        ("r6", 0, 0), ("r7", 0, None)]
+    taken = [c for a in answers for c in a.codes]
+    assert sorted(taken) == sorted(f"B{i}" for i in range(10))  # each once
+    rows = await redis_rows(runtime, "tb", "cb")
+    for a in answers:
+        for code in a.codes:
+            assert rows[code][1:3] == ("reserved", a.reserve_id), rows[code]
+    counts = await runtime.codes.count("tb", "cb", "tm")
+    assert (counts.available, counts.reserved) == (0, 10)

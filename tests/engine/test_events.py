@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 
+from dropgate.engine.abandoned import discard_abandoned
 from dropgate.engine.actors.lease import ActorLease
 from dropgate.engine.events import (
     PAYLOADS,
@@ -168,6 +169,7 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
     up = await log.one("codes_upload", rt.codes.upload_batch("acme", "camp", "tm", ["A1", "A2", "A3"]),
                        CodesUploaded)
     assert (up.campaign_id, up.type, sorted(up.batch())) == ("camp", "tm", ["A1", "A2", "A3"])
+    assert up.created_ms == up.at_ms  # the batch created the campaign
     res = await log.one("codes_reserve", rt.codes.reserve("acme", "camp", "tm", 2), CodesReserved)
     reservation = log.result
     assert (res.taken, res.reservations) == (2, 1)
@@ -190,12 +192,21 @@ async def test_every_script_event_decodes_into_its_struct(runtime: Runtime, pers
                                          final=False, staged=True)
     com = await log.one("codes_commit", rt.codes._commit("acme", "camp2", "tm", "up1", staged.upload),
                         CodesCommitted)
-    assert com.upload == staged.upload
+    assert (com.upload, com.type, com.last) == (staged.upload, "tm", True)
+    created = await rt.redis.hget(tk.codes_meta("camp2"), "created_ms")
+    assert created is not None and com.created_ms == int(created)
     staged = await rt.codes.upload_batch("acme", "camp2", "tm", ["S3"], upload_id="up2",
                                          final=False, staged=True)
     dis = await log.one("codes_discard", rt.codes._discard("acme", "camp2", ["tm"], "up2", staged.upload),
                         CodesDiscarded)
     assert dis.upload == staged.upload
+    staged = await rt.codes.upload_batch("acme", "camp2", "tm", ["S4"], upload_id="up3",
+                                         final=False, staged=True)
+    # its driver died: the staged and seen sets expired, the records and the mark stayed
+    await rt.redis.delete(tk.codes_staged("camp2", "up3", "tm"), tk.codes_upload("camp2", "up3"))
+    ab = await log.one("codes_abandon", discard_abandoned(rt.redis, rt.scripts, tk, "acme", "camp2"),
+                       CodesDiscarded)
+    assert ab.upload == staged.upload
 
     # -- promo codes
     s = await log.one("promo_create", rt.promos.create("acme", code="PR", kind="fixed", value=250,

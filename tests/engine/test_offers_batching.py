@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
-from dropgate.engine.offers import FinishItem, HoldRequest, Offers
+from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers
 from dropgate.ids import random_hex
 from dropgate.runtime import Runtime
 
@@ -136,3 +136,115 @@ async def test_stored_responses_come_back_byte_for_byte(runtime: Runtime) -> Non
     assert running.err == "IDEMPOTENCY_KEY_IN_USE"
     assert reused.err == "IDEMPOTENCY_KEY_REUSED"
     assert (await runtime.offers.read("t1", "o1")).reserved == 1  # none of them held
+
+
+async def test_expiring_holds_never_push_the_log_past_its_bound(runtime: Runtime) -> None:
+    """Each expired hold's release appends an event: lazy expiry releases only as many as
+    the log has room for (the fault lab saw a backlog of bound + 1 while PostgreSQL was
+    down); the rest are released once the persister makes room."""
+    await runtime.tenants.create("t3", name="t3", status="active", trial_end_ms=None)
+    await runtime.offers.create("t3", offer_id="o3", event_id="e", name="O", price_minor=100,
+                                currency="usd", total=100, max_per_order=3, expires_at_ms=None,
+                                active=True)
+    short = {**_LIMITS, "hold_ttl_ms": 50}
+    requests = [HoldRequest(purchase_id=f"pu_x{i}", user_id=f"x{i}", quantity=1, idem_digest=f"xd{i}",
+                            fingerprint=f"xf{i}") for i in range(5)]
+    assert all(r.ok == 1 for r in await runtime.offers.purchase_batch("t3", "o3", requests, [], **short))
+    await asyncio.sleep(0.1)  # all five holds are due
+    log = runtime.keys.tenant("t3").log
+    ctx = runtime.offers._ctx
+    bound = await runtime.redis.xlen(log) + 2  # room for two of the five releases
+    near = Offers(dataclasses.replace(ctx, settings=msgspec.structs.replace(ctx.settings, max_backlog=bound)))
+    state = await near.read("t3", "o3")
+    assert await runtime.redis.xlen(log) == bound  # never past it
+    assert state.reserved == 3  # two released, three wait for room
+    # a purchase at the bound expires nothing and is refused; with room, the rest go
+    extra = HoldRequest(purchase_id="pu_y", user_id="y", quantity=1, idem_digest="yd", fingerprint="yf")
+    [refused] = await near.purchase_batch("t3", "o3", [extra], [], **short)
+    assert refused.err == "PERSISTENCE_LAGGING" and await runtime.redis.xlen(log) == bound
+    assert (await runtime.offers.read("t3", "o3")).reserved == 0
+
+
+async def _offer(runtime: Runtime, tenant: str, **extra: object) -> None:
+    await runtime.tenants.create(tenant, name=tenant, status="active", trial_end_ms=None)
+    await runtime.offers.create(tenant, offer_id="o", event_id="e", name="O", price_minor=100,
+                                currency="usd", total=100, max_per_order=3, expires_at_ms=None,
+                                active=True, **extra)
+
+
+async def test_requests_of_one_call_decide_as_if_each_ran_alone(runtime: Runtime) -> None:
+    """The script buffers its writes (one HSET / ZADD per key and call): a request must
+    still see every earlier request's writes of the same call, so the answers of one
+    call are those of the same requests sent one call each, and everything is stored."""
+    limits = {**_LIMITS, "rate_interval_ms": 3_600_000.0, "rate_burst": 1}  # 2 per user, then refused
+    specs = [("u1", "d1", "f1"), ("u1", "d2", "f2"), ("u1", "d3", "f3"),  # the 3rd: RATE_LIMITED
+             ("u2", "d4", "f4"), ("u3", "d4", "f4"),  # the same key again: IDEMPOTENCY_KEY_IN_USE
+             ("u4", "d4", "zz"),  # another request's key: IDEMPOTENCY_KEY_REUSED
+             ("u5", "", ""), ("u5", "", ""), ("u5", "", ""),  # no key: the rate limit alone
+             ("u6", "d3", "f3")]  # the rate-limited request's key was never marked: held
+
+    def requests(tag: str) -> list[HoldRequest]:
+        return [HoldRequest(purchase_id=f"pu_{tag}{i}", user_id=u, quantity=1, idem_digest=d, fingerprint=f)
+                for i, (u, d, f) in enumerate(specs)]
+
+    def decided(results: list[HoldResult]) -> list[tuple[int, str, int, int]]:
+        return [(r.ok, r.err, r.replay, r.idem) for r in results]
+
+    await _offer(runtime, "ta")
+    await _offer(runtime, "tb")
+    together = await runtime.offers.purchase_batch("ta", "o", requests("a"), [], **limits)
+    alone = [(await runtime.offers.purchase_batch("tb", "o", [r], [], **limits))[0] for r in requests("b")]
+    assert decided(together) == decided(alone)
+    assert decided(together) == [
+        (1, "", 0, 1), (1, "", 0, 1), (0, "RATE_LIMITED", 0, 0), (1, "", 0, 1),
+        (0, "IDEMPOTENCY_KEY_IN_USE", 0, 0), (0, "IDEMPOTENCY_KEY_REUSED", 0, 0),
+        (1, "", 0, 0), (1, "", 0, 0), (0, "RATE_LIMITED", 0, 0), (1, "", 0, 1)]
+
+    held = [f"pu_a{i}" for i, r in enumerate(together) if r.ok]
+    tk = runtime.keys.tenant("ta")
+    assert (await runtime.offers.read("ta", "o")).reserved == len(held) == 6
+    for pid in held:  # the record, the offer's holds and the partition's expiry queue
+        assert (await runtime.offers.purchase("ta", pid)).status == "pending"
+        assert await runtime.redis.zscore(tk.offer_holds("o"), pid) is not None
+        assert await runtime.redis.zscore(tk.offer_hold_expiry(), f"ta:o:{pid}") is not None
+    for digest in ("d1", "d2", "d4", "d3"):
+        assert await runtime.redis.zscore(tk.offer_idempotency_expiry(), f"ta:{digest}") is not None
+    # the buffered rate-limit values were written: u1 and u5 are still refused
+    later = await runtime.offers.purchase_batch("ta", "o", [
+        HoldRequest(purchase_id="pu_a20", user_id="u1", quantity=1, idem_digest="", fingerprint=""),
+        HoldRequest(purchase_id="pu_a21", user_id="u5", quantity=1, idem_digest="", fingerprint="")],
+        [], **limits)
+    assert [r.err for r in later] == ["RATE_LIMITED", "RATE_LIMITED"]
+
+    # a response stored by a call is what a repeat in the same call replays, and the
+    # record gets its session; a second store of the same key does nothing
+    finish = FinishItem(purchase_id="pu_a0", session_id="cs_a0", checkout_url="https://pay/cs_a0",
+                        idem_digest="d1", status=201, body=b'{"purchase_id":"pu_a0"}')
+    again = FinishItem(purchase_id="pu_a0", session_id="cs_a0", checkout_url="https://pay/cs_a0",
+                       idem_digest="d1", status=500, body=b"{}")
+    repeat = HoldRequest(purchase_id="pu_a30", user_id="u9", quantity=1, idem_digest="d1", fingerprint="f1")
+    [replay] = await runtime.offers.purchase_batch("ta", "o", [repeat], [finish, again], **limits)
+    assert (replay.replay, replay.status, replay.body) == (1, 201, '{"purchase_id":"pu_a0"}')
+    record = await runtime.offers.purchase("ta", "pu_a0")
+    assert (record.session_id, record.checkout_url) == ("cs_a0", "https://pay/cs_a0")
+
+
+async def test_per_user_cap_within_one_call_as_if_each_ran_alone(runtime: Runtime) -> None:
+    """The users' units (held or owned) are read once per call and written once: a user's
+    later requests of the same call count the earlier ones' units."""
+    specs = [("u1", 1), ("u1", 1), ("u1", 1), ("u2", 2), ("u2", 1), ("u3", 3), ("u1", 1)]
+
+    def requests(tag: str) -> list[HoldRequest]:
+        return [HoldRequest(purchase_id=f"pu_{tag}{i}", user_id=u, quantity=q, idem_digest="", fingerprint="")
+                for i, (u, q) in enumerate(specs)]
+
+    await _offer(runtime, "tc", max_per_user=2)
+    await _offer(runtime, "td", max_per_user=2)
+    together = await runtime.offers.purchase_batch("tc", "o", requests("c"), [], **_LIMITS)
+    alone = [(await runtime.offers.purchase_batch("td", "o", [r], [], **_LIMITS))[0] for r in requests("d")]
+    assert [(r.ok, r.err) for r in together] == [(r.ok, r.err) for r in alone] == [
+        (1, ""), (1, ""), (0, "USER_LIMIT"), (1, ""), (0, "USER_LIMIT"), (0, "USER_LIMIT"), (0, "USER_LIMIT")]
+    assert together[2].details == {"user_id": "u1", "max_per_user": 2, "requested": 1, "held_or_owned": 2}
+    users = await runtime.redis.hgetall(runtime.keys.tenant("tc").offer_users("o"))
+    assert {k.decode(): int(v) for k, v in users.items()} == {"u1": 2, "u2": 2}
+    assert (await runtime.offers.read("tc", "o")).reserved == 4

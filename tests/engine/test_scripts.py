@@ -90,3 +90,41 @@ async def test_script_flush_is_survived(private_redis: Redis, settings: object) 
     assert (await tenants.get("b")).status == "active"
     with pytest.raises(NotFound):
         await tenants.set_subscription("nobody", status="active", trial_end_ms=None)
+
+
+class _FlushAfterLoad:
+    """The client, except that a flush lands right after each of its first ``times``
+    SCRIPT LOADs: another operator's SCRIPT FLUSH between a reload and its EVALSHA."""
+
+    def __init__(self, client: Redis, times: int) -> None:
+        self._client = client
+        self.times = times
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    async def script_load(self, script: str) -> str:
+        sha = str(await self._client.script_load(script))
+        if self.times > 0:
+            self.times -= 1
+            await self._client.script_flush()
+        return sha
+
+
+async def test_a_flush_between_the_reload_and_the_retry_is_survived(
+        private_redis: Redis, settings: object) -> None:
+    """redis-py reloads once on NOSCRIPT; flushes in quick succession (the fault lab's
+    SCRIPT FLUSH x5 under load) can land in that window, and the call must still run
+    (NOSCRIPT means it did not run), not answer 503."""
+    from dropgate.engine.context import EngineContext
+    from dropgate.settings import Settings
+
+    assert isinstance(settings, Settings)
+    flushing = _FlushAfterLoad(private_redis, times=2)
+    scripts = Scripts(flushing)  # type: ignore[arg-type]
+    tenants = Tenants(EngineContext(redis=private_redis, scripts=scripts, keys=Keys("sf2", 4),
+                                    settings=settings))
+    await private_redis.script_flush()
+    await tenants.create("a", name="a", status="active", trial_end_ms=None)
+    assert flushing.times == 0  # both flushes landed between a reload and its EVALSHA
+    assert (await tenants.get("a")).status == "active"

@@ -14,6 +14,7 @@ import asyncio
 import os
 import random
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -72,6 +73,7 @@ async def _run(cluster: Cluster, fault_name: str, *, before_s: float = 1.0, afte
     from tests.support.faultlab import FAULTS
 
     cluster.start_persister()
+    await cluster.wait_persisting()
     offers = OfferLoad(cluster, seed=7)
     await offers.prepare()
     load = Load(cluster, seed=7, companion=offers)
@@ -79,13 +81,28 @@ async def _run(cluster: Cluster, fault_name: str, *, before_s: float = 1.0, afte
     await asyncio.sleep(before_s)
     note = await FAULTS[fault_name](cluster, load, random.Random(7), **kwargs)  # type: ignore[call-arg]
     await asyncio.sleep(after_s)
+    await _until_enough(load, offers)
     _, summary = await settle_and_check(cluster, load)
     summary["note"] = note
     summary["statuses"] = load.statuses
+    summary["failures"] = {k: load.failures.get(k, 0) + offers.failures.get(k, 0)
+                           for k in {*load.failures, *offers.failures}}
     print(f"\n{fault_name}: {summary}")
     assert summary["acknowledged"] > 100, summary
     assert summary["purchases_acknowledged"] > 20, summary
     return summary
+
+
+async def _until_enough(load: Load, offers: OfferLoad, *, timeout_s: float = 60.0) -> None:
+    """Keep the crowds going until they have done enough for the checks to mean something
+    (the floors asserted in ``_run``). On a busy machine the fixed windows around a fault
+    served too few requests (40 to 90 acknowledged instead of over 100), which failed the
+    test for the machine's load, not for anything dropgate did. A log that never drains
+    still fails: its writes answer 503, so the floors are not reached within the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while (load.count("ok") <= 100 or sum(op.outcome == "ok" for op in offers.ops) <= 20) \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
 
 
 async def test_persister_killed_mid_batch_loses_and_duplicates_nothing(cluster: Cluster) -> None:
@@ -95,11 +112,6 @@ async def test_persister_killed_mid_batch_loses_and_duplicates_nothing(cluster: 
 
 
 @pytest.mark.parametrize("cluster", ["everysec", "always"], indirect=True)
-@pytest.mark.xfail(strict=False, reason=(
-    "known open bug (closing note of stop 23, #21): after kill -9 of Redis and a restart from "
-    "its AOF the persister intermittently stops reading a partition (group with 0 consumers, "
-    "lease held, no log line), so the backlog never drains; no acknowledged write is lost. "
-    "It runs every time and shows XPASS when the persister recovers"))
 async def test_redis_killed_under_load_keeps_every_acknowledged_write(cluster: Cluster) -> None:
     assert kill_redis
     summary = await _run(cluster, "kill_redis", after_s=1.5)
@@ -118,7 +130,8 @@ async def test_script_flush_during_load_fails_nothing(cluster: Cluster) -> None:
     summary = await _run(cluster, "script_flush")
     statuses = summary["statuses"]
     assert isinstance(statuses, dict)
-    assert not [s for s in statuses if s >= 500], statuses  # every request answered, none failed
+    # every request answered, none failed
+    assert not [s for s in statuses if s >= 500], (statuses, summary["failures"])
     assert summary["unknown"] == 0
 
 

@@ -14,9 +14,7 @@ import pytest
 from dropgate.http.app import serving
 from dropgate.runtime import Runtime
 from tests.conftest import ADMIN_KEY
-from tests.support.hostile import raw_exchange
-
-_SECRET = "SECRET-never-echoed"
+from tests.support.hostile import error_shape, parser_refusals, raw_exchange, request_bytes
 
 
 @pytest.fixture
@@ -25,57 +23,24 @@ async def port(runtime: Runtime) -> AsyncIterator[int]:
         yield int(url.rsplit(":", 1)[1])
 
 
-def _request(method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: t"]
-    lines += [name + b": " + value for name, value in headers]
-    if body:
-        lines.append(b"Content-Length: " + str(len(body)).encode())
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-def _error_shape(status: int, headers: dict[str, str], body: bytes) -> dict[str, object]:
-    assert 400 <= status < 500, (status, body)
-    assert headers.get("content-type", "").startswith("application/json"), headers
-    assert headers.get("server") == "dropgate", headers
-    doc = json.loads(body)
-    assert set(doc) == {"error", "code", "details"}, doc
-    assert _SECRET not in body.decode("latin-1")
-    return doc
-
-
 async def test_parser_refusals_are_json_errors_without_echo(port: int) -> None:
-    cases = [
-        b"GARBAGE\r\n\r\n",  # no request line
-        b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n",  # header without a colon
-        # a header over 8 KB: the parser's message would quote the Authorization value
-        b"GET /v1/tenants HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + _SECRET.encode()
-        + b"A" * 9000 + b"\r\n\r\n",
-        b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",  # request line too long
-        b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
-        b"GET /v1/tenants/caf\xe9 HTTP/1.1\r\nHost: t\r\n\r\n",  # raw Latin-1 in the path
-        b"GET /v1/offers HTTP/1.1\r\nHost: t\r\nX-\xe9: 1\r\n\r\n",  # and in a header name
-        b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-        # a body that does not decode as its Content-Encoding says
-        b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 4\r\nAuthorization: Bearer " + ADMIN_KEY.encode() + b"\r\n\r\nabcd",
-    ]
-    for raw in cases:
+    for raw in parser_refusals(ADMIN_KEY):
         status, headers, body = await raw_exchange(port, raw)
-        doc = _error_shape(status, headers, body)
+        doc = error_shape(status, headers, body)
         assert doc["code"] == "VALIDATION_ERROR", doc
 
 
 @pytest.mark.parametrize("header", [b"Authorization", b"Idempotency-Key", b"X-Tenant-Id"])
 async def test_latin1_header_bytes_are_a_4xx(port: int, header: bytes) -> None:
-    await raw_exchange(port, _request("POST", "/v1/tenants", [
+    await raw_exchange(port, request_bytes("POST", "/v1/tenants", [
         (b"Authorization", b"Bearer " + ADMIN_KEY.encode()), (b"Content-Type", b"application/json")],
         b'{"tenant_id": "acme", "name": "Acme"}'))
     sent = {b"Authorization": b"Bearer " + ADMIN_KEY.encode(), b"X-Tenant-Id": b"acme",
             b"Content-Type": b"application/json"}
     sent[header] = b"Bearer caf\xe9\xff" if header == b"Authorization" else b"caf\xe9\xff"
-    raw = _request("POST", "/v1/offers/hot/purchase", list(sent.items()), b'{"user_id": "u1", "quantity": 1}')
+    raw = request_bytes("POST", "/v1/offers/hot/purchase", list(sent.items()), b'{"user_id": "u1", "quantity": 1}')
     status, headers, body = await raw_exchange(port, raw)
-    doc = _error_shape(status, headers, body)
+    doc = error_shape(status, headers, body)
     expected = 401 if header == b"Authorization" else 400
     assert status == expected, doc
 
@@ -83,15 +48,15 @@ async def test_latin1_header_bytes_are_a_4xx(port: int, header: bytes) -> None:
 @pytest.mark.parametrize("token", [b"*", b"{", b"dg_{_x", b"dg_" + b"k" * 80 + b"_secret", b"a b"])
 async def test_a_malformed_bearer_is_401(port: int, token: bytes) -> None:
     status, headers, body = await raw_exchange(
-        port, _request("GET", "/v1/tenants/acme", [(b"Authorization", b"Bearer " + token)]))
-    doc = _error_shape(status, headers, body)
+        port, request_bytes("GET", "/v1/tenants/acme", [(b"Authorization", b"Bearer " + token)]))
+    doc = error_shape(status, headers, body)
     assert (status, doc["code"]) == (401, "UNAUTHORIZED"), doc
     assert headers.get("www-authenticate") == 'Bearer realm="dropgate"'
 
 
 async def test_no_version_banner_on_any_answer(port: int) -> None:
     for path in ("/healthz", "/v1/nothing-here"):
-        status, headers, _ = await raw_exchange(port, _request("GET", path, []))
+        status, headers, _ = await raw_exchange(port, request_bytes("GET", path, []))
         assert headers.get("server") == "dropgate", (path, status, headers)
 
 

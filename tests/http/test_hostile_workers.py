@@ -5,9 +5,6 @@ the new generation; ``/readyz`` is not ready while no persister consumes the log
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import time
 from pathlib import Path
 
 import aiohttp
@@ -19,8 +16,7 @@ from dropgate.http.app import serving
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
-from tests.http.test_serve_workers import _listeners
-from tests.support.hostile import Serve, alive, port_answers
+from tests.support.hostile import Serve, kill9_first_process, listeners
 
 _NEW_ADMIN_KEY = "rotated-admin-key-0123456789abcdef0123"
 
@@ -32,24 +28,13 @@ async def test_kill_9_of_the_first_process_stops_its_workers(
     new: Serve | None = None
     try:
         old.wait_serving()
-        listeners = _listeners(old.port)
-        assert len(listeners) == 2 and old.proc.pid in listeners, listeners
-        (worker,) = listeners - {old.proc.pid}
-        os.kill(old.proc.pid, signal.SIGKILL)
-        old.proc.wait(10)
-        deadline = time.monotonic() + 5
-        while port_answers(old.port):
-            assert time.monotonic() < deadline, "the port still answers 5 s after kill -9"
-            await asyncio.sleep(0.1)
-        deadline = time.monotonic() + 30
-        while alive(worker):
-            assert time.monotonic() < deadline, "the orphaned worker did not exit"
-            await asyncio.sleep(0.1)
+        worker, = listeners(old.port) - {old.proc.pid}
+        await kill9_first_process(old.proc, old.port)  # the port closes within 5 s, no orphan
         # the next generation, with a rotated admin key, on the same port
         new = Serve(msgspec.structs.replace(settings, admin_key=_NEW_ADMIN_KEY), tmp_path / "new.log",
                     workers=2, port=old.port)
         new.wait_serving()
-        assert old.proc.pid not in _listeners(new.port) and worker not in _listeners(new.port)
+        assert old.proc.pid not in listeners(new.port) and worker not in listeners(new.port)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=40)) as http:
             async def status(key: str) -> int:
                 async with http.get(new.url + "/v1/tenants/acme",

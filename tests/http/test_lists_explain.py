@@ -37,6 +37,9 @@ INSERT INTO promo_codes (tenant_id, code, bonus_kind, bonus_amount, currency, ac
   FROM generate_series(1, {N}) i;
 INSERT INTO promo_code_uses SELECT 't1', 'p1', 'u' || i, 'cu' || (i % 50), 1000, 100, now() - i * interval '1 s'
   FROM generate_series(1, {N}) i;
+INSERT INTO promo_code_rolled_back_uses SELECT 't1', 'p1', 'r' || i, 'cu' || (i % 50), 1000, 100,
+                                                now() - i * interval '1 s', now()
+  FROM generate_series(1, {N} / 10) i;
 INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency, inventory_total,
                     max_per_order, active, created_at, version)
   SELECT 't' || (i % 20), 'o' || i, 'e' || (i % 40), 'n', 100, 'usd', 10, 1, i % 2 = 0,

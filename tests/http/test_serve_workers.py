@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -17,91 +16,23 @@ import pytest
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
-from tests.conftest import ADMIN_KEY
-from tests.engine.test_actors_processes import _env, _free_port
-
-_ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _listeners(port: int) -> set[int]:
-    """The pids with a listening TCP socket on ``port`` (Linux /proc)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(cols[9])
-    pids = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    pids.add(int(pid))
-        except OSError:
-            continue
-    return pids
-
-
-def _start(settings: Settings, port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "dropgate", "serve", "--port", str(port), "--no-persister",
-             "--workers", str(workers)], env=_env(settings), stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait_serving(proc: subprocess.Popen[bytes], log: Path) -> str:
-    """Until the first process says it serves: it says so once every worker serves."""
-    deadline = time.monotonic() + 120
-    while "dropgate: serving on" not in (text := log.read_text()):
-        assert proc.poll() is None, f"dropgate serve exited:\n{text}"
-        assert time.monotonic() < deadline, f"dropgate serve did not start:\n{text}"
-        time.sleep(0.1)
-    return text
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.engine.test_actors_processes import _env
+from tests.support.hostile import Serve, alive, listeners
+from tests.support.seed import seed_offer
 
 
 @pytest.mark.slow
 async def test_workers_share_one_port_and_sell_exactly_the_inventory(
     runtime: Runtime, persister: Persister, settings: Settings, tmp_path: Path
 ) -> None:
-    port, log = _free_port(), tmp_path / "serve.log"
-    proc = _start(settings, port, log, workers=2)
-    url = f"http://127.0.0.1:{port}"
+    serve = Serve(settings, tmp_path / "serve.log", workers=2)
+    port, proc, url = serve.port, serve.proc, serve.url
     try:
-        assert "2 workers" in _wait_serving(proc, log)
-        listeners = _listeners(port)
-        assert len(listeners) == 2 and proc.pid in listeners, listeners
-        (worker,) = listeners - {proc.pid}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(url + "/v1/tenants", headers=_ADMIN,
-                                 json={"tenant_id": "acme", "name": "Acme"}) as r:
-                assert r.status == 201, await r.text()
-            async with http.post(url + "/v1/keys", headers=_ADMIN,
-                                 json={"role": "service", "tenant_id": "acme", "name": "svc"}) as r:
-                service = {"Authorization": f"Bearer {(await r.json())['key']}"}
-            async with http.post(url + "/v1/offers", headers=service,
-                                 json={"offer_id": "hot", "event_id": "drop", "name": "Hot",
-                                       "price": "25.00", "currency": "usd", "inventory_total": 100}) as r:
-                assert r.status == 201, await r.text()
+        assert "2 workers" in serve.wait_serving()
+        pids = listeners(port)
+        assert len(pids) == 2 and proc.pid in pids, pids
+        (worker,) = pids - {proc.pid}
+        service = await seed_offer(url, inventory_total=100)
         # 300 buyers at once, each on its own connection, so the kernel spreads them over
         # both processes' sockets
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as crowd:
@@ -123,27 +54,27 @@ async def test_workers_share_one_port_and_sell_exactly_the_inventory(
         state = await runtime.offers.read("acme", "hot")
         assert (state.reserved, state.sold, state.total) == (100, 0, 100)
     finally:
-        _stop(proc)
-    assert proc.returncode == 0, log.read_text()
-    assert not _alive(worker)
+        serve.stop()
+    assert proc.returncode == 0, serve.log.read_text()
+    assert not alive(worker)
 
 
 @pytest.mark.slow
 async def test_a_worker_that_dies_stops_the_whole_server(
     runtime: Runtime, settings: Settings, tmp_path: Path
 ) -> None:
-    port, log = _free_port(), tmp_path / "serve.log"
-    proc = _start(settings, port, log, workers=2)
+    serve = Serve(settings, tmp_path / "serve.log", workers=2)
+    port, proc = serve.port, serve.proc
     try:
-        _wait_serving(proc, log)
-        (worker,) = _listeners(port) - {proc.pid}
+        serve.wait_serving()
+        (worker,) = listeners(port) - {proc.pid}
         os.kill(worker, signal.SIGKILL)
         proc.wait(60)
     finally:
-        _stop(proc)
+        serve.stop()
     assert proc.returncode == 1
-    assert "a worker exited (code -9): stopping the server" in log.read_text()
-    assert not _listeners(port)
+    assert "a worker exited (code -9): stopping the server" in serve.log.read_text()
+    assert not listeners(port)
 
 
 async def test_workers_below_one_is_a_clear_error(settings: Settings) -> None:
@@ -169,15 +100,12 @@ def _counter(exposition: str, name: str, **labels: str) -> float | None:
 async def test_metrics_add_up_over_workers_and_never_go_down(
     runtime: Runtime, settings: Settings, tmp_path: Path
 ) -> None:
-    port, log = _free_port(), tmp_path / "serve.log"
-    with log.open("wb") as out:  # with the persister, in the first process only
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dropgate", "serve", "--port", str(port), "--workers", "2"],
-            env=_env(settings), stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    # with the persister, in the first process only
+    serve = Serve(settings, tmp_path / "serve.log", workers=2, persister=True)
+    port, proc, url = serve.port, serve.proc, serve.url
     try:
-        _wait_serving(proc, log)
-        pids = _listeners(port)
+        serve.wait_serving()
+        pids = listeners(port)
         assert len(pids) == 2
         sent = 0
         last: dict[str, float] = {}
@@ -207,5 +135,35 @@ async def test_metrics_add_up_over_workers_and_never_go_down(
         # the per-process gauges name their worker: both processes are there
         assert workers_seen == {str(pid) for pid in pids}, (workers_seen, pids)
     finally:
-        _stop(proc)
-    assert proc.returncode == 0, log.read_text()
+        serve.stop()
+    assert proc.returncode == 0, serve.log.read_text()
+
+
+def _boards_mapped(pid: int) -> set[str]:
+    """The (device, inode) of the admission boards ``pid`` maps (Linux /proc)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {" ".join(cols[3:5]) for line in f if "dropgate-admission" in line
+                for cols in [line.split()]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", [True, False])
+async def test_workers_map_one_admission_board(
+    runtime: Runtime, settings: Settings, tmp_path: Path, shared: bool
+) -> None:
+    """The processes of ``--workers 2`` map the same admission board (http/admission.py),
+    and none with DROPGATE_TENANT_ADMISSION_SHARED=false."""
+    serve = Serve(settings, tmp_path / "serve.log", workers=2,
+                  env={"DROPGATE_TENANT_ADMISSION_SHARED": "true" if shared else "false"})
+    try:
+        serve.wait_serving()
+        pids = listeners(serve.port)
+        assert len(pids) == 2
+        mapped = [_boards_mapped(pid) for pid in pids]
+        if shared:
+            assert len(mapped[0]) == 1 and mapped[0] == mapped[1], mapped
+        else:
+            assert mapped == [set(), set()]
+    finally:
+        serve.stop()
+    assert serve.proc.returncode == 0, serve.log.read_text()

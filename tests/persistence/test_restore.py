@@ -59,6 +59,23 @@ async def test_restore_after_redis_was_lost_serves_as_before(runtime: Runtime, p
         "SELECT used_count FROM invite_codes WHERE tenant_id = 't1' AND code = 'D'") == d.max_uses
 
 
+async def test_a_running_servers_revocation_records_do_not_block_a_restore(
+        runtime: Runtime, persister: Persister) -> None:
+    """A server that keeps running while Redis is lost writes its revocation poll record
+    (and may bump a revocation version) into the fresh keyspace within 50 ms: bookkeeping,
+    not state, so ``restore`` proceeds (the fault lab's lost-Redis run was refused: "4
+    state keys")."""
+    await _drop(runtime, users=20)
+    await _drained(persister)
+    await _wipe(runtime)
+    for p in range(runtime.keys.partitions):
+        await runtime.redis.hset(runtime.keys.api_key_pollers(p), "host-1-abc", "0 1764892800000")
+    await runtime.redis.incr(runtime.keys.api_key_revocations(0))
+    result = await restore(runtime)
+    assert result.restored["invites/invite"] == 8
+    assert (await reconcile(runtime, wait_s=0)).exit_code == 0
+
+
 async def test_restore_refuses_a_live_keyspace_unless_forced(runtime: Runtime, persister: Persister) -> None:
     await _drop(runtime, users=40)
     with pytest.raises(KeyspaceNotEmpty) as refused:
@@ -159,3 +176,30 @@ async def test_one_tenant_is_restored_beside_the_others(runtime: Runtime, persis
     with pytest.raises(KeyspaceNotEmpty):
         await restore(runtime, tenant_id="t2")  # now its keys exist again
     assert (await reconcile(runtime, wait_s=0)).exit_code == 0
+
+
+async def test_a_key_revoked_after_a_restore_is_refused_by_a_server_that_kept_running(
+        runtime: Runtime, persister: Persister) -> None:
+    """A server keeps running through the loss of Redis with a key's answer cached under
+    version 5 of its partition. Lost, the versions restart at 0; a revoke after the
+    restore makes it 1, and a hit is trusted while its version is >= the current one, so
+    without ``lift_after_restore`` the revoked key was still served from the cache."""
+    from tests.engine.test_revocation_poller import _polled, _process
+
+    for p in range(runtime.keys.partitions):  # earlier revokes in this partition's history
+        await runtime.redis.set(runtime.keys.api_key_revocations(p), 5)
+    key_id, token = await runtime.api_keys.create(role="service", tenant_id="acme", name="victim")
+    server = _process(runtime)
+    try:
+        assert await server.authenticate(token) is not None  # cached under version 5
+        await _polled(server)
+        await _drained(persister)
+        await _wipe(runtime)
+        await restore(runtime)
+        versions = [int(await runtime.redis.get(runtime.keys.api_key_revocations(p)) or 0)
+                    for p in range(runtime.keys.partitions)]
+        assert min(versions) > 1_000_000_000_000  # Redis's clock in ms
+        await runtime.api_keys.revoke(key_id)
+        assert await server.authenticate(token) is None
+    finally:
+        await server.close()

@@ -17,11 +17,9 @@ import aiohttp
 import asyncpg
 
 from dropgate.settings import Settings
-from tests.conftest import ADMIN_KEY
-from tests.engine.test_actors_processes import _free_port
-from tests.http.test_serve_workers import _start, _stop, _wait_serving
+from tests.support.hostile import Serve
+from tests.support.seed import seed_tenant
 
-_ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 SAMPLE_S = 0.02
 
 
@@ -69,19 +67,12 @@ async def _export(session: aiohttp.ClientSession, url: str, headers: dict[str, s
 async def run_export(settings: Settings, pool: asyncpg.Pool, n: int, log: Path) -> ExportRun:
     """Start ``dropgate serve``, make a campaign of ``n`` codes, export it once to warm up
     (a small filter), then export all of it while sampling the server's RSS."""
-    port = _free_port()
-    proc = _start(settings, port, log, 1)
+    serve = Serve(settings, log)
+    proc, base = serve.proc, serve.url
     try:
-        _wait_serving(proc, log)
-        base = f"http://127.0.0.1:{port}"
+        serve.wait_serving()
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{base}/v1/tenants", headers=_ADMIN,
-                                    json={"tenant_id": "big", "name": "big"}) as r:
-                assert r.status == 201, await r.text()
-            async with session.post(f"{base}/v1/keys", headers=_ADMIN,
-                                    json={"role": "service", "tenant_id": "big", "name": "ops"}) as r:
-                assert r.status == 201, await r.text()
-                service = {"Authorization": f"Bearer {(await r.json())['key']}"}
+            service = await seed_tenant(session, base, tenant_id="big")
             async with session.post(f"{base}/v1/campaigns", headers=service,
                                     json={"campaign_id": "huge", "types": ["tm"]}) as r:
                 assert r.status == 201, await r.text()
@@ -111,4 +102,4 @@ async def run_export(settings: Settings, pool: asyncpg.Pool, n: int, log: Path) 
         return ExportRun(codes=codes, bytes=size, seconds=seconds, rss_before_kb=before,
                          rss_peak_kb=peak)
     finally:
-        _stop(proc)
+        serve.stop()

@@ -15,6 +15,14 @@ class Crowd:
     workers: int = 6
     seed: int = 0
     statuses: dict[int, int] = field(default_factory=dict)  # every HTTP status answered
+    failures: dict[str, int] = field(default_factory=dict)  # "503 PERSISTENCE_LAGGING": count, 5xx only
+
+    def answered(self, status: int, body: object) -> None:
+        """Count an answer; a 5xx also by its error code, so a failed run says which."""
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status >= 500:
+            code = body.get("code", "?") if isinstance(body, dict) else "?"
+            self.failures[f"{status} {code}"] = self.failures.get(f"{status} {code}", 0) + 1
     _running: asyncio.Event = field(default_factory=asyncio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)

@@ -93,8 +93,8 @@ class OfferLoad(Crowd):
         for attempt in range(6):
             try:
                 async with http.post(url, json=json_body, headers=headers) as r:
-                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
                     body = await r.json(content_type=None)
+                    self.answered(r.status, body)
                     if r.status < 500 and not (r.status == 409 and isinstance(body, dict)
                                                and body.get("code") == "IDEMPOTENCY_KEY_IN_USE"):
                         return r.status, body
@@ -136,8 +136,8 @@ class OfferLoad(Crowd):
         for attempt in range(6):
             try:
                 async with http.post(url, json={"user_id": user, "quantity": quantity}, headers=headers) as r:
-                    self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
                     body = await r.json(content_type=None)
+                    self.answered(r.status, body)
                     if r.status == 201:
                         return Purchase(user, quantity, "ok", purchase_id=body["purchase_id"],
                                         session_id=body["checkout_session_id"])

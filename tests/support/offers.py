@@ -1,4 +1,7 @@
-"""Fixtures and helpers of the offers tests (imported by the test_offers_* modules)."""
+"""Fixtures and helpers of the offers and checkout tests: the one place their fake Stripe,
+Stripe settings and purchase helpers are written. A module taking money through the fake
+imports ``fake_stripe`` (listed in its ``__all__``) and declares
+``settings = stripe_settings_fixture(...)``."""
 
 from __future__ import annotations
 
@@ -33,6 +36,17 @@ def stripe_settings(make_settings: Callable[..., Settings], fake: FakeStripe,
     return make_settings(**values)
 
 
+def stripe_settings_fixture(**overrides: Any) -> Any:
+    """A module's ``settings`` fixture: Stripe through the ``fake_stripe`` fixture, with
+    ``overrides`` (``settings = stripe_settings_fixture(stripe_timeout_s=1.5)``)."""
+
+    @pytest.fixture(name="settings")
+    def settings(make_settings: Callable[..., Settings], fake_stripe: FakeStripe) -> Settings:
+        return stripe_settings(make_settings, fake_stripe, **overrides)
+
+    return settings
+
+
 async def create_offer(api: Api, offer_id: str, total: int, **fields: Any) -> dict[str, Any]:
     body = {"offer_id": offer_id, "event_id": "ev1", "name": f"Offer {offer_id}", "price": "25.00",
             "currency": "usd", "inventory_total": total, "max_per_order": 3, **fields}
@@ -48,6 +62,19 @@ async def purchase(api: Api, offer_id: str, user_id: str, quantity: int = 1, *,
         headers["Idempotency-Key"] = key
     return await api.call("POST", f"/v1/offers/{offer_id}/purchase",
                           json={"user_id": user_id, "quantity": quantity}, headers=headers)
+
+
+async def hold(api: Api, offer_id: str, user: str, qty: int = 1) -> dict[str, Any]:
+    """A purchase that must succeed (201): its answer."""
+    status, body = await purchase(api, offer_id, user, qty)
+    assert status == 201, body
+    return dict(body)
+
+
+async def purchase_status(api: Api, purchase_id: str) -> str:
+    status, body = await api.call("GET", f"/v1/purchases/{purchase_id}")
+    assert status == 200, body
+    return str(body["status"])
 
 
 async def inventory(api: Api, offer_id: str) -> dict[str, int]:

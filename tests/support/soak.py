@@ -4,6 +4,9 @@
     make soak ARGS="--minutes 30 --seed 42 --appendfsync always"
     make soak ARGS="--minutes 10 --faults slow_sockets,retry_storm"   # hostile clients (issue 21)
 
+(``make soak`` then runs the hostile-client soak, tests/support/hostile_soak.py, for
+HOSTILE_ARGS="--minutes 2" by default.)
+
 Runs the API and persister processes against a private redis-server (AOF) and a
 private PostgreSQL (both under a temp dir, removed afterwards), drives invite
 redemptions and offer purchases (``tests/support/faultlab_offers.py``) through HTTP the
@@ -38,6 +41,27 @@ def _line(started: float, text: str) -> None:
     print(f"[{time.monotonic() - started:7.1f}s] {text}", flush=True)
 
 
+def show_logs(cluster: Cluster, folder: Path) -> None:
+    """A failed run's process logs, and where its data stays for a look."""
+    for p in [cluster.api, *cluster.persisters]:
+        if p is not None:
+            print(f"--- {p.name} (last lines)\n{p.output()}")
+    print(f"(servers' data and process logs kept in {folder})")
+
+
+def tear_down(cluster: Cluster, redis: PrivateRedis, postgres: PrivatePostgres, folder: Path, *,
+              keep: bool) -> None:
+    """Stop what a soak started; its folder goes unless a failure keeps it."""
+    cluster.close()
+    redis.stop()
+    try:
+        postgres.stop("immediate")
+    except Exception:
+        pass
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 async def soak(minutes: float, seed: int, faults: list[str], every_s: float, appendfsync: str) -> int:
     rng = random.Random(seed)
     folder = Path(tempfile.mkdtemp(prefix="dropgate-soak-", dir="/tmp"))
@@ -54,6 +78,7 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
         redis.start()
         await cluster.start()
         cluster.start_persister()
+        await cluster.wait_persisting()
         offers = OfferLoad(cluster, units=20_000, seed=seed)
         await offers.prepare()
         load = Load(cluster, workers=16, seed=seed, companion=offers)
@@ -82,21 +107,11 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
         return 0
     except AssertionError as exc:
         _line(started, f"soak: FAILED: {exc}")
-        for p in [cluster.api, *cluster.persisters]:
-            if p is not None:
-                print(f"--- {p.name} (last lines)\n{p.output()}")
-        print(f"(servers' data and process logs kept in {folder})")
+        show_logs(cluster, folder)
         keep = True
         return 1
     finally:
-        cluster.close()
-        redis.stop()
-        try:
-            postgres.stop("immediate")
-        except Exception:
-            pass
-        if not keep:
-            shutil.rmtree(folder, ignore_errors=True)
+        tear_down(cluster, redis, postgres, folder, keep=keep)
 
 
 def main() -> int:

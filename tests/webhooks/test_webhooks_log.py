@@ -238,3 +238,45 @@ async def test_a_batch_that_fails_to_record_is_done_again(api: Api, runtime: Run
     assert sorted(e["data"]["user_id"] for e in {e["id"]: e for e in receiver.accepted}.values()) == ["u0", "u1"]
     assert await runtime.pool.fetchval(
         "SELECT count(*) FROM dg_webhook_deliveries WHERE status = 'succeeded'") == 2
+
+
+async def test_without_any_endpoint_the_logs_are_passed_unread_and_trimmed(
+        api: Api, runtime: Runtime, persister: Persister) -> None:
+    """No tenant has an endpoint: the dispatcher moves its group to each log's head
+    (XGROUP SETID) instead of reading the entries, and the log still trims to empty."""
+    dispatcher = runtime.new_dispatcher(name="d1")
+    try:
+        await dispatcher.run_once()  # its group exists from here on
+        await _redeems(api, "N", 40)
+        await persister.run_once()
+        assert await _log_length(runtime) > 0  # applied; the dispatcher's group holds the trim
+        await dispatcher.run_once()
+        assert dispatcher.stats.entries_read == 0
+        assert dispatcher.stats.skipped_passes >= 1
+        assert await dispatcher.behind() == 0
+        assert await _log_length(runtime) == 0
+    finally:
+        await dispatcher.aclose()
+
+
+async def test_an_endpoint_registered_while_passing_unread_gets_every_later_event(
+        api: Api, runtime: Runtime, persister: Persister, receiver: Receiver) -> None:
+    """Skipping, then an endpoint is registered: the entries appended after it are read
+    and delivered (the heads are read before PostgreSQL is asked, so no entry appended
+    after the registration is passed unread)."""
+    dispatcher = runtime.new_dispatcher(name="d1")
+    try:
+        await dispatcher.run_once()
+        await _redeems(api, "B", 3)  # before any endpoint: passed unread
+        await dispatcher.run_once()
+        skipped = dispatcher.stats.skipped_passes
+        assert skipped >= 1 and dispatcher.stats.entries_read == 0
+        await register(api, receiver, ["invite.redeemed"])
+        status, body = await api.call("POST", "/v1/invites/B/redeem", json={"user_id": "after"})
+        assert status == 200, body
+        while await dispatcher.behind():
+            await dispatcher.run_once()
+        assert dispatcher.stats.skipped_passes == skipped
+        assert [e["data"]["user_id"] for e in receiver.accepted] == ["after"]
+    finally:
+        await dispatcher.aclose()

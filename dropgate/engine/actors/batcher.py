@@ -20,15 +20,23 @@ raises, every item of that batch gets the exception. Per-item semantics are the
 flush function's business (the offer script still checks, holds and logs each
 request on its own); the batcher only decides who travels together.
 
-``post`` queues work nobody waits for (it rides with the key's next batch): a
-caller that awaited it would pay a second task wake-up for a result it does not
-need. Its failures are logged; ``close`` gives queued posts a grace period first.
+A caller that enqueues *parks*: it steps no more until its batch answers. The
+``PARKED`` context variable, when set (by the HTTP layer, for the request being
+served), is called then, so that per-tenant admission (``http/admission.py``) counts
+the requests being worked on, not those parked here: a tenant's crowd then fills
+whole batches instead of a quarter of one each.
+
+``post`` queues work nobody waits for (it rides with the key's next batch, and
+starts a drain only when none is under way): a caller that awaited it would pay a
+second task wake-up for a result it does not need. Its failures are logged;
+``close`` gives queued posts a grace period first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
@@ -40,6 +48,11 @@ Res = TypeVar("Res")
 log = logging.getLogger("dropgate.batcher")
 
 Flush = Callable[[K, list[Req]], Awaitable[Sequence[Res | BaseException]]]
+
+# Called (at most once matters: it must be idempotent) when the current request parks
+# on a batch; see the module's docstring.
+PARKED: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "dropgate_batcher_parked", default=None)
 
 
 class QueueFull(Exception):
@@ -75,6 +88,9 @@ class Batcher(Generic[K, Req, Res]):
         request). Raises ``QueueFull`` when the key's queue is at its bound."""
         future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         self._put(key, item, future, first)
+        parked = PARKED.get()
+        if parked is not None:
+            parked()
         return future
 
     def post(self, key: K, item: Req) -> None:
@@ -95,8 +111,12 @@ class Batcher(Generic[K, Req, Res]):
         tasks = self._tasks.get(key)
         if tasks is None:
             tasks = self._tasks[key] = set()
-        if len(tasks) < self._max_in_flight:
-            tasks.add(asyncio.create_task(self._drain(key, queue), name=f"batcher-{key!r}"))
+        # A post rides with the next batch of a drain already under way (it loops while
+        # its queue is not empty); starting one for it would send a batch of posts alone
+        # ahead of the requests about to arrive (a purchase's stored response went out in
+        # a script call of its own, halving the batches under a crowd: BENCHMARKS.md).
+        if len(tasks) < self._max_in_flight and (future is not None or not tasks):
+            tasks.add(asyncio.create_task(self._drain(key, queue), name="batcher"))
 
     async def _drain(self, key: K,
                      queue: collections.deque[tuple[Req, asyncio.Future[Res] | None, bool]]) -> None:

@@ -9,10 +9,14 @@
   KEYS[4] upload's staged set <prefix>:{pN}:t:<tenant>:codes:<campaign>:upload:<upload id>:staged
   KEYS[5] upload's seen set   <prefix>:{pN}:t:<tenant>:codes:<campaign>:upload:<upload id>
   ARGV[1] tenant id   ARGV[2] campaign id   ARGV[3] type   ARGV[4] upload number
-  ARGV[5] '1' to append codes.discarded once the staged set is empty   ARGV[6] codes per call
+  ARGV[5] '1' to append codes.discarded once the staged set is empty (the caller sets
+          it on the upload's last type only: the event discards every type of the
+          upload not committed in PostgreSQL, and ends it there)   ARGV[6] codes per call
+  ARGV[7] '1' on the upload's last type: its pending mark (meta `p:<number>`) goes
+          once the staged set is empty
   Returns {"removed": n, "left": n}
   Errors: none
-  Writes KEYS[3], KEYS[4], KEYS[5]; appends codes.discarded to KEYS[1] on the last call.
+  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends codes.discarded to KEYS[1] on the last call.
 ]]
 --- @include "dg_emit"
 --- @include "dg_call_chunked"
@@ -29,6 +33,7 @@ end
 local left = redis.call('SCARD', KEYS[4])
 if left == 0 then
   redis.call('DEL', KEYS[5])
+  if ARGV[7] == '1' then redis.call('HDEL', KEYS[2], 'p:' .. ARGV[4]) end
   if ARGV[5] == '1' then
     -- the version stays: the rows in PostgreSQL were written (or go) with the staged
     -- batches, so the campaign's newest row version is unchanged

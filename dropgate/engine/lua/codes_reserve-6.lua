@@ -73,28 +73,43 @@ if #expired > 0 then
     dg_call_chunked('SADD', KEYS[4], back, 4000)
   end
 end
+-- Each reservation is decided in order, as if alone, on the pool's size: what it takes
+-- (all or, partial '1', what is left; partial '0': all or nothing, `short` = the codes
+-- left), then the codes of all of them leave the pool with one SPOP and their records
+-- are read with one HMGET (two commands per reservation otherwise).
+local left = total > 0 and redis.call('SCARD', KEYS[4]) or 0
+local takes, shorts, spent = {}, {}, 0
+for k = 1, #rids do
+  if partial[k] == '0' and left < counts[k] then
+    shorts[k], takes[k] = left, 0
+  else
+    takes[k] = math.min(counts[k], left)
+  end
+  left = left - takes[k]
+  spent = spent + takes[k]
+end
+local pool = spent > 0 and redis.call('SPOP', KEYS[4], spent) or {}
+-- each record keeps its upload mark (see dg_code_unpack): read them back in one call
+local before = #pool > 0 and dg_call_chunked('HMGET', KEYS[3], pool, 4000) or {}
 local fields, scored, answers, taken_total = {}, {}, {}, 0
+local at = 0
 for k = 1, #rids do
   local taken = {}
-  local short = nil
-  if partial[k] == '0' then
-    local have = redis.call('SCARD', KEYS[4])
-    if have < counts[k] then short = have end
-  end
-  if counts[k] > 0 and not short then taken = redis.call('SPOP', KEYS[4], counts[k]) end
   local r = {type = ARGV[4], status = 'r', rid = rids[k], reserved_at = tostring(now),
              expires_at = tostring(expires), assigned_at = ''}
   local packed = dg_code_pack(r)
-  -- each record keeps its upload mark (see dg_code_unpack): read them back in one call
-  local before = #taken > 0 and dg_call_chunked('HMGET', KEYS[3], taken, 4000) or {}
-  for i = 1, #taken do
-    fields[#fields + 1] = taken[i]
+  for i = at + 1, at + takes[k] do
+    local code = pool[i]
+    taken[#taken + 1] = code
+    fields[#fields + 1] = code
     fields[#fields + 1] = packed .. (before[i] and string.match(before[i], '#.*$') or '')
     scored[#scored + 1] = expires
-    scored[#scored + 1] = taken[i]
-    rows[#rows + 1] = dg_code_row(taken[i], r)
+    scored[#scored + 1] = code
+    rows[#rows + 1] = dg_code_row(code, r)
   end
+  at = at + takes[k]
   taken_total = taken_total + #taken
+  local short = shorts[k]
   answers[k] = '{"reserve_id":"' .. rids[k] .. '","codes":' .. dg_json_strings(taken) ..
     ',"reserved_at_ms":' .. now .. ',"expires_at_ms":' .. expires ..
     (short and (',"short":' .. short) or '') .. '}'

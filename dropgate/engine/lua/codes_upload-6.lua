@@ -19,6 +19,10 @@
   (so later batches and other uploads see them) but go into KEYS[6], not the
   available set: nothing of the upload is reservable until codes_commit moves the
   staged set in at once, or codes_discard removes them (all or nothing, #21).
+  A staged upload is marked pending in the meta hash (`p:<number>` = its upload id,
+  set by its first batch, dropped by its last commit or discard): reconcile counts its
+  records as staged, not available; a restore drops the mark (Redis lost the upload's
+  staging), and a later batch or commit of the upload is then refused (CONFLICT).
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] campaign id   ARGV[4] type
   ARGV[5] seen-set ttl ms ('' = single-batch upload: KEYS[5] unused, no upload number)
   ARGV[6] '1' when this is the upload's last batch (KEYS[5] is deleted)
@@ -29,8 +33,11 @@
   ARGV[9] '1': stage the new codes in KEYS[6] (see above); else make them available
   Returns {"inserted": n, "updated": n, "skipped": n, "upload": number or 0}
   Errors: CONFLICT, PERSISTENCE_LAGGING
+  (CONFLICT: a code of another type, or a staged batch of an upload no longer pending.)
   Writes KEYS[2], KEYS[3], KEYS[4] or KEYS[6], KEYS[5]; appends codes.uploaded (with
-  `staged` = the upload number when staged) to KEYS[1] when the batch inserted anything.
+  `staged` = the upload number when staged, and the campaign's `created_ms`, which a
+  campaign the batch creates in PostgreSQL takes as created_at) to KEYS[1] when the
+  batch inserted anything.
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
@@ -44,6 +51,10 @@ local use_seen = ARGV[5] ~= ''
 local codes = {}
 for code in string.gmatch(ARGV[7], '[^\n]+') do codes[#codes + 1] = code end
 local upload = ARGV[8]
+if ARGV[9] == '1' and upload ~= '' and upload ~= 'new'
+    and redis.call('HEXISTS', KEYS[2], 'p:' .. upload) == 0 then
+  return dg_error('CONFLICT', {upload = tonumber(upload), reason = 'upload_aborted'})
+end
 local skipped, updated = 0, 0
 local inserted, fields, known = {}, {}, {}
 if #codes > 0 then
@@ -69,10 +80,17 @@ if #codes > 0 then
     end
   end
 end
--- validated: now write
+-- validated: now write (one clock reading: a campaign created now has created_ms = at_ms)
+local now = dg_now_ms()
 if upload == 'new' then upload = tostring(redis.call('HINCRBY', KEYS[2], 'uploads', 1)) end
 local staged = ARGV[9] == '1' and upload ~= ''
-redis.call('HSETNX', KEYS[2], 'created_ms', dg_now_ms())
+if staged and ARGV[8] == 'new' then
+  redis.call('HSET', KEYS[2], 'p:' .. upload, string.match(KEYS[5], ':upload:([^:]+)$'))
+end
+local created_ms = now
+if redis.call('HSETNX', KEYS[2], 'created_ms', now) == 0 then
+  created_ms = tonumber(redis.call('HGET', KEYS[2], 'created_ms'))
+end
 -- A known code is `updated` the first time this upload meets it and `skipped` after
 -- (the seen set holds the known codes earlier batches met).
 if use_seen and #known > 0 then
@@ -123,7 +141,7 @@ if #inserted > 0 then
   if #inserted < #codes then codes_text = table.concat(inserted, '\n') end
   dg_emit(KEYS[1], 'codes.uploaded', 'codes:' .. ARGV[2] .. ':' .. ARGV[3], version, {
     tenant_id = ARGV[2], campaign_id = ARGV[3], type = ctype, codes_text = codes_text,
-    at_ms = dg_now_ms(), staged = staged and tonumber(upload) or cjson.null})
+    at_ms = now, staged = staged and tonumber(upload) or cjson.null, created_ms = created_ms})
 end
 return '{"inserted":' .. #inserted .. ',"updated":' .. updated .. ',"skipped":' .. skipped ..
   ',"upload":' .. (tonumber(upload) or 0) .. '}'

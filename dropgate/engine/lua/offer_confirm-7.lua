@@ -31,13 +31,13 @@
 --- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_offer_expire_holds"
+--- @include "dg_offer_purchase"
+--- @include "dg_purchase_save"
+--- @include "dg_webhook_done"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
-local raw = redis.call('HGET', KEYS[5], ARGV[4])
-local p = raw and cjson.decode(raw)
-if not p or p.offer_id ~= ARGV[3] or redis.call('EXISTS', KEYS[2]) == 0 then
-  return dg_error('NOT_FOUND', {purchase_id = ARGV[4]})
-end
+local p, missing = dg_offer_purchase(KEYS[5], KEYS[2], ARGV[3], ARGV[4])
+if missing then return missing end
 local function answer(outcome)
   return cjson.encode({outcome = outcome, status = p.status, quantity = p.quantity,
     payment_intent = p.payment_intent or ARGV[7]})
@@ -49,16 +49,11 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
 end
 local now = dg_now_ms()
 local outcome = 'noop'
-local entity = 'purchase:' .. ARGV[2] .. ':' .. ARGV[4]
 local function settle(status)
   p.status = status
-  p.version = p.version + 1
-  p.updated_ms = now
   if ARGV[6] ~= '' then p.session_id = ARGV[6] end
   if ARGV[7] ~= '' then p.payment_intent = ARGV[7] end
-  p.offer_version = redis.call('HINCRBY', KEYS[2], 'version', 1)
-  redis.call('HSET', KEYS[5], p.purchase_id, cjson.encode(p))
-  dg_emit(KEYS[1], 'offer.purchase', entity, p.version, p)
+  dg_purchase_save(KEYS[1], KEYS[5], KEYS[2], ARGV[2], ARGV[4], p, now)
 end
 if p.status == 'pending' then
   dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')
@@ -67,7 +62,7 @@ if p.status == 'pending' then
   settle('paid')
   outcome = 'confirmed'
 elseif p.status == 'expired' or p.status == 'released' then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], now, 1000)
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], now, 1000, ARGV[1])
   local o = redis.call('HMGET', KEYS[2], 'total', 'reserved', 'sold')
   if tonumber(o[1]) - tonumber(o[2]) - tonumber(o[3]) >= p.quantity then
     dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')
@@ -86,8 +81,6 @@ elseif p.status == 'canceled' or p.status == 'failed' then
 elseif refund_pending then
   outcome = 'refund'
 end
-redis.call('SET', KEYS[6], outcome, 'PX', 7 * 86400000)
-dg_emit(KEYS[1], 'offer.webhook', 'webhook:' .. ARGV[5], 1, {event_id = ARGV[5],
-  tenant_id = ARGV[2], purchase_id = ARGV[4], type = 'checkout.session.completed',
-  outcome = outcome, at_ms = now})
+dg_webhook_done(KEYS[1], KEYS[6], ARGV[5], ARGV[2], ARGV[4], 'checkout.session.completed',
+  outcome, now)
 return answer(outcome)

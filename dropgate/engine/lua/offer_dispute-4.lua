@@ -16,13 +16,13 @@
 --- @include "dg_now_ms"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
+--- @include "dg_offer_purchase"
+--- @include "dg_purchase_save"
+--- @include "dg_webhook_done"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
-local raw = redis.call('HGET', KEYS[2], ARGV[4])
-local p = raw and cjson.decode(raw)
-if not p or p.offer_id ~= ARGV[3] or redis.call('EXISTS', KEYS[3]) == 0 then
-  return dg_error('NOT_FOUND', {purchase_id = ARGV[4]})
-end
+local p, missing = dg_offer_purchase(KEYS[2], KEYS[3], ARGV[3], ARGV[4])
+if missing then return missing end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   return cjson.encode({outcome = 'duplicate', status = p.status})
 end
@@ -30,14 +30,8 @@ local now = dg_now_ms()
 local outcome = 'noop'
 if p.status == 'paid' or p.status == 'partially_refunded' then
   p.status = 'disputed'
-  p.version = p.version + 1
-  p.updated_ms = now
-  p.offer_version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-  redis.call('HSET', KEYS[2], ARGV[4], cjson.encode(p))
-  dg_emit(KEYS[1], 'offer.purchase', 'purchase:' .. ARGV[2] .. ':' .. ARGV[4], p.version, p)
+  dg_purchase_save(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[4], p, now)
   outcome = 'disputed'
 end
-redis.call('SET', KEYS[4], outcome, 'PX', 7 * 86400000)
-dg_emit(KEYS[1], 'offer.webhook', 'webhook:' .. ARGV[5], 1, {event_id = ARGV[5],
-  tenant_id = ARGV[2], purchase_id = ARGV[4], type = ARGV[6], outcome = outcome, at_ms = now})
+dg_webhook_done(KEYS[1], KEYS[4], ARGV[5], ARGV[2], ARGV[4], ARGV[6], outcome, now)
 return cjson.encode({outcome = outcome, status = p.status})

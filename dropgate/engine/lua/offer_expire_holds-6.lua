@@ -25,7 +25,7 @@ local now = dg_now_ms()
 local released = 0
 if redis.call('EXISTS', KEYS[2]) == 1 then
   released = dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now,
-    tonumber(ARGV[4]))
+    tonumber(ARGV[4]), ARGV[1])
 end
 -- queue entries of this offer that are due but no longer held (settled, vanished)
 local prefix = ARGV[2] .. ':' .. ARGV[3] .. ':'

@@ -77,16 +77,45 @@
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_closed"
 --- @include "dg_idem"
+--- @include "dg_call_chunked"
 local tenant, offer_id = ARGV[2], ARGV[3]
-local idem = dg_idem(KEYS[7], KEYS[8])
+-- Buffered writes: every hash field and zset member the call writes is kept in the
+-- script and written by one variadic HSET / ZADD per key (reads see them as if
+-- written); one command per request and key was most of the call's Redis commands.
+local idem = dg_idem(KEYS[7], KEYS[8], true)
+
+local function flush_fields(key, order, values)
+  local args = {}
+  for _, field in ipairs(order) do
+    args[#args + 1] = field
+    args[#args + 1] = values[field]
+  end
+  if #args > 0 then dg_call_chunked('HSET', key, args, 1000) end
+end
+
+-- the records and idempotency records the finishes touch: one HMGET each
+local finishes = cjson.decode(ARGV[10])
+local fin_pids, fin_fields = {}, {}
+for _, r in ipairs(finishes) do
+  if r[1] ~= '' and r[2] ~= '' then fin_pids[#fin_pids + 1] = r[1] end
+  if r[4] ~= '' then fin_fields[#fin_fields + 1] = tenant .. ':' .. r[4] end
+end
+local fin_raw, fin_order, fin_dirty = {}, {}, {}
+if #fin_pids > 0 then
+  local got = dg_call_chunked('HMGET', KEYS[6], fin_pids, 1000)
+  for i, pid in ipairs(fin_pids) do
+    if fin_raw[pid] == nil then fin_raw[pid] = got[i] end
+  end
+end
+idem.load(fin_fields)
 
 local body_at = 1
-for _, r in ipairs(cjson.decode(ARGV[10])) do
+for _, r in ipairs(finishes) do
   local body = string.sub(ARGV[11], body_at, body_at + r[6] - 1)
   body_at = body_at + r[6]
   local pid, session, url, digest = r[1], r[2], r[3], r[4]
   if pid ~= '' and session ~= '' then
-    local raw = redis.call('HGET', KEYS[6], pid)
+    local raw = fin_raw[pid]
     if raw then
       if not string.find(raw, '"status":"pending"', 1, true) then
         -- settled before its session was attached (a cancel right after the 201): no
@@ -109,13 +138,20 @@ for _, r in ipairs(cjson.decode(ARGV[10])) do
         raw = string.sub(raw, 1, -2) .. ',"session_id":' .. cjson.encode(session)
           .. ',"checkout_url":' .. cjson.encode(url) .. '}'
       end
-      redis.call('HSET', KEYS[6], pid, raw)
+      if not fin_dirty[pid] then
+        fin_dirty[pid] = true
+        fin_order[#fin_order + 1] = pid
+      end
+      fin_raw[pid] = raw
     end
   end
   if digest ~= '' then
     idem.store(tenant .. ':' .. digest, r[5], body)
   end
 end
+-- written before anything else reads them (lazy expiry reads purchase records)
+flush_fields(KEYS[6], fin_order, fin_raw)
+idem.flush()
 local requests = cjson.decode(ARGV[9])
 if #requests == 0 then return '[]' end
 local full = dg_backlog_full(KEYS[1], ARGV[1])
@@ -129,7 +165,7 @@ local hold_ttl, interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber
 local idem_ttl, idem_stale = tonumber(ARGV[7]), tonumber(ARGV[8])
 local exists = redis.call('EXISTS', KEYS[2]) == 1
 if exists then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[10], now, 1000)
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[10], now, 1000, ARGV[1])
 end
 -- each hold appends one event: the backlog bound holds per hold, not only per call
 local bound = tonumber(ARGV[1])
@@ -168,6 +204,41 @@ end
 local function refuse(code, details)
   return {err = code, details = details or {}}
 end
+-- the holds' writes, buffered (see above): rate-limit values, purchase records, and
+-- the members of the offer's holds and the partition's hold expiry queue
+local rl_values, rl_order = {}, {}
+local new_records, record_order = {}, {}
+local holds_args, expiry_args = {}, {}
+-- and their reads: every request's rate-limit value and idempotency record, one HMGET
+-- each (a value written by an earlier request of the call is read from the buffer)
+local rl_stored, rl_fields, idem_fields = {}, {}, {}
+for _, r in ipairs(requests) do
+  rl_fields[#rl_fields + 1] = tenant .. ':' .. r[2]
+  if r[4] ~= '' then idem_fields[#idem_fields + 1] = tenant .. ':' .. r[4] end
+end
+if room > 0 then
+  local got = dg_call_chunked('HMGET', KEYS[9], rl_fields, 1000)
+  for i, field in ipairs(rl_fields) do rl_stored[field] = got[i] end
+  idem.load(idem_fields)
+end
+-- each user's units held or owned (after the lazy expiry above gave some back), read
+-- with one HMGET, kept up to date here per hold, written with one HSET
+local units_of, units_order = {}, {}
+if exists and room > 0 then
+  local users = {}
+  for _, r in ipairs(requests) do users[#users + 1] = r[2] end
+  local got = dg_call_chunked('HMGET', KEYS[10], users, 1000)
+  for i, user in ipairs(users) do units_of[user] = tonumber(got[i]) or 0 end
+end
+local function units(user)
+  local n = units_of[user]
+  if n == nil then
+    n = tonumber(redis.call('HGET', KEYS[10], user)) or 0
+    units_of[user] = n
+  end
+  return n
+end
+local units_dirty = {}
 
 for _, r in ipairs(requests) do
   local pid, user, qty, digest, fp = r[1], r[2], tonumber(r[3]), r[4], r[5]
@@ -186,7 +257,7 @@ for _, r in ipairs(requests) do
       -- its request stopped (a crash). If it took a hold, its answer may have been
       -- sent (the response is stored after it): recover that answer, never buy twice;
       -- with no hold (or the hold released by a provider failure) it never answered
-      local held_raw = rec.pid and redis.call('HGET', KEYS[6], rec.pid)
+      local held_raw = rec.pid and (new_records[rec.pid] or redis.call('HGET', KEYS[6], rec.pid))
       lost = held_raw and cjson.decode(held_raw)
       if not lost or lost.status == 'released' then
         rec, lost = nil, nil
@@ -213,12 +284,19 @@ for _, r in ipairs(requests) do
   -- 2. rate limit (new work only): refused, the key is not marked
   if result == nil then
     local rl_field = tenant .. ':' .. user
-    local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[9], rl_field)), now, interval, burst)
+    local tat = rl_values[rl_field]
+    if tat == nil then
+      local stored = rl_stored[rl_field]
+      if stored == nil then stored = redis.call('HGET', KEYS[9], rl_field) end
+      tat = stored and tonumber(stored) or nil
+    end
+    local allowed, value = dg_gcra(tat, now, interval, burst)
     if not allowed then
       result = refuse('RATE_LIMITED', {retry_after_ms = value, scope = 'purchase'})
       marked = false
     else
-      redis.call('HSET', KEYS[9], rl_field, value)
+      if rl_values[rl_field] == nil then rl_order[#rl_order + 1] = rl_field end
+      rl_values[rl_field] = value
     end
   end
   -- 3. the hold
@@ -231,9 +309,9 @@ for _, r in ipairs(requests) do
       result = refuse('OFFER_UNAVAILABLE', closed)
     elseif inactive then
       result = refuse('SUBSCRIPTION_INACTIVE', inactive)
-    elseif max_per_user and (tonumber(redis.call('HGET', KEYS[10], user)) or 0) + qty > max_per_user then
+    elseif max_per_user and units(user) + qty > max_per_user then
       result = refuse('USER_LIMIT', {user_id = user, max_per_user = max_per_user, requested = qty,
-        held_or_owned = tonumber(redis.call('HGET', KEYS[10], user)) or 0})
+        held_or_owned = units(user)})
     elseif total - reserved - sold - held < qty then
       result = refuse('INSUFFICIENT_INVENTORY', {offer_id = offer_id, requested = qty,
         available = total - reserved - sold - held})
@@ -244,10 +322,17 @@ for _, r in ipairs(requests) do
       local record = '{"purchase_id":' .. cjson.encode(pid) .. ',"user_id":' .. cjson.encode(user)
         .. string.format(',"quantity":%d,"amount_minor":%d,"offer_version":%d', qty, price * qty,
           offer_version) .. record_tail
-      redis.call('HSET', KEYS[6], pid, record)
-      redis.call('HINCRBY', KEYS[10], user, qty)
-      redis.call('ZADD', KEYS[3], expires, pid)
-      redis.call('ZADD', KEYS[4], expires, tenant .. ':' .. offer_id .. ':' .. pid)
+      if new_records[pid] == nil then record_order[#record_order + 1] = pid end
+      new_records[pid] = record
+      units_of[user] = units(user) + qty
+      if not units_dirty[user] then
+        units_dirty[user] = true
+        units_order[#units_order + 1] = user
+      end
+      holds_args[#holds_args + 1] = expires
+      holds_args[#holds_args + 1] = pid
+      expiry_args[#expiry_args + 1] = expires
+      expiry_args[#expiry_args + 1] = tenant .. ':' .. offer_id .. ':' .. pid
       dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, record)
       result = {ok = 1, expires_ms = expires, price_minor = price, currency = o[9], name = o[10]}
     end
@@ -264,4 +349,12 @@ if held > 0 then
   redis.call('HINCRBY', KEYS[2], 'reserved', held)
   redis.call('HSET', KEYS[2], 'version', offer_version)
 end
+flush_fields(KEYS[9], rl_order, rl_values)
+flush_fields(KEYS[10], units_order, units_of)
+flush_fields(KEYS[6], record_order, new_records)
+if #holds_args > 0 then
+  dg_call_chunked('ZADD', KEYS[3], holds_args, 1000)
+  dg_call_chunked('ZADD', KEYS[4], expiry_args, 1000)
+end
+idem.flush()
 return '[' .. table.concat(out, ',') .. ']'

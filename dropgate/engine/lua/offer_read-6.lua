@@ -22,6 +22,6 @@
 --- @include "dg_offer_expire_holds"
 if redis.call('EXISTS', KEYS[2]) == 0 then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end
 if not dg_backlog_full(KEYS[1], ARGV[1]) then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], dg_now_ms(), 1000)
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], dg_now_ms(), 1000, ARGV[1])
 end
 return cjson.encode(dg_hash_object(KEYS[2]))

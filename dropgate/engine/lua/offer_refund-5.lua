@@ -28,13 +28,13 @@
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
 --- @include "dg_purchase_units"
+--- @include "dg_offer_purchase"
+--- @include "dg_purchase_save"
+--- @include "dg_webhook_done"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
-local raw = redis.call('HGET', KEYS[2], ARGV[4])
-local p = raw and cjson.decode(raw)
-if not p or p.offer_id ~= ARGV[3] or redis.call('EXISTS', KEYS[3]) == 0 then
-  return dg_error('NOT_FOUND', {purchase_id = ARGV[4]})
-end
+local p, missing = dg_offer_purchase(KEYS[2], KEYS[3], ARGV[3], ARGV[4])
+if missing then return missing end
 local event_id = ARGV[9]
 local function answer(outcome)
   return cjson.encode({outcome = outcome, status = p.status, refunded_minor = p.refunded_minor or 0})
@@ -67,17 +67,11 @@ else
     p.status = 'partially_refunded'
   end
   outcome = p.status == 'refunded' and 'refunded' or 'partially_refunded'
-  p.version = p.version + 1
-  p.updated_ms = now
-  p.offer_version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-  redis.call('HSET', KEYS[2], ARGV[4], cjson.encode(p))
-  dg_emit(KEYS[1], 'offer.purchase', 'purchase:' .. ARGV[2] .. ':' .. ARGV[4], p.version, p)
+  dg_purchase_save(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[4], p, now)
   dirty = false
 end
 if dirty then redis.call('HSET', KEYS[2], ARGV[4], cjson.encode(p)) end
 if event_id ~= '' then
-  redis.call('SET', KEYS[4], outcome, 'PX', 7 * 86400000)
-  dg_emit(KEYS[1], 'offer.webhook', 'webhook:' .. event_id, 1, {event_id = event_id,
-    tenant_id = ARGV[2], purchase_id = ARGV[4], type = ARGV[10], outcome = outcome, at_ms = now})
+  dg_webhook_done(KEYS[1], KEYS[4], event_id, ARGV[2], ARGV[4], ARGV[10], outcome, now)
 end
 return answer(outcome)

@@ -12,6 +12,7 @@
 --- @include "dg_now_ms"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
+--- @include "dg_purchase_save"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local raw = redis.call('HGET', KEYS[2], ARGV[3])
@@ -27,10 +28,6 @@ if p.refund ~= 'done' then
   if type(p.refunds) ~= 'table' then p.refunds = {} end
   p.refunds[ARGV[4]] = p.amount_minor
   p.refunded_minor = p.amount_minor
-  p.version = p.version + 1
-  p.updated_ms = dg_now_ms()
-  p.offer_version = redis.call('HINCRBY', KEYS[3], 'version', 1)
-  redis.call('HSET', KEYS[2], ARGV[3], cjson.encode(p))
-  dg_emit(KEYS[1], 'offer.purchase', 'purchase:' .. ARGV[2] .. ':' .. ARGV[3], p.version, p)
+  dg_purchase_save(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3], p, dg_now_ms())
 end
 return cjson.encode({status = p.status, refund = p.refund})

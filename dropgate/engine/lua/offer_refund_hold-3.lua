@@ -21,11 +21,9 @@
 --- @include "dg_error"
 --- @include "dg_now_ms"
 --- @include "dg_backlog_full"
-local raw = redis.call('HGET', KEYS[2], ARGV[4])
-local p = raw and cjson.decode(raw)
-if not p or p.offer_id ~= ARGV[3] or redis.call('EXISTS', KEYS[3]) == 0 then
-  return dg_error('NOT_FOUND', {purchase_id = ARGV[4]})
-end
+--- @include "dg_offer_purchase"
+local p, missing = dg_offer_purchase(KEYS[2], KEYS[3], ARGV[3], ARGV[4])
+if missing then return missing end
 local now = dg_now_ms()
 local holds = p.refund_holds
 if type(holds) ~= 'table' then holds = {} end

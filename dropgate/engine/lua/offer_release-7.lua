@@ -27,6 +27,7 @@
 --- @include "dg_backlog_full"
 --- @include "dg_purchase_units"
 --- @include "dg_offer_release"
+--- @include "dg_webhook_done"
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local raw = redis.call('HGET', KEYS[5], ARGV[4])
@@ -45,8 +46,6 @@ if p.status == 'pending' then
   outcome = 'released'
 end
 if event_id ~= '' then
-  redis.call('SET', KEYS[6], outcome, 'PX', 7 * 86400000)
-  dg_emit(KEYS[1], 'offer.webhook', 'webhook:' .. event_id, 1, {event_id = event_id,
-    tenant_id = ARGV[2], purchase_id = ARGV[4], type = ARGV[7], outcome = outcome, at_ms = now})
+  dg_webhook_done(KEYS[1], KEYS[6], event_id, ARGV[2], ARGV[4], ARGV[7], outcome, now)
 end
 return cjson.encode({outcome = outcome, status = p.status})

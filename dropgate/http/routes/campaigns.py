@@ -9,6 +9,7 @@ from aiohttp import web
 
 from dropgate.engine.codes import STATUSES, CampaignState
 from dropgate.errors import AlreadyExists, NotFound, UnknownType, ValidationError
+from dropgate.http.connections import SERVER_NAME
 from dropgate.http.listspecs import NOT_PENDING
 from dropgate.http.middleware import REQUEST_ID
 from dropgate.http.routing import ApiRoutes, Call
@@ -95,7 +96,7 @@ async def export_codes(call: Call[None]) -> web.StreamResponse:
         f"to_char(assigned_at AT TIME ZONE 'UTC', {_RFC3339}), assigned_to "
         f"FROM campaign_codes WHERE {' AND '.join(where)} ORDER BY code")
     response = web.StreamResponse(headers={
-        "X-Request-Id": call.request.get(REQUEST_ID, ""),
+        "X-Request-Id": call.request.get(REQUEST_ID, ""), "Server": SERVER_NAME,
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{campaign_id}-codes.csv"'})
     await response.prepare(call.request)

@@ -125,7 +125,7 @@ async def list_promos(call: Call[None]) -> Page:
 @routes.get("/v1/promos/{code}/uses", response=PromoUsePage, errors=_ERRORS,
             query=list_query(L.PROMO_USES))
 async def list_promo_uses(call: Call[None]) -> Page:
-    """A promo code's uses, newest first (rolled-back uses are gone from the record)."""
+    """A promo code's uses, newest first, rolled-back ones too (`rolled_back: true`)."""
     return await serve_list(call, L.PROMO_USES, (call.tenant_id, call.path_id("code")),
                             partitions=own_partitions(call))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -11,6 +12,8 @@ from dropgate.engine.redisclient import cluster_state, is_cluster
 from dropgate.http.appkeys import METRICS, OPENAPI
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.models.ops import Health, Readiness
+from dropgate.persistence.persister import GROUP as PERSISTER_GROUP
+from dropgate.persistence.progress import stalled
 from dropgate.webhooks.health import dispatcher_stuck
 
 routes = ApiRoutes("operations")
@@ -26,8 +29,9 @@ async def healthz(call: Call[None]) -> Health:
 async def readyz(call: Call[None]) -> web.Response:
     """Redis (on a cluster: every master says cluster_state:ok) and PostgreSQL answer, the
     persistence backlog is under its bound and no partition's events wait without a
-    persister holding its lease (503 if not); also reports a webhook dispatcher
-    that is stuck."""
+    persister consuming them: none holds the lease, or the one holding it has not
+    read or acknowledged for longer than the lease (503 if not); also reports a
+    webhook dispatcher that is stuck."""
     rt = call.runtime
     redis_ok = pg_ok = False
     lag = dead = 0
@@ -48,6 +52,15 @@ async def readyz(call: Call[None]) -> web.Response:
         dead = sum(counts[1::3])
         orphaned = [p for p, (backlog, leased) in enumerate(zip(counts[0::3], counts[2::3], strict=True))
                     if backlog and not leased]
+        leased = [p for p, (backlog, held) in enumerate(zip(counts[0::3], counts[2::3], strict=True))
+                  if backlog and held]
+        if leased:
+            now_ms = int(time.time() * 1000)  # as webhooks/health.py: stream ids are Redis's clock
+            for p in leased:
+                if await stalled(rt.redis, rt.keys.log(p), PERSISTER_GROUP,
+                                 after_ms=rt.settings.persister_lease_ms, now_ms=now_ms):
+                    orphaned.append(p)
+            orphaned.sort()
     except Exception:
         pass
     try:

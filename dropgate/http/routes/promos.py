@@ -6,7 +6,7 @@ from datetime import datetime
 
 import msgspec
 
-from dropgate.engine.promos import RATE_LIMIT_SCOPE, BonusKind, PromoState
+from dropgate.engine.promos import BonusKind, PromoState
 from dropgate.errors import (
     AlreadyExists,
     Conflict,
@@ -113,9 +113,9 @@ async def redeem_promo(call: Call[PromoRedeem]) -> PromoRedemption:
     code = call.path_id("code")
     b = call.body
     promos = call.runtime.promos
-    await promos.limiter.take(call.tenant_id, RATE_LIMIT_SCOPE, b.customer_id)
+    # the customer's rate limit is taken in the same (batched) script call, first
     currency, base, r = await promos.redeem(call.tenant_id, code, customer_id=b.customer_id,
-                                            base_amount=b.base_amount)
+                                            base_amount=b.base_amount, rate_limit=True)
     return PromoRedemption(
         use_id=r.use_id, code=code, customer_id=b.customer_id, currency=currency,
         base_amount=format_amount(base, currency), bonus_amount=format_amount(r.bonus_amount, currency),

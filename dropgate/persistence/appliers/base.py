@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,53 @@ def ts(ms: int | None) -> datetime | None:
     if ms is None:
         return None
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows -> one list per column: the arrays of an ``unnest($1::t[], ...)`` statement,
+    which sends a whole run in ONE statement (``executemany`` sends one per row, and a
+    row trigger or constraint then runs once per statement as well as per row)."""
+    cols: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    return cols
+
+
+async def raise_versions(conn: asyncpg.Connection, entity: Entity,
+                         versions: Iterable[tuple[tuple[str, str], int]]) -> None:
+    """Each row of ``entity``'s table named by a (tenant, id) key to the highest version
+    given for it, in one statement; never back (a replayed or older event leaves a row
+    newer than it alone), and nothing to do for no versions."""
+    latest: dict[tuple[str, str], int] = {}
+    for k, version in versions:
+        latest[k] = max(latest.get(k, 0), version)
+    if not latest:
+        return
+    tenant, ident = entity.id_columns
+    await conn.execute(
+        f"""UPDATE {entity.table} t SET version = v.version
+             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v ({tenant}, {ident}, version)
+            WHERE t.{tenant} = v.{tenant} AND t.{ident} = v.{ident} AND t.version < v.version""",
+        *columns([(*k, v) for k, v in latest.items()], 3))
+
+
+def rounds(events: Iterable[Event[Any]], key: Callable[[Event[Any]], Hashable]) -> list[list[Event[Any]]]:
+    """Events split into rounds holding at most one event per entity, in log order: round
+    k holds each entity's k-th event. One upsert statement per round then applies a run
+    exactly as one statement per event would (an ``INSERT ... ON CONFLICT DO UPDATE``
+    cannot touch a row twice, and an entity's later version must see its earlier one).
+    A crowd's run is one round: each purchase appears once per batch."""
+    out: list[list[Event[Any]]] = []
+    seen: dict[Hashable, int] = {}
+    for e in events:
+        k = key(e)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        if n == len(out):
+            out.append([])
+        out[n].append(e)
+    return out
 
 
 def saved_upsert(entity: Entity) -> Applier:

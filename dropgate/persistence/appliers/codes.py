@@ -49,7 +49,8 @@ async def codes_uploaded(conn: asyncpg.Connection, events: list[Event[CodesUploa
                    ON CONFLICT (tenant_id, campaign_id, code) DO NOTHING""",
                 d.tenant_id, d.campaign_id, d.type, batch, ts(d.at_ms), e.version, d.staged)
             continue
-        await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, d.at_ms)
+        created_ms = d.created_ms if d.created_ms is not None else d.at_ms
+        await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, created_ms)
         await conn.execute(
             """INSERT INTO campaign_codes
                    (tenant_id, campaign_id, type, code, uploaded_at, version)
@@ -60,38 +61,58 @@ async def codes_uploaded(conn: asyncpg.Connection, events: list[Event[CodesUploa
 
 
 async def _campaign_type(conn: asyncpg.Connection, tenant_id: str, campaign_id: str, type_: str,
-                         at_ms: int) -> None:
-    """An upload creates its campaign on the fly and adds its type to it."""
+                         created_ms: int) -> None:
+    """An upload creates its campaign on the fly (created when Redis says: its meta's
+    created_ms, which events before that field lack: then the event's time) and adds
+    its type to it."""
     await conn.execute(
         """INSERT INTO campaigns (tenant_id, campaign_id, types, created_at)
            VALUES ($1, $2, ARRAY[$3::text], $4)
            ON CONFLICT (tenant_id, campaign_id) DO UPDATE
                SET types = array(SELECT DISTINCT unnest(campaigns.types || EXCLUDED.types) ORDER BY 1)
              WHERE NOT ($3 = ANY (campaigns.types))""",
-        tenant_id, campaign_id, type_, ts(at_ms))
+        tenant_id, campaign_id, type_, ts(created_ms))
 
 
 async def codes_committed(conn: asyncpg.Connection, events: list[Event[CodesCommitted]]) -> None:
-    """A staged upload goes live: its rows were written batch by batch; one row less in
-    campaign_pending_uploads makes them visible (no rewrite of a million rows)."""
+    """A staged upload goes live, one type per event: its rows were written batch by
+    batch. The last type's event deletes the upload's row in campaign_pending_uploads,
+    which makes them all visible (no rewrite of a million rows); an earlier type is
+    noted there as committed (live in Redis: listed, kept by a discard of the rest).
+    A campaign this creates gets its meta's created_ms (the first batch's time)."""
     for e in events:
         d = e.data
-        await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, d.at_ms)
-        await conn.execute(
-            """DELETE FROM campaign_pending_uploads
-                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3""",
-            d.tenant_id, d.campaign_id, d.upload)
+        created_ms = d.created_ms if d.created_ms is not None else d.at_ms
+        await _campaign_type(conn, d.tenant_id, d.campaign_id, d.type, created_ms)
+        if d.last:
+            await conn.execute(
+                """DELETE FROM campaign_pending_uploads
+                    WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3""",
+                d.tenant_id, d.campaign_id, d.upload)
+        else:
+            await conn.execute(
+                """UPDATE campaign_pending_uploads
+                      SET committed_types = array_append(committed_types, $4::text)
+                    WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3
+                      AND NOT ($4 = ANY (committed_types))""",
+                d.tenant_id, d.campaign_id, d.upload, d.type)
 
 
 async def codes_discarded(conn: asyncpg.Connection, events: list[Event[CodesDiscarded]]) -> None:
-    """A refused upload's rows go, as its records went in Redis (untouched since: available,
-    never reserved)."""
+    """A refused or abandoned upload's rows go, as its records went in Redis (untouched
+    since: available, never reserved), but for those of a type it already committed
+    (a server killed, or a commit failed, between the commits of two types): that type
+    is live in Redis and stays. Only an upload still pending has rows to lose: with no
+    pending row it was discarded already, or committed, and nothing is deleted."""
     for e in events:
         d = e.data
         await conn.execute(
-            """DELETE FROM campaign_codes
-                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3
-                  AND status = 'available' AND reserve_id IS NULL""",
+            """DELETE FROM campaign_codes AS c
+                USING campaign_pending_uploads AS p
+                WHERE p.tenant_id = $1 AND p.campaign_id = $2 AND p.upload = $3
+                  AND c.tenant_id = $1 AND c.campaign_id = $2 AND c.upload = $3
+                  AND c.status = 'available' AND c.reserve_id IS NULL
+                  AND NOT (c.type = ANY (p.committed_types))""",
             d.tenant_id, d.campaign_id, d.upload)
         await conn.execute(
             """DELETE FROM campaign_pending_uploads

@@ -1,4 +1,5 @@
-"""Promo codes: definitions upserted by version (from the spec); uses inserted and deleted as rows.
+"""Promo codes: definitions upserted by version (from the spec); uses inserted as rows, and
+moved to ``promo_code_rolled_back_uses`` when rolled back.
 
 The counters (``times_used``, ``total_bonus_issued``) are never written here: the
 triggers of ``0004_promos.sql`` derive them from the use rows. Each statement is
@@ -15,23 +16,14 @@ from __future__ import annotations
 import asyncpg
 
 from dropgate.engine.events import Event, PromoRedeemed, PromoUseRolledBack
-from dropgate.persistence.appliers.base import Applier, saved_upsert, ts
+from dropgate.persistence.appliers.base import Applier, raise_versions, saved_upsert, ts
 from dropgate.specs.entities import PROMO
 
 
 async def _bump_versions(
     conn: asyncpg.Connection, events: list[Event[PromoRedeemed]] | list[Event[PromoUseRolledBack]]
 ) -> None:
-    latest: dict[tuple[str, str], int] = {}
-    for e in events:
-        key = (e.data.tenant_id, e.data.code)
-        latest[key] = max(latest.get(key, 0), e.version)
-    await conn.execute(
-        """UPDATE promo_codes p SET version = v.version
-             FROM unnest($1::text[], $2::text[], $3::bigint[]) AS v(tenant_id, code, version)
-            WHERE p.tenant_id = v.tenant_id AND p.code = v.code AND p.version < v.version""",
-        [k[0] for k in latest], [k[1] for k in latest], list(latest.values()),
-    )
+    await raise_versions(conn, PROMO, (((e.data.tenant_id, e.data.code), e.version) for e in events))
 
 
 class MissingPromoCode(ValueError):
@@ -80,12 +72,23 @@ async def promo_redeemed(conn: asyncpg.Connection, events: list[Event[PromoRedee
 async def promo_use_rolled_back(
     conn: asyncpg.Connection, events: list[Event[PromoUseRolledBack]]
 ) -> None:
+    """The use leaves the live uses (the triggers take back its counts) and is kept,
+    marked with the rollback's time, for the uses list (migration 0014)."""
     await conn.execute(
-        """DELETE FROM promo_code_uses u
-            USING unnest($1::text[], $2::text[], $3::text[]) AS r(tenant_id, code, use_id)
-            WHERE u.tenant_id = r.tenant_id AND u.code = r.code AND u.use_id = r.use_id""",
+        """WITH gone AS (
+             DELETE FROM promo_code_uses u
+              USING unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                    AS r(tenant_id, code, use_id, at)
+              WHERE u.tenant_id = r.tenant_id AND u.code = r.code AND u.use_id = r.use_id
+          RETURNING u.tenant_id, u.code, u.use_id, u.customer_id, u.base_amount, u.bonus_amount,
+                    u.used_at, r.at)
+           INSERT INTO promo_code_rolled_back_uses
+                  (tenant_id, code, use_id, customer_id, base_amount, bonus_amount, used_at,
+                   rolled_back_at)
+           SELECT * FROM gone
+           ON CONFLICT DO NOTHING""",
         [e.data.tenant_id for e in events], [e.data.code for e in events],
-        [e.data.use_id for e in events],
+        [e.data.use_id for e in events], [ts(e.data.at_ms) for e in events],
     )
     await _bump_versions(conn, events)
 

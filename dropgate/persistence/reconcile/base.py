@@ -39,6 +39,7 @@ Problem = Literal[
     "postgres_behind",       # Redis' version is newer and no event of it is waiting: lost events
     "differs",               # same version, different values: changed by hand
     "counter",               # a counter disagrees with the rows/members it counts (same store)
+    "abandoned",             # a staged upload whose server died: pending, its staging expired
 ]
 
 
@@ -65,7 +66,8 @@ class Repair(msgspec.Struct, kw_only=True):
 
     domain: str
     entity: str
-    action: Literal["replayed", "recounted", "reemitted", "restored", "deleted_from_redis"]
+    action: Literal["replayed", "recounted", "reemitted", "restored", "deleted_from_redis",
+                    "discarded"]
     detail: str
 
 

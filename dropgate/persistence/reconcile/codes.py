@@ -10,8 +10,14 @@ Redis and by the newest row version in PostgreSQL. Within Redis, each type's
 available / reserved / assigned sets must hold as many codes as the records say
 (checked only when the campaign did not change during the scan).
 
-Not restored: an unfinished multi-batch upload's "seen" set (a de-duplication aid with
-a TTL; the client restarts the upload, which is idempotent).
+Restored with each pool: the meta's ``uploads`` counter, the highest upload number
+PostgreSQL records (``campaign_codes.upload``, ``campaign_pending_uploads``), so the next
+upload never takes the number of one whose rows a discard or commit of that number
+would touch. Not restored: an upload still pending (staged, #21): its codes stay out of
+the pool and its rows are deleted from PostgreSQL, as its discard would (its staging was
+in the Redis being replaced, so it can never commit; the client uploads again). While an
+upload is staged, its codes (records ``type|a#n``, meta ``p:<n>``) count as staged, not
+available, in the counter check.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
+from dropgate.engine.abandoned import abandoned, discard_abandoned, live_counts, pending_uploads
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import decode_result
 from dropgate.ids import text
@@ -31,10 +38,11 @@ from dropgate.persistence.reconcile.base import (
     Scope,
 )
 from dropgate.persistence.reconcile.generic import SpecReconciler
-from dropgate.persistence.reconcile.sql import scope_sql
+from dropgate.persistence.reconcile.sql import and_where, scope_sql
 from dropgate.persistence.reconcile.util import chunks, sample, to_int
 from dropgate.persistence.setdiff import SEP, SqlSide, StreamSide, decode, diff_sets, encode, sql_member
 from dropgate.specs import Entity
+from dropgate.specs.base import SQL_MS
 from dropgate.specs.entities import CODES
 
 DOMAIN = CODES.domain
@@ -44,6 +52,14 @@ SHORT = {v: k for k, v in STATUS.items()}
 PER_CALL = 5_000
 HSCAN_COUNT = 5_000
 entity_of = CODES.entity
+
+
+def _tally_key(packed: bytes) -> bytes:
+    """``type|status``, but ``type|a#n`` whole for an available code an upload inserted:
+    while upload ``n`` is staged (pending) its codes wait in its staged set, not the
+    available set, and the counters must tell them apart."""
+    i = packed.find(b"|") + 2
+    return packed if packed[i:i + 1] == b"#" and packed[i - 1:i] == b"a" else packed[:i]
 
 
 def _ms(name: str) -> str:
@@ -92,7 +108,7 @@ class CodesReconciler(SpecReconciler):
                     # same way, so nothing else is parsed here
                     batch = [tag + code.decode() + SEP + packed.partition(b"#")[0].decode()
                              for code, packed in page.items()]
-                    tally.update(packed[:packed.find(b"|") + 2] for packed in page.values())
+                    tally.update(map(_tally_key, page.values()))
                     if batch:
                         yield batch
                     if cursor == 0:
@@ -106,8 +122,11 @@ class CodesReconciler(SpecReconciler):
         diff = await diff_sets(StreamSide(records, on_batch=rc.progress.advance), SqlSide(
             rc.fetch, args=args, from_sql=f"FROM campaign_codes {where}",
             member_sql=sql_member("tenant_id", "campaign_id", "code", PACKED_SQL)))
-        pg_versions = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["v"]) for r in await rc.fetch(
-            f"SELECT tenant_id, campaign_id, max(version) AS v FROM campaign_codes {where} GROUP BY 1, 2", *args)}
+        pg_rows = await rc.fetch(
+            f"SELECT tenant_id, campaign_id, max(version) AS v, max(upload) AS u FROM campaign_codes {where}"
+            " GROUP BY 1, 2", *args)
+        pg_versions = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["v"]) for r in pg_rows}
+        pg_uploads = await self._highest_uploads(rc, where, args, pg_rows)
         r_codes: dict[str, dict[str, str]] = defaultdict(dict)
         p_codes: dict[str, dict[str, str]] = defaultdict(dict)
         for members, into in ((diff.only_redis, r_codes), (diff.only_postgres, p_codes)):
@@ -149,25 +168,73 @@ class CodesReconciler(SpecReconciler):
                                         redis=rv, postgres=pv, detail=f"version: Redis {rv}, PostgreSQL {pv}",
                                         **vs))
         out.drifts += counter_drift
+        out.drifts += await self._upload_counters(rc, versions, pg_uploads)
         out.counts.append(KindCount(
             domain=DOMAIN, kind=KIND, checked=len(set(versions) | set(pg_versions)),
             members=max(diff.redis_count, diff.postgres_count),
             in_flight=len(out.in_flight), drift=len({d.entity for d in out.drifts})))
         return out
 
+    async def _highest_uploads(self, rc: ReconcileContext, where: str, args: list[Any],
+                               rows: list[Any]) -> dict[str, int]:
+        """Per campaign, the highest upload number PostgreSQL records: on its rows, or
+        an upload still pending (restore writes the same into the meta's counter)."""
+        highest = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["u"]) for r in rows if r["u"] is not None}
+        for r in await rc.fetch(f"SELECT tenant_id, campaign_id, max(upload) AS u FROM campaign_pending_uploads"
+                                f" {where} GROUP BY 1, 2", *args):
+            entity = entity_of(r["tenant_id"], r["campaign_id"])
+            highest[entity] = max(highest.get(entity, 0), int(r["u"]))
+        return highest
+
+    async def _upload_counters(self, rc: ReconcileContext, versions: dict[str, int | None],
+                               highest: dict[str, int]) -> list[Drift]:
+        """A meta whose ``uploads`` counter is below a number PostgreSQL records: Redis
+        lost it (restored by a version that did not restore it), and the next upload
+        would take a number in use. Never in flight: PostgreSQL learns numbers from Redis."""
+        out: list[Drift] = []
+        for entity, number in sorted(highest.items()):
+            if versions.get(entity) is None:
+                continue  # no pool in Redis: a drift of its codes already
+            t, c = CODES.split(entity)
+            have = to_int(await rc.redis.hget(rc.keys.tenant(t).codes_meta(c), "uploads")) or 0
+            if have < number:
+                out.append(Drift(domain=DOMAIN, entity=entity, field="uploads", problem="redis_behind",
+                                 redis=have, postgres=number, redis_version=versions[entity],
+                                 detail=f"upload counter: Redis {have}, PostgreSQL records upload {number}"))
+        return out
+
     async def _redis_counters(self, rc: ReconcileContext, t: str, c: str, before: int | None,
                               tally_raw: Counter[bytes]) -> tuple[int | None, list[Drift]]:
         """The campaign's version after the scan, and (if it did not move meanwhile) each
-        type's sets against the records counted."""
+        type's sets against the records counted.
+
+        An upload still staged (meta ``p:<n>`` = its upload id, #21) holds its new codes
+        in its staged set per type: records ``type|a#n`` count there, not as available,
+        while that set exists (a type already committed moved its set into the pool).
+        A staged set must hold as many codes as the records say."""
         tk = rc.keys.tenant(t)
         tally: Counter[tuple[str, str]] = Counter()
+        marked: Counter[tuple[str, int]] = Counter()  # available records an upload inserted
         for prefix, n in tally_raw.items():
             ty, _, st = prefix.decode().partition("|")
+            st, _, number = st.partition("#")
             tally[(ty, STATUS.get(st, st))] += n
+            if number:
+                marked[(ty, int(number))] += n
         meta = {text(k): text(v) for k, v in (await rc.redis.hgetall(tk.codes_meta(c))).items()}
         after = to_int(meta.get("version"))
         if after != before:
             return after, []  # moved during the scan: its sets are checked next round
+        pending = pending_uploads(meta)
+        staged = sorted((ty, n) for ty, n in marked if n in pending)
+        # a pending upload none of whose sets exist was abandoned (its server died, #21):
+        # its records are neither staged nor live, a drift --repair discards
+        uploads_types: dict[int, set[str]] = defaultdict(set)
+        for ty, n in staged:
+            uploads_types[n].add(ty)
+        gone = set(await abandoned(rc.redis, tk, c, pending, uploads_types))
+        # of those, a type already committed (killed between two commits) is live
+        live = await live_counts(rc.redis, tk, c, gone)
         types = sorted({k[2:] for k in meta if k.startswith("t:")} | {ty for ty, _ in tally})
         async with rc.redis.pipeline(transaction=True) as pipe:
             pipe.hget(tk.codes_meta(c), "version")
@@ -175,15 +242,38 @@ class CodesReconciler(SpecReconciler):
                 pipe.scard(tk.codes_available(c, ty))
                 pipe.zcard(tk.codes_reserved(c, ty))
                 pipe.scard(tk.codes_assigned(c, ty))
+            for ty, n in staged:
+                pipe.scard(tk.codes_staged(c, pending[n], ty))
             replies = await pipe.execute()
         if to_int(replies[0]) != after:
             return after, []
         out: list[Drift] = []
+        entity = entity_of(t, c)
+        for n in sorted(gone):
+            count = sum(marked[(ty, m)] - live.get((n, ty), 0) for ty, m in staged if m == n)
+            out.append(Drift(domain=DOMAIN, entity=entity, field=f"upload:{n}", problem="abandoned",
+                             redis=count, redis_version=after,
+                             detail=f"upload {n} is pending but its staging expired (its server died):"
+                                    f" {count} codes neither staged nor live"))
+        for k, (ty, n) in enumerate(staged):
+            have = int(replies[1 + 3 * len(types) + k])
+            if n in gone:
+                tally[(ty, "available")] -= marked[(ty, n)] - live.get((n, ty), 0)
+                continue
+            if have == 0:
+                continue  # committed (its set joined the pool) or nothing of this type staged
+            want = marked[(ty, n)]
+            tally[(ty, "available")] -= want
+            if have != want:
+                out.append(Drift(domain=DOMAIN, entity=entity, field=f"{ty}:staged:{n}", problem="counter",
+                                 redis=have, redis_version=after,
+                                 detail=f"Redis staged set of upload {n} type {ty} holds {have},"
+                                        f" the records say {want}"))
         for i, ty in enumerate(types):
             for j, st in enumerate(("available", "reserved", "assigned")):
                 have, want = int(replies[1 + 3 * i + j]), tally[(ty, st)]
                 if have != want:
-                    out.append(Drift(domain=DOMAIN, entity=entity_of(t, c), field=f"{ty}:{st}", problem="counter",
+                    out.append(Drift(domain=DOMAIN, entity=entity, field=f"{ty}:{st}", problem="counter",
                                      redis=have, redis_version=after,
                                      detail=f"Redis {st} set of type {ty} holds {have}, the records say {want}"))
         return after, out
@@ -195,6 +285,17 @@ class CodesReconciler(SpecReconciler):
             by_entity[d.entity].append(d)
         for entity, found in sorted(by_entity.items()):
             tenant_id, campaign = CODES.split(entity)
+            numbers = {int(d.field.partition(":")[2]) for d in found if d.problem == "abandoned"}
+            if numbers:
+                tk = rc.keys.tenant(tenant_id)
+                discarded = await discard_abandoned(rc.redis, rc.scripts, tk, tenant_id, campaign,
+                                                    only=numbers)
+                for n, removed in sorted(discarded.items()):
+                    rc.repaired(DOMAIN, entity, "discarded",
+                                f"abandoned upload {n}: {removed} codes (codes.discarded for PostgreSQL)")
+                found = [d for d in found if d.problem != "abandoned"]
+                if not found:
+                    continue
             reemit: list[str] = []
             for d in found:
                 if d.field == "codes" and d.problem == "missing_in_postgres":
@@ -212,13 +313,68 @@ class CodesReconciler(SpecReconciler):
             await self.restore_one(rc, CODES, entity, found)
 
     # -- restore ----------------------------------------------------------------------
+    async def restore(self, rc: ReconcileContext, scope: Scope) -> int:
+        """Each campaign's pool (``restore_kind``) and its saved definition: how many
+        pools and definitions were restored."""
+        if not scope.wants_kind(KIND):
+            return 0
+        guard = "*" if scope.entities is None else "-"
+        pools = await self.restore_kind(rc, CODES, scope, guard=guard)
+        definitions = await self.restore_definitions(rc, scope, guard=guard)
+        return pools + definitions
+
+    async def restore_definitions(self, rc: ReconcileContext, scope: Scope, *, guard: str) -> int:
+        """The definitions ``POST``/``PATCH /v1/campaigns`` saved (``campaign_save``'s hash:
+        name, reservation TTL, low watermark, types, its own ``defversion``) from the
+        ``campaigns`` rows. A campaign an upload created has no saved definition (version
+        0): its types live in the pool's meta hash, restored with the pool."""
+        where, args = scope_sql(CODES, scope, "")
+        rows = await rc.fetch(
+            f"""SELECT tenant_id, campaign_id, name, types, reservation_ttl_s, low_watermark,
+                       {SQL_MS.format('created_at')} AS created_ms, version
+                  FROM campaigns {where} {and_where(where)} version > 0""",
+            *args)
+        restored = 0
+        async with rc.redis.pipeline(transaction=False) as pipe:
+            for r in rows:
+                pairs: list[Any] = ["created_ms", r["created_ms"], "defversion", r["version"]]
+                for name, value in (("name", r["name"] or None), ("ttl_s", r["reservation_ttl_s"]),
+                                    ("low_wm", r["low_watermark"])):
+                    if value is not None:
+                        pairs += [name, value]
+                pairs += [x for t in r["types"] for x in (f"t:{t}", 1)]
+                key = rc.keys.tenant(r["tenant_id"]).codes_def(r["campaign_id"])
+                await rc.scripts.queue(pipe, "restore_hash", [key], [guard, "replace", "", *pairs])
+            replies = await pipe.execute() if rows else []
+        for raw in replies:
+            restored += 1 if decode_result(raw).get("restored") is True else 0
+        return restored
+
     async def restore_kind(self, rc: ReconcileContext, spec: Entity, scope: Scope, *, guard: str) -> int:
         """Each campaign from one snapshot: records and per-type sets staged in chunks
-        (pipelined), then swapped in with the meta hash by ``restore_codes``."""
+        (pipelined), then swapped in with the meta hash by ``restore_codes``.
+
+        An upload still pending in PostgreSQL (``campaign_pending_uploads``) cannot commit
+        any more: its staging lived in Redis, which the restore replaces. Its codes stay
+        out of the pool (never reservable half uploaded), and once the campaign is
+        restored its rows and pending row go from PostgreSQL, as its discard would have
+        done (``_drop_pending``): both stores agree, and the same codes can be uploaded
+        again. Its number stays taken (the meta's ``uploads`` counter). A type it had
+        already committed (stopped between two commits) was live: restored, kept."""
         where, args = scope_sql(CODES, scope, "")
         restored = 0
+        dropped: list[tuple[str, str, list[int]]] = []
         async with rc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             total = await conn.fetchval(f"SELECT count(*) FROM campaign_codes {where}", *args)
+            created = {(r["tenant_id"], r["campaign_id"]): r["ms"] for r in await conn.fetch(
+                f"SELECT tenant_id, campaign_id, {SQL_MS.format('created_at')} AS ms FROM campaigns {where}",
+                *args)}
+            # campaign -> its pending uploads -> the types each already committed (live)
+            pending: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(dict)
+            for r in await conn.fetch(
+                    f"SELECT tenant_id, campaign_id, upload, committed_types FROM campaign_pending_uploads"
+                    f" {where}", *args):
+                pending[(r["tenant_id"], r["campaign_id"])][int(r["upload"])] = set(r["committed_types"])
             rc.progress.stage("restore codes", int(total))
             current: tuple[str, str] | None = None
             state = _Staging()
@@ -226,28 +382,65 @@ class CodesReconciler(SpecReconciler):
                 f"""SELECT tenant_id, campaign_id, code, type, status, reserve_id,
                            {CODES.field('reserved_ms').expr()} AS r, {CODES.field('expires_ms').expr()} AS x,
                            {CODES.field('assigned_ms').expr()} AS a,
-                           version
+                           version, assigned_to, upload
                       FROM campaign_codes {where} ORDER BY tenant_id, campaign_id""", *args, prefetch=20_000)
+
+            async def finish(campaign: tuple[str, str], state: _Staging) -> int:
+                # a campaign whose every row is a pending upload's has no pool to restore
+                done = await self._finish(rc, pipe, campaign, state, guard, created.get(campaign)) \
+                    if state.types else 0
+                if campaign in pending and (done or (not state.types and guard == "*")):
+                    dropped.append((*campaign, sorted(pending[campaign])))
+                return done
+
             async with rc.redis.pipeline(transaction=False) as pipe:
                 async for row in cursor:
                     key = (row["tenant_id"], row["campaign_id"])
                     if key != current:
                         if current is not None:
-                            restored += await self._finish(rc, pipe, current, state, guard)
-                        current, state = key, _Staging()
+                            restored += await finish(current, state)
+                        # an upload left pending keeps its number even were its rows gone
+                        current, state = key, _Staging(uploads=max(pending.get(key, ()), default=0))
+                    staged = pending.get(key, {}).get(int(row["upload"])) if row["upload"] is not None else None
+                    if (staged is not None and row["type"] not in staged
+                            and row["status"] == "available" and row["reserve_id"] is None):
+                        rc.progress.advance(1)
+                        continue  # a pending upload's code: not reservable (see above)
                     await state.add(rc, pipe, key, row)
                 if current is not None:
-                    restored += await self._finish(rc, pipe, current, state, guard)
+                    restored += await finish(current, state)
+        for t, c, numbers in dropped:
+            await self._drop_pending(rc, t, c, numbers)
         return restored
 
+    async def _drop_pending(self, rc: ReconcileContext, tenant_id: str, campaign_id: str,
+                            numbers: list[int]) -> None:
+        """The uploads a restore left out of the pool, discarded in PostgreSQL (the
+        ``codes.discarded`` applier's statements): their staged rows (not those of a type
+        already committed) and pending rows."""
+        async with rc.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """DELETE FROM campaign_codes AS c
+                    USING campaign_pending_uploads AS p
+                    WHERE p.tenant_id = $1 AND p.campaign_id = $2 AND p.upload = ANY($3::bigint[])
+                      AND c.tenant_id = $1 AND c.campaign_id = $2 AND c.upload = p.upload
+                      AND c.status = 'available' AND c.reserve_id IS NULL
+                      AND NOT (c.type = ANY (p.committed_types))""",
+                tenant_id, campaign_id, numbers)
+            await conn.execute(
+                """DELETE FROM campaign_pending_uploads
+                    WHERE tenant_id = $1 AND campaign_id = $2 AND upload = ANY($3::bigint[])""",
+                tenant_id, campaign_id, numbers)
+
     async def _finish(self, rc: ReconcileContext, pipe: Any, campaign: tuple[str, str], state: _Staging,
-                      guard: str) -> int:
+                      guard: str, created_ms: int | None) -> int:
         t, c = campaign
         tk = rc.keys.tenant(t)
         await state.flush(rc, pipe, campaign, final=True)
         await rc.scripts.queue(pipe, CODES.restore,
                                [tk.codes_meta(c), tk.codes_records(c), Keys.staging(tk.codes_records(c))],
-                               [guard, state.version, *sorted(state.types)])
+                               [guard, state.version, "" if created_ms is None else created_ms,
+                                state.uploads, *sorted(state.types)])
         replies = await pipe.execute()
         return 1 if decode_result(replies[-1]).get("restored") is True else 0
 
@@ -255,16 +448,20 @@ class CodesReconciler(SpecReconciler):
 class _Staging:
     """One campaign's rows, staged into Redis a few thousand at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, uploads: int = 0) -> None:
         self.version = 0
+        self.uploads = uploads  # the highest upload number: the meta's ``uploads`` counter
         self.types: set[str] = set()
         self.started: set[str] = set()
         self.records: list[str] = []
+        self.assigned_to: list[str] = []  # code, user pairs (codes_assigned_to)
         self.sets: dict[tuple[str, str], list[Any]] = defaultdict(list)
         self.pending = 0
 
     async def add(self, rc: ReconcileContext, pipe: Any, campaign: tuple[str, str], row: Any) -> None:
         self.version = max(self.version, int(row["version"]))
+        if row["upload"] is not None:
+            self.uploads = max(self.uploads, int(row["upload"]))
         ty, st = row["type"], row["status"]
         self.types.add(ty)
         fields = [ty, SHORT[st], row["reserve_id"] or "", row["r"], row["x"], row["a"]]
@@ -273,6 +470,8 @@ class _Staging:
         else:
             packed = "|".join("" if f is None else str(f) for f in fields)
         self.records += [row["code"], packed]
+        if row["assigned_to"] is not None:
+            self.assigned_to += [row["code"], row["assigned_to"]]
         if st == "reserved":
             self.sets[(ty, st)] += [row["x"], row["code"]]
         else:
@@ -284,7 +483,9 @@ class _Staging:
     async def flush(self, rc: ReconcileContext, pipe: Any, campaign: tuple[str, str], *, final: bool) -> None:
         t, c = campaign
         tk = rc.keys.tenant(t)
-        staged: list[tuple[str, str, list[Any]]] = [(Keys.staging(tk.codes_records(c)), "hash", self.records)]
+        staged: list[tuple[str, str, list[Any]]] = [(Keys.staging(tk.codes_records(c)), "hash", self.records),
+                                                    (Keys.staging(tk.codes_assigned_to(c)), "hash",
+                                                     self.assigned_to)]
         for (ty, st), members in self.sets.items():
             target = {"available": tk.codes_available, "reserved": tk.codes_reserved,
                       "assigned": tk.codes_assigned}[st](c, ty)
@@ -295,7 +496,7 @@ class _Staging:
                                        ["0" if key in self.started else "1", mode, *members])
                 self.started.add(key)
         rc.progress.advance(self.pending)
-        self.records, self.sets, self.pending = [], defaultdict(list), 0
+        self.records, self.assigned_to, self.sets, self.pending = [], [], defaultdict(list), 0
         if not final:
             await pipe.execute()
 

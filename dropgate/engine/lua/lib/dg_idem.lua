@@ -1,10 +1,11 @@
+--- @include "dg_call_chunked"
 -- Idempotency records (engine/idempotency.py), one per request key: a field
 -- "<tenant>:<key digest>" of the partition's idempotency hash, in plain text, not
 -- JSON (a body stored inside JSON was escaped on the way in and decoded on every read):
 --   running: "R <at ms> <expiry ms> <fingerprint> <purchase id or ->"
 --   done:    "D <at ms> <expiry ms> <fingerprint> <status> <body>"
--- dg_idem(hash, expiry) gives the operations on the records of `hash` (`expiry`: the
--- zset by expiry ms that offer_housekeep drops them by):
+-- dg_idem(hash, expiry[, buffered]) gives the operations on the records of `hash`
+-- (`expiry`: the zset by expiry ms that offer_housekeep drops them by):
 --   read(field, now) -> nil (none, or past its expiry) or
 --                       {st = 'running'|'done', at, exp, fp, pid, status, body}
 --   decide(rec, fp)  -> nil (no record: run the request), 'IDEMPOTENCY_KEY_REUSED'
@@ -17,13 +18,40 @@
 --                                    they are: no parse); false when it is not running
 --   release(field, fp)               drop a running record of `fp` (the request was
 --                                    refused before any change: a repeat runs again)
-local function dg_idem(hash, expiry)
+-- `buffered` (a script deciding many requests in one call): the writes are kept in the
+-- script, and read back by the operations above exactly as if written, until flush()
+-- writes them all with one HSET and one ZADD (two calls per request otherwise, the
+-- larger share of a batched purchase's Redis commands); load(fields) reads many
+-- records with one HMGET ahead of their operations. A buffered script must flush()
+-- before it returns. Unbuffered, every operation reads and writes Redis at once.
+local function dg_idem(hash, expiry, buffered)
   local idem = {}
+  local cache, dirty, order, exp_args = {}, {}, {}, {}  -- cache: field -> raw, false = none
+  local function get(field)
+    if not buffered then return redis.call('HGET', hash, field) end
+    local raw = cache[field]
+    if raw == nil then
+      raw = redis.call('HGET', hash, field)
+      cache[field] = raw
+    end
+    return raw or nil
+  end
+  local function set(field, raw)
+    if not buffered then
+      redis.call('HSET', hash, field, raw)
+      return
+    end
+    cache[field] = raw
+    if not dirty[field] then
+      dirty[field] = true
+      order[#order + 1] = field
+    end
+  end
   local function running(at, exp, fp, pid)
     return 'R ' .. string.format('%d %d ', at, exp) .. fp .. ' ' .. (pid or '-')
   end
   function idem.read(field, now)
-    local raw = redis.call('HGET', hash, field)
+    local raw = get(field)
     if not raw then return nil end
     local st, at, exp, fp, rest = string.match(raw, '^(%a) (%d+) (%d+) (%S+) (.*)$')
     local rec = {st = st == 'D' and 'done' or 'running', at = tonumber(at), exp = tonumber(exp), fp = fp}
@@ -43,24 +71,53 @@ local function dg_idem(hash, expiry)
     return 'replay'
   end
   function idem.begin(field, fp, now, ttl, pid)
-    redis.call('HSET', hash, field, running(now, now + ttl, fp, pid))
-    redis.call('ZADD', expiry, now + ttl, field)
+    set(field, running(now, now + ttl, fp, pid))
+    if buffered then
+      exp_args[#exp_args + 1] = now + ttl
+      exp_args[#exp_args + 1] = field
+    else
+      redis.call('ZADD', expiry, now + ttl, field)
+    end
   end
   function idem.rerun(field, rec, now)
-    redis.call('HSET', hash, field, running(now, rec.exp, rec.fp, rec.pid))
+    set(field, running(now, rec.exp, rec.fp, rec.pid))
   end
   function idem.store(field, status, body)
-    local raw = redis.call('HGET', hash, field)
+    local raw = get(field)
     local head = raw and string.match(raw, '^R (%d+ %d+ %S+) ')
     if not head then return false end
-    redis.call('HSET', hash, field, 'D ' .. head .. ' ' .. status .. ' ' .. body)
+    set(field, 'D ' .. head .. ' ' .. status .. ' ' .. body)
     return true
   end
   function idem.release(field, fp)
-    local raw = redis.call('HGET', hash, field)
+    local raw = get(field)
     if raw and string.match(raw, '^R %d+ %d+ (%S+) ') == fp then
       redis.call('HDEL', hash, field)
+      if buffered then
+        cache[field] = false
+        dirty[field] = nil  -- flush() skips it
+      end
     end
+  end
+  function idem.load(fields)
+    if not buffered or #fields == 0 then return end
+    local got = dg_call_chunked('HMGET', hash, fields, 1000)
+    for i, field in ipairs(fields) do
+      if cache[field] == nil then cache[field] = got[i] end
+    end
+  end
+  function idem.flush()
+    local args = {}
+    for _, field in ipairs(order) do
+      if dirty[field] then
+        args[#args + 1] = field
+        args[#args + 1] = cache[field]
+        dirty[field] = nil  -- once, should it be listed twice
+      end
+    end
+    if #args > 0 then dg_call_chunked('HSET', hash, args, 1000) end
+    if #exp_args > 0 then dg_call_chunked('ZADD', expiry, exp_args, 1000) end
+    dirty, order, exp_args = {}, {}, {}
   end
   return idem
 end

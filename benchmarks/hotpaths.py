@@ -1,0 +1,808 @@
+"""Every hot path under wrk, against a bare no-op and the source systems' designs: one command, one picture.
+
+    make bench            # = .venv/bin/python -m benchmarks.hotpaths
+    .venv/bin/python -m benchmarks.hotpaths [--paths invites,promos,codes,offers] [--rounds 3]
+        [--seconds 5] [--connections 256] [--threads 1] [--warmup 1] [--codes 200000] [--scarce 500]
+        [--out docs/benchmarks]
+
+Why (issue #19): a Python load generator on the same 2 cores flatters every ratio, and
+figures measured in separate runs of this shared machine do not compare. So the load
+comes from wrk (C; Debian's package, installed with apt-get when missing), and for
+every hot path three servers take turns in the same rounds:
+
+- ``dropgate``: ``dropgate serve --no-persister`` (one API process) with ``dropgate
+  persister`` in a process of its own, as a drop deploys it; sandbox payments, the
+  tenant purchase cap raised to 100,000 (the default answers 429 past 256 in flight),
+  its own defaults otherwise;
+- ``no-op``: a bare aiohttp JSON POST (uvloop, ``tune_gc``; ``benchmarks.revisions --noop``):
+  the ceiling of the HTTP layer on this machine;
+- the source system's design for that path, behind a bare aiohttp app of the same
+  kind (uvloop, ``tune_gc``, an asyncpg pool of 20), on the dropgate migrations' own
+  tables and triggers: invites ``SELECT ... FOR UPDATE`` on the code's row then the
+  use ``INSERT`` (the 0002 trigger counts it); promos ``benchmarks.promos``'s row lock
+  (the 0004 statement triggers count it); codes ``benchmarks.codes``'s ``FOR UPDATE
+  SKIP LOCKED`` claim; offers ``benchmarks.offers --serve --pg`` (``FOR UPDATE`` on the
+  offer row, ``UPDATE``, ``INSERT``).
+
+Every request is meant to succeed: wrk's Lua script (``benchmarks.revisions``) makes
+a new user (and Idempotency-Key) per request; any non-2xx answer, empty reservation
+or socket error flags the window. Reported per path and design: requests/s and its
+ratio to the no-op's in the same round; the server process's CPU per request
+(``/proc/<pid>/stat`` utime + stime over the window, divided by its requests) and the
+no-op's CPU per request divided by it (CPU efficiency: 1.0 = as cheap as the no-op;
+Redis's and PostgreSQL's CPU are not in it); p50 and p99 (wrk ``--latency``) and p99
+over the no-op's p99. Medians of ``--rounds``; ratios are medians of per-round ratios.
+
+During every dropgate window the partition logs are sampled every 0.2 s: the
+unpersisted backlog (``XLEN``) and the events ever appended (``XINFO STREAM``
+``entries-added``), so the crowd's event rate, the persister's rate and the time the
+backlog takes to drain after the crowd are all measured (``entries-added`` needs Redis 7:
+on the embedded 6.2 the two rates print n/a); the last round's backlog over time is
+charted. Events are log entries, not requests (a batch of coalesced reservations is
+one event), and a drain rate is printed only for a backlog of at least 1,000 events
+that took at least a second to clear: a few events gone by the next sample would read
+as a rate of the sampling (issue #19's "codes at 32/s" was one).
+
+After the rounds, the correctness check: for each path a scarce entity of
+``--scarce`` units (an offer, an invite with ``max_uses``, a promo with ``max_uses``, a
+campaign with that many codes) meets a crowd of twice as many requests (counted one by
+one by an aiohttp client: wrk stops with requests in flight); exactly ``--scarce``
+succeed and the rest are refused (zero oversell), Redis says so, and after the drain
+PostgreSQL equals Redis for the scarce and the hot entities; then ``dropgate
+reconcile`` must exit 0.
+
+Redis/PostgreSQL: ``DROPGATE_BENCH_REDIS_URL`` / ``DROPGATE_BENCH_DATABASE_URL`` (or
+``DROPGATE_REDIS_URL`` / ``DROPGATE_DATABASE_URL``), else the local services on
+127.0.0.1:6379/5432 when they answer, else embedded ones (``benchmarks.common.stores``);
+always under private key prefixes and schemas, removed after. Prints a Markdown table
+and issue #19's targets, met or not, and writes ``hotpaths.json`` and PNG charts
+(matplotlib) into ``--out``. Exit status 1 when a window was flagged or the
+correctness check failed (a missed target is not a failure of the command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from redis.asyncio import Redis
+
+from benchmarks import revisions
+from benchmarks.common import Stores, free_port, private_settings, serve_until_sigterm, settings_env, stores
+from benchmarks.revisions import NOOP, Route, Server, Window, cpu_s, ensure_wrk, lua_script
+from dropgate.engine.keys import Keys
+from dropgate.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT, OFFER, INVITE, PROMO, CAMPAIGN, CODE_TYPE = "bench", "hot", "OPEN", "OPEN", "pool", "tm"
+SCARCE_OFFER, SCARCE_CODE, SCARCE_CAMPAIGN = "scarce", "SCARCE", "scarce"
+POOL_SIZE = 20  # asyncpg connections of every baseline server
+SAMPLE_S = 0.2  # the partition logs' sampling interval during a dropgate window
+MIN_DRAIN_S = 1.0  # a drain rate is timed only over a drain this long (5 samples or more)
+MIN_DRAIN_EVENTS = 1000  # ... of a backlog this large (a dozen events are a latency, not a rate)
+
+
+@dataclass(frozen=True)
+class HotPath:
+    """One hot operation: its request (the same route on dropgate and its baseline) and the baseline's name."""
+
+    route: Route
+    baseline: str
+    scarce: Route  # the same operation on the scarce entity of the correctness check
+
+
+PATHS = {
+    "invites": HotPath(Route(f"/v1/invites/{INVITE}/redeem", '{"user_id":"@"}'),
+                       "FOR UPDATE + trigger",
+                       Route(f"/v1/invites/{SCARCE_CODE}/redeem", '{"user_id":"@"}')),
+    "promos": HotPath(Route(f"/v1/promos/{PROMO}/redeem", '{"customer_id":"@","base_amount":"19.99"}'),
+                      "FOR UPDATE + triggers",
+                      Route(f"/v1/promos/{SCARCE_CODE}/redeem", '{"customer_id":"@","base_amount":"19.99"}')),
+    "codes": HotPath(Route(f"/v1/campaigns/{CAMPAIGN}/reservations", f'{{"type":"{CODE_TYPE}","count":1}}',
+                           reserves=True),
+                     "SKIP LOCKED",
+                     Route(f"/v1/campaigns/{SCARCE_CAMPAIGN}/reservations", f'{{"type":"{CODE_TYPE}","count":1}}',
+                           reserves=True)),
+    "offers": HotPath(Route(f"/v1/offers/{OFFER}/purchase", '{"user_id":"@","quantity":1}', idempotent=True),
+                      "FOR UPDATE",
+                      Route(f"/v1/offers/{SCARCE_OFFER}/purchase", '{"user_id":"@","quantity":1}',
+                            idempotent=True)),
+}
+DESIGNS = ("dropgate", "baseline", "no-op")
+
+
+# -- the baseline server for invites, promos and codes (its own process) -------------------------
+def serve_sql(port: int, database_url: str, schema: str, codes: int) -> None:
+    """The source systems' designs behind a bare aiohttp app, on the dropgate tables and triggers."""
+    import msgspec
+    import uvloop
+    from aiohttp import web
+
+    from benchmarks.codes import _SQL_CLAIM
+    from benchmarks.promos import _pg_redeem
+    from dropgate.persistence.migrate import migrate
+
+    async def run() -> None:
+        pool = await asyncpg.create_pool(database_url, min_size=POOL_SIZE, max_size=POOL_SIZE,
+                                         server_settings={"search_path": schema})
+        await migrate(pool)
+        async with pool.acquire() as conn:
+            await conn.execute("INSERT INTO invite_codes (tenant_id, code, max_uses, active, created_at, version) "
+                               "VALUES ($1, $2, 0, true, now(), 1)", TENANT, INVITE)
+            await conn.execute("""INSERT INTO promo_codes (tenant_id, code, bonus_kind, bonus_percent, currency,
+                                                           active, created_at, version)
+                                  VALUES ($1, $2, 'percent', 125000, 'usd', true, now(), 1)""", TENANT, PROMO)
+            await conn.execute("""CREATE TABLE sql_pool (
+                                      id bigserial PRIMARY KEY, campaign_id text NOT NULL, type text NOT NULL,
+                                      code text NOT NULL, status text NOT NULL DEFAULT 'available',
+                                      reserve_id text, reserved_at timestamptz, expires_at timestamptz,
+                                      UNIQUE (campaign_id, code));
+                                  CREATE INDEX sql_pool_claim ON sql_pool (campaign_id, type, status)""")
+        uploads = 0
+
+        async def topup(n: int) -> None:
+            nonlocal uploads
+            uploads += 1
+            await pool.execute("INSERT INTO sql_pool (campaign_id, type, code) "
+                               "SELECT $1, $2, 'B' || $3::int || '-' || g FROM generate_series(1, $4::int) g",
+                               CAMPAIGN, CODE_TYPE, uploads, n)
+            await pool.execute("ANALYZE sql_pool")
+
+        await topup(codes)
+
+        async def invite(request: web.Request) -> web.Response:
+            user = msgspec.json.decode(await request.read())["user_id"]
+            async with pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow("SELECT max_uses, used_count, active, expires_at FROM invite_codes "
+                                          "WHERE tenant_id = $1 AND code = $2 FOR UPDATE",
+                                          TENANT, request.match_info["code"])
+                if row is None or not row["active"] or (0 < row["max_uses"] <= row["used_count"]):
+                    return web.json_response({"code": "EXHAUSTED"}, status=409)
+                inserted = await conn.execute(  # the 0002 trigger moves used_count
+                    "INSERT INTO invite_code_uses VALUES ($1, $2, $3, now()) ON CONFLICT DO NOTHING",
+                    TENANT, request.match_info["code"], user)
+                if inserted.endswith(" 0"):
+                    return web.json_response({"code": "ALREADY_USED"}, status=409)
+            return web.json_response({"code": request.match_info["code"], "user_id": user,
+                                      "used_count": row["used_count"] + 1})
+
+        async def promo(request: web.Request) -> web.Response:
+            body = msgspec.json.decode(await request.read())
+            base = int(Decimal(body["base_amount"]) * 100)
+            try:
+                await _pg_redeem(pool, request.match_info["code"], body["customer_id"], base)
+            except RuntimeError as exc:
+                return web.json_response({"code": str(exc)}, status=409)
+            return web.json_response({"customer_id": body["customer_id"]}, status=201)
+
+        async def reserve(request: web.Request) -> web.Response:
+            body = msgspec.json.decode(await request.read())
+            rows = await pool.fetch(_SQL_CLAIM, request.match_info["campaign"], body["type"], int(body["count"]),
+                                    uuid.uuid4().hex)
+            return web.json_response({"codes": [r["code"] for r in rows]})
+
+        async def more_codes(request: web.Request) -> web.Response:
+            await topup(int((await request.json())["n"]))
+            return web.json_response({"ok": True})
+
+        async def healthz(request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        app = web.Application()
+        app.router.add_post("/v1/invites/{code}/redeem", invite)
+        app.router.add_post("/v1/promos/{code}/redeem", promo)
+        app.router.add_post("/v1/campaigns/{campaign}/reservations", reserve)
+        app.router.add_post("/bench/codes", more_codes)
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await serve_until_sigterm(runner, port)
+        await pool.close()
+
+    uvloop.run(run())
+
+
+# -- the partition logs: backlog and rates -------------------------------------------------------
+class Logs:
+    """The partition logs of one dropgate keyspace: unpersisted events and events ever appended."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        keys = Keys(settings.key_prefix, settings.partitions)
+        self.names = [keys.log(p) for p in range(settings.partitions)]
+
+    async def sample(self) -> tuple[int, int]:
+        """(backlog, appended): the persister has applied ``appended - backlog`` events so far.
+        ``appended`` is -1 before Redis 7 (no ``entries-added``; the embedded Redis is 6.2)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in self.names:
+                pipe.xlen(name)
+                pipe.execute_command("XINFO", "STREAM", name)
+            answers = await pipe.execute(raise_on_error=False)
+        backlog = sum(int(n) for n in answers[0::2] if isinstance(n, int))
+        appended = 0
+        for info in answers[1::2]:
+            if isinstance(info, list):  # a missing stream (no event yet) answers an error
+                info = dict(zip(info[0::2], info[1::2], strict=True))
+            if isinstance(info, dict):
+                added = info.get(b"entries-added", info.get("entries-added"))
+                if added is None:
+                    return backlog, -1
+                appended += int(added)
+        return backlog, appended
+
+    async def drained(self, timeout_s: float = 600) -> float:
+        """Wait until nothing is unpersisted; the seconds it took."""
+        started = time.monotonic()
+        while (await self.sample())[0] > 0:
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"the persister did not drain in {timeout_s:.0f} s")
+            await asyncio.sleep(0.1)
+        return time.monotonic() - started
+
+
+@dataclass
+class Lag:
+    """The backlog over one dropgate window and its drain: (seconds since the crowd began, backlog, appended)."""
+
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
+    crowd_s: float = 0.0
+
+    def summary(self) -> dict[str, float | None]:
+        during = [s for s in self.samples if s[0] <= self.crowd_s + 1e-9] or self.samples[:1]
+        first, end, last = self.samples[0], during[-1], self.samples[-1]
+        rates: dict[str, float | None] = {"crowd_events_per_s": None, "persisted_per_s": None}
+        if first[2] >= 0 and end[2] >= 0 and end[0] > first[0]:
+            rates = {"crowd_events_per_s": (end[2] - first[2]) / (end[0] - first[0]),
+                     "persisted_per_s": ((end[2] - end[1]) - (first[2] - first[1])) / (end[0] - first[0])}
+        # the backlog at the crowd's last sample, and the time to the first empty sample after it: the
+        # drain rate is a lower bound (samples SAMPLE_S apart), so it is given only for a backlog of
+        # MIN_DRAIN_EVENTS that took MIN_DRAIN_S: 7 events cleared by the next sample would read "35/s",
+        # a figure of the sampling (issue #19's "codes at 32/s" was one), and 12 events the persister
+        # picked up a second later "11/s", a figure of its polling, neither of its throughput
+        zero = next((s[0] for s in self.samples if s[0] > end[0] and s[1] == 0), last[0])
+        drain_s = 0.0 if end[1] == 0 else zero - end[0]
+        timed = drain_s >= MIN_DRAIN_S and end[1] >= MIN_DRAIN_EVENTS
+        return {**rates, "peak_backlog": max(s[1] for s in self.samples), "backlog_at_end": end[1],
+                "drain_s": drain_s, "drain_per_s": end[1] / drain_s if timed else None}
+
+
+async def watch(logs: Logs, lag: Lag, started: float, stop: asyncio.Event) -> None:
+    while True:
+        backlog, appended = await logs.sample()
+        lag.samples.append((time.perf_counter() - started, backlog, appended))
+        if stop.is_set() and backlog == 0:
+            return
+        await asyncio.sleep(SAMPLE_S)
+
+
+# -- servers -------------------------------------------------------------------------------------
+def launch(name: str, argv: list[str], env: dict[str, str], tmp: Path, *, port: bool = True,
+           ready_line: bool = False) -> Server:
+    """A process (not waited for: ``ready``) on a free port; its stderr in ``tmp/NAME.log``.
+    ``ready_line``: it prints ``READY ...`` once it serves (``benchmarks.offers --serve``), else it answers
+    ``GET /healthz``."""
+    number = free_port()
+    with (tmp / f"{name}.log").open("wb") as err:
+        proc = subprocess.Popen([*argv, *(["--port", str(number)] if port else [])], env=env, cwd=ROOT,
+                                stdout=subprocess.PIPE if ready_line else subprocess.DEVNULL, stderr=err)
+    return Server(name, proc, f"http://127.0.0.1:{number}" if port else "")
+
+
+async def ready(server: Server, tmp: Path, timeout_s: float = 120) -> None:
+    if server.proc.stdout is not None:
+        line = (await asyncio.to_thread(server.proc.stdout.readline)).decode().strip()
+        if line.startswith("READY"):
+            return
+    else:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as http:
+            while server.proc.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(server.url + "/healthz") as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+    stderr = await asyncio.to_thread((tmp / f"{server.name}.log").read_text)
+    raise RuntimeError(f"{server.name} did not start; its stderr:\n{stderr[-3000:]}")
+
+
+@dataclass
+class PathRun:
+    """One path's three servers and their windows."""
+
+    name: str
+    servers: dict[str, Server]
+    windows: dict[str, list[Window]] = field(default_factory=dict)
+    cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    lags: list[Lag] = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, s: Stores, tmp: Path) -> None:
+        self.args, self.s, self.tmp = args, s, tmp
+        self.fastest_codes = 0.0
+
+    async def topup(self, server: Server, n: int) -> None:
+        if server.name == "dropgate":
+            await revisions.upload(server, n)
+            return
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
+            await revisions.post(http, server.url + "/bench/codes", {}, json={"n": n})
+        server.codes_left += n
+
+    async def window(self, p: PathRun, design: str, tag: str, seconds: int, logs: Logs) -> tuple[Window, float, Lag]:
+        """One wrk window on one server: its result, the server's CPU us per request, the backlog over it."""
+        server = p.servers[design]
+        route = NOOP if design == "no-op" else PATHS[p.name].route
+        if route.reserves:  # enough codes for a window at the fastest rate seen, twice over
+            need = int(2 * max(self.fastest_codes, min(20_000, 1000 * self.args.connections)) * seconds)
+            if server.codes_left < need:
+                await self.topup(server, max(self.args.codes, need))
+        await logs.drained()  # the previous window's events are not this one's work
+        lag, stop = Lag(), asyncio.Event()
+        started = time.perf_counter()
+        watcher = asyncio.create_task(watch(logs, lag, started, stop)) if design == "dropgate" else None
+        before = cpu_s(server.proc.pid)
+        w = await revisions.wrk(self.args, server, route, self.tmp / f"{p.name}-{design}.lua", tag, seconds)
+        cpu = (cpu_s(server.proc.pid) - before) * 1e6 / max(1, w.requests)
+        lag.crowd_s = time.perf_counter() - started
+        if watcher is not None:
+            stop.set()
+            await asyncio.wait_for(watcher, timeout=600)
+        if route.reserves:
+            server.codes_left -= w.requests
+            self.fastest_codes = max(self.fastest_codes, w.per_s)
+        return w, cpu, lag
+
+    async def measure(self, paths: list[PathRun], logs: Logs) -> None:
+        args = self.args
+        if args.warmup:  # key caches, script loads, first connections, the JIT-less interpreter's caches
+            for p in paths:
+                for design in DESIGNS:
+                    w, _, _ = await self.window(p, design, f"{p.name[0]}w", args.warmup, logs)
+                    print(f"warm-up {p.name:8s} {design:9s} {w.per_s:9,.0f}/s"
+                          + (f"  ERRORS {w.problems}" if w.problems else ""), flush=True)
+        for rnd in range(args.rounds):
+            for p in paths:
+                order = DESIGNS[rnd % 3:] + DESIGNS[:rnd % 3]  # each design goes first in turn
+                for design in order:
+                    w, cpu, lag = await self.window(p, design, f"{p.name[0]}{rnd}", args.seconds, logs)
+                    p.windows.setdefault(design, []).append(w)
+                    p.cpu_us.setdefault(design, []).append(cpu)
+                    extra = ""
+                    if design == "dropgate":
+                        p.lags.append(lag)
+                        lag_s = lag.summary()
+                        extra = (f"  backlog peak {lag_s['peak_backlog']:,.0f}, at the end "
+                                 f"{lag_s['backlog_at_end']:,.0f}, drained {lag_s['drain_s']:.1f} s after")
+                    print(f"round {rnd + 1} {p.name:8s} {design:9s} {w.per_s:9,.0f}/s  p50 {w.p50_ms:7.1f} ms  "
+                          f"p99 {w.p99_ms:7.1f} ms  CPU {cpu:5.0f} us/req (server {w.server_cores:.2f} cores, "
+                          f"wrk {w.wrk_cores:.2f}){extra}" + (f"  ERRORS {w.problems}" if w.problems else ""),
+                          flush=True)
+
+
+# -- correctness ----------------------------------------------------------------------------------
+async def correctness(args: argparse.Namespace, tmp: Path, dropgate: Server, settings: Settings, logs: Logs,
+                      names: list[str]) -> dict[str, Any]:
+    """A crowd on each scarce entity: exactly ``--scarce`` succeed; after the drain PostgreSQL equals
+    Redis; ``dropgate reconcile`` exits 0."""
+    n = args.scarce
+    service = {"Authorization": f"Bearer {dropgate.key}"}
+    out: dict[str, Any] = {"scarce": n, "paths": {}}
+    connector = aiohttp.TCPConnector(limit=min(args.connections, 256))
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
+        url = dropgate.url
+        for name in names:
+            if name == "offers":
+                await revisions.post(http, url + "/v1/offers", service, json={
+                    "offer_id": SCARCE_OFFER, "event_id": "drop", "name": "Scarce", "price": "25.00",
+                    "currency": "usd", "inventory_total": n, "max_per_order": 3})
+            elif name == "invites":
+                await revisions.post(http, url + "/v1/invites", service, json={"code": SCARCE_CODE, "max_uses": n})
+            elif name == "promos":
+                await revisions.post(http, url + "/v1/promos", service, json={
+                    "code": SCARCE_CODE, "bonus": {"kind": "percent", "percent": "12.5"}, "currency": "usd",
+                    "max_uses": n})
+            elif name == "codes":
+                body = b"".join(b"S-%06d\n" % i for i in range(n))
+                await revisions.post(http, f"{url}/v1/campaigns/{SCARCE_CAMPAIGN}/codes?type={CODE_TYPE}",
+                                     {**service, "Content-Type": "text/csv"}, data=body)
+        for name in names:
+            out["paths"][name] = await crowd(http, url, dropgate.key, PATHS[name].scarce, 2 * n,
+                                             min(args.connections, 256))
+        out["drain_s"] = await logs.drained()
+        redis_side: dict[str, dict[str, int]] = {}
+        for name in names:
+            if name == "offers":
+                inv = {o: (await get(http, f"{url}/v1/offers/{o}", service))["inventory"]
+                       for o in (SCARCE_OFFER, OFFER)}
+                redis_side[name] = {o: v["reserved"] + v["sold"] for o, v in inv.items()}
+            elif name == "invites":
+                redis_side[name] = {c: (await get(http, f"{url}/v1/invites/{c}", service))["used_count"]
+                                    for c in (SCARCE_CODE, INVITE)}
+            elif name == "promos":
+                redis_side[name] = {c: (await get(http, f"{url}/v1/promos/{c}", service))["times_used"]
+                                    for c in (SCARCE_CODE, PROMO)}
+            elif name == "codes":
+                redis_side[name] = {c: (await get(http, f"{url}/v1/campaigns/{c}/codes/count?type={CODE_TYPE}",
+                                                  service))["reserved"] for c in (SCARCE_CAMPAIGN, CAMPAIGN)}
+    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": str(settings.database_schema)})
+    try:
+        pg_side: dict[str, dict[str, int]] = {}
+        for name in names:
+            if name == "offers":
+                rows = await conn.fetch("SELECT offer_id, reserved + sold AS n FROM offers WHERE tenant_id = $1",
+                                        TENANT)
+            elif name == "invites":
+                rows = await conn.fetch("SELECT code AS offer_id, used_count AS n FROM invite_codes "
+                                        "WHERE tenant_id = $1 AND used_count = (SELECT count(*) FROM "
+                                        "invite_code_uses u WHERE u.tenant_id = $1 AND u.code = invite_codes.code)",
+                                        TENANT)
+            elif name == "promos":
+                rows = await conn.fetch("SELECT code AS offer_id, times_used AS n FROM promo_codes "
+                                        "WHERE tenant_id = $1 AND times_used = (SELECT count(*) FROM "
+                                        "promo_code_uses u WHERE u.tenant_id = $1 AND u.code = promo_codes.code)",
+                                        TENANT)
+            else:
+                rows = await conn.fetch("SELECT campaign_id AS offer_id, count(*) AS n FROM campaign_codes "
+                                        "WHERE tenant_id = $1 AND status = 'reserved' GROUP BY campaign_id", TENANT)
+            pg_side[name] = {r["offer_id"]: int(r["n"]) for r in rows}
+    finally:
+        await conn.close()
+    for name in names:
+        scarce = {"offers": SCARCE_OFFER, "codes": SCARCE_CAMPAIGN}.get(name, SCARCE_CODE)
+        entry = out["paths"][name]
+        entry["redis"], entry["postgres"] = redis_side[name], {k: pg_side[name].get(k) for k in redis_side[name]}
+        entry["oversold"] = max(0, redis_side[name][scarce] - n) + max(0, entry["succeeded"] - n)
+        entry["exact"] = entry["succeeded"] == n == redis_side[name][scarce]
+        entry["unexpected"] = {s: c for s, c in entry["statuses"].items() if s not in ("200", "201", "409")}
+        entry["pg_equals_redis"] = entry["redis"] == entry["postgres"]
+    env = settings_env(settings) | {"DROPGATE_PAYMENT_PROVIDER": "sandbox"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dropgate", "reconcile", "--no-progress", "--wait", "30", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    text, _ = await proc.communicate()
+    out["reconcile_exit"] = proc.returncode
+    out["reconcile_result"] = next((x for x in text.decode().splitlines()[::-1] if x.startswith("result:")),
+                                   text.decode()[-500:])
+    out["ok"] = (out["reconcile_exit"] == 0
+                 and all(e["exact"] and e["pg_equals_redis"] and not e["oversold"] and not e["unexpected"]
+                     for e in out["paths"].values()))
+    return out
+
+
+async def crowd(http: aiohttp.ClientSession, url: str, key: str, route: Route, requests: int,
+                concurrency: int) -> dict[str, Any]:
+    """``requests`` requests (a new user each) by ``concurrency`` callers, every answer counted: not wrk,
+    which stops with requests in flight that the server still completes (and wrk never counts)."""
+    head, _, tail = route.body.partition("@")
+    counter = iter(range(requests))
+    statuses: dict[str, int] = {}
+    succeeded = 0
+
+    async def caller() -> None:
+        nonlocal succeeded
+        for i in counter:
+            user = f"scarce-{i}"
+            headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+            if route.idempotent:
+                headers["Idempotency-Key"] = f"k-{user}"
+            body = head + user + tail if "@" in route.body else route.body
+            async with http.post(url + route.route, data=body, headers=headers) as r:
+                answer = await r.json(content_type=None)
+                statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+                if 200 <= r.status < 300 and (not route.reserves or answer.get("codes")):
+                    succeeded += 1
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return {"requests": requests, "succeeded": succeeded, "statuses": statuses}
+
+
+async def get(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Any:
+    async with http.get(url, headers=headers) as r:
+        body = await r.json(content_type=None)
+        if r.status != 200:
+            raise SystemExit(f"GET {url} answered {r.status}: {body}")
+        return body
+
+
+# -- the run --------------------------------------------------------------------------------------
+async def run(args: argparse.Namespace, s: Stores, tmp: Path) -> dict[str, Any]:
+    names: list[str] = args.paths
+    async with contextlib.AsyncExitStack() as stack:
+        settings = await stack.enter_async_context(private_settings(s))
+        base = await stack.enter_async_context(private_settings(s))
+        env = settings_env(settings) | {"DROPGATE_PAYMENT_PROVIDER": "sandbox",
+                                        "DROPGATE_TENANT_CONCURRENCY": str(revisions.TENANT_CONCURRENCY)}
+        py = sys.executable
+        # every process starts at once (the setup is a good share of a short run), each stopped with the stack
+        dropgate = launch("dropgate", [py, "-m", "dropgate", "serve", "--host", "127.0.0.1", "--no-persister"],
+                          env, tmp)
+        persister = launch("persister", [py, "-m", "dropgate", "persister"], env, tmp, port=False)
+        noop = launch("no-op", [py, "-m", "benchmarks.revisions", "--noop"], dict(os.environ), tmp)
+        sql = launch("sql", [py, "-m", "benchmarks.hotpaths", "--serve-sql", s.database_url,
+                             str(base.database_schema), str(args.codes)], dict(os.environ), tmp)
+        offers_pg = launch("offers-pg", [py, "-m", "benchmarks.offers", "--serve", "--pg", s.database_url,
+                                         str(base.database_schema), str(POOL_SIZE), "--inventory", "1000000000"],
+                           dict(os.environ), tmp, ready_line=True)
+        for server in (dropgate, persister, noop, sql, offers_pg):
+            stack.callback(server.stop)
+        failed = [e for e in await asyncio.gather(*(ready(x, tmp) for x in (dropgate, noop, sql, offers_pg)),
+                                                  return_exceptions=True) if e is not None]
+        if failed:
+            raise failed[0]
+        sql.codes_left = args.codes
+        assert settings.admin_key is not None
+        started = time.perf_counter()
+        await revisions.prepare(dropgate, settings.admin_key, names, args.codes)
+        if "promos" in names:
+            async with aiohttp.ClientSession() as http:
+                await revisions.post(http, dropgate.url + "/v1/promos", {"Authorization": f"Bearer {dropgate.key}"},
+                                     json={"code": PROMO, "bonus": {"kind": "percent", "percent": "12.5"},
+                                           "currency": "usd"})
+        print(f"data set up in {time.perf_counter() - started:.1f} s", flush=True)
+        paths = [PathRun(name, {"dropgate": dropgate, "baseline": offers_pg if name == "offers" else sql,
+                              "no-op": noop}) for name in names]
+        for p in paths:
+            for design in DESIGNS:
+                route = NOOP if design == "no-op" else PATHS[p.name].route
+                (tmp / f"{p.name}-{design}.lua").write_text(lua_script(route))
+        redis = Redis.from_url(s.redis_url)
+        stack.push_async_callback(redis.aclose)
+        logs = Logs(redis, settings)
+        await Bench(args, s, tmp).measure(paths, logs)
+        check = await correctness(args, tmp, dropgate, settings, logs, names)
+    return {"paths": [summarize(p) for p in paths], "correctness": check}
+
+
+def summarize(p: PathRun) -> dict[str, Any]:
+    noop = p.windows["no-op"]
+    designs: dict[str, Any] = {}
+    for design in DESIGNS:
+        ws = p.windows[design]
+        designs[design] = {
+            "name": {"dropgate": "dropgate", "baseline": PATHS[p.name].baseline, "no-op": "no-op"}[design],
+            "per_s": statistics.median(w.per_s for w in ws),
+            "p50_ms": statistics.median(w.p50_ms for w in ws),
+            "p99_ms": statistics.median(w.p99_ms for w in ws),
+            "cpu_us": statistics.median(p.cpu_us[design]),
+            "vs_noop": statistics.median(w.per_s / n.per_s for w, n in zip(ws, noop, strict=True)),
+            "cpu_efficiency": statistics.median(n / c for c, n in zip(p.cpu_us[design], p.cpu_us["no-op"],
+                                                                        strict=True)),
+            "p99_vs_noop": statistics.median(w.p99_ms / n.p99_ms for w, n in zip(ws, noop, strict=True)),
+            "rounds_per_s": [round(w.per_s) for w in ws],
+            "server_cores": statistics.median(w.server_cores for w in ws),
+            "wrk_cores": statistics.median(w.wrk_cores for w in ws),
+            "problems": [w.problems for w in ws if w.problems],
+        }
+    lags = [lag.summary() for lag in p.lags]
+    persister: dict[str, Any] = {}
+    for k in lags[0]:
+        values = [v for lag in lags if (v := lag[k]) is not None]
+        persister[k] = statistics.median(values) if values else None
+    last = p.lags[-1]
+    persister["series"] = [(round(t, 3), b) for t, b, _ in last.samples]
+    persister["crowd_s"] = round(last.crowd_s, 3)
+    return {"path": p.name, "designs": designs, "persister": persister}
+
+
+# -- report ---------------------------------------------------------------------------------------
+def table(result: dict[str, Any]) -> str:
+    lines = ["| path | design | req/s | / no-op | CPU us/req | CPU efficiency (no-op = 1) | p50 | p99 "
+             "| p99 / no-op p99 |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for p in result["paths"]:
+        for design in DESIGNS:
+            d = p["designs"][design]
+            flag = " (**errors**)" if d["problems"] else ""
+            lines.append(f"| {p['path']} | {d['name']}{flag} | {d['per_s']:,.0f} | {d['vs_noop']:.2f} "
+                         f"| {d['cpu_us']:,.0f} | {d['cpu_efficiency']:.2f} | {d['p50_ms']:,.1f} ms "
+                         f"| {d['p99_ms']:,.1f} ms | {d['p99_vs_noop']:.1f}x |")
+    lines += ["", "| path | crowd events/s | persisted/s during the crowd | peak backlog | backlog at the end "
+              "| drained after | drain rate |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for p in result["paths"]:
+        q = p["persister"]
+        lines.append(f"| {p['path']} | {_n(q['crowd_events_per_s'])} | {_n(q['persisted_per_s'])} "
+                     f"| {q['peak_backlog']:,.0f} | {q['backlog_at_end']:,.0f} | {q['drain_s']:.1f} s "
+                     f"| {_n(q['drain_per_s'], '/s')} |")
+    lines += ["", f"(events are log entries, not requests: a coalesced batch of reservations is one event. "
+                  f"Drain rate: n/a unless at least {MIN_DRAIN_EVENTS:,} events were left at the end and took "
+                  f"{MIN_DRAIN_S:.0f} s or more to clear: a smaller drain times the sampling ({SAMPLE_S} s) "
+                  f"or the persister's polling, not its throughput.)"]
+    c = result["correctness"]
+    lines += ["", f"correctness: a crowd on {c['scarce']:,} units per path, then the drain "
+                  f"({c['drain_s']:.1f} s) and `dropgate reconcile`:"]
+    for name, e in c["paths"].items():
+        lines.append(f"- {name}: {e['succeeded']:,} of {e['requests']:,} requests succeeded (answers {e['statuses']}), "
+                     f"oversold {e['oversold']}; PostgreSQL == Redis: {e['pg_equals_redis']} "
+                     f"({e['postgres']} vs {e['redis']})")
+    lines.append(f"- reconcile exit {c['reconcile_exit']} ({c['reconcile_result']}); "
+                 f"{'OK: zero oversell, zero drift' if c['ok'] else 'FAILED'}")
+    return "\n".join([*lines, "", *targets(result)])
+
+
+def targets(result: dict[str, Any]) -> list[str]:
+    """Issue #19's targets, met or not, from this run's figures."""
+    def mark(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = ["issue #19's targets (dropgate against the no-op, same rounds):"]
+    for p in result["paths"]:
+        d = p["designs"]["dropgate"]
+        lines.append(f"- {p['path']}: throughput {d['vs_noop']:.2f} >= 0.6 {mark(d['vs_noop'] >= 0.6)}; "
+                     f"CPU efficiency {d['cpu_efficiency']:.2f} >= 0.75 {mark(d['cpu_efficiency'] >= 0.75)}; "
+                     f"p99 {d['p99_vs_noop']:.1f}x <= 2x {mark(d['p99_vs_noop'] <= 2)}")
+    crowd = [q for p in result["paths"] if (q := p["persister"]["crowd_events_per_s"]) is not None]
+    drains = [q for p in result["paths"] if (q := p["persister"]["drain_per_s"]) is not None]
+    if crowd and drains:
+        lines.append(f"- persister: fastest drain {max(drains):,.0f} events/s (a lower bound) against 1.5x the "
+                     f"fastest crowd's {max(crowd):,.0f} events/s = {1.5 * max(crowd):,.0f}: "
+                     f"{mark(max(drains) >= 1.5 * max(crowd))}")
+    elif crowd:
+        lines.append(f"- persister: not measured: no crowd left a backlog large enough to time its drain "
+                     f"(it kept pace with the fastest crowd's {max(crowd):,.0f} events/s; its ceiling is unknown)")
+    lines.append(f"- zero oversell, zero drift, reconcile 0: {mark(result['correctness']['ok'])}")
+    return lines
+
+
+def _n(value: float | None, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.0f}{unit}"
+
+
+def charts(result: dict[str, Any], out: Path) -> list[Path]:
+    """Throughput, p50/p99 and the persister backlog over time, one PNG each, plus the three in one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [p["path"] for p in result["paths"]]
+    colors = {"dropgate": "#1f77b4", "baseline": "#d62728", "no-op": "#7f7f7f"}
+    width = 0.27
+
+    def label(design: str) -> str:
+        return "source design" if design == "baseline" else design
+
+    def throughput(ax: Any) -> None:
+        for i, design in enumerate(DESIGNS):
+            values = [p["designs"][design]["per_s"] for p in result["paths"]]
+            bars = ax.bar([x + (i - 1) * width for x in range(len(paths))], values, width, label=label(design),
+                          color=colors[design])
+            if design != "no-op":
+                ax.bar_label(bars, [f"{p['designs'][design]['vs_noop']:.2f}" for p in result["paths"]], fontsize=7)
+        ax.set_xticks(range(len(paths)), [f"{p}\n" + p_["designs"]["baseline"]["name"].replace(" + ", "\n+ ")
+                                          for p, p_ in zip(paths, result["paths"], strict=True)], fontsize=8)
+        ax.set_ylabel("requests/s")
+        ax.set_title("throughput (labels: / no-op)")
+        ax.legend(fontsize=8)
+
+    def latency(ax: Any) -> None:
+        for i, design in enumerate(DESIGNS):
+            xs = [x + (i - 1) * width for x in range(len(paths))]
+            ax.bar(xs, [p["designs"][design]["p99_ms"] for p in result["paths"]], width, color=colors[design],
+                   alpha=0.45, label=f"{label(design)} p99")
+            ax.bar(xs, [p["designs"][design]["p50_ms"] for p in result["paths"]], width, color=colors[design],
+                   label=f"{label(design)} p50")
+        ax.set_yscale("log")
+        top = max(p["designs"][d]["p99_ms"] for p in result["paths"] for d in DESIGNS)
+        ax.set_ylim(top=top * 8)  # room for the legend above the bars
+        ax.set_xticks(range(len(paths)), paths)
+        ax.set_ylabel("ms (log)")
+        ax.set_title("latency: p50 (solid), p99 (light)")
+        ax.legend(fontsize=7, ncol=3)
+
+    def lag(ax: Any) -> None:
+        for p in result["paths"]:
+            series = p["persister"]["series"]
+            ax.plot([t for t, _ in series], [b for _, b in series], label=p["path"])
+        ends = [p["persister"]["crowd_s"] for p in result["paths"]]
+        ax.axvline(statistics.median(ends), color="black", linestyle=":", linewidth=1, label="crowd ends")
+        ax.set_xlabel("seconds since the crowd began (last round)")
+        ax.set_ylabel("unpersisted events")
+        ax.set_title("persister backlog during and after the crowd")
+        ax.legend(fontsize=8)
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, draw in (("throughput", throughput), ("latency", latency), ("persister-lag", lag)):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        draw(ax)
+        fig.tight_layout()
+        written.append(out / f"hotpaths-{name}.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    for ax, draw in zip(axes, (throughput, latency, lag), strict=True):
+        draw(ax)
+    fig.suptitle(result["title"], fontsize=10)
+    fig.tight_layout()
+    written.append(out / "hotpaths.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written
+
+
+def main(args: argparse.Namespace) -> int:
+    for k in ("REDIS_URL", "DATABASE_URL"):  # the machine's services when given
+        if os.environ.get(f"DROPGATE_{k}") and not os.environ.get(f"DROPGATE_BENCH_{k}"):
+            os.environ[f"DROPGATE_BENCH_{k}"] = os.environ[f"DROPGATE_{k}"]
+    ensure_wrk()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
+    command = shlex.join([".venv/bin/python", "-m", "benchmarks.hotpaths", *sys.argv[1:]])
+    load_start = os.getloadavg()[0]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"command: {command}\nmachine: {os.cpu_count()} cores, load average {load_start:.2f} at start, {when}; "
+          f"{wrk_version.split(' [')[0]} -t{args.threads} -c{args.connections}; {args.rounds} rounds of "
+          f"{args.seconds} s per server and path", flush=True)
+    s = stores()
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="dropgate-hotpaths-") as tmp:
+            result = asyncio.run(run(args, s, Path(tmp)))
+    finally:
+        if s.stack is not None:
+            s.stack.close()
+    load_end = os.getloadavg()[0]
+    result |= {"command": command, "when": when, "cores": os.cpu_count(), "load_average": [load_start, load_end],
+               "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections,
+               "threads": args.threads, "elapsed_s": round(time.perf_counter() - started, 1),
+               "title": f"dropgate hot paths under wrk -c{args.connections}, {when}, {os.cpu_count()} cores, "
+                        f"load {load_start:.1f}-{load_end:.1f}; medians of {args.rounds} rounds"}
+    print(f"\n{args.rounds} rounds of {args.seconds} s per server and path, wrk -t{args.threads} "
+          f"-c{args.connections}; medians of the rounds, ratios as medians of the per-round ratios; "
+          f"load average {load_start:.2f} at start, {load_end:.2f} at the end; "
+          f"{result['elapsed_s']:.0f} s in all\n")
+    print(table(result))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hotpaths.json").write_text(json.dumps(result, indent=1) + "\n")
+    for png in charts(result, out):
+        print(f"wrote {png}")
+    clean = not any(d["problems"] for p in result["paths"] for d in p["designs"].values())
+    if not clean:
+        print("FLAGGED: some requests did not succeed (see the table); these figures do not compare")
+    return 0 if clean and result["correctness"]["ok"] else 1
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {', '.join(PATHS)}")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (the figures are their medians)")
+    parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per window (whole seconds)")
+    parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of warm-up per server and path (0: none)")
+    parser.add_argument("--codes", type=int, default=200_000, help="codes per upload (topped up as needed)")
+    parser.add_argument("--scarce", type=int, default=500, help="units of each scarce entity of the correctness check")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"),
+                        help="folder for the PNGs and hotpaths.json")
+    args = parser.parse_args(argv)
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not args.paths or any(p not in PATHS for p in args.paths) or len(set(args.paths)) != len(args.paths):
+        parser.error(f"--paths: a comma-separated subset of {', '.join(PATHS)}")
+    if args.rounds < 1 or args.seconds < 1 or args.connections < 1 or args.scarce < 1:
+        parser.error("--rounds, --seconds, --connections and --scarce must be at least 1")
+    return args
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-sql":
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        serve_sql(port, sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        sys.exit(0)
+    sys.exit(main(parse(sys.argv[1:])))

@@ -1,0 +1,84 @@
+"""Where a persister's drain time goes: reads, parsing, appliers' SQL, the rest of the commit, acks.
+
+    .venv/bin/python -m benchmarks.persister_breakdown [--domain offers] [--events 20000]
+        [--batch-size 1000]
+
+Fills one domain's log through the real scripts (``benchmarks/persister_fill.py``), then
+drains it with the persister's steps wrapped in timers (wall clock, so a wait on
+PostgreSQL or Redis counts to the step that waits). The steps nest: ``commit`` holds the
+appliers and the offset update; ``ack+trim`` holds ``trim``. It tells which of the
+candidate changes can matter before one is measured: a step that takes 2% of the time
+cannot give 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from benchmarks import persister_fill
+from benchmarks.common import private_runtime, stores
+from dropgate.persistence import persister as persister_module
+from dropgate.persistence.appliers import APPLIERS
+
+_spent: collections.Counter[str] = collections.Counter()
+
+
+def _timed(label: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _spent[label] += time.perf_counter() - started
+    return wrapper
+
+
+def _instrument() -> None:
+    cls = persister_module.Persister
+    cls._read = _timed("read", cls._read)  # type: ignore[method-assign]
+    cls._commit = _timed("commit", cls._commit)  # type: ignore[method-assign]
+    cls._ack = _timed("ack+trim", cls._ack)  # type: ignore[method-assign]
+    persister_module.trim_log = _timed("trim", persister_module.trim_log)  # type: ignore[assignment]
+    for etype, fn in list(APPLIERS.items()):
+        APPLIERS[etype] = _timed(f"applier {etype}", fn)
+    parse = persister_module.parse_entry
+
+    def parse_timed(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return parse(*args)
+        finally:
+            _spent["parse"] += time.perf_counter() - started
+    persister_module.parse_entry = parse_timed  # type: ignore[assignment]
+
+
+async def main(domain: str, events: int, batch_size: int) -> None:
+    _instrument()
+    async with private_runtime(stores(), persister_enabled=False, max_backlog=50_000_000,
+                               persister_batch_size=batch_size) as rt:
+        await persister_fill.setup(rt, domain, "bt", capacity=events + 1000)
+        persister = rt.new_persister(name="breakdown")
+        await persister.drain(timeout_s=120)
+        await persister_fill.fill(rt, domain, "bt", events)
+        _spent.clear()
+        started = time.perf_counter()
+        await persister.drain(timeout_s=600)
+        total = time.perf_counter() - started
+    print(f"{domain}: {events:,} events drained in {total:.2f} s ({events / total:,.0f}/s), "
+          f"batches of {batch_size}")
+    for label, seconds in _spent.most_common():
+        print(f"  {label:28} {seconds:7.2f} s  {seconds / total:6.1%}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--domain", default="offers", choices=persister_fill.DOMAINS)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    asyncio.run(main(args.domain, args.events, args.batch_size))

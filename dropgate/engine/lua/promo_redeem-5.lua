@@ -1,0 +1,141 @@
+--[[
+  Redeem a promo code for one or more requests at once (concurrent requests for one
+  code are coalesced into one call by the engine's Batcher), each on a purchase of
+  `base` minor units. Each request is decided on its own, in order, exactly as if it
+  ran alone (an earlier request of the same call counts):
+    1. when asked, the customer's rate limit (GCRA, lib/dg_gcra.lua, as ratelimit_take):
+       RATE_LIMITED, nothing else done; a token is spent whatever the redeem answers
+       (the limit comes first, as it always did);
+    2. the currency the base was parsed in, the base, the active flag, the window
+       (Redis time), the customer's limit, max_uses, the use id;
+    3. the bonus in exact integers (fixed: the amount; percent: rounded half up), then
+       the use record, the customer's count, times_used, total_bonus_issued and its
+       own promo.redeemed event: the counters always equal the sum over the use records.
+  Rate limit entries whose time has passed mean nothing (the same as no entry): once
+  the hash holds over 1024, each call drops a random sample of them.
+  KEYS[1] partition log       <prefix>:{pN}:log
+  KEYS[2] promo hash          <prefix>:{pN}:t:<tenant>:promo:<code>
+  KEYS[3] uses hash           <prefix>:{pN}:t:<tenant>:promo:<code>:uses
+  KEYS[4] customers hash      <prefix>:{pN}:t:<tenant>:promo:<code>:customers
+  KEYS[5] rate limit hash     <prefix>:{pN}:t:<tenant>:rl:promo_redeem (customer -> GCRA TAT ms)
+  ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] code
+  ARGV[4] rate limit interval ms   ARGV[5] rate limit burst
+  ARGV[6] the requests, one JSON array of [customer id, base amount (minor units,
+          1..10^13), currency the base was parsed in, use id (fresh, from the caller),
+          mode] where mode 0 = redeem, 1 = rate limit then redeem, 2 = rate limit only
+  Returns a JSON array, one entry per request:
+    {"use_id", "bonus_amount", "total_amount", "times_used", "total_bonus_issued"}
+      (amounts as integers of minor units); {"limited": 1} for mode 2 allowed;
+    {"err": CODE, "details": {...}} (that request alone was refused, nothing written
+      for it; RATE_LIMITED details {"retry_after_ms": n})
+  Errors: RATE_LIMITED, NOT_FOUND, VALIDATION_ERROR, INACTIVE, NOT_STARTED, EXPIRED, CUSTOMER_LIMIT, EXHAUSTED, CONFLICT, PERSISTENCE_LAGGING
+  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends promo.redeemed per use to KEYS[1].
+]]
+--- @include "dg_error"
+--- @include "dg_now_ms"
+--- @include "dg_emit"
+--- @include "dg_backlog_full"
+--- @include "dg_percent_of"
+--- @include "dg_gcra"
+local tenant, code = ARGV[2], ARGV[3]
+local interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
+local requests = cjson.decode(ARGV[6])
+local p = redis.call('HMGET', KEYS[2], 'active', 'currency', 'kind', 'amount', 'percent',
+  'starts_at_ms', 'ends_at_ms', 'max_uses', 'per_customer_limit', 'times_used',
+  'total_bonus_issued')
+local now = dg_now_ms()
+local entity = 'promo:' .. tenant .. ':' .. code
+local limited = 0
+
+local function limit(customer)
+  limited = limited + 1
+  local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[5], customer)), now, interval, burst)
+  if not allowed then return dg_error('RATE_LIMITED', {retry_after_ms = value}) end
+  redis.call('HSET', KEYS[5], customer, string.format('%.17g', value))
+  return nil
+end
+
+local function redeem(customer, base_arg, currency, use_id)
+  if p[1] == false then return dg_error('NOT_FOUND', {code = code}) end
+  if p[2] ~= currency then
+    return dg_error('VALIDATION_ERROR', {field = 'base_amount', currency = p[2]})
+  end
+  local base = tonumber(base_arg)
+  if base == nil or base < 1 or base > 10000000000000 or base ~= math.floor(base) then
+    return dg_error('VALIDATION_ERROR', {field = 'base_amount'})
+  end
+  if p[1] ~= '1' then return dg_error('INACTIVE', {code = code}) end
+  local starts, ends = tonumber(p[6]), tonumber(p[7])
+  if starts ~= nil and now < starts then
+    return dg_error('NOT_STARTED', {code = code, starts_at_ms = starts})
+  end
+  if ends ~= nil and now >= ends then
+    return dg_error('EXPIRED', {code = code, ends_at_ms = ends})
+  end
+  local per_customer = tonumber(p[9])
+  local mine = tonumber(redis.call('HGET', KEYS[4], customer) or '0')
+  if mine >= per_customer then
+    return dg_error('CUSTOMER_LIMIT', {code = code, customer_id = customer,
+      per_customer_limit = per_customer})
+  end
+  local max_uses, used = tonumber(p[8]), tonumber(p[10])
+  if max_uses ~= nil and used >= max_uses then
+    return dg_error('EXHAUSTED', {code = code, max_uses = max_uses})
+  end
+  if redis.call('HEXISTS', KEYS[3], use_id) == 1 then
+    return dg_error('CONFLICT', {use_id = use_id, reason = 'use id taken'})
+  end
+  local bonus
+  if p[3] == 'fixed' then
+    bonus = tonumber(p[4])
+  else
+    bonus = dg_percent_of(base, tonumber(p[5]))
+  end
+  -- keep the running total exact in a double (and in every reader's int64)
+  if tonumber(p[11]) + bonus > 9007199254740991 then
+    return dg_error('CONFLICT', {code = code, reason = 'total_bonus_issued out of range'})
+  end
+  local full = dg_backlog_full(KEYS[1], ARGV[1])
+  if full then return dg_error('PERSISTENCE_LAGGING', full) end
+  -- validated: now write
+  local bonus_s, base_s = string.format('%d', bonus), string.format('%d', base)
+  redis.call('HSET', KEYS[3], use_id, '{"customer_id":' .. cjson.encode(customer)
+    .. ',"base_amount":' .. base_s .. ',"bonus_amount":' .. bonus_s
+    .. ',"at_ms":' .. string.format('%d', now) .. '}')
+  redis.call('HINCRBY', KEYS[4], customer, 1)
+  used = redis.call('HINCRBY', KEYS[2], 'times_used', 1)
+  local total = redis.call('HINCRBY', KEYS[2], 'total_bonus_issued', bonus_s)
+  p[10], p[11] = used, total
+  local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
+  dg_emit(KEYS[1], 'promo.redeemed', entity, version, {
+    tenant_id = tenant, code = code, use_id = use_id, customer_id = customer,
+    currency = p[2], base_amount = base, bonus_amount = bonus, at_ms = now})
+  return '{"use_id":' .. cjson.encode(use_id) .. ',"bonus_amount":' .. bonus_s
+    .. ',"total_amount":' .. string.format('%d', base + bonus) .. ',"times_used":'
+    .. string.format('%d', used) .. ',"total_bonus_issued":' .. string.format('%d', total) .. '}'
+end
+
+local answers = {}
+for i = 1, #requests do
+  local r = requests[i]
+  local mode = r[5]
+  local refused = nil
+  if mode ~= 0 then refused = limit(r[1]) end
+  if refused then
+    answers[i] = refused
+  elseif mode == 2 then
+    answers[i] = '{"limited":1}'
+  else
+    answers[i] = redeem(r[1], r[2], r[3], r[4])
+  end
+end
+-- forget rate limit entries whose time has passed (they decide nothing any more)
+if limited > 0 and redis.call('HLEN', KEYS[5]) > 1024 then
+  local sample = redis.call('HRANDFIELD', KEYS[5], 2 * limited + 16, 'WITHVALUES')
+  local stale = {}
+  for i = 1, #sample, 2 do
+    if tonumber(sample[i + 1]) < now then stale[#stale + 1] = sample[i] end
+  end
+  if #stale > 0 then redis.call('HDEL', KEYS[5], unpack(stale)) end
+end
+return '[' .. table.concat(answers, ',') .. ']'

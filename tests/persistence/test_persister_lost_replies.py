@@ -1,0 +1,176 @@
+"""The persister when Redis goes away at the worst step, on real Redis.
+
+After ``kill -9`` of Redis and its restart from the AOF (the fault lab's ``kill_redis``),
+the persister once went on reading and acknowledging new entries, but left one batch
+pending in the consumer group: delivered, never acknowledged, never delivered again.
+``trim_log`` never trims past a pending entry, so the partition's log grew to
+``max_backlog`` and every write answered 503, while the persister, idle, logged nothing.
+Two ways in, each cut here at the exact command (the connection 'dies' there):
+
+- the XACK after a commit fails, and the XACK of the replay fails again (Redis still
+  down): the batch was dropped from memory (with the other partitions' batches of the
+  same read);
+- Redis runs an XREADGROUP and the reply is lost with the connection: the entries are
+  pending under this persister's name but it never saw them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+import redis.exceptions
+
+from dropgate.engine.events import Event
+from dropgate.engine.keys import partition_of
+from dropgate.persistence.persister import GROUP, Persister
+from dropgate.runtime import Runtime
+from dropgate.settings import Settings
+from tests.persistence.test_persister import _assert_pg_equals_redis, _load, _setup
+
+
+class _Cut:
+    """A Redis client whose connection is cut at chosen commands: before the command
+    reaches Redis (``before``), or after Redis ran it, the reply lost (``after``);
+    each name as many times as it is listed. With ``touching``, only a command whose
+    streams (a dict argument, as XREADGROUP's) include that key is cut: on a cluster the
+    reads of several partitions race, and the test names the one it cuts."""
+
+    def __init__(self, client: Any, *, before: Iterable[str] = (), after: Iterable[str] = (),
+                 touching: str | None = None) -> None:
+        self._client = client
+        self._before = Counter(before)
+        self._after = Counter(after)
+        self._touching = touching
+        self.cuts: list[tuple[str, str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        command = getattr(self._client, name)
+        if name not in self._before and name not in self._after:
+            return command
+
+        async def cut(*args: Any, **kwargs: Any) -> Any:
+            if self._touching is not None and not any(
+                    isinstance(a, dict) and self._touching in a for a in args):
+                return await command(*args, **kwargs)
+            if self._before[name] > 0:
+                self._before[name] -= 1
+                self.cuts.append(("before", name))
+                raise redis.exceptions.ConnectionError(f"connection lost before {name}")
+            result = await command(*args, **kwargs)
+            if self._after[name] > 0:
+                self._after[name] -= 1
+                self.cuts.append(("after", name))
+                raise redis.exceptions.ConnectionError(f"connection lost reading the reply of {name}")
+            return result
+        return cut
+
+
+def _persister(runtime: Runtime, settings: Settings, cut: _Cut) -> Persister:
+    persister = Persister(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys,
+                          scripts=runtime.scripts, settings=settings, name="cut")
+    persister._redis = cut  # type: ignore[assignment]  # its own commands only, not the scripts'
+    return persister
+
+
+async def _pending(runtime: Runtime, group: str = GROUP) -> int:
+    """Entries delivered to ``group`` and not acknowledged, over every partition log."""
+    total = 0
+    for p in range(runtime.keys.partitions):
+        if await runtime.redis.exists(runtime.keys.log(p)):
+            total += int((await runtime.redis.xpending(runtime.keys.log(p), group))["pending"])
+    return total
+
+
+async def test_redis_gone_at_the_ack_and_again_at_the_replays_ack_keeps_the_batch(
+        runtime: Runtime, make_settings: Callable[..., Settings]) -> None:
+    invites = await _setup(runtime)
+    assert await _load(invites, 0, 300) == 300
+    cut = _Cut(runtime.redis, before=["xack", "xack"])
+    # A lease of 10 s: nothing is claimed back within the drain's 5 s, so only a batch
+    # kept in memory through both failures can drain the log.
+    persister = _persister(runtime, make_settings(persister_lease_ms=10_000), cut)
+    await persister.drain(timeout_s=5)
+    assert cut.cuts == [("before", "xack")] * 2
+    assert persister.stats.skipped_replays > 0  # the committed batch came back as replays
+    assert persister.stats.reclaimed == 0
+    assert await _pending(runtime) == 0
+    await _assert_pg_equals_redis(runtime)
+
+
+@pytest.mark.cluster
+async def test_a_read_whose_reply_is_lost_is_claimed_back_after_a_lease(
+        runtime: Runtime, make_settings: Callable[..., Settings]) -> None:
+    invites = await _setup(runtime)
+    assert await _load(invites, 0, 300) == 300
+    # t1's partition, which has entries: on a cluster the other partitions' reads work
+    # and are held to be applied next pass, so only the cut one is claimed back.
+    t1_log = runtime.keys.log(partition_of("t1", runtime.keys.partitions))
+    cut = _Cut(runtime.redis, after=["xreadgroup"], touching=t1_log)
+    persister = _persister(runtime, make_settings(persister_lease_ms=300), cut)
+    await persister.drain(timeout_s=20)
+    assert cut.cuts == [("after", "xreadgroup")]
+    assert persister.stats.reclaimed > 0  # delivered by the lost read, then claimed back
+    assert await _pending(runtime) == 0
+    await _assert_pg_equals_redis(runtime)
+
+
+@pytest.mark.cluster
+async def test_the_reads_that_worked_beside_a_lost_one_are_applied_without_waiting_a_lease(
+        runtime: Runtime, make_settings: Callable[..., Settings]) -> None:
+    """On a cluster each partition is read by its own XREADGROUP; one reply lost must not
+    strand the others' entries (pending under this name, never offered again) until a
+    claim-back a lease later. On one server a single read covers every partition."""
+    invites = await _setup(runtime)
+    assert await _load(invites, 0, 300) == 300
+    lengths = {p: int(await runtime.redis.xlen(runtime.keys.log(p)))
+               for p in range(runtime.keys.partitions)}
+    t1 = partition_of("t1", runtime.keys.partitions)
+    cut = _Cut(runtime.redis, after=["xreadgroup"], touching=runtime.keys.log(t1))
+    persister = _persister(runtime, make_settings(persister_lease_ms=60_000), cut)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await persister.run_once()
+    lost = lengths[t1] if persister._cluster else sum(lengths.values())
+    assert await persister.run_once() == sum(lengths.values()) - lost
+    assert persister.stats.reclaimed == 0
+    assert await _pending(runtime) == lost  # only the lost read's, waiting for its lease
+
+
+class _HangsOnce(Persister):
+    """Its first commit awaits something that never comes (a connection that never
+    answers, a pool that never hands out a connection)."""
+
+    hung = False
+
+    @property
+    def stall_after_s(self) -> float:
+        return 1.0
+
+    async def _commit(self, p: int, events: list[Event[Any]], *,
+                      dead_letter: tuple[str, int] | None = None) -> None:
+        if not self.hung:
+            self.hung = True
+            await asyncio.Event().wait()
+        await super()._commit(p, events, dead_letter=dead_letter)
+
+
+async def test_an_iteration_that_never_returns_is_restarted_with_its_batch(
+        runtime: Runtime, make_settings: Callable[..., Settings]) -> None:
+    invites = await _setup(runtime)
+    assert await _load(invites, 0, 300) == 300
+    persister = _HangsOnce(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys,
+                           scripts=runtime.scripts, settings=make_settings(), name="hangs")
+    task = asyncio.create_task(persister.run())
+    deadline = time.monotonic() + 30
+    while sum((await persister.lag()).values()) or any(persister._retry.values()):
+        assert time.monotonic() < deadline, (persister.stats, await persister.lag())
+        await asyncio.sleep(0.05)
+    await persister.close()
+    await task
+    assert persister.hung and persister.stats.stalls == 1
+    assert await _pending(runtime) == 0
+    await _assert_pg_equals_redis(runtime)

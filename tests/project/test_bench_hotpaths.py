@@ -1,0 +1,62 @@
+"""``make bench`` (``benchmarks.hotpaths``) still runs end to end, in about a second per path (#19).
+
+Not a measurement (speed is never asserted here): the command runs every hot path
+against the no-op and the source designs with a handful of wrk connections, and the
+test checks what it leaves behind: the table, ``hotpaths.json`` with every path's three
+designs and persister samples, the PNG charts, and a correctness check that ran and
+passed (the scarce entities sold exactly out, PostgreSQL equal to Redis, reconcile 0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dropgate.embedded import Endpoints
+
+ROOT = Path(__file__).resolve().parents[2]
+PATHS = ["invites", "promos", "codes", "offers"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (make bench installs it)")
+def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = tmp_path / "charts"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.hotpaths", "--seconds", "1", "--rounds", "1", "--connections", "4",
+         "--warmup", "0", "--codes", "10000", "--scarce", "20", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| path | design | req/s | / no-op | CPU us/req |" in done.stdout
+    assert "OK: zero oversell, zero drift" in done.stdout
+    assert "zero oversell, zero drift, reconcile 0: met" in done.stdout  # the targets block
+
+    result = json.loads((out / "hotpaths.json").read_text())
+    assert [p["path"] for p in result["paths"]] == PATHS
+    for p in result["paths"]:
+        assert set(p["designs"]) == {"dropgate", "baseline", "no-op"}
+        for d in p["designs"].values():
+            assert d["per_s"] > 0 and 0 < d["p50_ms"] <= d["p99_ms"] and d["cpu_us"] > 0, (p["path"], d)
+            assert not d["problems"], (p["path"], d["problems"])
+        assert p["designs"]["no-op"]["vs_noop"] == 1.0
+        assert p["persister"]["series"], p["path"]  # the backlog was sampled during the crowd
+
+    check = result["correctness"]
+    assert check["ok"] and check["reconcile_exit"] == 0, check
+    assert set(check["paths"]) == set(PATHS)
+    for name, e in check["paths"].items():
+        # twice as many requests as units: half refused (409, or a reservation without a code)
+        assert e["requests"] == 40 and e["succeeded"] == 20 and not e["unexpected"], (name, e)
+        assert e["oversold"] == 0 and e["pg_equals_redis"], (name, e)
+
+    for name in ("hotpaths", "hotpaths-throughput", "hotpaths-latency", "hotpaths-persister-lag"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
