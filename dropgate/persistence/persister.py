@@ -168,6 +168,10 @@ class Persister:
         self._groups_ready: set[int] = set()
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._closing = asyncio.Event()
+        # One pass at a time: ``run_once`` called from several tasks (a test's writers,
+        # ``drain`` beside ``run``) would otherwise commit one partition's batch twice
+        # over, read the second as a lost lease and drop the partition under the other.
+        self._one_pass = asyncio.Lock()
         self._cluster = is_cluster(redis)
         self._forgotten = ForgottenReads(group=GROUP, consumer=self.name, lease_ms=settings.persister_lease_ms,
                                          count=settings.persister_batch_size)
@@ -249,6 +253,10 @@ class Persister:
 
     # -- one iteration -----------------------------------------------------------------
     async def _iteration(self, *, block_ms: int | None) -> int:
+        async with self._one_pass:
+            return await self._iteration_alone(block_ms=block_ms)
+
+    async def _iteration_alone(self, *, block_ms: int | None) -> int:
         try:
             return await self._iterate(block_ms=block_ms)
         except redis.exceptions.ResponseError as exc:
@@ -404,7 +412,12 @@ class Persister:
         return sum(r for r in results if isinstance(r, int))
 
     async def _apply(self, p: int, events: list[Event[Any]]) -> int:
-        offset = self._offsets[p]
+        offset = self._offsets.get(p)
+        if offset is None:
+            # Dropped since this batch was read (its lease lost, its group gone): the
+            # entries stay pending in the group, where the partition's next holder
+            # claims them (``_take_partition``).
+            return 0
         replays = [e for e in events if e.position <= offset]
         pending = [e for e in events if e.position > offset]
         if replays:

@@ -109,6 +109,36 @@ async def test_crash_between_commit_and_ack_replays_nothing(runtime: Runtime,
     await _assert_pg_equals_redis(runtime)  # ... and changed nothing
 
 
+async def test_passes_called_from_many_tasks_at_once_take_turns(runtime: Runtime) -> None:
+    """CI failure of stop 26: three writers each calling ``run_once`` on one persister
+    committed a partition's batch twice, read the second as a lost lease, dropped the
+    partition, and the other pass then looked up its offset: ``KeyError``. Passes now
+    take turns, so every pass succeeds and nothing is dropped or applied twice."""
+    invites = await _setup(runtime)
+    persister = runtime.new_persister(name="shared")
+    stop = asyncio.Event()
+
+    async def passes() -> int:
+        n = 0
+        while not stop.is_set():
+            await persister.run_once()
+            n += 1
+            await asyncio.sleep(0)
+        return n
+
+    loops = [asyncio.create_task(passes()) for _ in range(8)]
+    try:
+        for start in range(0, 1200, 200):
+            assert await _load(invites, start, 200) == 200
+    finally:
+        stop.set()
+    counts = await asyncio.gather(*loops)
+    assert all(n > 0 for n in counts)
+    assert persister.partitions == set(range(runtime.keys.partitions))  # none dropped
+    await persister.drain()
+    await _assert_pg_equals_redis(runtime)
+
+
 @pytest.mark.cluster
 async def test_two_persisters_share_partitions(runtime: Runtime) -> None:
     invites = await _setup(runtime)
