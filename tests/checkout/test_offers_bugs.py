@@ -149,11 +149,18 @@ async def test_list_reads_redis_in_one_round_trip(api: Api, runtime: Runtime,
     real_execute, real_pipe = type(runtime.redis).execute_command, Pipeline.execute
 
     async def counting_execute(self: Any, *args: Any, **kw: Any) -> Any:
-        counts["commands"] += 1
+        if not background():
+            counts["commands"] += 1
         return await real_execute(self, *args, **kw)
 
+    def background() -> bool:
+        # The revocation poller's pipeline every 50 ms is not the request's round trip.
+        task = asyncio.current_task()
+        return task is not None and "_poll_forever" in getattr(task.get_coro(), "__qualname__", "")
+
     async def counting_pipe(self: Any, *args: Any, **kw: Any) -> Any:
-        counts["pipelines"] += 1
+        if not background():
+            counts["pipelines"] += 1
         return await real_pipe(self, *args, **kw)
 
     class NoSql:
