@@ -152,7 +152,7 @@ class ApiKeys:
         )
         gone = tuple(f"dg_{k}_" for k in result.revoked)
         self._cache = {t: v for t, v in self._cache.items() if not t.startswith(gone)}
-        await self.clock.wait_acknowledged(p, result.revocation_version)
+        await self.clock.revoke_wait(p, result.revocation_version)
         return result
 
     async def authenticate(self, token: str) -> Principal | None:

@@ -17,14 +17,14 @@ partition each ``revocation_poll_ms``: it records in Redis, with Redis's clock, 
 versions this process had applied when the poll was sent, and reads the current ones.
 ``view`` answers those versions only while the last successful poll was *sent* less than
 half a lease ago (monotonic clock), else None: the caller then uses ``read``.
-``wait_acknowledged`` (after ``apikey_revoke``) returns once every record of the
+``revoke_wait`` (after ``apikey_revoke``) returns once every record of the
 partition claims the new version or is older than the lease, by Redis's clock. Why
 that is immediate: a record older than the lease at check time C means the process's
 last poll ran before C - lease, so its view went stale locally before C - lease/2 and
 it reads per request; a record claiming the version means the process applied it
 before sending that poll, and views only grow.
 Script <-> method: ``apikey_poll-2.lua`` <-> ``poll``, ``apikey_revoke_wait-1.lua``
-<-> ``wait_acknowledged``, ``apikey_revocations_floor-1.lua`` <-> ``lift_after_restore``.
+<-> ``revoke_wait``, ``apikey_revocations_floor-1.lua`` <-> ``revocations_floor``.
 
 Stopping: ``close`` ends the poller and the batch reader and nothing starts them again
 (``view`` answers None and ``read`` reads directly once closed). The background loops do
@@ -53,7 +53,7 @@ from dropgate.errors import Unavailable
 log = logging.getLogger(__name__)
 
 
-async def lift_after_restore(scripts: Scripts, keys: Keys) -> list[int]:
+async def revocations_floor(scripts: Scripts, keys: Keys) -> list[int]:
     """Every partition's revocation version lifted to Redis's clock in ms. A lost Redis
     restarts the versions at 0 while serving processes still hold answers cached under
     the old ones, and a hit is trusted while its version is >= the current one: a key
@@ -148,7 +148,7 @@ class RevocationClock:
                 [self._process, version, ttl, self._lease_ms])
         return [int(decode_result(raw, int)) for raw in await pipe.execute()]
 
-    async def wait_acknowledged(self, partition: int, version: int) -> None:
+    async def revoke_wait(self, partition: int, version: int) -> None:
         """Return once every serving process has applied ``version`` of the partition or
         no longer trusts its cached view (its record is older than the lease)."""
         if self._scripts is None:

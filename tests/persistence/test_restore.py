@@ -183,7 +183,7 @@ async def test_a_key_revoked_after_a_restore_is_refused_by_a_server_that_kept_ru
     """A server keeps running through the loss of Redis with a key's answer cached under
     version 5 of its partition. Lost, the versions restart at 0; a revoke after the
     restore makes it 1, and a hit is trusted while its version is >= the current one, so
-    without ``lift_after_restore`` the revoked key was still served from the cache."""
+    without ``revocations_floor`` the revoked key was still served from the cache."""
     from tests.engine.test_revocation_poller import _polled, _process
 
     for p in range(runtime.keys.partitions):  # earlier revokes in this partition's history

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import msgspec
 
 from dropgate.engine.keyspace import INFRASTRUCTURE, KeyIndex, Progress
-from dropgate.engine.revocations import lift_after_restore
+from dropgate.engine.revocations import revocations_floor
 from dropgate.persistence.reconcile import RECONCILERS
 from dropgate.persistence.reconcile.base import Scope
 from dropgate.persistence.reconcile.generic import SpecReconciler as Reconciler
@@ -66,6 +66,6 @@ async def restore(stores: Stores, *, force: bool = False, tenant_id: str | None 
     for r in reconcilers:
         restored[f"{r.domain}/{'+'.join(r.kinds)}"] = await r.restore(rc, scope)
     # servers that kept running hold key answers cached under the lost versions
-    await lift_after_restore(rc.scripts, rc.keys)
+    await revocations_floor(rc.scripts, rc.keys)
     return RestoreReport(restored=restored, replayed_events=replayed, forced=force,
                          elapsed_s=round(time.monotonic() - started, 3))
