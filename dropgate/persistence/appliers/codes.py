@@ -99,25 +99,30 @@ async def codes_committed(conn: asyncpg.Connection, events: list[Event[CodesComm
 
 
 async def codes_discarded(conn: asyncpg.Connection, events: list[Event[CodesDiscarded]]) -> None:
+    for e in events:
+        await discard_uploads(conn, e.data.tenant_id, e.data.campaign_id, [e.data.upload])
+
+
+async def discard_uploads(conn: asyncpg.Connection, tenant_id: str, campaign_id: str,
+                          uploads: list[int]) -> None:
     """A refused or abandoned upload's rows go, as its records went in Redis (untouched
     since: available, never reserved), but for those of a type it already committed
     (a server killed, or a commit failed, between the commits of two types): that type
     is live in Redis and stays. Only an upload still pending has rows to lose: with no
-    pending row it was discarded already, or committed, and nothing is deleted."""
-    for e in events:
-        d = e.data
-        await conn.execute(
-            """DELETE FROM campaign_codes AS c
-                USING campaign_pending_uploads AS p
-                WHERE p.tenant_id = $1 AND p.campaign_id = $2 AND p.upload = $3
-                  AND c.tenant_id = $1 AND c.campaign_id = $2 AND c.upload = $3
-                  AND c.status = 'available' AND c.reserve_id IS NULL
-                  AND NOT (c.type = ANY (p.committed_types))""",
-            d.tenant_id, d.campaign_id, d.upload)
-        await conn.execute(
-            """DELETE FROM campaign_pending_uploads
-                WHERE tenant_id = $1 AND campaign_id = $2 AND upload = $3""",
-            d.tenant_id, d.campaign_id, d.upload)
+    pending row it was discarded already, or committed, and nothing is deleted. Also
+    what a restore does to the uploads it leaves out of the pool (``reconcile.codes``)."""
+    await conn.execute(
+        """DELETE FROM campaign_codes AS c
+            USING campaign_pending_uploads AS p
+            WHERE p.tenant_id = $1 AND p.campaign_id = $2 AND p.upload = ANY($3::bigint[])
+              AND c.tenant_id = $1 AND c.campaign_id = $2 AND c.upload = p.upload
+              AND c.status = 'available' AND c.reserve_id IS NULL
+              AND NOT (c.type = ANY (p.committed_types))""",
+        tenant_id, campaign_id, uploads)
+    await conn.execute(
+        """DELETE FROM campaign_pending_uploads
+            WHERE tenant_id = $1 AND campaign_id = $2 AND upload = ANY($3::bigint[])""",
+        tenant_id, campaign_id, uploads)
 
 
 async def campaign_saved(conn: asyncpg.Connection, events: list[Event[CampaignSaved]]) -> None:

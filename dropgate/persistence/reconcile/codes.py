@@ -30,6 +30,7 @@ from dropgate.engine.abandoned import abandoned, discard_abandoned, live_counts,
 from dropgate.engine.keys import Keys
 from dropgate.engine.scripts import decode_result
 from dropgate.ids import text
+from dropgate.persistence.appliers.codes import discard_uploads
 from dropgate.persistence.reconcile.base import (
     Comparison,
     Drift,
@@ -415,22 +416,11 @@ class CodesReconciler(SpecReconciler):
 
     async def _drop_pending(self, rc: ReconcileContext, tenant_id: str, campaign_id: str,
                             numbers: list[int]) -> None:
-        """The uploads a restore left out of the pool, discarded in PostgreSQL (the
-        ``codes.discarded`` applier's statements): their staged rows (not those of a type
-        already committed) and pending rows."""
+        """The uploads a restore left out of the pool, discarded in PostgreSQL as the
+        ``codes.discarded`` applier does: their staged rows (not those of a type already
+        committed) and pending rows."""
         async with rc.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """DELETE FROM campaign_codes AS c
-                    USING campaign_pending_uploads AS p
-                    WHERE p.tenant_id = $1 AND p.campaign_id = $2 AND p.upload = ANY($3::bigint[])
-                      AND c.tenant_id = $1 AND c.campaign_id = $2 AND c.upload = p.upload
-                      AND c.status = 'available' AND c.reserve_id IS NULL
-                      AND NOT (c.type = ANY (p.committed_types))""",
-                tenant_id, campaign_id, numbers)
-            await conn.execute(
-                """DELETE FROM campaign_pending_uploads
-                    WHERE tenant_id = $1 AND campaign_id = $2 AND upload = ANY($3::bigint[])""",
-                tenant_id, campaign_id, numbers)
+            await discard_uploads(conn, tenant_id, campaign_id, numbers)
 
     async def _finish(self, rc: ReconcileContext, pipe: Any, campaign: tuple[str, str], state: _Staging,
                       guard: str, created_ms: int | None) -> int:
