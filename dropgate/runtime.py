@@ -139,6 +139,21 @@ def _log_unexpected_end(task: asyncio.Task[None]) -> None:
         log.error("%s stopped: %r", task.get_name(), task.exception(), exc_info=task.exception())
 
 
+async def _wait_or_cancel(task: asyncio.Task[None] | None, timeout_s: float) -> None:
+    """A background loop asked to close: its end, or its cancellation past ``timeout_s``.
+    One that had failed was logged then (``_log_unexpected_end``): its exception must not
+    cut the shutdown short (the dispatcher's once skipped closing the persister, the pool
+    and Redis, and the embedded servers)."""
+    if task is None:
+        return
+    try:
+        await asyncio.wait_for(task, timeout=timeout_s)
+    except (TimeoutError, asyncio.CancelledError):
+        task.cancel()
+    except Exception:
+        pass
+
+
 def _refuse_eviction(policy: str | None) -> None:
     if policy not in (None, "noeviction"):
         raise Conflict(
@@ -202,6 +217,7 @@ async def open_runtime(
             runtime.dispatcher = runtime.new_dispatcher()
             runtime.dispatcher_task = asyncio.create_task(runtime.dispatcher.run(),
                                                           name="dropgate-dispatcher")
+            runtime.dispatcher_task.add_done_callback(_log_unexpected_end)
         if persisting:
             runtime.persister = runtime.new_persister()
             runtime.persister_task = asyncio.create_task(runtime.persister.run(),
@@ -232,20 +248,10 @@ async def open_runtime(
         await provider.close()
         if runtime is not None and runtime.dispatcher is not None:
             await runtime.dispatcher.close()
-            if runtime.dispatcher_task is not None:
-                try:
-                    await asyncio.wait_for(runtime.dispatcher_task, timeout=15)
-                except (TimeoutError, asyncio.CancelledError):
-                    runtime.dispatcher_task.cancel()
+            await _wait_or_cancel(runtime.dispatcher_task, 15)
         if runtime is not None and runtime.persister is not None:
             await runtime.persister.close()
-            if runtime.persister_task is not None:
-                try:
-                    await asyncio.wait_for(runtime.persister_task, timeout=10)
-                except (TimeoutError, asyncio.CancelledError):
-                    runtime.persister_task.cancel()
-                except Exception:  # logged when it ended (_log_unexpected_end)
-                    pass
+            await _wait_or_cancel(runtime.persister_task, 10)
         if pool is not None:
             await pool.close()
         if redis is not None:
