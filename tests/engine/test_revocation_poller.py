@@ -9,7 +9,9 @@ own cache, its own poller and its own record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -36,6 +38,21 @@ async def _polled(keys: ApiKeys) -> None:
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _victim_polled_by(runtime: Runtime, revoker: ApiKeys) -> AsyncIterator[tuple[ApiKeys, str, str]]:
+    """Another process, and a key it has served and polled for: (process, key id,
+    token). Both processes are closed after."""
+    other = _process(runtime)
+    key_id, token = await runtime.api_keys.create(role="service", tenant_id="acme", name="victim")
+    try:
+        assert await other.authenticate(token) is not None
+        await _polled(other)
+        yield other, key_id, token
+    finally:
+        await other.close()
+        await revoker.close()
+
+
 async def _counting_reads(keys: ApiKeys, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     reads: list[int] = []
     real = keys.clock.read
@@ -52,11 +69,8 @@ async def _counting_reads(keys: ApiKeys, monkeypatch: pytest.MonkeyPatch) -> lis
 async def test_revoke_waits_for_a_paused_poller_until_it_acknowledges(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    revoker, other = _process(runtime), _process(runtime)
-    key_id, token = await runtime.api_keys.create(role="service", tenant_id="acme", name="victim")
-    try:
-        assert await other.authenticate(token) is not None
-        await _polled(other)
+    revoker = _process(runtime)
+    async with _victim_polled_by(runtime, revoker) as (other, key_id, token):
         reads = await _counting_reads(other, monkeypatch)
         assert await other.authenticate(token) is not None
         assert reads == []  # the hot path: the poller's view, no per-request read
@@ -69,19 +83,13 @@ async def test_revoke_waits_for_a_paused_poller_until_it_acknowledges(
         await asyncio.wait_for(revoke, 2)
         assert time.monotonic() - started < _LEASE_MS / 2000  # answered on the ack, not the lease
         assert await other.authenticate(token) is None
-    finally:
-        await other.close()
-        await revoker.close()
 
 
 async def test_revoke_waits_for_a_stalled_poller_one_lease_at_most_and_it_reads_per_request(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    revoker, other = _process(runtime), _process(runtime)
-    key_id, token = await runtime.api_keys.create(role="service", tenant_id="acme", name="victim")
-    try:
-        assert await other.authenticate(token) is not None
-        await _polled(other)
+    revoker = _process(runtime)
+    async with _victim_polled_by(runtime, revoker) as (other, key_id, token):
         other.clock.paused = True  # stalled for good (a GC pause, a lost Redis, a dead process)
         started = time.monotonic()
         await revoker.revoke(key_id)
@@ -94,9 +102,6 @@ async def test_revoke_waits_for_a_stalled_poller_one_lease_at_most_and_it_reads_
         records = await runtime.api_keys._ctx.redis.hgetall(
             runtime.api_keys._ctx.keys.api_key_pollers(runtime.api_keys._ctx.keys.api_key(key_id)[0]))
         assert records == {}  # the stale record was removed by the revoke
-    finally:
-        await other.close()
-        await revoker.close()
 
 
 async def test_a_process_whose_poller_stalled_refuses_a_revoked_key_at_once(
@@ -104,11 +109,8 @@ async def test_a_process_whose_poller_stalled_refuses_a_revoked_key_at_once(
 ) -> None:
     """Even against a revoke that waited for nobody (a clock without records), the
     stalled process refuses the key: past half a lease it no longer trusts its view."""
-    careless, other = _process(runtime, scripts=False), _process(runtime)
-    key_id, token = await runtime.api_keys.create(role="service", tenant_id="acme", name="victim")
-    try:
-        assert await other.authenticate(token) is not None
-        await _polled(other)
+    careless = _process(runtime, scripts=False)
+    async with _victim_polled_by(runtime, careless) as (other, key_id, token):
         other.clock.paused = True
         await asyncio.sleep(_LEASE_MS / 2000 + 0.05)
         assert other.clock.view() is None
@@ -120,9 +122,6 @@ async def test_a_process_whose_poller_stalled_refuses_a_revoked_key_at_once(
         other.clock.paused = False
         await _polled(other)
         assert await other.authenticate(token) is None
-    finally:
-        await other.close()
-        await careless.close()
 
 
 async def test_a_closed_process_removes_its_records(runtime: Runtime) -> None:
