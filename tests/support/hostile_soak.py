@@ -68,7 +68,7 @@ from tests.support.hostile import (
     revoke_under_warm_caches,
     slow_socket_wave,
 )
-from tests.support.soak import show_logs, tear_down
+from tests.support.soak import bring_up, line, show_logs, tear_down
 
 NOFILE = 1024
 CODES_IN_FILE = 20_000
@@ -240,10 +240,6 @@ async def next_generation(cluster: Cluster, workers: int | None, old_key: str) -
     return new_key
 
 
-def _line(started: float, text: str) -> None:
-    print(f"[{time.monotonic() - started:7.1f}s] {text}", flush=True)
-
-
 async def hostile_soak(minutes: float, seed: int, generations: list[int], scenarios: list[str],
                        cycles: int | None) -> int:
     rng = random.Random(seed)
@@ -258,16 +254,11 @@ async def hostile_soak(minutes: float, seed: int, generations: list[int], scenar
     where = "starting the servers"
     keep = False
     try:
-        postgres.init()
-        postgres.start()
-        redis.start()
-        await cluster.start()
-        cluster.start_persister()
-        await cluster.wait_persisting()
+        await bring_up(cluster)
         admin_key = ADMIN_KEY
         span = "one cycle per generation" if cycles is not None and cycles == 1 else (
             f"{cycles} cycles per generation" if cycles is not None else f"{minutes} min")
-        _line(started, f"hostile soak: seed {seed}, {span}, --workers {','.join(map(str, generations))}, "
+        line(started, f"hostile soak: seed {seed}, {span}, --workers {','.join(map(str, generations))}, "
                        f"open-file limit {NOFILE}, scenarios {', '.join(scenarios)}")
         n = 0
         per_generation = minutes * 60 / len(generations)
@@ -282,7 +273,7 @@ async def hostile_soak(minutes: float, seed: int, generations: list[int], scenar
                     where = f"round {n} ({name}, --workers {workers})"
                     note = await SCENARIOS[name](Round(cluster, admin_key, rng, n))
                     counts[name] = counts.get(name, 0) + 1
-                    _line(started, f"round {n} [--workers {workers}] {name}: {note}")
+                    line(started, f"round {n} [--workers {workers}] {name}: {note}")
                 cycle += 1
                 if (cycles is not None and cycle >= cycles) or (cycles is None and time.monotonic() >= deadline):
                     break
@@ -293,19 +284,19 @@ async def hostile_soak(minutes: float, seed: int, generations: list[int], scenar
                 else "SIGTERM"
             then = f"; --workers {following} on the same port, only it serves (rotated admin key)" \
                 if following is not None else ""
-            _line(started, f"generation --workers {workers} ended by {how}{then}")
+            line(started, f"generation --workers {workers} ended by {how}{then}")
         where = "the final reconcile"
         await cluster.wait_drained()
         report = await cluster.reconcile("--wait", "10")
         assert report["exit_code"] == 0, \
             f"dropgate reconcile exited {report['exit_code']}: {json.dumps(report, indent=1)[:3000]}"
-        _line(started, f"dropgate reconcile: exit 0; rounds: {counts}")
+        line(started, f"dropgate reconcile: exit 0; rounds: {counts}")
         print("hostile soak: PASSED", flush=True)
         return 0
     except Exception as exc:
         show_logs(cluster, folder)
         kind = "" if isinstance(exc, AssertionError) else f"{type(exc).__name__}: "
-        _line(started, f"hostile soak: FAILED in {where}: {kind}{exc}")
+        line(started, f"hostile soak: FAILED in {where}: {kind}{exc}")
         keep = True
         return 1
     finally:

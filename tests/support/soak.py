@@ -37,8 +37,19 @@ from tests.support.faultlab_offers import OfferLoad
 CODES = {"OPEN": 0, "OPEN2": 0, "OPEN3": 0, "LIMITED": 2_000, "TINY": 25}
 
 
-def _line(started: float, text: str) -> None:
+def line(started: float, text: str) -> None:
     print(f"[{time.monotonic() - started:7.1f}s] {text}", flush=True)
+
+
+async def bring_up(cluster: Cluster) -> None:
+    """A soak's own PostgreSQL and Redis, the API, and a persister holding every partition
+    before any crowd arrives (``Cluster.wait_persisting``)."""
+    cluster.postgres.init()
+    cluster.postgres.start()
+    cluster.redis.start()
+    await cluster.start()
+    cluster.start_persister()
+    await cluster.wait_persisting()
 
 
 def show_logs(cluster: Cluster, folder: Path) -> None:
@@ -73,33 +84,28 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
     counts: dict[str, int] = {}
     keep = False
     try:
-        postgres.init()
-        postgres.start()
-        redis.start()
-        await cluster.start()
-        cluster.start_persister()
-        await cluster.wait_persisting()
+        await bring_up(cluster)
         offers = OfferLoad(cluster, units=20_000, seed=seed)
         await offers.prepare()
         load = Load(cluster, workers=16, seed=seed, companion=offers)
         load.start()
-        _line(started, f"soak: seed {seed}, {minutes} min, faults {', '.join(faults)}, appendfsync {appendfsync}")
+        line(started, f"soak: seed {seed}, {minutes} min, faults {', '.join(faults)}, appendfsync {appendfsync}")
         deadline = started + minutes * 60
         while time.monotonic() < deadline:
             await asyncio.sleep(rng.uniform(every_s / 2, every_s))
             name = rng.choice(faults)
             note = await FAULTS[name](cluster, load, rng)
             counts[name] = counts.get(name, 0) + 1
-            _line(started, f"{name}: {note}")
+            line(started, f"{name}: {note}")
             await asyncio.sleep(1.0)
             report = await cluster.reconcile("--wait", "10")
-            _line(started, f"  reconcile under load: exit {report['exit_code']}, "
+            line(started, f"  reconcile under load: exit {report['exit_code']}, "
                            f"{len(report.get('in_flight', []))} in flight, {load.count('ok')} acknowledged so far")
             if report["exit_code"] != 0 and cluster.redis.aof_loss():
                 # Writes an everysec Redis lost after the persister read them leave
                 # PostgreSQL ahead (tests/support/aofloss.py); the final check below tells
                 # whether every divergence is one of those.
-                _line(started, "  (a kill under appendfsync everysec may leave PostgreSQL ahead: "
+                line(started, "  (a kill under appendfsync everysec may leave PostgreSQL ahead: "
                                "checked against the history at the end)")
             elif report["exit_code"] != 0:
                 print(json.dumps(report, indent=1)[:4000])
@@ -107,12 +113,12 @@ async def soak(minutes: float, seed: int, faults: list[str], every_s: float, app
                 keep = True
                 return 1
         report, summary = await settle_and_check(cluster, load)
-        _line(started, f"final reconcile: exit {report['exit_code']}; history: {summary}")
-        _line(started, f"faults injected: {counts}; HTTP statuses: {load.statuses}")
+        line(started, f"final reconcile: exit {report['exit_code']}; history: {summary}")
+        line(started, f"faults injected: {counts}; HTTP statuses: {load.statuses}")
         print("soak: PASSED")
         return 0
     except AssertionError as exc:
-        _line(started, f"soak: FAILED: {exc}")
+        line(started, f"soak: FAILED: {exc}")
         show_logs(cluster, folder)
         keep = True
         return 1
