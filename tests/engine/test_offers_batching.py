@@ -11,6 +11,7 @@ import pytest
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers
+from dropgate.errors import PersistenceLagging
 from dropgate.ids import random_hex
 from dropgate.runtime import Runtime
 
@@ -163,6 +164,41 @@ async def test_expiring_holds_never_push_the_log_past_its_bound(runtime: Runtime
     [refused] = await near.purchase_batch("t3", "o3", [extra], [], **short)
     assert refused.err == "PERSISTENCE_LAGGING" and await runtime.redis.xlen(log) == bound
     assert (await runtime.offers.read("t3", "o3")).reserved == 0
+
+
+@pytest.mark.parametrize("step", ["confirm", "release"])
+async def test_a_step_appending_two_events_needs_room_for_both(runtime: Runtime, step: str) -> None:
+    """A payment confirmation (or a release by a webhook) appends the purchase's event and
+    the webhook's: checked for one, a log at bound - 1 went to bound + 1 (the fault lab's
+    1501/1500 while PostgreSQL was down). At bound - 1 it is refused with nothing written;
+    at bound - 2 it goes through and the log ends at its bound."""
+    tenant = f"t2{step}"
+    await _offer(runtime, tenant)
+    hold = HoldRequest(purchase_id=f"pu_{step}", user_id="u", quantity=1, idem_digest="d",
+                       fingerprint="f")
+    [held] = await runtime.offers.purchase_batch(tenant, "o", [hold], [], **_LIMITS)
+    assert held.ok == 1
+    log = runtime.keys.tenant(tenant).log
+    ctx = runtime.offers._ctx
+
+    def bounded(room: int) -> Offers:
+        return Offers(dataclasses.replace(ctx, settings=msgspec.structs.replace(
+            ctx.settings, max_backlog=room)))
+
+    async def take(offers: Offers) -> object:
+        if step == "confirm":
+            return await offers.confirm(tenant, "o", hold.purchase_id, event_id="evt_1",
+                                        session_id="cs_1", payment_intent="pi_1")
+        return await offers.release(tenant, "o", hold.purchase_id, status="canceled",
+                                    event_id="evt_1", event_type="checkout.session.expired")
+
+    before = await runtime.redis.xlen(log)
+    with pytest.raises(PersistenceLagging):
+        await take(bounded(before + 1))
+    assert await runtime.redis.xlen(log) == before  # nothing written
+    assert (await runtime.offers.read(tenant, "o")).reserved == 1
+    await take(bounded(before + 2))
+    assert await runtime.redis.xlen(log) == before + 2  # at its bound, never past it
 
 
 async def _offer(runtime: Runtime, tenant: str, **extra: object) -> None:

@@ -34,7 +34,7 @@
 --- @include "dg_offer_purchase"
 --- @include "dg_purchase_save"
 --- @include "dg_webhook_done"
-local full = dg_backlog_full(KEYS[1], ARGV[1])
+local full = dg_backlog_full(KEYS[1], ARGV[1], 2)  -- the purchase's event, the webhook's
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local p, missing = dg_offer_purchase(KEYS[5], KEYS[2], ARGV[3], ARGV[4])
 if missing then return missing end
@@ -62,7 +62,8 @@ if p.status == 'pending' then
   settle('paid')
   outcome = 'confirmed'
 elseif p.status == 'expired' or p.status == 'released' then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], now, 1000, ARGV[1])
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], now, 1000,
+    tonumber(ARGV[1]) - 2)  -- room kept for this script's own two events
   local o = redis.call('HMGET', KEYS[2], 'total', 'reserved', 'sold')
   if tonumber(o[1]) - tonumber(o[2]) - tonumber(o[3]) >= p.quantity then
     dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')

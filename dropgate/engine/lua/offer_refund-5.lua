@@ -31,7 +31,7 @@
 --- @include "dg_offer_purchase"
 --- @include "dg_purchase_save"
 --- @include "dg_webhook_done"
-local full = dg_backlog_full(KEYS[1], ARGV[1])
+local full = dg_backlog_full(KEYS[1], ARGV[1], 2)  -- the purchase's event, the webhook's
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local p, missing = dg_offer_purchase(KEYS[2], KEYS[3], ARGV[3], ARGV[4])
 if missing then return missing end

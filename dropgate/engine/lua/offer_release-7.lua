@@ -28,7 +28,7 @@
 --- @include "dg_purchase_units"
 --- @include "dg_offer_release"
 --- @include "dg_webhook_done"
-local full = dg_backlog_full(KEYS[1], ARGV[1])
+local full = dg_backlog_full(KEYS[1], ARGV[1], 2)  -- the purchase's event, the webhook's
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local raw = redis.call('HGET', KEYS[5], ARGV[4])
 local p = raw and cjson.decode(raw)

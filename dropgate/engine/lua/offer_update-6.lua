@@ -30,7 +30,8 @@ local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 if redis.call('EXISTS', KEYS[2]) == 0 then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end
 local now = dg_now_ms()
-dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now, 1000, ARGV[1])
+dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now, 1000,
+  tonumber(ARGV[1]) - 1)  -- room kept for the offer.saved event below
 local cur = redis.call('HMGET', KEYS[2], 'reserved', 'sold')
 local reserved, sold = tonumber(cur[1]), tonumber(cur[2])
 if ARGV[4] ~= '' and tonumber(ARGV[4]) < reserved + sold then
