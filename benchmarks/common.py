@@ -115,6 +115,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[Any], *, timeout_s: float) -> None:
+    """SIGTERM ``proc`` if it still runs and kill it if it outlives ``timeout_s``: a hung
+    server must not hang the benchmark. (The tests' twin, for several processes at once, is
+    tests/support/processes.py; benchmarks import nothing from tests.)"""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.asynccontextmanager
 async def server_process(settings: Settings, *extra_args: str) -> AsyncIterator[str]:
     """``dropgate serve`` in its own process (its own core); yields its base URL."""

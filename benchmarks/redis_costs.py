@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import psutil
 from redis.asyncio import Redis
 
 from benchmarks import revisions as rv
-from benchmarks.common import Stores, free_port, private_settings, settings_env, stores
+from benchmarks.common import Stores, free_port, private_settings, settings_env, stop_process, stores
 
 
 @dataclass
@@ -150,12 +149,7 @@ async def private_redis(tmp: Path, label: str) -> Any:
         yield url, redis, proc.pid
     finally:
         await redis.aclose()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout_s=30)
 
 
 async def run(args: argparse.Namespace, base: Stores, revs: list[rv.Revision], tmp: Path) -> list[Side]:

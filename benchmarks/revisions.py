@@ -54,7 +54,6 @@ import os
 import resource
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -66,7 +65,15 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import Stores, free_port, private_settings, serve_until_sigterm, settings_env, stores
+from benchmarks.common import (
+    Stores,
+    free_port,
+    private_settings,
+    serve_until_sigterm,
+    settings_env,
+    stop_process,
+    stores,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT, OFFER, INVITE, CAMPAIGN, CODE_TYPE = "bench", "hot", "OPEN", "pool", "tm"
@@ -242,13 +249,7 @@ class Server:
     windows: dict[str, list[Window]] = field(default_factory=dict)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout_s=60)
 
 
 async def start(name: str, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Server:

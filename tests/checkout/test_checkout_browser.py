@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from dropgate.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.engine.test_actors_processes import _env, _free_port, _wait_ready
 from tests.support.offers import pg_offer
+from tests.support.processes import stop_processes
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -119,12 +119,7 @@ async def test_buy_pay_and_see_paid_in_a_real_browser(
         assert browser.find_element(By.ID, "purchase").text == held["purchase_id"]
         assert browser.find_element(By.ID, "offer").text == "Front row"
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        stop_processes([server], timeout_s=30)
     output = log.read_text()
     serving = next(line for line in output.splitlines() if line.startswith("dropgate: serving on"))
     assert "(payments sandbox," in serving, serving

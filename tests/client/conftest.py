@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from redis.asyncio import Redis
 from dropgate.client import AsyncDropgate
 from dropgate.embedded import Endpoints
 from dropgate.engine.keyspace import delete_prefix
+from tests.support.processes import stop_processes
 
 ADMIN_KEY = "live-admin-key-0123456789abcdef01234"
 
@@ -115,13 +115,7 @@ def live(servers: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         _wait_ready(url, process, log)
         yield LiveServer(url=url, admin_key=ADMIN_KEY, prefix=prefix, process=process)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes([process], timeout_s=20)
         asyncio.run(_cleanup(servers, prefix))
     text = log.read_text()
     assert "Traceback" not in text, text[-5000:]

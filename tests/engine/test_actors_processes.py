@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.conftest import ADMIN_KEY
 from tests.support.actors_flood import check_log_and_balances, flood_with_suspension
+from tests.support.processes import stop_processes
 
 
 def _free_port() -> int:
@@ -98,12 +98,5 @@ async def test_two_processes_payment_flood_with_a_suspension(
         # both processes' actors committed payments, each under its own lease epoch
         assert len({p.epoch for p in payments}) == 2
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_processes(procs, timeout_s=30)
     assert all(proc.returncode == 0 for proc in procs)

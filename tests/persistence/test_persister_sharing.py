@@ -18,6 +18,7 @@ from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.engine.test_actors_processes import _env
 from tests.persistence.test_persister import _assert_pg_equals_redis, _load, _setup
+from tests.support.processes import stop_processes
 
 LEASE_MS = 1500
 
@@ -88,12 +89,4 @@ async def test_three_persisters_share_and_take_over_a_killed_one(
         await _assert_pg_equals_redis(runtime)  # nothing lost, nothing applied twice
         assert await runtime.pool.fetchval("SELECT count(*) FROM invite_code_uses") == 1500
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(procs, timeout_s=15)

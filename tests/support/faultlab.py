@@ -35,6 +35,7 @@ from dropgate.embedded import import_pgserver, redis_server_binary
 from tests.support.aofloss import AofLoss
 from tests.support.faultcrowd import Crowd
 from tests.support.faultlab_offers import OfferLoad, check_offer_history
+from tests.support.processes import stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "fault-admin-key-0123456789abcdef0123"
@@ -125,13 +126,8 @@ class PrivateRedis:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-            self.proc = None
+        stop_processes([self.proc], timeout_s=10)
+        self.proc = None
 
 
 class PrivatePostgres:
@@ -216,12 +212,7 @@ class Proc:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        stop_processes([self.proc], timeout_s=20)
         self._log.close()
 
     def output(self) -> str:

@@ -22,6 +22,7 @@ import msgspec
 
 from dropgate.settings import Settings
 from tests.engine.test_actors_processes import _env, _free_port
+from tests.support.processes import stop_processes
 from tests.support.slowcrowd import Crowd, CrowdProcess
 
 __all__ = ["Crowd", "CrowdProcess", "Serve", "alive", "buy", "check_retry_storm", "error_shape",
@@ -63,13 +64,7 @@ class Serve:
         return text
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_processes([self.proc], timeout_s=60)
 
 
 async def probe(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> float:

@@ -17,6 +17,7 @@ import pytest
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
+from tests.support.processes import stop_processes
 from tests.support.webhooks import Receiver, receiver, register, until, webhook_settings
 
 __all__ = ["receiver"]
@@ -74,14 +75,7 @@ async def test_kill_9_mid_stream_loses_nothing(api: Api, runtime: Runtime, setti
         await until(lambda: {e["data"]["user_id"] for e in receiver.accepted} >= set(users),
                     what="every redemption delivered", timeout_s=120)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_processes([first, second], timeout_s=30)
     assert receiver.rejected == 0
     counts = Counter(e["id"] for e in receiver.accepted)
     assert len(counts) == len(users)

@@ -19,6 +19,7 @@ from dropgate.ids import text
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
+from tests.support.processes import stop_processes
 from tests.support.webhooks import Receiver, receiver, register, until, webhook_settings
 from tests.webhooks.test_webhooks_processes import _BATCH, _start
 
@@ -85,15 +86,7 @@ async def test_three_dispatchers_share_and_take_over_a_killed_one(
         await until(lambda: {e["data"]["user_id"] for e in receiver.accepted} >= set(users),
                     what="every redemption delivered", timeout_s=120)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(procs, timeout_s=30)
     assert receiver.rejected == 0
     counts = Counter(e["id"] for e in receiver.accepted)
     assert len(counts) == len(users)  # nothing lost
