@@ -406,7 +406,9 @@ class Persister:
         longer than a lease was delivered but never seen: the XREADGROUP ran and its
         reply was lost with the connection (Redis killed, a socket timeout under load),
         or an older version dropped it after a failed XACK. Left there it would stop
-        trimming at its id, forever (``claims.ForgottenReads``)."""
+        trimming at its id, forever (``claims.ForgottenReads``). A last resort since
+        ``_recover_pending`` takes a lost read back on the next pass: what this finds a
+        lease later may lie below the committed offset and then counts as a replay."""
         found = await self._forgotten.claim(self._redis, self._keys, owned=self._owned, held=self._retry)
         for p, claimed in found.items():
             if p in self._owned and not self._retry.get(p):
