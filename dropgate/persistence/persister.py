@@ -69,6 +69,7 @@ from dropgate.persistence.claims import (
 )
 from dropgate.persistence.leases import PartitionLeases
 from dropgate.persistence.trim import trim_log
+from dropgate.persistence.watermark import log_lengths
 from dropgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -247,11 +248,7 @@ class Persister:
 
     async def lag(self) -> dict[int, int]:
         """Unpersisted events per partition (the stream keeps only those)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for p in range(self._keys.partitions):
-                pipe.xlen(self._keys.log(p))
-            lengths = await pipe.execute()
-        self.stats.lag = dict(enumerate(int(n) for n in lengths))
+        self.stats.lag = dict(enumerate(await log_lengths(self._redis, self._keys)))
         return self.stats.lag
 
     # -- one iteration -----------------------------------------------------------------
@@ -589,9 +586,3 @@ def _payload_text(raw: bytes) -> str:
     """The payload as the script wrote it, for the dead letter's text column (which
     takes no NUL byte and only UTF-8: bad JSON may hold either)."""
     return raw.decode(errors="backslashreplace").replace("\x00", "\\u0000")
-
-
-async def committed_offsets(pool: asyncpg.Pool) -> dict[int, tuple[int, int]]:
-    rows = await pool.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
-    return {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
-

@@ -1,21 +1,21 @@
-"""Read-your-writes for lists (``?consistent=true``): wait for the persister, not a clock.
+"""Where the log's heads stand against the offsets the persister committed.
 
-At request start, each relevant partition log's last entry id is the watermark:
-every change acknowledged before the request is at or below it (a script appends
-its event in the same atomic step as the change). The request then waits until
-``dg_partition_offsets`` (advanced in the persister's commit) reaches the watermark
-for each partition, polling PostgreSQL with a short backoff, for at most
-``timeout_s``; past it, 503 ``PERSISTENCE_LAGGING``. A trimmed or empty log has
-nothing unacknowledged to wait for.
+A script appends its event in the same atomic step as its change, so the last entry id
+of a partition's log (its head) read at some instant covers every change acknowledged
+before it; ``dg_partition_offsets`` (advanced in the persister's commit) says how far
+PostgreSQL holds them. Read-your-writes for lists (``?consistent=true``) and
+reconcile's settling and replay all wait for the offsets to reach the heads: the
+persister, not a clock. A trimmed or empty log has nothing unacknowledged to wait for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Iterable
+from typing import Any
 
-import asyncpg
 from redis.asyncio import Redis
 
 from dropgate.engine.events import parse_stream_id
@@ -23,40 +23,64 @@ from dropgate.engine.keys import Keys
 from dropgate.errors import PersistenceLagging
 from dropgate.ids import text
 
+Offsets = dict[int, tuple[int, int]]
 
-async def log_heads(redis: Redis, keys: Keys, partitions: Iterable[int]) -> dict[int, tuple[int, int]]:
-    """The last entry id of each partition's log (absent: an empty log)."""
-    parts = list(partitions)
+
+async def log_heads(redis: Redis, keys: Keys, partitions: Iterable[int] | None = None) -> Offsets:
+    """The last entry id of each partition's log (every partition by default; absent:
+    an empty log)."""
+    parts = list(range(keys.partitions) if partitions is None else partitions)
     async with redis.pipeline(transaction=False) as pipe:
         for p in parts:
             pipe.xrevrange(keys.log(p), "+", "-", count=1)
         replies = await pipe.execute()
-    heads: dict[int, tuple[int, int]] = {}
-    for p, entries in zip(parts, replies, strict=True):
-        if entries:
-            heads[p] = parse_stream_id(text(entries[0][0]))
-    return heads
+    return {p: parse_stream_id(text(entries[0][0])) for p, entries in zip(parts, replies, strict=True) if entries}
 
 
-async def wait_applied(
-    redis: Redis, pool: asyncpg.Pool, keys: Keys, partitions: Iterable[int], *, timeout_s: float = 5.0
-) -> None:
-    """Return once PostgreSQL holds every change acknowledged before the call."""
-    heads = await log_heads(redis, keys, partitions)
+async def log_lengths(redis: Redis, keys: Keys) -> list[int]:
+    """Unpersisted events per partition (a log keeps only those)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in range(keys.partitions):
+            pipe.xlen(keys.log(p))
+        return [int(n) for n in await pipe.execute()]
+
+
+async def committed_offsets(db: Any) -> Offsets:
+    """Each partition's committed offset, on a pool or a connection (a snapshot's)."""
+    rows = await db.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
+    return {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+
+
+async def wait_committed(redis: Redis, pool: Any, keys: Keys, heads: Offsets, *, timeout_s: float,
+                         still_s: float = math.inf) -> Offsets:
+    """Wait until the committed offsets reach ``heads`` (or their logs are trimmed), for at
+    most ``timeout_s``, or less once the offsets stopped moving for ``still_s``; polling
+    with backoff. The heads not reached (empty: all were)."""
     deadline = time.monotonic() + timeout_s
     delay_s = 0.005
-    while heads:
-        rows = await pool.fetch(
-            "SELECT partition, last_ms, last_seq FROM dg_partition_offsets WHERE partition = ANY($1)",
-            list(heads))
-        done = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
-        heads = {p: head for p, head in heads.items() if done.get(p, (0, 0)) < head}
-        if not heads:
-            return
-        if time.monotonic() >= deadline:
-            raise PersistenceLagging(
-                f"PostgreSQL did not catch up with the writes acknowledged before this request "
-                f"within {timeout_s:g} s; retry, or list without consistent=true.",
-                details={"partitions": sorted(heads)})
-        await asyncio.sleep(delay_s)  # polling the watermark, with backoff: not a fixed wait
+    last: Offsets | None = None
+    still_since = time.monotonic()
+    while True:
+        offsets = await committed_offsets(pool)
+        heads = {p: head for p, head in heads.items() if offsets.get(p, (0, 0)) < head}
+        if heads:  # a trimmed log was committed (or lost): nothing of it to wait for
+            lengths = await log_lengths(redis, keys)
+            heads = {p: head for p, head in heads.items() if lengths[p]}
+        now = time.monotonic()
+        if offsets != last:
+            last, still_since = offsets, now
+        if not heads or now >= deadline or now - still_since > still_s:
+            return heads
+        await asyncio.sleep(delay_s)
         delay_s = min(delay_s * 2, 0.1)
+
+
+async def wait_applied(redis: Redis, pool: Any, keys: Keys, partitions: Iterable[int], *,
+                       timeout_s: float = 5.0) -> None:
+    """Return once PostgreSQL holds every change acknowledged before the call."""
+    lagging = await wait_committed(redis, pool, keys, await log_heads(redis, keys, partitions), timeout_s=timeout_s)
+    if lagging:
+        raise PersistenceLagging(
+            f"PostgreSQL did not catch up with the writes acknowledged before this request "
+            f"within {timeout_s:g} s; retry, or list without consistent=true.",
+            details={"partitions": sorted(lagging)})

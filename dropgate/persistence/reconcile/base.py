@@ -26,6 +26,7 @@ from dropgate.engine.keys import Keys
 from dropgate.engine.keyspace import KeyIndex, Progress
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
+from dropgate.persistence.watermark import committed_offsets
 from dropgate.progressbar import ProgressBar
 from dropgate.settings import Settings
 
@@ -153,8 +154,7 @@ class ReconcileContext:
         self._conn = await self.pool.acquire()
         self._tx = self._conn.transaction(isolation="repeatable_read", readonly=True)
         await self._tx.start()
-        rows = await self._conn.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
-        self.snapshot_offsets = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+        self.snapshot_offsets = await committed_offsets(self._conn)
 
     async def end_round(self) -> None:
         conn, tx, self._conn, self._tx = self._conn, self._tx, None, None
@@ -210,8 +210,7 @@ class ReconcileContext:
         if waiting is not None and waiting > (postgres_version or 0):
             return True
         if self._offsets_now is None:  # read after the log: no commit since => nothing trimmed
-            rows = await self.pool.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")
-            self._offsets_now = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in rows}
+            self._offsets_now = await committed_offsets(self.pool)
         return self._offsets_now.get(partition) != self.snapshot_offsets.get(partition)
 
     async def classify(self, entity: str, partition: int, redis_version: int | None,

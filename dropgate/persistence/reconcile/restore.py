@@ -20,7 +20,8 @@ from dropgate.engine.revocations import revocations_floor
 from dropgate.persistence.reconcile import RECONCILERS
 from dropgate.persistence.reconcile.base import Scope
 from dropgate.persistence.reconcile.generic import SpecReconciler as Reconciler
-from dropgate.persistence.reconcile.runner import Stores, _log_lengths, context, replay
+from dropgate.persistence.reconcile.runner import Stores, context, replay
+from dropgate.persistence.watermark import log_lengths
 
 
 class KeyspaceNotEmpty(Exception):
@@ -55,7 +56,7 @@ async def restore(stores: Stores, *, force: bool = False, tenant_id: str | None 
     index = await KeyIndex.scan(rc.redis, rc.keys, tenant_id=tenant_id)
     state_keys = sum(1 for _, parts in index.domain_parts()
                      if is_state(parts) and (tenant_id is None or parts[0] in ("t", "tenant")))
-    backlog = sum(await _log_lengths(rc))
+    backlog = sum(await log_lengths(rc.redis, rc.keys))
     # One tenant's restore (its keys lost) runs beside other tenants' traffic: only its own
     # keys must be absent. A whole restore refuses unpersisted events too.
     if (state_keys or (backlog and tenant_id is None)) and not force:

@@ -7,14 +7,10 @@ persister to commit what was in the log when round 1 started, and rechecks only 
 suspects; a drift counts once two consecutive rounds report it. So a reconcile under
 load reports what is really wrong, and one after the load reports exactly.
 
-Repair policy (``--repair``), in this order, every action logged and counted:
-1. events still in the log are replayed to PostgreSQL (a persister pass);
-2. PostgreSQL counters are recomputed from their rows;
-3. what Redis holds and PostgreSQL lacks (a row deleted by hand, a lost or
-   dead-lettered event) is re-emitted from Redis into the log and applied;
-4. what PostgreSQL holds and Redis lacks, or holds differently at the same version,
-   is restored into Redis from PostgreSQL (restore scripts, version-guarded).
-Steps 3-4 repeat (at most three rounds) until a comparison finds no drift.
+Repair (``--repair``) follows docs/reconcile.md's policy, every action logged and
+counted: replay the log, recount PostgreSQL's counters, re-emit what only Redis holds,
+restore what PostgreSQL holds; the last two repeat (three rounds at most) until a
+comparison finds no drift.
 """
 
 from __future__ import annotations
@@ -30,13 +26,11 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from dropgate.engine.events import parse_stream_id
 from dropgate.engine.keys import Keys
 from dropgate.engine.keyspace import Progress
 from dropgate.engine.scripts import Scripts
 from dropgate.errors import DropgateError
-from dropgate.ids import text
-from dropgate.persistence.persister import Persister, committed_offsets
+from dropgate.persistence.persister import Persister
 from dropgate.persistence.reconcile import RECONCILERS
 from dropgate.persistence.reconcile.base import (
     Comparison,
@@ -49,6 +43,7 @@ from dropgate.persistence.reconcile.base import (
     log,
 )
 from dropgate.persistence.reconcile.generic import SpecReconciler as Reconciler
+from dropgate.persistence.watermark import log_heads, log_lengths, wait_committed
 from dropgate.settings import Settings
 
 RECHECK_ROUNDS = 3
@@ -179,7 +174,7 @@ def _key(d: Drift) -> tuple[str, str, str]:
 async def compare_settled(rc: ReconcileContext, reconcilers: Sequence[Reconciler], scope: Scope, *,
                           wait_s: float) -> Comparison:
     """Compare, then recheck the suspects until each drift is seen twice in a row."""
-    heads = await log_heads(rc)
+    heads = await log_heads(rc.redis, rc.keys)
     first = await compare_all(rc, reconcilers, scope)
     in_flight = set(first.in_flight)
     candidates = first.drifts
@@ -189,7 +184,7 @@ async def compare_settled(rc: ReconcileContext, reconcilers: Sequence[Reconciler
         if not suspects:
             break
         if round_no == 0:
-            await wait_committed(rc, heads, wait_s)
+            await wait_committed(rc.redis, rc.pool, rc.keys, heads, timeout_s=wait_s, still_s=3.0)
         else:
             await asyncio.sleep(0.1)
         again = await compare_all(rc, reconcilers, scope.narrowed(suspects))
@@ -211,44 +206,6 @@ async def compare_settled(rc: ReconcileContext, reconcilers: Sequence[Reconciler
     return Comparison(counts=counts, drifts=drifts, in_flight=in_flight)
 
 
-async def log_heads(rc: ReconcileContext) -> dict[int, tuple[int, int]]:
-    """The id of the newest event in each partition's log (partitions with events only)."""
-    async with rc.redis.pipeline(transaction=False) as pipe:
-        for p in range(rc.keys.partitions):
-            pipe.xrevrange(rc.keys.log(p), count=1)
-        replies = await pipe.execute()
-    return {p: parse_stream_id(text(r[0][0])) for p, r in enumerate(replies) if r}
-
-
-async def wait_committed(rc: ReconcileContext, heads: dict[int, tuple[int, int]], wait_s: float, *,
-                         still_s: float = 3.0) -> bool:
-    """Wait (at most ``wait_s``; less once the offsets stopped moving for ``still_s``) until
-    the persister has committed every event up to ``heads``. True if it did."""
-    deadline = time.monotonic() + wait_s
-    last: dict[int, tuple[int, int]] | None = None
-    still_since = time.monotonic()
-    while True:
-        offsets = await committed_offsets(rc.pool)
-        if all(offsets.get(p, (0, 0)) >= head for p, head in heads.items()):
-            return True
-        lengths = await _log_lengths(rc)
-        if all(lengths[p] == 0 for p in heads):
-            return True  # trimmed: committed (or the log was lost)
-        now = time.monotonic()
-        if offsets != last:
-            last, still_since = offsets, now
-        if now >= deadline or now - still_since > still_s:
-            return False
-        await asyncio.sleep(0.05)
-
-
-async def _log_lengths(rc: ReconcileContext) -> list[int]:
-    async with rc.redis.pipeline(transaction=False) as pipe:
-        for p in range(rc.keys.partitions):
-            pipe.xlen(rc.keys.log(p))
-        return [int(n) for n in await pipe.execute()]
-
-
 async def _unknown_tenant(stores: Stores, tenant_id: str) -> str | None:
     """Why ``--tenant`` names no tenant to check (malformed, or in neither store), or None."""
     try:
@@ -264,7 +221,7 @@ async def _unknown_tenant(stores: Stores, tenant_id: str) -> str | None:
 
 
 async def _pipeline_health(rc: ReconcileContext, tenant_id: str | None) -> tuple[int, int, list[DeadLetter]]:
-    backlog = sum(await _log_lengths(rc))
+    backlog = sum(await log_lengths(rc.redis, rc.keys))
     where, args = ("WHERE split_part(entity, ':', 2) = $1", [tenant_id]) if tenant_id else ("", [])
     dead = int(await rc.pool.fetchval(f"SELECT count(*) FROM dg_dead_letters {where}", *args))
     rows = await rc.pool.fetch(
@@ -282,17 +239,17 @@ async def replay(rc: ReconcileContext, *, timeout_s: float = 120.0) -> int:
     """Policy step 1: get every event now in the log committed to PostgreSQL. Runs a
     persister for the partitions no other persister holds (a running ``serve`` keeps its
     own) and waits until the committed offsets reach the log's current heads."""
-    heads = await log_heads(rc)
+    heads = await log_heads(rc.redis, rc.keys)
     if not heads:
         return 0
-    lengths = await _log_lengths(rc)
+    lengths = await log_lengths(rc.redis, rc.keys)
     persister = Persister(redis=rc.redis, pool=rc.pool, keys=rc.keys, scripts=rc.scripts,
                           settings=rc.settings, name=f"reconcile-{os.getpid()}")
     task = asyncio.create_task(persister.run(), name="reconcile-replay")
     try:
         # a dead persister's partitions free up once its lease lapses
         still_s = rc.settings.persister_lease_ms / 1000 + 5.0
-        if not await wait_committed(rc, heads, timeout_s, still_s=still_s):
+        if await wait_committed(rc.redis, rc.pool, rc.keys, heads, timeout_s=timeout_s, still_s=still_s):
             raise ReplayTimeout(f"the log was not committed within {timeout_s:.0f}s (is PostgreSQL up?)")
     finally:
         await persister.close()
