@@ -16,6 +16,7 @@ import uuid
 
 from dropgate.demo.base import DemoContext, DemoDomain, DomainReport
 from dropgate.ids import text
+from dropgate.specs.coderecord import parse_record
 
 
 class CodesDemo(DemoDomain):
@@ -80,12 +81,8 @@ class CodesDemo(DemoDomain):
                  FROM campaign_codes WHERE tenant_id = $1 AND campaign_id = $2 AND type = 'tm'""",
             tenant, campaign)
         pg_counts = (row["available"], row["reserved"], row["assigned"]) if row else None
-        names = {"a": "available", "r": "reserved", "s": "assigned"}
         raw = await rt.redis.hgetall(rt.keys.tenant(tenant).codes_records(campaign))
-        redis_rows = {}
-        for code, record in raw.items():
-            f = [*text(record).partition("#")[0].split("|"), "", ""]
-            redis_rows[text(code)] = (f[0], names[f[1]], f[2] or None)
+        redis_rows = {text(code): parse_record(text(record))[:3] for code, record in raw.items()}
         pg_rows = {r["code"]: (r["type"], r["status"], r["reserve_id"]) for r in await rt.pool.fetch(
             "SELECT code, type, status, reserve_id FROM campaign_codes"
             " WHERE tenant_id = $1 AND campaign_id = $2", tenant, campaign)}

@@ -21,6 +21,7 @@ from typing import Any
 from dropgate.engine.keys import TenantKeys
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
+from dropgate.specs.coderecord import parse_record
 
 HSCAN_COUNT = 5_000
 PER_CALL = 5_000
@@ -41,10 +42,9 @@ async def marked_records(redis: Any, tk: TenantKeys, campaign_id: str,
     while True:
         cursor, page = await redis.hscan(tk.codes_records(campaign_id), cursor, count=HSCAN_COUNT)
         for code, packed in page.items():
-            ty, _, rest = text(packed).partition("|")
-            st, _, number = rest.partition("#")
-            if st == "a" and number.isdigit() and int(number) in numbers:
-                out[(int(number), ty)].append(text(code))
+            rec = parse_record(text(packed))
+            if rec.status == "available" and rec.upload in numbers:
+                out[(rec.upload, rec.type)].append(text(code))
         if cursor == 0:
             return out
 

@@ -34,6 +34,7 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.ids import check_id, check_type, random_hex, text, text_map
+from dropgate.specs.coderecord import parse_record
 
 STATUSES = ("available", "reserved", "assigned")
 MAX_RESERVE = 10_000
@@ -531,22 +532,20 @@ class Codes:
         raw = await self._ctx.redis.hget(tk.codes_records(campaign_id), code)
         if raw is None:
             raise NotFound("No such code in this campaign.", details={"code": code})
-        body, _, mark = text(raw).partition("#")
-        f = body.split("|") + [""] * 6
+        rec = parse_record(text(raw))
         # an uploaded code nobody touched yet is live once it is in the available set;
         # until its upload commits it is staged: not a code of the campaign yet
-        if mark and f[1] == "a" and not f[2] and not await self._ctx.redis.sismember(
-                tk.codes_available(campaign_id, f[0]), code):
+        staged = rec.upload is not None and rec.status == "available" and rec.reserve_id is None
+        if staged and not await self._ctx.redis.sismember(tk.codes_available(campaign_id, rec.type), code):
             raise NotFound("No such code in this campaign.", details={"code": code})
         to = await self._ctx.redis.hget(tk.codes_assigned_to(campaign_id), code)
         seconds, micros = await self._ctx.redis.time()
         now_ms = seconds * 1000 + micros // 1000
-        status = {"a": "available", "r": "reserved", "s": "assigned"}[f[1] or "a"]
-        if status == "reserved" and f[4] and int(f[4]) <= now_ms:
+        status = rec.status
+        if status == "reserved" and rec.expires_ms is not None and rec.expires_ms <= now_ms:
             status = "available"
-        return CodeState(code=code, type=f[0], status=status, reserve_id=f[2] or None,
-                         reserved_at_ms=int(f[3]) if f[3] else None,
-                         assigned_at_ms=int(f[5]) if f[5] else None,
+        return CodeState(code=code, type=rec.type, status=status, reserve_id=rec.reserve_id,
+                         reserved_at_ms=rec.reserved_ms, assigned_at_ms=rec.assigned_ms,
                          assigned_to=text(to) if to is not None else None)
 
     # -- reads -----------------------------------------------------------------------

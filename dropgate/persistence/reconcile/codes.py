@@ -10,14 +10,10 @@ Redis and by the newest row version in PostgreSQL. Within Redis, each type's
 available / reserved / assigned sets must hold as many codes as the records say
 (checked only when the campaign did not change during the scan).
 
-Restored with each pool: the meta's ``uploads`` counter, the highest upload number
-PostgreSQL records (``campaign_codes.upload``, ``campaign_pending_uploads``), so the next
-upload never takes the number of one whose rows a discard or commit of that number
-would touch. Not restored: an upload still pending (staged, #21): its codes stay out of
-the pool and its rows are deleted from PostgreSQL, as its discard would (its staging was
-in the Redis being replaced, so it can never commit; the client uploads again). While an
-upload is staged, its codes (records ``type|a#n``, meta ``p:<n>``) count as staged, not
-available, in the counter check.
+Staged and abandoned uploads (#21) are counted, restored and repaired as
+docs/reconcile.md says (Restore): a staged upload's codes count as staged, not
+available; a restore keeps the meta's ``uploads`` counter and discards an upload still
+pending in PostgreSQL (its staging was in the Redis being replaced).
 """
 
 from __future__ import annotations
@@ -39,17 +35,17 @@ from dropgate.persistence.reconcile.base import (
     Scope,
 )
 from dropgate.persistence.reconcile.generic import SpecReconciler
+from dropgate.persistence.reconcile.repair import stage
 from dropgate.persistence.reconcile.sql import and_where, scope_sql
-from dropgate.persistence.reconcile.util import chunks, sample, to_int
+from dropgate.persistence.reconcile.util import chunks, only_in, sample, to_int
 from dropgate.persistence.setdiff import SEP, SqlSide, StreamSide, decode, diff_sets, encode, sql_member
 from dropgate.specs import Entity
 from dropgate.specs.base import SQL_MS
+from dropgate.specs.coderecord import PACKED_SQL, pack_record, parse_record
 from dropgate.specs.entities import CODES
 
 DOMAIN = CODES.domain
 KIND = CODES.kind
-STATUS = {"a": "available", "r": "reserved", "s": "assigned"}
-SHORT = {v: k for k, v in STATUS.items()}
 PER_CALL = 5_000
 HSCAN_COUNT = 5_000
 entity_of = CODES.entity
@@ -61,20 +57,6 @@ def _tally_key(packed: bytes) -> bytes:
     available set, and the counters must tell them apart."""
     i = packed.find(b"|") + 2
     return packed if packed[i:i + 1] == b"#" and packed[i - 1:i] == b"a" else packed[:i]
-
-
-def _ms(name: str) -> str:
-    return f"coalesce(({CODES.field(name).expr()})::text, '')"
-
-
-# A row spelt as Redis stores the code's record (dg_code_pack): ``type|a`` while it has
-# neither reservation nor assignment, else ``type|status|reserve_id|reserved_ms|expires_ms|assigned_ms``
-# (status a / r / s).
-PACKED_SQL = (
-    "type || '|' || CASE status WHEN 'available' THEN 'a' WHEN 'reserved' THEN 'r' ELSE 's' END"
-    " || CASE WHEN reserve_id IS NULL AND assigned_at IS NULL THEN '' ELSE"
-    f" '|' || coalesce(reserve_id, '') || '|' || {_ms('reserved_ms')} || '|' || {_ms('expires_ms')}"
-    f" || '|' || {_ms('assigned_ms')} END")
 
 
 class CodesReconciler(SpecReconciler):
@@ -91,6 +73,7 @@ class CodesReconciler(SpecReconciler):
         ordered = [(t, c) for _, (t, c) in self.targets(await rc.index(scope), scope, CODES)]
         versions: dict[str, int | None] = {}
         counter_drift: list[Drift] = []
+        uploads: dict[str, int] = {}  # each meta's ``uploads`` counter
         rc.progress.stage("codes", None)
 
         async def records() -> AsyncIterator[list[str]]:
@@ -116,18 +99,21 @@ class CodesReconciler(SpecReconciler):
                         break
                 if first:
                     entity = entity_of(t, c)
-                    versions[entity], drift = await self._redis_counters(rc, t, c, before, tally)
+                    versions[entity], drift = await self._redis_counters(rc, t, c, before, tally, uploads)
                     counter_drift.extend(drift)
 
         where, args = scope_sql(CODES, scope, "")
         diff = await diff_sets(StreamSide(records, on_batch=rc.progress.advance), SqlSide(
             rc.fetch, args=args, from_sql=f"FROM campaign_codes {where}",
             member_sql=sql_member("tenant_id", "campaign_id", "code", PACKED_SQL)))
+        # per campaign, the newest row version and the highest upload number PostgreSQL
+        # records, on its rows or an upload still pending (restore writes it into the meta)
         pg_rows = await rc.fetch(
-            f"SELECT tenant_id, campaign_id, max(version) AS v, max(upload) AS u FROM campaign_codes {where}"
-            " GROUP BY 1, 2", *args)
-        pg_versions = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["v"]) for r in pg_rows}
-        pg_uploads = await self._highest_uploads(rc, where, args, pg_rows)
+            f"SELECT tenant_id, campaign_id, max(v) AS v, max(u) AS u FROM (SELECT tenant_id, campaign_id,"
+            f" version AS v, upload AS u FROM campaign_codes {where} UNION ALL SELECT tenant_id, campaign_id,"
+            f" NULL, upload FROM campaign_pending_uploads {where}) s GROUP BY 1, 2", *args)
+        pg_versions = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["v"]) for r in pg_rows if r["v"] is not None}
+        pg_uploads = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["u"]) for r in pg_rows if r["u"] is not None}
         r_codes: dict[str, dict[str, str]] = defaultdict(dict)
         p_codes: dict[str, dict[str, str]] = defaultdict(dict)
         for members, into in ((diff.only_redis, r_codes), (diff.only_postgres, p_codes)):
@@ -149,14 +135,8 @@ class CodesReconciler(SpecReconciler):
             both = sorted(rc_.keys() & pc_.keys())
             only_r = sorted(rc_.keys() - pc_.keys())
             only_p = sorted(pc_.keys() - rc_.keys())
-            if only_r:
-                out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="codes", problem="missing_in_postgres",
-                                        redis=only_r, detail=f"{len(only_r)} codes only in Redis: {sample(only_r)}",
-                                        **vs))
-            if only_p:
-                out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="codes", problem="missing_in_redis",
-                                        postgres=only_p,
-                                        detail=f"{len(only_p)} codes only in PostgreSQL: {sample(only_p)}", **vs))
+            out.drifts += [only_in(DOMAIN, entity, "codes", side, items, **vs)
+                           for side, items in (("redis", only_r), ("postgres", only_p)) if items]
             if both:
                 problem = status if status in ("postgres_behind", "redis_behind") else "differs"
                 out.drifts.append(Drift(
@@ -169,43 +149,23 @@ class CodesReconciler(SpecReconciler):
                                         redis=rv, postgres=pv, detail=f"version: Redis {rv}, PostgreSQL {pv}",
                                         **vs))
         out.drifts += counter_drift
-        out.drifts += await self._upload_counters(rc, versions, pg_uploads)
+        # a meta whose ``uploads`` counter is below a number PostgreSQL records: Redis lost
+        # it, and the next upload would take a number in use (never in flight: PostgreSQL
+        # learns numbers from Redis); no pool in Redis is a drift of its codes already
+        for entity, number in sorted(pg_uploads.items()):
+            if versions.get(entity) is not None and uploads.get(entity, 0) < number:
+                out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="uploads", problem="redis_behind",
+                                        redis=uploads.get(entity, 0), postgres=number, redis_version=versions[entity],
+                                        detail=f"upload counter: Redis {uploads.get(entity, 0)}, PostgreSQL records"
+                                               f" upload {number}"))
         out.counts.append(KindCount(
             domain=DOMAIN, kind=KIND, checked=len(set(versions) | set(pg_versions)),
             members=max(diff.redis_count, diff.postgres_count),
-            in_flight=len(out.in_flight), drift=len({d.entity for d in out.drifts})))
-        return out
-
-    async def _highest_uploads(self, rc: ReconcileContext, where: str, args: list[Any],
-                               rows: list[Any]) -> dict[str, int]:
-        """Per campaign, the highest upload number PostgreSQL records: on its rows, or
-        an upload still pending (restore writes the same into the meta's counter)."""
-        highest = {entity_of(r["tenant_id"], r["campaign_id"]): int(r["u"]) for r in rows if r["u"] is not None}
-        for r in await rc.fetch(f"SELECT tenant_id, campaign_id, max(upload) AS u FROM campaign_pending_uploads"
-                                f" {where} GROUP BY 1, 2", *args):
-            entity = entity_of(r["tenant_id"], r["campaign_id"])
-            highest[entity] = max(highest.get(entity, 0), int(r["u"]))
-        return highest
-
-    async def _upload_counters(self, rc: ReconcileContext, versions: dict[str, int | None],
-                               highest: dict[str, int]) -> list[Drift]:
-        """A meta whose ``uploads`` counter is below a number PostgreSQL records: Redis
-        lost it (restored by a version that did not restore it), and the next upload
-        would take a number in use. Never in flight: PostgreSQL learns numbers from Redis."""
-        out: list[Drift] = []
-        for entity, number in sorted(highest.items()):
-            if versions.get(entity) is None:
-                continue  # no pool in Redis: a drift of its codes already
-            t, c = CODES.split(entity)
-            have = to_int(await rc.redis.hget(rc.keys.tenant(t).codes_meta(c), "uploads")) or 0
-            if have < number:
-                out.append(Drift(domain=DOMAIN, entity=entity, field="uploads", problem="redis_behind",
-                                 redis=have, postgres=number, redis_version=versions[entity],
-                                 detail=f"upload counter: Redis {have}, PostgreSQL records upload {number}"))
+            in_flight=len(out.in_flight)))
         return out
 
     async def _redis_counters(self, rc: ReconcileContext, t: str, c: str, before: int | None,
-                              tally_raw: Counter[bytes]) -> tuple[int | None, list[Drift]]:
+                              tally_raw: Counter[bytes], uploads: dict[str, int]) -> tuple[int | None, list[Drift]]:
         """The campaign's version after the scan, and (if it did not move meanwhile) each
         type's sets against the records counted.
 
@@ -217,13 +177,13 @@ class CodesReconciler(SpecReconciler):
         tally: Counter[tuple[str, str]] = Counter()
         marked: Counter[tuple[str, int]] = Counter()  # available records an upload inserted
         for prefix, n in tally_raw.items():
-            ty, _, st = prefix.decode().partition("|")
-            st, _, number = st.partition("#")
-            tally[(ty, STATUS.get(st, st))] += n
-            if number:
-                marked[(ty, int(number))] += n
+            rec = parse_record(prefix.decode())
+            tally[(rec.type, rec.status)] += n
+            if rec.upload is not None:
+                marked[(rec.type, rec.upload)] += n
         meta = {text(k): text(v) for k, v in (await rc.redis.hgetall(tk.codes_meta(c))).items()}
         after = to_int(meta.get("version"))
+        uploads[entity_of(t, c)] = to_int(meta.get("uploads")) or 0
         if after != before:
             return after, []  # moved during the scan: its sets are checked next round
         pending = pending_uploads(meta)
@@ -353,15 +313,9 @@ class CodesReconciler(SpecReconciler):
 
     async def restore_kind(self, rc: ReconcileContext, spec: Entity, scope: Scope, *, guard: str) -> int:
         """Each campaign from one snapshot: records and per-type sets staged in chunks
-        (pipelined), then swapped in with the meta hash by ``restore_codes``.
-
-        An upload still pending in PostgreSQL (``campaign_pending_uploads``) cannot commit
-        any more: its staging lived in Redis, which the restore replaces. Its codes stay
-        out of the pool (never reservable half uploaded), and once the campaign is
-        restored its rows and pending row go from PostgreSQL, as its discard would have
-        done (``_drop_pending``): both stores agree, and the same codes can be uploaded
-        again. Its number stays taken (the meta's ``uploads`` counter). A type it had
-        already committed (stopped between two commits) was live: restored, kept."""
+        (pipelined), then swapped in with the meta hash by ``restore_codes``. An upload
+        still pending in PostgreSQL stays out of the pool (a type it already committed
+        was live: kept), and its rows go from PostgreSQL once the pool is swapped in."""
         where, args = scope_sql(CODES, scope, "")
         restored = 0
         dropped: list[tuple[str, str, list[int]]] = []
@@ -387,9 +341,15 @@ class CodesReconciler(SpecReconciler):
                       FROM campaign_codes {where} ORDER BY tenant_id, campaign_id""", *args, prefetch=20_000)
 
             async def finish(campaign: tuple[str, str], state: _Staging) -> int:
-                # a campaign whose every row is a pending upload's has no pool to restore
-                done = await self._finish(rc, pipe, campaign, state, guard, created.get(campaign)) \
-                    if state.types else 0
+                done = 0  # a campaign whose every row is a pending upload's has no pool to restore
+                if state.types:
+                    tk, c = rc.keys.tenant(campaign[0]), campaign[1]
+                    await state.flush(rc, pipe, campaign, final=True)
+                    await rc.scripts.queue(pipe, CODES.restore,
+                                           [tk.codes_meta(c), tk.codes_records(c), Keys.staging(tk.codes_records(c))],
+                                           [guard, state.version, created.get(campaign) or "", state.uploads,
+                                            *sorted(state.types)])
+                    done = 1 if decode_result((await pipe.execute())[-1]).get("restored") is True else 0
                 if campaign in pending and (done or (not state.types and guard == "*")):
                     dropped.append((*campaign, sorted(pending[campaign])))
                 return done
@@ -410,29 +370,10 @@ class CodesReconciler(SpecReconciler):
                     await state.add(rc, pipe, key, row)
                 if current is not None:
                     restored += await finish(current, state)
-        for t, c, numbers in dropped:
-            await self._drop_pending(rc, t, c, numbers)
+        for t, c, numbers in dropped:  # as the codes.discarded applier: staged and pending rows
+            async with rc.pool.acquire() as conn, conn.transaction():
+                await discard_uploads(conn, t, c, numbers)
         return restored
-
-    async def _drop_pending(self, rc: ReconcileContext, tenant_id: str, campaign_id: str,
-                            numbers: list[int]) -> None:
-        """The uploads a restore left out of the pool, discarded in PostgreSQL as the
-        ``codes.discarded`` applier does: their staged rows (not those of a type already
-        committed) and pending rows."""
-        async with rc.pool.acquire() as conn, conn.transaction():
-            await discard_uploads(conn, tenant_id, campaign_id, numbers)
-
-    async def _finish(self, rc: ReconcileContext, pipe: Any, campaign: tuple[str, str], state: _Staging,
-                      guard: str, created_ms: int | None) -> int:
-        t, c = campaign
-        tk = rc.keys.tenant(t)
-        await state.flush(rc, pipe, campaign, final=True)
-        await rc.scripts.queue(pipe, CODES.restore,
-                               [tk.codes_meta(c), tk.codes_records(c), Keys.staging(tk.codes_records(c))],
-                               [guard, state.version, "" if created_ms is None else created_ms,
-                                state.uploads, *sorted(state.types)])
-        replies = await pipe.execute()
-        return 1 if decode_result(replies[-1]).get("restored") is True else 0
 
 
 class _Staging:
@@ -454,12 +395,7 @@ class _Staging:
             self.uploads = max(self.uploads, int(row["upload"]))
         ty, st = row["type"], row["status"]
         self.types.add(ty)
-        fields = [ty, SHORT[st], row["reserve_id"] or "", row["r"], row["x"], row["a"]]
-        if fields[2] == "" and row["a"] is None:
-            packed = f"{ty}|{fields[1]}"
-        else:
-            packed = "|".join("" if f is None else str(f) for f in fields)
-        self.records += [row["code"], packed]
+        self.records += [row["code"], pack_record(ty, st, row["reserve_id"], row["r"], row["x"], row["a"])]
         if row["assigned_to"] is not None:
             self.assigned_to += [row["code"], row["assigned_to"]]
         if st == "reserved":
@@ -473,17 +409,14 @@ class _Staging:
     async def flush(self, rc: ReconcileContext, pipe: Any, campaign: tuple[str, str], *, final: bool) -> None:
         t, c = campaign
         tk = rc.keys.tenant(t)
-        staged: list[tuple[str, str, list[Any]]] = [(Keys.staging(tk.codes_records(c)), "hash", self.records),
-                                                    (Keys.staging(tk.codes_assigned_to(c)), "hash",
-                                                     self.assigned_to)]
+        staged = [(tk.codes_records(c), "hash", self.records), (tk.codes_assigned_to(c), "hash", self.assigned_to)]
         for (ty, st), members in self.sets.items():
             target = {"available": tk.codes_available, "reserved": tk.codes_reserved,
                       "assigned": tk.codes_assigned}[st](c, ty)
-            staged.append((Keys.staging(target), "zset" if st == "reserved" else "set", members))
-        for key, mode, members in staged:
+            staged.append((target, "zset" if st == "reserved" else "set", members))
+        for key, kind, members in staged:
             if members:
-                await rc.scripts.queue(pipe, "restore_members", [key],
-                                       ["0" if key in self.started else "1", mode, *members])
+                await stage(rc, pipe, key, kind, members, fresh=key not in self.started)
                 self.started.add(key)
         rc.progress.advance(self.pending)
         self.records, self.assigned_to, self.sets, self.pending = [], [], defaultdict(list), 0

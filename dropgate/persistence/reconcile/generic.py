@@ -27,7 +27,7 @@ from dropgate.persistence.reconcile.base import (
 )
 from dropgate.persistence.reconcile.repair import SpecBase
 from dropgate.persistence.reconcile.sql import and_where, parts_of, scope_sql, stale_sql
-from dropgate.persistence.reconcile.util import chunks, field_drifts, listed, sample, to_int
+from dropgate.persistence.reconcile.util import chunks, field_drifts, listed, only_in, sample, to_int
 from dropgate.persistence.setdiff import (
     SetDiff,
     SqlSide,
@@ -39,9 +39,6 @@ from dropgate.persistence.setdiff import (
     sql_member,
 )
 from dropgate.specs import Entity, Members
-
-PER_CALL = 5_000
-RESTORE_BATCH = 200
 
 
 class Found:
@@ -85,8 +82,6 @@ class SpecReconciler(SpecBase):
                 out.counts += part.counts
                 out.drifts += part.drifts + await self.pg_counters(rc, scope, spec)
                 out.in_flight |= part.in_flight
-        for c in out.counts:
-            c.drift = len({d.entity for d in out.drifts if d.kind == c.kind})
         return out
 
     async def read(self, rc: ReconcileContext, scope: Scope, spec: Entity,
@@ -222,15 +217,8 @@ class SpecReconciler(SpecBase):
                 out.in_flight.add(entity)
                 continue
             field_drifts(out, spec, entity, status, r, g, rv, pv)
-            for (name, side), d in sorted(only.items()):
-                if entity in d:
-                    items = sorted(d[entity])
-                    out.drifts.append(Drift(
-                        domain=spec.domain, entity=entity, field=name,
-                        problem="missing_in_postgres" if side == "redis" else "missing_in_redis",
-                        redis_version=rv, postgres_version=pv, **{side: items},
-                        detail=f"{len(items)} {name} only in {'Redis' if side == 'redis' else 'PostgreSQL'}: "
-                               f"{sample(items)}"))
+            out.drifts += [only_in(spec.domain, entity, name, side, sorted(d[entity]), redis_version=rv,
+                                   postgres_version=pv) for (name, side), d in sorted(only.items()) if entity in d]
 
     async def settle(self, rc: ReconcileContext, spec: Entity, entity: str, status: str, rv: int | None,
                      pv: int | None, ahead: bool, got: Found) -> str:

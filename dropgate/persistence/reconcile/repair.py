@@ -222,11 +222,12 @@ class SpecBase:
 
 
 async def stage(rc: ReconcileContext, pipe: Any, target: str, kind: str, items: list[Any], *,
-                staging: str | None = None, mode: str = "r") -> tuple[str, str, str]:
+                staging: str | None = None, mode: str = "r", fresh: bool = True) -> tuple[str, str, str]:
     """Queue ``items`` (members, or score/member or field/value pairs) into a staging
-    key (``target``'s), a bounded chunk per call; (target, staged, mode) for restore_swap."""
+    key (``target``'s; emptied first if ``fresh``), a bounded chunk per call; (target,
+    staged, mode) for restore_swap."""
     staging = staging or Keys.staging(target)
     step = PER_CALL * (1 if kind == "set" else 2)
     for i, chunk in enumerate(chunks(items, step) if items else []):
-        await rc.scripts.queue(pipe, "restore_members", [staging], ["1" if i == 0 else "0", kind, *chunk])
+        await rc.scripts.queue(pipe, "restore_members", [staging], ["1" if fresh and i == 0 else "0", kind, *chunk])
     return target, staging, mode

@@ -78,3 +78,11 @@ def field_drifts(out: Comparison, spec: Entity, entity: str, problem: Any, r: di
             rf, gf = (r.get(f), g.get(f)) if f in shown else ("***", "***")
             out.drifts.append(Drift(domain=spec.domain, entity=entity, field=f, problem=problem, redis=rf,
                                     postgres=gf, detail=f"{f}: Redis {rf}, PostgreSQL {gf}", **versions))
+
+
+def only_in(domain: str, entity: str, name: str, side: str, items: list[str], **versions: Any) -> Drift:
+    """Members (``name``) of an entity that only one store (``side``) holds."""
+    sides: dict[str, Any] = {side: items}
+    return Drift(domain=domain, entity=entity, field=name, **sides, **versions,
+                 problem="missing_in_postgres" if side == "redis" else "missing_in_redis",
+                 detail=f"{len(items)} {name} only in {'Redis' if side == 'redis' else 'PostgreSQL'}: {sample(items)}")
