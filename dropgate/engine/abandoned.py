@@ -19,6 +19,7 @@ from collections.abc import Collection
 from typing import Any
 
 from dropgate.engine.keys import TenantKeys
+from dropgate.engine.redisclient import scan_pages
 from dropgate.engine.scripts import Scripts
 from dropgate.ids import text
 from dropgate.specs.coderecord import parse_record
@@ -38,15 +39,12 @@ async def marked_records(redis: Any, tk: TenantKeys, campaign_id: str,
     out: dict[tuple[int, str], list[str]] = defaultdict(list)
     if not numbers:
         return out
-    cursor = 0
-    while True:
-        cursor, page = await redis.hscan(tk.codes_records(campaign_id), cursor, count=HSCAN_COUNT)
+    async for page in scan_pages(redis.hscan, tk.codes_records(campaign_id), count=HSCAN_COUNT):
         for code, packed in page.items():
             rec = parse_record(text(packed))
             if rec.status == "available" and rec.upload in numbers:
                 out[(rec.upload, rec.type)].append(text(code))
-        if cursor == 0:
-            return out
+    return out
 
 
 async def abandoned(redis: Any, tk: TenantKeys, campaign_id: str, pending: dict[int, str],

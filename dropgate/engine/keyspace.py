@@ -20,7 +20,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from dropgate.engine.keys import Keys
-from dropgate.engine.redisclient import delete_keys, primaries
+from dropgate.engine.redisclient import delete_keys, primaries, scan_pages
 from dropgate.ids import text
 
 
@@ -115,9 +115,5 @@ def _of_tenant(parts: tuple[str, ...], tenant_id: str) -> bool:
 async def _scan(redis: Redis, pattern: str, count: int) -> AsyncIterator[list[bytes | str]]:
     """SCAN every master (one on a single server, each master of a cluster in turn)."""
     for node in await primaries(redis):
-        cursor = 0
-        while True:
-            cursor, batch = await node.scan(cursor, match=pattern, count=count)
+        async for batch in scan_pages(node.scan, count=count, match=pattern):
             yield batch
-            if cursor == 0:
-                break

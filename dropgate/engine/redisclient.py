@@ -21,7 +21,7 @@ the client refreshes its slot map before the next command.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -283,11 +283,16 @@ async def eviction_policies(redis: Redis) -> list[str | None]:
     return out
 
 
-async def scan_keys(redis: Redis, match: str, *, count: int = 1000) -> AsyncIterator[bytes]:
-    """SCAN over the whole keyspace: every master of a cluster in turn."""
-    for node in await primaries(redis):
-        async for key in node.scan_iter(match=match, count=count):
-            yield key
+async def scan_pages(scan: Callable[..., Awaitable[Any]], *key: str, count: int,
+                     **options: Any) -> AsyncIterator[Any]:
+    """Each page of one cursor walk, as Redis answers it: ``SCAN`` (``node.scan``), or
+    ``SSCAN`` / ``HSCAN`` of ``key`` (``redis.hscan``): batches, not one item at a time."""
+    cursor = 0
+    while True:
+        cursor, page = await scan(*key, cursor, count=count, **options)
+        yield page
+        if cursor == 0:
+            return
 
 
 async def delete_keys(redis: Redis, keys: list[bytes]) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from dropgate.engine.redisclient import scan_pages
 from dropgate.ids import text
 
 HASH_BITS = 60
@@ -248,13 +249,9 @@ async def set_members(redis: Redis, keys: Sequence[tuple[str, str]], *,
                 replies = await pipe.execute()
             yield [tag + text(m) for (_, tag), items in zip(small, replies, strict=True) for m in items]
         for key, tag in large:
-            cursor = 0
-            while True:
-                cursor, items = await redis.sscan(key, cursor, count=sscan_count)
+            async for items in scan_pages(redis.sscan, key, count=sscan_count):
                 if items:
                     yield [tag + text(m) for m in items]
-                if cursor == 0:
-                    break
 
 
 async def hashes(redis: Redis, keys: Sequence[str]) -> AsyncIterator[list[tuple[str, dict[str, str]]]]:

@@ -45,6 +45,22 @@ async def log_lengths(redis: Redis, keys: Keys) -> list[int]:
         return [int(n) for n in await pipe.execute()]
 
 
+async def waiting_versions(redis: Redis, keys: Keys, partition: int) -> dict[str, int]:
+    """Entity -> the highest version among its events still in the partition's log (the
+    log holds exactly the events the persister has not committed: it trims after each
+    commit)."""
+    waiting: dict[str, int] = {}
+    start = "-"
+    while True:
+        entries: Any = await redis.xrange(keys.log(partition), min=start, count=10_000)
+        for _, fields in entries:
+            entity, version = text(fields.get(b"e", b"")), int(fields.get(b"v", b"0"))
+            waiting[entity] = max(waiting.get(entity, -1), version)
+        if len(entries) < 10_000:
+            return waiting
+        start = "(" + text(entries[-1][0])  # exclusive: after the last one read
+
+
 async def committed_offsets(db: Any) -> Offsets:
     """Each partition's committed offset, on a pool or a connection (a snapshot's)."""
     rows = await db.fetch("SELECT partition, last_ms, last_seq FROM dg_partition_offsets")

@@ -21,12 +21,10 @@ import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
-from dropgate.engine.events import parse_stream_id
 from dropgate.engine.keys import Keys
 from dropgate.engine.keyspace import KeyIndex, Progress
 from dropgate.engine.scripts import Scripts
-from dropgate.ids import text
-from dropgate.persistence.watermark import committed_offsets
+from dropgate.persistence.watermark import committed_offsets, waiting_versions
 from dropgate.progressbar import ProgressBar
 from dropgate.settings import Settings
 
@@ -139,18 +137,13 @@ class ReconcileContext:
         self._offsets_now: dict[int, tuple[int, int]] | None = None
 
     # -- per round --------------------------------------------------------------------
-    def new_round(self) -> None:
-        """Forget the key index and the waiting events: the next compare reads afresh."""
-        self._index = None
-        self._pending.clear()
-        self._offsets_now = None
-
     async def begin_round(self) -> None:
         """Open this round's PostgreSQL snapshot (REPEATABLE READ, read only) BEFORE any
         Redis read: every PostgreSQL read of the round sees this one instant, with the
         committed offsets of that instant, and Redis, read afterwards, can only be ahead
         of it (or drifted)."""
-        self.new_round()
+        self._index, self._offsets_now = None, None  # this round reads afresh
+        self._pending.clear()
         self._conn = await self.pool.acquire()
         self._tx = self._conn.transaction(isolation="repeatable_read", readonly=True)
         await self._tx.start()
@@ -179,26 +172,10 @@ class ReconcileContext:
         return self._index
 
     async def pending(self, partition: int) -> dict[str, int]:
-        """Entity -> the highest version among its events still in the partition's log.
-
-        The log holds exactly the events the persister has not committed yet (it trims
-        after each commit). Read it after the PostgreSQL side of a comparison, so an
-        event is either committed in what was read, or still here."""
+        """The partition's ``waiting_versions``, read once a round and after the PostgreSQL
+        side of a comparison: an event is either committed in what was read, or still here."""
         if partition not in self._pending:
-            waiting: dict[str, int] = {}
-            start = "-"
-            while True:
-                entries: Any = await self.redis.xrange(self.keys.log(partition), min=start, count=10_000)
-                for _, fields in entries:
-                    entity = text(fields.get(b"e", b""))
-                    version = int(fields.get(b"v", b"0"))
-                    if waiting.get(entity, -1) < version:
-                        waiting[entity] = version
-                if len(entries) < 10_000:
-                    break
-                ms, seq = parse_stream_id(text(entries[-1][0]))
-                start = f"{ms}-{seq + 1}"
-            self._pending[partition] = waiting
+            self._pending[partition] = await waiting_versions(self.redis, self.keys, partition)
         return self._pending[partition]
 
     async def unsettled(self, entity: str, partition: int, postgres_version: int | None) -> bool:

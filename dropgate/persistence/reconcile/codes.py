@@ -24,6 +24,7 @@ from typing import Any
 
 from dropgate.engine.abandoned import abandoned, discard_abandoned, live_counts, pending_uploads
 from dropgate.engine.keys import Keys
+from dropgate.engine.redisclient import scan_pages
 from dropgate.engine.scripts import decode_result
 from dropgate.ids import text
 from dropgate.persistence.appliers.codes import discard_uploads
@@ -35,7 +36,7 @@ from dropgate.persistence.reconcile.base import (
     Scope,
 )
 from dropgate.persistence.reconcile.generic import SpecReconciler
-from dropgate.persistence.reconcile.repair import stage
+from dropgate.persistence.reconcile.repair import PER_CALL, stage
 from dropgate.persistence.reconcile.sql import and_where, scope_sql
 from dropgate.persistence.reconcile.util import chunks, only_in, sample, to_int
 from dropgate.persistence.setdiff import SEP, SqlSide, StreamSide, decode, diff_sets, encode, sql_member
@@ -46,7 +47,6 @@ from dropgate.specs.entities import CODES
 
 DOMAIN = CODES.domain
 KIND = CODES.kind
-PER_CALL = 5_000
 HSCAN_COUNT = 5_000
 entity_of = CODES.entity
 
@@ -83,20 +83,14 @@ class CodesReconciler(SpecReconciler):
                 before = to_int(await rc.redis.hget(tk.codes_meta(c), "version"))
                 tally: Counter[bytes] = Counter()
                 tag = encode(t, c, "")
-                cursor = 0
-                while True:
-                    reply: Any = await rc.redis.hscan(tk.codes_records(c), cursor, count=HSCAN_COUNT)
-                    cursor, page = reply
+                async for page in scan_pages(rc.redis.hscan, tk.codes_records(c), count=HSCAN_COUNT):
                     # members are the records as stored (``type|a``, ``type|r|rid|...``) less
                     # an upload mark (``#n``, Redis-only): PostgreSQL spells its rows the
                     # same way, so nothing else is parsed here
-                    batch = [tag + code.decode() + SEP + packed.partition(b"#")[0].decode()
-                             for code, packed in page.items()]
                     tally.update(map(_tally_key, page.values()))
-                    if batch:
-                        yield batch
-                    if cursor == 0:
-                        break
+                    if page:
+                        yield [tag + code.decode() + SEP + packed.partition(b"#")[0].decode()
+                               for code, packed in page.items()]
                 if first:
                     entity = entity_of(t, c)
                     versions[entity], drift = await self._redis_counters(rc, t, c, before, tally, uploads)
@@ -295,7 +289,6 @@ class CodesReconciler(SpecReconciler):
                        {SQL_MS.format('created_at')} AS created_ms, version
                   FROM campaigns {where} {and_where(where)} version > 0""",
             *args)
-        restored = 0
         async with rc.redis.pipeline(transaction=False) as pipe:
             for r in rows:
                 pairs: list[Any] = ["created_ms", r["created_ms"], "defversion", r["version"]]
@@ -307,9 +300,7 @@ class CodesReconciler(SpecReconciler):
                 key = rc.keys.tenant(r["tenant_id"]).codes_def(r["campaign_id"])
                 await rc.scripts.queue(pipe, "restore_hash", [key], [guard, "replace", "", *pairs])
             replies = await pipe.execute() if rows else []
-        for raw in replies:
-            restored += 1 if decode_result(raw).get("restored") is True else 0
-        return restored
+        return sum(1 for raw in replies if decode_result(raw).get("restored") is True)
 
     async def restore_kind(self, rc: ReconcileContext, spec: Entity, scope: Scope, *, guard: str) -> int:
         """Each campaign from one snapshot: records and per-type sets staged in chunks

@@ -1,11 +1,7 @@
-"""Recount, repair and restore of the generic reconciler, driven by the entity specs.
-
-Repair follows the policy of docs/reconcile.md: PostgreSQL counters := their rows;
-what Redis holds and PostgreSQL lacks is re-emitted into the log (the spec's resync
-script); what PostgreSQL holds and Redis lacks or holds differently is restored,
-guarded by the Redis version seen. Restore rebuilds an entity from one PostgreSQL
-snapshot: its collections are staged, then swapped in with its hash in one step.
-"""
+"""Recount, repair and restore of the generic reconciler, driven by the entity specs,
+by docs/reconcile.md's policy. Restore rebuilds an entity from one PostgreSQL snapshot:
+its collections are staged, then swapped in with its hash in one step (guarded by the
+Redis version seen)."""
 
 from __future__ import annotations
 
