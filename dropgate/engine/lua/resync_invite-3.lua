@@ -10,7 +10,7 @@
   ARGV[4] '1' to emit the definition too, '0' only the uses
   ARGV[5..] user ids (each must be in KEYS[3])
   Returns {"version": n, "uses": number of invite.redeemed emitted}
-  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING
+  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING (no room under the bound for all it would append)
   Writes nothing; appends invite.saved and invite.redeemed to KEYS[1].
 ]]
 --- @include "dg_error"
@@ -20,7 +20,8 @@
 --- @include "dg_hash_object"
 --- @include "dg_spec_payload"
 --- @spec "invite"
-local full = dg_backlog_full(KEYS[1], ARGV[1])
+-- room for every event appended: the definition (ARGV[4]) and one per member
+local full = dg_backlog_full(KEYS[1], ARGV[1], #ARGV - 4 + (ARGV[4] == '1' and 1 or 0))
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local s = dg_hash_object(KEYS[2])
 if s == nil or s.version == nil then return dg_error('NOT_FOUND', {code = ARGV[3]}) end

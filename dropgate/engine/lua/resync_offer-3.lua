@@ -10,7 +10,7 @@
   ARGV[4] '1' to emit the definition too, '0' only the purchases
   ARGV[5..] purchase ids (each in KEYS[3], of this offer)
   Returns {"version": n, "purchases": number of offer.purchase emitted}
-  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING
+  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING (no room under the bound for all it would append)
   Writes nothing; appends offer.saved and offer.purchase to KEYS[1].
 ]]
 --- @include "dg_error"
@@ -19,7 +19,8 @@
 --- @include "dg_hash_object"
 --- @include "dg_spec_payload"
 --- @spec "offer"
-local full = dg_backlog_full(KEYS[1], ARGV[1])
+-- room for every event appended: the definition (ARGV[4]) and one per member
+local full = dg_backlog_full(KEYS[1], ARGV[1], #ARGV - 4 + (ARGV[4] == '1' and 1 or 0))
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local o = dg_hash_object(KEYS[2])
 if o == nil or o.version == nil then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end

@@ -12,7 +12,7 @@
   ARGV[4] '1' to emit the definition too, '0' only the uses
   ARGV[5..] use ids (each must be in KEYS[3])
   Returns {"version": n, "uses": number of promo.redeemed emitted}
-  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING
+  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING (no room under the bound for all it would append)
   Writes nothing; appends promo.saved and promo.redeemed to KEYS[1].
 ]]
 --- @include "dg_error"
@@ -21,7 +21,8 @@
 --- @include "dg_hash_object"
 --- @include "dg_spec_payload"
 --- @spec "promo"
-local full = dg_backlog_full(KEYS[1], ARGV[1])
+-- room for every event appended: the definition (ARGV[4]) and one per member
+local full = dg_backlog_full(KEYS[1], ARGV[1], #ARGV - 4 + (ARGV[4] == '1' and 1 or 0))
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local s = redis.call('HMGET', KEYS[2], 'version', 'currency')
 if s[1] == false then return dg_error('NOT_FOUND', {code = ARGV[3]}) end

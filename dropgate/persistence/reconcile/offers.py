@@ -23,7 +23,7 @@ from dropgate.engine.keys import Keys
 from dropgate.ids import text
 from dropgate.persistence.reconcile.base import Drift, ReconcileContext, Scope
 from dropgate.persistence.reconcile.generic import Found, SpecReconciler
-from dropgate.persistence.reconcile.repair import stage
+from dropgate.persistence.reconcile.repair import reemit_chunk, stage
 from dropgate.persistence.reconcile.sql import parts_of, row_sql
 from dropgate.persistence.reconcile.util import chunks, sample, to_int
 from dropgate.persistence.setdiff import encode
@@ -135,7 +135,7 @@ class OfferReconciler(SpecReconciler):
         for t, o in sorted(reemit_defs | reemit_buys.keys()):
             tk = rc.keys.tenant(t)
             pids = sorted(reemit_buys.get((t, o), []))
-            for i, chunk in enumerate(chunks(pids, 2_000)):
+            for i, chunk in enumerate(chunks(pids, reemit_chunk(rc, 2_000))):
                 await rc.scripts.call(OFFER.resync[0], [tk.log, tk.offer(o), tk.purchases()],
                                       [rc.settings.max_backlog, t, o,
                                        "1" if (t, o) in reemit_defs and i == 0 else "0", *chunk])

@@ -21,6 +21,11 @@ PER_CALL = 5_000
 RESTORE_BATCH = 200
 
 
+def reemit_chunk(rc: ReconcileContext, most: int = PER_CALL) -> int:
+    """Members per resync call: a call needs room under the backlog bound for all it appends."""
+    return max(1, min(most, rc.settings.max_backlog // 4))
+
+
 class SpecBase:
     """Keys, recount, repair and restore of the kinds of ``specs`` (one domain)."""
 
@@ -109,7 +114,7 @@ class SpecBase:
             raw = await (rc.redis.smembers(collection) if spec.members[0].redis == "set"
                          else rc.redis.hkeys(collection))
             members = sorted(text(m) for m in raw)
-        for i, chunk in enumerate(chunks(members, PER_CALL)):
+        for i, chunk in enumerate(chunks(members, reemit_chunk(rc))):
             await rc.scripts.call(spec.resync[0], [*keys, collection],
                                   [*args, "1" if definition and i == 0 else "0", *chunk])
         what = ("definition and " if definition else "") + f"{len(members)} {spec.members[0].name}"
