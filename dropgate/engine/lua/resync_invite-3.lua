@@ -10,7 +10,8 @@
   ARGV[4] '1' to emit the definition too, '0' only the uses
   ARGV[5..] user ids (each must be in KEYS[3])
   Returns {"version": n, "uses": number of invite.redeemed emitted}
-  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING (no room under the bound for all it would append)
+  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING
+  (PERSISTENCE_LAGGING: no room under the bound for every event it would append.)
   Writes nothing; appends invite.saved and invite.redeemed to KEYS[1].
 ]]
 --- @include "dg_error"

@@ -10,7 +10,8 @@
   ARGV[4] '1' to emit the definition too, '0' only the purchases
   ARGV[5..] purchase ids (each in KEYS[3], of this offer)
   Returns {"version": n, "purchases": number of offer.purchase emitted}
-  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING (no room under the bound for all it would append)
+  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING
+  (PERSISTENCE_LAGGING: no room under the bound for every event it would append.)
   Writes nothing; appends offer.saved and offer.purchase to KEYS[1].
 ]]
 --- @include "dg_error"

@@ -12,7 +12,8 @@
   ARGV[4] '1' to emit the definition too, '0' only the uses
   ARGV[5..] use ids (each must be in KEYS[3])
   Returns {"version": n, "uses": number of promo.redeemed emitted}
-  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING (no room under the bound for all it would append)
+  Errors: NOT_FOUND, CONFLICT, PERSISTENCE_LAGGING
+  (PERSISTENCE_LAGGING: no room under the bound for every event it would append.)
   Writes nothing; appends promo.saved and promo.redeemed to KEYS[1].
 ]]
 --- @include "dg_error"
