@@ -150,8 +150,7 @@ async def server_process(settings: Settings, *extra_args: str) -> AsyncIterator[
                 await asyncio.sleep(0.1)
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        stop_process(proc, timeout_s=60)
 
 
 @dataclass

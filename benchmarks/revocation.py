@@ -69,9 +69,9 @@ from benchmarks.revisions import (
     ensure_wrk,
     lua_script,
     measure,
-    prepare,
     report,
-    start,
+    start_noop,
+    start_prepared,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,15 +113,11 @@ async def run_switched(args: argparse.Namespace, s: Stores, tmp: Path) -> tuple[
         settings = await stack.enter_async_context(private_settings(s))
         env = settings_env(settings) | {"DROPGATE_TENANT_CONCURRENCY": str(revisions.TENANT_CONCURRENCY)}
         argv = [sys.executable, "-m", "benchmarks.revocation", "--switched", "serve", "--host", "127.0.0.1"]
-        server = await start("after", argv, env, ROOT, tmp / "switched.log")
-        stack.callback(server.stop)
-        assert settings.admin_key is not None
-        await prepare(server, settings.admin_key, args.paths, args.codes)
+        server = await start_prepared(stack, "after", argv, env, ROOT, tmp / "switched.log", settings.admin_key,
+                                      args)
         before = dataclasses.replace(server, name="before", windows={})
         pairs = [before, server]
-        noop = await start("noop", [sys.executable, "-m", "benchmarks.revisions", "--noop"],
-                           dict(os.environ), ROOT, tmp / "noop.log")
-        stack.callback(noop.stop)
+        noop = await start_noop(stack, tmp)
         plain_wrk = revisions.wrk
         redis = Redis.from_url(s.redis_url)
         stack.push_async_callback(redis.aclose)
@@ -166,14 +162,9 @@ async def run(args: argparse.Namespace, s: Stores, tmp: Path) -> tuple[list[Serv
             settings = await stack.enter_async_context(private_settings(s))
             env = settings_env(settings) | {"DROPGATE_TENANT_CONCURRENCY": str(revisions.TENANT_CONCURRENCY)}
             argv = [sys.executable, *module, "serve", "--host", "127.0.0.1"]
-            server = await start(label, argv, env, ROOT, tmp / f"{label}.log")
-            stack.callback(server.stop)
-            assert settings.admin_key is not None
-            await prepare(server, settings.admin_key, args.paths, args.codes)
-            pairs.append(server)
-        noop = await start("noop", [sys.executable, "-m", "benchmarks.revisions", "--noop"],
-                           dict(os.environ), ROOT, tmp / "noop.log")
-        stack.callback(noop.stop)
+            pairs.append(await start_prepared(stack, label, argv, env, ROOT, tmp / f"{label}.log",
+                                              settings.admin_key, args))
+        noop = await start_noop(stack, tmp)
         await measure(args, pairs, noop, tmp)
     return pairs, noop
 
