@@ -24,7 +24,7 @@ last poll ran before C - lease, so its view went stale locally before C - lease/
 it reads per request; a record claiming the version means the process applied it
 before sending that poll, and views only grow.
 Script <-> method: ``apikey_poll-2.lua`` <-> ``poll``, ``apikey_revoke_wait-1.lua``
-<-> ``revoke_wait``, ``apikey_revocations_floor-1.lua`` <-> ``revocations_floor``.
+<-> ``revoke_wait``, ``apikey_revocations_floor-2.lua`` <-> ``revocations_floor``.
 
 Stopping: ``close`` ends the poller and the batch reader and nothing starts them again
 (``view`` answers None and ``read`` reads directly once closed). The background loops do
@@ -57,8 +57,11 @@ async def revocations_floor(scripts: Scripts, keys: Keys) -> list[int]:
     """Every partition's revocation version lifted to Redis's clock in ms. A lost Redis
     restarts the versions at 0 while serving processes still hold answers cached under
     the old ones, and a hit is trusted while its version is >= the current one: a key
-    revoked after the restore would be served from such a cache. Returns the versions."""
-    return [await scripts.call("apikey_revocations_floor", [keys.api_key_revocations(p)], [], type=int)
+    revoked after the restore would be served from such a cache. The processes' poll
+    records were lost too: a `restore` record makes revokes wait a lease for them.
+    Returns the versions."""
+    return [await scripts.call("apikey_revocations_floor", [keys.api_key_revocations(p), keys.api_key_pollers(p)],
+                               [], type=int)
             for p in range(keys.partitions)]
 
 

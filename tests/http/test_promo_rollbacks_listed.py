@@ -4,6 +4,8 @@ live uses."""
 
 from __future__ import annotations
 
+import asyncio
+
 from dropgate.engine.events import Event, PromoUseRolledBack
 from dropgate.persistence.appliers.promos import promo_use_rolled_back
 from dropgate.persistence.persister import Persister
@@ -17,6 +19,7 @@ async def _redeem(api: Api, customer: str, amount: str) -> str:
     status, use = await api.call("POST", "/v1/promos/RB/redeem",
                                  json={"customer_id": customer, "base_amount": amount})
     assert status == 201, use
+    await asyncio.sleep(0.002)  # each use its own millisecond: the list orders by time, then by id
     return str(use["use_id"])
 
 

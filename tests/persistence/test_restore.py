@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from dropgate.embedded import redis_server_binary
 from dropgate.engine.keys import Keys
 from dropgate.engine.keyspace import delete_prefix
+from dropgate.engine.revocations import revocations_floor
 from dropgate.engine.scripts import Scripts
 from dropgate.errors import AlreadyUsed, Conflict, Exhausted
 from dropgate.persistence.persister import Persister
@@ -176,6 +177,26 @@ async def test_one_tenant_is_restored_beside_the_others(runtime: Runtime, persis
     with pytest.raises(KeyspaceNotEmpty):
         await restore(runtime, tenant_id="t2")  # now its keys exist again
     assert (await reconcile(runtime, wait_s=0)).exit_code == 0
+
+
+async def test_after_a_restore_a_revoke_waits_a_lease_for_the_processes_whose_records_were_lost(
+        runtime: Runtime) -> None:
+    """A process that kept running through the loss of Redis has no poll record until its
+    next poll, yet may trust its view until then: the floor leaves a ``restore`` record,
+    behind every version, that revoke waits for until it is older than the lease (when
+    every such process has polled again or reads per request). Without it a revoke right
+    after a restore returned at once and the embedded-store suite saw a revoked key served."""
+    lease = runtime.settings.revocation_lease_ms
+    await revocations_floor(runtime.scripts, runtime.keys)
+    for p in range(runtime.keys.partitions):
+        pollers = runtime.keys.api_key_pollers(p)
+        version, at, own = (await runtime.redis.hget(pollers, "restore")).split()
+        assert (int(version), int(own)) == (-1, 0)
+        assert await runtime.scripts.call("apikey_revoke_wait", [pollers], [2**53, lease], type=int) == 1
+        # a lease later it no longer holds revokes, and goes
+        await runtime.redis.hset(pollers, "restore", f"-1 {int(at) - lease - 1} 0")
+        assert await runtime.scripts.call("apikey_revoke_wait", [pollers], [2**53, lease], type=int) == 0
+        assert not await runtime.redis.hexists(pollers, "restore")
 
 
 async def test_a_key_revoked_after_a_restore_is_refused_by_a_server_that_kept_running(
