@@ -248,7 +248,7 @@ class Persister:
 
     async def lag(self) -> dict[int, int]:
         """Unpersisted events per partition (the stream keeps only those)."""
-        self.stats.lag = dict(enumerate(await log_lengths(self._redis, self._keys)))
+        self.stats.lag = await log_lengths(self._redis, self._keys)
         return self.stats.lag
 
     # -- one iteration -----------------------------------------------------------------

@@ -37,12 +37,13 @@ async def log_heads(redis: Redis, keys: Keys, partitions: Iterable[int] | None =
     return {p: parse_stream_id(text(entries[0][0])) for p, entries in zip(parts, replies, strict=True) if entries}
 
 
-async def log_lengths(redis: Redis, keys: Keys) -> list[int]:
-    """Unpersisted events per partition (a log keeps only those)."""
+async def log_lengths(redis: Redis, keys: Keys, partitions: Iterable[int] | None = None) -> dict[int, int]:
+    """Unpersisted events per partition (a log keeps only those; every partition by default)."""
+    parts = list(range(keys.partitions) if partitions is None else partitions)
     async with redis.pipeline(transaction=False) as pipe:
-        for p in range(keys.partitions):
+        for p in parts:
             pipe.xlen(keys.log(p))
-        return [int(n) for n in await pipe.execute()]
+        return {p: int(n) for p, n in zip(parts, await pipe.execute(), strict=True)}
 
 
 async def waiting_versions(redis: Redis, keys: Keys, partition: int) -> dict[str, int]:
@@ -80,7 +81,7 @@ async def wait_committed(redis: Redis, pool: Any, keys: Keys, heads: Offsets, *,
         offsets = await committed_offsets(pool)
         heads = {p: head for p, head in heads.items() if offsets.get(p, (0, 0)) < head}
         if heads:  # a trimmed log was committed (or lost): nothing of it to wait for
-            lengths = await log_lengths(redis, keys)
+            lengths = await log_lengths(redis, keys, heads)  # only the partitions still waited for
             heads = {p: head for p, head in heads.items() if lengths[p]}
         now = time.monotonic()
         if offsets != last:

@@ -147,11 +147,11 @@ class CodesReconciler(SpecReconciler):
         # it, and the next upload would take a number in use (never in flight: PostgreSQL
         # learns numbers from Redis); no pool in Redis is a drift of its codes already
         for entity, number in sorted(pg_uploads.items()):
-            if versions.get(entity) is not None and uploads.get(entity, 0) < number:
+            have = uploads.get(entity, 0)
+            if versions.get(entity) is not None and have < number:
                 out.drifts.append(Drift(domain=DOMAIN, entity=entity, field="uploads", problem="redis_behind",
-                                        redis=uploads.get(entity, 0), postgres=number, redis_version=versions[entity],
-                                        detail=f"upload counter: Redis {uploads.get(entity, 0)}, PostgreSQL records"
-                                               f" upload {number}"))
+                                        redis=have, postgres=number, redis_version=versions[entity],
+                                        detail=f"upload counter: Redis {have}, PostgreSQL records upload {number}"))
         out.counts.append(KindCount(
             domain=DOMAIN, kind=KIND, checked=len(set(versions) | set(pg_versions)),
             members=max(diff.redis_count, diff.postgres_count),

@@ -56,7 +56,7 @@ async def restore(stores: Stores, *, force: bool = False, tenant_id: str | None 
     index = await KeyIndex.scan(rc.redis, rc.keys, tenant_id=tenant_id)
     state_keys = sum(1 for _, parts in index.domain_parts()
                      if is_state(parts) and (tenant_id is None or parts[0] in ("t", "tenant")))
-    backlog = sum(await log_lengths(rc.redis, rc.keys))
+    backlog = sum((await log_lengths(rc.redis, rc.keys)).values())
     # One tenant's restore (its keys lost) runs beside other tenants' traffic: only its own
     # keys must be absent. A whole restore refuses unpersisted events too.
     if (state_keys or (backlog and tenant_id is None)) and not force:

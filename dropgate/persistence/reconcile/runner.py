@@ -221,7 +221,7 @@ async def _unknown_tenant(stores: Stores, tenant_id: str) -> str | None:
 
 
 async def _pipeline_health(rc: ReconcileContext, tenant_id: str | None) -> tuple[int, int, list[DeadLetter]]:
-    backlog = sum(await log_lengths(rc.redis, rc.keys))
+    backlog = sum((await log_lengths(rc.redis, rc.keys)).values())
     where, args = ("WHERE split_part(entity, ':', 2) = $1", [tenant_id]) if tenant_id else ("", [])
     dead = int(await rc.pool.fetchval(f"SELECT count(*) FROM dg_dead_letters {where}", *args))
     rows = await rc.pool.fetch(
