@@ -28,8 +28,11 @@ after it). Reported per worker count: B's p50/p99 alone and under the flood (med
 the rounds), the median of the per-round ratios "B p99 under flood / B p99 alone"
 (the target: <= 3; a round in which B got no answer at all is left out, and said
 so), B's statuses (every one must be 2xx), A's answers per second and status counts
-in the same seconds, and the cores the server's processes used during B's window
-under the flood (``/proc/<pid>/stat``, the first process and its workers).
+in the same seconds, the cores the server's processes used during B's window
+under the flood (``/proc/<pid>/stat``, the first process and its workers), and for
+both of B's windows the time those processes were runnable but waiting for a core
+(``schedstat``, ms per second) and the machine's idle share (``/proc/stat``): what
+separates a wait in the process's loop, which admission bounds, from a wait for a core.
 
 ``--compare-env`` adds, per worker count, a second server with that environment (e.g.
 ``DROPGATE_TENANT_ADMISSION_CONTENDED=64``: the bound before it shrank under
@@ -51,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,18 +127,58 @@ class Rounds:
     under: list[Window] = field(default_factory=list)
     flood: list[Window] = field(default_factory=list)
     cores: list[float] = field(default_factory=list)  # the server's processes' CPU during B's flood window
+    # ms per second of B's window that the server's threads were runnable but not running
+    # (waiting for a core), and the machine's idle share: alone, then under the flood
+    waits: list[tuple[float, float]] = field(default_factory=list)
+    idles: list[tuple[float, float]] = field(default_factory=list)
 
 
-def server_cpu_s(pid: int) -> float:
-    """CPU seconds of a server: its first process and the workers it started (Linux /proc)."""
+def server_pids(pid: int) -> list[int]:
+    """A server's first process and the workers it started (Linux /proc)."""
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return pids
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds of a server: its first process and the workers it started."""
     total = 0.0
-    for p in pids:
+    for p in server_pids(pid):
         with contextlib.suppress(OSError):
             total += cpu_s(p)
     return total
+
+
+def run_queue_wait_s(pid: int) -> float:
+    """Seconds the server's threads have spent runnable but waiting for a core
+    (``/proc/<pid>/task/<tid>/schedstat``, second field): why a request can wait with its
+    process's loop idle, which no admission inside the process can shorten."""
+    total = 0
+    for p in server_pids(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9
+
+
+def machine_idle_s() -> tuple[float, float]:
+    """(idle + iowait seconds of every core, wall seconds), from /proc/stat and the clock."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK"), time.monotonic()
+
+
+@contextlib.asynccontextmanager
+async def sched_window(pid: int) -> AsyncIterator[dict[str, float]]:
+    """Yields a dict filled on exit: the server's run-queue wait in ms per second and the
+    machine's idle share of its cores over the window."""
+    out: dict[str, float] = {}
+    wait0, (idle0, t0) = run_queue_wait_s(pid), machine_idle_s()
+    yield out
+    wait1, (idle1, t1) = run_queue_wait_s(pid), machine_idle_s()
+    out["wait_ms_per_s"] = (wait1 - wait0) * 1000 / (t1 - t0)
+    out["idle"] = (idle1 - idle0) / ((t1 - t0) * (os.cpu_count() or 1))
 
 
 async def wrk(url: str, script: Path, tenant: Tenant, tag: str, connections: int, seconds: int,
@@ -200,15 +244,19 @@ async def one_round(args: argparse.Namespace, v: Variant, rnd: int, script: Path
     assert server is not None
     await upload(server, flooding, args.codes, rnd + 1)
     await settle([server])
-    alone = await wrk(server.url, script, quiet, f"b{rnd}x", args.quiet_connections, args.seconds,
-                      args.quiet_delay_ms, False)
+    async with sched_window(server.proc.pid) as s_alone:
+        alone = await wrk(server.url, script, quiet, f"b{rnd}x", args.quiet_connections, args.seconds,
+                          args.quiet_delay_ms, False)
     flood_task = asyncio.create_task(wrk(server.url, script, flooding, f"a{rnd}", args.flood_connections,
                                          args.seconds + 2, 0, True))
     await asyncio.sleep(1.0)
     cpu_before, started = server_cpu_s(server.proc.pid), time.monotonic()
-    under = await wrk(server.url, script, quiet, f"b{rnd}y", args.quiet_connections, args.seconds,
-                      args.quiet_delay_ms, False)
+    async with sched_window(server.proc.pid) as s_under:
+        under = await wrk(server.url, script, quiet, f"b{rnd}y", args.quiet_connections, args.seconds,
+                          args.quiet_delay_ms, False)
     cores = (server_cpu_s(server.proc.pid) - cpu_before) / (time.monotonic() - started)
+    v.rounds.waits.append((s_alone["wait_ms_per_s"], s_under["wait_ms_per_s"]))
+    v.rounds.idles.append((s_alone["idle"], s_under["idle"]))
     flood = await flood_task
     v.rounds.alone.append(alone)
     v.rounds.under.append(under)
@@ -218,6 +266,8 @@ async def one_round(args: argparse.Namespace, v: Variant, rnd: int, script: Path
           f"({alone.per_s:,.0f}/s); under flood p50 {under.p50_ms:.1f} p99 {under.p99_ms:.1f} ms "
           f"({under.per_s:,.0f}/s); ratio p99 {under.p99_ms / alone.p99_ms:.2f}; A {flood.per_s:,.0f}/s "
           f"{flood.statuses}{' errors ' + str(flood.errors) if flood.errors else ''}; server {cores:.2f} cores"
+          f"; run-queue wait {s_alone['wait_ms_per_s']:.0f} -> {s_under['wait_ms_per_s']:.0f} ms/s"
+          f", machine idle {s_alone['idle']:.0%} -> {s_under['idle']:.0%}"
           f"{'' if alone.clean and under.clean else f'  B NOT CLEAN {alone.statuses} {under.statuses}'}"
           f"  load {os.getloadavg()[0]:.2f}", flush=True)
 
@@ -247,8 +297,9 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> bool:
           f"{args.quiet_delay_ms} ms between requests; A: wrk -c{args.flood_connections} non-stop; "
           "medians of the rounds (ms), ratio = median of the per-round p99 ratios (range):\n")
     print("| server | B alone p50 / p99 | B under flood p50 / p99 | B p99 flood / alone | B p50 flood / alone "
-          "| A answers/s | server cores under flood | A statuses (all rounds) | B all 2xx |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| A answers/s | server cores under flood | server run-queue wait alone / flood (ms/s) "
+          "| machine idle alone / flood | A statuses (all rounds) | B all 2xx |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     clean = True
     for v in variants:
         r = v.rounds
@@ -270,7 +321,10 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> bool:
         print(f"| {v.name} | {med(w.p50_ms for w in r.alone):.1f} / {med(w.p99_ms for w in r.alone):.1f} "
               f"| {med(w.p50_ms for w in r.under):.1f} / {med(w.p99_ms for w in r.under):.1f} "
               f"| **{med(ratios):.2f}** ({min(ratios):.2f}-{max(ratios):.2f}) | {med(ratios50):.2f} "
-              f"| {med(w.per_s for w in r.flood):,.0f} | {med(r.cores):.2f} | {dict(sorted(statuses.items()))} "
+              f"| {med(w.per_s for w in r.flood):,.0f} | {med(r.cores):.2f} "
+              f"| {med(a for a, _ in r.waits):.0f} / {med(u for _, u in r.waits):.0f} "
+              f"| {med(a for a, _ in r.idles):.0%} / {med(u for _, u in r.idles):.0%} "
+              f"| {dict(sorted(statuses.items()))} "
               f"| {'yes' if b_clean else 'NO'}{'' if len(valid) == len(r.alone) else left_out} |")
     return clean
 
