@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import statistics
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,20 +29,23 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from benchmarks.common import stores
-from dropgate.engine.scripts import LUA_DIR, _expand
+from dropgate.engine.keys import Keys
+from dropgate.engine.scripts import load_sources, sources
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = "codes_commit-5.lua"
 
 
 def script_of(revision: str) -> str:
-    """The commit script of a git revision, or of this tree (``WORKTREE``), includes expanded."""
+    """The commit script of a git revision, or of this tree (``WORKTREE``), includes expanded
+    (a revision's file is read by the same loader, its ``lib/`` includes from this tree)."""
     if revision == "WORKTREE":
-        raw = (LUA_DIR / SCRIPT).read_text()
-    else:
-        raw = subprocess.run(["git", "show", f"{revision}:dropgate/engine/lua/{SCRIPT}"], cwd=ROOT,
-                             check=True, capture_output=True, text=True).stdout
-    return _expand(raw, set())
+        return sources()["codes_commit"].text
+    raw = subprocess.run(["git", "show", f"{revision}:dropgate/engine/lua/{SCRIPT}"], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / SCRIPT).write_text(raw)
+        return load_sources(Path(folder))["codes_commit"].text
 
 
 async def fill(redis: Redis, key: str, n: int, tag: str) -> None:
@@ -54,10 +58,9 @@ async def fill(redis: Redis, key: str, n: int, tag: str) -> None:
 
 async def one(redis: Redis, sha: str, pooled: int, uploaded: int) -> float:
     """Seconds one commit of UPLOAD staged codes into a pool of POOL held Redis."""
-    prefix = f"bcc{uuid.uuid4().hex[:10]}:{{p0}}"
-    log, meta = f"{prefix}:log", f"{prefix}:t:bench:codes:c:meta"
-    available, staged = f"{prefix}:t:bench:codes:c:type:tm:available", f"{prefix}:t:bench:codes:c:upload:u:staged:tm"
-    seen = f"{prefix}:t:bench:codes:c:upload:u"
+    tk = Keys(f"bcc{uuid.uuid4().hex[:10]}", 1).tenant("bench")
+    log, meta, available = tk.log, tk.codes_meta("c"), tk.codes_available("c", "tm")
+    staged, seen = tk.codes_staged("c", "u", "tm"), tk.codes_upload("c", "u")
     try:
         await fill(redis, available, pooled, "P")
         await fill(redis, staged, uploaded, "U")
@@ -75,11 +78,12 @@ async def one(redis: Redis, sha: str, pooled: int, uploaded: int) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    redis = Redis.from_url(stores().redis_url)
+    redis_url = stores().redis_url
+    redis = Redis.from_url(redis_url)
     revisions = {args.before: script_of(args.before), "this tree": script_of("WORKTREE")}
     shas = {name: await redis.script_load(text) for name, text in revisions.items()}
     cases = [tuple(int(x) for x in c.split(":")) for c in args.cases.split(",")]
-    print(f"codes_commit: {args.before} against this tree; {args.runs} runs; Redis {stores().redis_url}")
+    print(f"codes_commit: {args.before} against this tree; {args.runs} runs; Redis {redis_url}")
     times: dict[tuple[str, int, int], list[float]] = {}
     for run in range(args.runs):
         for pooled, uploaded in cases:

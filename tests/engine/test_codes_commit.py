@@ -46,7 +46,7 @@ async def test_a_staged_upload_joins_the_pool_as_their_union(
     members = {text(m) for m in await runtime.redis.smembers(available)}
     assert members == set(before) | set(new)
     assert await runtime.redis.ttl(available) == -1  # a staged set's expiry never follows it
-    assert not [k async for k in runtime.redis.scan_iter(match=f"{tk.codes_meta(campaign)[:-4]}upload:*")]
+    assert not [k async for k in runtime.redis.scan_iter(match=f"{tk.base}:codes:{campaign}:upload:*")]  # staged, seen
     assert (await codes.count(tenant, campaign, "tm")).available == len(members)
 
     # every code is reservable exactly once, and PostgreSQL agrees
