@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from dropgate.embedded import EmbeddedStack, Endpoints
 from dropgate.engine.keyspace import delete_prefix
@@ -31,6 +31,7 @@ from dropgate.http.app import create_app
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
+from tests.support.apiserver import ApiServer
 from tests.support.redis_cluster import LocalCluster, local_cluster
 
 ADMIN_KEY = "test-admin-key-0123456789abcdef01234"
@@ -199,7 +200,7 @@ class Api:
 
 @pytest.fixture
 async def api(runtime: Runtime) -> AsyncIterator[Api]:
-    server = TestServer(create_app(runtime))
+    server = ApiServer(create_app(runtime))
     client = TestClient(server)
     await client.start_server()
     try:

@@ -7,18 +7,21 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
 from dropgate.http.admission import Admission, Board
-from dropgate.http.appkeys import ADMISSION, METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
+from dropgate.http.appkeys import ADMISSION, FRONT, METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
 from dropgate.http.connections import GuardedRunner, Limits
+from dropgate.http.hotpath import HotFront
 from dropgate.http.metrics import Metrics, multiprocess_dir
 from dropgate.http.middleware import api_middleware
 from dropgate.http.openapi import build_openapi
 from dropgate.http.routes import ROUTE_TABLES
 from dropgate.http.routing import add_routes
 from dropgate.runtime import Runtime
+from dropgate.settings import Settings
 
 
 async def _sync_metrics(app: web.Application) -> AsyncIterator[None]:
@@ -50,10 +53,19 @@ def create_app(runtime: Runtime, board: Board | None = None) -> web.Application:
     app[METRICS] = Metrics(runtime)
     if multiprocess_dir() is not None:
         app.cleanup_ctx.append(_sync_metrics)
-    specs = add_routes(app, ROUTE_TABLES)
+    routes = add_routes(app, ROUTE_TABLES)
+    specs = [spec for spec, _ in routes.values()]
     app[ROUTE_SPECS] = specs
     app[OPENAPI] = build_openapi(specs)
+    app[FRONT] = HotFront(routes, app._handle, app[METRICS]).handle
     return app
+
+
+def make_runner(app: web.Application, settings: Settings, **kwargs: Any) -> GuardedRunner:
+    """The runner every server of ``create_app`` goes through (``serving``, the tests'):
+    the hot routes' front (http/hotpath.py) before aiohttp's router, and the connection
+    guard (http/connections.py)."""
+    return GuardedRunner(app, limits=Limits.from_settings(settings), front=app[FRONT], **kwargs)
 
 
 # Young-generation threshold for a serving process. CPython's default (700) runs a
@@ -82,8 +94,8 @@ async def serving(runtime: Runtime, host: str, port: int, *, reuse_port: bool = 
     ``reuse_port``: other processes may listen on the same port (``--workers``), and
     ``board`` is their shared admission board."""
     settings = runtime.settings
-    runner = GuardedRunner(create_app(runtime, board), limits=Limits.from_settings(settings), access_log=None,
-                           handle_signals=False, keepalive_timeout=settings.http_idle_timeout_s)
+    runner = make_runner(create_app(runtime, board), settings, access_log=None,
+                         handle_signals=False, keepalive_timeout=settings.http_idle_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None,
                        backlog=settings.http_listen_backlog)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -17,3 +18,5 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 ROUTE_SPECS: web.AppKey[list[RouteSpec]] = web.AppKey("route_specs")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
+# the server's request handler: the hot routes' front, then the router (http/hotpath.py)
+FRONT: web.AppKey[Callable[[web.Request], Awaitable[web.StreamResponse]]] = web.AppKey("front")

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,9 +233,11 @@ class GuardedServer(Server):
         self._last_log = 0.0
 
     @classmethod
-    def replacing(cls, server: Server, limits: Limits) -> GuardedServer:
-        """The same server (handler, factory, protocol options) with the guard."""
-        return cls(server.request_handler, request_factory=server.request_factory,
+    def replacing(cls, server: Server, limits: Limits,
+                  front: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None) -> GuardedServer:
+        """The same server (handler, factory, protocol options) with the guard; ``front``
+        in place of its handler when given."""
+        return cls(front or server.request_handler, request_factory=server.request_factory,
                    handler_cancellation=server.handler_cancellation, loop=server._loop,
                    limits=limits, **server._kwargs)
 
@@ -320,11 +323,15 @@ class GuardedServer(Server):
 
 
 class GuardedRunner(web.AppRunner):
-    """``web.AppRunner`` serving through ``GuardedServer``."""
+    """``web.AppRunner`` serving through ``GuardedServer``; with ``front``, requests go
+    to it instead of the application's router (it falls back to the router itself)."""
 
-    def __init__(self, app: web.Application, *, limits: Limits, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, *, limits: Limits,
+                 front: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
         self._limits = limits
+        self._front = front
 
     async def _make_server(self) -> Server:
-        return GuardedServer.replacing(await super()._make_server(), self._limits)
+        return GuardedServer.replacing(await super()._make_server(), self._limits, self._front)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
 import redis.exceptions
@@ -29,6 +29,7 @@ from dropgate.errors import (
 )
 from dropgate.http.appkeys import METRICS
 from dropgate.http.connections import SERVER_NAME, ConnectionCut
+from dropgate.http.metrics import Metrics
 from dropgate.ids import random_hex
 from dropgate.models.common import error_body
 
@@ -100,52 +101,63 @@ def _from_http(exc: web.HTTPException) -> DropgateError:
 REQUEST_ID = web.RequestKey("dropgate_request_id", str)
 
 
-@web.middleware
-async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    started = time.perf_counter()
+def request_id_of(request: web.Request) -> str:
+    """The caller's X-Request-Id when it is one we can echo, else a new one."""
     sent_id = request.headers.get("X-Request-Id")
-    request_id = sent_id if sent_id and _REQUEST_ID_RE.match(sent_id) else random_hex(16)
-    request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
-    try:
-        response = await handler(request)
-    except DropgateError as exc:
-        response = error_response(exc, request_id)
-    except web.HTTPException as exc:
+    return sent_id if sent_id and _REQUEST_ID_RE.match(sent_id) else random_hex(16)
+
+
+def answer_for(request: web.Request, exc: Exception, request_id: str) -> web.StreamResponse:
+    """The answer to a request whose handler raised ``exc``: the error shape, a 499 for
+    a caller that left, or ``exc`` itself re-raised (a redirect, which aiohttp answers)."""
+    if isinstance(exc, DropgateError):
+        return error_response(exc, request_id)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:  # a redirect: aiohttp answers it, past this middleware
             exc.headers["Server"] = SERVER_NAME
-            raise
+            raise exc
         response = error_response(_from_http(exc), request_id)
         if exc.status == 405 and "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 must list them
             response.headers["Allow"] = exc.headers["Allow"]
-    except web.RequestPayloadError:  # a body that cannot be decoded (a bad Content-Encoding)
-        response = error_response(ValidationError(
+        return response
+    if isinstance(exc, web.RequestPayloadError):  # a body that cannot be decoded (a bad Content-Encoding)
+        return error_response(ValidationError(
             "The request body could not be read (its Content-Encoding or chunking is malformed).",
             details={"field": "body"}), request_id)
-    except _DISCONNECTED as exc:
+    if isinstance(exc, _DISCONNECTED):
         if isinstance(exc, ConnectionCut):  # the watchdog's doing (connections.py)
             log.info("%s %s: closed by this server before its request was read: %s (request %s)",
                      request.method, request.path, exc, request_id)
-            response = web.Response(status=499)
-        elif not _client_gone(request):
+            return web.Response(status=499)
+        if not _client_gone(request):
             log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
-            response = error_response(_unavailable(request), request_id)
-        else:  # nobody to answer: the metrics count it as nginx's 499
-            log.info("%s %s: the client disconnected before its request was read (request %s)",
-                     request.method, request.path, request_id)
-            response = web.Response(status=499)
-    except _UNAVAILABLE as exc:
+            return error_response(_unavailable(request), request_id)
+        # nobody to answer: the metrics count it as nginx's 499
+        log.info("%s %s: the client disconnected before its request was read (request %s)",
+                 request.method, request.path, request_id)
+        return web.Response(status=499)
+    if isinstance(exc, _UNAVAILABLE):
         log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
-        response = error_response(_unavailable(request), request_id)
-    except redis.exceptions.ResponseError as exc:
-        if "OOM command not allowed" not in str(exc):  # Redis 6 wraps a script's OOM
-            log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
-            response = error_response(Internal(f"Internal error (request {request_id})."), request_id)
-        else:
-            log.warning("%s %s: Redis is out of memory: %r", request.method, request.path, exc)
-            response = error_response(_unavailable(request, "Redis is out of memory."), request_id)
-    except Exception:
-        log.exception("%s %s failed (request %s)", request.method, request.path, request_id)
-        response = error_response(Internal(f"Internal error (request {request_id})."), request_id)
+        return error_response(_unavailable(request), request_id)
+    if isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc):
+        # Redis 6 wraps a script's OOM
+        log.warning("%s %s: Redis is out of memory: %r", request.method, request.path, exc)
+        return error_response(_unavailable(request, "Redis is out of memory."), request_id)
+    log.exception("%s %s failed (request %s)", request.method, request.path, request_id, exc_info=exc)
+    return error_response(Internal(f"Internal error (request {request_id})."), request_id)
+
+
+async def answer(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]],
+                 metrics: Metrics, route: str, params: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """Run ``handler`` (with the path's ``params`` when the hot path parsed them) and
+    give its answer, or its failure in the error shape, what every answer carries."""
+    started = time.perf_counter()
+    request_id = request_id_of(request)
+    request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
+    try:
+        response = await (handler(request) if params is None else handler(request, params))
+    except Exception as exc:
+        response = answer_for(request, exc, request_id)
     if not response.prepared:  # a streamed answer (a CSV export) has set its own headers
         # ``Server`` here, not in an ``on_response_prepare`` receiver: the signal is a
         # coroutine per answer on every request (BENCHMARKS.md, "Where each microsecond
@@ -153,8 +165,14 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         headers = response.headers
         headers["X-Request-Id"] = request_id
         headers["Server"] = SERVER_NAME
-    route = request.match_info.route.resource
-    name = route.canonical if route is not None else "unmatched"
-    request.app[METRICS].observe(name, request.method, response.status,
-                                 time.perf_counter() - started)
+    metrics.observe(route, request.method, response.status, time.perf_counter() - started)
     return response
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request the router matched (or refused): see ``answer``; the hot routes'
+    common case comes through http/hotpath.py instead, to ``answer`` directly."""
+    resource = request.match_info.route.resource
+    return await answer(request, handler, request.app[METRICS],
+                        resource.canonical if resource is not None else "unmatched")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -53,9 +53,10 @@ class Call(Generic[B]):
     principal: Principal | None
     tenant_id: str  # "" on routes that are not tenant-scoped
     runtime: Runtime
+    params: Mapping[str, str]  # the path's parameters (the router's match, or the hot path's)
 
     def path_id(self, name: str) -> str:
-        return check_id(self.request.match_info[name], name)
+        return check_id(self.params[name], name)
 
     def query_id(self, name: str, *, required: bool = False, check: Callable[[str, str], str] = check_id,
                  ) -> str | None:
@@ -185,16 +186,28 @@ class ApiRoutes:
         return self.route("DELETE", path, **kw)
 
 
-def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The aiohttp handler of one route: auth, decode, call, encode."""
+RouteHandler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
+    """The handler of one route: auth, decode, call, encode.
+
+    aiohttp's router calls it with the request alone (``params`` are then the router's
+    match); the hot path (http/hotpath.py) calls it with the path's parameters it parsed
+    itself, before any router or middleware. ``app`` is the application's own, not
+    ``request.app``, which only a router's match provides."""
 
     declared = frozenset(name for name, _, _ in spec.query)
     by_key = spec.replays_by_key and not spec.keys_in_handler
     streams_body = bool(spec.request_content) and any(
         "csv" in kind for kind in spec.request_content or {})  # bounded by the CSV limit itself
 
-    async def handle(request: web.Request) -> web.StreamResponse:
-        runtime = request.app[RUNTIME]
+    bound: list[Runtime] = []  # app[RUNTIME], looked up once: the app is frozen by then
+
+    async def handle(request: web.Request, params: Mapping[str, str] | None = None) -> web.StreamResponse:
+        if not bound:
+            bound.append(app[RUNTIME])
+        runtime = bound[0]
         declared_length = request.content_length
         if declared_length is not None:  # 413 now, not after waiting for a body never sent
             limit = (runtime.settings.csv_body_limit_bytes if streams_body
@@ -206,7 +219,7 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
         tenant_id = ""
         if spec.auth != "public":
             token = bearer_token(request)
-            principal = bootstrap_principal(token, runtime)
+            principal = runtime.api_keys.known(token) or bootstrap_principal(token, runtime)
             if principal is None:
                 principal = await look_up(token, runtime)
             if spec.auth == "admin":
@@ -237,7 +250,7 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
         slot: Slot | None = None
         parked: contextvars.Token[Callable[[], None] | None] | None = None
         if tenant_id:
-            admission = request.app[ADMISSION]
+            admission = app[ADMISSION]
             if not admission.try_enter(tenant_id):
                 await admission.enter(tenant_id)
             slot = Slot(admission, tenant_id)
@@ -255,7 +268,8 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
                     body = spec.decoder.decode(raw or b"{}")
                 except msgspec.MsgspecError as exc:
                     raise validation_error(exc) from None
-            call = Call(request, body, principal, tenant_id, runtime)
+            call = Call(request, body, principal, tenant_id, runtime,
+                        request.match_info if params is None else params)
             if by_key:
                 if "Idempotency-Key" not in request.headers:  # what ``replayed`` does without a key,
                     return web.Response(body=_encoder.encode(await spec.handler(call)),  # one layer less
@@ -282,10 +296,14 @@ def make_handler(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.Strea
     return handle
 
 
-def add_routes(app: web.Application, tables: Sequence[ApiRoutes]) -> list[RouteSpec]:
-    specs: list[RouteSpec] = []
+def add_routes(app: web.Application, tables: Sequence[ApiRoutes],
+               ) -> dict[tuple[str, str], tuple[RouteSpec, RouteHandler]]:
+    """Every route of ``tables`` on ``app``'s router; returns each (method, path)'s spec
+    and handler (the hot path serves some of them without the router)."""
+    routes: dict[tuple[str, str], tuple[RouteSpec, RouteHandler]] = {}
     for table in tables:
         for spec in table.specs:
-            app.router.add_route(spec.method, spec.path, make_handler(spec))
-            specs.append(spec)
-    return specs
+            handler = make_handler(spec, app)
+            app.router.add_route(spec.method, spec.path, handler)
+            routes[spec.method, spec.path] = (spec, handler)
+    return routes

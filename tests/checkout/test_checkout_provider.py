@@ -66,14 +66,15 @@ def test_other_commands_run_without_a_provider_and_it_refuses_payments(
 
 async def test_a_runtime_without_a_provider_sells_nothing(
         make_settings: Callable[..., Settings], isolated: str) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestClient
 
     from dropgate.http.app import create_app
     from dropgate.runtime import open_runtime
     from tests.conftest import Api
+    from tests.support.apiserver import ApiServer
 
     async with open_runtime(make_settings(payment_provider=None), run_persister=False) as rt:
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = Api(client=client, tenant_id="acme", service_key="")

@@ -217,14 +217,15 @@ async def test_rate_limit_burst_gets_429_with_retry_after_then_recovers(
 
 async def test_tenant_concurrency_cap(make_settings: Callable[..., Settings], isolated: str,
                                       fake_stripe: FakeStripe) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestClient
 
     from dropgate.http.app import create_app
     from dropgate.runtime import open_runtime
+    from tests.support.apiserver import ApiServer
 
     settings = stripe_settings(make_settings, fake_stripe, tenant_concurrency=3, stripe_timeout_s=1.0)
     async with open_runtime(settings, run_persister=False) as rt:
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = Api(client=client, tenant_id="acme", service_key="")

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from dropgate.engine.redisclient import RedisUrlError, cluster_seeds, is_cluster, primaries
 from dropgate.errors import Conflict
@@ -15,6 +15,7 @@ from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
+from tests.support.apiserver import ApiServer
 from tests.support.fake_stripe import FakeStripe
 from tests.support.offers import create_offer, fake_stripe, pg_offer, purchase, stripe_settings
 from tests.support.redis_cluster import LocalCluster
@@ -75,7 +76,7 @@ async def test_redis_wait_answers_after_a_replica_has_the_purchase(
     settings = stripe_settings(make_settings, fake_stripe, redis_wait=1, redis_wait_timeout_ms=2000,
                                stripe_timeout_s=10.0)
     async with open_runtime(settings, run_persister=False) as rt:
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = Api(client=client, tenant_id="acme", service_key="")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from dropgate.engine.events import InviteRedeemed, PromoRedeemed, parse_entry
 from dropgate.engine.promos import Redemption, _Ask
@@ -27,6 +27,7 @@ from dropgate.settings import Settings
 from tests.conftest import Api
 from tests.engine.test_promos_concurrency import assert_consistent, assert_postgres_matches, redis_side
 from tests.persistence.test_reconcile import _drained
+from tests.support.apiserver import ApiServer
 
 
 async def _events(runtime: Runtime, entity: str, etype: str) -> list[Any]:
@@ -185,7 +186,7 @@ async def test_route_refusals_before_the_script_still_spend_the_limit_first(
         isolated: str, make_settings: Callable[..., Settings]) -> None:
     async with open_runtime(make_settings(rate_limit_per_s=0.001, rate_limit_burst=2),
                             run_persister=False) as rt:
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = Api(client=client, tenant_id="acme", service_key="")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from dropgate.http.app import create_app
 from dropgate.runtime import open_runtime
 from dropgate.settings import Settings
 from tests.conftest import ADMIN_KEY
+from tests.support.apiserver import ApiServer
 
 
 async def test_out_of_memory_is_503_and_nothing_changes(
@@ -25,7 +26,7 @@ async def test_out_of_memory_is_503_and_nothing_changes(
             await filler.set(f"filler:{i}", b"x" * 100_000)
         await filler.config_set("maxmemory", "1mb")  # ... then lower the limit below what it holds
         await filler.aclose()
-        client = TestClient(TestServer(create_app(runtime)))
+        client = TestClient(ApiServer(create_app(runtime)))
         await client.start_server()
         try:
             headers = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Tenant-Id": "t1"}

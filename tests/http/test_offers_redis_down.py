@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from dropgate.embedded import redis_server_binary
 from dropgate.http.app import create_app
@@ -21,6 +21,7 @@ from dropgate.http.appkeys import RUNTIME
 from dropgate.runtime import open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
+from tests.support.apiserver import ApiServer
 from tests.support.offers import create_offer, inventory, purchase
 
 
@@ -82,7 +83,7 @@ async def down_api(make_settings: Callable[..., Settings], isolated: str,
                    own_redis: OwnRedis) -> AsyncIterator[Api]:
     settings = make_settings(redis_url=own_redis.url, redis_timeout_s=0.5)
     async with open_runtime(settings, run_persister=False) as rt:
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = Api(client=client, tenant_id="acme", service_key="")

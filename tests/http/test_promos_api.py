@@ -10,7 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from dropgate.errors import CustomerLimit, NotFound, ValidationError
 from dropgate.http.app import create_app
@@ -18,6 +18,7 @@ from dropgate.money import exponent, parse_percent
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
+from tests.support.apiserver import ApiServer
 
 
 async def create(api: Api, code: str, bonus: dict[str, str], currency: str = "usd",
@@ -263,7 +264,7 @@ async def test_redemptions_are_rate_limited_per_customer(
         isolated: str, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(rate_limit_per_s=1.0, rate_limit_burst=3)
     async with open_runtime(settings, run_persister=False) as rt:
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = Api(client=client, tenant_id="acme", service_key="")

@@ -221,17 +221,18 @@ async def test_poison_event_is_dead_lettered_and_the_partition_moves_on(
 
 async def test_writes_refused_past_the_backlog_bound(make_settings: Callable[..., Settings],
                                                      isolated: str) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestClient
 
     from dropgate.http.app import create_app
     from dropgate.runtime import open_runtime
     from tests.conftest import ADMIN_KEY
+    from tests.support.apiserver import ApiServer
 
     settings = make_settings(max_backlog=20, partitions=1)
     async with open_runtime(settings, run_persister=False) as runtime:
         await runtime.tenants.create("t1", name="t1", status="active", trial_end_ms=None)
         await runtime.invites.create("t1", code="C", max_uses=0, expires_at_ms=None, active=True)
-        client = TestClient(TestServer(create_app(runtime)))
+        client = TestClient(ApiServer(create_app(runtime)))
         await client.start_server()
         headers: dict[str, Any] = {"Authorization": f"Bearer {ADMIN_KEY}", "X-Tenant-Id": "t1"}
         try:

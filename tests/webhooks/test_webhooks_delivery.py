@@ -88,11 +88,12 @@ async def test_failed_after_retry_window_and_endpoint_disabled(
 
     settings = webhook_settings(make_settings, webhook_retry_for_s=0.5, webhook_disable_after_s=1.0)
     async with open_runtime(settings, run_persister=False) as rt:
-        from aiohttp.test_utils import TestClient, TestServer
+        from aiohttp.test_utils import TestClient
 
         from dropgate.http.app import create_app
+        from tests.support.apiserver import ApiServer
 
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = _Api(client=client, tenant_id="acme", service_key="")

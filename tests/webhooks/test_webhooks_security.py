@@ -68,17 +68,18 @@ async def test_names_resolving_to_private_refused(api: Api, dns: FakeDns) -> Non
 
 
 async def test_https_required_without_allow_http(make_settings: Callable[..., Settings], isolated: str) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestClient
 
     from dropgate.http.app import create_app
     from dropgate.runtime import open_runtime
+    from tests.support.apiserver import ApiServer
 
     strict = webhook_settings(make_settings, webhook_allow_private=False, webhook_allow_http=False)
     async with open_runtime(strict, run_persister=False) as rt:
         fake = FakeDns()
         fake.answers["ok.example.test"] = ["93.184.216.34"]
         rt.webhook_resolve = fake
-        client = TestClient(TestServer(create_app(rt)))
+        client = TestClient(ApiServer(create_app(rt)))
         await client.start_server()
         try:
             api = Api(client=client, tenant_id="acme", service_key="")
@@ -140,10 +141,11 @@ async def test_dns_answer_changed_after_registration(api: Api, runtime: Runtime,
 
 
 async def test_redirects_not_followed(make_settings: Callable[..., Settings], isolated: str) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestClient
 
     from dropgate.http.app import create_app
     from dropgate.runtime import open_runtime
+    from tests.support.apiserver import ApiServer
 
     target, hop = Receiver(), Receiver()
     await target.start()
@@ -152,7 +154,7 @@ async def test_redirects_not_followed(make_settings: Callable[..., Settings], is
         # a retry far off: one pass must not also find the 307's retry due on a slow machine
         settings = webhook_settings(make_settings, webhook_retry_base_s=60, webhook_retry_max_s=120)
         async with open_runtime(settings, run_persister=False) as rt:
-            client = TestClient(TestServer(create_app(rt)))
+            client = TestClient(ApiServer(create_app(rt)))
             await client.start_server()
             try:
                 api = Api(client=client, tenant_id="acme", service_key="")

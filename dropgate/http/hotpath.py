@@ -1,0 +1,97 @@
+"""The hot routes' requests, answered without aiohttp's router and middleware chain.
+
+Why (issue #19, BENCHMARKS.md "The hot routes' own path"): a drop's crowd arrives on
+four routes (an invite or promo redemption, a code reservation, a purchase), and each
+of their requests paid for the router's search through every route of the API (a
+regular expression per candidate), a match object built and frozen, and the middleware
+chain's call, before its own work began. Those four paths have one shape each, known
+in advance: this front end recognises them by their segments, a dict lookup, and calls
+the route's handler with the parameters it parsed.
+
+Nothing else differs. The handler is the one the router would have called
+(``routing.make_handler``: auth, scopes, tenant, admission, body, the engine), and the
+answer goes through the middleware's own ``answer`` (request id, error shape, headers,
+metrics), so the two ways cannot answer differently. A request takes this way only when
+the router would have matched it to the same route with the same parameters; anything
+else (another method or path, a query string, a percent-escape, an ``Expect`` header)
+goes to ``Application._handle``, the router and middleware, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import hdrs, web
+
+from dropgate.http.metrics import Metrics
+from dropgate.http.middleware import answer
+from dropgate.http.routing import RouteHandler, RouteSpec
+
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# (method, path template) of the routes a crowd arrives on
+HOT_ROUTES: frozenset[tuple[str, str]] = frozenset({
+    ("POST", "/v1/invites/{code}/redeem"),
+    ("POST", "/v1/promos/{code}/redeem"),
+    ("POST", "/v1/campaigns/{campaign_id}/reservations"),
+    ("POST", "/v1/offers/{offer_id}/purchase"),
+})
+
+
+class _Hot:
+    """One hot route: where its parameters sit in the path, and whom to call."""
+
+    __slots__ = ("handler", "names", "route")
+
+    def __init__(self, route: str, names: tuple[tuple[int, str], ...], handler: RouteHandler) -> None:
+        self.route = route  # the template, as the metrics name it
+        self.names = names  # (segment index, parameter name)
+        self.handler = handler
+
+
+def _shape(segments: list[str], positions: frozenset[int]) -> tuple[str, ...]:
+    """A path's segments with those at ``positions`` (the parameters) blanked."""
+    return tuple("" if i in positions else part for i, part in enumerate(segments))
+
+
+class HotFront:
+    """The server's request handler: the hot routes' common case here, the rest to ``fallback``."""
+
+    def __init__(self, routes: Mapping[tuple[str, str], tuple[RouteSpec, RouteHandler]],
+                 fallback: RequestHandler, metrics: Metrics) -> None:
+        self._fallback = fallback
+        self._metrics = metrics
+        self._table: dict[tuple[str, ...], _Hot] = {}
+        shapes: set[frozenset[int]] = set()
+        for method, path in HOT_ROUTES:
+            _, handler = routes[method, path]
+            segments = path.split("/")
+            positions = frozenset(i for i, part in enumerate(segments) if part.startswith("{"))
+            names = tuple((i, segments[i][1:-1]) for i in sorted(positions))
+            if any(part.startswith("{") and not part.endswith("}") for part in segments) or method != "POST":
+                raise ValueError(f"{method} {path}: the hot path serves POSTs with whole-segment parameters")
+            shapes.add(positions)
+            self._table[_shape(segments, positions)] = _Hot(path, names, handler)
+        self._shapes = tuple(shapes)
+
+    def match(self, request: web.Request) -> tuple[_Hot, dict[str, str]] | None:
+        """The hot route and parameters the router would find, or None (the router decides)."""
+        raw = request.raw_path
+        if (request.method != "POST" or "?" in raw or "%" in raw or "{" in raw or "}" in raw
+                or hdrs.EXPECT in request.headers):
+            return None  # a query, an escape, a brace (the router's 404) or 100-continue: the router's
+        segments = raw.split("/")
+        for positions in self._shapes:
+            hot = self._table.get(_shape(segments, positions))
+            if hot is not None:
+                params = {name: segments[i] for i, name in hot.names}
+                if all(params.values()):  # the router's {name} matches one or more characters
+                    return hot, params
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        found = self.match(request)
+        if found is None:
+            return await self._fallback(request)
+        hot, params = found
+        return await answer(request, hot.handler, self._metrics, hot.route, params)
