@@ -11,20 +11,24 @@ carries.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
+from dropgate.http import routing
 from dropgate.http.app import create_app
 from dropgate.http.appkeys import FRONT
 from dropgate.http.hotpath import HOT_ROUTES, HotFront
-from dropgate.runtime import Runtime
+from dropgate.runtime import Runtime, open_runtime
+from dropgate.settings import Settings
 from tests.conftest import Api
+from tests.support.apiserver import ApiServer
 from tests.support.codes import upload_csv
 
 PATHS = [
@@ -106,8 +110,9 @@ async def _answer(response: ClientResponse, sent_id: str | None) -> dict[str, An
             **{name: response.headers.get(name) for name in _CARRIED}}
 
 
-async def test_both_ways_answer_alike(api: Api, router_only: TestClient[Any, Any],
+async def test_both_ways_answer_alike(api: Api, router_only: TestClient[Any, Any], runtime: Runtime,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    api_settings = runtime.settings
     taken: list[str] = []  # the paths the front served itself (the router's server has no front)
     match = HotFront.match
 
@@ -165,7 +170,18 @@ async def test_both_ways_answer_alike(api: Api, router_only: TestClient[Any, Any
             ("GET", path, svc, None),
             ("POST", path, other, good),  # another tenant: its own 404
         ]
+    async def chunked(u: str) -> AsyncIterator[bytes]:  # no Content-Length: aiohttp's own read
+        yield b'{"user_id": '
+        yield json.dumps(u).encode() + b"}"
+
+    limit = api_settings.body_limit_bytes
     cases += [
+        ("POST", "/v1/invites/SPRING/redeem", svc, chunked),
+        # small on the wire, over the limit decoded: 413 either way
+        ("POST", "/v1/invites/SPRING/redeem", {**svc, "Content-Encoding": "gzip"},
+         gzip.compress(b'{"user_id": "u", "pad": "' + b"x" * limit + b'"}')),
+        ("POST", "/v1/invites/SPRING/redeem", {**svc, "Content-Encoding": "gzip"},
+         lambda u: gzip.compress(json.dumps({"user_id": u}).encode())),
         ("POST", "/v1/invites/NOPE/redeem", svc, lambda u: {"user_id": u}),
         ("POST", "/v1/invites/bad!id/redeem", svc, lambda u: {"user_id": u}),
         ("POST", "/v1/invites/SPRING/redeem", svc, lambda u: {"user_id": "bad id"}),
@@ -205,3 +221,35 @@ async def test_both_ways_answer_alike(api: Api, router_only: TestClient[Any, Any
             answers[way] = json.loads(json.dumps(answers[way]).replace(f"twice-{way}", "twice"))
         assert answers["front"] == answers["router"], path
         assert answers["front"]["status"] == (409 if key is None else 201)
+
+
+async def test_a_body_over_the_limit_once_decoded_is_413_either_way(
+        isolated: str, make_settings: Callable[..., Settings]) -> None:
+    """A gzip body small on the wire and whole in the buffer (so the front takes it from
+    there, ``routing.arrived_body``) that decodes past the limit: aiohttp's ``read``
+    answers 413 for it, and so must the front."""
+    settings = make_settings(body_limit_bytes=4096)
+    async with open_runtime(settings, run_persister=False) as rt:
+        taken: list[int] = []
+        original = routing.arrived_body
+
+        def spy(request: web.Request, limit: int) -> bytes | None:
+            try:
+                return original(request, limit)
+            finally:
+                taken.append(limit)
+
+        answers = []
+        for server in (ApiServer(create_app(rt)), TestServer(create_app(rt))):
+            async with TestClient(server) as client:
+                api = Api(client=client, tenant_id="acme", service_key="")
+                api.service_key = await api.new_tenant(f"t{len(answers)}")
+                assert (await api.call("POST", "/v1/invites", json={"code": "SPRING", "max_uses": 10}))[0] == 201
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(routing, "arrived_body", spy)
+                    async with client.post("/v1/invites/SPRING/redeem", headers={
+                            **api.service, "Content-Encoding": "gzip"}, data=gzip.compress(
+                            b'{"user_id": "u", "pad": "' + b"x" * 8000 + b'"}')) as response:
+                        answers.append((response.status, (await response.json())["code"]))
+        assert answers == [(413, "PAYLOAD_TOO_LARGE")] * 2
+        assert taken == [4096, 4096]  # both ways looked in the buffer first
