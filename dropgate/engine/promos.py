@@ -16,7 +16,6 @@ step that writes the use and both counters.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable
 from typing import Any, Literal
 
 import msgspec
@@ -210,11 +209,10 @@ class Promos:
         assert result is not None
         return result
 
-    def _submit(self, tenant_id: str, code: str, ask: _Ask) -> Awaitable[Redemption | None]:
-        """Queue one request with the code's next batch; awaited, its own answer or refusal
-        (the batch's future: no coroutine of its own, as ``Invites.redeem``)."""
+    async def _submit(self, tenant_id: str, code: str, ask: _Ask) -> Redemption | None:
+        """Queue one request with the code's next batch; its own answer or refusal."""
         self._ctx.keys.tenant(tenant_id).promo(code)  # a bad id is this caller's 400 alone
-        return self._redemptions.submit(tenant_id, code, ask)
+        return await self._redemptions.submit(tenant_id, code, ask)
 
     async def _redeem_batch(self, key: tuple[str, str], asks: list[_Ask]
                             ) -> list[Redemption | BaseException | None]:
