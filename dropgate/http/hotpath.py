@@ -5,8 +5,8 @@ four routes (an invite or promo redemption, a code reservation, a purchase), and
 of their requests paid for the router's search through every route of the API (a
 regular expression per candidate), a match object built and frozen, and the middleware
 chain's call, before its own work began. Those four paths have one shape each, known
-in advance: this front end recognises them by their segments, a dict lookup, and calls
-the route's handler with the parameters it parsed.
+in advance: this front end recognises the routes declared ``hot=True`` (routing.py) by
+their segments, a dict lookup, and calls the route's handler with the parameters it parsed.
 
 Nothing else differs. The handler is the one the router would have called
 (``routing.make_handler``: auth, scopes, tenant, admission, body, the engine), and the
@@ -30,14 +30,6 @@ from dropgate.http.middleware import answer
 from dropgate.http.routing import RouteHandler, RouteSpec
 
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-# (method, path template) of the routes a crowd arrives on
-HOT_ROUTES: frozenset[tuple[str, str]] = frozenset({
-    ("POST", "/v1/invites/{code}/redeem"),
-    ("POST", "/v1/promos/{code}/redeem"),
-    ("POST", "/v1/campaigns/{campaign_id}/reservations"),
-    ("POST", "/v1/offers/{offer_id}/purchase"),
-})
 
 
 class _Hot:
@@ -73,8 +65,9 @@ class HotFront:
         self._fallback = fallback
         self._metrics = metrics
         shapes: dict[tuple[int, tuple[int, ...]], _Shape] = {}
-        for method, path in sorted(HOT_ROUTES):
-            _, handler = routes[method, path]
+        for (method, path), (spec, handler) in routes.items():
+            if not spec.hot:
+                continue
             segments = path.split("/")
             params = tuple(i for i, part in enumerate(segments) if part.startswith("{"))
             if (method != "POST" or not params or 0 in params

@@ -104,6 +104,9 @@ class RouteSpec:
     # by http/idempotency.py, or by the handler itself (``keys_in_handler``: purchases)
     replays_by_key: bool = False
     keys_in_handler: bool = False
+    # a route a crowd arrives on: served by http/hotpath.py before the router (a POST whose
+    # parameters are whole path segments)
+    hot: bool = False
     # what a tenant route needs of its key (models/scopes.py); None on admin and public routes
     scope: str | None = None
 
@@ -148,6 +151,7 @@ class ApiRoutes:
         other_responses: dict[int, Any] | None = None,
         alternatives: Sequence[Any] = (),
         keys_in_handler: bool = False,
+        hot: bool = False,
         scope: str | None = None,
     ) -> Callable[[Handler], Handler]:
         replays_by_key = (method, path) in REPLAYED_BY_KEY
@@ -164,7 +168,7 @@ class ApiRoutes:
                 query=tuple(query), other_responses=dict(other_responses or {}),
                 alternatives=tuple(alternatives),
                 decoder=msgspec.json.Decoder(body) if body is not None else None,
-                replays_by_key=replays_by_key, keys_in_handler=keys_in_handler,
+                replays_by_key=replays_by_key, keys_in_handler=keys_in_handler, hot=hot,
                 scope=scope or (route_scope(method, path) if auth == "tenant" else None),
             ))
             return handler
@@ -189,7 +193,7 @@ class ApiRoutes:
 RouteHandler = Callable[..., Awaitable[web.StreamResponse]]
 
 
-def arrived_body(request: web.Request, limit: int) -> bytes | None:
+def arrived_body(request: web.Request, declared_length: int | None, limit: int) -> bytes | None:
     """A JSON body that has all arrived (its Content-Length declared and the parser at its
     end: a crowd's small body comes in the packet of its headers), taken from the buffer
     at once; None when it has not, and ``request.read()`` waits for it.
@@ -200,7 +204,7 @@ def arrived_body(request: web.Request, limit: int) -> bytes | None:
     The route's handler is a JSON body's only reader, so nothing reads it after this.
     Over ``limit`` (a compressed body grows when decoded), aiohttp's own 413, as ``read``."""
     content = request.content
-    if request.content_length is None or not content.is_eof() or content.exception() is not None:
+    if declared_length is None or not content.is_eof() or content.exception() is not None:
         return None
     raw = content.read_nowait()
     if len(raw) > limit:
@@ -278,7 +282,7 @@ def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
             body: Any = None
             raw = b""
             if spec.decoder is not None:
-                arrived = arrived_body(request, runtime.settings.body_limit_bytes)
+                arrived = arrived_body(request, declared_length, runtime.settings.body_limit_bytes)
                 raw = await request.read() if arrived is None else arrived
                 if not raw and spec.method == "PATCH":
                     # a PATCH changes what its body names: no body is a mistake, not "change nothing"

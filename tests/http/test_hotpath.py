@@ -24,12 +24,23 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from dropgate.http import routing
 from dropgate.http.app import create_app
 from dropgate.http.appkeys import FRONT
-from dropgate.http.hotpath import HOT_ROUTES, HotFront
+from dropgate.http.hotpath import HotFront
+from dropgate.http.routes import ROUTE_TABLES
 from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 from tests.conftest import Api
 from tests.support.apiserver import ApiServer
 from tests.support.codes import upload_csv
+
+# the routes declared hot (``hot=True``): the four a crowd arrives on, and no other
+HOT_ROUTES = {(spec.method, spec.path) for table in ROUTE_TABLES for spec in table.specs if spec.hot}
+
+
+def test_the_four_crowd_routes_are_the_hot_ones() -> None:
+    assert HOT_ROUTES == {("POST", "/v1/invites/{code}/redeem"), ("POST", "/v1/promos/{code}/redeem"),
+                          ("POST", "/v1/campaigns/{campaign_id}/reservations"),
+                          ("POST", "/v1/offers/{offer_id}/purchase")}
+
 
 PATHS = [
     "/v1/invites/SPRING/redeem", "/v1/promos/P10/redeem", "/v1/campaigns/c1/reservations",
@@ -243,9 +254,9 @@ async def test_a_body_over_the_limit_once_decoded_is_413_either_way(
         taken: list[int] = []
         original = routing.arrived_body
 
-        def spy(request: web.Request, limit: int) -> bytes | None:
+        def spy(request: web.Request, declared_length: int | None, limit: int) -> bytes | None:
             try:
-                return original(request, limit)
+                return original(request, declared_length, limit)
             finally:
                 taken.append(limit)
 

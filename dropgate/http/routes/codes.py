@@ -136,7 +136,7 @@ async def upload_codes(call: Call[None]) -> CodeUploadResult:
 
 
 @routes.post("/v1/campaigns/{campaign_id}/reservations", body=ReservationRequest,
-             response=ReservationResult, errors=[NotFound, UnknownType, InsufficientCodes])
+             response=ReservationResult, errors=[NotFound, UnknownType, InsufficientCodes], hot=True)
 async def reserve_codes(call: Call[ReservationRequest]) -> ReservationResult:
     """Reserve up to `count` codes of a type (fewer or none when the pool runs low;
     with partial: false all of them, or 409 INSUFFICIENT_CODES)."""

@@ -67,7 +67,7 @@ async def update_invite(call: Call[InvitePatch]) -> Invite:
 
 
 @routes.post("/v1/invites/{code}/redeem", body=InviteRedeem, response=InviteRedemption,
-             errors=[NotFound, Inactive, Expired, AlreadyUsed, Exhausted])
+             errors=[NotFound, Inactive, Expired, AlreadyUsed, Exhausted], hot=True)
 async def redeem_invite(call: Call[InviteRedeem]) -> InviteRedemption:
     """Use the code for one user (at most once per user, never past max_uses)."""
     code = call.path_id("code")

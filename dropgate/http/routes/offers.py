@@ -142,7 +142,7 @@ async def update_offer(call: Call[OfferPatch]) -> Offer:
 
 
 @routes.post("/v1/offers/{offer_id}/purchase", body=PurchaseRequest, response=PurchaseCreated,
-             status=201, errors=_PURCHASE_ERRORS, keys_in_handler=True)
+             status=201, errors=_PURCHASE_ERRORS, keys_in_handler=True, hot=True)
 async def purchase_offer(call: Call[PurchaseRequest]) -> web.Response:
     """Hold units and open a checkout session (Idempotency-Key: Stripe's semantics)."""
     answer = await call.runtime.purchases.purchase(

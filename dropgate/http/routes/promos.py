@@ -107,7 +107,7 @@ async def update_promo(call: Call[PromoPatch]) -> Promo:
 
 @routes.post("/v1/promos/{code}/redeem", body=PromoRedeem, response=PromoRedemption, status=201,
              errors=[ValidationError, NotFound, Inactive, NotStarted, Expired, CustomerLimit,
-                     Exhausted, Conflict, RateLimited, PersistenceLagging])
+                     Exhausted, Conflict, RateLimited, PersistenceLagging], hot=True)
 async def redeem_promo(call: Call[PromoRedeem]) -> PromoRedemption:
     """Use the code on a purchase: the bonus, the total, and the code's times_used."""
     code = call.path_id("code")
