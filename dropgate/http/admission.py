@@ -61,16 +61,21 @@ import struct
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import IO
 
 from dropgate.errors import TenantBusy
 
 
-@dataclass
 class _Line:
-    active: int = 0
-    waiting: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
+    """A tenant's slots in use and its waiters. Made per request whenever the tenant's
+    last request has left (a crowd parks on its batches and gives its slots back), so a
+    slotted class, not a dataclass with a factory default."""
+
+    __slots__ = ("active", "waiting")
+
+    def __init__(self, active: int = 0) -> None:
+        self.active = active
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
 
 CONTENDED_WINDOW_S = 1.0  # another tenant arrived this recently: the smaller bound applies
