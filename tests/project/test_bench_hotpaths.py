@@ -3,7 +3,7 @@
 Not a measurement (speed is never asserted here): the command runs every hot path
 against the no-op and the source designs with a handful of wrk connections, and the
 test checks what it leaves behind: the table, ``hotpaths.json`` with every path's three
-designs and persister samples, the PNG charts, and a correctness check that ran and
+designs, persister samples and paused-persister drain, the PNG charts, and a correctness check that ran and
 passed (the scarce entities sold exactly out, PostgreSQL equal to Redis, reconcile 0).
 """
 
@@ -49,6 +49,10 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
             assert not d["problems"], (p["path"], d["problems"])
         assert p["designs"]["no-op"]["vs_noop"] == 1.0
         assert p["persister"]["series"], p["path"]  # the backlog was sampled during the crowd
+        # the paused persister's crowd: its events waited (the pause took), then were all applied
+        # (the correctness check's drain and PostgreSQL == Redis below come after it)
+        ceiling = p["persister"]["ceiling"]
+        assert ceiling["crowd_per_s"] > 0 and ceiling["events"] > 0 and not ceiling["problems"], ceiling
 
     check = result["correctness"]
     assert check["ok"] and check["reconcile_exit"] == 0, check
