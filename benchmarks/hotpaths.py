@@ -390,7 +390,7 @@ class Bench:
         if route.reserves:
             server.codes_left -= w.requests
         timed = backlog >= MIN_DRAIN_EVENTS and drain_s >= 10 * CEILING_SAMPLE_S
-        return {"crowd_per_s": w.per_s, "events": backlog, "drain_s": drain_s,
+        return {"crowd_per_s": w.per_s, "crowd_p99_ms": w.p99_ms, "events": backlog, "drain_s": drain_s,
                 "per_s": backlog / drain_s if timed else None, "problems": w.problems or None}
 
     async def window(self, p: PathRun, design: str, tag: str, seconds: int, logs: Logs) -> tuple[Window, float, Lag]:
@@ -649,7 +649,10 @@ def summarize(p: PathRun) -> dict[str, Any]:
     last = p.lags[-1]
     persister["series"] = [(round(t, 3), b) for t, b, _ in last.samples]
     persister["crowd_s"] = round(last.crowd_s, 3)
-    persister["ceiling"] = p.ceiling
+    # the paused window against the rounds' no-op: the API's rate with the persister's CPU elsewhere
+    persister["ceiling"] = p.ceiling | {
+        "crowd_vs_noop": p.ceiling["crowd_per_s"] / designs["no-op"]["per_s"],
+        "crowd_p99_vs_noop": p.ceiling["crowd_p99_ms"] / designs["no-op"]["p99_ms"]}
     return {"path": p.name, "designs": designs, "persister": persister}
 
 
@@ -665,21 +668,25 @@ def table(result: dict[str, Any]) -> str:
                          f"| {d['cpu_us']:,.0f} | {d['cpu_efficiency']:.2f} | {d['p50_ms']:,.1f} ms "
                          f"| {d['p99_ms']:,.1f} ms | {d['p99_vs_noop']:.1f}x |")
     lines += ["", "| path | crowd events/s | persisted/s during the crowd | peak backlog | backlog at the end "
-              "| drained after | drain rate | paused persister: events, drained in, rate |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| drained after | drain rate | paused persister: events, drained in, rate "
+              "| the crowd meanwhile: req/s, / no-op, p99 / no-op p99 |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in result["paths"]:
         q = p["persister"]
         c = q["ceiling"]
         lines.append(f"| {p['path']} | {_n(q['crowd_events_per_s'])} | {_n(q['persisted_per_s'])} "
                      f"| {q['peak_backlog']:,.0f} | {q['backlog_at_end']:,.0f} | {q['drain_s']:.1f} s "
                      f"| {_n(q['drain_per_s'], '/s')} | {c['events']:,.0f}, {c['drain_s']:.2f} s, "
-                     f"{_n(c['per_s'], '/s')}{' (**errors**)' if c['problems'] else ''} |")
+                     f"{_n(c['per_s'], '/s')}{' (**errors**)' if c['problems'] else ''} "
+                     f"| {c['crowd_per_s']:,.0f}, {c['crowd_vs_noop']:.2f}, {c['crowd_p99_vs_noop']:.1f}x |")
     lines += ["", f"(events are log entries, not requests: a coalesced batch of reservations is one event. "
                   f"Drain rate: n/a unless at least {MIN_DRAIN_EVENTS:,} events were left at the end and took "
                   f"{MIN_DRAIN_S:.0f} s or more to clear: a smaller drain times the sampling ({SAMPLE_S} s) "
                   f"or the persister's polling, not its throughput. Paused persister: one more crowd of "
                   f"up to {CEILING_S} s with the persister stopped, then its backlog timed from the resume "
-                  f"to empty; n/a under {MIN_DRAIN_EVENTS:,} events.)"]
+                  f"to empty; n/a under {MIN_DRAIN_EVENTS:,} events. The crowd meanwhile is one window, "
+                  f"against the rounds' no-op medians: the API with the persister's and PostgreSQL's CPU "
+                  f"off these cores, as when the persister runs on another host.)"]
     c = result["correctness"]
     lines += ["", f"correctness: a crowd on {c['scarce']:,} units per path, then the drain "
                   f"({c['drain_s']:.1f} s) and `dropgate reconcile`:"]

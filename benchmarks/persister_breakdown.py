@@ -8,7 +8,10 @@ drains it with the persister's steps wrapped in timers (wall clock, so a wait on
 PostgreSQL or Redis counts to the step that waits). The steps nest: ``commit`` holds the
 appliers and the offset update; ``ack+trim`` holds ``trim``. It tells which of the
 candidate changes can matter before one is measured: a step that takes 2% of the time
-cannot give 1.5x.
+cannot give 1.5x. Each SQL statement the appliers send is timed too (by its first words:
+asyncpg's encoding of the arguments plus PostgreSQL's execution), and the drain's CPU in
+this process (``time.process_time``) is printed per event: what is left of the wall time
+is PostgreSQL's and the round trips', the two halves a pipelined persister would overlap.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
+
 from benchmarks import persister_fill
 from benchmarks.common import private_runtime, stores
+from dropgate.persistence import claims as claims_module
 from dropgate.persistence import persister as persister_module
 from dropgate.persistence.appliers import APPLIERS
 
@@ -46,7 +52,16 @@ def _instrument() -> None:
     persister_module.trim_log = _timed("trim", persister_module.trim_log)  # type: ignore[assignment]
     for etype, fn in list(APPLIERS.items()):
         APPLIERS[etype] = _timed(f"applier {etype}", fn)
-    parse = persister_module.parse_entry
+    execute = asyncpg.Connection.execute
+
+    async def execute_timed(conn: asyncpg.Connection, query: str, *args: Any, **kwargs: Any) -> str:
+        started = time.perf_counter()
+        try:
+            return await execute(conn, query, *args, **kwargs)
+        finally:
+            _spent["  sql: " + " ".join(query.split())[:48]] += time.perf_counter() - started
+    asyncpg.Connection.execute = execute_timed  # type: ignore[method-assign]
+    parse = claims_module.parse_entry  # where the persister's reads and claims decode each entry
 
     def parse_timed(*args: Any) -> Any:
         started = time.perf_counter()
@@ -54,7 +69,7 @@ def _instrument() -> None:
             return parse(*args)
         finally:
             _spent["parse"] += time.perf_counter() - started
-    persister_module.parse_entry = parse_timed  # type: ignore[assignment]
+    claims_module.parse_entry = parse_timed  # type: ignore[assignment]
 
 
 async def main(domain: str, events: int, batch_size: int) -> None:
@@ -66,13 +81,14 @@ async def main(domain: str, events: int, batch_size: int) -> None:
         await persister.drain(timeout_s=120)
         await persister_fill.fill(rt, domain, "bt", events)
         _spent.clear()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await persister.drain(timeout_s=600)
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     print(f"{domain}: {events:,} events drained in {total:.2f} s ({events / total:,.0f}/s), "
-          f"batches of {batch_size}")
+          f"batches of {batch_size}; {total / events * 1e6:.1f} us per event, of which this process's "
+          f"CPU {cpu / events * 1e6:.1f} us")
     for label, seconds in _spent.most_common():
-        print(f"  {label:28} {seconds:7.2f} s  {seconds / total:6.1%}")
+        print(f"  {label:56} {seconds:7.2f} s  {seconds / total:6.1%}  {seconds / events * 1e6:6.1f} us/event")
 
 
 if __name__ == "__main__":
