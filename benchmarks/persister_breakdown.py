@@ -1,14 +1,18 @@
 """Where a persister's drain time goes: reads, parsing, appliers' SQL, the rest of the commit, acks.
 
     .venv/bin/python -m benchmarks.persister_breakdown [--domain offers] [--events 20000]
-        [--batch-size 1000]
+        [--batch-size 1000] [--first 0]
 
 Fills one domain's log through the real scripts (``benchmarks/persister_fill.py``), then
 drains it with the persister's steps wrapped in timers (wall clock, so a wait on
 PostgreSQL or Redis counts to the step that waits). The steps nest: ``commit`` holds the
 appliers and the offset update; ``ack+trim`` holds ``trim``. It tells which of the
 candidate changes can matter before one is measured: a step that takes 2% of the time
-cannot give 1.5x. Each SQL statement the appliers send is timed too (by its first words:
+cannot give 1.5x. ``--first N``: before the fill, N single operations (an offer's 64 holds,
+one use, one reservation), each drained at once, as a drop's first buyers arrive: the
+lookups PostgreSQL plans meanwhile are planned on small tables (#19: the history's
+foreign key check planned so crawled, BENCHMARKS.md "The persister's own rate").
+Each SQL statement the appliers send is timed too (by its first words:
 asyncpg's encoding of the arguments plus PostgreSQL's execution), and the drain's CPU in
 this process (``time.process_time``) is printed per event: what is left of the wall time
 is PostgreSQL's and the round trips', the two halves a pipelined persister would overlap.
@@ -72,13 +76,17 @@ def _instrument() -> None:
     claims_module.parse_entry = parse_timed  # type: ignore[assignment]
 
 
-async def main(domain: str, events: int, batch_size: int) -> None:
+async def main(domain: str, events: int, batch_size: int, first: int = 0) -> None:
     _instrument()
     async with private_runtime(stores(), persister_enabled=False, max_backlog=50_000_000,
                                persister_batch_size=batch_size) as rt:
         await persister_fill.setup(rt, domain, "bt", capacity=events + 1000)
         persister = rt.new_persister(name="breakdown")
         await persister.drain(timeout_s=120)
+        one = persister_fill.operation(rt, domain, "bt", "first")
+        for i in range(first):
+            await one(i)
+            await persister.drain(timeout_s=120)
         await persister_fill.fill(rt, domain, "bt", events)
         _spent.clear()
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -96,5 +104,7 @@ if __name__ == "__main__":
     parser.add_argument("--domain", default="offers", choices=persister_fill.DOMAINS)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--first", type=int, default=0,
+                        help="single operations applied one at a time before the fill")
     args = parser.parse_args()
-    asyncio.run(main(args.domain, args.events, args.batch_size))
+    asyncio.run(main(args.domain, args.events, args.batch_size, args.first))
