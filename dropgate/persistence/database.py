@@ -19,3 +19,18 @@ async def create_pool(settings: Settings, dsn: str, *, max_size: int | None = No
         command_timeout=60,
     )
     return pool
+
+
+AUTOVACUUM_OFF = (
+    "PostgreSQL runs with autovacuum = off: dropgate's tables are then never analyzed, so "
+    "PostgreSQL plans their lookups on size guesses and keeps those plans for a connection's "
+    "life (BENCHMARKS.md, \"The persister's own rate, and the plan that stalled it\"); "
+    "set autovacuum = on in postgresql.conf")
+
+
+async def autovacuum_off(pool: asyncpg.Pool) -> bool:
+    """Whether the server runs without autovacuum. Why it matters: a foreign key check
+    planned on a small, never-analyzed table read a tenant's whole index per row and
+    stalled the persister (migration 0017 removed that one; the uses' keys to their
+    codes remain exposed)."""
+    return bool(await pool.fetchval("SHOW autovacuum") == "off")

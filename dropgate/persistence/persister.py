@@ -67,6 +67,7 @@ from dropgate.persistence.claims import (
     create_group,
     read_new,
 )
+from dropgate.persistence.database import AUTOVACUUM_OFF, autovacuum_off
 from dropgate.persistence.leases import PartitionLeases
 from dropgate.persistence.trim import trim_log
 from dropgate.persistence.watermark import log_lengths
@@ -189,6 +190,9 @@ class Persister:
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
         """Apply events until ``close()``; transient failures back off and retry."""
+        with contextlib.suppress(Exception):  # a warning, not a requirement: PostgreSQL may be starting
+            if await autovacuum_off(self._pool):
+                log.warning("persister %s: %s", self.name, AUTOVACUUM_OFF)
         delay = 0.05
         while not self._closing.is_set():
             _raise_if_cancelling()
