@@ -91,10 +91,7 @@ class HotFront:
             if hot is not None:
                 values = shape.values(segments)
                 if all(values):  # the router's {name} matches one or more characters
-                    names = hot.names
-                    if len(names) == 1:  # every hot route today: a dict display, not dict(zip())
-                        return hot, {names[0]: values[0]}
-                    return hot, dict(zip(names, values, strict=False))
+                    return hot, dict(zip(hot.names, values, strict=False))
         return None
 
     def handle(self, request: web.Request) -> Awaitable[web.StreamResponse]:

@@ -32,5 +32,5 @@ async def autovacuum_off(pool: asyncpg.Pool) -> bool:
     """Whether the server runs without autovacuum. Why it matters: a foreign key check
     planned on a small, never-analyzed table read a tenant's whole index per row and
     stalled the persister (migration 0017 removed that one; the uses' keys to their
-    codes remain exposed)."""
+    codes are planned the same way, though a probe of invites did not reproduce it)."""
     return bool(await pool.fetchval("SHOW autovacuum") == "off")

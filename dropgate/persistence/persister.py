@@ -190,8 +190,12 @@ class Persister:
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> None:
         """Apply events until ``close()``; transient failures back off and retry."""
-        with contextlib.suppress(Exception):  # a warning, not a requirement: PostgreSQL may be starting
-            if await autovacuum_off(self._pool):
+        # a warning, not a requirement: PostgreSQL may be starting or slow, and the
+        # persister's work must not wait on it
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                off = await autovacuum_off(self._pool)
+            if off:
                 log.warning("persister %s: %s", self.name, AUTOVACUUM_OFF)
         delay = 0.05
         while not self._closing.is_set():

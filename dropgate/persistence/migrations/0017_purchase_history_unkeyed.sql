@@ -6,9 +6,10 @@
 -- plan PostgreSQL makes once per connection. Made while offer_purchases was small and had
 -- no statistics (autovacuum off, or before its first analyze), that plan used
 -- offer_purchases_list_user, which leads with tenant_id but not purchase_id, and read the
--- tenant's whole index for every row: the persister fell from 14,000 to under 3,000
--- purchases a second on 20,000, slower as the table grew, and a drop's log filled up
--- (BENCHMARKS.md, "The persister's own rate"; tests/persistence/test_purchase_history_plan.py).
+-- tenant's whole index for every row: the persister fell from about 13,000 to about 1,100
+-- purchases a second on 40,000, slower as the table grew, and a drop's log filled up
+-- (`benchmarks.persister_breakdown --first 3`; BENCHMARKS.md, "The persister's own rate";
+-- tests/persistence/test_purchase_history_plan.py).
 --
 -- A purchase deleted or truncated by hand still takes its history with it, as ON DELETE
 -- CASCADE did: statement triggers, which cost nothing on the persister's inserts.
