@@ -16,6 +16,7 @@ from dropgate.engine.events import Event, parse_entry
 from dropgate.engine.offers import HoldRequest
 from dropgate.ids import new_id, text
 from dropgate.persistence.appliers import APPLIERS
+from dropgate.persistence.appliers.base import ts
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
@@ -115,6 +116,39 @@ async def test_batch_apply_equals_event_by_event_apply_and_reapplies_as_a_no_op(
         row = next(r for r in got["offers"] if r["offer_id"] == offer)
         assert (row["reserved"], row["sold"], row["version"]) == (state.reserved, state.sold, state.version)
         assert row["sold"] > 0 and row["reserved"] > 0
+
+
+async def test_each_purchase_row_holds_its_last_record_field_by_field(runtime: Runtime) -> None:
+    """The applier sends the records as JSON and PostgreSQL unpacks them: every column, the
+    timestamps to the millisecond, the nulls and the refunds, equals the record the last event
+    carried, and each history row its version's status and time."""
+    await _crowd(runtime)
+    everything = await _events(runtime, "t1")
+    events = [e for e in everything if e.type == "offer.purchase"]
+    last = {e.entity: e.data for e in events}
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        await _apply_runs(conn, everything)
+        rows = {r["purchase_id"]: dict(r) for r in await conn.fetch("SELECT * FROM offer_purchases")}
+        history = {(r["purchase_id"], r["version"]): (r["status"], r["at"])
+                   for r in await conn.fetch("SELECT * FROM offer_purchase_history")}
+    assert len(rows) == len(last) == 24
+    for d in last.values():
+        row = rows[d.purchase_id]
+        assert row == {
+            "tenant_id": d.tenant_id, "purchase_id": d.purchase_id, "offer_id": d.offer_id,
+            "user_id": d.user_id, "quantity": d.quantity, "status": d.status,
+            "amount_minor": d.amount_minor, "currency": d.currency,
+            "hold_expires_at": ts(d.hold_expires_ms), "checkout_session_id": d.session_id,
+            "payment_intent": d.payment_intent, "refund_id": d.refund_id, "retaken": d.retaken,
+            "created_at": ts(d.created_ms), "updated_at": ts(d.updated_ms), "version": d.version,
+            "units": d.units, "refunded_minor": d.refunded_minor,
+            "refunds": row["refunds"]}
+        assert msgspec.json.decode(row["refunds"]) == d.refunds
+    assert {r.refunds.get("re_a", 0) for r in last.values() if r.offer_id == "a"} == {0, 100}
+    assert any(r.session_id is None for r in last.values())
+    assert history == {(e.data.purchase_id, e.version): (e.data.status, ts(e.data.updated_ms)) for e in events}
+    assert {ts(e.data.updated_ms).microsecond % 1000 for e in events} == {0}
+    assert any(ts(e.data.updated_ms).microsecond for e in events), "some time has milliseconds"
 
 
 async def test_a_run_holding_one_purchase_twice_applies_both_versions_in_order(runtime: Runtime) -> None:
