@@ -57,6 +57,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "executemany": {"executemany": True},
     "row_triggers": {"row_triggers": True},
     "serial": {"persister_concurrency": 1},
+    "no_read_ahead": {"persister_read_ahead": False},
     "batch4000": {"persister_batch_size": 4000},
     "batch250": {"persister_batch_size": 250},
 }
@@ -285,7 +286,7 @@ def _run_child(variant: str, job: dict[str, Any], baseline: str) -> dict[str, An
     job = {**job, "baseline": baseline, **{k: overrides.pop(k, False) for k in _SWITCHES},
            "overrides": overrides}
     cmd = [sys.executable, "-m", "benchmarks.persister", "--child", json.dumps(job)]
-    if overrides is None:
+    if VARIANTS[variant] is None:  # the baseline's code, not this tree's
         cmd += ["--child-baseline", baseline]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:

@@ -110,6 +110,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     persister_concurrency: Annotated[int, _setting(
         "Partitions whose batches one persister applies at once, each in its own PostgreSQL "
         "transaction (the pool must hold as many connections).", PERSISTING, ge=1)] = 4
+    persister_read_ahead: Annotated[bool, _setting(
+        "While a partition's full batch is applied, read and parse its next one (the log's "
+        "backlog drains with Redis and this process's work overlapping PostgreSQL's).",
+        PERSISTING)] = True
     persister_block_ms: Annotated[int, _setting(
         "How long the persister waits before polling an empty log again.", PERSISTING, ge=1)] = 200
     persister_lease_ms: Annotated[int, _setting(

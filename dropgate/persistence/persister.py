@@ -30,7 +30,8 @@ stream (never past another group, the webhook dispatcher, still behind:
 
 The partitions of one read are applied concurrently, each in its own transaction on its
 own pooled connection (``persister_concurrency`` at once): a partition's batches stay
-in log order, and partitions share no offset. The appliers send a run of events as a
+in log order, and partitions share no offset. While a partition's full batch is applied,
+its next one is read and parsed (``persister_read_ahead``), and held behind it. The appliers send a run of events as a
 few set-based statements (``unnest``), never one per event (BENCHMARKS.md, *Persister*).
 
 The stream's length is the persistence lag (more while the webhook dispatcher's
@@ -58,6 +59,7 @@ from dropgate.engine.keys import Keys
 from dropgate.engine.periodic import pause
 from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
+from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
 from dropgate.persistence.claims import (
     ForgottenReads,
@@ -132,6 +134,7 @@ class PersisterStats:
     transient_errors: int = 0
     reclaimed: int = 0  # delivered entries found pending but no longer held: claimed back
     stalls: int = 0  # iterations cancelled by the watchdog
+    read_ahead: int = 0  # batches read while the one before them was applied
     last_error: str | None = None
     lag: dict[int, int] = field(default_factory=dict)
 
@@ -171,6 +174,9 @@ class Persister:
         # Partitions to take back what this persister was delivered and does not hold,
         # before reading anything newer (``_recover_pending``).
         self._recover: set[int] = set()
+        # Partitions whose last read came back full: their logs hold more, so the next one
+        # is read while this one is applied (``_apply_reading_ahead``).
+        self._full: set[int] = set()
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._closing = asyncio.Event()
         # One pass at a time: ``run_once`` called from several tasks (a test's writers,
@@ -291,10 +297,9 @@ class Persister:
         await self._recover_pending()
         await self._reclaim_forgotten()
         applied = 0
-        now = time.monotonic()
-        for p in sorted(self._owned):
-            if self._retry.get(p) and self._not_before.get(p, 0.0) <= now:
-                applied += await self._apply(p, self._retry.pop(p))
+        due = self._due()
+        if due:
+            applied += await self._apply_reading_ahead(due)
         ready = [p for p in sorted(self._owned) if not self._retry.get(p)]
         response = None
         if ready:
@@ -310,10 +315,17 @@ class Persister:
             # the group, never delivered again).
             self._retry[p] = events
             delivered.append(p)
-        applied += await self._apply_partitions(delivered)
-        if not streams and block_ms:
+        self._note_full(ready, streams)
+        applied += await self._apply_reading_ahead(delivered)
+        if block_ms and not streams and not self._due():
             await self._sleep(block_ms / 1000)
         return applied
+
+    def _due(self) -> list[int]:
+        """The owned partitions holding a batch to apply now (read ahead, or retried after
+        its backoff): the next pass has work, whatever the read found."""
+        now = time.monotonic()
+        return [p for p in sorted(self._owned) if self._retry.get(p) and self._not_before.get(p, 0.0) <= now]
 
     async def _read(self, partitions: list[int]) -> Any:
         """New entries of the partitions' logs (``claims.read_new``)."""
@@ -357,6 +369,7 @@ class Persister:
 
     def _drop_partition(self, p: int) -> None:
         self._owned.discard(p)
+        self._full.discard(p)
         self._retry.pop(p, None)
         self._offsets.pop(p, None)
 
@@ -421,6 +434,71 @@ class Persister:
                 self._retry[p] = claimed
 
     # -- applying --------------------------------------------------------------------
+    def _note_full(self, partitions: list[int], streams: Any) -> None:
+        """Which of the ``partitions`` just read came back with a full batch (their logs hold
+        more: worth reading ahead) and which did not."""
+        counts = {self._stream_partition[text(stream)]: len(entries) for stream, entries in streams}
+        for p in partitions:
+            if counts.get(p, 0) >= self._settings.persister_batch_size:
+                self._full.add(p)
+            else:
+                self._full.discard(p)
+
+    async def _apply_reading_ahead(self, partitions: list[int]) -> int:
+        """``_apply_partitions``, and meanwhile, for those whose last read came back full,
+        the next read: while PostgreSQL applies one batch, Redis and this process read and
+        parse the next (the persister's own work no longer adds to PostgreSQL's; the issue's
+        "larger reads with pipelined acks", BENCHMARKS.md "The persister's own rate").
+
+        What the read-ahead delivered is held behind the partition's batch, whatever became
+        of that batch (applied, or held again to retry), so log order is kept and at most
+        two batches a partition are in memory. A read-ahead that failed may have delivered
+        entries whose reply was lost: those partitions let go of what they hold and take
+        everything pending back from the group, in log order, on the next pass
+        (``_recover_pending``), before reading anything newer."""
+        batch = self._settings.persister_batch_size
+        ahead = [p for p in partitions if p in self._full and len(self._retry.get(p, ())) <= batch]
+        if not ahead or not self._settings.persister_read_ahead:
+            return await self._apply_partitions(partitions)
+        applying = asyncio.ensure_future(self._apply_partitions(partitions))
+        streams: Any = []
+        failure: BaseException | None = None
+        try:
+            streams, failure = await read_new(
+                self._redis, self._keys, ahead, group=GROUP, consumer=self.name, count=batch,
+                cluster=self._cluster)
+        except asyncio.CancelledError:
+            applying.cancel()
+            with contextlib.suppress(BaseException):
+                await applying
+            self._take_back(ahead)
+            raise
+        except Exception as exc:
+            failure = exc
+        try:
+            applied = await applying
+        finally:
+            if failure is None:
+                self._note_full(ahead, streams)
+                for p, events in by_partition(streams, self._stream_partition):
+                    if p in self._owned:  # else: pending in the group, for the partition's next holder
+                        self._retry[p] = self._retry.get(p, []) + events
+                        self.stats.read_ahead += 1
+            else:
+                self._take_back(ahead)
+        if failure is not None:
+            raise failure
+        return applied
+
+    def _take_back(self, partitions: list[int]) -> None:
+        """A read-ahead of ``partitions`` failed: what it delivered may be pending unseen,
+        behind what they hold. Let go of that (pending in the group too, or applied) so
+        that ``_recover_pending`` claims both back in log order."""
+        for p in partitions:
+            self._retry.pop(p, None)
+            self._full.discard(p)
+            self._recover.add(p)
+
     async def _apply_partitions(self, partitions: list[int]) -> int:
         """The batches held in ``_retry`` for ``partitions``, each in its own transaction,
         ``persister_concurrency`` at once over the pool: partitions are independent (their

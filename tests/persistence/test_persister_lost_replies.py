@@ -32,6 +32,7 @@ import redis.exceptions
 
 from dropgate.engine.events import Event
 from dropgate.engine.keys import partition_of
+from dropgate.ids import text
 from dropgate.persistence.persister import GROUP, Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
@@ -46,11 +47,12 @@ class _Cut:
     reads of several partitions race, and the test names the one it cuts."""
 
     def __init__(self, client: Any, *, before: Iterable[str] = (), after: Iterable[str] = (),
-                 touching: str | None = None) -> None:
+                 touching: str | None = None, spare: int = 0) -> None:
         self._client = client
         self._before = Counter(before)
         self._after = Counter(after)
         self._touching = touching
+        self._spare = spare  # the first commands named above that go through uncut
         self.cuts: list[tuple[str, str]] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -61,6 +63,9 @@ class _Cut:
         async def cut(*args: Any, **kwargs: Any) -> Any:
             if self._touching is not None and not any(
                     isinstance(a, dict) and self._touching in a for a in args):
+                return await command(*args, **kwargs)
+            if self._spare > 0:
+                self._spare -= 1
                 return await command(*args, **kwargs)
             if self._before[name] > 0:
                 self._before[name] -= 1
@@ -186,5 +191,83 @@ async def test_an_iteration_that_never_returns_is_restarted_with_its_batch(
     await persister.close()
     await task
     assert persister.hung and persister.stats.stalls == 1
+    assert await _pending(runtime) == 0
+    await _assert_pg_equals_redis(runtime)
+
+
+class _Commits(Persister):
+    """Records each batch it commits, and fails the ``fail``-th commit (PostgreSQL gone)."""
+
+    fail = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.committed: dict[int, list[tuple[int, int]]] = {}
+        self.calls = 0
+
+    async def _commit(self, p: int, events: list[Event[Any]], *,
+                      dead_letter: tuple[str, int] | None = None) -> None:
+        self.calls += 1
+        if self.calls == self.fail:
+            await asyncio.sleep(0.05)  # the read-ahead beside it is done by then
+            raise OSError("PostgreSQL gone")
+        await super()._commit(p, events, dead_letter=dead_letter)
+        self.committed.setdefault(p, []).extend(e.position for e in events)
+
+
+async def _log_positions(runtime: Runtime) -> dict[int, list[tuple[int, int]]]:
+    from dropgate.engine.events import parse_stream_id
+    out: dict[int, list[tuple[int, int]]] = {}
+    for p in range(runtime.keys.partitions):
+        ids = [text(eid) for eid, _ in await runtime.redis.xrange(runtime.keys.log(p))]
+        if ids:
+            out[p] = [parse_stream_id(i) for i in ids]
+    return out
+
+
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "one-read-at-a-time"])
+async def test_a_backlog_read_ahead_commits_every_entry_once_in_log_order(
+        runtime: Runtime, make_settings: Callable[..., Settings], read_ahead: bool) -> None:
+    """While a full batch is applied its partition's next one is read: every entry is
+    committed exactly once, each partition's in log order, as one read at a time does."""
+    invites = await _setup(runtime)
+    assert await _load(invites, 0, 600) == 600
+    expected = await _log_positions(runtime)
+    persister = _Commits(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys, scripts=runtime.scripts,
+                         settings=make_settings(persister_batch_size=25, persister_read_ahead=read_ahead),
+                         name="ahead")
+    await persister.drain(timeout_s=30)
+    assert persister.committed == expected
+    assert (persister.stats.read_ahead > 0) is read_ahead
+    assert persister.stats.skipped_replays == 0
+    assert await _pending(runtime) == 0
+    await _assert_pg_equals_redis(runtime)
+
+
+async def test_a_read_ahead_whose_reply_is_lost_while_its_batch_fails_loses_nothing(
+        runtime: Runtime, make_settings: Callable[..., Settings]) -> None:
+    """The worst pair: the batch being applied fails (held to retry) and the read beside it
+    ran in Redis with its reply lost (delivered, pending, never seen). Both are taken back
+    from the group in log order and applied before anything newer; left as they were, newer
+    batches would commit past the lost entries, which then count as replays, unapplied."""
+    invites = await _setup(runtime)
+    assert await _load(invites, 0, 300) == 300
+    before = await _log_positions(runtime)
+    cut = _Cut(runtime.redis, after=["xreadgroup"], spare=1)  # the first read works, the next is cut
+    persister = _Commits(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys, scripts=runtime.scripts,
+                         settings=make_settings(persister_batch_size=25, persister_lease_ms=60_000),
+                         name="ahead-cut")
+    persister._redis = cut  # type: ignore[assignment]
+    persister.fail = 1
+    with pytest.raises((redis.exceptions.ConnectionError, OSError)):
+        await persister.run_once()
+    assert cut.cuts == [("after", "xreadgroup")]
+    assert await _load(invites, 300, 300) == 300  # newer entries behind the lost read's
+    after = await _log_positions(runtime)  # what the first pass committed is trimmed from it
+    expected = {p: sorted(set(before.get(p, [])) | set(after.get(p, []))) for p in before.keys() | after.keys()}
+    await persister.drain(timeout_s=30)
+    assert persister.stats.reclaimed > 0  # the lost read's entries and the failed batch's, taken back
+    assert persister.stats.skipped_replays == 0  # nothing taken for a replay ...
+    assert persister.committed == expected  # ... each entry once, in log order
     assert await _pending(runtime) == 0
     await _assert_pg_equals_redis(runtime)
