@@ -31,8 +31,9 @@ stream (never past another group, the webhook dispatcher, still behind:
 The partitions of one read are applied concurrently, each in its own transaction on its
 own pooled connection (``persister_concurrency`` at once): a partition's batches stay
 in log order, and partitions share no offset. While a partition's full batch is applied,
-its next one is read and parsed (``persister_read_ahead``), and held behind it. The appliers send a run of events as a
-few set-based statements (``unnest``), never one per event (BENCHMARKS.md, *Persister*).
+its next one is read and parsed (``persister_read_ahead``), and held behind it. The
+appliers send a run of events as a few set-based statements (``unnest``, or one json
+parameter for purchases), never one per event (BENCHMARKS.md, *Persister*).
 
 The stream's length is the persistence lag (more while the webhook dispatcher's
 group is behind: a running dispatcher spills past ``webhook_spill_after``); the scripts
@@ -59,7 +60,6 @@ from dropgate.engine.keys import Keys
 from dropgate.engine.periodic import pause
 from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
-from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS, Applier
 from dropgate.persistence.claims import (
     ForgottenReads,
@@ -174,9 +174,6 @@ class Persister:
         # Partitions to take back what this persister was delivered and does not hold,
         # before reading anything newer (``_recover_pending``).
         self._recover: set[int] = set()
-        # Partitions whose last read came back full: their logs hold more, so the next one
-        # is read while this one is applied (``_apply_reading_ahead``).
-        self._full: set[int] = set()
         self._stream_partition = {keys.log(p): p for p in range(keys.partitions)}
         self._closing = asyncio.Event()
         # One pass at a time: ``run_once`` called from several tasks (a test's writers,
@@ -315,7 +312,6 @@ class Persister:
             # the group, never delivered again).
             self._retry[p] = events
             delivered.append(p)
-        self._note_full(ready, streams)
         applied += await self._apply_reading_ahead(delivered)
         if block_ms and not streams and not self._due():
             await self._sleep(block_ms / 1000)
@@ -369,7 +365,6 @@ class Persister:
 
     def _drop_partition(self, p: int) -> None:
         self._owned.discard(p)
-        self._full.discard(p)
         self._retry.pop(p, None)
         self._offsets.pop(p, None)
 
@@ -434,21 +429,11 @@ class Persister:
                 self._retry[p] = claimed
 
     # -- applying --------------------------------------------------------------------
-    def _note_full(self, partitions: list[int], streams: Any) -> None:
-        """Which of the ``partitions`` just read came back with a full batch (their logs hold
-        more: worth reading ahead) and which did not."""
-        counts = {self._stream_partition[text(stream)]: len(entries) for stream, entries in streams}
-        for p in partitions:
-            if counts.get(p, 0) >= self._settings.persister_batch_size:
-                self._full.add(p)
-            else:
-                self._full.discard(p)
-
     async def _apply_reading_ahead(self, partitions: list[int]) -> int:
-        """``_apply_partitions``, and meanwhile, for those whose last read came back full,
-        the next read: while PostgreSQL applies one batch, Redis and this process read and
-        parse the next (the persister's own work no longer adds to PostgreSQL's; the issue's
-        "larger reads with pipelined acks", BENCHMARKS.md "The persister's own rate").
+        """``_apply_partitions``, and meanwhile, for those holding a full batch (one read's
+        worth: their logs likely hold more), the next read: while PostgreSQL applies one
+        batch, Redis and this process read and parse the next (BENCHMARKS.md, "The offers
+        persister: one json parameter, and reading ahead").
 
         What the read-ahead delivered is held behind the partition's batch, whatever became
         of that batch (applied, or held again to retry), so log order is kept and at most
@@ -457,7 +442,7 @@ class Persister:
         everything pending back from the group, in log order, on the next pass
         (``_recover_pending``), before reading anything newer."""
         batch = self._settings.persister_batch_size
-        ahead = [p for p in partitions if p in self._full and len(self._retry.get(p, ())) <= batch]
+        ahead = [p for p in partitions if len(self._retry.get(p, ())) == batch]
         if not ahead or not self._settings.persister_read_ahead:
             return await self._apply_partitions(partitions)
         applying = asyncio.ensure_future(self._apply_partitions(partitions))
@@ -479,7 +464,6 @@ class Persister:
             applied = await applying
         finally:
             if failure is None:
-                self._note_full(ahead, streams)
                 for p, events in by_partition(streams, self._stream_partition):
                     if p in self._owned:  # else: pending in the group, for the partition's next holder
                         self._retry[p] = self._retry.get(p, []) + events
@@ -496,7 +480,6 @@ class Persister:
         that ``_recover_pending`` claims both back in log order."""
         for p in partitions:
             self._retry.pop(p, None)
-            self._full.discard(p)
             self._recover.add(p)
 
     async def _apply_partitions(self, partitions: list[int]) -> int:

@@ -147,7 +147,6 @@ async def test_each_purchase_row_holds_its_last_record_field_by_field(runtime: R
     assert {r.refunds.get("re_a", 0) for r in last.values() if r.offer_id == "a"} == {0, 100}
     assert any(r.session_id is None for r in last.values())
     assert history == {(e.data.purchase_id, e.version): (e.data.status, ts(e.data.updated_ms)) for e in events}
-    assert {ts(e.data.updated_ms).microsecond % 1000 for e in events} == {0}
     assert any(ts(e.data.updated_ms).microsecond for e in events), "some time has milliseconds"
 
 

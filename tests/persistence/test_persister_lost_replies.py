@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import redis.exceptions
 
-from dropgate.engine.events import Event
+from dropgate.engine.events import Event, parse_stream_id
 from dropgate.engine.keys import partition_of
 from dropgate.ids import text
 from dropgate.persistence.persister import GROUP, Persister
@@ -216,7 +216,6 @@ class _Commits(Persister):
 
 
 async def _log_positions(runtime: Runtime) -> dict[int, list[tuple[int, int]]]:
-    from dropgate.engine.events import parse_stream_id
     out: dict[int, list[tuple[int, int]]] = {}
     for p in range(runtime.keys.partitions):
         ids = [text(eid) for eid, _ in await runtime.redis.xrange(runtime.keys.log(p))]

@@ -16,9 +16,10 @@ _ROWS = msgspec.json.Encoder()
 # One statement per round: the run's records go as ONE json parameter (the structs
 # msgspec decoded, encoded again in C), unpacked by ``json_to_recordset`` in PostgreSQL.
 # Sent as 19 typed arrays instead (one per column), building them and asyncpg's encoding of
-# each element took over half of this process's CPU per event (BENCHMARKS.md, "The
-# persister's own rate"). The same rows give the purchases' upsert and their history rows: the
-# history has no key to the purchases (migration 0017), so neither waits on the other.
+# each element took over half of this process's CPU per event (BENCHMARKS.md, "The offers
+# persister: one json parameter, and reading ahead"). The same rows give the purchases'
+# upsert and their history rows: the history has no key to the purchases (migration 0017),
+# so neither waits on the other.
 _PURCHASES_APPLY = """
     WITH u AS MATERIALIZED (
         SELECT * FROM json_to_recordset($1::json) AS r (

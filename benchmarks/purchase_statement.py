@@ -1,0 +1,88 @@
+"""Where PostgreSQL's time goes in the offers persister's statement: ``EXPLAIN ANALYZE`` of it.
+
+    .venv/bin/python -m benchmarks.purchase_statement [--holds 1000] [--warmup 3] [--runs 3]
+
+On a fresh schema (``private_runtime``) with one offer, the statement the purchases' applier
+sends per round (``appliers/offers.py: _PURCHASES_APPLY``) runs on ``--holds`` new holds of
+that offer, committed as the persister's are, so each run inserts into a growing table; the
+first ``--warmup`` runs are not printed. Per run
+it prints the execution time and its parts: the ``json_to_recordset`` scan, the purchases'
+insert (its node's time less the scan's), the history insert (the CTE), and each trigger
+(the key check to offers, the counters). It tells which part a cheaper statement must cut;
+the persister's whole drain is ``benchmarks.persister_breakdown``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from typing import Any
+
+import msgspec
+
+from benchmarks.common import private_runtime, stores
+from dropgate.engine.events import OfferPurchase
+from dropgate.persistence.appliers import offers as offers_applier
+
+_TIME = re.compile(r"actual time=[\d.]+\.\.([\d.]+)")
+
+
+def _parts(plan: list[str]) -> dict[str, float]:
+    """The plan's lines -> ms per part (a node's total time is the second 'actual time')."""
+    parts: dict[str, float] = {}
+    node = ""
+    for line in plan:
+        text = line.strip().removeprefix("->").strip()
+        if text.startswith("Insert on offer_purchases "):
+            node = "insert"
+        elif text.startswith("Function Scan on json_to_recordset"):
+            node = "json"
+        elif text.startswith("Insert on offer_purchase_history"):
+            node = "history"
+        else:
+            node = ""
+        found = _TIME.search(text)
+        if node and found and node not in parts:
+            parts[node] = float(found.group(1))
+        if text.startswith("Trigger"):
+            name = text.split(" on offer_purchases")[0].removeprefix("Trigger ")
+            parts["trigger " + name] = float(text.split("time=")[1].split()[0])
+        if text.startswith("Execution Time"):
+            parts["execution"] = float(text.split(":")[1].split()[0])
+    if "insert" in parts and "json" in parts:  # the insert node's time includes the scan under it
+        parts["insert"] -= parts["json"]
+    return parts
+
+
+async def main(holds: int, warmup: int, runs: int) -> None:
+    async with private_runtime(stores(), persister_enabled=False) as rt:
+        async with rt.pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency,
+                                       inventory_total, max_per_order, active, created_at, version)
+                   VALUES ('t1', 'a', 'drop', 'a', 500, 'usd', 1000000000, 3, true, now(), 1)""")
+            now = int(time.time() * 1000)
+            for r in range(warmup + runs):
+                records = [OfferPurchase(
+                    purchase_id=f"pu_{r}_{i}", tenant_id="t1", offer_id="a", user_id=f"u{r}_{i}",
+                    quantity=1, status="pending", amount_minor=500, currency="usd",
+                    hold_expires_ms=now + 600_000, created_ms=now, updated_ms=now, version=1,
+                    units="held", offer_version=r * holds + i + 1) for i in range(holds)]
+                rows: Any = await conn.fetch("EXPLAIN (ANALYZE, TIMING ON) " + offers_applier._PURCHASES_APPLY,
+                                             msgspec.json.encode(records).decode())
+                if r < warmup:
+                    continue
+                parts = _parts([row[0] for row in rows])
+                print(f"run {r - warmup + 1}: {holds:,} holds, "
+                      + ", ".join(f"{name} {ms:.1f} ms" for name, ms in parts.items()), flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--holds", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.holds, args.warmup, args.runs))
