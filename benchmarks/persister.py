@@ -60,6 +60,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "no_read_ahead": {"persister_read_ahead": False},
     "batch4000": {"persister_batch_size": 4000},
     "batch250": {"persister_batch_size": 250},
+    "batch2000": {"persister_batch_size": 2000},
 }
 _SWITCHES = ("executemany", "row_triggers")
 

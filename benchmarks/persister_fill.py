@@ -14,8 +14,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 from dropgate.engine.offers import HoldRequest
-from dropgate.ids import new_id
 from dropgate.runtime import Runtime
+
+try:  # the purchase ids of the revision under test, as its API makes them
+    from dropgate.engine.offers import new_purchase_id
+except ImportError:  # a baseline before ids in time order: random ones, as its API made
+
+    def new_purchase_id() -> str:
+        from dropgate.ids import new_id
+
+        return new_id("pu_")
 
 DOMAINS = ("offers", "invites", "promos", "codes")
 CONCURRENCY = 64
@@ -44,7 +52,7 @@ def operation(rt: Runtime, domain: str, tenant: str, tag: str) -> Callable[[int]
     """One hot operation of ``domain`` for request ``i``; returns how many events it wrote."""
     if domain == "offers":
         async def hold(i: int) -> int:
-            holds = [HoldRequest(purchase_id=new_id("pu_"), user_id=f"{tag}u{i}x{j}", quantity=1,
+            holds = [HoldRequest(purchase_id=new_purchase_id(), user_id=f"{tag}u{i}x{j}", quantity=1,
                                  idem_digest=f"{tag}{i:016x}{j:04x}", fingerprint=f"fp{i}x{j}")
                      for j in range(64)]
             results = await rt.offers.purchase_batch(

@@ -1,14 +1,17 @@
 """Where PostgreSQL's time goes in the offers persister's statement: ``EXPLAIN ANALYZE`` of it.
 
     .venv/bin/python -m benchmarks.purchase_statement [--holds 1000] [--warmup 3] [--runs 3]
+    .venv/bin/python -m benchmarks.purchase_statement --ids random --warmup 0 --runs 300 --every 50
 
 On a fresh schema (``private_runtime``) with one offer, the statement the purchases' applier
 sends per round (``appliers/offers.py: _PURCHASES_APPLY``) runs on ``--holds`` new holds of
 that offer, committed as the persister's are, so each run inserts into a growing table; the
-first ``--warmup`` runs are not printed. Per run
-it prints the execution time and its parts: the ``json_to_recordset`` scan, the purchases'
-insert (its node's time less the scan's), the history insert (the CTE), and each trigger
-(the key check to offers, the counters). It tells which part a cheaper statement must cut;
+first ``--warmup`` runs are not printed (``--every N``: every Nth, with the median execution of
+the N before it). The purchase ids are ``new_purchase_id``'s, in time order, or with ``--ids
+random`` the random ones used before (users' ids are random either way). Per run it prints
+the execution time and its parts: the ``json_to_recordset`` scan, the purchases' insert (its
+node's time less the scan's), the history insert (the CTE), and each trigger (the key check
+to offers, the counters). It tells which part a cheaper statement must cut;
 the persister's whole drain is ``benchmarks.persister_breakdown``.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import statistics
 import time
 from typing import Any
 
@@ -24,6 +28,8 @@ import msgspec
 
 from benchmarks.common import private_runtime, stores
 from dropgate.engine.events import OfferPurchase
+from dropgate.engine.offers import new_purchase_id
+from dropgate.ids import new_id, random_hex
 from dropgate.persistence.appliers import offers as offers_applier
 
 _TIME = re.compile(r"actual time=[\d.]+\.\.([\d.]+)")
@@ -56,7 +62,16 @@ def _parts(plan: list[str]) -> dict[str, float]:
     return parts
 
 
-async def main(holds: int, warmup: int, runs: int) -> None:
+def purchase_ids(style: str, n: int) -> list[str]:
+    """``n`` purchase ids of a style: ``random`` (``new_id``: 80 random bits, the ids before
+    ``new_purchase_id``, each on a random leaf of every index it keys) or ``ordered``
+    (``new_purchase_id``: the time first, so new rows land at the right edge)."""
+    if style == "random":
+        return [new_id("pu_") for _ in range(n)]
+    return [new_purchase_id() for _ in range(n)]
+
+
+async def main(holds: int, warmup: int, runs: int, ids: str = "ordered", every: int = 1) -> None:
     async with private_runtime(stores(), persister_enabled=False) as rt:
         async with rt.pool.acquire() as conn:
             await conn.execute(
@@ -64,18 +79,24 @@ async def main(holds: int, warmup: int, runs: int) -> None:
                                        inventory_total, max_per_order, active, created_at, version)
                    VALUES ('t1', 'a', 'drop', 'a', 500, 'usd', 1000000000, 3, true, now(), 1)""")
             now = int(time.time() * 1000)
+            totals: list[float] = []
             for r in range(warmup + runs):
                 records = [OfferPurchase(
-                    purchase_id=f"pu_{r}_{i}", tenant_id="t1", offer_id="a", user_id=f"u{r}_{i}",
+                    purchase_id=pid, tenant_id="t1", offer_id="a", user_id="u" + random_hex(6),
                     quantity=1, status="pending", amount_minor=500, currency="usd",
                     hold_expires_ms=now + 600_000, created_ms=now, updated_ms=now, version=1,
-                    units="held", offer_version=r * holds + i + 1) for i in range(holds)]
+                    units="held", offer_version=r * holds + i + 1)
+                    for i, pid in enumerate(purchase_ids(ids, holds))]
                 rows: Any = await conn.fetch("EXPLAIN (ANALYZE, TIMING ON) " + offers_applier._PURCHASES_APPLY,
                                              msgspec.json.encode(records).decode())
                 if r < warmup:
                     continue
                 parts = _parts([row[0] for row in rows])
-                print(f"run {r - warmup + 1}: {holds:,} holds, "
+                totals.append(parts.get("execution", 0.0))
+                if (r - warmup + 1) % every:
+                    continue
+                print(f"run {r - warmup + 1}: {holds:,} holds, median execution of the last {every} "
+                      f"{statistics.median(totals[-every:]):.1f} ms; "
                       + ", ".join(f"{name} {ms:.1f} ms" for name, ms in parts.items()), flush=True)
 
 
@@ -84,5 +105,8 @@ if __name__ == "__main__":
     parser.add_argument("--holds", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ids", choices=("random", "ordered"), default="ordered",
+                        help="the purchase ids: new_purchase_id's (ordered) or the random ones before")
+    parser.add_argument("--every", type=int, default=1, help="print every Nth run (the table grows by each)")
     args = parser.parse_args()
-    asyncio.run(main(args.holds, args.warmup, args.runs))
+    asyncio.run(main(args.holds, args.warmup, args.runs, args.ids, args.every))

@@ -10,6 +10,8 @@ the client may all use it without pulling each other in.
   the same patterns, so a body is refused by the decoder before it reaches the engine.
 - **New ids.** ``random_hex`` draws from a buffer of ``os.urandom`` bytes: one system
   call per ~400 ids (a ``getrandom`` call per id was a visible share of a request's CPU).
+  Ids a crowd creates by the thousand and PostgreSQL keys rows by (purchases, promo uses)
+  are ``new_ordered_id``: the time first, so new rows land at the right edge of an index.
 - **Times.** Inside, a time is integer milliseconds since the epoch (``*_ms``); the API
   shows RFC 3339. Expiry decisions use Redis' clock (``redis_now_ms``) so every
   process agrees.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
@@ -82,8 +85,23 @@ os.register_at_fork(after_in_child=_forget)  # a forked child never shares its p
 
 
 def new_id(prefix: str, nbytes: int = 10) -> str:
-    """``prefix`` + ``2 * nbytes`` random hex characters (``new_id("pu_")``: 80 bits)."""
+    """``prefix`` + ``2 * nbytes`` random hex characters (``new_id("of_")``: 80 bits)."""
     return prefix + random_hex(nbytes)
+
+
+def new_ordered_id(prefix: str, nbytes: int = 8) -> str:
+    """``prefix`` + the wall clock in ms as 12 hex characters + ``2 * nbytes`` random hex
+    characters (64 bits by default: as unguessable, and as unlikely to repeat within a
+    millisecond, as ever needed).
+
+    Why the time first: a row keyed by a random id lands on a random leaf of every index
+    on it, so once a table outgrows the cache each insert reads and dirties pages no
+    other insert shares, and writes them whole to the WAL after each checkpoint. Keyed
+    by the time, a crowd's rows go to the right edge, as a sequence's would. The
+    persister's purchases statement took 54.5 ms per 1,000 holds at 300,000 rows with
+    random ids, 35.0 ms with these (BENCHMARKS.md, "Ids in time order"). A clock that
+    steps back costs locality, never uniqueness: that is the random part's job."""
+    return f"{prefix}{time.time_ns() // 1_000_000:012x}{random_hex(nbytes)}"
 
 
 # -- times --------------------------------------------------------------------------------

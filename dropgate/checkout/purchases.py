@@ -36,7 +36,7 @@ from dropgate.checkout.redirects import Redirects, public_base, resolve_redirect
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
 from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
-from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers
+from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_purchase_id
 from dropgate.errors import (
     DropgateError,
     PaymentProviderUnavailable,
@@ -44,7 +44,7 @@ from dropgate.errors import (
     TenantBusy,
     error_for,
 )
-from dropgate.ids import check_id, ms_to_dt, new_id
+from dropgate.ids import check_id, ms_to_dt
 from dropgate.models.common import error_body
 from dropgate.models.offers import PurchaseCreated
 
@@ -141,7 +141,7 @@ class Purchases:
     async def _purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
                         digest: str) -> PurchaseAnswer:
         fingerprint = request_digest(f"purchase\n{offer_id}\n{user_id}\n{quantity}") if digest else ""
-        purchase_id = new_id("pu_")
+        purchase_id = new_purchase_id()
         request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
                               idem_digest=digest, fingerprint=fingerprint)
         try:

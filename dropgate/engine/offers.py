@@ -24,7 +24,7 @@ from dropgate.engine.context import EngineContext
 from dropgate.engine.keys import TenantKeys
 from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import NotFound
-from dropgate.ids import check_id, new_id, text, text_map
+from dropgate.ids import check_id, new_id, new_ordered_id, text, text_map
 from dropgate.specs.entities import OFFER
 from dropgate.specs.structs import script_pairs, spec_struct
 
@@ -90,6 +90,11 @@ class PurchaseRecord(msgspec.Struct, kw_only=True):
     @property
     def refundable_minor(self) -> int:
         return self.amount_minor - self.refunded_minor
+
+
+def new_purchase_id() -> str:
+    """A purchase's id: in time order (``new_ordered_id``), as every index keyed by it wants."""
+    return new_ordered_id("pu_")
 
 
 class HoldRequest(msgspec.Struct, frozen=True, kw_only=True):

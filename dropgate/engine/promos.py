@@ -16,7 +16,6 @@ step that writes the use and both counters.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from typing import Any, Literal
 
 import msgspec
@@ -26,7 +25,7 @@ from dropgate.engine.ratelimit import rate_limited
 from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import DropgateError, NotFound, ValidationError, error_for
-from dropgate.ids import text
+from dropgate.ids import new_ordered_id, text
 from dropgate.money import parse_amount
 
 RATE_LIMIT_SCOPE = "promo_redeem"
@@ -298,4 +297,5 @@ def _outcome(ask: _Ask, a: _Answer) -> Redemption | DropgateError | None:
 
 
 def new_use_id() -> str:
-    return "use_" + secrets.token_hex(10)
+    """A promo use's id: in time order (``new_ordered_id``), as the uses' primary key wants."""
+    return new_ordered_id("use_")

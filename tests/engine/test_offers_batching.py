@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import msgspec
 import pytest
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
-from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers
+from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_purchase_id
+from dropgate.engine.promos import new_use_id
 from dropgate.errors import PersistenceLagging
-from dropgate.ids import random_hex
+from dropgate.ids import check_id, random_hex
 from dropgate.runtime import Runtime
 
 _LIMITS = dict(hold_ttl_ms=60_000, rate_interval_ms=1.0, rate_burst=100, idem_ttl_ms=86_400_000,
@@ -50,6 +52,20 @@ def test_random_hex_is_fresh_and_sized() -> None:
     assert len(ids) == 20_000
     assert all(len(i) == 20 and int(i, 16) >= 0 for i in ids)
     assert len(random_hex(5000)) == 10_000
+
+
+def test_purchase_and_use_ids_are_in_time_order_unique_and_valid() -> None:
+    """``new_ordered_id``: the time first (rows at an index's right edge), random after it."""
+    burst = [new_purchase_id() for _ in range(50_000)]  # many within each millisecond
+    assert len(set(burst)) == len(burst)
+    assert all(check_id(i) and len(i) == 3 + 12 + 16 and int(i[3:], 16) >= 0 for i in burst)
+    earlier = new_use_id()
+    time.sleep(0.002)
+    later = [new_use_id(), new_purchase_id()]
+    assert earlier.startswith("use_") and later[1].startswith("pu_")
+    assert earlier[4:16] < later[0][4:16] <= later[1][3:15]  # the ms part, a later millisecond
+    stamped = int(later[1][3:15], 16)
+    assert abs(stamped - time.time() * 1000) < 5_000
 
 
 async def test_lagging_backlog_refuses_holds_but_stores_responses(runtime: Runtime) -> None:

@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from dropgate.engine.events import Event, parse_entry
-from dropgate.engine.offers import HoldRequest
-from dropgate.ids import new_id, text
+from dropgate.engine.offers import HoldRequest, new_purchase_id
+from dropgate.ids import text
 from dropgate.persistence.appliers import APPLIERS
 from dropgate.persistence.appliers.base import ts
 from dropgate.persistence.persister import Persister
@@ -56,7 +56,7 @@ async def _events(runtime: Runtime, tenant: str) -> list[Event[Any]]:
 
 
 async def _hold(runtime: Runtime, tenant: str, offer: str, users: list[str]) -> list[str]:
-    holds = [HoldRequest(purchase_id=new_id("pu_"), user_id=u, quantity=1 + i % 3,
+    holds = [HoldRequest(purchase_id=new_purchase_id(), user_id=u, quantity=1 + i % 3,
                          idem_digest=f"{u:0>32}", fingerprint=f"fp-{u}") for i, u in enumerate(users)]
     results = await runtime.offers.purchase_batch(
         tenant, offer, holds, [], hold_ttl_ms=600_000, rate_interval_ms=0.0, rate_burst=1000,

@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from dropgate.engine.offers import HoldRequest
-from dropgate.ids import new_id
+from dropgate.engine.offers import HoldRequest, new_purchase_id
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 
@@ -26,7 +25,7 @@ TENANT, OFFER = "t1", "hot"
 
 
 async def _holds(runtime: Runtime, count: int, tag: str) -> None:
-    holds = [HoldRequest(purchase_id=new_id("pu_"), user_id=f"{tag}u{j}", quantity=1, idem_digest="",
+    holds = [HoldRequest(purchase_id=new_purchase_id(), user_id=f"{tag}u{j}", quantity=1, idem_digest="",
                          fingerprint="") for j in range(count)]
     results = await runtime.offers.purchase_batch(
         TENANT, OFFER, holds, [], hold_ttl_ms=1_800_000, rate_interval_ms=0.001, rate_burst=10**6,
