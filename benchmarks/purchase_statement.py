@@ -10,9 +10,10 @@ first ``--warmup`` runs are not printed (``--every N``: every Nth, with the medi
 the N before it). The purchase ids are ``new_purchase_id``'s, in time order, or with ``--ids
 random`` the random ones used before (users' ids are random either way). Per run it prints
 the execution time and its parts: the ``json_to_recordset`` scan, the purchases' insert (its
-node's time less the scan's), the history insert (the CTE), and each trigger (the key check
-to offers, the counters). It tells which part a cheaper statement must cut;
-the persister's whole drain is ``benchmarks.persister_breakdown``.
+node's time less the scan's), the history insert (the CTE), and each trigger (the counters,
+and since 0019 the offers' check per statement; before it, the key's check per row). It tells
+which part a cheaper statement must cut; the persister's whole drain is
+``benchmarks.persister_breakdown``.
 """
 
 from __future__ import annotations
