@@ -1,14 +1,15 @@
 """Where PostgreSQL's time goes in the offers persister's statement: ``EXPLAIN ANALYZE`` of it.
 
     .venv/bin/python -m benchmarks.purchase_statement [--holds 1000] [--warmup 3] [--runs 3]
-    .venv/bin/python -m benchmarks.purchase_statement --ids random --warmup 0 --runs 300 --every 50
+    .venv/bin/python -m benchmarks.purchase_statement --ids random --undo 18,19 --warmup 0 --runs 300 --every 50
 
 On a fresh schema (``private_runtime``) with one offer, the statement the purchases' applier
 sends per round (``appliers/offers.py: _PURCHASES_APPLY``) runs on ``--holds`` new holds of
 that offer, committed as the persister's are, so each run inserts into a growing table; the
 first ``--warmup`` runs are not printed (``--every N``: every Nth, with the median execution of
 the N before it). The purchase ids are ``new_purchase_id``'s, in time order, or with ``--ids
-random`` the random ones used before (users' ids are random either way). Per run it prints
+random`` the random ones used before (users' ids are random either way); ``--undo 18,19`` puts
+back what those migrations took away (an index, the per-row key). Per run it prints
 the execution time and its parts: the ``json_to_recordset`` scan, the purchases' insert (its
 node's time less the scan's), the history insert (the CTE), and each trigger (the counters,
 and since 0019 the offers' check per statement; before it, the key's check per row). It tells
@@ -72,9 +73,23 @@ def purchase_ids(style: str, n: int) -> list[str]:
     return [new_purchase_id() for _ in range(n)]
 
 
-async def main(holds: int, warmup: int, runs: int, ids: str = "ordered", every: int = 1) -> None:
+# what each later migration of offer_purchases took away, put back (``--undo``): the
+# statement measured on the schema before it, in a run of today's code
+UNDO = {
+    18: "CREATE INDEX offer_purchases_by_user ON offer_purchases (tenant_id, user_id, created_at DESC)",
+    19: """DROP TRIGGER offer_purchases_offer_exists_inserted ON offer_purchases;
+           DROP TRIGGER offer_purchases_offer_exists_updated ON offer_purchases;
+           ALTER TABLE offer_purchases ADD CONSTRAINT offer_purchases_tenant_id_offer_id_fkey
+               FOREIGN KEY (tenant_id, offer_id) REFERENCES offers (tenant_id, offer_id)""",
+}
+
+
+async def main(holds: int, warmup: int, runs: int, ids: str = "ordered", every: int = 1,
+               undo: tuple[int, ...] = ()) -> None:
     async with private_runtime(stores(), persister_enabled=False) as rt:
         async with rt.pool.acquire() as conn:
+            for version in undo:
+                await conn.execute(UNDO[version])
             await conn.execute(
                 """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency,
                                        inventory_total, max_per_order, active, created_at, version)
@@ -109,5 +124,10 @@ if __name__ == "__main__":
     parser.add_argument("--ids", choices=("random", "ordered"), default="ordered",
                         help="the purchase ids: new_purchase_id's (ordered) or the random ones before")
     parser.add_argument("--every", type=int, default=1, help="print every Nth run (the table grows by each)")
+    parser.add_argument("--undo", default="", help=f"migrations to take back, comma-separated, of {sorted(UNDO)}: "
+                        "the schema before them")
     args = parser.parse_args()
-    asyncio.run(main(args.holds, args.warmup, args.runs, args.ids, args.every))
+    undo = tuple(int(v) for v in args.undo.split(",") if v)
+    if any(v not in UNDO for v in undo):
+        parser.error(f"--undo takes {', '.join(map(str, sorted(UNDO)))}, not {args.undo}")
+    asyncio.run(main(args.holds, args.warmup, args.runs, args.ids, args.every, undo))

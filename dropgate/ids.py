@@ -98,8 +98,8 @@ def new_ordered_id(prefix: str, nbytes: int = 8) -> str:
     on it, so once a table outgrows the cache each insert reads and dirties pages no
     other insert shares, and writes them whole to the WAL after each checkpoint. Keyed
     by the time, a crowd's rows go to the right edge, as a sequence's would. The
-    persister's purchases statement took 54.5 ms per 1,000 holds at 300,000 rows with
-    random ids, 35.0 ms with these (BENCHMARKS.md, "Ids in time order"). A clock that
+    persister's purchases statement took 48.1 ms per 1,000 holds at 300,000 rows with
+    random ids, 33.1 ms with these (BENCHMARKS.md, "Ids in time order"). A clock that
     steps back costs locality, never uniqueness: that is the random part's job."""
     return f"{prefix}{time.time_ns() // 1_000_000:012x}{random_hex(nbytes)}"
 

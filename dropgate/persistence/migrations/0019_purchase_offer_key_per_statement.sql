@@ -2,8 +2,8 @@
 --
 -- The foreign key (tenant_id, offer_id) -> offers ran its check for every purchase row the
 -- persister wrote: a lookup of the offer that locks it (FOR KEY SHARE), on a hot offer the
--- same row a thousand times per statement. That was 3.6 ms of a 1,000-hold statement's
--- 31 (`benchmarks.purchase_statement`), on the offers persister's one partition.
+-- same row a thousand times per statement. That was 3.4-4.3 ms of a 1,000-hold statement's
+-- 31 (`benchmarks.purchase_statement --undo 19`), on the offers persister's one partition.
 --
 -- The same rule, kept by triggers, each named after the key it replaces:
 -- - writing purchases: once per statement, each offer named is locked FOR KEY SHARE, as the
