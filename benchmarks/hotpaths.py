@@ -8,14 +8,18 @@
 Why (issue #19): a Python load generator on the same 2 cores flatters every ratio, and
 figures measured in separate runs of this shared machine do not compare. So the load
 comes from wrk (C; Debian's package, installed with apt-get when missing), and for
-every hot path three servers take turns in the same rounds:
+every hot path four servers take turns in the same rounds:
 
 - ``dropgate``: ``dropgate serve --no-persister`` (one API process) with ``dropgate
   persister`` in a process of its own, as a drop deploys it; sandbox payments, the
   tenant purchase cap raised to 100,000 (the default answers 429 past 256 in flight),
   its own defaults otherwise;
 - ``no-op``: a bare aiohttp JSON POST (uvloop, ``tune_gc``; ``benchmarks.revisions --noop``):
-  the ceiling of the HTTP layer on this machine;
+  the ceiling of the HTTP layer on this machine, and the yardstick of issue #19's targets;
+- ``written no-op``: the same no-op answering with dropgate's ``JsonResponse`` (the same
+  bytes as ``web.Response``, written in one piece; ``--noop --written``): the ceiling of
+  the HTTP layer as dropgate's answers use it. Not a target: printed so that a reader
+  sees what dropgate costs above its own HTTP layer as well as above aiohttp's;
 - the source system's design for that path, behind a bare aiohttp app of the same
   kind (uvloop, ``tune_gc``, an asyncpg pool of 20), on the dropgate migrations' own
   tables and triggers: invites ``SELECT ... FOR UPDATE`` on the code's row then the
@@ -135,7 +139,9 @@ PATHS = {
                       Route(f"/v1/offers/{SCARCE_OFFER}/purchase", '{"user_id":"@","quantity":1}',
                             idempotent=True)),
 }
-DESIGNS = ("dropgate", "baseline", "no-op")
+DESIGNS = ("dropgate", "baseline", "no-op", "written no-op")
+NOOPS = ("no-op", "written no-op")
+DESIGN_NAMES = {"dropgate": "dropgate", "no-op": "no-op", "written no-op": "no-op, JsonResponse"}
 
 
 # -- the baseline server for invites, promos and codes (its own process) -------------------------
@@ -335,7 +341,7 @@ async def ready(server: Server, tmp: Path, timeout_s: float = 120) -> None:
 
 @dataclass
 class PathRun:
-    """One path's three servers and their windows."""
+    """One path's four servers and their windows."""
 
     name: str
     servers: dict[str, Server]
@@ -396,7 +402,7 @@ class Bench:
     async def window(self, p: PathRun, design: str, tag: str, seconds: int, logs: Logs) -> tuple[Window, float, Lag]:
         """One wrk window on one server: its result, the server's CPU us per request, the backlog over it."""
         server = p.servers[design]
-        route = NOOP if design == "no-op" else PATHS[p.name].route
+        route = NOOP if design in NOOPS else PATHS[p.name].route
         await self.enough_codes(server, route, seconds)
         await logs.drained()  # the previous window's events are not this one's work
         lag, stop = Lag(), asyncio.Event()
@@ -420,11 +426,12 @@ class Bench:
             for p in paths:
                 for design in DESIGNS:
                     w, _, _ = await self.window(p, design, f"{p.name[0]}w", args.warmup, logs)
-                    print(f"warm-up {p.name:8s} {design:9s} {w.per_s:9,.0f}/s"
+                    print(f"warm-up {p.name:8s} {design:13s} {w.per_s:9,.0f}/s"
                           + (f"  ERRORS {w.problems}" if w.problems else ""), flush=True)
         for rnd in range(args.rounds):
             for p in paths:
-                order = DESIGNS[rnd % 3:] + DESIGNS[:rnd % 3]  # each design goes first in turn
+                first = rnd % len(DESIGNS)
+                order = DESIGNS[first:] + DESIGNS[:first]  # each design goes first in turn
                 for design in order:
                     w, cpu, lag = await self.window(p, design, f"{p.name[0]}{rnd}", args.seconds, logs)
                     p.windows.setdefault(design, []).append(w)
@@ -435,7 +442,7 @@ class Bench:
                         lag_s = lag.summary()
                         extra = (f"  backlog peak {lag_s['peak_backlog']:,.0f}, at the end "
                                  f"{lag_s['backlog_at_end']:,.0f}, drained {lag_s['drain_s']:.1f} s after")
-                    print(f"round {rnd + 1} {p.name:8s} {design:9s} {w.per_s:9,.0f}/s  p50 {w.p50_ms:7.1f} ms  "
+                    print(f"round {rnd + 1} {p.name:8s} {design:13s} {w.per_s:9,.0f}/s  p50 {w.p50_ms:7.1f} ms  "
                           f"p99 {w.p99_ms:7.1f} ms  CPU {cpu:5.0f} us/req (server {w.server_cores:.2f} cores, "
                           f"wrk {w.wrk_cores:.2f}){extra}" + (f"  ERRORS {w.problems}" if w.problems else ""),
                           flush=True)
@@ -586,14 +593,17 @@ async def run(args: argparse.Namespace, s: Stores, tmp: Path) -> dict[str, Any]:
                           env, tmp)
         persister = launch("persister", [py, "-m", "dropgate", "persister"], env, tmp, port=False)
         noop = launch("no-op", [py, "-m", "benchmarks.revisions", "--noop"], dict(os.environ), tmp)
+        written = launch("written-no-op", [py, "-m", "benchmarks.revisions", "--noop", "--written"],
+                         dict(os.environ), tmp)
         sql = launch("sql", [py, "-m", "benchmarks.hotpaths", "--serve-sql", s.database_url,
                              str(base.database_schema), str(args.codes)], dict(os.environ), tmp)
         offers_pg = launch("offers-pg", [py, "-m", "benchmarks.offers", "--serve", "--pg", s.database_url,
                                          str(base.database_schema), str(POOL_SIZE), "--inventory", "1000000000"],
                            dict(os.environ), tmp, ready_line=True)
-        for server in (dropgate, persister, noop, sql, offers_pg):
+        for server in (dropgate, persister, noop, written, sql, offers_pg):
             stack.callback(server.stop)
-        failed = [e for e in await asyncio.gather(*(ready(x, tmp) for x in (dropgate, noop, sql, offers_pg)),
+        failed = [e for e in await asyncio.gather(*(ready(x, tmp) for x in (dropgate, noop, written, sql,
+                                                                            offers_pg)),
                                                   return_exceptions=True) if e is not None]
         if failed:
             raise failed[0]
@@ -608,10 +618,10 @@ async def run(args: argparse.Namespace, s: Stores, tmp: Path) -> dict[str, Any]:
                                            "currency": "usd"})
         print(f"data set up in {time.perf_counter() - started:.1f} s", flush=True)
         paths = [PathRun(name, {"dropgate": dropgate, "baseline": offers_pg if name == "offers" else sql,
-                              "no-op": noop}) for name in names]
+                              "no-op": noop, "written no-op": written}) for name in names]
         for p in paths:
             for design in DESIGNS:
-                route = NOOP if design == "no-op" else PATHS[p.name].route
+                route = NOOP if design in NOOPS else PATHS[p.name].route
                 (tmp / f"{p.name}-{design}.lua").write_text(lua_script(route))
         redis = Redis.from_url(s.redis_url)
         stack.push_async_callback(redis.aclose)
@@ -622,12 +632,12 @@ async def run(args: argparse.Namespace, s: Stores, tmp: Path) -> dict[str, Any]:
 
 
 def summarize(p: PathRun) -> dict[str, Any]:
-    noop = p.windows["no-op"]
+    noop, written = p.windows["no-op"], p.windows["written no-op"]
     designs: dict[str, Any] = {}
     for design in DESIGNS:
         ws = p.windows[design]
         designs[design] = {
-            "name": {"dropgate": "dropgate", "baseline": PATHS[p.name].baseline, "no-op": "no-op"}[design],
+            "name": PATHS[p.name].baseline if design == "baseline" else DESIGN_NAMES[design],
             "per_s": statistics.median(w.per_s for w in ws),
             "p50_ms": statistics.median(w.p50_ms for w in ws),
             "p99_ms": statistics.median(w.p99_ms for w in ws),
@@ -636,6 +646,11 @@ def summarize(p: PathRun) -> dict[str, Any]:
             "cpu_efficiency": statistics.median(n / c for c, n in zip(p.cpu_us[design], p.cpu_us["no-op"],
                                                                         strict=True)),
             "p99_vs_noop": statistics.median(w.p99_ms / n.p99_ms for w, n in zip(ws, noop, strict=True)),
+            # the same three against the no-op that answers as dropgate does (JsonResponse)
+            "vs_written": statistics.median(w.per_s / n.per_s for w, n in zip(ws, written, strict=True)),
+            "cpu_efficiency_written": statistics.median(
+                n / c for c, n in zip(p.cpu_us[design], p.cpu_us["written no-op"], strict=True)),
+            "p99_vs_written": statistics.median(w.p99_ms / n.p99_ms for w, n in zip(ws, written, strict=True)),
             "rounds_per_s": [round(w.per_s) for w in ws],
             "server_cores": statistics.median(w.server_cores for w in ws),
             "wrk_cores": statistics.median(w.wrk_cores for w in ws),
@@ -724,6 +739,13 @@ def targets(result: dict[str, Any]) -> list[str]:
     else:
         lines.append("- persister: n/a (no crowd event rate: Redis before 7 has no entries-added)")
     lines.append(f"- zero oversell, zero drift, reconcile 0: {mark(result['correctness']['ok'])}")
+    lines.append("")
+    lines.append("the same three against the no-op that answers as dropgate does (JsonResponse), not a target "
+                 "of the issue: what dropgate costs above its own HTTP layer:")
+    for p in result["paths"]:
+        d = p["designs"]["dropgate"]
+        lines.append(f"- {p['path']}: throughput {d['vs_written']:.2f}, CPU efficiency "
+                     f"{d['cpu_efficiency_written']:.2f}, p99 {d['p99_vs_written']:.1f}x")
     return lines
 
 
@@ -739,18 +761,18 @@ def charts(result: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = [p["path"] for p in result["paths"]]
-    colors = {"dropgate": "#1f77b4", "baseline": "#d62728", "no-op": "#7f7f7f"}
-    width = 0.27
+    colors = {"dropgate": "#1f77b4", "baseline": "#d62728", "no-op": "#7f7f7f", "written no-op": "#bcbd22"}
+    width = 0.2
 
     def label(design: str) -> str:
-        return "source design" if design == "baseline" else design
+        return "source design" if design == "baseline" else DESIGN_NAMES[design]
 
     def throughput(ax: Any) -> None:
         for i, design in enumerate(DESIGNS):
             values = [p["designs"][design]["per_s"] for p in result["paths"]]
-            bars = ax.bar([x + (i - 1) * width for x in range(len(paths))], values, width, label=label(design),
+            bars = ax.bar([x + (i - 1.5) * width for x in range(len(paths))], values, width, label=label(design),
                           color=colors[design])
-            if design != "no-op":
+            if design != "no-op":  # the written no-op's label: its own ratio to aiohttp's
                 ax.bar_label(bars, [f"{p['designs'][design]['vs_noop']:.2f}" for p in result["paths"]], fontsize=7)
         ax.set_xticks(range(len(paths)), [f"{p}\n" + p_["designs"]["baseline"]["name"].replace(" + ", "\n+ ")
                                           for p, p_ in zip(paths, result["paths"], strict=True)], fontsize=8)
@@ -760,7 +782,7 @@ def charts(result: dict[str, Any], out: Path) -> list[Path]:
 
     def latency(ax: Any) -> None:
         for i, design in enumerate(DESIGNS):
-            xs = [x + (i - 1) * width for x in range(len(paths))]
+            xs = [x + (i - 1.5) * width for x in range(len(paths))]
             ax.bar(xs, [p["designs"][design]["p99_ms"] for p in result["paths"]], width, color=colors[design],
                    alpha=0.45, label=f"{label(design)} p99")
             ax.bar(xs, [p["designs"][design]["p50_ms"] for p in result["paths"]], width, color=colors[design],

@@ -13,7 +13,10 @@ with uvloop and ``tune_gc`` as ``dropgate serve`` runs, decode the body and answ
   ``on_response_prepare`` receiver (what every dropgate answer goes through, minus
   dropgate's own work);
 - ``lowlevel``: aiohttp's low-level ``web.Server(handler)``: no router, no
-  middleware, no signals.
+  middleware, no signals;
+- ``written``: ``app``, answering with dropgate's ``http/jsonresponse.py:
+  JsonResponse`` (the same bytes as ``web.Response``, written in one piece) instead
+  of ``web.Response``.
 
 Measured with wrk (one thread) in alternating windows of the same run; reported:
 median requests/s and p99 per server, each against ``app``, and the server's CPU per
@@ -34,7 +37,7 @@ from pathlib import Path
 from benchmarks.common import free_port, serve_until_sigterm
 from benchmarks.revisions import NOOP, Window, cpu_s, ensure_wrk, lua_script
 
-KINDS = ("app", "app+mw", "lowlevel")
+KINDS = ("app", "app+mw", "lowlevel", "written")
 
 
 def serve(kind: str, port: int) -> None:
@@ -48,9 +51,14 @@ def serve(kind: str, port: int) -> None:
         return web.Response(body=msgspec.json.encode({"ok": True, "user_id": body.get("user_id")}),
                             status=201, content_type="application/json")
 
-    async def noop(request: web.BaseRequest) -> web.Response:
+    from dropgate.http.jsonresponse import JsonResponse
+
+    async def noop(request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/healthz":
             return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+        if kind == "written":
+            body = msgspec.json.decode(await request.read())
+            return JsonResponse(msgspec.json.encode({"ok": True, "user_id": body.get("user_id")}), 201)
         return answer(await request.read())
 
     @web.middleware

@@ -503,17 +503,26 @@ async def run(args: argparse.Namespace, s: Stores, revs: list[Revision], tmp: Pa
     return pairs, noop
 
 
-def serve_noop(port: int) -> None:
-    """The bare no-op: aiohttp, uvloop and ``tune_gc``, as ``dropgate serve`` runs, and nothing else."""
+def serve_noop(port: int, written: bool = False) -> None:
+    """The bare no-op: aiohttp, uvloop and ``tune_gc``, as ``dropgate serve`` runs, and nothing else.
+
+    ``written``: the same, answering with dropgate's ``JsonResponse`` (http/jsonresponse.py:
+    the same bytes, written in one piece) instead of ``web.Response``: the ceiling of
+    the HTTP layer as dropgate's own answers use it."""
     import msgspec
     import uvloop
     from aiohttp import web
 
+    def response(body: bytes) -> web.StreamResponse:
+        if written:
+            from dropgate.http.jsonresponse import JsonResponse
 
-    async def noop(request: web.Request) -> web.Response:
+            return JsonResponse(body, 201)
+        return web.Response(body=body, status=201, content_type="application/json")
+
+    async def noop(request: web.Request) -> web.StreamResponse:
         body = msgspec.json.decode(await request.read())
-        return web.Response(body=msgspec.json.encode({"ok": True, "user_id": body.get("user_id")}),
-                            status=201, content_type="application/json")
+        return response(msgspec.json.encode({"ok": True, "user_id": body.get("user_id")}))
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -531,6 +540,7 @@ def serve_noop(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--noop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--written", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--before", help="git revision measured as 'before' (exported with git archive)")
     parser.add_argument("--after", default="WORKTREE", help="git revision, or WORKTREE (default): this checkout")
@@ -548,7 +558,7 @@ if __name__ == "__main__":
                         help="an environment variable for the 'after' server only (repeatable)")
     parsed = parser.parse_args()
     if parsed.noop:
-        serve_noop(parsed.port)
+        serve_noop(parsed.port, parsed.written)
         sys.exit(0)
     if not parsed.before:
         parser.error("--before is required")

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from dropgate.engine.idempotency import key_digest, request_digest
 from dropgate.errors import DropgateError
+from dropgate.http.jsonresponse import JsonResponse
 from dropgate.models.common import error_body
 from dropgate.models.idempotency import REFUSED_BEFORE_CHANGE
 from dropgate.runtime import Runtime
@@ -36,18 +37,17 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 async def replayed(request: web.Request, runtime: Runtime, tenant_id: str, raw_body: bytes,
-                   run: Callable[[], Awaitable[tuple[int, bytes]]]) -> web.Response:
+                   run: Callable[[], Awaitable[tuple[int, bytes]]]) -> JsonResponse:
     """Answer ``run()``'s (status, body) once per key: replayed to every repeat."""
     digest = key_digest(request.headers.get("Idempotency-Key"))
     if not digest:
         status, body = await run()
-        return web.Response(body=body, status=status, content_type="application/json")
+        return JsonResponse(body, status)
     fingerprint = request_digest(f"{request.method} {request.path}\n".encode() + raw_body)
     idem = runtime.idempotency
     stored = await idem.begin(tenant_id, digest, fingerprint)
     if stored is not None:
-        return web.Response(body=stored.body, status=stored.status, content_type="application/json",
-                            headers={REPLAYED_HEADER: "true"})
+        return JsonResponse(stored.body, stored.status, {REPLAYED_HEADER: "true"})
     try:
         status, body = await run()
     except DropgateError as exc:
@@ -57,4 +57,4 @@ async def replayed(request: web.Request, runtime: Runtime, tenant_id: str, raw_b
             await idem.finish(tenant_id, digest, fingerprint, status=exc.status, body=error_body(exc))
         raise  # any other 5xx leaves the record running: its effect is unknown
     await idem.finish(tenant_id, digest, fingerprint, status=status, body=body)
-    return web.Response(body=body, status=status, content_type="application/json")
+    return JsonResponse(body, status)

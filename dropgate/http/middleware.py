@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping
 import asyncpg
 import redis.exceptions
 from aiohttp import hdrs, web
-from multidict import istr
 
 from dropgate.errors import (
     DropgateError,
@@ -30,6 +29,7 @@ from dropgate.errors import (
 )
 from dropgate.http.appkeys import METRICS
 from dropgate.http.connections import SERVER_NAME, ConnectionCut
+from dropgate.http.jsonresponse import X_REQUEST_ID, JsonResponse
 from dropgate.http.metrics import Metrics
 from dropgate.ids import random_hex
 from dropgate.models.common import error_body
@@ -57,15 +57,14 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(exc: DropgateError, request_id: str) -> web.Response:
-    headers = {"X-Request-Id": request_id}
+def error_response(exc: DropgateError, request_id: str) -> JsonResponse:
+    headers: dict[str, str] = {}
     retry_after = exc.details.get("retry_after_s") if exc.details else None
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dropgate"'  # RFC 9110 11.6.1: a 401 must say how
-    return web.Response(body=error_body(exc), status=exc.status,
-                        content_type="application/json", headers=headers)
+    return JsonResponse(error_body(exc), exc.status, headers or None, request_id=request_id)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -100,9 +99,6 @@ def _from_http(exc: web.HTTPException) -> DropgateError:
 
 
 REQUEST_ID = web.RequestKey("dropgate_request_id", str)
-# the header's name as multidict's case-folded key: set on every answer, an ``istr`` skips
-# the fold (half a microsecond of a request's two header writes)
-X_REQUEST_ID = istr("X-Request-Id")
 
 
 def request_id_of(request: web.Request) -> str:
@@ -162,7 +158,9 @@ async def answer(request: web.Request, handler: Callable[..., Awaitable[web.Stre
         response = await (handler(request) if params is None else handler(request, params))
     except Exception as exc:
         response = answer_for(request, exc, request_id)
-    if not response.prepared:  # a streamed answer (a CSV export) has set its own headers
+    if type(response) is JsonResponse:  # every JSON answer: see jsonresponse.py
+        response.identify(request_id)
+    elif not response.prepared:  # a streamed answer (a CSV export) has set its own headers
         # ``Server`` here, not in an ``on_response_prepare`` receiver: the signal is a
         # coroutine per answer on every request (BENCHMARKS.md, "Where each microsecond
         # of a request goes"); the parser's refusals set it in connections.py

@@ -31,6 +31,7 @@ from dropgate.http.auth import (
     resolve_tenant,
 )
 from dropgate.http.idempotency import replayed
+from dropgate.http.jsonresponse import JsonResponse
 from dropgate.http.scopes import route_scope
 from dropgate.ids import check_id, check_type
 from dropgate.models.idempotency import REPLAYED_BY_KEY
@@ -296,8 +297,8 @@ def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
                         request.match_info if params is None else params)
             if by_key:
                 if "Idempotency-Key" not in request.headers:  # what ``replayed`` does without a key,
-                    return web.Response(body=_encoder.encode(await spec.handler(call)),  # one layer less
-                                        status=spec.status, content_type="application/json")
+                    return JsonResponse(_encoder.encode(await spec.handler(call)),  # one layer less
+                                        spec.status)
 
                 async def run() -> tuple[int, bytes]:
                     return spec.status, _encoder.encode(await spec.handler(call))
@@ -308,8 +309,7 @@ def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
                 return result
             if result is None:
                 return web.Response(status=spec.status)
-            return web.Response(body=_encoder.encode(result), status=spec.status,
-                                content_type="application/json")
+            return JsonResponse(_encoder.encode(result), spec.status)
         finally:
             if slot is not None:
                 if parked is not None:

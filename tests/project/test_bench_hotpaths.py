@@ -2,8 +2,8 @@
 
 Not a measurement (speed is never asserted here): the command runs every hot path
 against the no-op and the source designs with a handful of wrk connections, and the
-test checks what it leaves behind: the table, ``hotpaths.json`` with every path's three
-designs, persister samples and paused-persister drain, the PNG charts, and a correctness check that ran and
+test checks what it leaves behind: the table, ``hotpaths.json`` with every path's four
+designs (the two no-ops among them), persister samples and paused-persister drain, the PNG charts, and a correctness check that ran and
 passed (the scarce entities sold exactly out, PostgreSQL equal to Redis, reconcile 0).
 """
 
@@ -39,15 +39,18 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
     assert "| path | design | req/s | / no-op | CPU us/req |" in done.stdout
     assert "OK: zero oversell, zero drift" in done.stdout
     assert "zero oversell, zero drift, reconcile 0: met" in done.stdout  # the targets block
+    assert "against the no-op that answers as dropgate does" in done.stdout
 
     result = json.loads((out / "hotpaths.json").read_text())
     assert [p["path"] for p in result["paths"]] == PATHS
     for p in result["paths"]:
-        assert set(p["designs"]) == {"dropgate", "baseline", "no-op"}
+        assert set(p["designs"]) == {"dropgate", "baseline", "no-op", "written no-op"}
         for d in p["designs"].values():
             assert d["per_s"] > 0 and 0 < d["p50_ms"] <= d["p99_ms"] and d["cpu_us"] > 0, (p["path"], d)
             assert not d["problems"], (p["path"], d["problems"])
         assert p["designs"]["no-op"]["vs_noop"] == 1.0
+        assert p["designs"]["written no-op"]["vs_written"] == 1.0
+        assert p["designs"]["written no-op"]["name"] == "no-op, JsonResponse"
         assert p["persister"]["series"], p["path"]  # the backlog was sampled during the crowd
         # the paused persister's crowd: its events waited (the pause took), then were all applied
         # (the correctness check's drain and PostgreSQL == Redis below come after it)

@@ -34,6 +34,7 @@ from dropgate.errors import (
 )
 from dropgate.http import listspecs as L
 from dropgate.http.idempotency import REPLAYED_HEADER
+from dropgate.http.jsonresponse import JsonResponse
 from dropgate.http.routes import lists
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import check_id, dt_to_ms, ms_to_dt
@@ -55,6 +56,7 @@ from dropgate.money import format_amount, parse_amount
 from dropgate.persistence.lists import Page
 
 routes = ApiRoutes("offers")
+_REPLAYED = {REPLAYED_HEADER: "true"}
 _PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, UserLimit, SubscriptionInactive,
                     RateLimited, PaymentProviderUnavailable, IdempotencyKeyInUse,
                     IdempotencyKeyReused, TenantBusy, NotFound]
@@ -143,15 +145,12 @@ async def update_offer(call: Call[OfferPatch]) -> Offer:
 
 @routes.post("/v1/offers/{offer_id}/purchase", body=PurchaseRequest, response=PurchaseCreated,
              status=201, errors=_PURCHASE_ERRORS, keys_in_handler=True, hot=True)
-async def purchase_offer(call: Call[PurchaseRequest]) -> web.Response:
+async def purchase_offer(call: Call[PurchaseRequest]) -> web.StreamResponse:
     """Hold units and open a checkout session (Idempotency-Key: Stripe's semantics)."""
     answer = await call.runtime.purchases.purchase(
         call.tenant_id, call.path_id("offer_id"), user_id=call.body.user_id,
         quantity=call.body.quantity, idempotency_key=call.request.headers.get("Idempotency-Key"))
-    response = web.Response(body=answer.body, status=answer.status, content_type="application/json")
-    if answer.replayed:
-        response.headers[REPLAYED_HEADER] = "true"
-    return response
+    return JsonResponse(answer.body, answer.status, _REPLAYED if answer.replayed else None)
 
 
 @routes.get("/v1/purchases/{purchase_id}", response=Purchase, errors=[NotFound])
