@@ -777,6 +777,7 @@ def charts(result: dict[str, Any], out: Path) -> list[Path]:
         ax.set_xticks(range(len(paths)), [f"{p}\n" + p_["designs"]["baseline"]["name"].replace(" + ", "\n+ ")
                                           for p, p_ in zip(paths, result["paths"], strict=True)], fontsize=8)
         ax.set_ylabel("requests/s")
+        ax.margins(y=0.15)  # room for the bars' labels under the legend
         ax.set_title("throughput (labels: / no-op)")
         ax.legend(fontsize=8)
 
