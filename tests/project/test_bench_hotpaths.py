@@ -3,8 +3,9 @@
 Not a measurement (speed is never asserted here): the command runs every hot path
 against the no-op and the source designs with a handful of wrk connections, and the
 test checks what it leaves behind: the table, ``hotpaths.json`` with every path's four
-designs (the two no-ops among them), persister samples and paused-persister drain, the PNG charts, and a correctness check that ran and
-passed (the scarce entities sold exactly out, PostgreSQL equal to Redis, reconcile 0).
+designs (the two no-ops among them), persister samples and paused-persister drain, the PNG
+charts, and a correctness check that ran and passed (the scarce entities sold exactly out,
+PostgreSQL equal to Redis, reconcile 0).
 """
 
 from __future__ import annotations
