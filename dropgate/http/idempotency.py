@@ -34,6 +34,7 @@ from dropgate.models.idempotency import REFUSED_BEFORE_CHANGE
 from dropgate.runtime import Runtime
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+REPLAYED = {REPLAYED_HEADER: "true"}  # the header a replayed answer carries
 
 
 async def replayed(request: web.Request, runtime: Runtime, tenant_id: str, raw_body: bytes,
@@ -47,7 +48,7 @@ async def replayed(request: web.Request, runtime: Runtime, tenant_id: str, raw_b
     idem = runtime.idempotency
     stored = await idem.begin(tenant_id, digest, fingerprint)
     if stored is not None:
-        return JsonResponse(stored.body, stored.status, {REPLAYED_HEADER: "true"})
+        return JsonResponse(stored.body, stored.status, REPLAYED)
     try:
         status, body = await run()
     except DropgateError as exc:

@@ -1,24 +1,25 @@
-"""A JSON answer written in one piece: the same bytes as ``web.Response``, a third of its cost.
+"""A JSON answer written in one piece: the same bytes as ``web.Response``, a fraction of its cost.
 
-Why (issue #19 item 4, BENCHMARKS.md "One write per answer"): measured with wrk on a
-bare no-op POST, aiohttp's ``web.Response`` path cost about 30 µs of a request's 80 on
-this machine: the response object's ``CIMultiDict`` and content-type parsing, then
-``prepare`` -> ``_start`` -> ``_prepare_headers`` -> ``_prepare_hook`` ->
-``_write_headers`` -> ``write_headers``, ``write_eof`` -> ``super().write_eof`` ->
-the writer's ``write_eof``, a coroutine each. Every answer of this API is a complete
-JSON body known before it is sent, so this response keeps its few headers in a plain
-dict and, in ``prepare``, hands the status line and them to aiohttp's own header
-serializer (the C one, which also refuses a CR or LF in a value) and the body to the
-request's writer in one ``write_eof``, one socket write, as ``web.Response`` does.
+Why (issue #19 item 4, BENCHMARKS.md "One write per answer"): every profile showed
+aiohttp's answer among the largest shares of a request, the no-op's included: the
+response object's ``CIMultiDict`` and content-type parsing, then ``prepare`` ->
+``_start`` -> ``_prepare_headers`` -> ``_prepare_hook`` -> ``_write_headers`` ->
+``write_headers``, ``write_eof`` -> ``super().write_eof`` -> the writer's
+``write_eof``, a coroutine each. ``benchmarks.answer_cost`` times that piece alone:
+about 12 µs per answer, against under 5 this way. Every answer of this API is a
+complete JSON body known before it is sent, so this response keeps its few headers as
+one string, and ``write_eof`` hands it and the body to the request's writer in one
+``write_eof``: one socket write and the writer's drain, as ``web.Response`` ends.
 
 What is sent does not change: the status line, ``Content-Type: application/json``,
 the extra headers, ``X-Request-Id``, ``Server``, ``Content-Length`` and ``Date``
 (aiohttp's cached one), and ``Connection`` exactly where aiohttp puts it (``close``
 when an HTTP/1.1 request will not be kept alive, ``keep-alive`` when an HTTP/1.0 one
-will); a HEAD request gets the headers and no body. ``headers`` is still the
-response's live ``CIMultiDict`` for the rare caller that adds one (a 405's ``Allow``,
-a replay's ``Idempotent-Replayed``): it is built on first use and then sent as is.
-``tests/http/test_jsonresponse.py`` holds both ways to aiohttp's own bytes.
+will); a HEAD request gets the headers and no body. A header value is held to
+aiohttp's rule when the answer is built (no control character: no header injection).
+``headers`` is still the response's live ``CIMultiDict`` for the rare caller that adds
+one (a 405's ``Allow``): it is built on first use and then sent through aiohttp's own
+serializer. ``tests/http/test_jsonresponse.py`` holds both ways to aiohttp's own bytes.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ JSON = "application/json"
 X_REQUEST_ID = istr("X-Request-Id")
 
 
-# what aiohttp's serializer refuses in a header (RFC 9110 5.5: no CR, LF or NUL)
+# what aiohttp's serializer refuses in a header (``http_writer._safe_header``, a private
+# helper, so its rule is restated here; RFC 9110 5.5: no CR, LF or NUL)
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # what the answer itself sets: an ``extra`` naming one would send it twice
 _OWN = frozenset({"content-type", "content-length", "date", "server", "connection", "x-request-id",
@@ -58,8 +60,7 @@ def _checked(value: str) -> str:
 class JsonResponse(web.StreamResponse):
     """A complete JSON answer: ``body`` with ``status``, and ``extra`` headers (in order)."""
 
-    def __init__(self, body: bytes, status: int = 200, extra: dict[str, str] | None = None, *,
-                 request_id: str = "") -> None:
+    def __init__(self, body: bytes, status: int = 200, extra: dict[str, str] | None = None) -> None:
         # not StreamResponse.__init__: its CIMultiDict is built only if ``headers`` is read
         if not body or status in (204, 304) or status < 200:
             raise ValueError("JsonResponse carries a body: use web.Response for an empty answer")
@@ -76,9 +77,7 @@ class JsonResponse(web.StreamResponse):
                                         for name, value in extra.items())
         self._multi: CIMultiDict[str] | None = None
         self._head = b""  # the status line and headers, once prepared (unless ``headers`` was read)
-        self._request_id = ""
-        if request_id:
-            self.identify(request_id)
+        self._request_id = ""  # X-Request-Id, and Server with it: ``identify``
 
     def identify(self, request_id: str) -> None:
         """Carry ``request_id`` (X-Request-Id) and dropgate's ``Server`` header."""

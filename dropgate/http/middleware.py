@@ -57,14 +57,15 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(exc: DropgateError, request_id: str) -> JsonResponse:
+def error_response(exc: DropgateError) -> JsonResponse:
+    """``exc`` in the error shape (``answer`` gives it its request id)."""
     headers: dict[str, str] = {}
     retry_after = exc.details.get("retry_after_s") if exc.details else None
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="dropgate"'  # RFC 9110 11.6.1: a 401 must say how
-    return JsonResponse(error_body(exc), exc.status, headers or None, request_id=request_id)
+    return JsonResponse(error_body(exc), exc.status, headers or None)
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -111,19 +112,19 @@ def answer_for(request: web.Request, exc: Exception, request_id: str) -> web.Str
     """The answer to a request whose handler raised ``exc``: the error shape, a 499 for
     a caller that left, or ``exc`` itself re-raised (a redirect, which aiohttp answers)."""
     if isinstance(exc, DropgateError):
-        return error_response(exc, request_id)
+        return error_response(exc)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:  # a redirect: aiohttp answers it, past this middleware
             exc.headers["Server"] = SERVER_NAME
             raise exc
-        response = error_response(_from_http(exc), request_id)
+        response = error_response(_from_http(exc))
         if exc.status == 405 and "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 must list them
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     if isinstance(exc, web.RequestPayloadError):  # a body that cannot be decoded (a bad Content-Encoding)
         return error_response(ValidationError(
             "The request body could not be read (its Content-Encoding or chunking is malformed).",
-            details={"field": "body"}), request_id)
+            details={"field": "body"}))
     if isinstance(exc, _DISCONNECTED):
         if isinstance(exc, ConnectionCut):  # the watchdog's doing (connections.py)
             log.info("%s %s: closed by this server before its request was read: %s (request %s)",
@@ -131,20 +132,20 @@ def answer_for(request: web.Request, exc: Exception, request_id: str) -> web.Str
             return web.Response(status=499)
         if not _client_gone(request):
             log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
-            return error_response(_unavailable(request), request_id)
+            return error_response(_unavailable(request))
         # nobody to answer: the metrics count it as nginx's 499
         log.info("%s %s: the client disconnected before its request was read (request %s)",
                  request.method, request.path, request_id)
         return web.Response(status=499)
     if isinstance(exc, _UNAVAILABLE):
         log.warning("%s %s: backing service unavailable: %r", request.method, request.path, exc)
-        return error_response(_unavailable(request), request_id)
+        return error_response(_unavailable(request))
     if isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc):
         # Redis 6 wraps a script's OOM
         log.warning("%s %s: Redis is out of memory: %r", request.method, request.path, exc)
-        return error_response(_unavailable(request, "Redis is out of memory."), request_id)
+        return error_response(_unavailable(request, "Redis is out of memory."))
     log.exception("%s %s failed (request %s)", request.method, request.path, request_id, exc_info=exc)
-    return error_response(Internal(f"Internal error (request {request_id})."), request_id)
+    return error_response(Internal(f"Internal error (request {request_id})."))
 
 
 async def answer(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]],

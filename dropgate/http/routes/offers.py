@@ -33,7 +33,7 @@ from dropgate.errors import (
     ValidationError,
 )
 from dropgate.http import listspecs as L
-from dropgate.http.idempotency import REPLAYED_HEADER
+from dropgate.http.idempotency import REPLAYED
 from dropgate.http.jsonresponse import JsonResponse
 from dropgate.http.routes import lists
 from dropgate.http.routing import ApiRoutes, Call
@@ -56,7 +56,6 @@ from dropgate.money import format_amount, parse_amount
 from dropgate.persistence.lists import Page
 
 routes = ApiRoutes("offers")
-_REPLAYED = {REPLAYED_HEADER: "true"}
 _PURCHASE_ERRORS = [InsufficientInventory, OfferUnavailable, QuantityLimit, UserLimit, SubscriptionInactive,
                     RateLimited, PaymentProviderUnavailable, IdempotencyKeyInUse,
                     IdempotencyKeyReused, TenantBusy, NotFound]
@@ -150,7 +149,7 @@ async def purchase_offer(call: Call[PurchaseRequest]) -> web.StreamResponse:
     answer = await call.runtime.purchases.purchase(
         call.tenant_id, call.path_id("offer_id"), user_id=call.body.user_id,
         quantity=call.body.quantity, idempotency_key=call.request.headers.get("Idempotency-Key"))
-    return JsonResponse(answer.body, answer.status, _REPLAYED if answer.replayed else None)
+    return JsonResponse(answer.body, answer.status, REPLAYED if answer.replayed else None)
 
 
 @routes.get("/v1/purchases/{purchase_id}", response=Purchase, errors=[NotFound])
