@@ -297,7 +297,7 @@ async def run(args: argparse.Namespace, revs: list[Revision], tmp: Path) -> list
                     side.cpu_us.setdefault(path, []).append(cpu)
                     side.windows.setdefault(path, []).append(w)
                     print(f"round {rnd + 1} {path:8s} {side.name:7s} {w.per_s:9,.0f}/s  p99 {w.p99_ms:7.1f} ms  "
-                          f"CPU {cpu:6.1f} us/req ({w.server_cores:.2f} cores)"
+                          f"CPU {cpu:6.1f} us/req ({w.server_cores:.2f} cores, waiting for one {w.server_waiting:.2f})"
                           + (f"  ERRORS {w.problems}" if w.problems else ""), flush=True)
         if args.profile_seconds:
             for path in args.paths:

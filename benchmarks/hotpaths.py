@@ -442,10 +442,10 @@ class Bench:
                         lag_s = lag.summary()
                         extra = (f"  backlog peak {lag_s['peak_backlog']:,.0f}, at the end "
                                  f"{lag_s['backlog_at_end']:,.0f}, drained {lag_s['drain_s']:.1f} s after")
+                    errors = f"  ERRORS {w.problems}" if w.problems else ""
                     print(f"round {rnd + 1} {p.name:8s} {design:13s} {w.per_s:9,.0f}/s  p50 {w.p50_ms:7.1f} ms  "
                           f"p99 {w.p99_ms:7.1f} ms  CPU {cpu:5.0f} us/req (server {w.server_cores:.2f} cores, "
-                          f"wrk {w.wrk_cores:.2f}){extra}" + (f"  ERRORS {w.problems}" if w.problems else ""),
-                          flush=True)
+                          f"waiting {w.server_waiting:.2f}, wrk {w.wrk_cores:.2f}){extra}{errors}", flush=True)
         for p in paths:
             p.ceiling = c = await self.ceiling(p, persister, logs)
             print(f"persister {p.name:8s} paused for a crowd of {c['crowd_per_s']:,.0f} req/s: "
@@ -653,6 +653,11 @@ def summarize(p: PathRun) -> dict[str, Any]:
             "p99_vs_written": statistics.median(w.p99_ms / n.p99_ms for w, n in zip(ws, written, strict=True)),
             "rounds_per_s": [round(w.per_s) for w in ws],
             "server_cores": statistics.median(w.server_cores for w in ws),
+            "server_waiting": statistics.median(w.server_waiting for w in ws),
+            # the server's share of a core against the no-op's, window by window: with the
+            # CPU efficiency, what the throughput ratio is made of (throughput = cores / CPU per request)
+            "cores_vs_noop": statistics.median(w.server_cores / n.server_cores
+                                               for w, n in zip(ws, noop, strict=True)),
             "wrk_cores": statistics.median(w.wrk_cores for w in ws),
             "problems": [w.problems for w in ws if w.problems],
         }
@@ -674,14 +679,16 @@ def summarize(p: PathRun) -> dict[str, Any]:
 # -- report ---------------------------------------------------------------------------------------
 def table(result: dict[str, Any]) -> str:
     lines = ["| path | design | req/s | / no-op | CPU us/req | CPU efficiency (no-op = 1) | p50 | p99 "
-             "| p99 / no-op p99 |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| p99 / no-op p99 | server cores: running, waiting for a core |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for p in result["paths"]:
         for design in DESIGNS:
             d = p["designs"][design]
             flag = " (**errors**)" if d["problems"] else ""
             lines.append(f"| {p['path']} | {d['name']}{flag} | {d['per_s']:,.0f} | {d['vs_noop']:.2f} "
                          f"| {d['cpu_us']:,.0f} | {d['cpu_efficiency']:.2f} | {d['p50_ms']:,.1f} ms "
-                         f"| {d['p99_ms']:,.1f} ms | {d['p99_vs_noop']:.1f}x |")
+                         f"| {d['p99_ms']:,.1f} ms | {d['p99_vs_noop']:.1f}x "
+                         f"| {d['server_cores']:.2f}, {d['server_waiting']:.2f} |")
     lines += ["", "| path | crowd events/s | persisted/s during the crowd | peak backlog | backlog at the end "
               "| drained after | drain rate | paused persister: events, drained in, rate "
               "| the crowd meanwhile: req/s, / no-op, p99 / no-op p99 |",
@@ -739,6 +746,15 @@ def targets(result: dict[str, Any]) -> list[str]:
     else:
         lines.append("- persister: n/a (no crowd event rate: Redis before 7 has no entries-added)")
     lines.append(f"- zero oversell, zero drift, reconcile 0: {mark(result['correctness']['ok'])}")
+    lines.append("")
+    lines.append("what each throughput ratio is made of (throughput = the server's cores / its CPU per request, "
+                 "so throughput / no-op = CPU efficiency x the server's cores / the no-op's; waiting = runnable "
+                 "but not running, behind Redis, PostgreSQL, the persister and wrk on these cores):")
+    for p in result["paths"]:
+        d, n = p["designs"]["dropgate"], p["designs"]["no-op"]
+        lines.append(f"- {p['path']}: CPU efficiency {d['cpu_efficiency']:.2f} x cores {d['cores_vs_noop']:.2f} "
+                     f"(running {d['server_cores']:.2f}, waiting {d['server_waiting']:.2f}; the no-op "
+                     f"{n['server_cores']:.2f}, {n['server_waiting']:.2f}) = throughput {d['vs_noop']:.2f}")
     lines.append("")
     lines.append("the same three against the no-op that answers as dropgate does (JsonResponse), not a target "
                  "of the issue: what dropgate costs above its own HTTP layer:")

@@ -142,6 +142,9 @@ class Window:
     ok: int = 0  # 2xx answers (less the empty reservations)
     server_cores: float = 0.0  # the server process's CPU over the window, in cores
     wrk_cores: float = 0.0  # wrk's, likewise: well under the server's, or wrk is what is measured
+    # the server's time runnable but not running (waiting for a core), in cores: on 2 cores
+    # shared with Redis, PostgreSQL, the persister and wrk, what the server's CPU share lost
+    server_waiting: float = 0.0
 
     @classmethod
     def parse(cls, out: str) -> Window:
@@ -340,6 +343,18 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def runqueue_s(pid: int) -> float:
+    """Seconds a process's threads have waited on a run queue: runnable, not running (the
+    second field of Linux's ``/proc/<pid>/task/<tid>/schedstat``)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
 def children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the children waited for: here, wrk
     return usage.ru_utime + usage.ru_stime
@@ -347,6 +362,7 @@ def children_cpu_s() -> float:
 
 async def wrk(args: argparse.Namespace, server: Server, p: Route, script: Path, tag: str, seconds: int) -> Window:
     server_before, wrk_before, started = cpu_s(server.proc.pid), children_cpu_s(), time.perf_counter()
+    waited_before = runqueue_s(server.proc.pid)
     proc = await asyncio.create_subprocess_exec(
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "30s", "--latency",
         "-s", str(script), server.url + p.route, "--", tag, *([server.key] if server.key else []),
@@ -355,6 +371,7 @@ async def wrk(args: argparse.Namespace, server: Server, p: Route, script: Path, 
     elapsed, w = time.perf_counter() - started, Window.parse(out.decode())
     w.server_cores = (cpu_s(server.proc.pid) - server_before) / elapsed
     w.wrk_cores = (children_cpu_s() - wrk_before) / elapsed
+    w.server_waiting = (runqueue_s(server.proc.pid) - waited_before) / elapsed
     return w
 
 

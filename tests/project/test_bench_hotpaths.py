@@ -41,6 +41,7 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
     assert "OK: zero oversell, zero drift" in done.stdout
     assert "zero oversell, zero drift, reconcile 0: met" in done.stdout  # the targets block
     assert "against the no-op that answers as dropgate does" in done.stdout
+    assert "what each throughput ratio is made of" in done.stdout
 
     result = json.loads((out / "hotpaths.json").read_text())
     assert [p["path"] for p in result["paths"]] == PATHS
@@ -49,6 +50,8 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
         for d in p["designs"].values():
             assert d["per_s"] > 0 and 0 < d["p50_ms"] <= d["p99_ms"] and d["cpu_us"] > 0, (p["path"], d)
             assert not d["problems"], (p["path"], d["problems"])
+            # the server's CPU share and its run-queue wait (schedstat) were read over the window
+            assert 0 < d["server_cores"] and d["server_waiting"] >= 0 and d["cores_vs_noop"] > 0, (p["path"], d)
         assert p["designs"]["no-op"]["vs_noop"] == 1.0
         assert p["designs"]["written no-op"]["vs_written"] == 1.0
         assert p["designs"]["written no-op"]["name"] == "no-op, JsonResponse"
