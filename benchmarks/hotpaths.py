@@ -99,6 +99,7 @@ from redis.asyncio import Redis
 from benchmarks import revisions
 from benchmarks.common import Stores, free_port, private_settings, serve_until_sigterm, settings_env, stores
 from benchmarks.revisions import NOOP, Route, Server, Window, cpu_s, ensure_wrk, lua_script
+from benchmarks.storecpu import StoreCpu
 from dropgate.engine.keys import Keys
 from dropgate.settings import Settings
 
@@ -347,6 +348,9 @@ class PathRun:
     servers: dict[str, Server]
     windows: dict[str, list[Window]] = field(default_factory=dict)
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    # the neighbours' CPU per request over each window, in us: redis, postgres (None: not on
+    # this machine), persister, wrk (benchmarks/storecpu.py)
+    neighbours_us: dict[str, list[dict[str, float | None]]] = field(default_factory=dict)
     lags: list[Lag] = field(default_factory=list)
     ceiling: dict[str, Any] = field(default_factory=dict)
 
@@ -355,6 +359,7 @@ class Bench:
     def __init__(self, args: argparse.Namespace, s: Stores, tmp: Path) -> None:
         self.args, self.s, self.tmp = args, s, tmp
         self.fastest_codes = 0.0
+        self.store_cpu: StoreCpu | None = None  # set by ``measure``
 
     async def topup(self, server: Server, n: int) -> None:
         if server.name == "dropgate":
@@ -399,8 +404,10 @@ class Bench:
         return {"crowd_per_s": w.per_s, "crowd_p99_ms": w.p99_ms, "events": backlog, "drain_s": drain_s,
                 "per_s": backlog / drain_s if timed else None, "problems": w.problems or None}
 
-    async def window(self, p: PathRun, design: str, tag: str, seconds: int, logs: Logs) -> tuple[Window, float, Lag]:
-        """One wrk window on one server: its result, the server's CPU us per request, the backlog over it."""
+    async def window(self, p: PathRun, design: str, tag: str, seconds: int, logs: Logs
+                     ) -> tuple[Window, float, Lag, dict[str, float | None]]:
+        """One wrk window on one server: its result, the server's CPU us per request, the backlog
+        over it, and its neighbours' CPU us per request (Redis, PostgreSQL, the persister, wrk)."""
         server = p.servers[design]
         route = NOOP if design in NOOPS else PATHS[p.name].route
         await self.enough_codes(server, route, seconds)
@@ -408,9 +415,17 @@ class Bench:
         lag, stop = Lag(), asyncio.Event()
         started = time.perf_counter()
         watcher = asyncio.create_task(watch(logs, lag, started, stop)) if design == "dropgate" else None
+        assert self.store_cpu is not None
+        stores_before = await self.store_cpu.read()
         before = cpu_s(server.proc.pid)
         w = await revisions.wrk(self.args, server, route, self.tmp / f"{p.name}-{design}.lua", tag, seconds)
         cpu = (cpu_s(server.proc.pid) - before) * 1e6 / max(1, w.requests)
+        spent = StoreCpu.spent(stores_before, await self.store_cpu.read())
+        per = 1e6 / max(1, w.requests)
+        neighbours: dict[str, float | None] = {
+            "redis": spent.redis_s * per, "persister": spent.persister_s * per,
+            "postgres": None if spent.postgres_s is None else spent.postgres_s * per,
+            "wrk": w.wrk_cores / w.per_s * 1e6 if w.per_s else 0.0}
         lag.crowd_s = time.perf_counter() - started
         if watcher is not None:
             stop.set()
@@ -418,14 +433,15 @@ class Bench:
         if route.reserves:
             server.codes_left -= w.requests
             self.fastest_codes = max(self.fastest_codes, w.per_s)
-        return w, cpu, lag
+        return w, cpu, lag, neighbours
 
     async def measure(self, paths: list[PathRun], logs: Logs, persister: Server) -> None:
         args = self.args
+        self.store_cpu = StoreCpu(logs.redis, persister.proc.pid)
         if args.warmup:  # key caches, script loads, first connections, the JIT-less interpreter's caches
             for p in paths:
                 for design in DESIGNS:
-                    w, _, _ = await self.window(p, design, f"{p.name[0]}w", args.warmup, logs)
+                    w, _, _, _ = await self.window(p, design, f"{p.name[0]}w", args.warmup, logs)
                     print(f"warm-up {p.name:8s} {design:13s} {w.per_s:9,.0f}/s"
                           + (f"  ERRORS {w.problems}" if w.problems else ""), flush=True)
         for rnd in range(args.rounds):
@@ -433,9 +449,11 @@ class Bench:
                 first = rnd % len(DESIGNS)
                 order = DESIGNS[first:] + DESIGNS[:first]  # each design goes first in turn
                 for design in order:
-                    w, cpu, lag = await self.window(p, design, f"{p.name[0]}{rnd}", args.seconds, logs)
+                    w, cpu, lag, neighbours = await self.window(p, design, f"{p.name[0]}{rnd}", args.seconds,
+                                                                logs)
                     p.windows.setdefault(design, []).append(w)
                     p.cpu_us.setdefault(design, []).append(cpu)
+                    p.neighbours_us.setdefault(design, []).append(neighbours)
                     extra = ""
                     if design == "dropgate":
                         p.lags.append(lag)
@@ -659,6 +677,8 @@ def summarize(p: PathRun) -> dict[str, Any]:
             "cores_vs_noop": statistics.median(w.server_cores / n.server_cores
                                                for w, n in zip(ws, noop, strict=True)),
             "wrk_cores": statistics.median(w.wrk_cores for w in ws),
+            "neighbours_us": {k: _median([n[k] for n in p.neighbours_us[design]])
+                              for k in ("redis", "persister", "postgres", "wrk")},
             "problems": [w.problems for w in ws if w.problems],
         }
     lags = [lag.summary() for lag in p.lags]
@@ -689,6 +709,19 @@ def table(result: dict[str, Any]) -> str:
                          f"| {d['cpu_us']:,.0f} | {d['cpu_efficiency']:.2f} | {d['p50_ms']:,.1f} ms "
                          f"| {d['p99_ms']:,.1f} ms | {d['p99_vs_noop']:.1f}x "
                          f"| {d['server_cores']:.2f}, {d['server_waiting']:.2f} |")
+    lines += ["", "the machine's CPU per request (us) over the same windows: the server's, and its neighbours' on "
+                  "these cores (Redis by its INFO, PostgreSQL's processes, the persister's process, wrk; on a "
+                  "shared machine, with whatever else they served meanwhile):", "",
+              "| path | design | server | Redis | persister | PostgreSQL | wrk | all |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for p in result["paths"]:
+        for design in DESIGNS:
+            d = p["designs"][design]
+            nb = d["neighbours_us"]
+            parts = [d["cpu_us"], *(nb[k] for k in ("redis", "persister", "postgres", "wrk"))]
+            total = sum(v for v in parts if v is not None)
+            lines.append(f"| {p['path']} | {d['name']} | " + " | ".join(_n(v) for v in parts)
+                         + f" | {total:,.0f} |")
     lines += ["", "| path | crowd events/s | persisted/s during the crowd | peak backlog | backlog at the end "
               "| drained after | drain rate | paused persister: events, drained in, rate "
               "| the crowd meanwhile: req/s, / no-op, p99 / no-op p99 |",
@@ -763,6 +796,11 @@ def targets(result: dict[str, Any]) -> list[str]:
         lines.append(f"- {p['path']}: throughput {d['vs_written']:.2f}, CPU efficiency "
                      f"{d['cpu_efficiency_written']:.2f}, p99 {d['p99_vs_written']:.1f}x")
     return lines
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _n(value: float | None, unit: str = "") -> str:

@@ -42,6 +42,7 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
     assert "zero oversell, zero drift, reconcile 0: met" in done.stdout  # the targets block
     assert "against the no-op that answers as dropgate does" in done.stdout
     assert "what each throughput ratio is made of" in done.stdout
+    assert "| path | design | server | Redis | persister | PostgreSQL | wrk | all |" in done.stdout
 
     result = json.loads((out / "hotpaths.json").read_text())
     assert [p["path"] for p in result["paths"]] == PATHS
@@ -52,6 +53,12 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
             assert not d["problems"], (p["path"], d["problems"])
             # the server's CPU share and its run-queue wait (schedstat) were read over the window
             assert 0 < d["server_cores"] and d["server_waiting"] >= 0 and d["cores_vs_noop"] > 0, (p["path"], d)
+            # and its neighbours' CPU per request: Redis by its own account, always there
+            nb = d["neighbours_us"]
+            assert nb["redis"] is not None and nb["redis"] >= 0 and nb["wrk"] is not None and nb["wrk"] > 0, nb
+            assert all(v is None or v >= 0 for v in nb.values()), nb
+        # a dropgate request runs a script: Redis worked for it (the no-op's window needs none)
+        assert p["designs"]["dropgate"]["neighbours_us"]["redis"] > 0, p["designs"]["dropgate"]
         assert p["designs"]["no-op"]["vs_noop"] == 1.0
         assert p["designs"]["written no-op"]["vs_written"] == 1.0
         assert p["designs"]["written no-op"]["name"] == "no-op, JsonResponse"

@@ -1,0 +1,82 @@
+"""The CPU that the processes beside a benchmarked server use: Redis, PostgreSQL, the persister.
+
+Why (issue #19, BENCHMARKS.md "A fast host, and what a throughput ratio is made of"): on this
+2-core machine the API process shares its cores with the stores, and it waits for a core while
+they run. A window's throughput is the server's share of the cores over its CPU per request, so
+how much CPU each neighbour took per request says where the rest of the machine went. Read
+around each wrk window:
+
+- Redis: its own account (``INFO cpu``: ``used_cpu_user + used_cpu_sys``, every thread), so it
+  works for the machine's Redis, the embedded one and a remote one alike;
+- PostgreSQL: every process of this machine named ``postgres`` (``/proc/<pid>/comm``; backends,
+  WAL writer, checkpointer), per process id, so a backend that starts during the window counts
+  from zero; one that ends during it is not counted (an undercount, never an overcount). ``None``
+  when no such process runs here (a remote server);
+- the persister: its process (``/proc/<pid>/stat``).
+
+On a shared machine Redis and PostgreSQL serve others too: their figures hold everything they
+did during the window.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from benchmarks.revisions import cpu_s
+
+
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each process of this machine named ``postgres``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # gone meanwhile, or not ours to read
+        out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+@dataclass
+class Reading:
+    redis_s: float
+    postgres: dict[int, float]
+    persister_s: float
+
+
+@dataclass
+class Spent:
+    """CPU seconds each neighbour spent between two readings (``postgres_s`` None: none here)."""
+
+    redis_s: float
+    postgres_s: float | None
+    persister_s: float
+
+
+class StoreCpu:
+    """Readings of the neighbours' CPU, for the windows of one benchmark."""
+
+    def __init__(self, redis: Redis, persister_pid: int) -> None:
+        self.redis = redis
+        self.persister_pid = persister_pid
+
+    async def read(self) -> Reading:
+        info = await self.redis.info("cpu")
+        return Reading(redis_s=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+                       postgres=postgres_cpu(), persister_s=cpu_s(self.persister_pid))
+
+    @staticmethod
+    def spent(before: Reading, after: Reading) -> Spent:
+        postgres = (sum(s - before.postgres.get(pid, 0.0) for pid, s in after.postgres.items())
+                    if after.postgres else None)
+        return Spent(redis_s=after.redis_s - before.redis_s, postgres_s=postgres,
+                     persister_s=after.persister_s - before.persister_s)
