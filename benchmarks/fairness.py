@@ -61,7 +61,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.common import Stores, private_settings, settings_env, stores
-from benchmarks.revisions import Server, cpu_s, ensure_wrk, post, settle, start
+from benchmarks.revisions import Server, cpu_s, ensure_wrk, post, runqueue_s, settle, start
 from benchmarks.wrkscript import SETUP, done, result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,13 +154,7 @@ def run_queue_wait_s(pid: int) -> float:
     """Seconds the server's threads have spent runnable but waiting for a core
     (``/proc/<pid>/task/<tid>/schedstat``, second field): why a request can wait with its
     process's loop idle, which no admission inside the process can shorten."""
-    total = 0
-    for p in server_pids(pid):
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{p}/task").iterdir():
-                with contextlib.suppress(OSError):
-                    total += int((task / "schedstat").read_text().split()[1])
-    return total / 1e9
+    return sum(runqueue_s(p) for p in server_pids(pid))
 
 
 def machine_idle_s() -> tuple[float, float]:

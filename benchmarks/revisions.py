@@ -347,11 +347,10 @@ def runqueue_s(pid: int) -> float:
     """Seconds a process's threads have waited on a run queue: runnable, not running (the
     second field of Linux's ``/proc/<pid>/task/<tid>/schedstat``)."""
     total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue  # a thread that ended meanwhile
+    with contextlib.suppress(OSError):  # the process ended: what was read so far
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += int((task / "schedstat").read_text().split()[1])
     return total / 1e9
 
 
