@@ -419,9 +419,9 @@ class Bench:
         stores_before = await self.store_cpu.read()
         before = cpu_s(server.proc.pid)
         w = await revisions.wrk(self.args, server, route, self.tmp / f"{p.name}-{design}.lua", tag, seconds)
-        cpu = (cpu_s(server.proc.pid) - before) * 1e6 / max(1, w.requests)
+        per = 1e6 / max(1, w.requests)  # seconds of CPU -> us per request
+        cpu = (cpu_s(server.proc.pid) - before) * per
         spent = StoreCpu.spent(stores_before, await self.store_cpu.read())
-        per = 1e6 / max(1, w.requests)
         neighbours: dict[str, float | None] = {
             "redis": spent.redis_s * per, "persister": spent.persister_s * per,
             "postgres": None if spent.postgres_s is None else spent.postgres_s * per,

@@ -59,7 +59,8 @@ async def _redis_cpu_s(rt: Runtime) -> float:
     return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
 
 
-async def one_run(rt: Runtime, calls: int, batch: int, run: int) -> tuple[float, float, float, float]:
+async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool = True, finish: bool = True,
+                  ) -> tuple[float, float, float, float]:
     """Per purchase: the median and the 10th percentile of the calls' evalsha usec (the
     fast calls: the ones a busy machine did not interrupt), Redis CPU usec over the run,
     and the commands the script ran."""
@@ -68,7 +69,8 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int) -> tuple[float,
     cpu_before, commands_before = await _redis_cpu_s(rt), await _commands(rt)
     for call in range(calls):
         holds = [HoldRequest(purchase_id=new_id("pu_"), user_id=f"r{run}c{call}u{i}", quantity=1,
-                             idem_digest=f"{run:08x}{call:016x}{i:016x}", fingerprint=f"fp{call}x{i}")
+                             idem_digest=f"{run:08x}{call:016x}{i:016x}" if keys else "",
+                             fingerprint=f"fp{call}x{i}" if keys else "")
                  for i in range(batch)]
         before = await _evalsha_us(rt)
         results: list[HoldResult] = await rt.offers.purchase_batch(
@@ -80,14 +82,14 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int) -> tuple[float,
         finishes = [FinishItem(purchase_id=h.purchase_id, session_id="cs_sandbox_" + h.purchase_id,
                                checkout_url="http://127.0.0.1:8080/v1/sandbox/checkout/cs_sandbox_"
                                + h.purchase_id, idem_digest=h.idem_digest, status=201, body=_BODY)
-                    for h in holds]
+                    for h in holds] if finish else []
     cpu_us = (await _redis_cpu_s(rt) - cpu_before) * 1e6 / (calls * batch)
     commands = (await _commands(rt) - commands_before) / (calls * batch)
     timed = sorted(per_purchase[5:] or per_purchase)  # past the first calls' warm-up
     return statistics.median(timed), timed[len(timed) // 10], cpu_us, commands
 
 
-async def main(runs: int, calls: int, batch: int) -> None:
+async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: bool = True) -> None:
     s = stores()
     async with private_runtime(s, persister_enabled=False, max_backlog=50_000_000,
                                purchase_batch_size=batch) as rt:
@@ -95,11 +97,12 @@ async def main(runs: int, calls: int, batch: int) -> None:
         await rt.offers.create("bench", offer_id="hot", event_id="drop", name="Hot", price_minor=2500,
                                currency="usd", total=10**9, max_per_order=3, expires_at_ms=None,
                                active=True)
+        stored = "each call also stores the previous call's responses" if finish else "no responses stored"
         print(f"offer_purchase_batch: {runs} runs of {calls} calls x {batch} purchases "
-              "(each call also stores the previous call's responses)")
+              f"({'each with' if keys else 'without'} an idempotency key; {stored})")
         medians, fast, cpus, commands = [], [], [], 0.0
         for run in range(runs):
-            median, p10, cpu, commands = await one_run(rt, calls, batch, run)
+            median, p10, cpu, commands = await one_run(rt, calls, batch, run, keys=keys, finish=finish)
             medians.append(median)
             fast.append(p10)
             cpus.append(cpu)
@@ -118,7 +121,11 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--batch", type=int, default=64)
+    # what a part of the call costs: the same calls without it (BENCHMARKS.md, "Redis's share of a purchase")
+    parser.add_argument("--no-key", action="store_true", help="purchases without an idempotency key")
+    parser.add_argument("--no-finish", action="store_true",
+                        help="store no responses (sessions not attached, nothing stored under a key)")
     args = parser.parse_args()
     if min(args.runs, args.calls, args.batch) < 1:
         raise SystemExit("--runs, --calls and --batch must be at least 1")
-    asyncio.run(main(args.runs, args.calls, args.batch))
+    asyncio.run(main(args.runs, args.calls, args.batch, keys=not args.no_key, finish=not args.no_finish))

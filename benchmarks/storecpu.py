@@ -20,7 +20,7 @@ did during the window.
 
 from __future__ import annotations
 
-import os
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,18 +31,13 @@ from benchmarks.revisions import cpu_s
 
 def postgres_cpu() -> dict[int, float]:
     """CPU seconds (user + system) of each process of this machine named ``postgres``."""
-    ticks = os.sysconf("SC_CLK_TCK")
     out: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            if (entry / "comm").read_text().strip() != "postgres":
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue  # gone meanwhile, or not ours to read
-        out[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            if (entry / "comm").read_text().strip() == "postgres":
+                out[int(entry.name)] = cpu_s(int(entry.name))
     return out
 
 
