@@ -62,14 +62,20 @@ def parse_amount(value: str, currency: str, *, field: str = "amount", positive: 
     return minor
 
 
+_UNITS = [10**exp for exp in range(4)]  # 10**exponent, for every exponent of _EXPONENTS
+
+
 def format_amount(minor: int, currency: str) -> str:
-    """2550 usd -> ``"25.50"``; 100 jpy -> ``"100"``."""
-    exp = exponent(currency)
-    sign = "-" if minor < 0 else ""
-    minor = abs(minor)
+    """2550 usd -> ``"25.50"``; 100 jpy -> ``"100"``. (``divmod`` and ``zfill``, not a
+    nested format spec: a promo redemption formats three amounts per request.)"""
+    exp = _EXPONENTS.get(currency, 2)
     if exp == 0:
-        return f"{sign}{minor}"
-    return f"{sign}{minor // 10**exp}.{minor % 10**exp:0{exp}d}"
+        return str(minor)
+    sign = ""
+    if minor < 0:
+        sign, minor = "-", -minor
+    whole, frac = divmod(minor, _UNITS[exp])
+    return f"{sign}{whole}.{str(frac).zfill(exp)}"
 
 
 def parse_percent(value: str, *, field: str = "percent") -> int:

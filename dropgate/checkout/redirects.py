@@ -37,25 +37,28 @@ def public_base(settings: Settings) -> str:
 _UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
-def own_page(base: str, path: str, *, tenant_id: str, purchase_id: str) -> str:
-    """One of dropgate's own pages for a purchase (ids are ``check_id``-safe; quoted anyway)."""
+def _query(tenant_id: str, purchase_id: str) -> str:
+    """The query string of dropgate's own pages for a purchase (ids are ``check_id``-safe;
+    quoted anyway)."""
     if _UNQUOTED.fullmatch(tenant_id) and _UNQUOTED.fullmatch(purchase_id):
-        return f"{base}{path}?tenant_id={tenant_id}&purchase_id={purchase_id}"
-    return f"{base}{path}?{urlencode({'tenant_id': tenant_id, 'purchase_id': purchase_id})}"
+        return f"?tenant_id={tenant_id}&purchase_id={purchase_id}"
+    return "?" + urlencode({"tenant_id": tenant_id, "purchase_id": purchase_id})
 
 
 def resolve_redirects(base: str, *, tenant_id: str, purchase_id: str,
                       offer_success_url: str | None = None, offer_cancel_url: str | None = None,
                       tenant_success_url: str | None = None,
                       tenant_cancel_url: str | None = None) -> Redirects:
-    """The purchase's two URLs: the offer's, else the tenant's, else dropgate's pages."""
-    success = (offer_success_url or tenant_success_url
-               or own_page(base, DONE_PATH, tenant_id=tenant_id, purchase_id=purchase_id)
-               + "&session_id=" + SESSION_PLACEHOLDER)
-    cancel = (offer_cancel_url or tenant_cancel_url
-              or own_page(base, CANCELLED_PATH, tenant_id=tenant_id, purchase_id=purchase_id))
-    return Redirects(success_url=success.replace(PURCHASE_PLACEHOLDER, purchase_id),
-                     cancel_url=cancel.replace(PURCHASE_PLACEHOLDER, purchase_id))
+    """The purchase's two URLs: the offer's, else the tenant's, else dropgate's pages
+    (their query built once for both: a purchase builds these on every request)."""
+    success = offer_success_url or tenant_success_url
+    cancel = offer_cancel_url or tenant_cancel_url
+    query = "" if success and cancel else _query(tenant_id, purchase_id)
+    return Redirects(
+        success_url=(success.replace(PURCHASE_PLACEHOLDER, purchase_id) if success
+                     else f"{base}{DONE_PATH}{query}&session_id={SESSION_PLACEHOLDER}"),
+        cancel_url=(cancel.replace(PURCHASE_PLACEHOLDER, purchase_id) if cancel
+                    else f"{base}{CANCELLED_PATH}{query}"))
 
 
 def for_session(url: str, session_id: str) -> str:

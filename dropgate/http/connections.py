@@ -163,6 +163,17 @@ class GuardedHandler(RequestHandler):
         if self._messages:  # a whole request head arrived
             self.head_since = None
 
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        """Nothing to resume unless something paused: aiohttp's ``StreamReader`` calls
+        this after every read that leaves its buffer under the low-water mark, paused or
+        not, and the base class then feeds the parser an empty ``data_received`` and the
+        transport a ``resume_reading``, a few µs of every request with a body
+        (BENCHMARKS.md, "Reading a body resumes nothing"). What a pause holds back is
+        resumed as before: flow control (``pause_reading``) and a full message queue
+        (``_buffer_paused``) both set the flags read here."""
+        if self._reading_paused or self._buffer_paused:
+            super().resume_reading(resume_parser)
+
     def idle(self) -> bool:
         """Waiting for a next request, nothing of it received."""
         return not self._request_in_progress and self.head_since is None and not self._messages
