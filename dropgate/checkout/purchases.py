@@ -138,71 +138,69 @@ class Purchases:
             raise RateLimited("Too many purchases in flight for this tenant; retry shortly.",
                               details={"retry_after_s": 1, "scope": "tenant_concurrency"})
         self._inflight[tenant_id] = inflight + 1
+        # one coroutine with the purchase itself, not a wrapper awaiting it: a crowd's
+        # request suspends and resumes through every coroutine it awaits in (BENCHMARKS.md,
+        # "Reading a body resumes nothing")
         try:
-            return await self._purchase(tenant_id, offer_id, user_id=user_id, quantity=quantity,
-                                        digest=digest)
+            fingerprint = request_digest(f"purchase\n{offer_id}\n{user_id}\n{quantity}") if digest else ""
+            purchase_id = new_purchase_id()
+            request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
+                                  idem_digest=digest, fingerprint=fingerprint)
+            try:
+                held = await self._batches.enqueue((tenant_id, offer_id), request)
+            except QueueFull:
+                raise TenantBusy("Too many purchases queued for this offer; retry shortly.",
+                                 details={"offer_id": offer_id}) from None
+            assert held is not None
+            if held.replay:
+                return PurchaseAnswer(status=held.status, body=held.body.encode(), replayed=True)
+            if held.err:
+                exc = self._hold_error(held)
+                if not held.idem:
+                    raise exc
+                return await self._finish(tenant_id, offer_id, FinishItem(
+                    idem_digest=digest, status=exc.status, body=error_body(exc)))
+            if held.recover:
+                return await self._recover(tenant_id, offer_id, user_id, digest, held)
+            checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held,
+                                 self.redirects(tenant_id, purchase_id, success_url=held.success_url,
+                                                cancel_url=held.cancel_url))
+            try:
+                session = await self.provider.create_checkout(checkout)
+            except BaseException as exc:
+                released = await self._release_after_failure(tenant_id, offer_id, purchase_id, user_id,
+                                                             quantity, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                if released:
+                    failure = PaymentProviderUnavailable(details={"offer_id": offer_id})
+                else:  # truthful: the units stay held until the hold expires (nothing is charged)
+                    expires_at = ms_to_dt(held.expires_ms)
+                    failure = PaymentProviderUnavailable(
+                        "The payment provider failed and the hold could not be released now; nothing "
+                        "was charged, and its units stay held until it expires.",
+                        details={"offer_id": offer_id, "purchase_id": purchase_id, "hold_released": False,
+                                 "hold_expires_at": expires_at.isoformat() if expires_at else None})
+                if not digest:
+                    raise failure from None
+                return await self._finish(tenant_id, offer_id, FinishItem(
+                    purchase_id=purchase_id, idem_digest=digest, status=failure.status,
+                    body=error_body(failure)))
+            body = _created(purchase_id, session, held.expires_ms)
+            # Stored after it is sent, riding with the offer's next batch with nobody
+            # waiting (a second wait resumed the whole request a second time). Until it
+            # lands a repeat of the key is told the first is still running (409); if it
+            # never lands (a crash), a repeat recovers this same answer (``_recover``).
+            self._batches.post((tenant_id, offer_id), FinishItem(
+                purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
+                idem_digest=digest, status=201, body=body))
+            return PurchaseAnswer(status=201, body=body)
         finally:
             left = self._inflight[tenant_id] - 1
             if left:
                 self._inflight[tenant_id] = left
             else:
                 del self._inflight[tenant_id]
-
-    async def _purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
-                        digest: str) -> PurchaseAnswer:
-        fingerprint = request_digest(f"purchase\n{offer_id}\n{user_id}\n{quantity}") if digest else ""
-        purchase_id = new_purchase_id()
-        request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
-                              idem_digest=digest, fingerprint=fingerprint)
-        try:
-            held = await self._batches.enqueue((tenant_id, offer_id), request)
-        except QueueFull:
-            raise TenantBusy("Too many purchases queued for this offer; retry shortly.",
-                             details={"offer_id": offer_id}) from None
-        assert held is not None
-        if held.replay:
-            return PurchaseAnswer(status=held.status, body=held.body.encode(), replayed=True)
-        if held.err:
-            exc = self._hold_error(held)
-            if not held.idem:
-                raise exc
-            return await self._finish(tenant_id, offer_id, FinishItem(
-                idem_digest=digest, status=exc.status, body=error_body(exc)))
-        if held.recover:
-            return await self._recover(tenant_id, offer_id, user_id, digest, held)
-        checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held,
-                             self.redirects(tenant_id, purchase_id, success_url=held.success_url,
-                                            cancel_url=held.cancel_url))
-        try:
-            session = await self.provider.create_checkout(checkout)
-        except BaseException as exc:
-            released = await self._release_after_failure(tenant_id, offer_id, purchase_id, user_id,
-                                                         quantity, exc)
-            if not isinstance(exc, Exception):
-                raise
-            if released:
-                failure = PaymentProviderUnavailable(details={"offer_id": offer_id})
-            else:  # truthful: the units stay held until the hold expires (nothing is charged)
-                expires_at = ms_to_dt(held.expires_ms)
-                failure = PaymentProviderUnavailable(
-                    "The payment provider failed and the hold could not be released now; nothing "
-                    "was charged, and its units stay held until it expires.",
-                    details={"offer_id": offer_id, "purchase_id": purchase_id, "hold_released": False,
-                             "hold_expires_at": expires_at.isoformat() if expires_at else None})
-            if not digest:
-                raise failure from None
-            return await self._finish(tenant_id, offer_id, FinishItem(
-                purchase_id=purchase_id, idem_digest=digest, status=failure.status,
-                body=error_body(failure)))
-        body = _created(purchase_id, session, held.expires_ms)
-        # Stored after it is sent, riding with the offer's next batch with nobody
-        # waiting (a second wait resumed the whole request a second time). Until it
-        # lands a repeat of the key is told the first is still running (409); if it
-        # never lands (a crash), a repeat recovers this same answer (``_recover``).
-        self._batches.post((tenant_id, offer_id), FinishItem(
-            purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
-            idem_digest=digest, status=201, body=body))
-        return PurchaseAnswer(status=201, body=body)
 
     async def _recover(self, tenant_id: str, offer_id: str, user_id: str, digest: str,
                        held: HoldResult) -> PurchaseAnswer:

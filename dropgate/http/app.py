@@ -57,7 +57,7 @@ def create_app(runtime: Runtime, board: Board | None = None) -> web.Application:
     specs = [spec for spec, _ in routes.values()]
     app[ROUTE_SPECS] = specs
     app[OPENAPI] = build_openapi(specs)
-    app[FRONT] = HotFront(routes, app._handle, app[METRICS]).handle
+    app[FRONT] = HotFront(routes, app._handle).handle
     return app
 
 

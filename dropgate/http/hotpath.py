@@ -9,9 +9,10 @@ in advance: this front end recognises the routes declared ``hot=True`` (routing.
 their segments, a dict lookup, and calls the route's handler with the parameters it parsed.
 
 Nothing else differs. The handler is the one the router would have called
-(``routing.make_handler``: auth, scopes, tenant, admission, body, the engine), and the
-answer goes through the middleware's own ``answer`` (request id, error shape, headers,
-metrics), so the two ways cannot answer differently. A request takes this way only when
+(``routing.make_handler``: auth, scopes, tenant, admission, body, the engine); given the
+parameters, it answers as the middleware's ``answer`` does (request id, error shape,
+headers, metrics: ``middleware.answer_for`` and ``answered``, the middleware's own), so
+the two ways cannot answer differently. A request takes this way only when
 the router would have matched it to the same route with the same parameters; anything
 else (another method or path, a query string, a percent-escape, an ``Expect`` header)
 goes to ``Application._handle``, the router and middleware, unchanged.
@@ -25,8 +26,6 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from dropgate.http.metrics import Metrics
-from dropgate.http.middleware import answer
 from dropgate.http.routing import RouteHandler, RouteSpec
 
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -61,9 +60,8 @@ class HotFront:
     """The server's request handler: the hot routes' common case here, the rest to ``fallback``."""
 
     def __init__(self, routes: Mapping[tuple[str, str], tuple[RouteSpec, RouteHandler]],
-                 fallback: RequestHandler, metrics: Metrics) -> None:
+                 fallback: RequestHandler) -> None:
         self._fallback = fallback
-        self._metrics = metrics
         shapes: dict[tuple[int, tuple[int, ...]], _Shape] = {}
         for (method, path), (spec, handler) in routes.items():
             if not spec.hot:
@@ -101,4 +99,4 @@ class HotFront:
         if found is None:
             return self._fallback(request)
         hot, params = found
-        return answer(request, hot.handler, self._metrics, hot.route, params)
+        return hot.handler(request, params)  # answers itself: see routing.make_handler

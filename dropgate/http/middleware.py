@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import redis.exceptions
@@ -148,17 +148,11 @@ def answer_for(request: web.Request, exc: Exception, request_id: str) -> web.Str
     return error_response(Internal(f"Internal error (request {request_id})."))
 
 
-async def answer(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]],
-                 metrics: Metrics, route: str, params: Mapping[str, str] | None = None) -> web.StreamResponse:
-    """Run ``handler`` (with the path's ``params`` when the hot path parsed them) and
-    give its answer, or its failure in the error shape, what every answer carries."""
-    started = time.perf_counter()
-    request_id = request_id_of(request)
-    request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
-    try:
-        response = await (handler(request) if params is None else handler(request, params))
-    except Exception as exc:
-        response = answer_for(request, exc, request_id)
+def answered(request: web.Request, response: web.StreamResponse, request_id: str, metrics: Metrics,
+             route: str, started: float) -> web.StreamResponse:
+    """``response`` with what every answer carries (its request id, ``Server``), counted
+    in the metrics: the end of ``answer``, and of a hot route's handler, which answers
+    without it (routing.py: ``make_handler``)."""
     if type(response) is JsonResponse:  # every JSON answer: see jsonresponse.py
         response.identify(request_id)
     elif not response.prepared:  # a streamed answer (a CSV export) has set its own headers
@@ -172,10 +166,23 @@ async def answer(request: web.Request, handler: Callable[..., Awaitable[web.Stre
     return response
 
 
+async def answer(request: web.Request, handler: Handler, metrics: Metrics, route: str) -> web.StreamResponse:
+    """Run ``handler`` and give its answer, or its failure in the error shape, with what
+    every answer carries."""
+    started = time.perf_counter()
+    request_id = request_id_of(request)
+    request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
+    try:
+        response = await handler(request)
+    except Exception as exc:
+        response = answer_for(request, exc, request_id)
+    return answered(request, response, request_id, metrics, route, started)
+
+
 @web.middleware
 async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every request the router matched (or refused): see ``answer``; the hot routes'
-    common case comes through http/hotpath.py instead, to ``answer`` directly."""
+    common case comes through http/hotpath.py instead, to its handler, which answers alike."""
     resource = request.match_info.route.resource
     return await answer(request, handler, request.app[METRICS],
                         resource.canonical if resource is not None else "unmatched")

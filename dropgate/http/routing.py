@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -21,7 +22,7 @@ from dropgate.engine.actors.batcher import PARKED
 from dropgate.engine.apikeys import Principal
 from dropgate.errors import DropgateError, PayloadTooLarge, ValidationError
 from dropgate.http.admission import Slot
-from dropgate.http.appkeys import ADMISSION, RUNTIME
+from dropgate.http.appkeys import ADMISSION, METRICS, RUNTIME
 from dropgate.http.auth import (
     bearer_token,
     bootstrap_principal,
@@ -32,6 +33,8 @@ from dropgate.http.auth import (
 )
 from dropgate.http.idempotency import replayed
 from dropgate.http.jsonresponse import JsonResponse
+from dropgate.http.metrics import Metrics
+from dropgate.http.middleware import REQUEST_ID, answer_for, answered, request_id_of
 from dropgate.http.scopes import route_scope
 from dropgate.ids import check_id, check_type
 from dropgate.models.idempotency import REPLAYED_BY_KEY
@@ -217,104 +220,122 @@ def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
     """The handler of one route: auth, decode, call, encode.
 
     aiohttp's router calls it with the request alone (``params`` are then the router's
-    match); the hot path (http/hotpath.py) calls it with the path's parameters it parsed
-    itself, before any router or middleware. ``app`` is the application's own, not
-    ``request.app``, which only a router's match provides."""
+    match, and the middleware answers); the hot path (http/hotpath.py) calls it with the
+    path's parameters it parsed itself, before any router or middleware, and it answers
+    as the middleware would. ``app`` is the application's own, not ``request.app``, which
+    only a router's match provides."""
 
     declared = frozenset(name for name, _, _ in spec.query)
     by_key = spec.replays_by_key and not spec.keys_in_handler
     streams_body = bool(spec.request_content) and any(
         "csv" in kind for kind in spec.request_content or {})  # bounded by the CSV limit itself
 
-    bound: list[Runtime] = []  # app[RUNTIME], looked up once: the app is frozen by then
+    bound: list[tuple[Runtime, Metrics]] = []  # app[RUNTIME], app[METRICS], looked up once: frozen by then
 
     async def handle(request: web.Request, params: Mapping[str, str] | None = None) -> web.StreamResponse:
         if not bound:
-            bound.append(app[RUNTIME])
-        runtime = bound[0]
-        declared_length = request.content_length
-        if declared_length is not None:  # 413 now, not after waiting for a body never sent
-            limit = (runtime.settings.csv_body_limit_bytes if streams_body
-                     else runtime.settings.body_limit_bytes)
-            if declared_length > limit:
-                raise PayloadTooLarge(f"The request body is over {limit} bytes.",
-                                      details={"limit_bytes": limit})
-        principal: Principal | None = None
-        tenant_id = ""
-        if spec.auth != "public":
-            token = bearer_token(request)
-            principal = runtime.api_keys.known(token) or bootstrap_principal(token, runtime)
-            if principal is None:
-                principal = await look_up(token, runtime)
-            if spec.auth == "admin":
-                if principal.role != "admin":
-                    from dropgate.errors import Forbidden
-
-                    raise Forbidden("This route needs an admin key.")
-            elif principal.role != "admin":
-                require_scope(principal, spec.scope)
-                tenant_id = own_tenant(request, principal)
-            elif spec.auth == "any":
-                tenant_id = ""
-            else:
-                require_scope(principal, spec.scope)
-                tenant_id = await resolve_tenant(request, runtime, principal)
-            # like unknown body fields: a misspelt ?statuss= must not silently mean "all"
-            # (parsed only when there is one: building request.query was a visible
-            # share of a purchase's CPU)
-            if request.query_string:
-                unknown = next((name for name in request.query if name not in declared), None)
-                if unknown is not None:
-                    raise ValidationError(f"Unknown query parameter {unknown!r}.",
-                                          details={"field": unknown})
-        # Inside the tenant's admission slot (http/admission.py): decode, call, encode, in
-        # this coroutine (one layer less per request than a coroutine of its own: every
-        # await a request parks on resumes through each layer; BENCHMARKS.md, "Where each
-        # microsecond of a request goes")
-        slot: Slot | None = None
-        parked: contextvars.Token[Callable[[], None] | None] | None = None
-        if tenant_id:
-            admission = app[ADMISSION]
-            if not admission.try_enter(tenant_id):
-                await admission.enter(tenant_id)
-            slot = Slot(admission, tenant_id)
-            parked = PARKED.set(slot.park)  # given back early if it parks on a batch (tenant alone)
+            bound.append((app[RUNTIME], app[METRICS]))
+        runtime, metrics = bound[0]
+        # ``params`` given: the hot path (http/hotpath.py), which no middleware wraps, and
+        # this coroutine answers as the middleware's ``answer`` would, itself (a crowd's
+        # request suspends and resumes through every coroutine it awaits in: one less)
+        hot = params is not None
+        started = 0.0
+        request_id = ""
+        if hot:
+            started = time.perf_counter()
+            request_id = request_id_of(request)
+            request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
         try:
-            body: Any = None
-            raw = b""
-            if spec.decoder is not None:
-                arrived = arrived_body(request, declared_length, runtime.settings.body_limit_bytes)
-                raw = await request.read() if arrived is None else arrived
-                if not raw and spec.method == "PATCH":
-                    # a PATCH changes what its body names: no body is a mistake, not "change nothing"
-                    raise ValidationError("Malformed JSON: the body is empty; a PATCH takes a JSON object "
-                                          "naming the fields to change ({} changes nothing).")
-                try:
-                    body = spec.decoder.decode(raw or b"{}")
-                except msgspec.MsgspecError as exc:
-                    raise validation_error(exc) from None
-            call = Call(request, body, principal, tenant_id, runtime,
-                        request.match_info if params is None else params)
-            if by_key:
-                if "Idempotency-Key" not in request.headers:  # what ``replayed`` does without a key,
-                    return JsonResponse(_encoder.encode(await spec.handler(call)),  # one layer less
-                                        spec.status)
+            declared_length = request.content_length
+            if declared_length is not None:  # 413 now, not after waiting for a body never sent
+                limit = (runtime.settings.csv_body_limit_bytes if streams_body
+                         else runtime.settings.body_limit_bytes)
+                if declared_length > limit:
+                    raise PayloadTooLarge(f"The request body is over {limit} bytes.",
+                                          details={"limit_bytes": limit})
+            principal: Principal | None = None
+            tenant_id = ""
+            if spec.auth != "public":
+                token = bearer_token(request)
+                principal = runtime.api_keys.known(token) or bootstrap_principal(token, runtime)
+                if principal is None:
+                    principal = await look_up(token, runtime)
+                if spec.auth == "admin":
+                    if principal.role != "admin":
+                        from dropgate.errors import Forbidden
 
-                async def run() -> tuple[int, bytes]:
-                    return spec.status, _encoder.encode(await spec.handler(call))
+                        raise Forbidden("This route needs an admin key.")
+                elif principal.role != "admin":
+                    require_scope(principal, spec.scope)
+                    tenant_id = own_tenant(request, principal)
+                elif spec.auth == "any":
+                    tenant_id = ""
+                else:
+                    require_scope(principal, spec.scope)
+                    tenant_id = await resolve_tenant(request, runtime, principal)
+                # like unknown body fields: a misspelt ?statuss= must not silently mean "all"
+                # (parsed only when there is one: building request.query was a visible
+                # share of a purchase's CPU)
+                if request.query_string:
+                    unknown = next((name for name in request.query if name not in declared), None)
+                    if unknown is not None:
+                        raise ValidationError(f"Unknown query parameter {unknown!r}.",
+                                              details={"field": unknown})
+            # Inside the tenant's admission slot (http/admission.py): decode, call, encode, in
+            # this coroutine (one layer less per request than a coroutine of its own: every
+            # await a request parks on resumes through each layer; BENCHMARKS.md, "Where each
+            # microsecond of a request goes")
+            slot: Slot | None = None
+            parked: contextvars.Token[Callable[[], None] | None] | None = None
+            if tenant_id:
+                admission = app[ADMISSION]
+                if not admission.try_enter(tenant_id):
+                    await admission.enter(tenant_id)
+                slot = Slot(admission, tenant_id)
+                parked = PARKED.set(slot.park)  # given back early if it parks on a batch (tenant alone)
+            try:
+                body: Any = None
+                raw = b""
+                if spec.decoder is not None:
+                    arrived = arrived_body(request, declared_length, runtime.settings.body_limit_bytes)
+                    raw = await request.read() if arrived is None else arrived
+                    if not raw and spec.method == "PATCH":
+                        # a PATCH changes what its body names: no body is a mistake, not "change nothing"
+                        raise ValidationError("Malformed JSON: the body is empty; a PATCH takes a JSON object "
+                                              "naming the fields to change ({} changes nothing).")
+                    try:
+                        body = spec.decoder.decode(raw or b"{}")
+                    except msgspec.MsgspecError as exc:
+                        raise validation_error(exc) from None
+                call = Call(request, body, principal, tenant_id, runtime,
+                            request.match_info if params is None else params)
+                response: web.StreamResponse
+                if by_key and "Idempotency-Key" in request.headers:
+                    async def run() -> tuple[int, bytes]:
+                        return spec.status, _encoder.encode(await spec.handler(call))
 
-                return await replayed(request, runtime, tenant_id, raw, run)
-            result = await spec.handler(call)
-            if isinstance(result, web.StreamResponse):
-                return result
-            if result is None:
-                return web.Response(status=spec.status)
-            return JsonResponse(_encoder.encode(result), spec.status)
-        finally:
-            if slot is not None:
-                if parked is not None:
-                    PARKED.reset(parked)
-                slot.release()
+                    response = await replayed(request, runtime, tenant_id, raw, run)
+                elif by_key:  # what ``replayed`` does without a key, one coroutine less
+                    response = JsonResponse(_encoder.encode(await spec.handler(call)), spec.status)
+                else:
+                    result = await spec.handler(call)
+                    if isinstance(result, web.StreamResponse):
+                        response = result
+                    elif result is None:
+                        response = web.Response(status=spec.status)
+                    else:
+                        response = JsonResponse(_encoder.encode(result), spec.status)
+            finally:
+                if slot is not None:
+                    if parked is not None:
+                        PARKED.reset(parked)
+                    slot.release()
+        except Exception as exc:
+            if not hot:
+                raise  # to the middleware's ``answer``
+            response = answer_for(request, exc, request_id)
+        return answered(request, response, request_id, metrics, spec.path, started) if hot else response
 
     handle.__name__ = spec.handler.__name__
     return handle
