@@ -7,11 +7,11 @@ on its batch's future, and when the batch answers it resumes through every corou
 between its task and that future, then returns through each of them. The hot path's
 handler answering for itself (``routing.make_handler``) and a purchase in one coroutine
 (``Purchases.purchase``) each take one such layer off; a layer is too small for a wrk
-window on this machine to resolve, so it is timed here alone, on uvloop as the server
-runs (and with its collector's settings, ``tune_gc``): ``--tasks`` tasks, each awaiting a chain of ``depth`` coroutines down to a future,
-all parked, then all resolved and gathered. The process's CPU per task, median of the
-rounds (depths alternating in order); the cost of a layer is the least-squares slope
-over the depths.
+window on this machine to resolve, so it is timed here alone, on uvloop and with the
+collector's settings (``tune_gc``) as the server runs: ``--tasks`` tasks, each awaiting
+a chain of ``depth`` coroutines down to a future, all parked, then all resolved and
+gathered. The process's CPU per task, median of the rounds (depths alternating in
+order); the cost of a layer is the least-squares slope over the depths.
 """
 
 from __future__ import annotations
