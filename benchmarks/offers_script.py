@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import os
 import statistics
+from dataclasses import dataclass
 
 from benchmarks.common import private_runtime, stores
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult
@@ -44,14 +45,41 @@ _BODY = (b'{"purchase_id":"pu_0123456789abcdef0123","status":"pending","checkout
          b'checkout/cs_sandbox_0123456789abcdef0123456789","expires_at":"2026-11-21T20:00:00.000Z"}')
 
 
+@dataclass
+class Run:
+    """One run, per purchase: the median and the 10th percentile of the calls' evalsha
+    usec (the fast calls: the ones a busy machine did not interrupt), Redis CPU usec, the
+    evalsha usec over the whole run, and by command the calls and usec of the commands the
+    script ran (what is left of the evalsha usec is the Lua itself: arguments, JSON, strings)."""
+
+    median_us: float
+    p10_us: float
+    cpu_us: float
+    evalsha_us: float
+    by_command: dict[str, tuple[float, float]]
+
+    @property
+    def commands(self) -> float:
+        return sum(n for n, _ in self.by_command.values())
+
+    @property
+    def in_commands_us(self) -> float:
+        return sum(us for _, us in self.by_command.values())
+
+
 async def _evalsha_us(rt: Runtime) -> int:
     return int((await rt.redis.info("commandstats"))["cmdstat_evalsha"]["usec"])
 
 
-async def _commands(rt: Runtime) -> int:
-    """Commands Redis ran, the script's own included, less the script calls and INFO."""
+_NOT_THE_SCRIPTS = ("cmdstat_evalsha", "cmdstat_info")
+
+
+async def _command_stats(rt: Runtime) -> dict[str, tuple[int, int]]:
+    """Each command's calls and usec so far, the script's own included, less the script
+    calls and INFO (Redis counts a script's commands under their own names too)."""
     stats = await rt.redis.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_evalsha", "cmdstat_info"))
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for k, v in stats.items() if k not in _NOT_THE_SCRIPTS}
 
 
 async def _redis_cpu_s(rt: Runtime) -> float:
@@ -60,13 +88,12 @@ async def _redis_cpu_s(rt: Runtime) -> float:
 
 
 async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool = True, finish: bool = True,
-                  ) -> tuple[float, float, float, float]:
-    """Per purchase: the median and the 10th percentile of the calls' evalsha usec (the
-    fast calls: the ones a busy machine did not interrupt), Redis CPU usec over the run,
-    and the commands the script ran."""
+                  ) -> Run:
+    """One run's figures per purchase (see ``Run``)."""
     finishes: list[FinishItem] = []
     per_purchase: list[float] = []
-    cpu_before, commands_before = await _redis_cpu_s(rt), await _commands(rt)
+    cpu_before, commands_before = await _redis_cpu_s(rt), await _command_stats(rt)
+    evalsha_before = await _evalsha_us(rt)
     for call in range(calls):
         holds = [HoldRequest(purchase_id=new_id("pu_"), user_id=f"r{run}c{call}u{i}", quantity=1,
                              idem_digest=f"{run:08x}{call:016x}{i:016x}" if keys else "",
@@ -84,9 +111,15 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool =
                                + h.purchase_id, idem_digest=h.idem_digest, status=201, body=_BODY)
                     for h in holds] if finish else []
     cpu_us = (await _redis_cpu_s(rt) - cpu_before) * 1e6 / (calls * batch)
-    commands = (await _commands(rt) - commands_before) / (calls * batch)
+    purchases = calls * batch
+    evalsha_mean = (await _evalsha_us(rt) - evalsha_before) / purchases
+    by_command = {name: ((n - commands_before.get(name, (0, 0))[0]) / purchases,
+                         (us - commands_before.get(name, (0, 0))[1]) / purchases)
+                  for name, (n, us) in (await _command_stats(rt)).items()}
     timed = sorted(per_purchase[5:] or per_purchase)  # past the first calls' warm-up
-    return statistics.median(timed), timed[len(timed) // 10], cpu_us, commands
+    return Run(median_us=statistics.median(timed), p10_us=timed[len(timed) // 10], cpu_us=cpu_us,
+               evalsha_us=evalsha_mean,
+               by_command={name: figures for name, figures in by_command.items() if figures[0] > 0})
 
 
 async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: bool = True) -> None:
@@ -100,21 +133,36 @@ async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: 
         stored = "each call also stores the previous call's responses" if finish else "no responses stored"
         print(f"offer_purchase_batch: {runs} runs of {calls} calls x {batch} purchases "
               f"({'each with' if keys else 'without'} an idempotency key; {stored})")
-        medians, fast, cpus, commands = [], [], [], 0.0
-        for run in range(runs):
-            median, p10, cpu, commands = await one_run(rt, calls, batch, run, keys=keys, finish=finish)
-            medians.append(median)
-            fast.append(p10)
-            cpus.append(cpu)
-            print(f"  run {run + 1}: {median:.1f} us of Redis per purchase (median of the calls; "
-                  f"p10 {p10:.1f}), Redis CPU {cpu:.1f} us, {commands:.2f} commands per purchase", flush=True)
+        runs_done: list[Run] = []
+        for run_no in range(runs):
+            run = await one_run(rt, calls, batch, run_no, keys=keys, finish=finish)
+            runs_done.append(run)
+            print(f"  run {run_no + 1}: {run.median_us:.1f} us of Redis per purchase (median of the calls; "
+                  f"p10 {run.p10_us:.1f}), Redis CPU {run.cpu_us:.1f} us, {run.commands:.2f} commands per "
+                  "purchase", flush=True)
 
         def runs_of(values: list[float]) -> str:
             return f"{statistics.median(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})"
 
-        print(f"per purchase, medians of the runs: evalsha us {runs_of(medians)}; p10 {runs_of(fast)}; "
-              f"Redis CPU us {runs_of(cpus)}; {commands:.2f} commands")
+        commands = statistics.median(r.commands for r in runs_done)
+        print(f"per purchase, medians of the runs: evalsha us {runs_of([r.median_us for r in runs_done])}; "
+              f"p10 {runs_of([r.p10_us for r in runs_done])}; Redis CPU us {runs_of([r.cpu_us for r in runs_done])}; "
+              f"{commands:.2f} commands")
 
+        def median_of(name: str, index: int) -> float:
+            return statistics.median(r.by_command.get(name, (0.0, 0.0))[index] for r in runs_done)
+
+        names = sorted({name for r in runs_done for name in r.by_command}, key=lambda name: -median_of(name, 1))
+        print("\nthe evalsha usec of a whole run per purchase, and of it the commands the script ran "
+              "(Redis's own usec of each; medians of the runs):\n")
+        print("| part | calls | usec |")
+        print("| --- | --- | --- |")
+        print(f"| the script call (evalsha, the run's total) | 1 per {batch} | "
+              f"{statistics.median(r.evalsha_us for r in runs_done):.1f} |")
+        for name in names:
+            print(f"| {name} | {median_of(name, 0):.2f} | {median_of(name, 1):.1f} |")
+        print(f"| the Lua itself (evalsha less its commands) | | "
+              f"{statistics.median(r.evalsha_us - r.in_commands_us for r in runs_done):.1f} |")
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -1,0 +1,48 @@
+"""The benchmarks that time one piece of a request alone still run and check what they time (#19).
+
+Not measurements: speed is never asserted here. ``body_read`` must show aiohttp's
+``resume_reading`` asking the transport to resume on every request and the connection's
+own never (nothing was paused); ``coroutine_layers`` must time every depth it was given;
+``offers_script`` must split the script's Redis time into its commands and the Lua.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from dropgate.embedded import Endpoints
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_body_read_counts_the_resumes_it_saves() -> None:
+    out = _run("benchmarks.body_read", "--rounds", "2", "--requests", "500")
+    assert re.search(r"aiohttp's resume_reading +transport resumes in the last round: 1,000\b", out), out
+    assert re.search(r"GuardedHandler's +transport resumes in the last round: 0\b", out), out
+    assert "GuardedHandler's / aiohttp's:" in out
+
+
+def test_coroutine_layers_times_every_depth() -> None:
+    out = _run("benchmarks.coroutine_layers", "--rounds", "1", "--tasks", "200", "--depths", "1,3")
+    assert [line.split("|")[1].strip() for line in out.splitlines() if re.match(r"\| \d ", line)] == ["1", "3"]
+    assert "one more coroutine:" in out
+
+
+def test_offers_script_splits_the_script_into_commands_and_lua(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = _run("benchmarks.offers_script", "--runs", "1", "--calls", "8", "--batch", "4", env=env)
+    assert "| the script call (evalsha, the run's total) | 1 per 4 |" in out, out
+    assert re.search(r"\| xadd \| 1\.00 \|", out), out  # one event per hold
+    assert "| the Lua itself (evalsha less its commands) |" in out
