@@ -84,13 +84,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--tasks", type=int, default=20_000)
     parser.add_argument("--depths", default="1,2,3,4,5,6")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="CPython's collector thresholds, not the server's (tune_gc)")
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",")]
     if len(depths) < 2:
         parser.error("--depths needs at least two depths")
-    tune_gc()  # the collector's settings of a serving process
+    if not args.default_gc:
+        tune_gc()  # the collector's settings of a serving process
     figures = uvloop.run(measure(depths, args.rounds, args.tasks))
-    print(f"{args.rounds} rounds of {args.tasks:,} tasks on uvloop; CPU µs per task (park, resume, return):\n")
+    gc_settings = "CPython's default collector" if args.default_gc else "the server's collector settings"
+    print(f"{args.rounds} rounds of {args.tasks:,} tasks on uvloop, {gc_settings}; "
+          "CPU µs per task (park, resume, return):\n")
     print("| coroutines between the task and its future | median µs | per round |")
     print("| --- | --- | --- |")
     medians = []

@@ -68,7 +68,7 @@ _UNITS = [10**exp for exp in range(4)]  # 10**exponent, for every exponent of _E
 def format_amount(minor: int, currency: str) -> str:
     """2550 usd -> ``"25.50"``; 100 jpy -> ``"100"``. (``divmod`` and ``zfill``, not a
     nested format spec: a promo redemption formats three amounts per request.)"""
-    exp = _EXPONENTS.get(currency, 2)
+    exp = exponent(currency)
     if exp == 0:
         return str(minor)
     sign = ""

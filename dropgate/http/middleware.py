@@ -166,12 +166,19 @@ def answered(request: web.Request, response: web.StreamResponse, request_id: str
     return response
 
 
+def begun(request: web.Request) -> tuple[float, str]:
+    """When the request's answer began, and its id (kept on the request for a streamed
+    answer, which sets its headers itself): the start of ``answer``, and of a hot route's
+    handler (routing.py: ``make_handler``)."""
+    request_id = request_id_of(request)
+    request[REQUEST_ID] = request_id
+    return time.perf_counter(), request_id
+
+
 async def answer(request: web.Request, handler: Handler, metrics: Metrics, route: str) -> web.StreamResponse:
     """Run ``handler`` and give its answer, or its failure in the error shape, with what
     every answer carries."""
-    started = time.perf_counter()
-    request_id = request_id_of(request)
-    request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
+    started, request_id = begun(request)
     try:
         response = await handler(request)
     except Exception as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import re
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -34,7 +33,7 @@ from dropgate.http.auth import (
 from dropgate.http.idempotency import replayed
 from dropgate.http.jsonresponse import JsonResponse
 from dropgate.http.metrics import Metrics
-from dropgate.http.middleware import REQUEST_ID, answer_for, answered, request_id_of
+from dropgate.http.middleware import answer_for, answered, begun
 from dropgate.http.scopes import route_scope
 from dropgate.ids import check_id, check_type
 from dropgate.models.idempotency import REPLAYED_BY_KEY
@@ -240,12 +239,7 @@ def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
         # this coroutine answers as the middleware's ``answer`` would, itself (a crowd's
         # request suspends and resumes through every coroutine it awaits in: one less)
         hot = params is not None
-        started = 0.0
-        request_id = ""
-        if hot:
-            started = time.perf_counter()
-            request_id = request_id_of(request)
-            request[REQUEST_ID] = request_id  # for a streamed answer, which sets its headers itself
+        started, request_id = begun(request) if hot else (0.0, "")
         try:
             declared_length = request.content_length
             if declared_length is not None:  # 413 now, not after waiting for a body never sent
