@@ -256,21 +256,26 @@ async def run(args: argparse.Namespace, revs: list[Revision], tmp: Path) -> list
     async with contextlib.AsyncExitStack() as stack:
         if s.stack is not None:
             stack.callback(s.stack.close)
-        for r in revs:
+        # (label, the server's command after the interpreter, the source folder, its environment's base):
+        # each revision's ``dropgate serve``, then ``benchmarks.bare`` on this working tree when asked
+        dropgates = [(r.label, [*r.module[1:], "serve", "--host", "127.0.0.1", "--no-persister"], r)
+                     for r in revs]
+        if args.bare:
+            dropgates.append(("bare", ["benchmarks.bare"], Revision("bare", "WORKTREE", ROOT)))
+        for label, command, r in dropgates:
             settings = await stack.enter_async_context(private_settings(s))
             env = r.server_env(settings_env(settings) | {"DROPGATE_PAYMENT_PROVIDER": "sandbox",
                                                          "DROPGATE_TENANT_CONCURRENCY": str(TENANT_CONCURRENCY)})
-            env |= {"DROPGATE_SAMPLER_OUT": str(tmp / f"{r.label}.sampler.raw")}
-            server = await start(r.label, [sys.executable, *wrap, *r.module[1:], "serve", "--host", "127.0.0.1",
-                                           "--no-persister"], env, r.folder, tmp / f"{r.label}.log")
+            env |= {"DROPGATE_SAMPLER_OUT": str(tmp / f"{label}.sampler.raw")}
+            server = await start(label, [sys.executable, *wrap, *command], env, r.folder, tmp / f"{label}.log")
             stack.callback(server.stop)
-            with (tmp / f"{r.label}-persister.log").open("wb") as err:
+            with (tmp / f"{label}-persister.log").open("wb") as err:
                 persister = subprocess.Popen([sys.executable, *r.module, "persister"], env=env, cwd=r.folder,
                                              stdout=subprocess.DEVNULL, stderr=err)
-            stack.callback(Server(f"{r.label}-persister", persister, "").stop)
+            stack.callback(Server(f"{label}-persister", persister, "").stop)
             assert settings.admin_key is not None
             await prepare(server, settings.admin_key, args.paths, args.codes)
-            sides.append(Side(r.label, server))
+            sides.append(Side(label, server))
         floors: list[tuple[str, list[str]]] = ([("floor", [])] if args.floor else []) + \
             ([("floor-norev", ["--no-revocation"])] if args.floor_no_revocation else [])
         for name, extra in floors:
@@ -328,6 +333,15 @@ def report(args: argparse.Namespace, sides: list[Side]) -> None:
             ratios = [a / b for a, b in zip(after.cpu_us[path], before.cpu_us[path], strict=True)]
             print(f"{path}: after/before CPU per request {statistics.median(ratios):.3f} "
                   f"({min(ratios):.3f}-{max(ratios):.3f})")
+    bare = next((side for side in sides if side.name == "bare"), None)
+    if bare is not None:  # dropgate's distance from the no-op, split: its glue, and the rest
+        full = sides[1] if args.before else sides[0]
+        for path in args.paths:
+            glue = [f - b for f, b in zip(full.cpu_us[path], bare.cpu_us[path], strict=True)]
+            rest = [b - n for b, n in zip(bare.cpu_us[path], noop.cpu_us[path], strict=True)]
+            print(f"{path}: {full.name} - bare (the request glue) {statistics.median(glue):.1f} us/request "
+                  f"({min(glue):.1f} to {max(glue):.1f}); bare - no-op (the domain work) "
+                  f"{statistics.median(rest):.1f} ({min(rest):.1f} to {max(rest):.1f})")
 
 
 def main(argv: list[str]) -> int:
@@ -342,6 +356,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--codes", type=int, default=200_000)
     parser.add_argument("--floor", action="store_true",
                         help="also measure benchmarks.floor: the design's floor on aiohttp (auth wait, batch, codec)")
+    parser.add_argument("--bare", action="store_true",
+                        help="also measure benchmarks.bare: this tree's hot routes with their domain work only "
+                             "(no request id, error shape, metrics, admission)")
     parser.add_argument("--floor-no-revocation", action="store_true",
                         help="also benchmarks.floor --no-revocation (the floor less its revocation wait)")
     parser.add_argument("--profile-seconds", type=int, default=0)
