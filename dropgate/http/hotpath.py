@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from operator import itemgetter
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -29,6 +30,8 @@ from aiohttp import hdrs, web
 from dropgate.http.routing import RouteHandler, RouteSpec
 
 RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SEEN_MAX = 4096  # paths whose match is kept (a crowd's are a handful; any others are forgotten)
+_SEEN_PATH_MAX = 256  # characters: a longer path is matched every time, never kept
 
 
 class _Hot:
@@ -74,13 +77,32 @@ class HotFront:
             shape = shapes.setdefault((len(segments), params), _Shape(len(segments), params))
             shape.table[shape.fixed(segments)] = _Hot(path, tuple(segments[i][1:-1] for i in params), handler)
         self._shapes = tuple(shapes.values())
+        self._seen: dict[str, tuple[_Hot, Mapping[str, str]] | None] = {}  # raw path -> match
 
-    def match(self, request: web.Request) -> tuple[_Hot, dict[str, str]] | None:
-        """The hot route and parameters the router would find, or None (the router decides)."""
+    def match(self, request: web.Request) -> tuple[_Hot, Mapping[str, str]] | None:
+        """The hot route and parameters the router would find, or None (the router decides).
+
+        A crowd sends one path over and over (one offer's, one code's), so the answer per
+        path is kept (``_SEEN_MAX`` paths of up to ``_SEEN_PATH_MAX`` characters, then
+        forgotten all at once): one dict lookup
+        instead of the split and the shapes' search (1.8 µs a request, timed in-process)."""
+        if request.method != "POST" or hdrs.EXPECT in request.headers:
+            return None  # 100-continue: the router's
         raw = request.raw_path
-        if (request.method != "POST" or "?" in raw or "%" in raw or "{" in raw or "}" in raw
-                or hdrs.EXPECT in request.headers):
-            return None  # a query, an escape, a brace (the router's 404) or 100-continue: the router's
+        try:
+            return self._seen[raw]
+        except KeyError:
+            pass
+        found = self._search(raw)
+        if len(raw) <= _SEEN_PATH_MAX:  # memory bounded whatever paths a client makes up
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen[raw] = found
+        return found
+
+    def _search(self, raw: str) -> tuple[_Hot, Mapping[str, str]] | None:
+        if "?" in raw or "%" in raw or "{" in raw or "}" in raw:
+            return None  # a query, an escape or a brace (the router's 404): the router's
         segments = raw.split("/")
         for shape in self._shapes:
             if len(segments) != shape.length:
@@ -89,7 +111,8 @@ class HotFront:
             if hot is not None:
                 values = shape.values(segments)
                 if all(values):  # the router's {name} matches one or more characters
-                    return hot, dict(zip(hot.names, values, strict=False))
+                    # read-only: the same parameters are handed to every request of this path
+                    return hot, MappingProxyType(dict(zip(hot.names, values, strict=False)))
         return None
 
     def handle(self, request: web.Request) -> Awaitable[web.StreamResponse]:

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from dropgate.http import routing
+from dropgate.http import hotpath, routing
 from dropgate.http.app import create_app
 from dropgate.http.appkeys import FRONT
 from dropgate.http.hotpath import HotFront
@@ -101,6 +101,38 @@ async def test_every_hot_route_has_one_shape_and_every_route_is_known(runtime: R
                 continue
             assert any(a != b and "{" not in a + b for a, b in zip(hot_parts, other_parts, strict=True)), \
                 (hot, other)
+
+
+async def test_the_front_keeps_each_short_paths_match_and_no_more(runtime: Runtime,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crowd's path is matched once (the parameters then read-only, shared by its requests);
+    what is kept is bounded in paths and in length, and a kept path still honours the
+    method and ``Expect`` (asked before what is kept)."""
+    app = create_app(runtime)
+    front = _front_of(app)
+
+    def post(path: str, **headers: str) -> Any:
+        return front.match(make_mocked_request("POST", path, headers=headers, app=app))
+
+    first = post("/v1/offers/o1/purchase")
+    assert first is not None and post("/v1/offers/o1/purchase") is first
+    hot, params = first
+    assert hot.route == "/v1/offers/{offer_id}/purchase" and dict(params) == {"offer_id": "o1"}
+    with pytest.raises(TypeError):
+        params["offer_id"] = "another"  # type: ignore[index]
+    assert post("/v1/offers/o1/purchase", Expect="100-continue") is None
+    assert front.match(make_mocked_request("GET", "/v1/offers/o1/purchase", app=app)) is None
+    assert post("/v1/offers/o1/purchase?x=1") is None and post("/v1/offers/o1/purchase?x=1") is None
+
+    long_id = "x" * 300  # matched (the router would), never kept
+    assert post(f"/v1/offers/{long_id}/purchase") is not None
+    assert f"/v1/offers/{long_id}/purchase" not in front._seen
+
+    monkeypatch.setattr(hotpath, "_SEEN_MAX", 8)
+    for i in range(20):
+        assert post(f"/v1/invites/C{i}/redeem") is not None
+        assert len(front._seen) <= 8
+    assert dict(post("/v1/invites/C19/redeem")[1]) == {"code": "C19"}
 
 
 @pytest.fixture
