@@ -201,7 +201,7 @@ async def serve_until_sigterm(runner: Any, port: int) -> None:
     4096, ``tune_gc``) until SIGTERM: the one way the benchmarks' bare servers run."""
     from aiohttp import web
 
-    from dropgate.http.app import tune_gc
+    from dropgate.gcsettings import tune_gc
 
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()

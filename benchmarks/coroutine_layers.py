@@ -25,7 +25,7 @@ from typing import Any
 
 import uvloop
 
-from dropgate.http.app import tune_gc
+from dropgate.gcsettings import tune_gc
 
 Layer = Callable[[list[asyncio.Future[int]]], Coroutine[Any, Any, int]]
 

@@ -28,7 +28,7 @@ import msgspec
 
 from benchmarks.common import private_settings, stores
 from benchmarks.offers import Server, _summary, cpu_s, load, noop_maker, purchase_maker
-from dropgate.http.app import tune_gc
+from dropgate.gcsettings import tune_gc
 
 LOOPS = ("asyncio", "uvloop")
 

@@ -47,7 +47,7 @@ from aiohttp import web
 
 from benchmarks.common import Stores, free_port, private_settings, stores
 from dropgate.cli.loop import event_loop_runner
-from dropgate.http.app import tune_gc
+from dropgate.gcsettings import tune_gc
 
 _HOT = "hot"
 

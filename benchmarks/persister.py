@@ -31,6 +31,7 @@ if __name__ == "__main__" and "--child-baseline" in sys.argv:  # import the base
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
@@ -58,11 +59,12 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "row_triggers": {"row_triggers": True},
     "serial": {"persister_concurrency": 1},
     "no_read_ahead": {"persister_read_ahead": False},
+    "default_gc": {"default_gc": True},  # CPython's collector settings, not ``dropgate persister``'s
     "batch4000": {"persister_batch_size": 4000},
     "batch250": {"persister_batch_size": 250},
     "batch2000": {"persister_batch_size": 2000},
 }
-_SWITCHES = ("executemany", "row_triggers")
+_SWITCHES = ("executemany", "row_triggers", "default_gc")
 
 # main's counters (0002 and 0010), for "row_triggers"
 _ROW_TRIGGERS = """
@@ -124,6 +126,35 @@ def _baseline_appliers(baseline: str) -> None:
         APPLIERS[etype] = module.APPLIERS[etype]
 
 
+class _CollectorTime:
+    """A ``gc.callbacks`` entry: the time the cyclic collector ran while it is installed
+    (part of the persister process's CPU, which ``--variants default_gc,after`` compares)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.count = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.count += 1
+
+
+def _tune_gc(job: dict[str, Any]) -> None:
+    """The collector as ``dropgate persister`` sets it, once the process holds what it keeps;
+    not for ``default_gc``, nor for a baseline from before ``dropgate.gcsettings`` (its
+    persister command left CPython's defaults)."""
+    import importlib.util
+
+    if not job.get("default_gc") and importlib.util.find_spec("dropgate.gcsettings") is not None:
+        from dropgate.gcsettings import tune_gc  # type: ignore[import-not-found,unused-ignore]
+
+        tune_gc()
+
+
 async def _switch_back(rt: Runtime, job: dict[str, Any]) -> None:
     if job.get("executemany"):
         _baseline_appliers(job["baseline"])
@@ -176,10 +207,13 @@ async def child_rates(job: dict[str, Any]) -> dict[str, Any]:
         await persister.drain(timeout_s=120)
         written = await asyncio.gather(*(persister_fill.fill(rt, job["domain"], t, per_tenant, tag=t)
                                          for t in tenants))
+        _tune_gc(job)
         entries = await _lag(rt)
         before = persister.stats.dead_letters
         pids = await _backend_pids(rt.pool)
         pg_cpu, py_cpu = _cpu_s(pids), time.process_time()
+        collecting = _CollectorTime()
+        gc.callbacks.append(collecting)
         started = time.perf_counter()
         task = asyncio.create_task(persister.run())
         while await _lag(rt) > 0:
@@ -188,12 +222,14 @@ async def child_rates(job: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(0.01)
         seconds = time.perf_counter() - started
         pg_cpu, py_cpu = _cpu_s(pids) - pg_cpu, time.process_time() - py_cpu
+        gc.callbacks.remove(collecting)
         await persister.close()
         await task
         ops = sum(n for n, _ in written)  # every call succeeded: one hold / use / reservation each
         return {"entries": entries, "ops": ops, "seconds": seconds, "fill_per_s": sum(r for _, r in written),
                 "ops_per_s": ops / seconds, "entries_per_s": entries / seconds,
                 "pg_us": pg_cpu / ops * 1e6, "py_us": py_cpu / ops * 1e6,
+                "gc_us": collecting.seconds / ops * 1e6, "collections": collecting.count,
                 "dead_letters": persister.stats.dead_letters - before}
 
 
@@ -209,6 +245,7 @@ async def child_crowd(job: dict[str, Any], argv0: list[str]) -> dict[str, Any]:
         env = settings_env(settings)
         env["BENCH_SETTINGS"] = msgspec.json.encode(settings).decode()
         env["BENCH_EXECUTEMANY"] = job["baseline"] if job.get("executemany") else ""
+        env["BENCH_DEFAULT_GC"] = "1" if job.get("default_gc") else ""
         proc = subprocess.Popen([*argv0, "--child-persister"], env=env)
         try:
             waited = time.perf_counter()
@@ -265,6 +302,7 @@ async def child_persister() -> None:
     if os.environ.get("BENCH_EXECUTEMANY"):
         _baseline_appliers(os.environ["BENCH_EXECUTEMANY"])
     async with open_runtime(settings, run_persister=False) as rt:
+        _tune_gc({"default_gc": bool(os.environ.get("BENCH_DEFAULT_GC"))})
         persister = rt.new_persister(name="crowd-persister")
         task = asyncio.create_task(persister.run())
         stop = asyncio.Event()
@@ -325,15 +363,19 @@ def rates(args: argparse.Namespace, variants: list[str], baseline: str) -> None:
               + "".join(f" {r:>17.2f}x" for r in ratios) + f" {best / args.hot_path_rate:>11.2f}x")
     print(f"(vs hot path: the best variant's median over --hot-path-rate {args.hot_path_rate:,.0f}/s, "
           "the fastest hot path's rate through HTTP; target >= 1.5x)")
-    print("\nmedian CPU per op, PostgreSQL backends + persister process (us); ops per CPU-second")
-    print(f"{'domain':8} " + " ".join(f"{v:>22}" for v in variants))
+    print("\nmedian CPU per op, PostgreSQL backends + persister process (us); ops per CPU-second; of the "
+          "persister's, the cyclic collector's (us per op, collections per 1,000 ops)")
+    print(f"{'domain':8} " + " ".join(f"{v:>36}" for v in variants))
     for domain in domains:
         cells = []
         for v in variants:
-            cpu = statistics.median(r["pg_us"] + r["py_us"] for r in results[(domain, v)])
-            pg = statistics.median(r["pg_us"] for r in results[(domain, v)])
-            cells.append(f"{pg:5.1f}+{cpu - pg:5.1f} {1e6 / cpu:>9,.0f}")
-        print(f"{domain:8} " + " ".join(f"{c:>22}" for c in cells))
+            runs = results[(domain, v)]
+            cpu = statistics.median(r["pg_us"] + r["py_us"] for r in runs)
+            pg = statistics.median(r["pg_us"] for r in runs)
+            gc_us = statistics.median(r.get("gc_us", 0.0) for r in runs)
+            per_1000 = statistics.median(1000 * r.get("collections", 0) / r["ops"] for r in runs)
+            cells.append(f"{pg:5.1f}+{cpu - pg:5.1f} {1e6 / cpu:>9,.0f}; gc {gc_us:4.2f} ({per_1000:4.1f})")
+        print(f"{domain:8} " + " ".join(f"{c:>36}" for c in cells))
 
 
 def crowd(args: argparse.Namespace, variants: list[str], baseline: str) -> None:

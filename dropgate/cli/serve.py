@@ -118,10 +118,12 @@ async def _serve(call: Invocation, settings: Settings, *, reuse_port: bool) -> i
 
 
 async def run_persister(call: Invocation) -> int:
+    from dropgate.gcsettings import tune_gc
     from dropgate.workers import wait_for_signal
 
     async with call.runtime(run_persister=True, wait_s=call.settings.startup_wait_s) as runtime:
         assert runtime.persister is not None and runtime.persister_task is not None
+        tune_gc()  # a batch of events is thousands of objects: the default collects every few hundred
         print(f"dropgate: persister {runtime.persister.name} running", flush=True)
         signalled = asyncio.ensure_future(wait_for_signal())
         await asyncio.wait({signalled, runtime.persister_task}, return_when=asyncio.FIRST_COMPLETED)

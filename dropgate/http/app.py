@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
+from dropgate.gcsettings import tune_gc
 from dropgate.http.admission import Admission, Board
 from dropgate.http.appkeys import ADMISSION, FRONT, METRICS, OPENAPI, ROUTE_SPECS, RUNTIME
 from dropgate.http.connections import GuardedRunner, Limits
@@ -66,25 +66,6 @@ def make_runner(app: web.Application, settings: Settings, **kwargs: Any) -> Guar
     the hot routes' front (http/hotpath.py) before aiohttp's router, and the connection
     guard (http/connections.py)."""
     return GuardedRunner(app, limits=Limits.from_settings(settings), front=app[FRONT], **kwargs)
-
-
-# Young-generation threshold for a serving process. CPython's default (700) runs a
-# collection every few requests under a crowd, each scanning the objects of the ~1,000
-# requests in flight: measured at a quarter of the server's CPU in the offers benchmark.
-# Objects that die by reference counting never need the collector; the cycles a request
-# leaves (tasks, futures, exceptions) are still collected, just in larger, rarer passes.
-GC_THRESHOLD = (20_000, 20, 100)
-
-
-def tune_gc() -> None:
-    """Call once a serving process has imported and built everything it keeps.
-
-    ``gc.freeze()`` moves what exists now (modules, classes, the app) out of every
-    future collection, and the thresholds make collections rare (see GC_THRESHOLD).
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
 
 
 @contextlib.asynccontextmanager
