@@ -788,6 +788,7 @@ def targets(result: dict[str, Any]) -> list[str]:
         lines.append(f"- {p['path']}: CPU efficiency {d['cpu_efficiency']:.2f} x cores {d['cores_vs_noop']:.2f} "
                      f"(running {d['server_cores']:.2f}, waiting {d['server_waiting']:.2f}; the no-op "
                      f"{n['server_cores']:.2f}, {n['server_waiting']:.2f}) = throughput {d['vs_noop']:.2f}")
+    lines += ["", *machine_bound(result)]
     lines.append("")
     lines.append("the same three against the no-op that answers as dropgate does (JsonResponse), not a target "
                  "of the issue: what dropgate costs above its own HTTP layer:")
@@ -795,6 +796,39 @@ def targets(result: dict[str, Any]) -> list[str]:
         d = p["designs"]["dropgate"]
         lines.append(f"- {p['path']}: throughput {d['vs_written']:.2f}, CPU efficiency "
                      f"{d['cpu_efficiency_written']:.2f}, p99 {d['p99_vs_written']:.1f}x")
+    return lines
+
+
+def machine_bound(result: dict[str, Any]) -> list[str]:
+    """What the machine's cores allow each path, from this run's CPU per request.
+
+    Why: the server shares the machine's cores with Redis, PostgreSQL, the persister and
+    wrk, so dropgate's throughput is at most cores / (all the CPU one request costs them
+    together), whatever its own CPU efficiency; the no-op has almost no neighbours. So
+    0.6 of the no-op's throughput caps that sum, at the share of the bound this run
+    reached (no window keeps every core busy); less the server's CPU at #19's efficiency
+    target, the rest is what its neighbours may take."""
+    cores = result.get("cores") or os.cpu_count() or 1
+    lines = [f"the machine's bound on {cores} cores (throughput <= the cores / all the CPU a request costs: the "
+             "server's and its neighbours', the table above); what 0.6 of the no-op's throughput asks of that CPU:"]
+    for p in result["paths"]:
+        d, n = p["designs"]["dropgate"], p["designs"]["no-op"]
+        neighbours = d["neighbours_us"]
+        if any(v is None for v in neighbours.values()):
+            lines.append(f"- {p['path']}: n/a (a neighbour's CPU was not measured: {neighbours})")
+            continue
+        around = sum(neighbours.values())
+        everything = d["cpu_us"] + around
+        bound = cores * 1e6 / everything
+        reached = d["per_s"] / bound
+        allowed = cores * 1e6 / (0.6 * n["per_s"])  # all the CPU per request 0.6 of the no-op allows
+        server_at_target = n["cpu_us"] / 0.75
+        lines.append(
+            f"- {p['path']}: {everything:,.0f} us per request in all, so at most {bound:,.0f}/s = "
+            f"{bound / n['per_s']:.2f} of the no-op; dropgate reached {reached:.2f} of that bound. 0.6 of the "
+            f"no-op allows {allowed:,.0f} us in all, {reached * allowed:,.0f} at this share: with the server at "
+            f"CPU efficiency 0.75 ({server_at_target:,.0f} us, now {d['cpu_us']:,.0f}), its neighbours "
+            f"{reached * allowed - server_at_target:,.0f} us (now {around:,.0f})")
     return lines
 
 

@@ -42,6 +42,7 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
     assert "zero oversell, zero drift, reconcile 0: met" in done.stdout  # the targets block
     assert "against the no-op that answers as dropgate does" in done.stdout
     assert "what each throughput ratio is made of" in done.stdout
+    assert "the machine's bound on" in done.stdout
     assert "| path | design | server | Redis | persister | PostgreSQL | wrk | all |" in done.stdout
 
     result = json.loads((out / "hotpaths.json").read_text())
@@ -78,3 +79,24 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
 
     for name in ("hotpaths", "hotpaths-throughput", "hotpaths-latency", "hotpaths-persister-lag"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_the_machine_bound_is_the_cores_over_all_the_cpu_of_a_request() -> None:
+    """``make bench``'s bound: 2 cores at 100 + 60 + 25 + 15 = 200 us per request in all
+    allow 10,000/s; the run reached 9,000 (0.90 of it); 0.6 of a 20,000/s no-op allows
+    166.7 us in all, 150 at 0.90; the server at efficiency 0.75 of the no-op's 45 us is 60,
+    which leaves its neighbours 90. A neighbour not measured: no bound claimed."""
+    from benchmarks.hotpaths import machine_bound
+
+    def path(name: str, postgres: float | None) -> dict[str, object]:
+        neighbours = {"redis": 60.0, "persister": 25.0, "postgres": postgres, "wrk": 15.0}
+        return {"path": name, "designs": {
+            "dropgate": {"cpu_us": 100.0 - (postgres or 0.0), "per_s": 9000.0, "neighbours_us": neighbours},
+            "no-op": {"cpu_us": 45.0, "per_s": 20000.0}}}
+
+    lines = machine_bound({"cores": 2, "paths": [path("offers", 0.0), path("promos", None)]})
+    assert lines[0].startswith("the machine's bound on 2 cores")
+    assert lines[1] == ("- offers: 200 us per request in all, so at most 10,000/s = 0.50 of the no-op; dropgate "
+                        "reached 0.90 of that bound. 0.6 of the no-op allows 167 us in all, 150 at this share: "
+                        "with the server at CPU efficiency 0.75 (60 us, now 100), its neighbours 90 us (now 100)")
+    assert lines[2].startswith("- promos: n/a (a neighbour's CPU was not measured")
