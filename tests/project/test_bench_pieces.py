@@ -3,7 +3,8 @@
 Not measurements: speed is never asserted here. ``body_read`` must show aiohttp's
 ``resume_reading`` asking the transport to resume on every request and the connection's
 own never (nothing was paused); ``coroutine_layers`` must time every depth it was given;
-``offers_script`` must split the script's Redis time into its commands and the Lua.
+``offers_script`` must split the script's Redis time into its commands and the Lua;
+``glue`` must time every piece of a hot request's glue.
 """
 
 from __future__ import annotations
@@ -46,3 +47,13 @@ def test_offers_script_splits_the_script_into_commands_and_lua(servers: Endpoint
     assert "| the script call (evalsha, the run's total) | 1 per 4 |" in out, out
     assert re.search(r"\| xadd \| 1\.00 \|", out), out  # one event per hold
     assert "| the Lua itself (evalsha less its commands) |" in out
+
+
+def test_glue_times_every_piece_of_a_hot_requests_glue(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = _run("benchmarks.glue", "--rounds", "1", "--number", "200", env=env)
+    rows = [line for line in out.splitlines() if line.startswith("| ") and not line.startswith(("| piece", "| ---"))]
+    assert len(rows) == 8 and all(float(row.rsplit("|", 2)[1]) > 0 for row in rows), out
+    assert "the front's match, kept" in out and "admission: a slot taken" in out
+    assert re.search(r"the glue of one purchase \(every piece but the searched match\): [\d.]+ us", out), out
