@@ -13,7 +13,9 @@ CPU is not counted), each on a private key prefix and schema; the bare no-op of
 ``benchmarks.revisions --noop`` runs beside them. Every round runs one wrk window per
 path and server, the revisions' order alternating from round to round; the CPU of a
 window is the server process's ``utime + stime`` (``/proc/<pid>/stat``) over it, per
-request. Medians of the rounds, and the median of the per-round after/before ratios.
+request; Redis's CPU over the window (its ``INFO cpu``), per request, beside it: the share of
+a request's cost that a change to the script or the batching moves, on the same two cores.
+Medians of the rounds, and the median of the per-round after/before ratios.
 
 ``--profile-seconds N`` (N > 0): after the rounds, one more wrk window of N seconds
 per path and dropgate server, sampled by ``py-spy record --native off --nonblocking``
@@ -75,6 +77,7 @@ class Side:
     name: str
     server: Server
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    redis_us: dict[str, list[float]] = field(default_factory=dict)  # Redis's CPU per request, per window
     windows: dict[str, list[Window]] = field(default_factory=dict)
 
 
@@ -147,7 +150,7 @@ def breakdown(raw: Path) -> tuple[int, dict[str, int], dict[str, int]]:
 
 
 async def window(side: Side, path: str, tmp: Path, args: argparse.Namespace, tag: str, seconds: int,
-                 fastest: list[float]) -> tuple[Window, float]:
+                 fastest: list[float]) -> tuple[Window, float, float]:
     route = NOOP if side.name == "no-op" else PATHS[path]
     server = side.server
     reserves = route.reserves and not side.name.startswith("floor")  # the floor holds no codes
@@ -155,16 +158,31 @@ async def window(side: Side, path: str, tmp: Path, args: argparse.Namespace, tag
         need = int(2 * max(fastest[0], 20_000) * seconds)
         if server.codes_left < need:
             await upload(server, max(args.codes, need))
-    before = cpu_s(server.proc.pid)
+    before, redis_before = cpu_s(server.proc.pid), await redis_cpu_s(args.redis_url)
     w = await wrk(args, server, route, tmp / f"{'noop' if side.name == 'no-op' else path}.lua", tag, seconds)
     cpu = (cpu_s(server.proc.pid) - before) * 1e6 / max(1, w.requests)
+    redis_us = (await redis_cpu_s(args.redis_url) - redis_before) * 1e6 / max(1, w.requests)
     if reserves:
         server.codes_left -= w.requests
         fastest[0] = max(fastest[0], w.per_s)
-    return w, cpu
+    return w, cpu, redis_us
 
 
 SAMPLER = ROOT / "benchmarks" / "cpu_sampler.py"
+
+
+async def redis_cpu_s(url: str) -> float:
+    """Redis's CPU seconds by its own account (``INFO cpu``): a window's share of a request's
+    cost on the machine's cores besides the server's (``benchmarks/storecpu.py``; on a shared
+    Redis, with the other servers' background calls and whatever else it served meanwhile)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    try:
+        info = await redis.info("cpu")
+    finally:
+        await redis.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def commandstats(url: str) -> dict[str, int]:
@@ -201,7 +219,7 @@ async def profile(side: Side, path: str, tmp: Path, args: argparse.Namespace, fa
             "--", "sleep", str(args.profile_seconds),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     stats_before = await commandstats(args.redis_url)
-    w, cpu = await window(side, path, tmp, args, f"{path[0]}p", args.profile_seconds, fastest)
+    w, cpu, _ = await window(side, path, tmp, args, f"{path[0]}p", args.profile_seconds, fastest)
     stats = {k: v - stats_before.get(k, 0) for k, v in (await commandstats(args.redis_url)).items()}
     if spy is not None:
         await spy.communicate()
@@ -298,8 +316,10 @@ async def run(args: argparse.Namespace, revs: list[Revision], tmp: Path) -> list
             for path in args.paths:
                 revisions = sides[:-1] if rnd % 2 == 0 else sides[-2::-1]
                 for side in [*revisions, sides[-1]]:
-                    w, cpu = await window(side, path, tmp, args, f"{path[0]}{rnd}", args.seconds, fastest)
+                    w, cpu, redis_us = await window(side, path, tmp, args, f"{path[0]}{rnd}", args.seconds,
+                                                    fastest)
                     side.cpu_us.setdefault(path, []).append(cpu)
+                    side.redis_us.setdefault(path, []).append(redis_us)
                     side.windows.setdefault(path, []).append(w)
                     print(f"round {rnd + 1} {path:8s} {side.name:7s} {w.per_s:9,.0f}/s  p99 {w.p99_ms:7.1f} ms  "
                           f"CPU {cpu:6.1f} us/req ({w.server_cores:.2f} cores, waiting for one {w.server_waiting:.2f})"
@@ -317,16 +337,18 @@ def report(args: argparse.Namespace, sides: list[Side]) -> None:
     noop = sides[-1]
     print(f"\n{args.rounds} rounds of {args.seconds} s, wrk -t{args.threads} -c{args.connections}; medians "
           "(ratios: medians of the per-round ratios):\n")
-    print("| path | server | req/s | CPU us/req | CPU efficiency (no-op = 1) | p99 | per-round CPU us/req |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| path | server | req/s | CPU us/req | CPU efficiency (no-op = 1) | p99 | per-round CPU us/req "
+          "| Redis CPU us/req |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in args.paths:
         for side in sides:
             cpus = side.cpu_us[path]
             eff = statistics.median(n / c for n, c in zip(noop.cpu_us[path], cpus, strict=True))
+            redis = statistics.median(side.redis_us[path])
             print(f"| {path} | {side.name} | {statistics.median(w.per_s for w in side.windows[path]):,.0f} "
                   f"| {statistics.median(cpus):.1f} | {eff:.2f} "
                   f"| {statistics.median(w.p99_ms for w in side.windows[path]):.1f} ms "
-                  f"| {', '.join(f'{c:.0f}' for c in cpus)} |")
+                  f"| {', '.join(f'{c:.0f}' for c in cpus)} | {redis:.1f} |")
     if args.before:
         before, after = sides[0], sides[1]
         for path in args.paths:
