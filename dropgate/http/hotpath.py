@@ -84,8 +84,8 @@ class HotFront:
 
         A crowd sends one path over and over (one offer's, one code's), so the answer per
         path is kept (``_SEEN_MAX`` paths of up to ``_SEEN_PATH_MAX`` characters, then
-        forgotten all at once): one dict lookup
-        instead of the split and the shapes' search (1.8 µs a request, timed in-process)."""
+        forgotten all at once): one dict lookup, 0.26 µs, instead of the split and the
+        shapes' search, 1.9 µs (``benchmarks.glue``)."""
         if request.method != "POST" or hdrs.EXPECT in request.headers:
             return None  # 100-continue: the router's
         raw = request.raw_path
