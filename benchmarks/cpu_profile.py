@@ -66,6 +66,7 @@ from benchmarks.revisions import (
     upload,
     wrk,
 )
+from benchmarks.storecpu import redis_cpu_s
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,10 +159,10 @@ async def window(side: Side, path: str, tmp: Path, args: argparse.Namespace, tag
         need = int(2 * max(fastest[0], 20_000) * seconds)
         if server.codes_left < need:
             await upload(server, max(args.codes, need))
-    before, redis_before = cpu_s(server.proc.pid), await redis_cpu_s(args.redis_url)
+    before, redis_before = cpu_s(server.proc.pid), await redis_cpu_at(args.redis_url)
     w = await wrk(args, server, route, tmp / f"{'noop' if side.name == 'no-op' else path}.lua", tag, seconds)
     cpu = (cpu_s(server.proc.pid) - before) * 1e6 / max(1, w.requests)
-    redis_us = (await redis_cpu_s(args.redis_url) - redis_before) * 1e6 / max(1, w.requests)
+    redis_us = (await redis_cpu_at(args.redis_url) - redis_before) * 1e6 / max(1, w.requests)
     if reserves:
         server.codes_left -= w.requests
         fastest[0] = max(fastest[0], w.per_s)
@@ -171,18 +172,17 @@ async def window(side: Side, path: str, tmp: Path, args: argparse.Namespace, tag
 SAMPLER = ROOT / "benchmarks" / "cpu_sampler.py"
 
 
-async def redis_cpu_s(url: str) -> float:
-    """Redis's CPU seconds by its own account (``INFO cpu``): a window's share of a request's
-    cost on the machine's cores besides the server's (``benchmarks/storecpu.py``; on a shared
-    Redis, with the other servers' background calls and whatever else it served meanwhile)."""
+async def redis_cpu_at(url: str) -> float:
+    """Redis's CPU seconds so far (``storecpu.redis_cpu_s``): a window's share of a request's
+    cost on the machine's cores besides the server's (on a shared Redis, with the other
+    servers' background calls and whatever else it served meanwhile)."""
     from redis.asyncio import Redis
 
     redis = Redis.from_url(url)
     try:
-        info = await redis.info("cpu")
+        return await redis_cpu_s(redis)
     finally:
         await redis.aclose()
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def commandstats(url: str) -> dict[str, int]:

@@ -31,6 +31,7 @@ import statistics
 from dataclasses import dataclass
 
 from benchmarks.common import private_runtime, stores
+from benchmarks.storecpu import redis_cpu_s
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult
 from dropgate.runtime import Runtime
 
@@ -81,17 +82,12 @@ async def _command_stats(rt: Runtime) -> dict[str, tuple[int, int]]:
     return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
 
 
-async def _redis_cpu_s(rt: Runtime) -> float:
-    cpu = await rt.redis.info("cpu")
-    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
-
-
 async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool = True, finish: bool = True,
                   ) -> Run:
     """One run's figures per purchase (see ``Run``)."""
     finishes: list[FinishItem] = []
     per_purchase: list[float] = []
-    cpu_before, commands_before = await _redis_cpu_s(rt), await _command_stats(rt)
+    cpu_before, commands_before = await redis_cpu_s(rt.redis), await _command_stats(rt)
     for call in range(calls):
         holds = [HoldRequest(purchase_id=new_id("pu_"), user_id=f"r{run}c{call}u{i}", quantity=1,
                              idem_digest=f"{run:08x}{call:016x}{i:016x}" if keys else "",
@@ -108,7 +104,7 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool =
                                checkout_url="http://127.0.0.1:8080/v1/sandbox/checkout/cs_sandbox_"
                                + h.purchase_id, idem_digest=h.idem_digest, status=201, body=_BODY)
                     for h in holds] if finish else []
-    cpu_us = (await _redis_cpu_s(rt) - cpu_before) * 1e6 / (calls * batch)
+    cpu_us = (await redis_cpu_s(rt.redis) - cpu_before) * 1e6 / (calls * batch)
     purchases = calls * batch
     spent = {name: ((n - commands_before.get(name, (0, 0))[0]) / purchases,
                     (us - commands_before.get(name, (0, 0))[1]) / purchases)
