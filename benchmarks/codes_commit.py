@@ -50,10 +50,10 @@ def script_of(revision: str) -> str:
 
 async def fill(redis: Redis, key: str, n: int, tag: str) -> None:
     chunk = 10_000
-    pipe = redis.pipeline(transaction=False)
-    for start in range(0, n, chunk):
-        pipe.sadd(key, *(f"{tag}{i:09d}" for i in range(start, min(n, start + chunk))))
-    await pipe.execute()
+    async with redis.pipeline(transaction=False) as pipe:
+        for start in range(0, n, chunk):
+            pipe.sadd(key, *(f"{tag}{i:09d}" for i in range(start, min(n, start + chunk))))
+        await pipe.execute()
 
 
 async def one(redis: Redis, sha: str, pooled: int, uploaded: int) -> float:

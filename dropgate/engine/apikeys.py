@@ -226,10 +226,10 @@ class ApiKeys:
         except ValueError:
             return _Entry(expires, None, -1, 0)
         # the version first: a revoke between the two reads then shows as a changed version
-        pipe = self._ctx.redis.pipeline(transaction=False)
-        pipe.get(self._ctx.keys.api_key_revocations(p))
-        pipe.hmget(key, "secret_sha256", "role", "tenant_id", "name", "scopes")
-        version, (stored, role, tenant_id, name, scopes) = await pipe.execute()
+        async with self._ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._ctx.keys.api_key_revocations(p))
+            pipe.hmget(key, "secret_sha256", "role", "tenant_id", "name", "scopes")
+            version, (stored, role, tenant_id, name, scopes) = await pipe.execute()
         if stored is None or not hmac.compare_digest(text(stored), secret_digest(secret)):
             return _Entry(expires, None, -1, 0)
         principal = Principal(

@@ -144,12 +144,16 @@ class RevocationClock:
     async def poll(self, applied: list[int], ttl: str) -> list[int]:
         """Record ``applied`` for this process and read the current versions."""
         assert self._scripts is not None
-        pipe = self._redis.pipeline(transaction=False)
-        for p, version in enumerate(applied):
-            await self._scripts.queue(
-                pipe, "apikey_poll", [self._keys.api_key_revocations(p), self._keys.api_key_pollers(p)],
-                [self._process, version, ttl, self._lease_ms])
-        return [int(decode_result(raw, int)) for raw in await pipe.execute()]
+        # ``async with``: redis-py loads a pipeline's scripts (SCRIPT EXISTS) before the
+        # part of ``execute`` that gives the connection back, so a poll cancelled there
+        # (every close) kept a connection out of the pool until the collector found it
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for p, version in enumerate(applied):
+                await self._scripts.queue(
+                    pipe, "apikey_poll", [self._keys.api_key_revocations(p), self._keys.api_key_pollers(p)],
+                    [self._process, version, ttl, self._lease_ms])
+            replies = await pipe.execute()
+        return [int(decode_result(raw, int)) for raw in replies]
 
     async def revoke_wait(self, partition: int, version: int) -> None:
         """Return once every serving process has applied ``version`` of the partition or
@@ -183,10 +187,10 @@ class RevocationClock:
                         [p] = batch
                         values = [await self._redis.get(self._keys.api_key_revocations(p))]
                     else:
-                        pipe = self._redis.pipeline(transaction=False)
-                        for p in batch:
-                            pipe.get(self._keys.api_key_revocations(p))
-                        values = await pipe.execute()
+                        async with self._redis.pipeline(transaction=False) as pipe:
+                            for p in batch:
+                                pipe.get(self._keys.api_key_revocations(p))
+                            values = await pipe.execute()
                 except asyncio.CancelledError:
                     for waiters in batch.values():
                         for waiter in waiters:
@@ -223,10 +227,10 @@ class RevocationClock:
             await asyncio.gather(poller, return_exceptions=True)
             try:  # a process that no longer serves need not be waited for
                 async with asyncio.timeout(self._lease_ms / 1000):  # then its records are stale
-                    pipe = self._redis.pipeline(transaction=False)
-                    for p in range(self._keys.partitions):
-                        pipe.hdel(self._keys.api_key_pollers(p), self._process)
-                    await pipe.execute()
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for p in range(self._keys.partitions):
+                            pipe.hdel(self._keys.api_key_pollers(p), self._process)
+                        await pipe.execute()
             except Exception as exc:
                 log.debug("revocation records not removed: %r", exc)
         task = self._task

@@ -247,3 +247,38 @@ async def test_close_returns_when_the_pool_has_no_connection_to_give(runtime: Ru
         for connection in held:
             await redis.connection_pool.release(connection)
         await redis.aclose()
+
+
+async def test_a_poll_cancelled_while_its_scripts_load_gives_its_connection_back(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py checks a pipeline's scripts (SCRIPT EXISTS, on a connection it takes from
+    the pool) before the part of ``execute`` that returns the connection; a poll cancelled
+    there (a close mid-poll) left the connection out of the pool, and the collector later
+    reported it as an unclosed pipeline in whatever test ran then."""
+    from redis.asyncio.client import Pipeline
+
+    from dropgate.engine.redisclient import connect
+    from dropgate.engine.scripts import Scripts
+
+    loading = asyncio.Event()
+    load_scripts = Pipeline.load_scripts
+
+    async def stuck_after_loading(self: Pipeline) -> None:
+        await load_scripts(self)  # the connection is the pipeline's now
+        loading.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(Pipeline, "load_scripts", stuck_after_loading)
+    redis = connect(runtime.redis_url, max_connections=4, timeout_s=5, pool_wait_s=5)
+    clock = RevocationClock(redis, runtime.keys, Scripts(redis), poll_ms=20, lease_ms=200)
+    try:
+        poll = asyncio.create_task(clock.poll([0] * runtime.keys.partitions, "2000"))
+        await asyncio.wait_for(loading.wait(), 5)
+        pool = redis.connection_pool
+        assert len(pool._in_use_connections) == 1  # the poll's
+        poll.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await poll
+        assert len(pool._in_use_connections) == 0
+    finally:
+        await redis.aclose()
