@@ -1,6 +1,6 @@
 """Redis time per purchase inside ``offer_purchase_batch`` (the script alone, no HTTP).
 
-    .venv/bin/python -m benchmarks.offers_script [--runs 5] [--calls 300] [--batch 64]
+    .venv/bin/python -m benchmarks.offers_script [--runs 5] [--calls 300] [--batch 64] [--sections]
     PYTHONPATH=<another revision's tree> .venv/bin/python benchmarks/offers_script.py ...
 
 The second form runs this file against another revision's ``dropgate`` (and its
@@ -20,6 +20,10 @@ Prints the median over runs of each run's median per-purchase time, and Redis's 
 (``INFO cpu``, ``used_cpu_sys + used_cpu_user``) per purchase over each run: on a
 private ``redis-server`` (``DROPGATE_BENCH_REDIS_URL``) that counts only this work,
 and a busy machine stretches it far less than a wall-clock counter.
+
+``--sections`` runs the script instrumented (``script_sections``: Redis's clock read at
+each part of it) and adds where the call's time goes, part by part, the Lua between the
+commands included (the figures above then include the readings, about 1 µs per call).
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import os
 import statistics
 from dataclasses import dataclass
 
+from benchmarks import script_sections
 from benchmarks.common import private_runtime, stores
 from benchmarks.storecpu import redis_cpu_s
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult
+from dropgate.engine.scripts import sources
 from dropgate.runtime import Runtime
 
 
@@ -116,10 +122,16 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool =
                            if figures[0] > 0 and name not in _NOT_THE_SCRIPTS})
 
 
-async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: bool = True) -> None:
+async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: bool = True,
+               sections: bool = False) -> None:
     s = stores()
     async with private_runtime(s, persister_enabled=False, max_backlog=50_000_000,
                                purchase_batch_size=batch) as rt:
+        log_key = rt.keys.tenant("bench").log
+        if sections:  # the instrumented copy in the real one's place, for every call below
+            rt.scripts._scripts["offer_purchase_batch"] = rt.redis.register_script(
+                script_sections.instrument(sources()["offer_purchase_batch"].text))
+        spent: dict[str, list[float]] = {}
         await rt.tenants.create("bench", name="bench", status="active", trial_end_ms=None)
         await rt.offers.create("bench", offer_id="hot", event_id="drop", name="Hot", price_minor=2500,
                                currency="usd", total=10**9, max_per_order=3, expires_at_ms=None,
@@ -131,6 +143,10 @@ async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: 
         for run_no in range(runs):
             run = await one_run(rt, calls, batch, run_no, keys=keys, finish=finish)
             runs_done.append(run)
+            if sections:
+                for name, values in (await script_sections.collect(
+                        rt.redis, log_key, batch, skip=min(5, calls - 1))).items():
+                    spent.setdefault(name, []).extend(values)
             print(f"  run {run_no + 1}: {run.median_us:.1f} us of Redis per purchase (median of the calls; "
                   f"p10 {run.p10_us:.1f}), Redis CPU {run.cpu_us:.1f} us, {run.commands:.2f} commands per "
                   "purchase", flush=True)
@@ -157,6 +173,10 @@ async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: 
             print(f"| {name} | {median_of(name, 0):.2f} | {median_of(name, 1):.1f} |")
         print(f"| the Lua itself (evalsha less its commands) | | "
               f"{statistics.median(r.evalsha_us - r.in_commands_us for r in runs_done):.1f} |")
+        if sections:
+            print("\nthe script's parts, timed inside Redis (TIME at each; the calls of every run):\n")
+            print("\n".join(script_sections.table(spent)))
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -167,7 +187,10 @@ if __name__ == "__main__":
     parser.add_argument("--no-key", action="store_true", help="purchases without an idempotency key")
     parser.add_argument("--no-finish", action="store_true",
                         help="store no responses (sessions not attached, nothing stored under a key)")
+    parser.add_argument("--sections", action="store_true",
+                        help="also time the script's parts inside Redis (benchmarks.script_sections)")
     args = parser.parse_args()
     if min(args.runs, args.calls, args.batch) < 1:
         raise SystemExit("--runs, --calls and --batch must be at least 1")
-    asyncio.run(main(args.runs, args.calls, args.batch, keys=not args.no_key, finish=not args.no_finish))
+    asyncio.run(main(args.runs, args.calls, args.batch, keys=not args.no_key, finish=not args.no_finish,
+                     sections=args.sections))

@@ -3,7 +3,8 @@
 Not measurements: speed is never asserted here. ``body_read`` must show aiohttp's
 ``resume_reading`` asking the transport to resume on every request and the connection's
 own never (nothing was paused); ``coroutine_layers`` must time every depth it was given;
-``offers_script`` must split the script's Redis time into its commands and the Lua;
+``offers_script`` must split the script's Redis time into its commands and the Lua, and with
+``--sections`` into every part ``script_sections`` names;
 ``glue`` must time every piece of a hot request's glue.
 """
 
@@ -15,7 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from benchmarks import script_sections
 from dropgate.embedded import Endpoints
+from dropgate.engine.scripts import sources
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +52,28 @@ def test_offers_script_splits_the_script_into_commands_and_lua(servers: Endpoint
     assert "| the script call (evalsha, the run's total) | 1 per 4 |" in out, out
     assert re.search(r"\| xadd \| 1\.00 \|", out), out  # one event per hold
     assert "| the Lua itself (evalsha less its commands) |" in out
+
+
+def test_offers_script_times_every_section_of_the_script(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = _run("benchmarks.offers_script", "--runs", "1", "--calls", "8", "--batch", "4", "--sections", env=env)
+    rows = {line.split(" | ")[0].removeprefix("| "): float(line.split(" | ")[1])
+            for line in out.splitlines() if line.startswith("| ") and " | " in line
+            and line.split(" | ")[0].removeprefix("| ") not in ("section", "---", "part")
+            and line.split(" | ")[1].replace(".", "", 1).isdigit()}
+    names = [s.name for s in script_sections.OFFER_PURCHASE_SECTIONS] + list(script_sections.OFFER_PURCHASE_TAIL[1:])
+    assert set(names) | {"total"} <= set(rows), out
+    assert all(rows[name] >= 0 for name in names) and rows["total"] > 0, out
+
+
+def test_sections_name_the_script_as_it_is() -> None:
+    """Every place is in the script once; a script changed under them is refused, not timed wrong."""
+    text = sources()["offer_purchase_batch"].text
+    instrumented = script_sections.instrument(text)
+    assert instrumented.count("__tick(") == len(script_sections.OFFER_PURCHASE_SECTIONS) + 3 + 1  # + definition
+    with pytest.raises(ValueError, match="update the sections"):
+        script_sections.instrument(text.replace("local units_dirty = {}\n", "local units_dirty = {} \n"))
 
 
 def test_glue_times_every_piece_of_a_hot_requests_glue(servers: Endpoints) -> None:
