@@ -211,10 +211,14 @@ local new_records, record_order = {}, {}
 local holds_args, expiry_args = {}, {}
 -- and their reads: every request's rate-limit value and idempotency record, one HMGET
 -- each (a value written by an earlier request of the call is read from the buffer)
-local rl_stored, rl_fields, idem_fields = {}, {}, {}
-for _, r in ipairs(requests) do
-  rl_fields[#rl_fields + 1] = tenant .. ':' .. r[2]
-  if r[4] ~= '' then idem_fields[#idem_fields + 1] = tenant .. ':' .. r[4] end
+-- (each request's fields, made once: the loop below uses them again)
+local rl_stored, rl_fields, idem_fields, idem_field_of = {}, {}, {}, {}
+for i, r in ipairs(requests) do
+  rl_fields[i] = tenant .. ':' .. r[2]
+  if r[4] ~= '' then
+    idem_field_of[i] = tenant .. ':' .. r[4]
+    idem_fields[#idem_fields + 1] = idem_field_of[i]
+  end
 end
 if room > 0 then
   local got = dg_call_chunked('HMGET', KEYS[9], rl_fields, 1000)
@@ -239,8 +243,11 @@ local function units(user)
   return n
 end
 local units_dirty = {}
+-- a taken hold's result: one table for all of them (its answer is ok_answer's string)
+local held_ok = {ok = 1}
+local expiry_prefix = tenant .. ':' .. offer_id .. ':'
 
-for _, r in ipairs(requests) do
+for i, r in ipairs(requests) do
   local pid, user, qty, digest, fp = r[1], r[2], tonumber(r[3]), r[4], r[5]
   local result
   if room <= 0 then  -- refused before anything of it is taken or marked
@@ -248,7 +255,7 @@ for _, r in ipairs(requests) do
   end
   -- 1. idempotency: a repeat of a request answered (or still answering) spends no
   -- rate-limit token; only new work reaches the rate limit
-  local idem_field = tenant .. ':' .. digest
+  local idem_field = idem_field_of[i]
   local marked = false
   if result == nil and digest ~= '' then
     local rec = idem.read(idem_field, now)
@@ -283,7 +290,7 @@ for _, r in ipairs(requests) do
   end
   -- 2. rate limit (new work only): refused, the key is not marked
   if result == nil then
-    local rl_field = tenant .. ':' .. user
+    local rl_field = rl_fields[i]
     local tat = rl_values[rl_field]
     if tat == nil then
       local stored = rl_stored[rl_field]
@@ -332,16 +339,16 @@ for _, r in ipairs(requests) do
       holds_args[#holds_args + 1] = expires
       holds_args[#holds_args + 1] = pid
       expiry_args[#expiry_args + 1] = expires
-      expiry_args[#expiry_args + 1] = tenant .. ':' .. offer_id .. ':' .. pid
+      expiry_args[#expiry_args + 1] = expiry_prefix .. pid
       dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, record)
-      result = {ok = 1, expires_ms = expires, price_minor = price, currency = o[9], name = o[10]}
+      result = held_ok
     end
   end
   if marked then
     if not result.recover then
       idem.begin(idem_field, fp, now, idem_ttl, result.ok and pid or nil)
     end
-    result.idem = 1
+    if not result.ok then result.idem = 1 end  -- a held one's answer says so (ok_answer[true])
   end
   out[#out + 1] = result.ok and ok_answer[marked] or cjson.encode(result)
 end

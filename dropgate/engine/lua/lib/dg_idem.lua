@@ -47,8 +47,14 @@ local function dg_idem(hash, expiry, buffered)
       order[#order + 1] = field
     end
   end
+  -- a batch marks its requests running at one `at` and expiry: their common head is
+  -- formatted once, not per request
+  local head_at, head_exp, head = nil, nil, nil
   local function running(at, exp, fp, pid)
-    return 'R ' .. string.format('%d %d ', at, exp) .. fp .. ' ' .. (pid or '-')
+    if at ~= head_at or exp ~= head_exp then
+      head_at, head_exp, head = at, exp, string.format('R %d %d ', at, exp)
+    end
+    return head .. fp .. ' ' .. (pid or '-')
   end
   function idem.read(field, now)
     local raw = get(field)
