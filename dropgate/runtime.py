@@ -25,6 +25,7 @@ from dropgate.checkout.webhooks import Webhooks
 from dropgate.embedded import EmbeddedStack
 from dropgate.engine import redisclient
 from dropgate.engine.actors import ActorSystem, TenantActorSystem
+from dropgate.engine.actors.batcher import Batcher
 from dropgate.engine.apikeys import ApiKeys
 from dropgate.engine.codes import Codes
 from dropgate.engine.context import EngineContext
@@ -85,6 +86,12 @@ class Runtime:
     dispatcher: Dispatcher | None = None
     dispatcher_task: asyncio.Task[None] | None = None
     webhook_resolve: HostResolver = system_resolve  # tests swap in their own DNS
+
+    @property
+    def batchers(self) -> list[Batcher[Any, Any, Any]]:
+        """The coalescing queues of the four hot operations (their counts go to ``/metrics``)."""
+        return [self.invites.redemptions, self.promos.redemptions, self.codes.reservations,
+                self.purchases.batches]
 
     @property
     def webhook_store(self) -> WebhookStore:

@@ -107,8 +107,8 @@ class Purchases:
         # one queue per (tenant, offer) for both steps of a purchase: the hold and, once
         # the provider answered, the stored response (queued first: it completes a
         # request already holding units)
-        self._batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
-            self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT)
+        self.batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
+            self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT, name="offer_purchases")
         self._hold_ttl_ms = s.hold_ttl_s * 1000
         self._public_base = public_base(s)
         self._idem_ttl_ms = s.idempotency_ttl_s * 1000
@@ -125,7 +125,7 @@ class Purchases:
         return [next(held) if type(it) is HoldRequest else None for it in items]
 
     async def close(self) -> None:
-        await self._batches.close()
+        await self.batches.close()
 
     # -- the purchase ------------------------------------------------------------------
     async def purchase(self, tenant_id: str, offer_id: str, *, user_id: str, quantity: int,
@@ -147,7 +147,7 @@ class Purchases:
             request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
                                   idem_digest=digest, fingerprint=fingerprint)
             try:
-                held = await self._batches.enqueue((tenant_id, offer_id), request)
+                held = await self.batches.enqueue((tenant_id, offer_id), request)
             except QueueFull:
                 raise TenantBusy("Too many purchases queued for this offer; retry shortly.",
                                  details={"offer_id": offer_id}) from None
@@ -191,7 +191,7 @@ class Purchases:
             # waiting (a second wait resumed the whole request a second time). Until it
             # lands a repeat of the key is told the first is still running (409); if it
             # never lands (a crash), a repeat recovers this same answer (``_recover``).
-            self._batches.post((tenant_id, offer_id), FinishItem(
+            self.batches.post((tenant_id, offer_id), FinishItem(
                 purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
                 idem_digest=digest, status=201, body=body))
             return PurchaseAnswer(status=201, body=body)
@@ -235,7 +235,7 @@ class Purchases:
 
     async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem) -> PurchaseAnswer:
         """Store the final response (and the checkout session) before the client sees it."""
-        await self._batches.enqueue((tenant_id, offer_id), item, first=True)
+        await self.batches.enqueue((tenant_id, offer_id), item, first=True)
         return PurchaseAnswer(status=item.status, body=item.body)
 
     @staticmethod

@@ -149,15 +149,15 @@ class Codes:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
         # one script call per batch of a pool's reservations, within MAX_RESERVE codes
-        self._reservations: Batcher[_Pool, _Ask, Reservation] = Batcher(
+        self.reservations: Batcher[_Pool, _Ask, Reservation] = Batcher(
             self._reserve_batch, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
-            weight=_ask_count, max_weight=MAX_RESERVE)
+            weight=_ask_count, max_weight=MAX_RESERVE, name="code_reservations")
         self._known: set[tuple[str, str, str]] = set()
         self._cleanups: set[asyncio.Future[None]] = set()  # discards outliving their request
 
     async def close(self) -> None:
         """Let queued reservations finish (briefly), then stop their drains."""
-        await self._reservations.close()
+        await self.reservations.close()
 
     # -- upload --------------------------------------------------------------------------
     async def upload(
@@ -382,7 +382,7 @@ class Codes:
         await self.require_campaign(tenant_id, campaign_id, type)
         pool = (check_id(tenant_id, "tenant_id"), campaign_id, type, ttl)
         try:
-            waiter = self._reservations.enqueue(pool, _Ask(random_hex(16), count, partial))
+            waiter = self.reservations.enqueue(pool, _Ask(random_hex(16), count, partial))
         except QueueFull:
             raise Unavailable("Too many reservations are queued for this pool; retry shortly.",
                               details={"campaign_id": campaign_id, "type": type}) from None

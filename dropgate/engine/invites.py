@@ -38,11 +38,11 @@ class Invites:
         self._ctx = ctx
         # one script call per batch of a code's redemptions: under a crowd, one hot code
         # costs one Redis round trip per batch; a lone request still leaves at once
-        self._redemptions: Redemptions[str, int] = Redemptions(self._redeem_batch)
+        self.redemptions: Redemptions[str, int] = Redemptions(self._redeem_batch, name="invite_redemptions")
 
     async def close(self) -> None:
         """Let queued redemptions finish (briefly), then stop their drains."""
-        await self._redemptions.close()
+        await self.redemptions.close()
 
     async def create(
         self,
@@ -96,7 +96,7 @@ class Invites:
     async def redeem(self, tenant_id: str, code: str, *, user_id: str) -> int:
         """Return the code's ``used_count`` after this use."""
         self._ctx.keys.tenant(tenant_id).invite(code)  # a bad id is this caller's 400 alone
-        waiter = self._redemptions.submit(tenant_id, code, user_id)
+        waiter = self.redemptions.submit(tenant_id, code, user_id)
         return await waiter  # its own refusal is raised here, to this caller alone
 
     async def _redeem_batch(self, key: tuple[str, str], users: list[str]

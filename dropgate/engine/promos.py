@@ -97,11 +97,12 @@ class Promos:
         self._rate_burst = s.rate_limit_burst
         # one script call per batch of a code's redemptions (lib Batcher: no timer, a lone
         # request leaves at once)
-        self._redemptions: Redemptions[_Ask, Redemption | None] = Redemptions(self._redeem_batch)
+        self.redemptions: Redemptions[_Ask, Redemption | None] = Redemptions(self._redeem_batch,
+                                                                              name="promo_redemptions")
 
     async def close(self) -> None:
         """Let queued redemptions finish (briefly), then stop their drains."""
-        await self._redemptions.close()
+        await self.redemptions.close()
 
     async def create(
         self,
@@ -216,7 +217,7 @@ class Promos:
         a crowd's request to resume through); they are coroutines, so nothing is queued
         before the engine's caller awaits it."""
         self._ctx.keys.tenant(tenant_id).promo(code)  # a bad id is this caller's 400 alone
-        return self._redemptions.submit(tenant_id, code, ask)
+        return self.redemptions.submit(tenant_id, code, ask)
 
     async def _redeem_batch(self, key: tuple[str, str], asks: list[_Ask]
                             ) -> list[Redemption | BaseException | None]:

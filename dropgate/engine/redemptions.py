@@ -26,9 +26,9 @@ CodeKey = tuple[str, str]  # (tenant id, code)
 class Redemptions(Batcher[CodeKey, Req, Res]):
     """One queue per code; ``flush`` decides a batch of its redemptions in one script call."""
 
-    def __init__(self, flush: Flush[CodeKey, Req, Res]) -> None:
+    def __init__(self, flush: Flush[CodeKey, Req, Res], *, name: str) -> None:
         super().__init__(flush, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
-                         max_in_flight=IN_FLIGHT)
+                         max_in_flight=IN_FLIGHT, name=name)
 
     def submit(self, tenant_id: str, code: str, item: Req) -> asyncio.Future[Res]:
         """Queue one redemption with the code's next batch; the future gets its own answer

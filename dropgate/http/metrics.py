@@ -1,4 +1,5 @@
-"""Prometheus metrics of one app: requests, latency, persister lag and progress, actors.
+"""Prometheus metrics of one app: requests, latency, persister lag and progress, actors,
+and how the hot operations' coalescing queues batched.
 
 Under ``serve --workers N`` every process writes its values into the folder named by
 ``PROMETHEUS_MULTIPROC_DIR`` (set and emptied by ``serve``; prometheus_client's
@@ -130,6 +131,28 @@ class _ActorCollector(Collector):
         yield from counters.values()
 
 
+class _BatchCollector(Collector):
+    """Per coalescing queue (label ``queue``): the script calls it made and the items they
+    carried. Their ratio is how well a crowd coalesced: near 1 means a script call per
+    request, as many round trips as requests."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        calls = CounterMetricFamily("dropgate_batches", _BATCHES_DOC, labels=["queue"])
+        items = CounterMetricFamily("dropgate_batched_items", _BATCHED_ITEMS_DOC, labels=["queue"])
+        for batcher in self._runtime.batchers:
+            calls.add_metric([batcher.name], batcher.batches)
+            items.add_metric([batcher.name], batcher.items)
+        yield calls
+        yield items
+
+
+_BATCHES_DOC = "Script calls of a coalescing queue (one per batch)"
+_BATCHED_ITEMS_DOC = "Items those calls carried (requests, and stored answers riding with them)"
+
+
 class _WebhookCollector(Collector):
     """Signed webhooks refused because they did not match the purchase they named."""
 
@@ -174,6 +197,8 @@ class _Mirror:
                             ["system", "worker"], registry=registry, multiprocess_mode="livesum")
         self._deepest = Gauge("dropgate_actor_mailbox_depth_max", "Messages queued in the fullest mailbox",
                               ["system", "worker"], registry=registry, multiprocess_mode="livemax")
+        self._batches = Counter("dropgate_batches", _BATCHES_DOC, ["queue"], registry=registry)
+        self._batched_items = Counter("dropgate_batched_items", _BATCHED_ITEMS_DOC, ["queue"], registry=registry)
         self._mismatches = Counter("dropgate_webhook_mismatches", "Signed checkout events whose "
                                    "session id, amount or currency was not their purchase's",
                                    registry=registry)
@@ -190,6 +215,10 @@ class _Mirror:
 
     def sync(self) -> None:
         self._advance(("webhooks", "mismatches"), self._mismatches, self._runtime.webhooks.mismatches)
+        for batcher in self._runtime.batchers:
+            self._advance(("batches", batcher.name), self._batches.labels(batcher.name), batcher.batches)
+            self._advance(("batched_items", batcher.name), self._batched_items.labels(batcher.name),
+                          batcher.items)
         persister = self._runtime.persister
         if persister is not None:
             stats = persister.stats
@@ -226,6 +255,7 @@ class Metrics:
         self.registry.register(_ActorCollector(runtime))
         self.registry.register(_DispatcherCollector(runtime))
         self.registry.register(_WebhookCollector(runtime))
+        self.registry.register(_BatchCollector(runtime))
 
     def _build(self, registry: CollectorRegistry) -> None:
         self.requests = Counter("dropgate_http_requests", "HTTP requests",

@@ -129,12 +129,12 @@ async def test_an_answer_lost_before_it_was_stored_is_recovered_not_bought_again
     never a second hold or session."""
     await create_offer(api, "o1", 10)
     purchases = runtime.purchases
-    real_post = purchases._batches.post
-    monkeypatch.setattr(purchases._batches, "post", lambda key, item: None)  # the store is lost
+    real_post = purchases.batches.post
+    monkeypatch.setattr(purchases.batches, "post", lambda key, item: None)  # the store is lost
     first = await api.client.post("/v1/offers/o1/purchase", json={"user_id": "u1", "quantity": 2},
                                   headers={**api.service, "Idempotency-Key": "lost"})
     assert first.status == 201
-    monkeypatch.setattr(purchases._batches, "post", real_post)
+    monkeypatch.setattr(purchases.batches, "post", real_post)
     status, body = await purchase(api, "o1", "u1", 2, key="lost")
     assert (status, body["code"]) == (409, "IDEMPOTENCY_KEY_IN_USE")  # it may still be running
     monkeypatch.setattr(purchases, "_idem_stale_ms", 1)  # ... until it has been quiet that long

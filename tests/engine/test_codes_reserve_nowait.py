@@ -48,7 +48,7 @@ class _Passes:
 def _instrument(runtime: Runtime, passes: _Passes) -> tuple[list[int], list[int]]:
     """Wrap the reservations' Batcher: the loop pass of every enqueue, and for every
     script call (flush) the passes since the oldest enqueue it serves."""
-    batcher: Any = runtime.codes._reservations
+    batcher: Any = runtime.codes.reservations
     enqueued: list[int] = []
     waits: list[int] = []
     sizes: list[int] = []

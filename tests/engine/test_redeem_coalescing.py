@@ -46,7 +46,7 @@ async def test_crowd_on_one_invite_travels_in_batches_with_exact_counts(
     status, _ = await api.call("POST", "/v1/invites", json={"code": "HOT", "max_uses": 40})
     assert status == 201
     users = [f"u{i % 300}" for i in range(400)]  # 100 users ask twice
-    batcher = runtime.invites._redemptions
+    batcher = runtime.invites.redemptions
     before = (batcher.batches, batcher.items)
 
     results = await asyncio.gather(*(runtime.invites.redeem("acme", "HOT", user_id=u) for u in users),
@@ -84,7 +84,7 @@ async def test_crowd_on_one_promo_over_http_with_exact_counts(
         "max_uses": 90, "per_customer_limit": 2})
     assert status == 201
     customers = [f"c{i % 60}" for i in range(500)]  # 60 customers, 8 or 9 tries each
-    batcher = runtime.promos._redemptions
+    batcher = runtime.promos.redemptions
     before = (batcher.batches, batcher.items)
 
     answers = await asyncio.gather(*(

@@ -62,7 +62,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 async def test_a_crowd_under_a_small_admission_still_fills_batches(api: Api, runtime: Runtime) -> None:
     await create_offer(api, "hot", 1_000)
-    batches = runtime.purchases._batches
+    batches = runtime.purchases.batches
     before = batches.batches
     answers = await asyncio.gather(*(purchase(api, "hot", f"u{i}") for i in range(120)))
     assert [s for s, _ in answers] == [201] * 120, [b for s, b in answers if s != 201][:3]

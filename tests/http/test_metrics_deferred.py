@@ -21,7 +21,7 @@ def _samples(text: str, prefix: str) -> dict[str, float]:
 
 
 def _runtime() -> Any:
-    return SimpleNamespace(persister=None, dispatcher=None, actor_systems=[],
+    return SimpleNamespace(persister=None, dispatcher=None, actor_systems=[], batchers=[],
                            webhooks=SimpleNamespace(mismatches=0))
 
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -51,6 +52,18 @@ async def test_workers_share_one_port_and_sell_exactly_the_inventory(
                                       r'route="/v1/offers/\{offer_id\}/purchase",status="201"\} (\S+)',
                                       await r.text())
                     assert found is not None and float(found.group(1)) == 100
+            # the coalescing queues too, over both processes (each copies its own counts into
+            # the shared files at a scrape and every second): a hold per buyer, at least
+            deadline = time.monotonic() + 10
+            while True:
+                async with crowd.get(url + "/metrics") as r:
+                    body = await r.text()
+                items = _counter(body, "dropgate_batched_items_total", queue="offer_purchases") or 0.0
+                calls = _counter(body, "dropgate_batches_total", queue="offer_purchases") or 0.0
+                if items >= 300 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert 300 <= items <= 600 and 1 <= calls < 300, (items, calls)
         state = await runtime.offers.read("acme", "hot")
         assert (state.reserved, state.sold, state.total) == (100, 0, 100)
     finally:

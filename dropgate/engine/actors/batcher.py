@@ -64,7 +64,8 @@ class Batcher(Generic[K, Req, Res]):
 
     def __init__(self, flush: Flush[K, Req, Res], *, max_batch: int = 64,
                  max_queue: int = 10_000, max_in_flight: int = 1,
-                 weight: Callable[[Req], int] | None = None, max_weight: int | None = None) -> None:
+                 weight: Callable[[Req], int] | None = None, max_weight: int | None = None,
+                 name: str = "") -> None:
         if max_batch < 1 or max_queue < 1 or max_in_flight < 1:
             raise ValueError("max_batch, max_queue and max_in_flight must be >= 1")
         if (weight is None) != (max_weight is None):
@@ -78,6 +79,9 @@ class Batcher(Generic[K, Req, Res]):
         # (item, its waiter or None for a post, first)
         self._queues: dict[K, collections.deque[tuple[Req, asyncio.Future[Res] | None, bool]]] = {}
         self._tasks: dict[K, set[asyncio.Task[None]]] = {}
+        # what the queue has sent so far: items / batches is how well a crowd coalesced
+        # (``/metrics``: dropgate_batches_total, dropgate_batched_items_total, by ``name``)
+        self.name = name
         self.batches = 0
         self.items = 0
 

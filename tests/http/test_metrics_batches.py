@@ -1,0 +1,54 @@
+"""The hot operations' coalescing queues on ``/metrics`` (http/metrics.py): script calls and
+the items they carried, per queue, so that an operator sees how a crowd coalesced."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from tests.conftest import Api
+from tests.support.offers import create_offer, purchase
+
+QUEUES = ("invite_redemptions", "promo_redemptions", "code_reservations", "offer_purchases")
+
+
+def _sample(exposition: str, name: str, queue: str) -> float:
+    found = re.search(rf'^{name}\{{queue="{queue}"\}} (\S+)$', exposition, re.M)
+    assert found is not None, (name, queue, exposition[-2000:])
+    return float(found[1])
+
+
+async def _scrape(api: Api) -> str:
+    response = await api.client.get("/metrics")
+    assert response.status == 200
+    return await response.text()
+
+
+async def test_a_crowd_shows_how_it_coalesced(api: Api) -> None:
+    before = await _scrape(api)
+    for queue in QUEUES:  # every queue is there from the start, at 0
+        assert _sample(before, "dropgate_batches_total", queue) == 0
+        assert _sample(before, "dropgate_batched_items_total", queue) == 0
+
+    crowd = 200
+    assert (await api.call("POST", "/v1/invites", json={"code": "CROWD", "max_uses": 1000}))[0] == 201
+    redeemed = await asyncio.gather(*(api.call("POST", "/v1/invites/CROWD/redeem", json={"user_id": f"u{i}"})
+                                      for i in range(crowd)))
+    assert [status for status, _ in redeemed] == [200] * crowd
+    await create_offer(api, "o1", 1000)
+    bought = await asyncio.gather(*(purchase(api, "o1", f"b{i}", 1) for i in range(crowd)))
+    assert [answer[0] for answer in bought] == [201] * crowd
+
+    after = await _scrape(api)
+    calls = _sample(after, "dropgate_batches_total", "invite_redemptions")
+    items = _sample(after, "dropgate_batched_items_total", "invite_redemptions")
+    assert items == crowd  # one item per redemption
+    assert 1 <= calls < crowd  # coalesced: fewer script calls than redemptions
+    calls = _sample(after, "dropgate_batches_total", "offer_purchases")
+    items = _sample(after, "dropgate_batched_items_total", "offer_purchases")
+    # a hold per purchase, and the stored answers of those already sent (each rides with
+    # the offer's next batch, so the last ones may still be queued)
+    assert crowd <= items <= 2 * crowd
+    assert 1 <= calls < crowd
+    for queue in ("promo_redemptions", "code_reservations"):  # untouched
+        assert _sample(after, "dropgate_batches_total", queue) == 0
