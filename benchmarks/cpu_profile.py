@@ -79,6 +79,7 @@ class Side:
     server: Server
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
     redis_us: dict[str, list[float]] = field(default_factory=dict)  # Redis's CPU per request, per window
+    per_call: dict[str, list[float]] = field(default_factory=dict)  # items per script call, per window
     windows: dict[str, list[Window]] = field(default_factory=dict)
 
 
@@ -150,8 +151,27 @@ def breakdown(raw: Path) -> tuple[int, dict[str, int], dict[str, int]]:
     return total, dict(by_cat), dict(by_leaf)
 
 
+# each path's coalescing queue, as dropgate's /metrics names it
+QUEUES = {"invites": "invite_redemptions", "promos": "promo_redemptions", "codes": "code_reservations",
+          "offers": "offer_purchases"}
+
+
+async def batch_counts(url: str, queue: str) -> tuple[float, float] | None:
+    """``queue``'s script calls and the items they carried so far (dropgate's ``/metrics``),
+    or None where the server exports none (the no-op, the floor, a revision before them)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
+        text = await r.text() if r.status == 200 else ""
+    counts = [re.search(rf'^{name}\{{queue="{queue}"\}} (\S+)$', text, re.M)
+              for name in ("dropgate_batches_total", "dropgate_batched_items_total")]
+    return (float(counts[0][1]), float(counts[1][1])) if counts[0] and counts[1] else None
+
+
 async def window(side: Side, path: str, tmp: Path, args: argparse.Namespace, tag: str, seconds: int,
-                 fastest: list[float]) -> tuple[Window, float, float]:
+                 fastest: list[float]) -> tuple[Window, float, float, float | None]:
+    """One wrk window: its result, the server's CPU and Redis's per request, and the items
+    per script call of the path's coalescing queue over it (None where not exported)."""
     route = NOOP if side.name == "no-op" else PATHS[path]
     server = side.server
     reserves = route.reserves and not side.name.startswith("floor")  # the floor holds no codes
@@ -159,14 +179,21 @@ async def window(side: Side, path: str, tmp: Path, args: argparse.Namespace, tag
         need = int(2 * max(fastest[0], 20_000) * seconds)
         if server.codes_left < need:
             await upload(server, max(args.codes, need))
+    counted = side.name != "no-op" and not side.name.startswith("floor")
+    batched = await batch_counts(server.url, QUEUES[path]) if counted else None
     before, redis_before = cpu_s(server.proc.pid), await redis_cpu_at(args.redis_url)
     w = await wrk(args, server, route, tmp / f"{'noop' if side.name == 'no-op' else path}.lua", tag, seconds)
     cpu = (cpu_s(server.proc.pid) - before) * 1e6 / max(1, w.requests)
     redis_us = (await redis_cpu_at(args.redis_url) - redis_before) * 1e6 / max(1, w.requests)
+    per_call: float | None = None
+    if batched is not None:  # after the CPU was read: the scrapes are not the window's work
+        now = await batch_counts(server.url, QUEUES[path])
+        if now is not None and now[0] > batched[0]:
+            per_call = (now[1] - batched[1]) / (now[0] - batched[0])
     if reserves:
         server.codes_left -= w.requests
         fastest[0] = max(fastest[0], w.per_s)
-    return w, cpu, redis_us
+    return w, cpu, redis_us, per_call
 
 
 SAMPLER = ROOT / "benchmarks" / "cpu_sampler.py"
@@ -219,7 +246,7 @@ async def profile(side: Side, path: str, tmp: Path, args: argparse.Namespace, fa
             "--", "sleep", str(args.profile_seconds),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     stats_before = await commandstats(args.redis_url)
-    w, cpu, _ = await window(side, path, tmp, args, f"{path[0]}p", args.profile_seconds, fastest)
+    w, cpu, _, _ = await window(side, path, tmp, args, f"{path[0]}p", args.profile_seconds, fastest)
     stats = {k: v - stats_before.get(k, 0) for k, v in (await commandstats(args.redis_url)).items()}
     if spy is not None:
         await spy.communicate()
@@ -316,13 +343,16 @@ async def run(args: argparse.Namespace, revs: list[Revision], tmp: Path) -> list
             for path in args.paths:
                 revisions = sides[:-1] if rnd % 2 == 0 else sides[-2::-1]
                 for side in [*revisions, sides[-1]]:
-                    w, cpu, redis_us = await window(side, path, tmp, args, f"{path[0]}{rnd}", args.seconds,
-                                                    fastest)
+                    w, cpu, redis_us, per_call = await window(side, path, tmp, args, f"{path[0]}{rnd}",
+                                                              args.seconds, fastest)
                     side.cpu_us.setdefault(path, []).append(cpu)
                     side.redis_us.setdefault(path, []).append(redis_us)
                     side.windows.setdefault(path, []).append(w)
+                    if per_call is not None:
+                        side.per_call.setdefault(path, []).append(per_call)
                     print(f"round {rnd + 1} {path:8s} {side.name:7s} {w.per_s:9,.0f}/s  p99 {w.p99_ms:7.1f} ms  "
                           f"CPU {cpu:6.1f} us/req ({w.server_cores:.2f} cores, waiting for one {w.server_waiting:.2f})"
+                          + (f"  {per_call:.1f} items per script call" if per_call is not None else "")
                           + (f"  ERRORS {w.problems}" if w.problems else ""), flush=True)
         if args.profile_seconds:
             for path in args.paths:
@@ -338,17 +368,19 @@ def report(args: argparse.Namespace, sides: list[Side]) -> None:
     print(f"\n{args.rounds} rounds of {args.seconds} s, wrk -t{args.threads} -c{args.connections}; medians "
           "(ratios: medians of the per-round ratios):\n")
     print("| path | server | req/s | CPU us/req | CPU efficiency (no-op = 1) | p99 | per-round CPU us/req "
-          "| Redis CPU us/req |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| Redis CPU us/req | items per script call |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in args.paths:
         for side in sides:
             cpus = side.cpu_us[path]
             eff = statistics.median(n / c for n, c in zip(noop.cpu_us[path], cpus, strict=True))
             redis = statistics.median(side.redis_us[path])
+            per_call = side.per_call.get(path)
             print(f"| {path} | {side.name} | {statistics.median(w.per_s for w in side.windows[path]):,.0f} "
                   f"| {statistics.median(cpus):.1f} | {eff:.2f} "
                   f"| {statistics.median(w.p99_ms for w in side.windows[path]):.1f} ms "
-                  f"| {', '.join(f'{c:.0f}' for c in cpus)} | {redis:.1f} |")
+                  f"| {', '.join(f'{c:.0f}' for c in cpus)} | {redis:.1f} "
+                  f"| {f'{statistics.median(per_call):.1f}' if per_call else 'n/a'} |")
     if args.before:
         before, after = sides[0], sides[1]
         for path in args.paths:
