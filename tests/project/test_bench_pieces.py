@@ -5,7 +5,8 @@ Not measurements: speed is never asserted here. ``body_read`` must show aiohttp'
 own never (nothing was paused); ``coroutine_layers`` must time every depth it was given;
 ``offers_script`` must split the script's Redis time into its commands and the Lua, and with
 ``--sections`` into every part ``script_sections`` names;
-``glue`` must time every piece of a hot request's glue.
+``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time every
+connection count it was given.
 """
 
 from __future__ import annotations
@@ -84,3 +85,14 @@ def test_glue_times_every_piece_of_a_hot_requests_glue(servers: Endpoints) -> No
     assert len(rows) == 8 and all(float(row.rsplit("|", 2)[1]) > 0 for row in rows), out
     assert "the front's match, kept" in out and "admission: a slot taken" in out
     assert re.search(r"the glue of one purchase \(every piece but the searched match\): [\d.]+ us", out), out
+
+
+def test_purchase_concurrency_times_every_connection_count(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = _run("benchmarks.purchase_concurrency", "--connections", "1,2", "--statements", "2", "--rounds", "2",
+               "--holds", "50", env=env)
+    rows = re.findall(r"^\| (\d) \| ([\d,]+) \| (.*) \| ([\d.]+) \|$", out, re.M)
+    assert [row[0] for row in rows] == ["1", "2"], out
+    assert all(float(row[1].replace(",", "")) > 0 and len(row[2].split(", ")) == 2 for row in rows), out
+    assert rows[0][3] == "1.00", out
