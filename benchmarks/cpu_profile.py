@@ -160,12 +160,14 @@ async def batch_counts(url: str, queue: str) -> tuple[float, float] | None:
     """``queue``'s script calls and the items they carried so far (dropgate's ``/metrics``),
     or None where the server exports none (the no-op, the floor, a revision before them)."""
     import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
 
     async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
         text = await r.text() if r.status == 200 else ""
-    counts = [re.search(rf'^{name}\{{queue="{queue}"\}} (\S+)$', text, re.M)
-              for name in ("dropgate_batches_total", "dropgate_batched_items_total")]
-    return (float(counts[0][1]), float(counts[1][1])) if counts[0] and counts[1] else None
+    found = {sample.name: sample.value for family in text_string_to_metric_families(text)
+             for sample in family.samples if sample.labels == {"queue": queue}}
+    calls, items = found.get("dropgate_batches_total"), found.get("dropgate_batched_items_total")
+    return None if calls is None or items is None else (calls, items)
 
 
 async def window(side: Side, path: str, tmp: Path, args: argparse.Namespace, tag: str, seconds: int,

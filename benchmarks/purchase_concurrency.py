@@ -23,35 +23,25 @@ import asyncio
 import statistics
 import time
 
-import msgspec
-
 from benchmarks.common import private_runtime, stores
-from benchmarks.purchase_statement import purchase_ids
-from dropgate.engine.events import OfferPurchase
-from dropgate.ids import random_hex
+from benchmarks.purchase_statement import OFFER_SQL, new_holds, purchase_ids
 from dropgate.persistence.appliers import offers as offers_applier
 from dropgate.runtime import Runtime
 
 
 class Holds:
-    """New holds of one offer, one statement's parameter at a time (the offer's version grows
-    as the scripts make it)."""
+    """New holds of one offer (``purchase_statement.OFFER_SQL``), one statement's parameter at
+    a time, the offer's version growing across them."""
 
     def __init__(self, holds: int) -> None:
         self.holds = holds
-        self.version = 0
+        self.version = 1
         self.now = int(time.time() * 1000)
 
     def parameter(self) -> str:
-        records = []
-        for pid in purchase_ids("ordered", self.holds):
-            self.version += 1
-            records.append(OfferPurchase(
-                purchase_id=pid, tenant_id="t1", offer_id="a", user_id="u" + random_hex(6), quantity=1,
-                status="pending", amount_minor=500, currency="usd", hold_expires_ms=self.now + 600_000,
-                created_ms=self.now, updated_ms=self.now, version=1, units="held",
-                offer_version=self.version))
-        return msgspec.json.encode(records).decode()
+        parameter = new_holds(purchase_ids("ordered", self.holds), self.now, self.version)
+        self.version += self.holds
+        return parameter
 
 
 async def timed(rt: Runtime, holds: Holds, connections: int, statements: int) -> float:
@@ -74,10 +64,7 @@ async def main(counts: list[int], statements: int, rounds: int, holds_per: int) 
     async with private_runtime(stores(), persister_enabled=False,
                                database_pool_size=max(counts) + 1) as rt:
         async with rt.pool.acquire() as conn:
-            await conn.execute(
-                """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency,
-                                       inventory_total, max_per_order, active, created_at, version)
-                   VALUES ('t1', 'a', 'drop', 'a', 500, 'usd', 1000000000, 3, true, now(), 1)""")
+            await conn.execute(OFFER_SQL)
         holds = Holds(holds_per)
         await timed(rt, holds, 1, max(1, statements // 4))  # warm-up: plans, caches, the first pages
         rates: dict[int, list[float]] = {n: [] for n in counts}

@@ -73,6 +73,22 @@ def purchase_ids(style: str, n: int) -> list[str]:
     return [new_purchase_id() for _ in range(n)]
 
 
+OFFER_SQL = """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency,
+                                   inventory_total, max_per_order, active, created_at, version)
+               VALUES ('t1', 'a', 'drop', 'a', 500, 'usd', 1000000000, 3, true, now(), 1)"""
+
+
+def new_holds(ids: list[str], now_ms: int, first_version: int) -> str:
+    """The applier's parameter for new holds of offer ``a`` of tenant ``t1`` (``OFFER_SQL``),
+    one per id, as the purchase script's events carry them: the offer's version grows by one a
+    hold from ``first_version``."""
+    return msgspec.json.encode([OfferPurchase(
+        purchase_id=pid, tenant_id="t1", offer_id="a", user_id="u" + random_hex(6),
+        quantity=1, status="pending", amount_minor=500, currency="usd",
+        hold_expires_ms=now_ms + 600_000, created_ms=now_ms, updated_ms=now_ms, version=1,
+        units="held", offer_version=first_version + i) for i, pid in enumerate(ids)]).decode()
+
+
 # what each later migration of offer_purchases took away, put back (``--undo``): the
 # statement measured on the schema before it, in a run of today's code
 UNDO = {
@@ -90,21 +106,12 @@ async def main(holds: int, warmup: int, runs: int, ids: str = "ordered", every: 
         async with rt.pool.acquire() as conn:
             for version in undo:
                 await conn.execute(UNDO[version])
-            await conn.execute(
-                """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency,
-                                       inventory_total, max_per_order, active, created_at, version)
-                   VALUES ('t1', 'a', 'drop', 'a', 500, 'usd', 1000000000, 3, true, now(), 1)""")
+            await conn.execute(OFFER_SQL)
             now = int(time.time() * 1000)
             totals: list[float] = []
             for r in range(warmup + runs):
-                records = [OfferPurchase(
-                    purchase_id=pid, tenant_id="t1", offer_id="a", user_id="u" + random_hex(6),
-                    quantity=1, status="pending", amount_minor=500, currency="usd",
-                    hold_expires_ms=now + 600_000, created_ms=now, updated_ms=now, version=1,
-                    units="held", offer_version=r * holds + i + 1)
-                    for i, pid in enumerate(purchase_ids(ids, holds))]
                 rows: Any = await conn.fetch("EXPLAIN (ANALYZE, TIMING ON) " + offers_applier._PURCHASES_APPLY,
-                                             msgspec.json.encode(records).decode())
+                                             new_holds(purchase_ids(ids, holds), now, r * holds + 1))
                 if r < warmup:
                     continue
                 parts = _parts([row[0] for row in rows])

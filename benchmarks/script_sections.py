@@ -9,8 +9,8 @@ appends the readings to a list beside the script's first key (same hash tag: the
 slot on a cluster). The instrumented copy runs in place of the real one, on the same
 calls; the real one's answers are unchanged (it returns what it returned).
 
-A section's cost includes its ``TIME`` call, about a microsecond a call; per purchase
-of a batch of 64 that is under 0.02 µs. The places are text of the script: when the
+A section's cost includes its ``TIME`` call (``offers_script`` prints what Redis counted
+for the readings, under ``time``, beside the script's other commands). The places are text of the script: when the
 script changes so that one is no longer there (or is there twice), ``instrument``
 says which, and ``OFFER_PURCHASE_SECTIONS`` needs updating with it.
 """

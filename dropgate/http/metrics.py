@@ -131,6 +131,10 @@ class _ActorCollector(Collector):
         yield from counters.values()
 
 
+_BATCHES_DOC = "Script calls of a coalescing queue (one per batch)"
+_BATCHED_ITEMS_DOC = "Items those calls carried (requests, and stored answers riding with them)"
+
+
 class _BatchCollector(Collector):
     """Per coalescing queue (label ``queue``): the script calls it made and the items they
     carried. Their ratio is how well a crowd coalesced: near 1 means a script call per
@@ -147,10 +151,6 @@ class _BatchCollector(Collector):
             items.add_metric([batcher.name], batcher.items)
         yield calls
         yield items
-
-
-_BATCHES_DOC = "Script calls of a coalescing queue (one per batch)"
-_BATCHED_ITEMS_DOC = "Items those calls carried (requests, and stored answers riding with them)"
 
 
 class _WebhookCollector(Collector):

@@ -4,7 +4,8 @@ the items they carried, per queue, so that an operator sees how a crowd coalesce
 from __future__ import annotations
 
 import asyncio
-import re
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Api
 from tests.support.offers import create_offer, purchase
@@ -13,9 +14,11 @@ QUEUES = ("invite_redemptions", "promo_redemptions", "code_reservations", "offer
 
 
 def _sample(exposition: str, name: str, queue: str) -> float:
-    found = re.search(rf'^{name}\{{queue="{queue}"\}} (\S+)$', exposition, re.M)
-    assert found is not None, (name, queue, exposition[-2000:])
-    return float(found[1])
+    """One sample of ``name`` (its full name, ``_total`` included) for ``queue``."""
+    found = [sample.value for family in text_string_to_metric_families(exposition) for sample in family.samples
+             if sample.name == name and sample.labels == {"queue": queue}]
+    assert len(found) == 1, (name, queue, found)
+    return float(found[0])
 
 
 async def _scrape(api: Api) -> str:
