@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "row_triggers": {"row_triggers": True},
     "serial": {"persister_concurrency": 1},
     "no_read_ahead": {"persister_read_ahead": False},
+    "no_pipeline": {"persister_pipeline": False},
     "default_gc": {"default_gc": True},  # CPython's collector settings, not ``dropgate persister``'s
     "batch4000": {"persister_batch_size": 4000},
     "batch250": {"persister_batch_size": 250},

@@ -114,6 +114,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         "While a partition's full batch is applied, read and parse its next one (the log's "
         "backlog drains with Redis and this process's work overlapping PostgreSQL's).",
         PERSISTING)] = True
+    persister_pipeline: Annotated[bool, _setting(
+        "With read-ahead, when one partition alone has a backlog: apply two of its batches at "
+        "once on two connections, committed in log order (runs of redemptions and purchases "
+        "sharing no row key), so that a hot partition is not one PostgreSQL backend's pace.",
+        PERSISTING)] = True
     persister_block_ms: Annotated[int, _setting(
         "How long the persister waits before polling an empty log again.", PERSISTING, ge=1)] = 200
     persister_lease_ms: Annotated[int, _setting(

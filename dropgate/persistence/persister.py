@@ -35,6 +35,12 @@ its next one is read and parsed (``persister_read_ahead``), and held behind it. 
 appliers send a run of events as a few set-based statements (``unnest``, or one json
 parameter for purchases), never one per event (BENCHMARKS.md, *Persister*).
 
+Pipelining (``persister_pipeline``): when one partition alone has a backlog (a crowd on one
+offer or code), two of its batches are applied at once, each in its own transaction: the
+later one inserts its rows beside the earlier one, waits in PostgreSQL for its end before it
+touches the rows both change (migration 0020), and commits after it, from the offset it
+committed (``_apply_pipelined``; ``appliers/base.py: PipelineKey`` says which events may).
+
 The stream's length is the persistence lag (more while the webhook dispatcher's
 group is behind: a running dispatcher spills past ``webhook_spill_after``); the scripts
 refuse writes past
@@ -45,8 +51,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import itertools
 import logging
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -60,7 +69,7 @@ from dropgate.engine.keys import Keys
 from dropgate.engine.periodic import pause
 from dropgate.engine.redisclient import is_cluster
 from dropgate.engine.scripts import Scripts
-from dropgate.persistence.appliers import APPLIERS, Applier
+from dropgate.persistence.appliers import APPLIERS, PIPELINED, Applier, PipelineKey
 from dropgate.persistence.claims import (
     ForgottenReads,
     by_partition,
@@ -124,6 +133,61 @@ class _LeaseLost(Exception):
     """Another persister advanced the partition's offset: ours is stale."""
 
 
+class _Open:
+    """A batch applied in a transaction not yet committed, on a connection taken from the
+    pool for it: asyncpg's own context managers (the transaction's, the pool's) entered and
+    left by ``commit`` (commit, then release) or ``discard`` (roll back, then release)."""
+
+    def __init__(self, conn: Any, stack: contextlib.AsyncExitStack, events: list[Event[Any]],
+                 dead_letter: bool) -> None:
+        self.conn = conn
+        self.events = events
+        self.dead_letter = dead_letter
+        self._stack = stack
+
+    async def commit(self) -> None:
+        await self._stack.aclose()
+
+    async def discard(self, exc: BaseException) -> None:
+        """Roll back and release because of ``exc`` (a connection already broken is
+        closed by the pool instead)."""
+        with contextlib.suppress(Exception):
+            await self._stack.__aexit__(type(exc), exc, exc.__traceback__)
+
+
+class _Behind(Exception):
+    """A pipelined batch rolled back because the batch before it failed."""
+
+
+@dataclass(eq=False)
+class _Flight:
+    """A pipelined batch: its events, their row keys, its advisory lock's key (held from its
+    transaction's start to its end) and the task applying it (``Persister._fly``)."""
+
+    events: list[Event[Any]]
+    keys: set[Hashable]
+    lock: int
+    locked: asyncio.Event = field(default_factory=asyncio.Event)  # its transaction holds ``lock``
+    task: asyncio.Future[None] = field(init=False)
+
+
+def _lock_class(name: str) -> int:
+    """A signed 32-bit number for ``name``: the high half of its advisory lock keys."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+async def _settle(*futures: asyncio.Future[Any] | None, cancel: bool) -> None:
+    """Let each of ``futures`` end (cancelled first if ``cancel``), whatever it raises: a
+    pipeline that failed at one step leaves no read or commit running unseen."""
+    for future in futures:
+        if future is None:
+            continue
+        if cancel:
+            future.cancel()
+        with contextlib.suppress(BaseException):
+            await future
+
+
 @dataclass
 class PersisterStats:
     applied_events: int = 0
@@ -135,6 +199,7 @@ class PersisterStats:
     reclaimed: int = 0  # delivered entries found pending but no longer held: claimed back
     stalls: int = 0  # iterations cancelled by the watchdog
     read_ahead: int = 0  # batches read while the one before them was applied
+    pipelined: int = 0  # batches applied while the one before them committed
     last_error: str | None = None
     lag: dict[int, int] = field(default_factory=dict)
 
@@ -151,6 +216,7 @@ class Persister:
         scripts: Scripts,
         settings: Settings,
         appliers: dict[str, Applier] | None = None,
+        pipelined: dict[str, PipelineKey] | None = None,
         name: str | None = None,
     ) -> None:
         self._redis = redis
@@ -159,7 +225,12 @@ class Persister:
         self._scripts = scripts
         self._settings = settings
         self._appliers = appliers if appliers is not None else APPLIERS
+        self._pipelined = pipelined if pipelined is not None else PIPELINED
+        self._serial: set[int] = set()  # partitions whose next batch goes alone (a data error)
         self.name = name or consumer_name()
+        # the high half of this persister's pipelined batches' advisory lock keys (migration 0020)
+        self._pipeline_class = _lock_class(f"dropgate pipeline {settings.database_schema or ''} {self.name}")
+        self._flights = itertools.count(1)
         self.stats = PersisterStats()
         self._leases = PartitionLeases(
             scripts=scripts, partitions=keys.partitions, lease_key=keys.persister_lease,
@@ -249,7 +320,8 @@ class Persister:
             if sum(lag.values()) == 0 and not any(self._retry.values()):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"persister did not drain in {timeout_s}s: lag {lag}")
+                raise TimeoutError(f"persister did not drain in {timeout_s}s: lag {lag}, "
+                                   f"last error {self.stats.last_error}")
             if not applied:  # a pass that applied something goes straight on to the next
                 await asyncio.sleep(0.01)
 
@@ -369,6 +441,7 @@ class Persister:
         self._owned.discard(p)
         self._retry.pop(p, None)
         self._offsets.pop(p, None)
+        self._serial.discard(p)
 
     async def _take_partition(self, p: int) -> None:
         """Newly leased: create the group, load the offset, claim pending entries."""
@@ -447,6 +520,10 @@ class Persister:
         ahead = [p for p in partitions if len(self._retry.get(p, ())) == batch]
         if not ahead or not self._settings.persister_read_ahead:
             return await self._apply_partitions(partitions)
+        if len(partitions) == 1 and self._settings.persister_pipeline:
+            if partitions[0] not in self._serial:
+                return await self._apply_pipelined(partitions[0])
+            self._serial.discard(partitions[0])
         applying = asyncio.ensure_future(self._apply_partitions(partitions))
         streams: Any = []
         failure: BaseException | None = None
@@ -475,6 +552,162 @@ class Persister:
         if failure is not None:
             raise failure
         return applied
+
+    async def _apply_pipelined(self, p: int) -> int:
+        """One hot partition's backlog, two batches applied at once on two connections.
+
+        The only partition with work holds a full batch: its log likely holds more, and one
+        PostgreSQL backend applying one batch after another would set its rate. So each batch
+        is applied in a transaction of its own (``_fly``) while the one before it is still
+        applied and committed: the two insert their rows on two backends at once, and the
+        later one waits, at the end of its first statement, for the earlier one's COMMIT
+        before it touches the rows both change (the hot counter row: migration 0020); the
+        next read runs beside both. The commits stay in log order: a batch's offset
+        compare-and-set starts from the offset the one before it committed, after that
+        commit. Taken only by runs of ``PIPELINED`` types sharing no row key with the batch
+        before (``appliers/base.py`` says why they give the rows they would give one after
+        the other); anything else (another type, a replay, an undecodable entry, a shared
+        key) ends the pipeline, and that batch goes the ordinary way (``_apply``).
+
+        Bounded to a sixth of a lease, so that the leases are renewed in time. If a batch
+        fails, those after it are rolled back, every batch is let end (cancelled when this
+        pass is), and what was not committed is held again in log order: retried after a
+        transient error, applied one batch at a time next (``_serial``) after a data error,
+        so that ``_apply`` isolates the bad event; a lost lease drops the partition."""
+        batch_size = self._settings.persister_batch_size
+        until = time.monotonic() + self._settings.persister_lease_ms / 6000
+        current = self._retry.pop(p)
+        flights: list[_Flight] = []  # started and not yet counted, in log order (at most two)
+        reading: asyncio.Future[list[Event[Any]]] | None = None
+        applied = 0
+        try:
+            while current:
+                if (reading is None and len(current) == batch_size and time.monotonic() < until
+                        and not self._closing.is_set()):
+                    reading = asyncio.ensure_future(self._read_partition(p))
+                before = flights[-1] if flights else None
+                keys = self._pipeline_keys(p, current, before)
+                if keys is None:
+                    break
+                flights.append(_Flight(current, keys, self._pipeline_lock()))
+                flights[-1].task = asyncio.ensure_future(self._fly(p, flights[-1], before))
+                current = []
+                if before is not None:  # two in flight: the next starts once the older is committed
+                    await before.task
+                    applied += len(flights.pop(0).events)
+                if reading is None:
+                    break
+                current = await reading
+                reading = None
+                if current:
+                    self.stats.read_ahead += 1
+            while flights:
+                await flights[0].task
+                applied += len(flights.pop(0).events)
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            await _settle(reading, *(f.task for f in flights), cancel=cancelled)
+            if cancelled:
+                self._take_back([p])
+                raise
+            return applied + await self._pipeline_failed(p, flights, current, reading, exc)
+        try:
+            if current:
+                applied += await self._apply(p, current)
+        finally:
+            if reading is not None:
+                try:
+                    events = await reading
+                except BaseException:
+                    self._take_back([p])
+                    raise
+                if p in self._owned and events:
+                    self._retry[p] = self._retry.get(p, []) + events
+                    self.stats.read_ahead += 1
+        return applied
+
+    async def _fly(self, p: int, flight: _Flight, before: _Flight | None) -> None:
+        """Apply ``flight`` in its own transaction, holding its advisory lock and naming the
+        one of ``before`` (still in flight) for its first statement to wait on; commit it
+        once ``before`` is committed (if ``before`` fails, roll back: ``_Behind``)."""
+        if before is not None:
+            # not before ``before`` holds its lock: this batch's wait could find it free, take the
+            # counter row first, and wait here for a batch that waits on that row in PostgreSQL
+            locked: asyncio.Future[Any] = asyncio.ensure_future(before.locked.wait())
+            await asyncio.wait([locked, before.task], return_when=asyncio.FIRST_COMPLETED)
+            locked.cancel()
+            if not before.locked.is_set():
+                raise _Behind()  # it failed first: its task says why
+        opened = await self._open(p, flight.events, pipeline=(
+            flight.lock, "" if before is None else str(before.lock), flight.locked))
+        if before is not None:
+            try:
+                await asyncio.shield(before.task)
+            except BaseException as exc:
+                await opened.discard(exc)
+                raise _Behind() from exc
+            self.stats.pipelined += 1
+        await self._close(p, opened)
+
+    def _pipeline_lock(self) -> int:
+        """A new batch's advisory lock key (bigint): this persister's class, then a number it
+        never gave before (a key taken again could be the one a later batch still waits on)."""
+        return (self._pipeline_class << 32) | (next(self._flights) & 0xFFFF_FFFF)
+
+    async def _pipeline_failed(self, p: int, flights: list[_Flight], current: list[Event[Any]],
+                               reading: asyncio.Future[list[Event[Any]]] | None, exc: BaseException) -> int:
+        """After a pipeline's failure, every batch ended: count what committed, hold the rest
+        (with what was read meanwhile) in log order, and say how the partition goes on."""
+        applied = 0
+        held: list[Event[Any]] = []
+        first: BaseException | None = None
+        for flight in flights:
+            failure = flight.task.exception() if not flight.task.cancelled() else asyncio.CancelledError()
+            if failure is None and not held:
+                applied += len(flight.events)
+                continue
+            held += flight.events  # a commit whose XACK failed is held too: a replay next time
+            if first is None and failure is not None and not isinstance(failure, _Behind):
+                first = failure
+        held += current
+        first = first or exc
+        if reading is not None:
+            if reading.cancelled() or reading.exception() is not None:
+                self._take_back([p])  # it may have delivered entries never seen
+                raise first
+            held += reading.result()
+        if isinstance(first, _LeaseLost):
+            self._lost(p)  # the rest stays pending in the group, for the partition's next holder
+            return applied
+        if p in self._owned:
+            self._retry[p] = held
+        if isinstance(first, _POISON):
+            self._serial.add(p)  # one batch at a time, so that ``_apply`` isolates the bad event
+            return applied
+        raise first
+
+    def _pipeline_keys(self, p: int, events: list[Event[Any]], before: _Flight | None) -> set[Hashable] | None:
+        """The row keys of ``events`` if they may be applied beside ``before`` (or, with
+        nothing before, as the first of a pipeline); None if not."""
+        offset = before.events[-1].position if before is not None else self._offsets.get(p)
+        if offset is None:
+            return None
+        keys: set[Hashable] = set()
+        for e in events:
+            key_of = self._pipelined.get(e.type)
+            if key_of is None or e.position <= offset or isinstance(e.data, Malformed):
+                return None
+            keys.add(key_of(e))
+        return keys if before is None or keys.isdisjoint(before.keys) else None
+
+    async def _read_partition(self, p: int) -> list[Event[Any]]:
+        """The next new entries of partition ``p`` (a read that fails raises)."""
+        streams, failure = await read_new(
+            self._redis, self._keys, [p], group=GROUP, consumer=self.name,
+            count=self._settings.persister_batch_size, cluster=self._cluster)
+        if failure is not None:
+            raise failure
+        return [e for q, events in by_partition(streams, self._stream_partition) if q == p for e in events]
 
     def _take_back(self, partitions: list[int]) -> None:
         """A read-ahead of ``partitions`` failed: what it delivered may be pending unseen,
@@ -605,9 +838,26 @@ class Persister:
     async def _commit(
         self, p: int, events: list[Event[Any]], *, dead_letter: tuple[str, int] | None = None
     ) -> None:
-        prev = self._offsets[p]
-        last = events[-1].position
-        async with self._pool.acquire() as conn, conn.transaction():
+        """``events`` applied (or the first dead-lettered) and committed in one transaction."""
+        await self._close(p, await self._open(p, events, dead_letter=dead_letter))
+
+    async def _open(
+        self, p: int, events: list[Event[Any]], *, dead_letter: tuple[str, int] | None = None,
+        pipeline: tuple[int, str, asyncio.Event] | None = None,
+    ) -> _Open:
+        """``events`` applied in a transaction left open (``_close`` commits it), on a
+        connection of the pool's own. ``pipeline``: the advisory lock this transaction holds,
+        the one its first statement waits on (``_fly``, migration 0020), and the event set
+        once it holds its own."""
+        stack = contextlib.AsyncExitStack()
+        conn = await stack.enter_async_context(self._pool.acquire())
+        try:
+            await stack.enter_async_context(conn.transaction())
+            if pipeline is not None:
+                lock, after, locked = pipeline
+                await conn.execute("SELECT pg_advisory_xact_lock($1), set_config('dropgate.pipeline_after', $2, true)",
+                                   lock, after)
+                locked.set()
             if dead_letter is None:
                 for e in events:
                     if isinstance(e.data, Malformed):
@@ -626,20 +876,39 @@ class Persister:
                     p, e.id, e.type, e.entity, e.version,
                     _payload_text(e.raw), dead_letter[0], dead_letter[1],
                 )
-            moved = await conn.fetchval(
+        except BaseException as exc:
+            await _Open(conn, stack, events, dead_letter is not None).discard(exc)
+            raise
+        return _Open(conn, stack, events, dead_letter is not None)
+
+    async def _close(self, p: int, batch: _Open) -> None:
+        """Move the partition's offset from where this persister committed it last to the
+        batch's last event (compare-and-set: a persister that lost its lease fails it and
+        rolls back), commit, then acknowledge and trim."""
+        events = batch.events
+        prev = self._offsets.get(p)
+        last = events[-1].position
+        try:
+            if prev is None:  # dropped meanwhile: another holds the partition now
+                raise _LeaseLost()
+            moved = await batch.conn.fetchval(
                 """UPDATE dg_partition_offsets
                       SET last_ms = $2, last_seq = $3, updated_at = now(),
                           applied_events = applied_events + $4
                     WHERE partition = $1 AND last_ms = $5 AND last_seq = $6
                 RETURNING 1""",
-                p, last[0], last[1], len(events) if dead_letter is None else 0, prev[0], prev[1],
+                p, last[0], last[1], 0 if batch.dead_letter else len(events), prev[0], prev[1],
             )
             if moved is None:
                 raise _LeaseLost()
+        except BaseException as exc:
+            await batch.discard(exc)
+            raise
+        await batch.commit()
         self._offsets[p] = last
         for e in events:
             self._attempts.pop(e.id, None)
-        if dead_letter is None:
+        if not batch.dead_letter:
             self.stats.applied_events += len(events)
             self.stats.batches += 1
         await self._ack(p, events, trim=True)

@@ -196,7 +196,8 @@ async def test_an_iteration_that_never_returns_is_restarted_with_its_batch(
 
 
 class _Commits(Persister):
-    """Records each batch it commits, and fails the ``fail``-th commit (PostgreSQL gone)."""
+    """Records each batch it commits, and fails the ``fail``-th commit (PostgreSQL gone):
+    at ``_close``, the step every batch ends with, one at a time or pipelined."""
 
     fail = 0
 
@@ -205,14 +206,15 @@ class _Commits(Persister):
         self.committed: dict[int, list[tuple[int, int]]] = {}
         self.calls = 0
 
-    async def _commit(self, p: int, events: list[Event[Any]], *,
-                      dead_letter: tuple[str, int] | None = None) -> None:
+    async def _close(self, p: int, batch: Any) -> None:
         self.calls += 1
         if self.calls == self.fail:
             await asyncio.sleep(0.05)  # the read-ahead beside it is done by then
-            raise OSError("PostgreSQL gone")
-        await super()._commit(p, events, dead_letter=dead_letter)
-        self.committed.setdefault(p, []).extend(e.position for e in events)
+            gone = OSError("PostgreSQL gone")
+            await batch.discard(gone)
+            raise gone
+        await super()._close(p, batch)
+        self.committed.setdefault(p, []).extend(e.position for e in batch.events)
 
 
 async def _log_positions(runtime: Runtime) -> dict[int, list[tuple[int, int]]]:

@@ -10,7 +10,7 @@ persister apply each event once.
 from __future__ import annotations
 
 from dropgate.persistence.appliers import codes, core, invites, ledger, offers, promos
-from dropgate.persistence.appliers.base import Applier
+from dropgate.persistence.appliers.base import Applier, PipelineKey
 
 APPLIERS: dict[str, Applier] = {}
 for _module in (core, invites, codes, promos, ledger, offers):
@@ -19,4 +19,8 @@ for _module in (core, invites, codes, promos, ledger, offers):
             raise RuntimeError(f"two appliers for {_type}")
         APPLIERS[_type] = _fn
 
-__all__ = ["APPLIERS", "Applier"]
+# The types a hot partition's next batch may apply while its previous one commits, and the
+# row key each writes (``base.PipelineKey`` says when a type may be one).
+PIPELINED: dict[str, PipelineKey] = {**invites.PIPELINED, **promos.PIPELINED, **offers.PIPELINED}
+
+__all__ = ["APPLIERS", "PIPELINED", "Applier", "PipelineKey"]

@@ -16,6 +16,26 @@ Applier = Callable[[asyncpg.Connection, list[Event[Any]]], Awaitable[None]]
 payload struct of that type (the persister decoded it, and dead-letters what does not
 decode), so an applier reads attributes, never ``d["..."]``."""
 
+PipelineKey = Callable[[Event[Any]], Hashable]
+"""The row key an event of a pipelined type writes (``PIPELINED`` of each module).
+
+The persister applies a hot partition's next batch while the batch before it is still being
+applied and committed, on another connection (``persister.py``: ``_apply_pipelined``). A type
+may be pipelined when its applier then gives the rows it would give one batch after the other,
+the batch before being made only of pipelined events sharing none of its keys:
+- its first statement writes only its own keys' rows until its table's first statement-level
+  AFTER trigger (``*_a_pipeline_wait``, migration 0020) has waited for the batch before to
+  end; the rows both batches change (a code's or an offer's counters and version) are touched
+  after that wait only (by the triggers after it and by later statements). A foreign key's
+  check before it locks the code's row FOR KEY SHARE, which the batch before's updates of
+  that row do not conflict with;
+- what it reads before that wait gives the same answer at an older committed state of
+  another batch's rows: a code's existence, or its version guarding a use against a replay
+  (a later event's version is higher than every earlier one's).
+Nothing the batch before does waits on this one, so the two cannot deadlock. A type that
+creates what others read (``*.saved``: the offer a purchase names) or deletes (a rollback)
+is not pipelined."""
+
 
 def ts(ms: int | None) -> datetime | None:
     """Event payload milliseconds -> timestamptz value."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from dropgate.engine.events import Event, InviteRedeemed
-from dropgate.persistence.appliers.base import Applier, columns, raise_versions, saved_upsert, ts
+from dropgate.persistence.appliers.base import Applier, PipelineKey, columns, raise_versions, saved_upsert, ts
 from dropgate.specs.entities import INVITE
 
 
@@ -23,4 +23,10 @@ async def invite_redeemed(conn: asyncpg.Connection, events: list[Event[InviteRed
 APPLIERS: dict[str, Applier] = {
     "invite.saved": saved_upsert(INVITE),
     "invite.redeemed": invite_redeemed,
+}
+
+# A use is inserted once (``ON CONFLICT``); the counter (the trigger after the wait) and the
+# version (a later statement) come after the wait.
+PIPELINED: dict[str, PipelineKey] = {
+    "invite.redeemed": lambda e: (e.data.tenant_id, e.data.code, e.data.user_id),
 }

@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 
 from dropgate.engine.events import Event, OfferPurchase, OfferWebhook
-from dropgate.persistence.appliers.base import Applier, raise_versions, rounds, saved_upsert, ts
+from dropgate.persistence.appliers.base import Applier, PipelineKey, raise_versions, rounds, saved_upsert, ts
 from dropgate.specs.entities import OFFER
 
 _ROWS = msgspec.json.Encoder()
@@ -93,4 +93,11 @@ APPLIERS: dict[str, Applier] = {
     "offer.saved": saved_upsert(OFFER),
     "offer.purchase": offer_purchase,
     "offer.webhook": offer_webhook,
+}
+
+# The upsert writes its own purchases and their history rows before the wait; the offer's
+# counters (the triggers after it), its existence check (a key-share lock) and its version (a
+# later statement) come after it, and a refund checks its own purchase.
+PIPELINED: dict[str, PipelineKey] = {
+    "offer.purchase": lambda e: (e.data.tenant_id, e.data.purchase_id),
 }

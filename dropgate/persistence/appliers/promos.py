@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncpg
 
 from dropgate.engine.events import Event, PromoRedeemed, PromoUseRolledBack
-from dropgate.persistence.appliers.base import Applier, raise_versions, saved_upsert, ts
+from dropgate.persistence.appliers.base import Applier, PipelineKey, raise_versions, saved_upsert, ts
 from dropgate.specs.entities import PROMO
 
 
@@ -97,4 +97,12 @@ APPLIERS: dict[str, Applier] = {
     "promo.saved": saved_upsert(PROMO),
     "promo.redeemed": promo_redeemed,
     "promo.use_rolled_back": promo_use_rolled_back,
+}
+
+# A use is inserted once (its own key); the code row must exist (``promo.saved`` made it, a
+# type never pipelined) and its version guard reads an older committed version at worst,
+# below every later use's; the counters (the triggers after the wait) and the version (a later
+# statement) come after the wait.
+PIPELINED: dict[str, PipelineKey] = {
+    "promo.redeemed": lambda e: (e.data.tenant_id, e.data.code, e.data.use_id),
 }
