@@ -1,12 +1,13 @@
 """Where a persister's drain time goes: reads, parsing, appliers' SQL, the rest of the commit, acks.
 
     .venv/bin/python -m benchmarks.persister_breakdown [--domain offers] [--events 20000]
-        [--batch-size 1000] [--first 0]
+        [--batch-size 1000] [--first 0] [--pipeline]
 
 Fills one domain's log through the real scripts (``benchmarks/persister_fill.py``), then
-drains it with the persister's steps wrapped in timers (wall clock, so a wait on
-PostgreSQL or Redis counts to the step that waits). The steps nest: ``commit`` holds the
-appliers and the offset update; ``ack+trim`` holds ``trim``. It tells which of the
+drains it, one batch at a time (``--pipeline``: two at once, their steps overlapping), with
+the persister's steps wrapped in timers (wall clock, so a wait on PostgreSQL or Redis counts
+to the step that waits). The steps nest: ``commit`` holds the appliers, the offset update
+and ``ack+trim``, which holds ``trim``. It tells which of the
 candidate changes can matter before one is measured: a step that takes 2% of the time
 cannot give 1.5x. ``--first N``: before the fill, N single operations (an offer's 64 holds,
 one use, one reservation), each drained at once, as a drop's first buyers arrive: the
@@ -15,7 +16,7 @@ foreign key check planned so crawled, BENCHMARKS.md "The persister's own rate").
 Each SQL statement the appliers send is timed too (by its first words:
 asyncpg's encoding of the arguments plus PostgreSQL's execution), and the drain's CPU in
 this process (``time.process_time``) is printed per event: what is left of the wall time
-is PostgreSQL's and the round trips', the two halves a pipelined persister would overlap.
+is PostgreSQL's and the round trips'.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def _timed(label: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Await
 def _instrument() -> None:
     cls = persister_module.Persister
     cls._read = _timed("read", cls._read)  # type: ignore[method-assign]
-    cls._commit = _timed("commit", cls._commit)  # type: ignore[method-assign]
+    cls._open = _timed("commit", cls._open)  # type: ignore[method-assign]
+    cls._close = _timed("commit", cls._close)  # type: ignore[method-assign]
     cls._ack = _timed("ack+trim", cls._ack)  # type: ignore[method-assign]
     persister_module.trim_log = _timed("trim", persister_module.trim_log)  # type: ignore[assignment]
     for etype, fn in list(APPLIERS.items()):
@@ -76,10 +78,10 @@ def _instrument() -> None:
     claims_module.parse_entry = parse_timed  # type: ignore[assignment]
 
 
-async def main(domain: str, events: int, batch_size: int, first: int = 0) -> None:
+async def main(domain: str, events: int, batch_size: int, first: int = 0, pipeline: bool = False) -> None:
     _instrument()
     async with private_runtime(stores(), persister_enabled=False, max_backlog=50_000_000,
-                               persister_batch_size=batch_size) as rt:
+                               persister_batch_size=batch_size, persister_pipeline=pipeline) as rt:
         await persister_fill.setup(rt, domain, "bt", capacity=events + 1000)
         persister = rt.new_persister(name="breakdown")
         await persister.drain(timeout_s=120)
@@ -106,5 +108,8 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--first", type=int, default=0,
                         help="single operations applied one at a time before the fill")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="two batches at once (DROPGATE_PERSISTER_PIPELINE): their steps overlap, so "
+                             "the shares add up to more than the wall time")
     args = parser.parse_args()
-    asyncio.run(main(args.domain, args.events, args.batch_size, args.first))
+    asyncio.run(main(args.domain, args.events, args.batch_size, args.first, args.pipeline))
