@@ -634,8 +634,10 @@ class Persister:
             # not before ``before`` holds its lock: this batch's wait could find it free, take the
             # counter row first, and wait here for a batch that waits on that row in PostgreSQL
             locked: asyncio.Future[Any] = asyncio.ensure_future(before.locked.wait())
-            await asyncio.wait([locked, before.task], return_when=asyncio.FIRST_COMPLETED)
-            locked.cancel()
+            try:
+                await asyncio.wait([locked, before.task], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                locked.cancel()
             if not before.locked.is_set():
                 raise _Behind()  # it failed first: its task says why
         opened = await self._open(p, flight.events, pipeline=(
