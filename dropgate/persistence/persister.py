@@ -532,9 +532,7 @@ class Persister:
                 self._redis, self._keys, ahead, group=GROUP, consumer=self.name, count=batch,
                 cluster=self._cluster)
         except asyncio.CancelledError:
-            applying.cancel()
-            with contextlib.suppress(BaseException):
-                await applying
+            await _settle(applying, cancel=True)
             self._take_back(ahead)
             raise
         except Exception as exc:
@@ -544,9 +542,7 @@ class Persister:
         finally:
             if failure is None:
                 for p, events in by_partition(streams, self._stream_partition):
-                    if p in self._owned:  # else: pending in the group, for the partition's next holder
-                        self._retry[p] = self._retry.get(p, []) + events
-                        self.stats.read_ahead += 1
+                    self._hold_behind(p, events)
             else:
                 self._take_back(ahead)
         if failure is not None:
@@ -621,10 +617,15 @@ class Persister:
                 except BaseException:
                     self._take_back([p])
                     raise
-                if p in self._owned and events:
-                    self._retry[p] = self._retry.get(p, []) + events
-                    self.stats.read_ahead += 1
+                self._hold_behind(p, events)
         return applied
+
+    def _hold_behind(self, p: int, events: list[Event[Any]]) -> None:
+        """What a read-ahead delivered for ``p``, held behind what ``p`` holds (a partition
+        no longer owned leaves it pending in the group, for its next holder)."""
+        if p in self._owned and events:
+            self._retry[p] = self._retry.get(p, []) + events
+            self.stats.read_ahead += 1
 
     async def _fly(self, p: int, flight: _Flight, before: _Flight | None) -> None:
         """Apply ``flight`` in its own transaction, holding its advisory lock and naming the
@@ -853,6 +854,7 @@ class Persister:
         once it holds its own."""
         stack = contextlib.AsyncExitStack()
         conn = await stack.enter_async_context(self._pool.acquire())
+        opened = _Open(conn, stack, events, dead_letter is not None)
         try:
             await stack.enter_async_context(conn.transaction())
             if pipeline is not None:
@@ -879,9 +881,9 @@ class Persister:
                     _payload_text(e.raw), dead_letter[0], dead_letter[1],
                 )
         except BaseException as exc:
-            await _Open(conn, stack, events, dead_letter is not None).discard(exc)
+            await opened.discard(exc)
             raise
-        return _Open(conn, stack, events, dead_letter is not None)
+        return opened
 
     async def _close(self, p: int, batch: _Open) -> None:
         """Move the partition's offset from where this persister committed it last to the
