@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import linecache
 import os
 import re
@@ -421,8 +422,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--profiler", choices=["sampler", "py-spy"], default="sampler")
     parser.add_argument("--perf", action="store_true", help="also perf record -e cpu-clock, split by shared object")
+    parser.add_argument("--keys", action="store_true",
+                        help="an Idempotency-Key on every dropgate request, as dropgate's client sends "
+                             "(default: on the purchase alone)")
     parser.add_argument("--out", default="", help="a folder for py-spy's raw files")
     args = parser.parse_args(argv)
+    if args.keys:
+        for name, route in PATHS.items():
+            PATHS[name] = dataclasses.replace(route, idempotent=True)
     args.paths = args.paths.split(",")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -89,9 +89,10 @@ class Runtime:
 
     @property
     def batchers(self) -> list[Batcher[Any, Any, Any]]:
-        """The coalescing queues of the four hot operations (their counts go to ``/metrics``)."""
+        """The coalescing queues of the four hot operations and of the idempotency records
+        around the keyed ones (their counts go to ``/metrics``)."""
         return [self.invites.redemptions, self.promos.redemptions, self.codes.reservations,
-                self.purchases.batches]
+                self.purchases.batches, self.idempotency.records]
 
     @property
     def webhook_store(self) -> WebhookStore:
@@ -251,6 +252,7 @@ async def open_runtime(
             if runtime.upload_sweeper_task is not None:
                 await asyncio.gather(runtime.upload_sweeper_task, return_exceptions=True)
             await runtime.purchases.close()
+            await runtime.idempotency.close()
             await runtime.api_keys.close()
         await provider.close()
         if runtime is not None and runtime.dispatcher is not None:

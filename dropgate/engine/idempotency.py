@@ -4,8 +4,9 @@ A record lives in its tenant's partition (``Keys.offer_idempotency``, field
 ``<tenant>:<digest of the key>``) for ``idempotency_ttl_s`` and is written only by
 scripts that include ``lua/lib/dg_idem.lua``: the purchase batch (which marks and
 stores its records inside its own call, so a purchase pays no extra round trip) and
-``idem_begin-2.lua`` / ``idem_finish-1.lua`` for every other route that replays by
-key (``http/idempotency.py``). A record holds the request's fingerprint and, once
+``idem_batch-2.lua`` for every other route that replays by key
+(``http/idempotency.py``), which decides the records of a partition's concurrent
+requests in one call. A record holds the request's fingerprint and, once
 finished, the status and the exact bytes answered: the engine stores them as
 opaque bytes and never builds an HTTP answer itself.
 
@@ -17,13 +18,15 @@ replays the stored answer; with another request it is 422
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from typing import Any
 
 import msgspec
 
+from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
-from dropgate.engine.scripts import decode_result
-from dropgate.errors import ValidationError
+from dropgate.errors import Unavailable, ValidationError, error_for
 
 MAX_KEY_LENGTH = 255
 
@@ -57,39 +60,75 @@ class Replay(msgspec.Struct, frozen=True):
     body: bytes
 
 
+_Item = tuple[str | bytes, ...]  # ("b", field, fingerprint) | ("f", field, fingerprint, status, body) | ("r", ...)
+_Partition = tuple[str, str]  # (idempotency hash, its expiry zset)
+_results = msgspec.json.Decoder(list[str])
+_BEGUN = ""
+
+MAX_COALESCED = 64  # records of one partition decided by one script call
+MAX_QUEUED = 10_000  # records waiting for one partition in one process
+IN_FLIGHT = 2  # script calls per partition under way at once
+
+
 class Idempotency:
-    """``idem_begin-2.lua`` <-> ``begin``, ``idem_finish-1.lua`` <-> ``finish`` / ``release``."""
+    """``idem_batch-2.lua`` <-> ``begin``, ``finish`` and ``release``.
+
+    Concurrent requests of one partition share one script call (the engine's
+    ``Batcher``): a crowd that sends keys, as dropgate's client always does, paid two
+    script calls of its own per request around its coalesced operation, and the
+    Redis connections those took were most of its cost (BENCHMARKS.md, "Keys on
+    every hot path"). A lone request still leaves at once.
+    """
 
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
         self._ttl_ms = ctx.settings.idempotency_ttl_s * 1000
         self._stale_ms = stale_after_ms(ctx.settings.stripe_timeout_s)
+        self.records: Batcher[_Partition, _Item, str] = Batcher(
+            self._decide, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED, max_in_flight=IN_FLIGHT,
+            name="idempotency_records")
+
+    async def close(self) -> None:
+        """Let queued records be written (briefly), then stop their drains."""
+        await self.records.close()
 
     async def begin(self, tenant_id: str, digest: str, fingerprint: str) -> Replay | None:
         """Mark the request running (None: run it), or the stored answer to replay;
         raises ``IdempotencyKeyReused`` / ``IdempotencyKeyInUse``."""
-        tk = self._ctx.keys.tenant(tenant_id)
-        raw = await self._ctx.scripts.raw(
-            "idem_begin", [tk.offer_idempotency(), tk.offer_idempotency_expiry()],
-            [f"{tenant_id}:{digest}", fingerprint, self._ttl_ms, self._stale_ms])
-        if not raw:
+        answer = await self._submit(tenant_id, ("b", f"{tenant_id}:{digest}", fingerprint))
+        if answer == _BEGUN:
             return None
-        if raw.startswith(b"{"):
-            decode_result(raw)  # raises the error of its code
-        status, _, body = raw.partition(b" ")
-        return Replay(int(status), body)
+        if answer.startswith("!"):
+            raise error_for(answer[1:])
+        status, _, body = answer.partition(" ")
+        return Replay(int(status), body.encode())
 
     async def finish(self, tenant_id: str, digest: str, fingerprint: str, *, status: int,
                      body: bytes) -> None:
         """Store the answer the client is about to see."""
-        await self._call_finish(tenant_id, digest, fingerprint, str(status), body)
+        await self._submit(tenant_id, ("f", f"{tenant_id}:{digest}", fingerprint, str(status), body),
+                           completes=True)
 
     async def release(self, tenant_id: str, digest: str, fingerprint: str) -> None:
         """Drop the running record: the request was refused before it changed anything."""
-        await self._call_finish(tenant_id, digest, fingerprint, "", b"")
+        await self._submit(tenant_id, ("r", f"{tenant_id}:{digest}", fingerprint), completes=True)
 
-    async def _call_finish(self, tenant_id: str, digest: str, fingerprint: str, status: str,
-                           body: bytes) -> None:
+    def _submit(self, tenant_id: str, item: _Item, *, completes: bool = False) -> asyncio.Future[str]:
+        """Queue one record's operation with its partition's next call. ``completes``
+        (finish, release): at the head of the queue and never refused, since the request
+        it completes already ran."""
         tk = self._ctx.keys.tenant(tenant_id)
-        await self._ctx.scripts.raw("idem_finish", [tk.offer_idempotency()],
-                                    [f"{tenant_id}:{digest}", fingerprint, status, body])
+        try:
+            return self.records.enqueue((tk.offer_idempotency(), tk.offer_idempotency_expiry()), item,
+                                        first=completes)
+        except QueueFull:
+            raise Unavailable("Too many requests are queued for their idempotency keys; retry shortly.",
+                              details={"tenant_id": tenant_id}) from None
+
+    async def _decide(self, partition: _Partition, items: list[_Item]) -> list[str]:
+        """One script call for a batch of one partition's records, each decided on its own."""
+        args: list[Any] = [self._ttl_ms, self._stale_ms]
+        for item in items:
+            args.extend(item)
+        raw = await self._ctx.scripts.raw("idem_batch", list(partition), args)
+        return _results.decode(raw)

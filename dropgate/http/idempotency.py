@@ -3,12 +3,12 @@
 A route listed in ``models/idempotency.REPLAYED_BY_KEY`` (the client's list too)
 runs through ``replayed`` when the request carries a key:
 
-1. ``idem_begin`` files the key under the tenant: a finished request's answer is
+1. the key is filed under the tenant (``Idempotency.begin``): a finished request's answer is
    sent again, byte for byte, with ``Idempotent-Replayed: true``; the key with
    another request (method, path or body) is 422 ``IDEMPOTENCY_KEY_REUSED``; one
    still running is 409 ``IDEMPOTENCY_KEY_IN_USE``;
 2. the handler runs;
-3. its answer is stored (``idem_finish``) before it is sent: a 2xx, and a refusal
+3. its answer is stored (``Idempotency.finish``) before it is sent: a 2xx, and a refusal
    (4xx) too, so a repeat answers alike. A 429 or a 503 refused before any change
    (``REFUSED_BEFORE_CHANGE``: ``PERSISTENCE_LAGGING``, ``TENANT_BUSY``) drops the
    record, so the client's retry with the same key runs again. Any other failure
@@ -16,8 +16,10 @@ runs through ``replayed`` when the request carries a key:
    unknown, and a repeat is told 409 until the record counts as stopped
    (``stale_after_ms``), then runs.
 
-The purchase keeps the same records inside its own batched script call
-(``checkout/purchases.py``), so it pays no round trip for them.
+Both steps are ``idem_batch`` script calls shared by the concurrent requests of the
+tenant's partition (``engine/idempotency.py``): a crowd sending keys coalesces its
+records as it coalesces its redemptions. The purchase keeps the same records inside
+its own batched script call (``checkout/purchases.py``), so it pays no call for them.
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
+from dropgate.engine.idempotency import Replay, key_digest, request_digest, stale_after_ms
+from dropgate.errors import IdempotencyKeyInUse
 from dropgate.http.routes import ROUTE_TABLES
 from dropgate.models.idempotency import REPLAYED_BY_KEY
 from dropgate.persistence.persister import Persister
@@ -268,3 +270,51 @@ async def test_a_running_key_is_in_use_until_it_counts_as_stopped(
     response = await api.client.post("/v1/payments", data=raw, headers=headers)
     assert response.status == 201 and await response.read() == first
     assert await _payments(runtime, persister) == 1
+
+
+async def test_a_crowd_of_keyed_redemptions_shares_its_record_calls(
+        api: Api, runtime: Runtime, persister: Persister) -> None:
+    """300 redemptions of one invite at once, each under its own key (as dropgate's
+    client sends them), for 250 uses: exactly 250 succeed; the records' script calls
+    are shared (fewer calls than records); the same 300 again, at once, are all replays
+    of the first answers byte for byte and change nothing; PostgreSQL equals Redis."""
+    status, body = await api.call("POST", "/v1/invites", json={"code": "CROWD", "max_uses": 250})
+    assert status == 201, body
+    records = runtime.idempotency.records
+    calls, items = records.batches, records.items
+    path = "/v1/invites/CROWD/redeem"
+    first = await asyncio.gather(*(send(api, path, {"user_id": f"u{i}"}, f"k{i}") for i in range(300)))
+    assert sorted(a[0] for a in first).count(200) == 250, first
+    assert all(a[0] == 409 and b'"EXHAUSTED"' in a[1] for a in first if a[0] != 200)
+    assert not any(a[2] for a in first)
+    assert sorted(msgspec.json.decode(a[1])["used_count"] for a in first if a[0] == 200) == list(range(1, 251))
+    assert records.items - items == 600  # a begin and a finish per request
+    assert records.batches - calls < 300, (records.batches - calls, records.items - items)
+
+    again = await asyncio.gather(*(send(api, path, {"user_id": f"u{i}"}, f"k{i}") for i in range(300)))
+    assert again == [(status, raw, True) for status, raw, _ in first]
+    assert (await api.call("GET", "/v1/invites/CROWD"))[1]["used_count"] == 250
+    await persister.drain()
+    assert await runtime.pool.fetchval(
+        "SELECT count(*) FROM invite_code_uses WHERE tenant_id = 'acme' AND code = 'CROWD'") == 250
+
+
+async def test_one_call_decides_its_records_in_order(runtime: Runtime) -> None:
+    """Within one script call each item reads what the items before it wrote: a finish
+    makes a later begin of its key a replay, a release makes it run again, another
+    fingerprint is refused and a second begin of a running key is in use."""
+    idem = runtime.idempotency
+    tk = runtime.keys.tenant("acme")
+    partition = (tk.offer_idempotency(), tk.offer_idempotency_expiry())
+    answers = await idem._decide(partition, [
+        ("b", "acme:a", "fp-a"), ("f", "acme:a", "fp-a", "201", b'{"x":"/\xc3\xa9"}'), ("b", "acme:a", "fp-a"),
+        ("b", "acme:b", "fp-b"), ("r", "acme:b", "fp-b"), ("b", "acme:b", "fp-b"),
+        ("b", "acme:b", "fp-other"), ("b", "acme:b", "fp-b"), ("f", "acme:never", "fp", "200", b"{}"),
+    ])
+    assert answers == ["", "1", '201 {"x":"/\u00e9"}', "", "1", "", "!IDEMPOTENCY_KEY_REUSED",
+                       "!IDEMPOTENCY_KEY_IN_USE", "0"]
+    # written as one: the records read back from Redis as the call left them
+    assert await idem.begin("acme", "a", "fp-a") == Replay(201, b'{"x":"/\xc3\xa9"}')
+    with pytest.raises(IdempotencyKeyInUse):
+        await idem.begin("acme", "b", "fp-b")
+    assert await runtime.redis.hget(partition[0], "acme:never") is None

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Api
 from tests.support.offers import create_offer, purchase
 
-QUEUES = ("invite_redemptions", "promo_redemptions", "code_reservations", "offer_purchases")
+QUEUES = ("invite_redemptions", "promo_redemptions", "code_reservations", "offer_purchases",
+          "idempotency_records")
 
 
 def _sample(exposition: str, name: str, queue: str) -> float:
@@ -53,5 +54,14 @@ async def test_a_crowd_shows_how_it_coalesced(api: Api) -> None:
     # the offer's next batch, so the last ones may still be queued)
     assert crowd <= items <= 2 * crowd
     assert 1 <= calls < crowd
-    for queue in ("promo_redemptions", "code_reservations"):  # untouched
+    for queue in ("promo_redemptions", "code_reservations", "idempotency_records"):  # untouched
         assert _sample(after, "dropgate_batches_total", queue) == 0
+
+    # a crowd with keys, as dropgate's client sends them: a record begun and finished per request
+    keyed = await asyncio.gather(*(api.call("POST", "/v1/invites/CROWD/redeem", json={"user_id": f"k{i}"},
+                                            headers=api.service | {"Idempotency-Key": f"key-{i}"})
+                                   for i in range(crowd)))
+    assert [status for status, _ in keyed] == [200] * crowd
+    after = await _scrape(api)
+    assert _sample(after, "dropgate_batched_items_total", "idempotency_records") == 2 * crowd
+    assert 1 <= _sample(after, "dropgate_batches_total", "idempotency_records") < crowd

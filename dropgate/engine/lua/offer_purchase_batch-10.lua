@@ -7,7 +7,7 @@
   own while pending: the purchase's next event carries it; a purchase already settled,
   canceled right after its 201, gets one offer.purchase) and store the response the client saw
   under its idempotency key (running -> done). The idempotency records are
-  lib/dg_idem.lua's, shared with idem_begin / idem_finish of every other route; the
+  lib/dg_idem.lua's, shared with idem_batch of every other route; the
   rate limit is lib/dg_gcra.lua's: this script itself keeps the holds and records.
   Holds: each request is decided on its own, in order, exactly as if it ran alone:
     1. idempotency key (when given): a live record with another fingerprint ->
