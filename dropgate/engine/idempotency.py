@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
 
 import msgspec
 
@@ -60,9 +59,11 @@ class Replay(msgspec.Struct, frozen=True):
     body: bytes
 
 
-_Item = tuple[str | bytes, ...]  # ("b", field, fingerprint) | ("f", field, fingerprint, status, body) | ("r", ...)
+# ("b", field, fingerprint) | ("f", field, fingerprint, status, body) | ("r", field, fingerprint)
+_Item = tuple[str, str, str] | tuple[str, str, str, int, bytes]
 _Partition = tuple[str, str]  # (idempotency hash, its expiry zset)
 _results = msgspec.json.Decoder(list[str])
+_encode_items = msgspec.json.Encoder().encode
 _BEGUN = ""
 
 MAX_COALESCED = 64  # records of one partition decided by one script call
@@ -106,7 +107,7 @@ class Idempotency:
     async def finish(self, tenant_id: str, digest: str, fingerprint: str, *, status: int,
                      body: bytes) -> None:
         """Store the answer the client is about to see."""
-        await self._submit(tenant_id, ("f", f"{tenant_id}:{digest}", fingerprint, str(status), body),
+        await self._submit(tenant_id, ("f", f"{tenant_id}:{digest}", fingerprint, status, body),
                            completes=True)
 
     async def release(self, tenant_id: str, digest: str, fingerprint: str) -> None:
@@ -127,8 +128,15 @@ class Idempotency:
 
     async def _decide(self, partition: _Partition, items: list[_Item]) -> list[str]:
         """One script call for a batch of one partition's records, each decided on its own."""
-        args: list[Any] = [self._ttl_ms, self._stale_ms]
+        heads: list[tuple[str, str, str] | tuple[str, str, str, int, int]] = []
+        bodies: list[bytes] = []
         for item in items:
-            args.extend(item)
-        raw = await self._ctx.scripts.raw("idem_batch", list(partition), args)
+            if len(item) == 5:
+                body = item[4]
+                heads.append((item[0], item[1], item[2], item[3], len(body)))
+                bodies.append(body)
+            else:
+                heads.append(item)
+        raw = await self._ctx.scripts.raw("idem_batch", list(partition), [
+            self._ttl_ms, self._stale_ms, _encode_items(heads), b"".join(bodies)])
         return _results.decode(raw)

@@ -307,9 +307,9 @@ async def test_one_call_decides_its_records_in_order(runtime: Runtime) -> None:
     tk = runtime.keys.tenant("acme")
     partition = (tk.offer_idempotency(), tk.offer_idempotency_expiry())
     answers = await idem._decide(partition, [
-        ("b", "acme:a", "fp-a"), ("f", "acme:a", "fp-a", "201", b'{"x":"/\xc3\xa9"}'), ("b", "acme:a", "fp-a"),
+        ("b", "acme:a", "fp-a"), ("f", "acme:a", "fp-a", 201, b'{"x":"/\xc3\xa9"}'), ("b", "acme:a", "fp-a"),
         ("b", "acme:b", "fp-b"), ("r", "acme:b", "fp-b"), ("b", "acme:b", "fp-b"),
-        ("b", "acme:b", "fp-other"), ("b", "acme:b", "fp-b"), ("f", "acme:never", "fp", "200", b"{}"),
+        ("b", "acme:b", "fp-other"), ("b", "acme:b", "fp-b"), ("f", "acme:never", "fp", 200, b"{}"),
     ])
     assert answers == ["", "1", '201 {"x":"/\u00e9"}', "", "1", "", "!IDEMPOTENCY_KEY_REUSED",
                        "!IDEMPOTENCY_KEY_IN_USE", "0"]

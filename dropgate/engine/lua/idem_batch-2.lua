@@ -15,9 +15,12 @@
   KEYS[1] idempotency hash    <prefix>:{pN}:idem
   KEYS[2] idempotency expiry  <prefix>:{pN}:idem_exp
   ARGV[1] record ttl ms   ARGV[2] ms after which a running record's request counts as stopped
-  ARGV[3..] the items, one after another: "b" field fingerprint (begin), "f" field
-          fingerprint status body (finish: the answer's body raw), "r" field fingerprint
-          (release); field = "<tenant>:<key digest>"
+  ARGV[3] the items, one JSON array of ["b", field, fingerprint] (begin), ["f", field,
+          fingerprint, status, body length in bytes] (finish), ["r", field, fingerprint]
+          (release); field = "<tenant>:<key digest>" (one argument, not 3 to 5 per item:
+          packing arguments is the caller's main cost)
+  ARGV[4] the finishes' bodies, one after the other in their order in ARGV[3] (raw:
+          never escaped into JSON and decoded again)
   Returns a JSON array, one string per item: begin "" (begun: run the request, then
   finish it) or "<status> <body>" (the stored answer, its body byte for byte) or "!CODE"
   (an error of that code); finish and release "1" when a running record was stored or
@@ -31,41 +34,37 @@
 --- @include "dg_idem"
 local idem = dg_idem(KEYS[1], KEYS[2], true)
 local ttl, stale = tonumber(ARGV[1]), tonumber(ARGV[2])
+local items = cjson.decode(ARGV[3])
 local fields = {}
-local i = 3
-while i <= #ARGV do
-  fields[#fields + 1] = ARGV[i + 1]
-  i = i + (ARGV[i] == 'f' and 5 or 3)
-end
+for n, item in ipairs(items) do fields[n] = item[2] end
 idem.load(fields)
 local now = dg_now_ms()
 local out = {}
-i = 3
-while i <= #ARGV do
-  local op, field, fp = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+local body_at = 1
+for n, item in ipairs(items) do
+  local op, field, fp = item[1], item[2], item[3]
   if op == 'b' then
     local rec = idem.read(field, now)
     local decided = idem.decide(rec, fp)
     if decided == 'replay' then
-      out[#out + 1] = rec.status .. ' ' .. rec.body
+      out[n] = rec.status .. ' ' .. rec.body
     elseif decided == 'IDEMPOTENCY_KEY_IN_USE' and rec.at + stale <= now then
       idem.rerun(field, rec, now)
-      out[#out + 1] = ''
+      out[n] = ''
     elseif decided then
-      out[#out + 1] = '!' .. decided
+      out[n] = '!' .. decided
     else
       idem.begin(field, fp, now, ttl, nil)
-      out[#out + 1] = ''
+      out[n] = ''
     end
-    i = i + 3
   elseif op == 'f' then
-    out[#out + 1] = idem.store(field, ARGV[i + 3], ARGV[i + 4]) and '1' or '0'
-    i = i + 5
+    local body = string.sub(ARGV[4], body_at, body_at + item[5] - 1)
+    body_at = body_at + item[5]
+    out[n] = idem.store(field, tostring(item[4]), body) and '1' or '0'
   else
-    local raw = idem.read(field, now)
-    out[#out + 1] = (raw and raw.st == 'running' and raw.fp == fp) and '1' or '0'
+    local rec = idem.read(field, now)
+    out[n] = (rec and rec.st == 'running' and rec.fp == fp) and '1' or '0'
     idem.release(field, fp)
-    i = i + 3
   end
 end
 idem.flush()
