@@ -29,7 +29,8 @@ every hot path four servers take turns in the same rounds:
   offer row, ``UPDATE``, ``INSERT``).
 
 Every request is meant to succeed: wrk's Lua script (``benchmarks.revisions``) makes
-a new user (and Idempotency-Key) per request; any non-2xx answer, empty reservation
+a new user per request, and an Idempotency-Key on the purchase (``--keys``: on every
+dropgate request, as dropgate's client sends them); any non-2xx answer, empty reservation
 or socket error flags the window. Reported per path and design: requests/s and its
 ratio to the no-op's in the same round; the server process's CPU per request
 (``/proc/<pid>/stat`` utime + stime over the window, divided by its requests) and the
