@@ -709,6 +709,7 @@ def summarize(p: PathRun) -> dict[str, Any]:
     persister["crowd_s"] = round(last.crowd_s, 3)
     # the crowd's rate in requests persisted (a reservation batch is one event of many)
     persister["crowd_units_per_s"] = (designs["dropgate"]["per_s"] if PATHS[p.name].route.reserves
+                                      and persister["crowd_events_per_s"] is not None
                                       else persister["crowd_events_per_s"])
     # the paused window against the rounds' no-op: the API's rate with the persister's CPU elsewhere
     persister["ceiling"] = p.ceiling | {
@@ -778,7 +779,7 @@ def table(result: dict[str, Any]) -> str:
 
 def _units(ceiling: dict[str, Any]) -> str:
     """A paused crowd's backlog in requests, where its events each hold many (reservations)."""
-    if ceiling.get("units", ceiling["events"]) == ceiling["events"]:
+    if ceiling["units"] == ceiling["events"]:
         return ""
     return f" ({ceiling['units']:,.0f} reservations: {_n(ceiling['units_per_s'], '/s')})"
 
@@ -795,13 +796,12 @@ def targets(result: dict[str, Any]) -> list[str]:
                      f"CPU efficiency {d['cpu_efficiency']:.2f} >= 0.75 {mark(d['cpu_efficiency'] >= 0.75)}; "
                      f"p99 {d['p99_vs_noop']:.1f}x <= 2x {mark(d['p99_vs_noop'] <= 2)}")
     # in requests persisted per second: an event each, a reservation batch's event many
-    crowd = [q for p in result["paths"] if p["persister"]["crowd_events_per_s"] is not None
-             and (q := p["persister"].get("crowd_units_per_s")) is not None]
+    crowd = [q for p in result["paths"] if (q := p["persister"]["crowd_units_per_s"]) is not None]
     if crowd:
         bar = 1.5 * max(crowd)
         for p in result["paths"]:
             c = p["persister"]["ceiling"]
-            rate = c.get("units_per_s")
+            rate = c["units_per_s"]
             if rate is None:
                 lines.append(f"- persister on {p['path']}: n/a (its paused crowd left {c['events']:,.0f} events: "
                              f"this path's crowd appends too few to time)")

@@ -59,8 +59,9 @@ class Replay(msgspec.Struct, frozen=True):
     body: bytes
 
 
-# ("b", field, fingerprint) | ("f", field, fingerprint, status, body) | ("r", field, fingerprint)
-_Item = tuple[str, str, str] | tuple[str, str, str, int, bytes]
+# (its entry in the call's JSON array, the body it stores): (("b", field, fingerprint), b""),
+# (("f", field, fingerprint, status, len(body)), body), (("r", field, fingerprint), b"")
+_Item = tuple[tuple[str, str, str] | tuple[str, str, str, int, int], bytes]
 _Partition = tuple[str, str]  # (idempotency hash, its expiry zset)
 _results = msgspec.json.Decoder(list[str])
 _encode_items = msgspec.json.Encoder().encode
@@ -96,7 +97,7 @@ class Idempotency:
     async def begin(self, tenant_id: str, digest: str, fingerprint: str) -> Replay | None:
         """Mark the request running (None: run it), or the stored answer to replay;
         raises ``IdempotencyKeyReused`` / ``IdempotencyKeyInUse``."""
-        answer = await self._submit(tenant_id, ("b", f"{tenant_id}:{digest}", fingerprint))
+        answer = await self._submit(tenant_id, (("b", f"{tenant_id}:{digest}", fingerprint), b""))
         if answer == _BEGUN:
             return None
         if answer.startswith("!"):
@@ -107,12 +108,12 @@ class Idempotency:
     async def finish(self, tenant_id: str, digest: str, fingerprint: str, *, status: int,
                      body: bytes) -> None:
         """Store the answer the client is about to see."""
-        await self._submit(tenant_id, ("f", f"{tenant_id}:{digest}", fingerprint, status, body),
+        await self._submit(tenant_id, (("f", f"{tenant_id}:{digest}", fingerprint, status, len(body)), body),
                            completes=True)
 
     async def release(self, tenant_id: str, digest: str, fingerprint: str) -> None:
         """Drop the running record: the request was refused before it changed anything."""
-        await self._submit(tenant_id, ("r", f"{tenant_id}:{digest}", fingerprint), completes=True)
+        await self._submit(tenant_id, (("r", f"{tenant_id}:{digest}", fingerprint), b""), completes=True)
 
     def _submit(self, tenant_id: str, item: _Item, *, completes: bool = False) -> asyncio.Future[str]:
         """Queue one record's operation with its partition's next call. ``completes``
@@ -128,15 +129,7 @@ class Idempotency:
 
     async def _decide(self, partition: _Partition, items: list[_Item]) -> list[str]:
         """One script call for a batch of one partition's records, each decided on its own."""
-        heads: list[tuple[str, str, str] | tuple[str, str, str, int, int]] = []
-        bodies: list[bytes] = []
-        for item in items:
-            if len(item) == 5:
-                body = item[4]
-                heads.append((item[0], item[1], item[2], item[3], len(body)))
-                bodies.append(body)
-            else:
-                heads.append(item)
         raw = await self._ctx.scripts.raw("idem_batch", list(partition), [
-            self._ttl_ms, self._stale_ms, _encode_items(heads), b"".join(bodies)])
+            self._ttl_ms, self._stale_ms, _encode_items([entry for entry, _ in items]),
+            b"".join(body for _, body in items)])
         return _results.decode(raw)

@@ -302,19 +302,22 @@ async def test_a_crowd_of_keyed_redemptions_shares_its_record_calls(
 async def test_one_call_decides_its_records_in_order(runtime: Runtime) -> None:
     """Within one script call each item reads what the items before it wrote: a finish
     makes a later begin of its key a replay, a release makes it run again, another
-    fingerprint is refused and a second begin of a running key is in use."""
+    fingerprint is refused and a second begin of a running key is in use; a finish or
+    release of a key never begun changes nothing."""
     idem = runtime.idempotency
     tk = runtime.keys.tenant("acme")
     partition = (tk.offer_idempotency(), tk.offer_idempotency_expiry())
+    body = b'{"x":"/\xc3\xa9"}'
     answers = await idem._decide(partition, [
-        ("b", "acme:a", "fp-a"), ("f", "acme:a", "fp-a", 201, b'{"x":"/\xc3\xa9"}'), ("b", "acme:a", "fp-a"),
-        ("b", "acme:b", "fp-b"), ("r", "acme:b", "fp-b"), ("b", "acme:b", "fp-b"),
-        ("b", "acme:b", "fp-other"), ("b", "acme:b", "fp-b"), ("f", "acme:never", "fp", 200, b"{}"),
+        (("b", "acme:a", "fp-a"), b""), (("f", "acme:a", "fp-a", 201, len(body)), body), (("b", "acme:a", "fp-a"), b""),
+        (("b", "acme:b", "fp-b"), b""), (("r", "acme:b", "fp-b"), b""), (("b", "acme:b", "fp-b"), b""),
+        (("b", "acme:b", "fp-other"), b""), (("b", "acme:b", "fp-b"), b""),
+        (("f", "acme:never", "fp", 200, 2), b"{}"), (("r", "acme:never", "fp"), b""),
     ])
     assert answers == ["", "1", '201 {"x":"/\u00e9"}', "", "1", "", "!IDEMPOTENCY_KEY_REUSED",
-                       "!IDEMPOTENCY_KEY_IN_USE", "0"]
+                       "!IDEMPOTENCY_KEY_IN_USE", "0", "0"]
     # written as one: the records read back from Redis as the call left them
-    assert await idem.begin("acme", "a", "fp-a") == Replay(201, b'{"x":"/\xc3\xa9"}')
+    assert await idem.begin("acme", "a", "fp-a") == Replay(201, body)
     with pytest.raises(IdempotencyKeyInUse):
         await idem.begin("acme", "b", "fp-b")
     assert await runtime.redis.hget(partition[0], "acme:never") is None

@@ -62,9 +62,7 @@ for n, item in ipairs(items) do
     body_at = body_at + item[5]
     out[n] = idem.store(field, tostring(item[4]), body) and '1' or '0'
   else
-    local rec = idem.read(field, now)
-    out[n] = (rec and rec.st == 'running' and rec.fp == fp) and '1' or '0'
-    idem.release(field, fp)
+    out[n] = idem.release(field, fp) and '1' or '0'
   end
 end
 idem.flush()

@@ -17,7 +17,8 @@
 --   store(field, status, body)       running -> done (at, expiry, fingerprint kept as
 --                                    they are: no parse); false when it is not running
 --   release(field, fp)               drop a running record of `fp` (the request was
---                                    refused before any change: a repeat runs again)
+--                                    refused before any change: a repeat runs again);
+--                                    false when there was none
 -- `buffered` (a script deciding many requests in one call): the writes are kept in the
 -- script, and read back by the operations above exactly as if written, until flush()
 -- writes them all with one HSET and one ZADD (two calls per request otherwise, the
@@ -97,13 +98,13 @@ local function dg_idem(hash, expiry, buffered)
   end
   function idem.release(field, fp)
     local raw = get(field)
-    if raw and string.match(raw, '^R %d+ %d+ (%S+) ') == fp then
-      redis.call('HDEL', hash, field)
-      if buffered then
-        cache[field] = false
-        dirty[field] = nil  -- flush() skips it
-      end
+    if not (raw and string.match(raw, '^R %d+ %d+ (%S+) ') == fp) then return false end
+    redis.call('HDEL', hash, field)
+    if buffered then
+      cache[field] = false
+      dirty[field] = nil  -- flush() skips it
     end
+    return true
   end
   function idem.load(fields)
     if not buffered or #fields == 0 then return end
