@@ -62,7 +62,7 @@ def bare_handler(spec: RouteSpec, runtime: Runtime) -> RouteHandler:
             tenant_id = principal.tenant_id or ""
             arrived = arrived_body(request, request.content_length, limit)
             raw = await request.read() if arrived is None else arrived
-            call = Call(request, decode(raw), principal, tenant_id, runtime, params)
+            call = Call(request, decode(raw), principal, tenant_id, runtime, params, raw)
             if by_key and "Idempotency-Key" in request.headers:
                 async def run() -> tuple[int, bytes]:
                     return status, _encoder.encode(await route(call))

@@ -1,8 +1,9 @@
 """Campaign code pools: upload, reserve, assign, release and count, none scanning the pool.
 
 Script <-> method: ``codes_upload-6.lua`` <-> ``Codes.upload_batch`` (driven by
-``Codes.upload``), ``codes_reserve-6.lua`` <-> ``Codes.reserve`` (coalesced by the
-engine's ``Batcher``: concurrent reservations of one pool share a script call),
+``Codes.upload``), ``codes_reserve-8.lua`` <-> ``Codes.reserve`` and
+``Codes.reserve_keyed`` (coalesced by the engine's ``Batcher``: concurrent reservations
+of one pool share a script call, which also decides the keyed ones' records),
 ``codes_assign-7.lua`` <-> ``Codes.assign``, ``codes_release-5.lua`` <->
 ``Codes.release``, ``codes_count-3.lua`` <-> ``Codes.count``; ``codes_commit-5.lua`` /
 ``codes_discard-5.lua`` <-> ``Codes._commit`` / ``Codes._discard`` (staged uploads, all or
@@ -25,6 +26,14 @@ import msgspec
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.codefile import CodeFileParser
 from dropgate.engine.context import EngineContext
+from dropgate.engine.idempotency import (
+    Answered,
+    KeyedAnswer,
+    RecordKey,
+    answered,
+    encode_records,
+    stale_after_ms,
+)
 from dropgate.errors import (
     DropgateError,
     InsufficientCodes,
@@ -32,6 +41,7 @@ from dropgate.errors import (
     Unavailable,
     UnknownType,
     ValidationError,
+    error_for,
 )
 from dropgate.ids import check_id, check_type, random_hex, text, text_map
 from dropgate.specs.coderecord import parse_record
@@ -124,6 +134,26 @@ class _Ask(msgspec.Struct, frozen=True):
     reserve_id: str
     count: int
     partial: bool = True
+    record: RecordKey | None = None  # its record under an Idempotency-Key
+
+
+class _Reserved(KeyedAnswer, kw_only=True):
+    """One reservation's entry in a batch answer (``short``: refused all-or-nothing)."""
+
+    reserve_id: str = ""
+    codes: list[str] = []
+    reserved_at_ms: int = 0
+    expires_at_ms: int = 0
+    short: int | None = None
+
+    def reservation(self) -> Reservation:
+        return Reservation(reserve_id=self.reserve_id, codes=self.codes, reserved_at_ms=self.reserved_at_ms,
+                           expires_at_ms=self.expires_at_ms)
+
+
+def _insufficient(available: int) -> InsufficientCodes:
+    return InsufficientCodes(f"Only {available} codes are available; nothing was reserved.",
+                             details={"available": available})
 
 
 # tenant, campaign, type, ttl_ms (0: the campaign's): reservations coalesce per pool
@@ -149,9 +179,11 @@ class Codes:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
         # one script call per batch of a pool's reservations, within MAX_RESERVE codes
-        self.reservations: Batcher[_Pool, _Ask, Reservation] = Batcher(
+        self.reservations: Batcher[_Pool, _Ask, _Reserved] = Batcher(
             self._reserve_batch, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
             weight=_ask_count, max_weight=MAX_RESERVE, name="code_reservations")
+        self._idem_ttl_ms = ctx.settings.idempotency_ttl_s * 1000
+        self._idem_stale_ms = stale_after_ms(ctx.settings.stripe_timeout_s)
         self._known: set[tuple[str, str, str]] = set()
         self._cleanups: set[asyncio.Future[None]] = set()  # discards outliving their request
 
@@ -372,6 +404,26 @@ class Codes:
         flight, new requests queue, and the next call serves all of them at once (each
         under its own reserve_id). No added latency, far fewer round trips in a crowd.
         """
+        answer = await self._reserve(tenant_id, campaign_id, type, count, ttl_ms, partial, None)
+        if answer.err is not None:
+            raise error_for(answer.err, details=answer.details or None)
+        if answer.short is not None:
+            raise _insufficient(answer.short)
+        return answer.reservation()
+
+    async def reserve_keyed(
+        self, tenant_id: str, campaign_id: str, type: str, count: int, *, ttl_ms: int | None = None,
+        partial: bool = True, record: RecordKey,
+    ) -> Answered[Reservation]:
+        """``reserve`` under an Idempotency-Key: a repeat gets the first answer (the same
+        reserve_id and codes), filed in the same script call as the codes taken."""
+        answer = await self._reserve(tenant_id, campaign_id, type, count, ttl_ms, partial, record)
+        if answer.short is not None and answer.err is None and not answer.status:
+            return Answered(None, _insufficient(answer.short), answer.replayed == 1)
+        return answered(answer, answer.reservation())
+
+    async def _reserve(self, tenant_id: str, campaign_id: str, type: str, count: int, ttl_ms: int | None,
+                       partial: bool, record: RecordKey | None) -> _Reserved:
         if not 1 <= count <= MAX_RESERVE:
             raise ValidationError(f"count must be 1-{MAX_RESERVE}.", details={"field": "count"})
         ttl = ttl_ms if ttl_ms is not None else 0
@@ -382,30 +434,28 @@ class Codes:
         await self.require_campaign(tenant_id, campaign_id, type)
         pool = (check_id(tenant_id, "tenant_id"), campaign_id, type, ttl)
         try:
-            waiter = self.reservations.enqueue(pool, _Ask(random_hex(16), count, partial))
+            waiter = self.reservations.enqueue(pool, _Ask(random_hex(16), count, partial, record))
         except QueueFull:
             raise Unavailable("Too many reservations are queued for this pool; retry shortly.",
                               details={"campaign_id": campaign_id, "type": type}) from None
-        result = await waiter  # a cancelled caller's codes expire with the TTL
-        if result.short is not None:
-            raise InsufficientCodes(f"Only {result.short} codes are available; nothing was reserved.",
-                                    details={"available": result.short})
-        return result
+        return await waiter  # a cancelled caller's codes expire with the TTL
 
-    async def _reserve_batch(self, pool: _Pool, asks: list[_Ask]) -> list[Reservation]:
+    async def _reserve_batch(self, pool: _Pool, asks: list[_Ask]) -> list[_Reserved]:
         """One script call serving a batch of the pool's reservations, each under its id."""
         tenant_id, campaign_id, type, ttl = pool
         tk = self._ctx.keys.tenant(tenant_id)
+        keyed = any(a.record is not None for a in asks)
         return await self._ctx.scripts.call(
             "codes_reserve",
             [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
              tk.codes_available(campaign_id, type), tk.codes_reserved(campaign_id, type),
-             tk.codes_def(campaign_id)],
+             tk.codes_def(campaign_id), tk.offer_idempotency(), tk.offer_idempotency_expiry()],
             [self._ctx.backlog_bound, tenant_id, campaign_id, type,
              "\n".join(a.reserve_id for a in asks), "\n".join(str(a.count) for a in asks),
              ttl or "", "\n".join("1" if a.partial else "0" for a in asks),
-             self._ctx.settings.code_reservation_ttl * 1000],
-            type=list[Reservation],
+             self._ctx.settings.code_reservation_ttl * 1000, self._idem_ttl_ms, self._idem_stale_ms,
+             encode_records([a.record or 0 for a in asks]) if keyed else ""],
+            type=list[_Reserved],
         )
 
     async def assign(

@@ -2,13 +2,21 @@
 
 A record lives in its tenant's partition (``Keys.offer_idempotency``, field
 ``<tenant>:<digest of the key>``) for ``idempotency_ttl_s`` and is written only by
-scripts that include ``lua/lib/dg_idem.lua``: the purchase batch (which marks and
-stores its records inside its own call, so a purchase pays no extra round trip) and
-``idem_batch-2.lua`` for every other route that replays by key
-(``http/idempotency.py``), which decides the records of a partition's concurrent
-requests in one call. A record holds the request's fingerprint and, once
-finished, the status and the exact bytes answered: the engine stores them as
-opaque bytes and never builds an HTTP answer itself.
+scripts that include ``lua/lib/dg_idem.lua``:
+
+- the hot redemptions (invite redeem, promo redeem, code reservation) decide a
+  request's record in the call that decides its effect (``RecordKey``, ``Answered``):
+  a repeat is answered there, and a first request's answer is filed with its effect,
+  atomically, as the script's own JSON answer, which the route renders as it renders
+  a fresh one. No call is paid for the record, and no record is ever left running
+  between an effect and its answer (a crash there made a retry wait, then run twice);
+- the purchase batch marks and stores its records inside its own calls (its answer
+  waits for the payment provider in between);
+- ``idem_batch-2.lua`` for every other route that replays by key
+  (``http/idempotency.py``), which decides the records of a partition's concurrent
+  requests in one call. There a record holds, once finished, the status and the
+  exact bytes answered: the engine stores them as opaque bytes and never builds an
+  HTTP answer itself.
 
 Semantics (Stripe's, kept from purchases): the same key with the same request
 replays the stored answer; with another request it is 422
@@ -20,12 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
-from dropgate.errors import Unavailable, ValidationError, error_for
+from dropgate.errors import DropgateError, Unavailable, ValidationError, error_for
+
+T = TypeVar("T")
 
 MAX_KEY_LENGTH = 255
 
@@ -57,6 +69,53 @@ class Replay(msgspec.Struct, frozen=True):
 
     status: int
     body: bytes
+
+
+class RecordKey(msgspec.Struct, array_like=True, frozen=True):
+    """A keyed request's record, as the script that decides its effect takes it
+    (one ``[field, fingerprint]`` of a JSON array)."""
+
+    field: str  # "<tenant>:<key digest>": the partition's idempotency hash's field
+    fingerprint: str  # of the request (method, path, body): another request is 422
+
+
+def record_key(tenant_id: str, digest: str, fingerprint: str) -> RecordKey:
+    return RecordKey(f"{tenant_id}:{digest}", fingerprint)
+
+
+class KeyedAnswer(msgspec.Struct):
+    """What a script's answer to a keyed request may hold besides its own fields
+    (lib/dg_idem.lua's ``ask``): a refusal, the replay mark, or an HTTP answer stored
+    by ``idem_batch`` before the route's script kept its records itself."""
+
+    err: str | None = None
+    details: dict[str, Any] = {}
+    replayed: int = 0
+    status: int = 0
+    body: msgspec.Raw = msgspec.Raw(b"")
+
+
+@dataclass(slots=True, frozen=True)
+class Answered(Generic[T]):
+    """A keyed request's outcome: its value or its refusal (``error``, not raised: a
+    replayed one is sent, a fresh one raised by the route), or a stored HTTP answer."""
+
+    value: T | None
+    error: DropgateError | None = None
+    replayed: bool = False
+    stored: Replay | None = None
+
+
+def answered(answer: KeyedAnswer, value: T) -> Answered[T]:
+    """``answer``'s outcome, ``value`` being what its own fields give on success."""
+    if answer.status:
+        return Answered(None, None, True, Replay(answer.status, bytes(answer.body)))
+    if answer.err is not None:
+        return Answered(None, error_for(answer.err, details=answer.details or None), answer.replayed == 1)
+    return Answered(value, None, answer.replayed == 1)
+
+
+encode_records = msgspec.json.Encoder().encode  # list[RecordKey | int]: [field, fingerprint] or 0
 
 
 # (its entry in the call's JSON array, the body it stores): (("b", field, fingerprint), b""),

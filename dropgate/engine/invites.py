@@ -1,19 +1,27 @@
 """Invite codes: a user uses a code at most once, and uses never exceed ``max_uses``.
 
 Script <-> method: ``invite_create-2.lua`` <-> ``Invites.create``,
-``invite_update-2.lua`` <-> ``Invites.update``, ``invite_redeem-3.lua`` <->
-``Invites.redeem`` (coalesced by the engine's ``Batcher``: concurrent redemptions of one
-code share a script call, each still decided, refused and logged on its own).
+``invite_update-2.lua`` <-> ``Invites.update``, ``invite_redeem-5.lua`` <->
+``Invites.redeem`` and ``Invites.redeem_keyed`` (coalesced by the engine's ``Batcher``:
+concurrent redemptions of one code share a script call, each still decided, refused,
+logged and, under an Idempotency-Key, recorded on its own).
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import msgspec
 
 from dropgate.engine.context import EngineContext
+from dropgate.engine.idempotency import (
+    Answered,
+    KeyedAnswer,
+    RecordKey,
+    answered,
+    encode_records,
+    stale_after_ms,
+)
 from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
 from dropgate.errors import error_for
@@ -38,7 +46,11 @@ class Invites:
         self._ctx = ctx
         # one script call per batch of a code's redemptions: under a crowd, one hot code
         # costs one Redis round trip per batch; a lone request still leaves at once
-        self.redemptions: Redemptions[str, int] = Redemptions(self._redeem_batch, name="invite_redemptions")
+        self.redemptions: Redemptions[_Ask, int | Answered[int]] = Redemptions(
+            self._redeem_batch, name="invite_redemptions")
+        s = ctx.settings
+        self._idem_ttl_ms = s.idempotency_ttl_s * 1000
+        self._idem_stale_ms = stale_after_ms(s.stripe_timeout_s)
 
     async def close(self) -> None:
         """Let queued redemptions finish (briefly), then stop their drains."""
@@ -96,30 +108,49 @@ class Invites:
     async def redeem(self, tenant_id: str, code: str, *, user_id: str) -> int:
         """Return the code's ``used_count`` after this use."""
         self._ctx.keys.tenant(tenant_id).invite(code)  # a bad id is this caller's 400 alone
-        waiter = self.redemptions.submit(tenant_id, code, user_id)
-        return await waiter  # its own refusal is raised here, to this caller alone
+        used = await self.redemptions.submit(tenant_id, code, (user_id, None))
+        assert isinstance(used, int)
+        return used  # its own refusal was raised, to this caller alone
 
-    async def _redeem_batch(self, key: tuple[str, str], users: list[str]
-                            ) -> list[int | BaseException]:
+    async def redeem_keyed(self, tenant_id: str, code: str, *, user_id: str,
+                           record: RecordKey) -> Answered[int]:
+        """``redeem`` under an Idempotency-Key: a repeat gets the first answer, filed in
+        the same script call as the use itself."""
+        self._ctx.keys.tenant(tenant_id).invite(code)
+        outcome = await self.redemptions.submit(tenant_id, code, (user_id, record))
+        assert isinstance(outcome, Answered)
+        return outcome
+
+    async def _redeem_batch(self, key: tuple[str, str], asks: list[_Ask]
+                            ) -> list[int | Answered[int] | BaseException]:
         """One script call deciding a batch of one code's redemptions, each on its own."""
         tenant_id, code = key
         tk = self._ctx.keys.tenant(tenant_id)
+        keyed = any(record is not None for _, record in asks)
         answers = await self._ctx.scripts.call(
             "invite_redeem",
-            [tk.log, tk.invite(code), tk.invite_users(code)],
-            [self._ctx.backlog_bound, tenant_id, code, _encode_users(users)],
+            [tk.log, tk.invite(code), tk.invite_users(code), tk.offer_idempotency(),
+             tk.offer_idempotency_expiry()],
+            [self._ctx.backlog_bound, tenant_id, code, _encode_users([user for user, _ in asks]),
+             self._idem_ttl_ms, self._idem_stale_ms,
+             encode_records([record or 0 for _, record in asks]) if keyed else ""],
             type=list[_Answer],
         )
-        return [a.used_count if a.err is None else error_for(a.err, details=a.details or None)
-                for a in answers]
+        return [_outcome(a) if record is None else answered(a, a.used_count)
+                for (_, record), a in zip(asks, answers, strict=True)]
 
 
-class _Answer(msgspec.Struct):
+_Ask = tuple[str, RecordKey | None]  # (user id, its record under a key)
+
+
+class _Answer(KeyedAnswer):
     """One request's entry in a batch answer: its count, or its own refusal."""
 
     used_count: int = 0
-    err: str | None = None
-    details: dict[str, Any] = {}
+
+
+def _outcome(a: _Answer) -> int | BaseException:
+    return a.used_count if a.err is None else error_for(a.err, details=a.details or None)
 
 
 _encode_users = msgspec.json.Encoder().encode

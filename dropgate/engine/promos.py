@@ -1,11 +1,12 @@
 """Promo codes: a bonus per use, counters that always equal the sum over the use records.
 
 Script <-> method: ``promo_create-2.lua`` <-> ``Promos.create``,
-``promo_update-2.lua`` <-> ``Promos.update``, ``promo_redeem-5.lua`` <->
-``Promos.redeem`` (and ``redeem_minor``; coalesced by the engine's ``Batcher``:
-concurrent redemptions of one code share a script call, each with its own checks,
-refusal, use record and event, and, for the HTTP route, its own rate limit in the
-same call), ``promo_rollback-4.lua`` <-> ``Promos.rollback``.
+``promo_update-2.lua`` <-> ``Promos.update``, ``promo_redeem-7.lua`` <->
+``Promos.redeem`` (and ``redeem_keyed``, ``redeem_minor``; coalesced by the engine's
+``Batcher``: concurrent redemptions of one code share a script call, each with its own
+checks, refusal, use record and event, and, for the HTTP route, its own rate limit and,
+under an Idempotency-Key, its own record in the same call), ``promo_rollback-4.lua``
+<-> ``Promos.rollback``.
 
 Money is integers of the currency's minor unit end to end; a percent is an integer
 of hundredths of a basis point (``money.parse_percent``). The bonus is computed in
@@ -16,11 +17,12 @@ step that writes the use and both counters.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from dropgate.engine.context import EngineContext
+from dropgate.engine.idempotency import Answered, KeyedAnswer, RecordKey, answered, stale_after_ms
 from dropgate.engine.ratelimit import rate_limited
 from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
@@ -95,9 +97,11 @@ class Promos:
             raise ValueError("rate_limit_per_s must be > 0 and rate_limit_burst >= 1")
         self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
         self._rate_burst = s.rate_limit_burst
+        self._idem_ttl_ms = s.idempotency_ttl_s * 1000
+        self._idem_stale_ms = stale_after_ms(s.stripe_timeout_s)
         # one script call per batch of a code's redemptions (lib Batcher: no timer, a lone
         # request leaves at once)
-        self.redemptions: Redemptions[_Ask, Redemption | None] = Redemptions(self._redeem_batch,
+        self.redemptions: Redemptions[_Ask, _Outcome] = Redemptions(self._redeem_batch,
                                                                               name="promo_redemptions")
 
     async def close(self) -> None:
@@ -177,6 +181,22 @@ class Promos:
         route's limit), in the same script call; RateLimited before any other answer.
         Returns (currency, base in minor units, the script's answer).
         """
+        outcome = await self._redeem(tenant_id, code, customer_id, base_amount, rate_limit, 0)
+        assert isinstance(outcome, tuple)
+        return outcome
+
+    async def redeem_keyed(
+        self, tenant_id: str, code: str, *, customer_id: str, base_amount: str, rate_limit: bool = False,
+        record: RecordKey,
+    ) -> Answered[tuple[str, int, Redemption]]:
+        """``redeem`` under an Idempotency-Key: a repeat gets the first answer (and spends
+        no rate limit), filed in the same script call as the use itself."""
+        outcome = await self._redeem(tenant_id, code, customer_id, base_amount, rate_limit, record)
+        assert isinstance(outcome, Answered)
+        return outcome
+
+    async def _redeem(self, tenant_id: str, code: str, customer_id: str, base_amount: str, rate_limit: bool,
+                      record: RecordKey | int) -> tuple[str, int, Redemption] | Answered[tuple[str, int, Redemption]]:
         limit = rate_limit
         for attempt in (1, 2):
             try:
@@ -186,20 +206,36 @@ class Promos:
                 if limit:  # the limit is spent (and refuses) first, whatever follows
                     await self._submit(tenant_id, code, _Ask(customer_id, "", "", "", _LIMIT_ONLY))
                 raise
+            # ``redeem_minor``'s call, inlined: a crowd's request resumes through each
+            # coroutine it awaits in (BENCHMARKS.md, "The hot routes' own path")
+            ask = _redeem_ask(customer_id, base, currency, None, limit, record)
             try:
-                # ``redeem_minor``'s call, inlined: a crowd's request resumes through each
-                # coroutine it awaits in (BENCHMARKS.md, "The hot routes' own path")
-                result = await self._submit(tenant_id, code, _redeem_ask(customer_id, base, currency, None, limit))
-                assert result is not None
-                return currency, base, result
+                result = await self._submit(tenant_id, code, ask)
             except ValidationError as exc:
-                # the code was recreated (Redis restored, say) in another currency
-                stored = exc.details.get("currency")
-                if attempt == 2 or stored is None or stored == currency:
+                stale = self._stale_currency(tenant_id, code, exc, currency)
+                if attempt == 2 or not stale:
                     raise
-                self._currencies.pop((tenant_id, code), None)
                 limit = False  # spent by the first attempt
+                continue
+            if isinstance(result, Answered):
+                error = result.error
+                if (attempt == 1 and isinstance(error, ValidationError) and not result.replayed
+                        and self._stale_currency(tenant_id, code, error, currency)):
+                    limit = False
+                    continue
+                return result
+            assert result is not None
+            return currency, base, result
         raise AssertionError("unreachable")
+
+    def _stale_currency(self, tenant_id: str, code: str, exc: ValidationError, currency: str) -> bool:
+        """The code was recreated (Redis restored, say) in another currency than the one
+        cached: forget it, so that the next try parses the base in the stored one."""
+        stored = exc.details.get("currency")
+        if stored is None or stored == currency:
+            return False
+        self._currencies.pop((tenant_id, code), None)
+        return True
 
     async def redeem_minor(
         self, tenant_id: str, code: str, *, customer_id: str, base_minor: int, currency: str,
@@ -208,10 +244,10 @@ class Promos:
         """Redeem for ``base_minor`` minor units of ``currency`` (the script checks it)."""
         result = await self._submit(tenant_id, code, _redeem_ask(customer_id, base_minor, currency,
                                                                  use_id, rate_limit))
-        assert result is not None
+        assert isinstance(result, Redemption)
         return result
 
-    def _submit(self, tenant_id: str, code: str, ask: _Ask) -> asyncio.Future[Redemption | None]:
+    def _submit(self, tenant_id: str, code: str, ask: _Ask) -> asyncio.Future[_Outcome]:
         """Queue one request with the code's next batch; its future gets its own answer or
         refusal. A plain function, awaited at once by its callers (one coroutine less for
         a crowd's request to resume through); they are coroutines, so nothing is queued
@@ -220,16 +256,16 @@ class Promos:
         return self.redemptions.submit(tenant_id, code, ask)
 
     async def _redeem_batch(self, key: tuple[str, str], asks: list[_Ask]
-                            ) -> list[Redemption | BaseException | None]:
+                            ) -> list[_Outcome | BaseException]:
         """One script call deciding a batch of one code's redemptions, each on its own."""
         tenant_id, code = key
         tk = self._ctx.keys.tenant(tenant_id)
         answers = await self._ctx.scripts.call(
             "promo_redeem",
             [tk.log, tk.promo(code), tk.promo_uses(code), tk.promo_customers(code),
-             tk.ratelimit_table(RATE_LIMIT_SCOPE)],
+             tk.ratelimit_table(RATE_LIMIT_SCOPE), tk.offer_idempotency(), tk.offer_idempotency_expiry()],
             [self._ctx.backlog_bound, tenant_id, code, self._rate_interval_ms, self._rate_burst,
-             _encode_asks(asks)],
+             _encode_asks(asks), self._idem_ttl_ms, self._idem_stale_ms],
             type=list[_Answer],
         )
         return [_outcome(ask, answer) for ask, answer in zip(asks, answers, strict=True)]
@@ -261,19 +297,20 @@ class _Ask(msgspec.Struct, array_like=True, frozen=True):
     currency: str
     use_id: str
     mode: int
+    record: RecordKey | int = 0  # its record under an Idempotency-Key (0: none)
 
 
 def _redeem_ask(customer_id: str, base_minor: int, currency: str, use_id: str | None,
-                rate_limit: bool) -> _Ask:
+                rate_limit: bool, record: RecordKey | int = 0) -> _Ask:
     """A redemption's entry in its batch (with the customer's rate limit first, or not)."""
     return _Ask(customer_id, str(base_minor), currency, use_id or new_use_id(),
-                _LIMIT_AND_REDEEM if rate_limit else _REDEEM)
+                _LIMIT_AND_REDEEM if rate_limit else _REDEEM, record)
 
 
 _encode_asks = msgspec.json.Encoder().encode
 
 
-class _Answer(msgspec.Struct, kw_only=True):
+class _Answer(KeyedAnswer, kw_only=True):
     """One request's entry in a batch answer: its redemption, or its own refusal."""
 
     use_id: str = ""
@@ -281,18 +318,33 @@ class _Answer(msgspec.Struct, kw_only=True):
     total_amount: int = 0
     times_used: int = 0
     total_bonus_issued: int = 0
+    base_amount: int = 0
+    currency: str = ""
     limited: int = 0
-    err: str | None = None
-    details: dict[str, Any] = {}
 
 
-def _outcome(ask: _Ask, a: _Answer) -> Redemption | DropgateError | None:
+# a request's outcome: its redemption, None (rate limit only), or a keyed request's
+_Outcome = Redemption | None | Answered[tuple[str, int, Redemption]]
+
+
+def _outcome(ask: _Ask, a: _Answer) -> _Outcome | DropgateError:
+    refusal: DropgateError | None = None
     if a.err == "RATE_LIMITED":
-        return rate_limited(RATE_LIMIT_SCOPE, ask.customer_id, int(a.details["retry_after_ms"]))
-    if a.err is not None:
-        return error_for(a.err, details=a.details or None)
+        refusal = rate_limited(RATE_LIMIT_SCOPE, ask.customer_id, int(a.details["retry_after_ms"]))
+    elif a.err is not None:
+        refusal = error_for(a.err, details=a.details or None)
+    if ask.record != 0:
+        if refusal is not None:
+            return Answered(None, refusal, a.replayed == 1)
+        return answered(a, (a.currency, a.base_amount, _redemption(a)))
+    if refusal is not None:
+        return refusal
     if a.limited:
         return None
+    return _redemption(a)
+
+
+def _redemption(a: _Answer) -> Redemption:
     return Redemption(use_id=a.use_id, bonus_amount=a.bonus_amount, total_amount=a.total_amount,
                       times_used=a.times_used, total_bonus_issued=a.total_bonus_issued)
 

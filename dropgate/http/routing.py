@@ -57,6 +57,7 @@ class Call(Generic[B]):
     tenant_id: str  # "" on routes that are not tenant-scoped
     runtime: Runtime
     params: Mapping[str, str]  # the path's parameters (the router's match, or the hot path's)
+    raw: bytes = b""  # the body as it arrived (an Idempotency-Key's request fingerprint)
 
     def path_id(self, name: str) -> str:
         return check_id(self.params[name], name)
@@ -303,7 +304,7 @@ def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
                     except msgspec.MsgspecError as exc:
                         raise validation_error(exc) from None
                 call = Call(request, body, principal, tenant_id, runtime,
-                            request.match_info if params is None else params)
+                            request.match_info if params is None else params, raw)
                 response: web.StreamResponse
                 if by_key and "Idempotency-Key" in request.headers:
                     async def run() -> tuple[int, bytes]:

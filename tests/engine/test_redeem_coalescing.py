@@ -115,17 +115,22 @@ async def test_crowd_on_one_promo_over_http_with_exact_counts(
     assert report.exit_code == 0, report.drifts
 
 
+def _users(*users: str) -> list[tuple[str, None]]:
+    """A batch of unkeyed invite redemptions (the batch's items: user id, no record)."""
+    return [(user, None) for user in users]
+
+
 async def test_one_invite_batch_of_mixed_requests_answers_each_alone(runtime: Runtime) -> None:
     await runtime.tenants.create("acme", name="acme", status="active", trial_end_ms=None)
     await runtime.invites.create("acme", code="MIX", max_uses=3, expires_at_ms=None, active=True)
     await runtime.invites.create("acme", code="OFF", max_uses=0, expires_at_ms=None, active=False)
     await runtime.invites.create("acme", code="OLD", max_uses=0, expires_at_ms=1, active=True)
     flush = runtime.invites._redeem_batch
-    got = [_answer(r) for r in await flush(("acme", "MIX"), ["a", "b", "a", "c", "d", "b"])]
+    got = [_answer(r) for r in await flush(("acme", "MIX"), _users("a", "b", "a", "c", "d", "b"))]
     assert got == [1, 2, "ALREADY_USED", 3, "EXHAUSTED", "ALREADY_USED"]
-    assert [_answer(r) for r in await flush(("acme", "OFF"), ["a", "b"])] == ["INACTIVE"] * 2
-    assert [_answer(r) for r in await flush(("acme", "OLD"), ["a"])] == ["EXPIRED"]
-    assert [_answer(r) for r in await flush(("acme", "NOPE"), ["a"])] == ["NOT_FOUND"]
+    assert [_answer(r) for r in await flush(("acme", "OFF"), _users("a", "b"))] == ["INACTIVE"] * 2
+    assert [_answer(r) for r in await flush(("acme", "OLD"), _users("a"))] == ["EXPIRED"]
+    assert [_answer(r) for r in await flush(("acme", "NOPE"), _users("a"))] == ["NOT_FOUND"]
     events = await _events(runtime, "invite:acme:MIX", "invite.redeemed")
     assert [(e.user_id, e.used_count) for e in events] == [("a", 1), ("b", 2), ("c", 3)]
     state = await runtime.invites.get("acme", "MIX")

@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import BodyPartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from dropgate.engine.codes import STATUSES
+from dropgate.engine.codes import STATUSES, Reservation
 from dropgate.engine.codestore import s3_chunks, type_of_key
 from dropgate.errors import (
     Conflict,
@@ -21,6 +21,7 @@ from dropgate.errors import (
     UnknownType,
     ValidationError,
 )
+from dropgate.http.idempotency import keyed_response, request_record
 from dropgate.http.routing import ApiRoutes, Call, validation_error
 from dropgate.ids import ms_to_dt
 from dropgate.models.codes import (
@@ -136,14 +137,23 @@ async def upload_codes(call: Call[None]) -> CodeUploadResult:
 
 
 @routes.post("/v1/campaigns/{campaign_id}/reservations", body=ReservationRequest,
-             response=ReservationResult, errors=[NotFound, UnknownType, InsufficientCodes], hot=True)
-async def reserve_codes(call: Call[ReservationRequest]) -> ReservationResult:
+             response=ReservationResult, errors=[NotFound, UnknownType, InsufficientCodes],
+             keys_in_handler=True, hot=True)
+async def reserve_codes(call: Call[ReservationRequest]) -> ReservationResult | web.StreamResponse:
     """Reserve up to `count` codes of a type (fewer or none when the pool runs low;
     with partial: false all of them, or 409 INSUFFICIENT_CODES)."""
     b = call.body
-    r = await call.runtime.codes.reserve(
-        call.tenant_id, call.path_id("campaign_id"), b.type, b.count,
-        ttl_ms=None if b.ttl_s is None else b.ttl_s * 1000, partial=b.partial)
+    campaign_id, ttl_ms = call.path_id("campaign_id"), None if b.ttl_s is None else b.ttl_s * 1000
+    record = request_record(call.request, call.tenant_id, call.raw)
+    if record is None:
+        return reservation_view(await call.runtime.codes.reserve(
+            call.tenant_id, campaign_id, b.type, b.count, ttl_ms=ttl_ms, partial=b.partial))
+    outcome = await call.runtime.codes.reserve_keyed(
+        call.tenant_id, campaign_id, b.type, b.count, ttl_ms=ttl_ms, partial=b.partial, record=record)
+    return keyed_response(outcome, reservation_view, 200)
+
+
+def reservation_view(r: Reservation) -> ReservationResult:
     expires = ms_to_dt(r.expires_at_ms)
     assert expires is not None
     return ReservationResult(reserve_id=r.reserve_id, codes=r.codes, expires_at=expires)

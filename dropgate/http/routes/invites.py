@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+from aiohttp import web
 
 from dropgate.engine.invites import InviteState
 from dropgate.errors import (
@@ -14,6 +15,7 @@ from dropgate.errors import (
     Inactive,
     NotFound,
 )
+from dropgate.http.idempotency import keyed_response, request_record
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.invites import (
@@ -67,12 +69,17 @@ async def update_invite(call: Call[InvitePatch]) -> Invite:
 
 
 @routes.post("/v1/invites/{code}/redeem", body=InviteRedeem, response=InviteRedemption,
-             errors=[NotFound, Inactive, Expired, AlreadyUsed, Exhausted], hot=True)
-async def redeem_invite(call: Call[InviteRedeem]) -> InviteRedemption:
+             errors=[NotFound, Inactive, Expired, AlreadyUsed, Exhausted], keys_in_handler=True, hot=True)
+async def redeem_invite(call: Call[InviteRedeem]) -> InviteRedemption | web.StreamResponse:
     """Use the code for one user (at most once per user, never past max_uses)."""
-    code = call.path_id("code")
-    used = await call.runtime.invites.redeem(call.tenant_id, code, user_id=call.body.user_id)
-    return InviteRedemption(code=code, user_id=call.body.user_id, used_count=used)
+    code, user_id = call.path_id("code"), call.body.user_id
+    record = request_record(call.request, call.tenant_id, call.raw)
+    if record is None:
+        used = await call.runtime.invites.redeem(call.tenant_id, code, user_id=user_id)
+        return InviteRedemption(code=code, user_id=user_id, used_count=used)
+    outcome = await call.runtime.invites.redeem_keyed(call.tenant_id, code, user_id=user_id, record=record)
+    return keyed_response(outcome, lambda used: InviteRedemption(code=code, user_id=user_id, used_count=used),
+                          200)
 
 
 @routes.get("/v1/invites/{code}/eligibility", response=InviteEligibility, errors=[NotFound],

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
+from aiohttp import web
 
-from dropgate.engine.promos import BonusKind, PromoState
+from dropgate.engine.promos import BonusKind, PromoState, Redemption
 from dropgate.errors import (
     AlreadyExists,
     Conflict,
@@ -20,6 +21,7 @@ from dropgate.errors import (
     RateLimited,
     ValidationError,
 )
+from dropgate.http.idempotency import keyed_response, request_record
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.promos import (
@@ -107,20 +109,30 @@ async def update_promo(call: Call[PromoPatch]) -> Promo:
 
 @routes.post("/v1/promos/{code}/redeem", body=PromoRedeem, response=PromoRedemption, status=201,
              errors=[ValidationError, NotFound, Inactive, NotStarted, Expired, CustomerLimit,
-                     Exhausted, Conflict, RateLimited, PersistenceLagging], hot=True)
-async def redeem_promo(call: Call[PromoRedeem]) -> PromoRedemption:
+                     Exhausted, Conflict, RateLimited, PersistenceLagging], keys_in_handler=True, hot=True)
+async def redeem_promo(call: Call[PromoRedeem]) -> PromoRedemption | web.StreamResponse:
     """Use the code on a purchase: the bonus, the total, and the code's times_used."""
     code = call.path_id("code")
     b = call.body
     promos = call.runtime.promos
-    # the customer's rate limit is taken in the same (batched) script call, first
-    currency, base, r = await promos.redeem(call.tenant_id, code, customer_id=b.customer_id,
-                                            base_amount=b.base_amount, rate_limit=True)
-    return PromoRedemption(
-        use_id=r.use_id, code=code, customer_id=b.customer_id, currency=currency,
-        base_amount=format_amount(base, currency), bonus_amount=format_amount(r.bonus_amount, currency),
-        total_amount=format_amount(r.total_amount, currency), times_used=r.times_used,
-    )
+
+    def view(redeemed: tuple[str, int, Redemption]) -> PromoRedemption:
+        currency, base, r = redeemed
+        return PromoRedemption(
+            use_id=r.use_id, code=code, customer_id=b.customer_id, currency=currency,
+            base_amount=format_amount(base, currency), bonus_amount=format_amount(r.bonus_amount, currency),
+            total_amount=format_amount(r.total_amount, currency), times_used=r.times_used,
+        )
+
+    # the customer's rate limit is taken in the same (batched) script call, first (after
+    # a keyed request's record: a repeat spends none)
+    record = request_record(call.request, call.tenant_id, call.raw)
+    if record is None:
+        return view(await promos.redeem(call.tenant_id, code, customer_id=b.customer_id,
+                                        base_amount=b.base_amount, rate_limit=True))
+    outcome = await promos.redeem_keyed(call.tenant_id, code, customer_id=b.customer_id,
+                                        base_amount=b.base_amount, rate_limit=True, record=record)
+    return keyed_response(outcome, view, 201)
 
 
 @routes.delete("/v1/promos/{code}/uses/{use_id}", response=PromoRollback,

@@ -1,4 +1,5 @@
 --- @include "dg_call_chunked"
+--- @include "dg_error"
 -- Idempotency records (engine/idempotency.py), one per request key: a field
 -- "<tenant>:<key digest>" of the partition's idempotency hash, in plain text, not
 -- JSON (a body stored inside JSON was escaped on the way in and decoded on every read):
@@ -19,6 +20,21 @@
 --   release(field, fp)               drop a running record of `fp` (the request was
 --                                    refused before any change: a repeat runs again);
 --                                    false when there was none
+-- and, for a script that decides its requests' effects and their records in the same
+-- call (invite_redeem, promo_redeem, codes_reserve: no record is ever left running
+-- between the effect and its answer, and no call is paid for it):
+--   ask(field, fp, now, stale) -> nil (run the request: no record, or a running one
+--                       whose request has run for `stale` ms, a crash: taken over) or
+--                       its answer now: the stored one with "replayed":1 added (an
+--                       HTTP answer stored by idem_batch before the route's script kept
+--                       its own: {"replayed":1,"status":S,"body":<its bytes>}), or an
+--                       IDEMPOTENCY_KEY_REUSED / _IN_USE error
+--   settle(field, fp, now, ttl, answer)  file `answer`, the script's own JSON answer to
+--                       the request, as its record ("D ... 0 <answer>": status 0, the
+--                       route renders it as it renders a fresh one); a refusal that
+--                       another try may not repeat (PERSISTENCE_LAGGING, RATE_LIMITED;
+--                       VALIDATION_ERROR, which the route may retry itself: a promo's
+--                       currency) changes nothing and files none, so a repeat runs again
 -- `buffered` (a script deciding many requests in one call): the writes are kept in the
 -- script, and read back by the operations above exactly as if written, until flush()
 -- writes them all with one HSET and one ZADD (two calls per request otherwise, the
@@ -105,6 +121,41 @@ local function dg_idem(hash, expiry, buffered)
       dirty[field] = nil  -- flush() skips it
     end
     return true
+  end
+  function idem.ask(field, fp, now, stale)
+    local rec = idem.read(field, now)
+    local decided = idem.decide(rec, fp)
+    if decided == nil then return nil end
+    if decided == 'replay' then
+      if rec.status ~= 0 then
+        return '{"replayed":1,"status":' .. rec.status .. ',"body":' .. rec.body .. '}'
+      end
+      if rec.body == '{}' then return '{"replayed":1}' end
+      return string.sub(rec.body, 1, -2) .. ',"replayed":1}'
+    end
+    if decided == 'IDEMPOTENCY_KEY_REUSED' then return dg_error('IDEMPOTENCY_KEY_REUSED') end
+    if rec.at + stale <= now then return nil end
+    return dg_error('IDEMPOTENCY_KEY_IN_USE')
+  end
+  local unfiled = {PERSISTENCE_LAGGING = true, RATE_LIMITED = true, VALIDATION_ERROR = true}
+  function idem.settle(field, fp, now, ttl, answer)
+    if unfiled[string.match(answer, '^{"err":"([%u_]+)"') or ''] then
+      if get(field) then  -- a stopped request's record, taken over
+        redis.call('HDEL', hash, field)
+        if buffered then
+          cache[field] = false
+          dirty[field] = nil
+        end
+      end
+      return
+    end
+    set(field, string.format('D %d %d %s 0 %s', now, now + ttl, fp, answer))
+    if buffered then
+      exp_args[#exp_args + 1] = now + ttl
+      exp_args[#exp_args + 1] = field
+    else
+      redis.call('ZADD', expiry, now + ttl, field)
+    end
   end
   function idem.load(fields)
     if not buffered or #fields == 0 then return end

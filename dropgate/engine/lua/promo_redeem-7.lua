@@ -11,6 +11,12 @@
     3. the bonus in exact integers (fixed: the amount; percent: rounded half up), then
        the use record, the customer's count, times_used, total_bonus_issued and its
        own promo.redeemed event: the counters always equal the sum over the use records.
+  A request sent with an Idempotency-Key has its record decided in the same call
+  (lib/dg_idem.lua's ask and settle): first of all, a repeat is answered what the
+  first was (or IDEMPOTENCY_KEY_REUSED / _IN_USE) and spends nothing, not even its
+  rate limit; else its answer is filed with its use, atomically: no record is left
+  running between them (a refusal before any change, RATE_LIMITED, VALIDATION_ERROR
+  or PERSISTENCE_LAGGING, is not filed: a repeat runs again).
   Rate limit entries whose time has passed mean nothing (the same as no entry): once
   the hash holds over 1024, each call drops a random sample of them.
   KEYS[1] partition log       <prefix>:{pN}:log
@@ -18,18 +24,26 @@
   KEYS[3] uses hash           <prefix>:{pN}:t:<tenant>:promo:<code>:uses
   KEYS[4] customers hash      <prefix>:{pN}:t:<tenant>:promo:<code>:customers
   KEYS[5] rate limit hash     <prefix>:{pN}:t:<tenant>:rl:promo_redeem (customer -> GCRA TAT ms)
+  KEYS[6] idempotency hash    <prefix>:{pN}:idem
+  KEYS[7] idempotency expiry  <prefix>:{pN}:idem_exp
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] code
   ARGV[4] rate limit interval ms   ARGV[5] rate limit burst
   ARGV[6] the requests, one JSON array of [customer id, base amount (minor units,
           1..10^13), currency the base was parsed in, use id (fresh, from the caller),
-          mode] where mode 0 = redeem, 1 = rate limit then redeem, 2 = rate limit only
+          mode, record] where mode 0 = redeem, 1 = rate limit then redeem, 2 = rate
+          limit only, and record is the request's idempotency record [field,
+          fingerprint], or 0 (no key)
+  ARGV[7] idempotency record ttl ms   ARGV[8] ms after which a running record's request
+          counts as stopped
   Returns a JSON array, one entry per request:
-    {"use_id", "bonus_amount", "total_amount", "times_used", "total_bonus_issued"}
-      (amounts as integers of minor units); {"limited": 1} for mode 2 allowed;
+    {"use_id", "bonus_amount", "total_amount", "times_used", "total_bonus_issued",
+      "base_amount", "currency"} (amounts as integers of minor units: what a repeat's
+      answer is rendered from); {"limited": 1} for mode 2 allowed;
     {"err": CODE, "details": {...}} (that request alone was refused, nothing written
-      for it; RATE_LIMITED details {"retry_after_ms": n})
-  Errors: RATE_LIMITED, NOT_FOUND, VALIDATION_ERROR, INACTIVE, NOT_STARTED, EXPIRED, CUSTOMER_LIMIT, EXHAUSTED, CONFLICT, PERSISTENCE_LAGGING
-  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends promo.redeemed per use to KEYS[1].
+      for it; RATE_LIMITED details {"retry_after_ms": n});
+    a repeat's is the first request's with "replayed":1 added
+  Errors: RATE_LIMITED, NOT_FOUND, VALIDATION_ERROR, INACTIVE, NOT_STARTED, EXPIRED, CUSTOMER_LIMIT, EXHAUSTED, CONFLICT, PERSISTENCE_LAGGING, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE
+  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]; appends promo.redeemed per use to KEYS[1].
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
@@ -37,6 +51,7 @@
 --- @include "dg_backlog_full"
 --- @include "dg_percent_of"
 --- @include "dg_gcra"
+--- @include "dg_idem"
 local tenant, code = ARGV[2], ARGV[3]
 local interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
 local requests = cjson.decode(ARGV[6])
@@ -112,22 +127,43 @@ local function redeem(customer, base_arg, currency, use_id)
     currency = p[2], base_amount = base, bonus_amount = bonus, at_ms = now})
   return '{"use_id":' .. cjson.encode(use_id) .. ',"bonus_amount":' .. bonus_s
     .. ',"total_amount":' .. string.format('%d', base + bonus) .. ',"times_used":'
-    .. string.format('%d', used) .. ',"total_bonus_issued":' .. string.format('%d', total) .. '}'
+    .. string.format('%d', used) .. ',"total_bonus_issued":' .. string.format('%d', total)
+    .. ',"base_amount":' .. base_s .. ',"currency":' .. cjson.encode(p[2]) .. '}'
 end
 
-local answers = {}
-for i = 1, #requests do
-  local r = requests[i]
+local function decide(r)
   local mode = r[5]
   local refused = nil
   if mode ~= 0 then refused = limit(r[1]) end
-  if refused then
-    answers[i] = refused
-  elseif mode == 2 then
-    answers[i] = '{"limited":1}'
-  else
-    answers[i] = redeem(r[1], r[2], r[3], r[4])
+  if refused then return refused end
+  if mode == 2 then return '{"limited":1}' end
+  return redeem(r[1], r[2], r[3], r[4])
+end
+
+local answers = {}
+local fields = {}
+for _, r in ipairs(requests) do
+  if r[6] ~= 0 then fields[#fields + 1] = r[6][1] end
+end
+if #fields == 0 then
+  for i = 1, #requests do answers[i] = decide(requests[i]) end
+else
+  local ttl, stale = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local idem = dg_idem(KEYS[6], KEYS[7], true)
+  idem.load(fields)
+  for i = 1, #requests do
+    local rec = requests[i][6]
+    if rec == 0 then
+      answers[i] = decide(requests[i])
+    else
+      answers[i] = idem.ask(rec[1], rec[2], now, stale)
+      if not answers[i] then
+        answers[i] = decide(requests[i])
+        idem.settle(rec[1], rec[2], now, ttl, answers[i])
+      end
+    end
   end
+  idem.flush()
 end
 -- forget rate limit entries whose time has passed (they decide nothing any more)
 if limited > 0 and redis.call('HLEN', KEYS[5]) > 1024 then

@@ -5,20 +5,32 @@
   user not in the used set (an earlier request of the same call counts), max_uses not
   reached (0 = unlimited), backlog below its bound; then add the user, bump the count
   and append its own invite.redeemed event.
+  A request sent with an Idempotency-Key has its record decided in the same call
+  (lib/dg_idem.lua's ask and settle): first, a repeat is answered what the first was
+  (or IDEMPOTENCY_KEY_REUSED / _IN_USE) and changes nothing; else its answer is filed
+  with its effect, atomically: no record is left running between them.
   KEYS[1] partition log       <prefix>:{pN}:log
   KEYS[2] invite hash         <prefix>:{pN}:t:<tenant>:invite:<code>
   KEYS[3] used-by set         <prefix>:{pN}:t:<tenant>:invite:<code>:users
+  KEYS[4] idempotency hash    <prefix>:{pN}:idem
+  KEYS[5] idempotency expiry  <prefix>:{pN}:idem_exp
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] code
   ARGV[4] the user ids, one JSON array of strings (one per request, in order)
+  ARGV[5] idempotency record ttl ms   ARGV[6] ms after which a running record's request
+          counts as stopped
+  ARGV[7] the requests' records, one JSON array (in ARGV[4]'s order) of [field,
+          fingerprint] or 0 (no key); "" when no request of the call has a key
   Returns a JSON array, one entry per user id: {"used_count": n} or
-    {"err": CODE, "details": {...}} (that request alone was refused, nothing written for it)
-  Errors: NOT_FOUND, INACTIVE, EXPIRED, ALREADY_USED, EXHAUSTED, PERSISTENCE_LAGGING
-  Writes KEYS[2], KEYS[3]; appends invite.redeemed per use to KEYS[1].
+    {"err": CODE, "details": {...}} (that request alone was refused, nothing written for it);
+    a repeat's is the first request's with "replayed":1 added
+  Errors: NOT_FOUND, INACTIVE, EXPIRED, ALREADY_USED, EXHAUSTED, PERSISTENCE_LAGGING, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE
+  Writes KEYS[2], KEYS[3], KEYS[4], KEYS[5]; appends invite.redeemed per use to KEYS[1].
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
 --- @include "dg_emit"
 --- @include "dg_backlog_full"
+--- @include "dg_idem"
 local tenant, code = ARGV[2], ARGV[3]
 local users = cjson.decode(ARGV[4])
 local answers = {}
@@ -50,6 +62,30 @@ local function decide(user)
     tenant_id = tenant, code = code, user_id = user, used_count = used, at_ms = now})
   return '{"used_count":' .. used .. '}'
 end
-for i = 1, #users do answers[i] = decide(users[i]) end
+if ARGV[7] == '' then
+  for i = 1, #users do answers[i] = decide(users[i]) end
+else
+  local records = cjson.decode(ARGV[7])
+  local ttl, stale = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local idem = dg_idem(KEYS[4], KEYS[5], true)
+  local fields = {}
+  for _, r in ipairs(records) do
+    if r ~= 0 then fields[#fields + 1] = r[1] end
+  end
+  idem.load(fields)
+  for i = 1, #users do
+    local r = records[i]
+    if r == 0 then
+      answers[i] = decide(users[i])
+    else
+      answers[i] = idem.ask(r[1], r[2], now, stale)
+      if not answers[i] then
+        answers[i] = decide(users[i])
+        idem.settle(r[1], r[2], now, ttl, answers[i])
+      end
+    end
+  end
+  idem.flush()
+end
 if wrote then redis.call('HSET', KEYS[2], 'last_used_ms', now) end
 return '[' .. table.concat(answers, ',') .. ']'
