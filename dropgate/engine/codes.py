@@ -32,7 +32,7 @@ from dropgate.engine.idempotency import (
     RecordKey,
     answered,
     encode_records,
-    stale_after_ms,
+    record_times,
 )
 from dropgate.errors import (
     DropgateError,
@@ -182,8 +182,7 @@ class Codes:
         self.reservations: Batcher[_Pool, _Ask, _Reserved] = Batcher(
             self._reserve_batch, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
             weight=_ask_count, max_weight=MAX_RESERVE, name="code_reservations")
-        self._idem_ttl_ms = ctx.settings.idempotency_ttl_s * 1000
-        self._idem_stale_ms = stale_after_ms(ctx.settings.stripe_timeout_s)
+        self._idem_ttl_ms, self._idem_stale_ms = record_times(ctx)
         self._known: set[tuple[str, str, str]] = set()
         self._cleanups: set[asyncio.Future[None]] = set()  # discards outliving their request
 

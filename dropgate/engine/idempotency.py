@@ -64,6 +64,12 @@ def stale_after_ms(stripe_timeout_s: float) -> int:
     return int(max(60.0, 3 * stripe_timeout_s) * 1000)
 
 
+def record_times(ctx: EngineContext) -> tuple[int, int]:
+    """(a record's ttl ms, ms after which a running record's request counts as stopped):
+    the two arguments every script that files records takes."""
+    return ctx.settings.idempotency_ttl_s * 1000, stale_after_ms(ctx.settings.stripe_timeout_s)
+
+
 class Replay(msgspec.Struct, frozen=True):
     """A finished request's answer: its status and body, byte for byte."""
 
@@ -143,8 +149,7 @@ class Idempotency:
 
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
-        self._ttl_ms = ctx.settings.idempotency_ttl_s * 1000
-        self._stale_ms = stale_after_ms(ctx.settings.stripe_timeout_s)
+        self._ttl_ms, self._stale_ms = record_times(ctx)
         self.records: Batcher[_Partition, _Item, str] = Batcher(
             self._decide, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED, max_in_flight=IN_FLIGHT,
             name="idempotency_records")

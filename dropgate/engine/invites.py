@@ -20,7 +20,7 @@ from dropgate.engine.idempotency import (
     RecordKey,
     answered,
     encode_records,
-    stale_after_ms,
+    record_times,
 )
 from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
@@ -48,9 +48,7 @@ class Invites:
         # costs one Redis round trip per batch; a lone request still leaves at once
         self.redemptions: Redemptions[_Ask, int | Answered[int]] = Redemptions(
             self._redeem_batch, name="invite_redemptions")
-        s = ctx.settings
-        self._idem_ttl_ms = s.idempotency_ttl_s * 1000
-        self._idem_stale_ms = stale_after_ms(s.stripe_timeout_s)
+        self._idem_ttl_ms, self._idem_stale_ms = record_times(ctx)
 
     async def close(self) -> None:
         """Let queued redemptions finish (briefly), then stop their drains."""

@@ -22,7 +22,7 @@ from typing import Literal
 import msgspec
 
 from dropgate.engine.context import EngineContext
-from dropgate.engine.idempotency import Answered, KeyedAnswer, RecordKey, answered, stale_after_ms
+from dropgate.engine.idempotency import Answered, KeyedAnswer, RecordKey, answered, record_times
 from dropgate.engine.ratelimit import rate_limited
 from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
@@ -97,8 +97,7 @@ class Promos:
             raise ValueError("rate_limit_per_s must be > 0 and rate_limit_burst >= 1")
         self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
         self._rate_burst = s.rate_limit_burst
-        self._idem_ttl_ms = s.idempotency_ttl_s * 1000
-        self._idem_stale_ms = stale_after_ms(s.stripe_timeout_s)
+        self._idem_ttl_ms, self._idem_stale_ms = record_times(ctx)
         # one script call per batch of a code's redemptions (lib Batcher: no timer, a lone
         # request leaves at once)
         self.redemptions: Redemptions[_Ask, _Outcome] = Redemptions(self._redeem_batch,

@@ -65,27 +65,8 @@ end
 if ARGV[7] == '' then
   for i = 1, #users do answers[i] = decide(users[i]) end
 else
-  local records = cjson.decode(ARGV[7])
-  local ttl, stale = tonumber(ARGV[5]), tonumber(ARGV[6])
-  local idem = dg_idem(KEYS[4], KEYS[5], true)
-  local fields = {}
-  for _, r in ipairs(records) do
-    if r ~= 0 then fields[#fields + 1] = r[1] end
-  end
-  idem.load(fields)
-  for i = 1, #users do
-    local r = records[i]
-    if r == 0 then
-      answers[i] = decide(users[i])
-    else
-      answers[i] = idem.ask(r[1], r[2], now, stale)
-      if not answers[i] then
-        answers[i] = decide(users[i])
-        idem.settle(r[1], r[2], now, ttl, answers[i])
-      end
-    end
-  end
-  idem.flush()
+  answers = dg_idem(KEYS[4], KEYS[5], true).each(cjson.decode(ARGV[7]), #users,
+    function(i) return decide(users[i]) end, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 end
 if wrote then redis.call('HSET', KEYS[2], 'last_used_ms', now) end
 return '[' .. table.concat(answers, ',') .. ']'

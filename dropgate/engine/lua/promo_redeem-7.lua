@@ -141,29 +141,16 @@ local function decide(r)
 end
 
 local answers = {}
-local fields = {}
-for _, r in ipairs(requests) do
-  if r[6] ~= 0 then fields[#fields + 1] = r[6][1] end
+local records, keyed = {}, false
+for i, r in ipairs(requests) do
+  records[i] = r[6]
+  keyed = keyed or r[6] ~= 0
 end
-if #fields == 0 then
+if not keyed then
   for i = 1, #requests do answers[i] = decide(requests[i]) end
 else
-  local ttl, stale = tonumber(ARGV[7]), tonumber(ARGV[8])
-  local idem = dg_idem(KEYS[6], KEYS[7], true)
-  idem.load(fields)
-  for i = 1, #requests do
-    local rec = requests[i][6]
-    if rec == 0 then
-      answers[i] = decide(requests[i])
-    else
-      answers[i] = idem.ask(rec[1], rec[2], now, stale)
-      if not answers[i] then
-        answers[i] = decide(requests[i])
-        idem.settle(rec[1], rec[2], now, ttl, answers[i])
-      end
-    end
-  end
-  idem.flush()
+  answers = dg_idem(KEYS[6], KEYS[7], true).each(records, #requests,
+    function(i) return decide(requests[i]) end, now, tonumber(ARGV[7]), tonumber(ARGV[8]))
 end
 -- forget rate limit entries whose time has passed (they decide nothing any more)
 if limited > 0 and redis.call('HLEN', KEYS[5]) > 1024 then

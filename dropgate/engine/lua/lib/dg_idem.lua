@@ -35,6 +35,11 @@
 --                       another try may not repeat (PERSISTENCE_LAGGING, RATE_LIMITED;
 --                       VALIDATION_ERROR, which the route may retry itself: a promo's
 --                       currency) changes nothing and files none, so a repeat runs again
+--   each(records, n, decide, now, ttl, stale) -> the answers of requests 1..n, in order:
+--                       records[i] is request i's [field, fingerprint] (0: no key), asked
+--                       first (a repeat is answered without deciding it), else
+--                       decide(i) and settled; the records are loaded first and flushed
+--                       after (a buffered idem's whole use by a redemption script)
 -- `buffered` (a script deciding many requests in one call): the writes are kept in the
 -- script, and read back by the operations above exactly as if written, until flush()
 -- writes them all with one HSET and one ZADD (two calls per request otherwise, the
@@ -66,6 +71,14 @@ local function dg_idem(hash, expiry, buffered)
   end
   -- a batch marks its requests running at one `at` and expiry: their common head is
   -- formatted once, not per request
+  local function expire_at(field, at)
+    if buffered then
+      exp_args[#exp_args + 1] = at
+      exp_args[#exp_args + 1] = field
+    else
+      redis.call('ZADD', expiry, at, field)
+    end
+  end
   local head_at, head_exp, head = nil, nil, nil
   local function running(at, exp, fp, pid)
     if at ~= head_at or exp ~= head_exp then
@@ -95,12 +108,7 @@ local function dg_idem(hash, expiry, buffered)
   end
   function idem.begin(field, fp, now, ttl, pid)
     set(field, running(now, now + ttl, fp, pid))
-    if buffered then
-      exp_args[#exp_args + 1] = now + ttl
-      exp_args[#exp_args + 1] = field
-    else
-      redis.call('ZADD', expiry, now + ttl, field)
-    end
+    expire_at(field, now + ttl)
   end
   function idem.rerun(field, rec, now)
     set(field, running(now, rec.exp, rec.fp, rec.pid))
@@ -150,12 +158,28 @@ local function dg_idem(hash, expiry, buffered)
       return
     end
     set(field, string.format('D %d %d %s 0 %s', now, now + ttl, fp, answer))
-    if buffered then
-      exp_args[#exp_args + 1] = now + ttl
-      exp_args[#exp_args + 1] = field
-    else
-      redis.call('ZADD', expiry, now + ttl, field)
+    expire_at(field, now + ttl)
+  end
+  function idem.each(records, n, decide, now, ttl, stale)
+    local fields, answers = {}, {}
+    for i = 1, n do
+      if records[i] ~= 0 then fields[#fields + 1] = records[i][1] end
     end
+    idem.load(fields)
+    for i = 1, n do
+      local r = records[i]
+      if r == 0 then
+        answers[i] = decide(i)
+      else
+        answers[i] = idem.ask(r[1], r[2], now, stale)
+        if not answers[i] then
+          answers[i] = decide(i)
+          idem.settle(r[1], r[2], now, ttl, answers[i])
+        end
+      end
+    end
+    idem.flush()
+    return answers
   end
   function idem.load(fields)
     if not buffered or #fields == 0 then return end
