@@ -4,9 +4,11 @@ that decides their effect (invite redeem, promo redeem, code reservation).
 A record is filed with its effect, atomically, so no record is ever left running
 between them; a crowd where every key arrives twice at once applies each key once and
 answers both copies with the same bytes (one of them marked replayed); a refusal that
-changed nothing is not filed; a record left running by a process that died (before
-this design) is in use while young and taken over once stale; an answer stored as
-HTTP bytes by ``idem_batch`` before the route kept its own records is replayed as it was.
+changed nothing is not filed; an answer lost after its script ran is the retry's, at
+once (with the records begun and finished around the call, the retry was told 409 for
+a minute, then ran again); a record left running by a process that died (before this
+design) is in use while young and taken over once stale; an answer stored as HTTP bytes
+by ``idem_batch`` before the route kept its own records is replayed as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import redis.asyncio as redis
 
 from dropgate.engine.context import EngineContext
 from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
@@ -247,3 +250,34 @@ async def test_an_answer_stored_as_http_bytes_is_replayed_as_it_was(
                              f"D {now} {now + 60_000} {fingerprint} 207 ".encode() + stored)
     assert await send(api, path, body_of(3), "old") == (207, stored, True)
     assert await used(runtime, api) == 0
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+async def test_an_answer_lost_after_the_script_ran_is_replayed_to_the_retry(
+        route: str, api: Api, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The script ran (the use, or the codes, and its record, in one step) but its
+    answer never reached the API (the connection dropped): the client is told 503, the
+    outcome unknown, and its retry under the same key gets the answer of the one run at
+    once, marked replayed, never a second effect nor a 409 while a record stays running.
+    """
+    setup, body_of, used, _, _, ok = ROUTES[route]
+    path = await setup(api)
+    script = {"invite": "invite_redeem", "promo": "promo_redeem", "reservation": "codes_reserve"}[route]
+    raw = runtime.scripts.raw
+    lost: list[str] = []
+
+    async def ran_then_lost(name: str, keys: list[str], args: list[Any], **kwargs: Any) -> bytes:
+        answer = await raw(name, keys, args, **kwargs)
+        if name == script and not lost:
+            lost.append(name)
+            raise redis.ConnectionError("Connection closed by server.")
+        return answer
+
+    monkeypatch.setattr(runtime.scripts, "raw", ran_then_lost)
+    status, body, _ = await send(api, path, body_of(1), "lost")
+    assert lost and status == 503 and b'"unknown"' in body, (status, body)
+    assert await used(runtime, api) == 1  # it did run
+    status, body, replayed = await send(api, path, body_of(1), "lost")
+    assert status == ok and replayed, (status, body)
+    assert await send(api, path, body_of(1), "lost") == (ok, body, True)
+    assert await used(runtime, api) == 1
