@@ -115,24 +115,25 @@ async def redeem_promo(call: Call[PromoRedeem]) -> PromoRedemption | web.StreamR
     code = call.path_id("code")
     b = call.body
     promos = call.runtime.promos
-
-    def view(redeemed: tuple[str, int, Redemption]) -> PromoRedemption:
-        currency, base, r = redeemed
-        return PromoRedemption(
-            use_id=r.use_id, code=code, customer_id=b.customer_id, currency=currency,
-            base_amount=format_amount(base, currency), bonus_amount=format_amount(r.bonus_amount, currency),
-            total_amount=format_amount(r.total_amount, currency), times_used=r.times_used,
-        )
-
     # the customer's rate limit is taken in the same (batched) script call, first (after
     # a keyed request's record: a repeat spends none)
     record = request_record(call.request, call.tenant_id, call.raw)
     if record is None:
-        return view(await promos.redeem(call.tenant_id, code, customer_id=b.customer_id,
-                                        base_amount=b.base_amount, rate_limit=True))
+        return promo_redemption(code, b.customer_id, await promos.redeem(
+            call.tenant_id, code, customer_id=b.customer_id, base_amount=b.base_amount, rate_limit=True))
     outcome = await promos.redeem_keyed(call.tenant_id, code, customer_id=b.customer_id,
                                         base_amount=b.base_amount, rate_limit=True, record=record)
-    return keyed_response(outcome, view, 201)
+    return keyed_response(outcome, lambda redeemed: promo_redemption(code, b.customer_id, redeemed), 201)
+
+
+def promo_redemption(code: str, customer_id: str, redeemed: tuple[str, int, Redemption]) -> PromoRedemption:
+    """A redemption's answer: (currency, base in minor units, the script's answer)."""
+    currency, base, r = redeemed
+    return PromoRedemption(
+        use_id=r.use_id, code=code, customer_id=customer_id, currency=currency,
+        base_amount=format_amount(base, currency), bonus_amount=format_amount(r.bonus_amount, currency),
+        total_amount=format_amount(r.total_amount, currency), times_used=r.times_used,
+    )
 
 
 @routes.delete("/v1/promos/{code}/uses/{use_id}", response=PromoRollback,
