@@ -37,7 +37,7 @@ from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, Pa
 from dropgate.checkout.redirects import Redirects, public_base, resolve_redirects
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
-from dropgate.engine.idempotency import key_digest, request_digest, stale_after_ms
+from dropgate.engine.idempotency import key_digest, record_times, request_digest
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_purchase_id
 from dropgate.errors import (
     DropgateError,
@@ -102,7 +102,7 @@ class Purchases:
         self._offers = offers
         self.provider = provider
         self._rate_interval_ms = 1000.0 / s.rate_limit_per_s
-        self._idem_stale_ms = stale_after_ms(s.stripe_timeout_s)
+        self._idem_ttl_ms, self._idem_stale_ms = record_times(ctx)
         self._inflight: dict[str, int] = {}
         # one queue per (tenant, offer) for both steps of a purchase: the hold and, once
         # the provider answered, the stored response (queued first: it completes a
@@ -111,7 +111,6 @@ class Purchases:
             self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT, name="offer_purchases")
         self._hold_ttl_ms = s.hold_ttl_s * 1000
         self._public_base = public_base(s)
-        self._idem_ttl_ms = s.idempotency_ttl_s * 1000
 
     # -- batching ----------------------------------------------------------------------
     async def _flush(self, key: tuple[str, str], items: list[HoldRequest | FinishItem]

@@ -86,6 +86,8 @@ class RecordKey(msgspec.Struct, array_like=True, frozen=True):
 
 
 def record_key(tenant_id: str, digest: str, fingerprint: str) -> RecordKey:
+    """The record of a request under a key: filed per tenant, so that two tenants' keys
+    never meet."""
     return RecordKey(f"{tenant_id}:{digest}", fingerprint)
 
 
