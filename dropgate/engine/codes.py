@@ -31,8 +31,8 @@ from dropgate.engine.idempotency import (
     KeyedAnswer,
     RecordKey,
     answered,
-    encode_records,
     record_times,
+    records_arg,
 )
 from dropgate.errors import (
     DropgateError,
@@ -41,7 +41,6 @@ from dropgate.errors import (
     Unavailable,
     UnknownType,
     ValidationError,
-    error_for,
 )
 from dropgate.ids import check_id, check_type, random_hex, text, text_map
 from dropgate.specs.coderecord import parse_record
@@ -404,8 +403,7 @@ class Codes:
         under its own reserve_id). No added latency, far fewer round trips in a crowd.
         """
         answer = await self._reserve(tenant_id, campaign_id, type, count, ttl_ms, partial, None)
-        if answer.err is not None:
-            raise error_for(answer.err, details=answer.details or None)
+        assert answer.err is None  # a request's own error answers only a keyed one (its record)
         if answer.short is not None:
             raise _insufficient(answer.short)
         return answer.reservation()
@@ -443,7 +441,6 @@ class Codes:
         """One script call serving a batch of the pool's reservations, each under its id."""
         tenant_id, campaign_id, type, ttl = pool
         tk = self._ctx.keys.tenant(tenant_id)
-        keyed = any(a.record is not None for a in asks)
         return await self._ctx.scripts.call(
             "codes_reserve",
             [tk.log, tk.codes_meta(campaign_id), tk.codes_records(campaign_id),
@@ -453,7 +450,7 @@ class Codes:
              "\n".join(a.reserve_id for a in asks), "\n".join(str(a.count) for a in asks),
              ttl or "", "\n".join("1" if a.partial else "0" for a in asks),
              self._ctx.settings.code_reservation_ttl * 1000, self._idem_ttl_ms, self._idem_stale_ms,
-             encode_records([a.record or 0 for a in asks]) if keyed else ""],
+             records_arg([a.record for a in asks])],
             type=list[_Reserved],
         )
 

@@ -123,7 +123,16 @@ def answered(answer: KeyedAnswer, value: T) -> Answered[T]:
     return Answered(value, None, answer.replayed == 1)
 
 
-encode_records = msgspec.json.Encoder().encode  # list[RecordKey | int]: [field, fingerprint] or 0
+_encode_records = msgspec.json.Encoder().encode
+
+
+def records_arg(records: list[RecordKey | None]) -> str | bytes:
+    """A batch's records as its redemption script takes them: one JSON array of
+    ``[field, fingerprint]`` or 0 (no key) per request, in order; "" when no request of
+    the batch has a key (the script then skips the records altogether)."""
+    if not any(records):
+        return ""
+    return _encode_records([record or 0 for record in records])
 
 
 # (its entry in the call's JSON array, the body it stores): (("b", field, fingerprint), b""),

@@ -19,8 +19,8 @@ from dropgate.engine.idempotency import (
     KeyedAnswer,
     RecordKey,
     answered,
-    encode_records,
     record_times,
+    records_arg,
 )
 from dropgate.engine.redemptions import Redemptions
 from dropgate.engine.scripts import keep_arg, patch_arg
@@ -124,14 +124,13 @@ class Invites:
         """One script call deciding a batch of one code's redemptions, each on its own."""
         tenant_id, code = key
         tk = self._ctx.keys.tenant(tenant_id)
-        keyed = any(record is not None for _, record in asks)
         answers = await self._ctx.scripts.call(
             "invite_redeem",
             [tk.log, tk.invite(code), tk.invite_users(code), tk.offer_idempotency(),
              tk.offer_idempotency_expiry()],
             [self._ctx.backlog_bound, tenant_id, code, _encode_users([user for user, _ in asks]),
              self._idem_ttl_ms, self._idem_stale_ms,
-             encode_records([record or 0 for _, record in asks]) if keyed else ""],
+             records_arg([record for _, record in asks])],
             type=list[_Answer],
         )
         return [_outcome(a) if record is None else answered(a, a.used_count)

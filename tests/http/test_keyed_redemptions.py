@@ -197,17 +197,24 @@ async def test_a_refusal_before_any_change_is_not_filed(
 async def test_a_rate_limited_promo_is_not_filed_and_a_replay_spends_no_limit(
         api: Api, runtime: Runtime) -> None:
     """A 429 is not filed (the retry runs once the limit allows); a repeat of an
-    answered request is answered before the limit and spends none of it."""
+    answered request is answered before the limit: even while the customer is limited,
+    and without spending any of it."""
     path = await _promo(api)
     burst = runtime.settings.rate_limit_burst
     first = await send(api, path, _promo_body(1), "mine")
     assert first[0] == 201, first
-    for _ in range(3 * burst):  # replays: never limited
-        assert await send(api, path, _promo_body(1), "mine") == (201, first[1], True)
-    limited = [await send(api, path, _promo_body(1), f"other-{n}") for n in range(burst + 1)]
-    assert limited[-1][0] == 429, limited
+    limited = None
+    for n in range(10 * burst):  # the same customer under other keys, until the limit refuses
+        status, body, _ = await send(api, path, _promo_body(1), f"other-{n}")
+        if status == 429:
+            limited = n
+            break
+        assert status == 409 and b'"CUSTOMER_LIMIT"' in body, (status, body)
+    assert limited is not None and limited >= burst - 1, limited
     assert await runtime.redis.hget(runtime.keys.tenant("acme").offer_idempotency(),
-                                    f"acme:{key_digest(f'other-{burst}')}") is None
+                                    f"acme:{key_digest(f'other-{limited}')}") is None
+    for _ in range(3 * burst):  # replays while limited: answered, never 429
+        assert await send(api, path, _promo_body(1), "mine") == (201, first[1], True)
 
 
 async def test_a_stopped_request_s_record_is_in_use_then_taken_over(api: Api, runtime: Runtime) -> None:
