@@ -47,7 +47,8 @@ def new_id(prefix: str) -> str:
     """An id of the API's shape (here, not ``dropgate.ids``: older revisions have none)."""
     return prefix + os.urandom(10).hex()
 
-# a 201 body of the size the API sends (the stored response)
+# a 201 body of the size the API sends (stored under its key before 2026-12-06's change;
+# ``--finish stored`` stores it again, to measure what that cost beside ``session``)
 _BODY = (b'{"purchase_id":"pu_0123456789abcdef0123","status":"pending","checkout_session_id":'
          b'"cs_sandbox_0123456789abcdef0123456789","checkout_url":"http://127.0.0.1:8080/v1/sandbox/'
          b'checkout/cs_sandbox_0123456789abcdef0123456789","expires_at":"2026-11-21T20:00:00.000Z"}')
@@ -89,7 +90,15 @@ async def _command_stats(rt: Runtime) -> dict[str, tuple[int, int]]:
     return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in stats.items()}
 
 
-async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool = True, finish: bool = True,
+FINISHES = {
+    "session": "each call also attaches the previous call's checkout sessions (as the API does)",
+    "stored": "each call also attaches the previous call's sessions and stores their 201s under their keys "
+              "(as the API did before 2026-12-06)",
+    "none": "no sessions attached, nothing stored under a key",
+}
+
+
+async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool = True, finish: str = "session",
                   ) -> Run:
     """One run's figures per purchase (see ``Run``)."""
     finishes: list[FinishItem] = []
@@ -107,10 +116,12 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool =
         per_purchase.append((await _evalsha_us(rt) - before) / batch)
         if not all(r.ok for r in results):
             raise RuntimeError(f"a hold was refused: {next(r for r in results if not r.ok)}")
+        stored = finish == "stored"
         finishes = [FinishItem(purchase_id=h.purchase_id, session_id="cs_sandbox_" + h.purchase_id,
                                checkout_url="http://127.0.0.1:8080/v1/sandbox/checkout/cs_sandbox_"
-                               + h.purchase_id, idem_digest=h.idem_digest, status=201, body=_BODY)
-                    for h in holds] if finish else []
+                               + h.purchase_id, idem_digest=h.idem_digest if stored else "",
+                               status=201 if stored else 0, body=_BODY if stored else b"")
+                    for h in holds] if finish != "none" else []
     cpu_us = (await redis_cpu_s(rt.redis) - cpu_before) * 1e6 / (calls * batch)
     purchases = calls * batch
     spent = {name: ((n - commands_before.get(name, (0, 0))[0]) / purchases,
@@ -123,8 +134,9 @@ async def one_run(rt: Runtime, calls: int, batch: int, run: int, *, keys: bool =
                            if figures[0] > 0 and name not in _NOT_THE_SCRIPTS})
 
 
-async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: bool = True,
+async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finishes: tuple[str, ...] = ("session",),
                sections: bool = False) -> None:
+    """Every run measures each of ``finishes`` in turn (side by side, on the same offer)."""
     s = stores()
     async with private_runtime(s, persister_enabled=False, max_backlog=50_000_000,
                                purchase_batch_size=batch) as rt:
@@ -137,46 +149,62 @@ async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finish: 
         await rt.offers.create("bench", offer_id="hot", event_id="drop", name="Hot", price_minor=2500,
                                currency="usd", total=10**9, max_per_order=3, expires_at_ms=None,
                                active=True)
-        stored = "each call also stores the previous call's responses" if finish else "no responses stored"
         print(f"offer_purchase_batch: {runs} runs of {calls} calls x {batch} purchases "
-              f"({'each with' if keys else 'without'} an idempotency key; {stored})")
-        runs_done: list[Run] = []
+              f"({'each with' if keys else 'without'} an idempotency key); in each run, in turn:")
+        for finish in finishes:
+            print(f"  {finish}: {FINISHES[finish]}")
+        done: dict[str, list[Run]] = {finish: [] for finish in finishes}
         for run_no in range(runs):
-            run = await one_run(rt, calls, batch, run_no, keys=keys, finish=finish)
-            runs_done.append(run)
-            if sections:
-                for name, values in (await script_sections.collect(
-                        rt.redis, log_key, batch, skip=min(5, calls - 1))).items():
-                    spent.setdefault(name, []).extend(values)
-            print(f"  run {run_no + 1}: {run.median_us:.1f} us of Redis per purchase (median of the calls; "
-                  f"p10 {run.p10_us:.1f}), Redis CPU {run.cpu_us:.1f} us, {run.commands:.2f} commands per "
-                  "purchase", flush=True)
-
-        def runs_of(values: list[float]) -> str:
-            return f"{statistics.median(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})"
-
-        commands = statistics.median(r.commands for r in runs_done)
-        print(f"per purchase, medians of the runs: evalsha us {runs_of([r.median_us for r in runs_done])}; "
-              f"p10 {runs_of([r.p10_us for r in runs_done])}; Redis CPU us {runs_of([r.cpu_us for r in runs_done])}; "
-              f"{commands:.2f} commands")
-
-        def median_of(name: str, index: int) -> float:
-            return statistics.median(r.by_command.get(name, (0.0, 0.0))[index] for r in runs_done)
-
-        names = sorted({name for r in runs_done for name in r.by_command}, key=lambda name: -median_of(name, 1))
-        print("\nthe evalsha usec of a whole run per purchase, and of it the commands the script ran "
-              "(Redis's own usec of each; medians of the runs):\n")
-        print("| part | calls | usec |")
-        print("| --- | --- | --- |")
-        print(f"| the script call (evalsha, the run's total) | 1 per {batch} | "
-              f"{statistics.median(r.evalsha_us for r in runs_done):.1f} |")
-        for name in names:
-            print(f"| {name} | {median_of(name, 0):.2f} | {median_of(name, 1):.1f} |")
-        print(f"| the Lua itself (evalsha less its commands) | | "
-              f"{statistics.median(r.evalsha_us - r.in_commands_us for r in runs_done):.1f} |")
+            for finish in finishes:
+                run = await one_run(rt, calls, batch, run_no * len(finishes) + finishes.index(finish),
+                                    keys=keys, finish=finish)
+                done[finish].append(run)
+                if sections:
+                    for name, values in (await script_sections.collect(
+                            rt.redis, log_key, batch, skip=min(5, calls - 1))).items():
+                        spent.setdefault(name, []).extend(values)
+                print(f"  run {run_no + 1}, {finish}: {run.median_us:.1f} us of Redis per purchase (median of "
+                      f"the calls; p10 {run.p10_us:.1f}), Redis CPU {run.cpu_us:.1f} us, {run.commands:.2f} "
+                      "commands per purchase", flush=True)
+        for finish in finishes:
+            print(f"\n## {finish}")
+            _report(done[finish], batch)
+        if len(finishes) > 1:
+            base = finishes[0]
+            for finish in finishes[1:]:
+                ratios = sorted(a.median_us / b.median_us for a, b in zip(done[base], done[finish], strict=True))
+                print(f"\n{base} / {finish}, evalsha us per purchase, run by run: median "
+                      f"{statistics.median(ratios):.3f} ({', '.join(f'{r:.3f}' for r in ratios)})")
         if sections:
             print("\nthe script's parts, timed inside Redis (TIME at each; the calls of every run):\n")
             print("\n".join(script_sections.table(spent)))
+
+
+def _report(runs_done: list[Run], batch: int) -> None:
+    """One finish's figures over its runs."""
+
+    def runs_of(values: list[float]) -> str:
+        return f"{statistics.median(values):.1f} ({', '.join(f'{v:.1f}' for v in values)})"
+
+    commands = statistics.median(r.commands for r in runs_done)
+    print(f"per purchase, medians of the runs: evalsha us {runs_of([r.median_us for r in runs_done])}; "
+          f"p10 {runs_of([r.p10_us for r in runs_done])}; Redis CPU us {runs_of([r.cpu_us for r in runs_done])}; "
+          f"{commands:.2f} commands")
+
+    def median_of(name: str, index: int) -> float:
+        return statistics.median(r.by_command.get(name, (0.0, 0.0))[index] for r in runs_done)
+
+    names = sorted({name for r in runs_done for name in r.by_command}, key=lambda name: -median_of(name, 1))
+    print("\nthe evalsha usec of a whole run per purchase, and of it the commands the script ran "
+          "(Redis's own usec of each; medians of the runs):\n")
+    print("| part | calls | usec |")
+    print("| --- | --- | --- |")
+    print(f"| the script call (evalsha, the run's total) | 1 per {batch} | "
+          f"{statistics.median(r.evalsha_us for r in runs_done):.1f} |")
+    for name in names:
+        print(f"| {name} | {median_of(name, 0):.2f} | {median_of(name, 1):.1f} |")
+    print(f"| the Lua itself (evalsha less its commands) | | "
+          f"{statistics.median(r.evalsha_us - r.in_commands_us for r in runs_done):.1f} |")
 
 
 if __name__ == "__main__":
@@ -186,12 +214,15 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=64)
     # what a part of the call costs: the same calls without it (BENCHMARKS.md, "Redis's share of a purchase")
     parser.add_argument("--no-key", action="store_true", help="purchases without an idempotency key")
-    parser.add_argument("--no-finish", action="store_true",
-                        help="store no responses (sessions not attached, nothing stored under a key)")
+    parser.add_argument("--finish", default="session",
+                        help=f"comma-separated, measured in turn in every run: {', '.join(FINISHES)}")
     parser.add_argument("--sections", action="store_true",
                         help="also time the script's parts inside Redis (benchmarks.script_sections)")
     args = parser.parse_args()
     if min(args.runs, args.calls, args.batch) < 1:
         raise SystemExit("--runs, --calls and --batch must be at least 1")
-    asyncio.run(main(args.runs, args.calls, args.batch, keys=not args.no_key, finish=not args.no_finish,
+    modes = tuple(args.finish.split(","))
+    if not modes or any(mode not in FINISHES for mode in modes):
+        raise SystemExit(f"--finish: one or more of {', '.join(FINISHES)}")
+    asyncio.run(main(args.runs, args.calls, args.batch, keys=not args.no_key, finishes=modes,
                      sections=args.sections))

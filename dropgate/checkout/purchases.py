@@ -13,11 +13,14 @@
    the purchase id in its metadata. If the provider fails or times out, the hold
    is released (``offer_release-7.lua``) and the answer is 503
    ``PAYMENT_PROVIDER_UNAVAILABLE``, logged with offer, tenant, user, quantity, error;
-4. the response is sent, and stored under the idempotency key with the offer's next
-   batch (same queue, ahead of the new requests, same script call; nobody waits for
-   it). A repeat meanwhile is told the first is still running (409); a repeat after
-   a crash lost the store recovers the same answer from the provider. Refusals and
-   provider failures are stored before they are sent.
+4. the response is sent, and the checkout session attached to the purchase record
+   with the offer's next batch (same queue, ahead of the new requests, same script
+   call; nobody waits for it). The 201 is not stored: it is a function of the record
+   (id, session, URL, hold expiry), so a repeat of the key renders the same bytes from
+   the record once the session is there. A repeat meanwhile is told the first is
+   still running (409); a repeat after a crash lost the session recovers the same
+   answer from the provider. Refusals and provider failures are stored under the key
+   before they are sent.
 
 The provider's webhooks are ``checkout/webhooks.py``; the sandbox's pages
 ``checkout/pages.py``. The engine below answers domain results (``HoldResult``,
@@ -33,7 +36,7 @@ from datetime import datetime
 
 import msgspec
 
-from dropgate.checkout.payments.base import CheckoutRequest, CheckoutSession, PaymentProvider
+from dropgate.checkout.payments.base import CheckoutRequest, PaymentProvider
 from dropgate.checkout.redirects import Redirects, public_base, resolve_redirects
 from dropgate.engine.actors.batcher import Batcher, QueueFull
 from dropgate.engine.context import EngineContext
@@ -83,12 +86,13 @@ def _expires_at(expires_ms: int) -> datetime:
     return expires_at
 
 
-def _created(purchase_id: str, session: CheckoutSession, expires_ms: int) -> bytes:
-    """The 201 body: a pure function of the hold and its checkout session."""
+def _created(purchase_id: str, session_id: str, checkout_url: str, expires_ms: int) -> bytes:
+    """The 201 body: a pure function of the purchase record (its id, checkout session and
+    hold expiry), so a repeat of its key renders the same bytes and nothing stores them."""
     expires_at = _expires_at(expires_ms)
     return _encoder.encode(PurchaseCreated(
-        purchase_id=purchase_id, status="pending", checkout_session_id=session.session_id,
-        checkout_url=session.url, expires_at=expires_at))
+        purchase_id=purchase_id, status="pending", checkout_session_id=session_id,
+        checkout_url=checkout_url, expires_at=expires_at))
 
 
 class Purchases:
@@ -152,7 +156,9 @@ class Purchases:
                                  details={"offer_id": offer_id}) from None
             assert held is not None
             if held.replay:
-                return PurchaseAnswer(status=held.status, body=held.body.encode(), replayed=True)
+                body = (_created(held.purchase_id, held.session_id, held.checkout_url, held.expires_ms)
+                        if held.session_id else held.body.encode())
+                return PurchaseAnswer(status=held.status, body=body, replayed=True)
             if held.err:
                 exc = self._hold_error(held)
                 if not held.idem:
@@ -160,7 +166,7 @@ class Purchases:
                 return await self._finish(tenant_id, offer_id, FinishItem(
                     idem_digest=digest, status=exc.status, body=error_body(exc)))
             if held.recover:
-                return await self._recover(tenant_id, offer_id, user_id, digest, held)
+                return await self._recover(tenant_id, offer_id, user_id, held)
             checkout = _checkout(tenant_id, offer_id, user_id, purchase_id, quantity, held,
                                  self.redirects(tenant_id, purchase_id, success_url=held.success_url,
                                                 cancel_url=held.cancel_url))
@@ -185,14 +191,14 @@ class Purchases:
                 return await self._finish(tenant_id, offer_id, FinishItem(
                     purchase_id=purchase_id, idem_digest=digest, status=failure.status,
                     body=error_body(failure)))
-            body = _created(purchase_id, session, held.expires_ms)
-            # Stored after it is sent, riding with the offer's next batch with nobody
-            # waiting (a second wait resumed the whole request a second time). Until it
-            # lands a repeat of the key is told the first is still running (409); if it
-            # never lands (a crash), a repeat recovers this same answer (``_recover``).
+            body = _created(purchase_id, session.session_id, session.url, held.expires_ms)
+            # The session is attached after the 201 is sent, riding with the offer's next
+            # batch with nobody waiting (a second wait resumed the whole request a second
+            # time). Until it lands a repeat of the key is told the first is still running
+            # (409); if it never lands (a crash), a repeat recovers this same answer
+            # (``_recover``). The key's record needs no write: the session answers it.
             self.batches.post((tenant_id, offer_id), FinishItem(
-                purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url,
-                idem_digest=digest, status=201, body=body))
+                purchase_id=purchase_id, session_id=session.session_id, checkout_url=session.url))
             return PurchaseAnswer(status=201, body=body)
         finally:
             left = self._inflight[tenant_id] - 1
@@ -201,10 +207,10 @@ class Purchases:
             else:
                 del self._inflight[tenant_id]
 
-    async def _recover(self, tenant_id: str, offer_id: str, user_id: str, digest: str,
+    async def _recover(self, tenant_id: str, offer_id: str, user_id: str,
                        held: HoldResult) -> PurchaseAnswer:
         """The first request with this key took a hold, then stopped answering before its
-        response was stored: that response may have reached the client. Ask the provider
+        session was attached: its 201 may have reached the client. Ask the provider
         for the hold's checkout again, the same request under the same provider
         idempotency key, which gives the same session and so the same body."""
         checkout = _checkout(tenant_id, offer_id, user_id, held.purchase_id, held.quantity, held,
@@ -217,10 +223,9 @@ class Purchases:
                         "(offer=%s tenant=%s user=%s); error: %s", self.provider.name,
                         held.purchase_id, offer_id, tenant_id, user_id, exc if str(exc) else repr(exc))
             raise PaymentProviderUnavailable(details={"offer_id": offer_id}) from None
-        body = _created(held.purchase_id, session, held.expires_ms)
+        body = _created(held.purchase_id, session.session_id, session.url, held.expires_ms)
         await self._finish(tenant_id, offer_id, FinishItem(
-            purchase_id=held.purchase_id, session_id=session.session_id, checkout_url=session.url,
-            idem_digest=digest, status=201, body=body))
+            purchase_id=held.purchase_id, session_id=session.session_id, checkout_url=session.url))
         return PurchaseAnswer(status=201, body=body, replayed=True)
 
     def redirects(self, tenant_id: str, purchase_id: str, *, success_url: str = "",
@@ -233,7 +238,8 @@ class Purchases:
                                  offer_success_url=success_url or None, offer_cancel_url=cancel_url or None)
 
     async def _finish(self, tenant_id: str, offer_id: str, item: FinishItem) -> PurchaseAnswer:
-        """Store the final response (and the checkout session) before the client sees it."""
+        """Store the final response (or attach the checkout session that answers the key)
+        before the client sees it."""
         await self.batches.enqueue((tenant_id, offer_id), item, first=True)
         return PurchaseAnswer(status=item.status, body=item.body)
 

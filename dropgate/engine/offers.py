@@ -126,10 +126,14 @@ class HoldResult(msgspec.Struct, kw_only=True):
     quantity: int = 0
     success_url: str = ""  # the offer's, else the tenant's ('' none: dropgate's own pages)
     cancel_url: str = ""
+    session_id: str = ""  # a replayed 201's, rendered again from the purchase record
+    checkout_url: str = ""
 
 
 class FinishItem(msgspec.Struct, frozen=True, kw_only=True):
-    """One request's final response, stored before the client sees it."""
+    """A purchase's checkout session to attach to its record (after its 201 was sent:
+    the 201 is a function of the record), or a refusal's response to store under its
+    idempotency key (before the client sees it)."""
 
     purchase_id: str = ""
     session_id: str = ""
@@ -233,7 +237,7 @@ class Offers:
         *, hold_ttl_ms: int, rate_interval_ms: float, rate_burst: int, idem_ttl_ms: int,
         idem_stale_ms: int,
     ) -> list[HoldResult]:
-        """Store ``finishes`` (earlier requests' final responses), then hold ``requests``."""
+        """Store ``finishes`` (earlier requests' sessions and refusals), then hold ``requests``."""
         tk = self._ctx.keys.tenant(tenant_id)
         batch = _encoder.encode([(r.purchase_id, r.user_id, r.quantity, r.idem_digest, r.fingerprint)
                                  for r in requests])

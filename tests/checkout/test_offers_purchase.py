@@ -8,8 +8,10 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
+from dropgate.engine.idempotency import key_digest
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
@@ -100,6 +102,55 @@ async def test_idempotent_replay_is_identical(api: Api) -> None:
     assert await first.read() == await second.read()
     assert second.headers["Idempotent-Replayed"] == "true"
     assert (await inventory(api, "o1"))["reserved"] == 2  # one hold, not two
+
+
+async def _keyed(api: Api, offer_id: str, user_id: str, key: str) -> tuple[int, bytes, bool]:
+    """(status, body bytes, replayed?) of one keyed purchase of one unit."""
+    response = await api.client.post(f"/v1/offers/{offer_id}/purchase", json={"user_id": user_id, "quantity": 1},
+                                     headers={**api.service, "Idempotency-Key": key})
+    return response.status, await response.read(), response.headers.get("Idempotent-Replayed") == "true"
+
+
+@pytest.mark.cluster
+async def test_a_keyed_crowd_twice_replays_every_201_from_its_purchase(
+        api: Api, runtime: Runtime, persister: Persister, fake_stripe: FakeStripe) -> None:
+    """300 keys, each sent twice side by side, all 600 at once, for 200 units: exactly 200
+    keys hold a unit (a copy is a replay or told the first is still running, never a
+    second hold). The same 600 again are all replays, byte for byte the first answers:
+    each 201 rendered from its purchase record, none stored under its key (the key's
+    record still names the purchase, with no body). Then PostgreSQL equals Redis."""
+    await create_offer(api, "crowd", 200)
+    sends = [(f"u{i}", f"key-{i}") for i in range(300) for _ in range(2)]
+    first = await asyncio.gather(*(_keyed(api, "crowd", user, key) for user, key in sends))
+    answers: dict[str, tuple[int, bytes]] = {}
+    fresh: Counter[str] = Counter()
+    for (_, key), (status, body, replayed) in zip(sends, first, strict=True):
+        if status == 409 and b"IDEMPOTENCY_KEY_IN_USE" in body:
+            continue  # the copy beside a first that had not attached its session yet
+        assert status in (201, 409), (status, body)
+        assert answers.setdefault(key, (status, body)) == (status, body)  # a copy answers the same bytes
+        fresh[key] += not replayed
+    assert len(answers) == 300 and set(fresh.values()) == {1}  # one first answer per key, the rest replays
+    held = {key: body for key, (status, body) in answers.items() if status == 201}
+    assert len(held) == 200
+    assert all(b'"INSUFFICIENT_INVENTORY"' in body for status, body in answers.values() if status == 409)
+    assert len(fake_stripe.sessions) == 200
+
+    again = await asyncio.gather(*(_keyed(api, "crowd", user, key) for user, key in sends))
+    assert all(answer == (*answers[key], True) for (_, key), answer in zip(sends, again, strict=True))
+    assert await inventory(api, "crowd") == {"total": 200, "available": 0, "reserved": 200, "sold": 0}
+    assert len(fake_stripe.sessions) == 200
+    idem = runtime.keys.tenant("acme").offer_idempotency()
+    for key, body in held.items():
+        record = (await runtime.redis.hget(idem, f"acme:{key_digest(key)}")).decode()
+        purchase_id = msgspec.json.decode(body)["purchase_id"]
+        assert record.startswith("R ") and record.endswith(" " + purchase_id), record
+    await persister.drain()
+    row = await pg_offer(runtime, "acme", "crowd")
+    assert row["reserved"] == row["rows_reserved"] == 200 and row["purchases"] == 200
+    rows = await runtime.pool.fetch(
+        "SELECT purchase_id FROM offer_purchases WHERE tenant_id = 'acme' AND offer_id = 'crowd'")
+    assert {r["purchase_id"] for r in rows} == {msgspec.json.decode(b)["purchase_id"] for b in held.values()}
 
 
 async def test_idempotent_refusal_is_replayed_too(api: Api) -> None:

@@ -300,3 +300,43 @@ async def test_per_user_cap_within_one_call_as_if_each_ran_alone(runtime: Runtim
     users = await runtime.redis.hgetall(runtime.keys.tenant("tc").offer_users("o"))
     assert {k.decode(): int(v) for k, v in users.items()} == {"u1": 2, "u2": 2}
     assert (await runtime.offers.read("tc", "o")).reserved == 4
+
+
+async def test_a_201_is_the_purchase_records_not_stored(runtime: Runtime) -> None:
+    """A held purchase's session is attached with no write under its key: the record
+    stays running with the purchase id, and from then on a repeat is answered with the
+    record's fields (the 201 is a function of them). Before the session lands a repeat
+    is in use; another body under the key is refused; an old stored 201 still replays."""
+    await runtime.tenants.create("t3", name="t3", status="active", trial_end_ms=None)
+    await runtime.offers.create("t3", offer_id="o3", event_id="e", name="O", price_minor=100,
+                                currency="usd", total=10, max_per_order=3, expires_at_ms=None,
+                                active=True)
+    idem = runtime.keys.tenant("t3").offer_idempotency()
+    first = HoldRequest(purchase_id="pu_s1", user_id="u1", quantity=2, idem_digest="s1", fingerprint="fs1")
+    [held] = await runtime.offers.purchase_batch("t3", "o3", [first], [], **_LIMITS)
+    assert held.ok == 1 and held.idem == 1
+    repeat = HoldRequest(purchase_id="pu_s2", user_id="u1", quantity=2, idem_digest="s1", fingerprint="fs1")
+    [early] = await runtime.offers.purchase_batch("t3", "o3", [repeat], [], **_LIMITS)
+    assert early.err == "IDEMPOTENCY_KEY_IN_USE"
+
+    session = FinishItem(purchase_id="pu_s1", session_id="cs_s1", checkout_url="https://pay/cs_s1")
+    other = HoldRequest(purchase_id="pu_s3", user_id="u1", quantity=1, idem_digest="s1", fingerprint="fs9")
+    replay, refused = await runtime.offers.purchase_batch("t3", "o3", [repeat, other], [session], **_LIMITS)
+    assert (replay.replay, replay.status, replay.body) == (1, 201, "")
+    assert (replay.purchase_id, replay.session_id, replay.checkout_url, replay.expires_ms) == (
+        "pu_s1", "cs_s1", "https://pay/cs_s1", held.expires_ms)
+    assert refused.err == "IDEMPOTENCY_KEY_REUSED"
+    record = (await runtime.redis.hget(idem, "t3:s1")).decode()
+    assert record.startswith("R ") and record.endswith(" fs1 pu_s1"), record  # no body under the key
+    state = await runtime.offers.read("t3", "o3")
+    assert state.reserved == 2  # one hold: the repeats took nothing
+
+    # a 201 stored under its key by a process from before (its finish carried the body)
+    old = HoldRequest(purchase_id="pu_s4", user_id="u4", quantity=1, idem_digest="s4", fingerprint="fs4")
+    await runtime.offers.purchase_batch("t3", "o3", [old], [], **_LIMITS)
+    stored = FinishItem(purchase_id="pu_s4", session_id="cs_s4", checkout_url="https://pay/cs_s4",
+                        idem_digest="s4", status=201, body=b'{"purchase_id":"pu_s4"}')
+    again = HoldRequest(purchase_id="pu_s5", user_id="u4", quantity=1, idem_digest="s4", fingerprint="fs4")
+    [replayed] = await runtime.offers.purchase_batch("t3", "o3", [again], [stored], **_LIMITS)
+    assert (replayed.replay, replayed.status, replayed.body, replayed.session_id) == (
+        1, 201, '{"purchase_id":"pu_s4"}', "")

@@ -49,10 +49,12 @@ def test_coroutine_layers_times_every_depth() -> None:
 def test_offers_script_splits_the_script_into_commands_and_lua(servers: Endpoints) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
     env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
-    out = _run("benchmarks.offers_script", "--runs", "1", "--calls", "8", "--batch", "4", env=env)
-    assert "| the script call (evalsha, the run's total) | 1 per 4 |" in out, out
-    assert re.search(r"\| xadd \| 1\.00 \|", out), out  # one event per hold
+    out = _run("benchmarks.offers_script", "--runs", "1", "--calls", "8", "--batch", "4", "--finish", "session,stored",
+               env=env)
+    assert out.count("| the script call (evalsha, the run's total) | 1 per 4 |") == 2, out  # each finish
+    assert len(re.findall(r"\| xadd \| 1\.00 \|", out)) == 2, out  # one event per hold
     assert "| the Lua itself (evalsha less its commands) |" in out
+    assert re.search(r"session / stored, evalsha us per purchase, run by run: median \d+\.\d{3}", out), out
 
 
 def test_offers_script_times_every_section_of_the_script(servers: Endpoints) -> None:

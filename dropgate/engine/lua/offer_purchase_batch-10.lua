@@ -5,14 +5,19 @@
   second script call per purchase was a visible share of its CPU.)
   Finishing: attach the checkout session to each purchase record (no event of its
   own while pending: the purchase's next event carries it; a purchase already settled,
-  canceled right after its 201, gets one offer.purchase) and store the response the client saw
-  under its idempotency key (running -> done). The idempotency records are
-  lib/dg_idem.lua's, shared with idem_batch of every other route; the
+  canceled right after its 201, gets one offer.purchase) and, for an answer other than
+  a 201, store the response the client saw under its idempotency key (running -> done).
+  A 201 is not stored: it is a function of the purchase record (id, session, URL, hold
+  expiry), so a key whose running record names a purchase with a session attached is
+  answered, and its repeat gets the record's fields to render the same bytes from (a
+  stored 201 was a third of this script's time and 300 bytes per key for 24 h).
+  The idempotency records are lib/dg_idem.lua's, shared with every other route; the
   rate limit is lib/dg_gcra.lua's: this script itself keeps the holds and records.
   Holds: each request is decided on its own, in order, exactly as if it ran alone:
     1. idempotency key (when given): a live record with another fingerprint ->
-       IDEMPOTENCY_KEY_REUSED; one still running -> IDEMPOTENCY_KEY_IN_USE; a finished
-       one -> its stored response is replayed; one whose request stopped answering
+       IDEMPOTENCY_KEY_REUSED; a finished one -> its stored response is replayed; one
+       running whose purchase has its checkout session -> its 201 is replayed (the
+       record's fields); one still running -> IDEMPOTENCY_KEY_IN_USE; one whose request stopped answering
        (running for ARGV[8] ms) after taking a hold that was not released -> "recover"
        (the caller re-derives that answer: the hold's checkout again, the provider's
        own idempotency key giving the same session); else it is marked running (24 h),
@@ -44,20 +49,23 @@
           idempotency digest ('' none), request fingerprint] (one argument, not 5 per
           request: packing arguments is the caller's main cost)
   ARGV[10] the responses to store, one JSON array of [purchase id ('' none), checkout
-          session id, checkout url, idempotency digest ('' none), response status,
-          body length in bytes]
+          session id, checkout url, idempotency digest ('' none: a 201, or no key),
+          response status, body length in bytes]
   ARGV[11] their bodies, one after the other in the order of ARGV[10] (raw: never
           escaped into JSON and decoded again; one argument, not one per body)
   Returns a JSON array, one entry per request of ARGV[9]:
     {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s,
      "success_url": s, "cancel_url": s}  (the offer's, else the tenant's; '' none)
     {"replay": 1, "status": n, "body": "<the stored response>"}
+    {"replay": 1, "status": 201, "purchase_id": s, "session_id": s, "checkout_url": s,
+     "expires_ms": n}  (a 201, rendered again from these: nothing stored)
     {"recover": 1, "purchase_id": s, "quantity": n, "expires_ms": n, "price_minor": n,
      "currency": c, "name": s}
     {"err": CODE, "details": {...}}
   plus "idem": 1 when an idempotency record was marked running for it (the caller
-  stores the final response with a later call, in ARGV[10]; a 201 is stored after it
-  was sent, so an answer lost to a crash is recovered, never bought again).
+  stores a refusal's response with a later call, in ARGV[10], before it is sent; a
+  201's session is attached after it was sent, so an answer lost to a crash is
+  recovered, never bought again).
   All codes are per-request entries; PERSISTENCE_LAGGING refuses every hold of the
   call when the backlog is at its bound (the responses of ARGV[10] are stored all the
   same: they append no event), and the holds past the room left when the call's own
@@ -259,20 +267,33 @@ for i, r in ipairs(requests) do
   local marked = false
   if result == nil and digest ~= '' then
     local rec = idem.read(idem_field, now)
-    local lost = nil
-    if rec and rec.st == 'running' and rec.at + idem_stale <= now then
-      -- its request stopped (a crash). If it took a hold, its answer may have been
-      -- sent (the response is stored after it): recover that answer, never buy twice;
-      -- with no hold (or the hold released by a provider failure) it never answered
-      local held_raw = rec.pid and (new_records[rec.pid] or redis.call('HGET', KEYS[6], rec.pid))
-      lost = held_raw and cjson.decode(held_raw)
-      if not lost or lost.status == 'released' then
-        rec, lost = nil, nil
+    local lost, answered = nil, nil
+    if rec and rec.st == 'running' then
+      local stopped = rec.at + idem_stale <= now
+      local p = nil
+      if rec.pid and (rec.fp == fp or stopped) then
+        local held_raw = new_records[rec.pid] or redis.call('HGET', KEYS[6], rec.pid)
+        p = held_raw and cjson.decode(held_raw)
+      end
+      if p and rec.fp == fp and type(p.session_id) == 'string' and p.session_id ~= '' then
+        answered = p  -- its 201 was sent, then its session attached: that is its answer
+      elseif stopped then
+        -- its request stopped (a crash). If it took a hold, its answer may have been
+        -- sent (the session is attached after it): recover that answer, never buy twice;
+        -- with no hold (or the hold released by a provider failure) it never answered
+        lost = p
+        if not lost or lost.status == 'released' then
+          rec, lost = nil, nil
+        end
       end
     end
     local decided = idem.decide(rec, fp)
     if decided == 'IDEMPOTENCY_KEY_REUSED' then
       result = refuse(decided, {})
+    elseif answered then
+      result = {replay = 1, status = 201, purchase_id = answered.purchase_id,
+        session_id = answered.session_id, checkout_url = type(answered.checkout_url) == 'string'
+          and answered.checkout_url or '', expires_ms = answered.hold_expires_ms}
     elseif lost then
       -- this request recovers it; others meanwhile are told it runs
       idem.rerun(idem_field, rec, now)
