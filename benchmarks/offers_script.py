@@ -172,7 +172,7 @@ async def main(runs: int, calls: int, batch: int, *, keys: bool = True, finishes
         if len(finishes) > 1:
             base = finishes[0]
             for finish in finishes[1:]:
-                ratios = sorted(a.median_us / b.median_us for a, b in zip(done[base], done[finish], strict=True))
+                ratios = [a.median_us / b.median_us for a, b in zip(done[base], done[finish], strict=True)]
                 print(f"\n{base} / {finish}, evalsha us per purchase, run by run: median "
                       f"{statistics.median(ratios):.3f} ({', '.join(f'{r:.3f}' for r in ratios)})")
         if sections:
