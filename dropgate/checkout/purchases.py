@@ -38,7 +38,7 @@ import msgspec
 
 from dropgate.checkout.payments.base import CheckoutRequest, PaymentProvider
 from dropgate.checkout.redirects import Redirects, public_base, resolve_redirects
-from dropgate.engine.actors.batcher import Batcher, QueueFull
+from dropgate.engine.actors.batcher import Batcher
 from dropgate.engine.context import EngineContext
 from dropgate.engine.idempotency import key_digest, record_times, request_digest
 from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, new_purchase_id
@@ -46,7 +46,6 @@ from dropgate.errors import (
     DropgateError,
     PaymentProviderUnavailable,
     RateLimited,
-    TenantBusy,
     error_for,
 )
 from dropgate.ids import check_id, ms_to_dt
@@ -112,7 +111,8 @@ class Purchases:
         # the provider answered, the stored response (queued first: it completes a
         # request already holding units)
         self.batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
-            self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT, name="offer_purchases")
+            self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT, name="offer_purchases",
+            queued="purchases of this offer")
         self._hold_ttl_ms = s.hold_ttl_s * 1000
         self._public_base = public_base(s)
 
@@ -149,11 +149,7 @@ class Purchases:
             purchase_id = new_purchase_id()
             request = HoldRequest(purchase_id=purchase_id, user_id=user_id, quantity=quantity,
                                   idem_digest=digest, fingerprint=fingerprint)
-            try:
-                held = await self.batches.enqueue((tenant_id, offer_id), request)
-            except QueueFull:
-                raise TenantBusy("Too many purchases queued for this offer; retry shortly.",
-                                 details={"offer_id": offer_id}) from None
+            held = await self.batches.enqueue((tenant_id, offer_id), request)  # full: 503 TENANT_BUSY
             assert held is not None
             if held.replay:
                 body = (_created(held.purchase_id, held.session_id, held.checkout_url, held.expires_ms)

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 
 import msgspec
 
-from dropgate.engine.actors.batcher import Batcher, QueueFull
+from dropgate.engine.actors.batcher import Batcher
 from dropgate.engine.codefile import CodeFileParser
 from dropgate.engine.context import EngineContext
 from dropgate.engine.idempotency import (
@@ -38,7 +38,6 @@ from dropgate.errors import (
     DropgateError,
     InsufficientCodes,
     NotFound,
-    Unavailable,
     UnknownType,
     ValidationError,
 )
@@ -180,7 +179,8 @@ class Codes:
         # one script call per batch of a pool's reservations, within MAX_RESERVE codes
         self.reservations: Batcher[_Pool, _Ask, _Reserved] = Batcher(
             self._reserve_batch, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
-            weight=_ask_count, max_weight=MAX_RESERVE, name="code_reservations")
+            weight=_ask_count, max_weight=MAX_RESERVE, name="code_reservations",
+            queued="reservations of this pool")
         self._idem_ttl_ms, self._idem_stale_ms = record_times(ctx)
         self._known: set[tuple[str, str, str]] = set()
         self._cleanups: set[asyncio.Future[None]] = set()  # discards outliving their request
@@ -430,11 +430,8 @@ class Codes:
         check_type(type)
         await self.require_campaign(tenant_id, campaign_id, type)
         pool = (check_id(tenant_id, "tenant_id"), campaign_id, type, ttl)
-        try:
-            waiter = self.reservations.enqueue(pool, _Ask(random_hex(16), count, partial, record))
-        except QueueFull:
-            raise Unavailable("Too many reservations are queued for this pool; retry shortly.",
-                              details={"campaign_id": campaign_id, "type": type}) from None
+        # a full queue: 503 TENANT_BUSY (QueueFull), before anything of the request ran
+        waiter = self.reservations.enqueue(pool, _Ask(random_hex(16), count, partial, record))
         return await waiter  # a cancelled caller's codes expire with the TTL
 
     async def _reserve_batch(self, pool: _Pool, asks: list[_Ask]) -> list[_Reserved]:

@@ -33,9 +33,9 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from dropgate.engine.actors.batcher import Batcher, QueueFull
+from dropgate.engine.actors.batcher import Batcher
 from dropgate.engine.context import EngineContext
-from dropgate.errors import DropgateError, Unavailable, ValidationError, error_for
+from dropgate.errors import DropgateError, ValidationError, error_for
 
 T = TypeVar("T")
 
@@ -163,7 +163,7 @@ class Idempotency:
         self._ttl_ms, self._stale_ms = record_times(ctx)
         self.records: Batcher[_Partition, _Item, str] = Batcher(
             self._decide, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED, max_in_flight=IN_FLIGHT,
-            name="idempotency_records")
+            name="idempotency_records", queued="requests for their idempotency keys")
 
     async def close(self) -> None:
         """Let queued records be written (briefly), then stop their drains."""
@@ -195,12 +195,8 @@ class Idempotency:
         (finish, release): at the head of the queue and never refused, since the request
         it completes already ran."""
         tk = self._ctx.keys.tenant(tenant_id)
-        try:
-            return self.records.enqueue((tk.offer_idempotency(), tk.offer_idempotency_expiry()), item,
-                                        first=completes)
-        except QueueFull:
-            raise Unavailable("Too many requests are queued for their idempotency keys; retry shortly.",
-                              details={"tenant_id": tenant_id}) from None
+        return self.records.enqueue((tk.offer_idempotency(), tk.offer_idempotency_expiry()), item,
+                                    first=completes)
 
     async def _decide(self, partition: _Partition, items: list[_Item]) -> list[str]:
         """One script call for a batch of one partition's records, each decided on its own."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import TypeVar
 
-from dropgate.engine.actors.batcher import Batcher, Flush, QueueFull
-from dropgate.errors import Unavailable
+from dropgate.engine.actors.batcher import Batcher, Flush
 
 MAX_COALESCED = 64  # redemptions of one code served by one script call
 MAX_QUEUED = 10_000  # redemptions waiting for one code in one process
@@ -28,13 +27,9 @@ class Redemptions(Batcher[CodeKey, Req, Res]):
 
     def __init__(self, flush: Flush[CodeKey, Req, Res], *, name: str) -> None:
         super().__init__(flush, max_batch=MAX_COALESCED, max_queue=MAX_QUEUED,
-                         max_in_flight=IN_FLIGHT, name=name)
+                         max_in_flight=IN_FLIGHT, name=name, queued="redemptions of this code")
 
     def submit(self, tenant_id: str, code: str, item: Req) -> asyncio.Future[Res]:
         """Queue one redemption with the code's next batch; the future gets its own answer
-        or refusal. Raises ``Unavailable`` when the code's queue is full."""
-        try:
-            return self.enqueue((tenant_id, code), item)
-        except QueueFull:
-            raise Unavailable("Too many redemptions are queued for this code; retry shortly.",
-                              details={"code": code}) from None
+        or refusal. Raises ``QueueFull`` (503 ``TENANT_BUSY``) when the code's queue is full."""
+        return self.enqueue((tenant_id, code), item)

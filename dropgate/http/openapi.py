@@ -25,6 +25,7 @@ from dropgate.errors import (
     NotFound,
     PayloadTooLarge,
     PersistenceLagging,
+    TenantBusy,
     TenantRequired,
     Unauthorized,
     Unavailable,
@@ -57,8 +58,8 @@ def common_errors(spec: RouteSpec) -> list[type[DropgateError]]:
         errors.append(PayloadTooLarge)
     if spec.auth != "public":
         errors += [Unauthorized, Forbidden]
-    if spec.auth == "tenant":
-        errors += [TenantRequired, NotFound]
+    if spec.auth == "tenant":  # the tenant's admission line (http/admission.py) and its hot queues
+        errors += [TenantRequired, NotFound, TenantBusy]
     if spec.method in ("POST", "PUT", "PATCH", "DELETE") and spec.auth != "public":
         errors.append(PersistenceLagging)
     if any(h.lower() == "idempotency-key" for h in spec.headers):

@@ -41,6 +41,8 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
+from dropgate.errors import TenantBusy
+
 K = TypeVar("K", bound=Hashable)
 Req = TypeVar("Req")
 Res = TypeVar("Res")
@@ -55,8 +57,10 @@ PARKED: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextV
     "dropgate_batcher_parked", default=None)
 
 
-class QueueFull(Exception):
-    """The key's queue is at its bound: the caller sheds the request."""
+class QueueFull(TenantBusy):
+    """The key's queue is at its bound: the request is shed before anything of it ran, so
+    it answers 503 ``TENANT_BUSY`` with ``Retry-After``, which a client may retry as is
+    (``UNAVAILABLE`` would say a write may have been applied)."""
 
 
 class Batcher(Generic[K, Req, Res]):
@@ -65,7 +69,7 @@ class Batcher(Generic[K, Req, Res]):
     def __init__(self, flush: Flush[K, Req, Res], *, max_batch: int = 64,
                  max_queue: int = 10_000, max_in_flight: int = 1,
                  weight: Callable[[Req], int] | None = None, max_weight: int | None = None,
-                 name: str = "") -> None:
+                 name: str = "", queued: str = "requests for the same key") -> None:
         if max_batch < 1 or max_queue < 1 or max_in_flight < 1:
             raise ValueError("max_batch, max_queue and max_in_flight must be >= 1")
         if (weight is None) != (max_weight is None):
@@ -82,6 +86,7 @@ class Batcher(Generic[K, Req, Res]):
         # what the queue has sent so far: items / batches is how well a crowd coalesced
         # (``/metrics``: dropgate_batches_total, dropgate_batched_items_total, by ``name``)
         self.name = name
+        self._queued = queued  # what a full queue holds, for its refusal: "purchases of this offer"
         self.batches = 0
         self.items = 0
 
@@ -109,7 +114,8 @@ class Batcher(Generic[K, Req, Res]):
         if first:
             queue.appendleft((item, future, True))
         elif len(queue) >= self._max_queue:
-            raise QueueFull(f"{len(queue)} requests queued for {key!r}")
+            raise QueueFull(f"Too many {self._queued} are queued; retry shortly.",
+                            details={"queue": self.name, "queued": len(queue), "retry_after_s": 1})
         else:
             queue.append((item, future, False))
         tasks = self._tasks.get(key)
