@@ -331,6 +331,23 @@ async def test_a_201_is_the_purchase_records_not_stored(runtime: Runtime) -> Non
     state = await runtime.offers.read("t3", "o3")
     assert state.reserved == 2  # one hold: the repeats took nothing
 
+    # restored from PostgreSQL (reconcile --repair), which keeps the session of a settled
+    # purchase but not its URL: no longer an answer by itself; once the key is stale the
+    # answer is recovered from the provider, whose URL the record then keeps
+    purchases = runtime.keys.tenant("t3").purchases()
+    restored = msgspec.json.decode(await runtime.redis.hget(purchases, "pu_s1"))
+    del restored["checkout_url"]
+    restored["status"] = "paid"
+    await runtime.redis.hset(purchases, "pu_s1", msgspec.json.encode(restored))
+    [young] = await runtime.offers.purchase_batch("t3", "o3", [repeat], [], **_LIMITS)
+    assert young.err == "IDEMPOTENCY_KEY_IN_USE"
+    [lost] = await runtime.offers.purchase_batch("t3", "o3", [repeat], [], **{**_LIMITS, "idem_stale_ms": 0})
+    assert (lost.recover, lost.purchase_id, lost.expires_ms) == (1, "pu_s1", held.expires_ms)
+    [again_201] = await runtime.offers.purchase_batch("t3", "o3", [repeat], [session], **_LIMITS)
+    assert (again_201.replay, again_201.session_id, again_201.checkout_url) == (1, "cs_s1", "https://pay/cs_s1")
+    record = await runtime.offers.purchase("t3", "pu_s1")
+    assert (record.status, record.version, record.checkout_url) == ("paid", restored["version"], "https://pay/cs_s1")
+
     # a 201 stored under its key by a process from before (its finish carried the body)
     old = HoldRequest(purchase_id="pu_s4", user_id="u4", quantity=1, idem_digest="s4", fingerprint="fs4")
     await runtime.offers.purchase_batch("t3", "o3", [old], [], **_LIMITS)

@@ -136,6 +136,11 @@ for _, r in ipairs(finishes) do
           p.updated_ms = dg_now_ms()
           raw = cjson.encode(p)
           dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, p.version, raw)
+        elseif p.checkout_url ~= url then
+          -- restored from PostgreSQL, which keeps the session but not its URL: a repeat's 201
+          -- is rendered from both (no event: the URL is not persisted)
+          p.checkout_url = url
+          raw = cjson.encode(p)
         end
       elseif string.find(raw, '"session_id"', 1, true) then
         local p = cjson.decode(raw)
@@ -275,8 +280,11 @@ for i, r in ipairs(requests) do
         local held_raw = new_records[rec.pid] or redis.call('HGET', KEYS[6], rec.pid)
         p = held_raw and cjson.decode(held_raw)
       end
-      if p and rec.fp == fp and type(p.session_id) == 'string' and p.session_id ~= '' then
-        answered = p  -- its 201 was sent, then its session attached: that is its answer
+      if p and rec.fp == fp and type(p.session_id) == 'string' and p.session_id ~= ''
+          and type(p.checkout_url) == 'string' and p.checkout_url ~= '' then
+        -- its 201 was sent, then its session attached: that is its answer (a record restored
+        -- from PostgreSQL has no URL: recovered from the provider once stale, as if lost)
+        answered = p
       elseif stopped then
         -- its request stopped (a crash). If it took a hold, its answer may have been
         -- sent (the session is attached after it): recover that answer, never buy twice;
@@ -292,8 +300,8 @@ for i, r in ipairs(requests) do
       result = refuse(decided, {})
     elseif answered then
       result = {replay = 1, status = 201, purchase_id = answered.purchase_id,
-        session_id = answered.session_id, checkout_url = type(answered.checkout_url) == 'string'
-          and answered.checkout_url or '', expires_ms = answered.hold_expires_ms}
+        session_id = answered.session_id, checkout_url = answered.checkout_url,
+        expires_ms = answered.hold_expires_ms}
     elseif lost then
       -- this request recovers it; others meanwhile are told it runs
       idem.rerun(idem_field, rec, now)
