@@ -8,9 +8,10 @@
   canceled right after its 201, gets one offer.purchase) and, for an answer other than
   a 201, store the response the client saw under its idempotency key (running -> done).
   A 201 is not stored: it is a function of the purchase record (id, session, URL, hold
-  expiry), so a key whose running record names a purchase with a session attached is
-  answered, and its repeat gets the record's fields to render the same bytes from (a
-  stored 201 was a third of this script's time and 300 bytes per key for 24 h).
+  expiry), so a key whose running record names a purchase with a session and its URL
+  attached is answered, and its repeat gets the record's fields to render the same bytes
+  from (a stored 201 was a third of this script's time and 300 bytes per key for 24 h).
+  A record restored from PostgreSQL keeps no URL: its key is recovered once stale.
   The idempotency records are lib/dg_idem.lua's, shared with every other route; the
   rate limit is lib/dg_gcra.lua's: this script itself keeps the holds and records.
   Holds: each request is decided on its own, in order, exactly as if it ran alone:
