@@ -28,39 +28,56 @@
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
---- @include "dg_emit"
---- @include "dg_backlog_full"
+--- @include "dg_emit_json"
+--- @include "dg_call_chunked"
 --- @include "dg_idem"
 local tenant, code = ARGV[2], ARGV[3]
 local users = cjson.decode(ARGV[4])
 local answers = {}
-local inv = redis.call('HMGET', KEYS[2], 'active', 'expires_at_ms', 'max_uses', 'used_count')
+local inv = redis.call('HMGET', KEYS[2], 'active', 'expires_at_ms', 'max_uses', 'used_count', 'version')
 local now = dg_now_ms()
 local entity = 'invite:' .. tenant .. ':' .. code
-local wrote = false
+-- Buffered: the users already in the used set are read with one SMISMEMBER before the
+-- requests are decided, the new ones kept here (a later request of the call sees an
+-- earlier one's use) and added with one SADD at the end, the count and version written
+-- once; a command per request and key was most of the call's Redis commands. Each use
+-- still appends its own event, and the backlog's room is read once and counted down.
+local used_by = {}
+if inv[1] and #users > 0 then
+  local got = dg_call_chunked('SMISMEMBER', KEYS[3], users, 1000)
+  for i, user in ipairs(users) do used_by[user] = got[i] == 1 end
+end
+local used, version = tonumber(inv[4]) or 0, tonumber(inv[5]) or 0
+local new_users = {}
+local room = nil
+-- what every use's event shares, encoded once per call
+local event_head = '{"tenant_id":' .. cjson.encode(tenant) .. ',"code":' .. cjson.encode(code)
+  .. ',"at_ms":' .. string.format('%d', now) .. ',"user_id":'
 local function decide(user)
   if inv[1] == false then return dg_error('NOT_FOUND', {code = code}) end
   if inv[1] ~= '1' then return dg_error('INACTIVE', {code = code}) end
   local expires = tonumber(inv[2])
   if expires ~= nil and now >= expires then return dg_error('EXPIRED', {code = code}) end
-  if redis.call('SISMEMBER', KEYS[3], user) == 1 then
+  if used_by[user] then
     return dg_error('ALREADY_USED', {code = code, user_id = user})
   end
-  local max_uses, used = tonumber(inv[3]), tonumber(inv[4])
+  local max_uses = tonumber(inv[3])
   if max_uses > 0 and used >= max_uses then
     return dg_error('EXHAUSTED', {code = code, max_uses = max_uses})
   end
-  local full = dg_backlog_full(KEYS[1], ARGV[1])
-  if full then return dg_error('PERSISTENCE_LAGGING', full) end
-  -- validated: now write
-  redis.call('SADD', KEYS[3], user)
-  used = redis.call('HINCRBY', KEYS[2], 'used_count', 1)
-  inv[4] = used
-  wrote = true
-  local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
-  dg_emit(KEYS[1], 'invite.redeemed', entity, version, {
-    tenant_id = tenant, code = code, user_id = user, used_count = used, at_ms = now})
-  return '{"used_count":' .. used .. '}'
+  if room == nil then room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1]) end
+  if room < 1 then
+    return dg_error('PERSISTENCE_LAGGING', {backlog = tonumber(ARGV[1]) - room, bound = tonumber(ARGV[1])})
+  end
+  -- validated: now write (buffered, but for the event)
+  room = room - 1
+  used_by[user] = true
+  new_users[#new_users + 1] = user
+  used, version = used + 1, version + 1
+  local used_s = string.format('%d', used)
+  dg_emit_json(KEYS[1], 'invite.redeemed', entity, version,
+    event_head .. cjson.encode(user) .. ',"used_count":' .. used_s .. '}')
+  return '{"used_count":' .. used_s .. '}'
 end
 if ARGV[7] == '' then
   for i = 1, #users do answers[i] = decide(users[i]) end
@@ -68,5 +85,9 @@ else
   answers = dg_idem(KEYS[4], KEYS[5], true).each(cjson.decode(ARGV[7]), #users,
     function(i) return decide(users[i]) end, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 end
-if wrote then redis.call('HSET', KEYS[2], 'last_used_ms', now) end
+if #new_users > 0 then
+  dg_call_chunked('SADD', KEYS[3], new_users, 1000)
+  redis.call('HSET', KEYS[2], 'used_count', string.format('%d', used), 'version', string.format('%d', version),
+    'last_used_ms', now)
+end
 return '[' .. table.concat(answers, ',') .. ']'

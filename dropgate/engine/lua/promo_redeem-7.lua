@@ -47,8 +47,8 @@
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
---- @include "dg_emit"
---- @include "dg_backlog_full"
+--- @include "dg_emit_json"
+--- @include "dg_call_chunked"
 --- @include "dg_percent_of"
 --- @include "dg_gcra"
 --- @include "dg_idem"
@@ -57,16 +57,62 @@ local interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5])
 local requests = cjson.decode(ARGV[6])
 local p = redis.call('HMGET', KEYS[2], 'active', 'currency', 'kind', 'amount', 'percent',
   'starts_at_ms', 'ends_at_ms', 'max_uses', 'per_customer_limit', 'times_used',
-  'total_bonus_issued')
+  'total_bonus_issued', 'version')
 local now = dg_now_ms()
 local entity = 'promo:' .. tenant .. ':' .. code
 local limited = 0
+-- What every use's event shares, encoded once per call (a table per use through cjson was
+-- a visible share of the call).
+local event_head = '{"tenant_id":' .. cjson.encode(tenant) .. ',"code":' .. cjson.encode(code)
+  .. ',"currency":' .. cjson.encode(p[2] or '') .. ',"at_ms":' .. string.format('%d', now)
+
+-- Buffered reads and writes: every customer's rate-limit value and count and every use id
+-- of the call are read with one HMGET per hash before the requests are decided, kept here
+-- as each request changes them (a later request reads what an earlier one wrote, as if it
+-- ran alone after it), and written with one HSET per hash at the end: a command per
+-- request and hash was most of the call's Redis commands.
+local rl_of, count_of, use_taken = {}, {}, {}
+local rl_dirty, rl_order, count_dirty, count_order, new_uses = {}, {}, {}, {}, {}
+do
+  local rl_fields, customers, use_ids = {}, {}, {}
+  for _, r in ipairs(requests) do
+    if r[5] ~= 0 then rl_fields[#rl_fields + 1] = r[1] end
+    if r[5] ~= 2 then
+      customers[#customers + 1] = r[1]
+      use_ids[#use_ids + 1] = r[4]
+    end
+  end
+  if #rl_fields > 0 then
+    local got = dg_call_chunked('HMGET', KEYS[5], rl_fields, 1000)
+    for i, c in ipairs(rl_fields) do rl_of[c] = got[i] and tonumber(got[i]) or false end
+  end
+  if #customers > 0 and p[1] then
+    local got = dg_call_chunked('HMGET', KEYS[4], customers, 1000)
+    for i, c in ipairs(customers) do count_of[c] = tonumber(got[i] or '0') end
+    got = dg_call_chunked('HMGET', KEYS[3], use_ids, 1000)
+    for i, u in ipairs(use_ids) do use_taken[u] = got[i] ~= false end
+  end
+end
+-- the promo's counters and version change once per call (each use in order in between)
+local used, total = tonumber(p[10]) or 0, tonumber(p[11]) or 0
+local version = tonumber(p[12]) or 0
+local wrote = false
+-- the backlog's room, read once per call: each use appends one event
+local room = nil
 
 local function limit(customer)
   limited = limited + 1
-  local allowed, value = dg_gcra(tonumber(redis.call('HGET', KEYS[5], customer)), now, interval, burst)
+  local tat = rl_of[customer]
+  if tat == nil then  -- not read above (cannot happen: every limited customer is)
+    tat = tonumber(redis.call('HGET', KEYS[5], customer))
+  end
+  local allowed, value = dg_gcra(tat or nil, now, interval, burst)
   if not allowed then return dg_error('RATE_LIMITED', {retry_after_ms = value}) end
-  redis.call('HSET', KEYS[5], customer, string.format('%.17g', value))
+  rl_of[customer] = value
+  if not rl_dirty[customer] then
+    rl_dirty[customer] = true
+    rl_order[#rl_order + 1] = customer
+  end
   return nil
 end
 
@@ -88,16 +134,21 @@ local function redeem(customer, base_arg, currency, use_id)
     return dg_error('EXPIRED', {code = code, ends_at_ms = ends})
   end
   local per_customer = tonumber(p[9])
-  local mine = tonumber(redis.call('HGET', KEYS[4], customer) or '0')
+  local mine = count_of[customer]
+  if mine == nil then  -- not read above (cannot happen: every redeeming customer is)
+    mine = tonumber(redis.call('HGET', KEYS[4], customer) or '0')
+  end
   if mine >= per_customer then
     return dg_error('CUSTOMER_LIMIT', {code = code, customer_id = customer,
       per_customer_limit = per_customer})
   end
-  local max_uses, used = tonumber(p[8]), tonumber(p[10])
+  local max_uses = tonumber(p[8])
   if max_uses ~= nil and used >= max_uses then
     return dg_error('EXHAUSTED', {code = code, max_uses = max_uses})
   end
-  if redis.call('HEXISTS', KEYS[3], use_id) == 1 then
+  local taken = use_taken[use_id]
+  if taken == nil then taken = redis.call('HEXISTS', KEYS[3], use_id) == 1 end
+  if taken then
     return dg_error('CONFLICT', {use_id = use_id, reason = 'use id taken'})
   end
   local bonus
@@ -107,24 +158,31 @@ local function redeem(customer, base_arg, currency, use_id)
     bonus = dg_percent_of(base, tonumber(p[5]))
   end
   -- keep the running total exact in a double (and in every reader's int64)
-  if tonumber(p[11]) + bonus > 9007199254740991 then
+  if total + bonus > 9007199254740991 then
     return dg_error('CONFLICT', {code = code, reason = 'total_bonus_issued out of range'})
   end
-  local full = dg_backlog_full(KEYS[1], ARGV[1])
-  if full then return dg_error('PERSISTENCE_LAGGING', full) end
-  -- validated: now write
+  if room == nil then room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1]) end
+  if room < 1 then
+    return dg_error('PERSISTENCE_LAGGING', {backlog = tonumber(ARGV[1]) - room, bound = tonumber(ARGV[1])})
+  end
+  -- validated: now write (buffered, but for the event)
+  room = room - 1
   local bonus_s, base_s = string.format('%d', bonus), string.format('%d', base)
-  redis.call('HSET', KEYS[3], use_id, '{"customer_id":' .. cjson.encode(customer)
+  new_uses[#new_uses + 1] = use_id
+  new_uses[#new_uses + 1] = '{"customer_id":' .. cjson.encode(customer)
     .. ',"base_amount":' .. base_s .. ',"bonus_amount":' .. bonus_s
-    .. ',"at_ms":' .. string.format('%d', now) .. '}')
-  redis.call('HINCRBY', KEYS[4], customer, 1)
-  used = redis.call('HINCRBY', KEYS[2], 'times_used', 1)
-  local total = redis.call('HINCRBY', KEYS[2], 'total_bonus_issued', bonus_s)
-  p[10], p[11] = used, total
-  local version = redis.call('HINCRBY', KEYS[2], 'version', 1)
-  dg_emit(KEYS[1], 'promo.redeemed', entity, version, {
-    tenant_id = tenant, code = code, use_id = use_id, customer_id = customer,
-    currency = p[2], base_amount = base, bonus_amount = bonus, at_ms = now})
+    .. ',"at_ms":' .. string.format('%d', now) .. '}'
+  use_taken[use_id] = true
+  if not count_dirty[customer] then
+    count_dirty[customer] = true
+    count_order[#count_order + 1] = customer
+  end
+  count_of[customer] = mine + 1
+  used, total, version = used + 1, total + bonus, version + 1
+  wrote = true
+  dg_emit_json(KEYS[1], 'promo.redeemed', entity, version, event_head
+    .. ',"use_id":' .. cjson.encode(use_id) .. ',"customer_id":' .. cjson.encode(customer)
+    .. ',"base_amount":' .. base_s .. ',"bonus_amount":' .. bonus_s .. '}')
   return '{"use_id":' .. cjson.encode(use_id) .. ',"bonus_amount":' .. bonus_s
     .. ',"total_amount":' .. string.format('%d', base + bonus) .. ',"times_used":'
     .. string.format('%d', used) .. ',"total_bonus_issued":' .. string.format('%d', total)
@@ -151,6 +209,26 @@ if not keyed then
 else
   answers = dg_idem(KEYS[6], KEYS[7], true).each(records, #requests,
     function(i) return decide(requests[i]) end, now, tonumber(ARGV[7]), tonumber(ARGV[8]))
+end
+-- the buffered writes, one command per hash
+if #rl_order > 0 then
+  local args = {}
+  for _, c in ipairs(rl_order) do
+    args[#args + 1] = c
+    args[#args + 1] = string.format('%.17g', rl_of[c])
+  end
+  dg_call_chunked('HSET', KEYS[5], args, 1000)
+end
+if wrote then
+  dg_call_chunked('HSET', KEYS[3], new_uses, 1000)
+  local args = {}
+  for _, c in ipairs(count_order) do
+    args[#args + 1] = c
+    args[#args + 1] = string.format('%d', count_of[c])
+  end
+  dg_call_chunked('HSET', KEYS[4], args, 1000)
+  redis.call('HSET', KEYS[2], 'times_used', string.format('%d', used),
+    'total_bonus_issued', string.format('%d', total), 'version', string.format('%d', version))
 end
 -- forget rate limit entries whose time has passed (they decide nothing any more)
 if limited > 0 and redis.call('HLEN', KEYS[5]) > 1024 then
