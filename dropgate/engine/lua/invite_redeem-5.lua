@@ -4,7 +4,8 @@
   on its own, in order, exactly as if it ran alone: active, not expired (Redis time),
   user not in the used set (an earlier request of the same call counts), max_uses not
   reached (0 = unlimited), backlog below its bound; then add the user, bump the count
-  and append its own invite.redeemed event.
+  and append its own invite.redeemed event. Reads and writes are buffered in the script:
+  one SMISMEMBER before the requests, one SADD and one HSET after them.
   A request sent with an Idempotency-Key has its record decided in the same call
   (lib/dg_idem.lua's ask and settle): first, a repeat is answered what the first was
   (or IDEMPOTENCY_KEY_REUSED / _IN_USE) and changes nothing; else its answer is filed

@@ -17,6 +17,8 @@
   rate limit; else its answer is filed with its use, atomically: no record is left
   running between them (a refusal before any change, RATE_LIMITED, VALIDATION_ERROR
   or PERSISTENCE_LAGGING, is not filed: a repeat runs again).
+  Reads and writes are buffered in the script (one HMGET per hash before the requests, one
+  HSET per hash after them; each use still appends its own event).
   Rate limit entries whose time has passed mean nothing (the same as no entry): once
   the hash holds over 1024, each call drops a random sample of them.
   KEYS[1] partition log       <prefix>:{pN}:log
