@@ -108,8 +108,8 @@ class Purchases:
         self._idem_ttl_ms, self._idem_stale_ms = record_times(ctx)
         self._inflight: dict[str, int] = {}
         # one queue per (tenant, offer) for both steps of a purchase: the hold and, once
-        # the provider answered, the stored response (queued first: it completes a
-        # request already holding units)
+        # the provider answered, its session attached or its refusal stored (queued
+        # first: it completes a request already holding units)
         self.batches: Batcher[tuple[str, str], HoldRequest | FinishItem, HoldResult | None] = Batcher(
             self._flush, max_batch=s.purchase_batch_size, max_in_flight=_IN_FLIGHT, name="offer_purchases",
             queued="purchases of this offer")
