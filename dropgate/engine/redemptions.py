@@ -3,7 +3,8 @@
 Concurrent redemptions of one (tenant, code) share a script call (the engine's
 ``Batcher``): under a crowd one hot code costs one Redis round trip per batch, while a
 lone request still leaves at once. The script still decides, refuses and logs each
-request on its own; a request past the code's queue bound is shed with ``Unavailable``.
+request on its own; a request past the code's queue bound is shed with ``QueueFull``
+(503 ``TENANT_BUSY``) before any of it ran.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@
 --- @include "dg_now_ms"
 --- @include "dg_emit_json"
 --- @include "dg_call_chunked"
+--- @include "dg_backlog_room"
 --- @include "dg_idem"
 local tenant, code = ARGV[2], ARGV[3]
 local users = cjson.decode(ARGV[4])
@@ -50,7 +51,7 @@ if inv[1] and #users > 0 then
 end
 local used, version = tonumber(inv[4]) or 0, tonumber(inv[5]) or 0
 local new_users = {}
-local room = nil
+local take_room = dg_backlog_room(KEYS[1], ARGV[1])
 -- what every use's event shares, encoded once per call
 local event_head = '{"tenant_id":' .. cjson.encode(tenant) .. ',"code":' .. cjson.encode(code)
   .. ',"at_ms":' .. string.format('%d', now) .. ',"user_id":'
@@ -66,12 +67,9 @@ local function decide(user)
   if max_uses > 0 and used >= max_uses then
     return dg_error('EXHAUSTED', {code = code, max_uses = max_uses})
   end
-  if room == nil then room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1]) end
-  if room < 1 then
-    return dg_error('PERSISTENCE_LAGGING', {backlog = tonumber(ARGV[1]) - room, bound = tonumber(ARGV[1])})
-  end
+  local full = take_room()
+  if full then return dg_error('PERSISTENCE_LAGGING', full) end
   -- validated: now write (buffered, but for the event)
-  room = room - 1
   used_by[user] = true
   new_users[#new_users + 1] = user
   used, version = used + 1, version + 1

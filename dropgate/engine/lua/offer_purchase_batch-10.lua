@@ -18,7 +18,8 @@
     1. idempotency key (when given): a live record with another fingerprint ->
        IDEMPOTENCY_KEY_REUSED; a finished one -> its stored response is replayed; one
        running whose purchase has its checkout session -> its 201 is replayed (the
-       record's fields); one still running -> IDEMPOTENCY_KEY_IN_USE; one whose request stopped answering
+       record's fields); one still running -> IDEMPOTENCY_KEY_IN_USE; one whose request
+       stopped answering
        (running for ARGV[8] ms) after taking a hold that was not released -> "recover"
        (the caller re-derives that answer: the hold's checkout again, the provider's
        own idempotency key giving the same session); else it is marked running (24 h),
@@ -87,20 +88,12 @@
 --- @include "dg_offer_closed"
 --- @include "dg_idem"
 --- @include "dg_call_chunked"
+--- @include "dg_hset_fields"
 local tenant, offer_id = ARGV[2], ARGV[3]
 -- Buffered writes: every hash field and zset member the call writes is kept in the
 -- script and written by one variadic HSET / ZADD per key (reads see them as if
 -- written); one command per request and key was most of the call's Redis commands.
 local idem = dg_idem(KEYS[7], KEYS[8], true)
-
-local function flush_fields(key, order, values)
-  local args = {}
-  for _, field in ipairs(order) do
-    args[#args + 1] = field
-    args[#args + 1] = values[field]
-  end
-  if #args > 0 then dg_call_chunked('HSET', key, args, 1000) end
-end
 
 -- the records and idempotency records the finishes touch: one HMGET each
 local finishes = cjson.decode(ARGV[10])
@@ -164,7 +157,7 @@ for _, r in ipairs(finishes) do
   end
 end
 -- written before anything else reads them (lazy expiry reads purchase records)
-flush_fields(KEYS[6], fin_order, fin_raw)
+dg_hset_fields(KEYS[6], fin_order, fin_raw)
 idem.flush()
 local requests = cjson.decode(ARGV[9])
 if #requests == 0 then return '[]' end
@@ -386,9 +379,9 @@ if held > 0 then
   redis.call('HINCRBY', KEYS[2], 'reserved', held)
   redis.call('HSET', KEYS[2], 'version', offer_version)
 end
-flush_fields(KEYS[9], rl_order, rl_values)
-flush_fields(KEYS[10], units_order, units_of)
-flush_fields(KEYS[6], record_order, new_records)
+dg_hset_fields(KEYS[9], rl_order, rl_values)
+dg_hset_fields(KEYS[10], units_order, units_of)
+dg_hset_fields(KEYS[6], record_order, new_records)
 if #holds_args > 0 then
   dg_call_chunked('ZADD', KEYS[3], holds_args, 1000)
   dg_call_chunked('ZADD', KEYS[4], expiry_args, 1000)

@@ -51,6 +51,8 @@
 --- @include "dg_now_ms"
 --- @include "dg_emit_json"
 --- @include "dg_call_chunked"
+--- @include "dg_hset_fields"
+--- @include "dg_backlog_room"
 --- @include "dg_percent_of"
 --- @include "dg_gcra"
 --- @include "dg_idem"
@@ -100,15 +102,11 @@ local used, total = tonumber(p[10]) or 0, tonumber(p[11]) or 0
 local version = tonumber(p[12]) or 0
 local wrote = false
 -- the backlog's room, read once per call: each use appends one event
-local room = nil
+local take_room = dg_backlog_room(KEYS[1], ARGV[1])
 
 local function limit(customer)
   limited = limited + 1
-  local tat = rl_of[customer]
-  if tat == nil then  -- not read above (cannot happen: every limited customer is)
-    tat = tonumber(redis.call('HGET', KEYS[5], customer))
-  end
-  local allowed, value = dg_gcra(tat or nil, now, interval, burst)
+  local allowed, value = dg_gcra(rl_of[customer] or nil, now, interval, burst)
   if not allowed then return dg_error('RATE_LIMITED', {retry_after_ms = value}) end
   rl_of[customer] = value
   if not rl_dirty[customer] then
@@ -137,9 +135,6 @@ local function redeem(customer, base_arg, currency, use_id)
   end
   local per_customer = tonumber(p[9])
   local mine = count_of[customer]
-  if mine == nil then  -- not read above (cannot happen: every redeeming customer is)
-    mine = tonumber(redis.call('HGET', KEYS[4], customer) or '0')
-  end
   if mine >= per_customer then
     return dg_error('CUSTOMER_LIMIT', {code = code, customer_id = customer,
       per_customer_limit = per_customer})
@@ -148,9 +143,7 @@ local function redeem(customer, base_arg, currency, use_id)
   if max_uses ~= nil and used >= max_uses then
     return dg_error('EXHAUSTED', {code = code, max_uses = max_uses})
   end
-  local taken = use_taken[use_id]
-  if taken == nil then taken = redis.call('HEXISTS', KEYS[3], use_id) == 1 end
-  if taken then
+  if use_taken[use_id] then
     return dg_error('CONFLICT', {use_id = use_id, reason = 'use id taken'})
   end
   local bonus
@@ -163,12 +156,9 @@ local function redeem(customer, base_arg, currency, use_id)
   if total + bonus > 9007199254740991 then
     return dg_error('CONFLICT', {code = code, reason = 'total_bonus_issued out of range'})
   end
-  if room == nil then room = tonumber(ARGV[1]) - redis.call('XLEN', KEYS[1]) end
-  if room < 1 then
-    return dg_error('PERSISTENCE_LAGGING', {backlog = tonumber(ARGV[1]) - room, bound = tonumber(ARGV[1])})
-  end
+  local full = take_room()
+  if full then return dg_error('PERSISTENCE_LAGGING', full) end
   -- validated: now write (buffered, but for the event)
-  room = room - 1
   local bonus_s, base_s = string.format('%d', bonus), string.format('%d', base)
   new_uses[#new_uses + 1] = use_id
   new_uses[#new_uses + 1] = '{"customer_id":' .. cjson.encode(customer)
@@ -213,22 +203,10 @@ else
     function(i) return decide(requests[i]) end, now, tonumber(ARGV[7]), tonumber(ARGV[8]))
 end
 -- the buffered writes, one command per hash
-if #rl_order > 0 then
-  local args = {}
-  for _, c in ipairs(rl_order) do
-    args[#args + 1] = c
-    args[#args + 1] = string.format('%.17g', rl_of[c])
-  end
-  dg_call_chunked('HSET', KEYS[5], args, 1000)
-end
+dg_hset_fields(KEYS[5], rl_order, rl_of, '%.17g')
 if wrote then
   dg_call_chunked('HSET', KEYS[3], new_uses, 1000)
-  local args = {}
-  for _, c in ipairs(count_order) do
-    args[#args + 1] = c
-    args[#args + 1] = string.format('%d', count_of[c])
-  end
-  dg_call_chunked('HSET', KEYS[4], args, 1000)
+  dg_hset_fields(KEYS[4], count_order, count_of, '%d')
   redis.call('HSET', KEYS[2], 'times_used', string.format('%d', used),
     'total_bonus_issued', string.format('%d', total), 'version', string.format('%d', version))
 end
