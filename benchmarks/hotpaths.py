@@ -822,6 +822,7 @@ def targets(result: dict[str, Any]) -> list[str]:
         lines.append(f"- {p['path']}: CPU efficiency {d['cpu_efficiency']:.2f} x cores {d['cores_vs_noop']:.2f} "
                      f"(running {d['server_cores']:.2f}, waiting {d['server_waiting']:.2f}; the no-op "
                      f"{n['server_cores']:.2f}, {n['server_waiting']:.2f}) = throughput {d['vs_noop']:.2f}")
+    lines += ["", *latency_parts(result)]
     lines += ["", *machine_bound(result)]
     lines.append("")
     lines.append("the same three against the no-op that answers as dropgate does (JsonResponse), not a target "
@@ -830,6 +831,33 @@ def targets(result: dict[str, Any]) -> list[str]:
         d = p["designs"]["dropgate"]
         lines.append(f"- {p['path']}: throughput {d['vs_written']:.2f}, CPU efficiency "
                      f"{d['cpu_efficiency_written']:.2f}, p99 {d['p99_vs_written']:.1f}x")
+    return lines
+
+
+def latency_parts(result: dict[str, Any]) -> list[str]:
+    """What each p99 ratio is made of: the queue the throughput sets, and the tail's shape.
+
+    Why: wrk keeps ``connections`` requests in flight, so by Little's law a request's mean
+    latency is connections / throughput, whatever the server does with it: a server at 0.5
+    of the no-op's throughput answers in twice the no-op's time. So p99 / no-op's p99 =
+    (p50 / no-op's p50, about no-op's throughput / this one's) x (this one's p99 / p50
+    against the no-op's p99 / p50: its tail's own shape). A shape near 1 says batching adds
+    no tail of its own, and the p99 target is then the throughput target again: p99 <= 2x
+    asks for throughput >= shape / 2 of the no-op's. From the rounds' medians, so the
+    product may differ from the median of the per-round p99 ratios."""
+    connections = result.get("connections")
+    lines = ["what each p99 ratio is made of (wrk holds a fixed number of requests in flight, so by Little's "
+             "law a request waits connections / throughput on average: p99 / no-op's = p50 / no-op's, about "
+             "the inverse of the throughput ratio, x the tail's shape, p99 / p50 against the no-op's; from "
+             "the medians of the rounds):"]
+    for p in result["paths"]:
+        d, n = p["designs"]["dropgate"], p["designs"]["no-op"]
+        p50_ratio = d["p50_ms"] / n["p50_ms"]
+        shape = (d["p99_ms"] / d["p50_ms"]) / (n["p99_ms"] / n["p50_ms"])
+        little = f"; Little's law: {connections * 1000 / d['per_s']:,.1f} ms" if connections else ""
+        lines.append(f"- {p['path']}: p50 {d['p50_ms']:,.1f} ms{little}; p50 / no-op's {p50_ratio:.2f} (1 / "
+                     f"throughput ratio {1 / d['vs_noop']:.2f}) x shape {shape:.2f} = p99 / no-op's "
+                     f"{p50_ratio * shape:.1f}x; p99 <= 2x asks for throughput >= {shape / 2:.2f} of the no-op's")
     return lines
 
 

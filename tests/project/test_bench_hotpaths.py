@@ -43,6 +43,7 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
     assert "against the no-op that answers as dropgate does" in done.stdout
     assert "what each throughput ratio is made of" in done.stdout
     assert "the machine's bound on" in done.stdout
+    assert "what each p99 ratio is made of" in done.stdout
     assert "| path | design | server | Redis | persister | PostgreSQL | wrk | all |" in done.stdout
 
     result = json.loads((out / "hotpaths.json").read_text())
@@ -100,3 +101,19 @@ def test_the_machine_bound_is_the_cores_over_all_the_cpu_of_a_request() -> None:
                         "reached 0.90 of that bound. 0.6 of the no-op allows 167 us in all, 150 at this share: "
                         "with the server at CPU efficiency 0.75 (60 us, now 100), its neighbours 90 us (now 100)")
     assert lines[2].startswith("- promos: n/a (a neighbour's CPU was not measured")
+
+
+def test_a_p99_ratio_is_the_queue_the_throughput_sets_times_the_tails_shape() -> None:
+    """``make bench``'s latency parts: at 256 connections and 8,000/s a request waits 32 ms by
+    Little's law; p50 30 ms against the no-op's 10 (3.00, the throughput ratio 0.40 inverted
+    2.50) x its p99 / p50 of 1.5 against the no-op's 2.0 (shape 0.75) = 2.25x, so p99 <= 2x
+    would need a throughput of at least 0.375 of the no-op's."""
+    from benchmarks.hotpaths import latency_parts
+
+    lines = latency_parts({"connections": 256, "paths": [{"path": "offers", "designs": {
+        "dropgate": {"p50_ms": 30.0, "p99_ms": 45.0, "per_s": 8000.0, "vs_noop": 0.4},
+        "no-op": {"p50_ms": 10.0, "p99_ms": 20.0, "per_s": 20000.0}}}]})
+    assert lines[0].startswith("what each p99 ratio is made of")
+    assert lines[1] == ("- offers: p50 30.0 ms; Little's law: 32.0 ms; p50 / no-op's 3.00 (1 / throughput ratio "
+                        "2.50) x shape 0.75 = p99 / no-op's 2.2x; p99 <= 2x asks for throughput >= 0.38 of the "
+                        "no-op's")

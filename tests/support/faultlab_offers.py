@@ -162,6 +162,16 @@ class OfferLoad(Crowd):
         return Purchase(user, quantity, "unknown" if unknown else "refused", detail="gave up")
 
 
+def _steps(op: Purchase | None, loss: AofLoss) -> str:
+    """A purchase's client-side history for a failure message: what it did and when each
+    step was answered against the kills (a divergence outside their window is a bug)."""
+    if op is None:
+        return "no client asked for it"
+    before = [[round(kill - t, 2) for kill in loss.kills] for t in op.acked_at]
+    return (f"outcome {op.outcome}, canceled {op.canceled or '-'}, paid {op.paid}, refunds acked "
+            f"{op.refunds_acked_minor} of {op.refunds_tried} tried, answered {before}")
+
+
 async def check_offer_history(cluster: Cluster, ops: list[Purchase], partition: int,
                               tenant: str, loss: AofLoss | None = None) -> dict[str, Any]:
     """No acknowledged purchase lost, none applied twice or unasked, no oversell.
@@ -200,9 +210,14 @@ async def check_offer_history(cluster: Cluster, ops: list[Purchase], partition: 
 
     diverged = {pid for pid in {*redis_rows, *pg_rows} if redis_rows.get(pid) != pg_rows.get(pid)}
     unexcused = sorted(pid for pid in diverged if not excused(pid))
+    ops_by_id = {op.purchase_id: op for op in ops if op.purchase_id}
     assert not unexcused, (
         f"purchases differ: only in Redis {sorted(set(redis_rows) - set(pg_rows))[:5]}, only in "
-        f"PostgreSQL {sorted(set(pg_rows) - set(redis_rows))[:5]}, or their state differs: {unexcused[:5]}")
+        f"PostgreSQL {sorted(set(pg_rows) - set(redis_rows))[:5]}, or their state differs: {unexcused[:5]}; "
+        "(user, quantity, status, units, refunded) in Redis / PostgreSQL, and the client's steps "
+        "(seconds before each kill that each step was answered): "
+        + "; ".join(f"{pid}: {redis_rows.get(pid)} / {pg_rows.get(pid)}, "
+                    f"{_steps(ops_by_id.get(pid), loss)}" for pid in unexcused[:5]))
     lost = {pid for pid in acked if pid not in pg_rows or pid not in redis_rows}
     assert lost <= at_risk, f"acknowledged purchases lost: {sorted(lost - at_risk)[:10]}"
     asked = {op.user for op in ops if op.outcome in ("ok", "unknown")}
