@@ -627,7 +627,9 @@ async def run(args: argparse.Namespace, s: Stores, tmp: Path) -> dict[str, Any]:
         # every process starts at once (the setup is a good share of a short run), each stopped with the stack
         dropgate = launch("dropgate", [py, "-m", "dropgate", "serve", "--host", "127.0.0.1", "--no-persister"],
                           env, tmp)
-        persister = launch("persister", [py, "-m", "dropgate", "persister"], env, tmp, port=False)
+        persister = launch("persister", [*(["nice", "-n", str(args.persister_nice)] if args.persister_nice else []),
+                                         py, "-m", "dropgate", "persister"],
+                           env | args.persister_env, tmp, port=False)
         noop = launch("no-op", [py, "-m", "benchmarks.revisions", "--noop"], dict(os.environ), tmp)
         written = launch("written-no-op", [py, "-m", "benchmarks.revisions", "--noop", "--written"],
                          dict(os.environ), tmp)
@@ -1020,6 +1022,18 @@ def main(args: argparse.Namespace) -> int:
     return 0 if clean and result["correctness"]["ok"] else 1
 
 
+def persister_env(pairs: list[str]) -> dict[str, str]:
+    """``--persister-env`` values as environment variables: each a ``DROPGATE_`` setting for
+    the persister's process alone (the API and the no-ops keep the run's settings)."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("DROPGATE_"):
+            raise ValueError(f"{pair!r} is not DROPGATE_NAME=VALUE")
+        env[name] = value
+    return env
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated subset of {', '.join(PATHS)}")
@@ -1035,7 +1049,19 @@ def parse(argv: list[str]) -> argparse.Namespace:
                              "(default: on the purchase alone, whose contract asks for one)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks"),
                         help="folder for the PNGs and hotpaths.json")
+    parser.add_argument("--persister-env", action="append", default=[], metavar="DROPGATE_NAME=VALUE",
+                        help="a setting of the persister's process alone (repeatable), e.g. "
+                             "DROPGATE_PERSISTER_PIPELINE=false")
+    parser.add_argument("--persister-nice", type=int, default=0, metavar="N",
+                        help="start the persister under `nice -n N` (0: as the others): how much its "
+                             "share of the cores costs the API")
     args = parser.parse_args(argv)
+    try:
+        args.persister_env = persister_env(args.persister_env)
+    except ValueError as exc:
+        parser.error(f"--persister-env: {exc}")
+    if not 0 <= args.persister_nice <= 19:
+        parser.error("--persister-nice: 0 to 19")
     if args.keys:
         with_keys()
     args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]

@@ -117,3 +117,18 @@ def test_a_p99_ratio_is_the_queue_the_throughput_sets_times_the_tails_shape() ->
     assert lines[1] == ("- offers: p50 30.0 ms; Little's law: 32.0 ms; p50 / no-op's 3.00 (1 / throughput ratio "
                         "2.50) x shape 0.75 = p99 / no-op's 2.2x; p99 <= 2x asks for throughput >= 0.38 of the "
                         "no-op's")
+
+
+def test_the_persisters_own_settings_and_niceness_are_checked_options() -> None:
+    """``--persister-env`` and ``--persister-nice`` (the BENCHMARKS.md runs with the persister's
+    pipeline off or niced): a setting for the persister's process alone, and nothing else."""
+    from benchmarks.hotpaths import parse, persister_env
+
+    args = parse(["--persister-env", "DROPGATE_PERSISTER_PIPELINE=false", "--persister-nice", "10"])
+    assert args.persister_env == {"DROPGATE_PERSISTER_PIPELINE": "false"} and args.persister_nice == 10
+    assert parse([]).persister_env == {} and parse([]).persister_nice == 0
+    assert persister_env(["DROPGATE_A=x=y"]) == {"DROPGATE_A": "x=y"}
+    for bad in (["--persister-env", "PERSISTER_PIPELINE=false"], ["--persister-env", "DROPGATE_X"],
+                ["--persister-nice", "20"]):
+        with pytest.raises(SystemExit):
+            parse(bad)

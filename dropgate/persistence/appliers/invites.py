@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncpg
-import msgspec
 
 from dropgate.engine.events import Event, InviteRedeemed
-from dropgate.persistence.appliers.base import Applier, PipelineKey, raise_versions, saved_upsert
+from dropgate.persistence.appliers.base import Applier, PipelineKey, json_rows, raise_versions, saved_upsert
 from dropgate.specs.entities import INVITE
 
-_ROWS = msgspec.json.Encoder()
-
-# The run's uses go as ONE json parameter (the structs msgspec decoded, encoded again in
-# C), unpacked by ``json_to_recordset``, as the purchases' applier sends its rows. Sent as
-# four typed arrays instead, building them and asyncpg's encoding of each element (an
-# abstract-class check per element) were about a fifth of the persister's CPU per use
-# (BENCHMARKS.md, "The persister's parsing and its parameters").
+# the run's uses as one json parameter (``json_rows`` says why)
 _USES_INSERT = """
     INSERT INTO invite_code_uses (tenant_id, code, user_id, used_at)
     SELECT tenant_id, code, user_id, 'epoch'::timestamptz + at_ms * interval '1 millisecond'
@@ -26,7 +19,7 @@ _USES_INSERT = """
 async def invite_redeemed(conn: asyncpg.Connection, events: list[Event[InviteRedeemed]]) -> None:
     """Two statements per run, whatever its length: the uses (a replayed one conflicts
     and is skipped), then each code's version to the run's highest."""
-    await conn.execute(_USES_INSERT, _ROWS.encode([e.data for e in events]).decode())
+    await conn.execute(_USES_INSERT, json_rows([e.data for e in events]))
     await raise_versions(conn, INVITE, (((e.data.tenant_id, e.data.code), e.version) for e in events))
 
 

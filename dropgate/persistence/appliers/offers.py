@@ -5,19 +5,13 @@ webhook events inserted once."""
 from __future__ import annotations
 
 import asyncpg
-import msgspec
 
 from dropgate.engine.events import Event, OfferPurchase, OfferWebhook
-from dropgate.persistence.appliers.base import Applier, PipelineKey, raise_versions, rounds, saved_upsert, ts
+from dropgate.persistence.appliers.base import Applier, PipelineKey, json_rows, raise_versions, rounds, saved_upsert, ts
 from dropgate.specs.entities import OFFER
 
-_ROWS = msgspec.json.Encoder()
-
-# One statement per round: the run's records go as ONE json parameter (the structs
-# msgspec decoded, encoded again in C), unpacked by ``json_to_recordset`` in PostgreSQL.
-# Sent as 19 typed arrays instead (one per column), building them and asyncpg's encoding of
-# each element took over half of this process's CPU per event (BENCHMARKS.md, "The offers
-# persister: one json parameter, and reading ahead"). The same rows give the purchases'
+# One statement per round: the run's records go as ONE json parameter (``json_rows``),
+# unpacked by ``json_to_recordset`` in PostgreSQL. The same rows give the purchases'
 # upsert and their history rows: the history has no key to the purchases (migration 0017),
 # so neither waits on the other.
 _PURCHASES_APPLY = """
@@ -64,7 +58,7 @@ async def offer_purchase(conn: asyncpg.Connection, events: list[Event[OfferPurch
     upserting its purchases and inserting their history rows; one version bump per offer
     touched."""
     for batch in rounds(events, key=lambda e: (e.data.tenant_id, e.data.purchase_id)):
-        await conn.execute(_PURCHASES_APPLY, _ROWS.encode([e.data for e in batch]).decode())
+        await conn.execute(_PURCHASES_APPLY, json_rows([e.data for e in batch]))
     # one row per refund id, whichever event carried it first (a refund counts once)
     refunds = [(e.data.tenant_id, refund_id, e.data.purchase_id, amount, ts(e.data.updated_ms))
                for e in events for refund_id, amount in e.data.refunds.items() if amount > 0]

@@ -17,7 +17,7 @@ import asyncpg
 import msgspec
 
 from dropgate.engine.events import Event, PromoRedeemed, PromoUseRolledBack
-from dropgate.persistence.appliers.base import Applier, PipelineKey, raise_versions, saved_upsert, ts
+from dropgate.persistence.appliers.base import Applier, PipelineKey, json_rows, raise_versions, saved_upsert, ts
 from dropgate.specs.entities import PROMO
 
 
@@ -44,7 +44,7 @@ async def _require_codes(conn: asyncpg.Connection, events: list[Event[PromoRedee
         raise MissingPromoCode(f"promo code row missing for one of {sorted(wanted)}")
 
 
-class _UseRow(msgspec.Struct, array_like=False, gc=False):
+class _UseRow(msgspec.Struct, gc=False):
     """One use as ``promo_redeemed``'s statement reads it: the event's fields, and the code's
     version the use may be applied below (the event's, one more for a resync)."""
 
@@ -58,12 +58,7 @@ class _UseRow(msgspec.Struct, array_like=False, gc=False):
     version: int
 
 
-_ROWS = msgspec.json.Encoder()
-
-# The run's uses go as ONE json parameter unpacked by ``json_to_recordset``, as the purchases'
-# applier sends its rows: sent as eight typed arrays, building them and asyncpg's encoding of
-# each element were a fifth of the persister's CPU per use (BENCHMARKS.md, "The persister's
-# parsing and its parameters").
+# the run's uses as one json parameter (``json_rows`` says why)
 _USES_INSERT = """
     INSERT INTO promo_code_uses (tenant_id, code, use_id, customer_id, base_amount, bonus_amount, used_at)
     SELECT u.tenant_id, u.code, u.use_id, u.customer_id, u.base_amount, u.bonus_amount,
@@ -82,7 +77,7 @@ async def promo_redeemed(conn: asyncpg.Connection, events: list[Event[PromoRedee
                     base_amount=d.base_amount, bonus_amount=d.bonus_amount, at_ms=d.at_ms,
                     version=e.version + (1 if d.resync else 0))
             for e in events for d in (e.data,)]
-    await conn.execute(_USES_INSERT, _ROWS.encode(rows).decode())
+    await conn.execute(_USES_INSERT, json_rows(rows))
     await _bump_versions(conn, events)
 
 
