@@ -176,6 +176,28 @@ async def test_the_record_is_filed_done_with_the_effect(route: str, api: Api, ru
     assert await used(runtime, api) == 1
 
 
+_PATHS = {"invite": "/v1/invites/HOT/redeem", "promo": "/v1/promos/HOT/redeem",
+          "reservation": "/v1/campaigns/hot/reservations"}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+async def test_a_404_for_what_does_not_exist_yet_is_not_filed(
+        route: str, api: Api, runtime: Runtime) -> None:
+    """A code or campaign that does not exist yet is a 404 that changed nothing: no record
+    is filed, and the same key once it exists runs (on every hot route alike; invites
+    filed theirs until stop 44, so their retry replayed the 404 for 24 hours)."""
+    setup, body_of, used, _, _, ok = ROUTES[route]
+    status, raw, _ = await send(api, _PATHS[route], body_of(1), "early")
+    assert status == 404 and b'"NOT_FOUND"' in raw, raw
+    assert await runtime.redis.hget(runtime.keys.tenant("acme").offer_idempotency(),
+                                    f"acme:{key_digest('early')}") is None
+    assert await setup(api) == _PATHS[route]
+    status, raw, replayed = await send(api, _PATHS[route], body_of(1), "early")
+    assert status == ok and not replayed, raw
+    assert await send(api, _PATHS[route], body_of(1), "early") == (ok, raw, True)
+    assert await used(runtime, api) == 1
+
+
 @pytest.mark.parametrize("route", sorted(ROUTES))
 async def test_a_refusal_before_any_change_is_not_filed(
         route: str, api: Api, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:

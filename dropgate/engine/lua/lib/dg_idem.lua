@@ -33,8 +33,9 @@
 --                       the request, as its record ("D ... 0 <answer>": status 0, the
 --                       route renders it as it renders a fresh one); a refusal that
 --                       another try may not repeat (PERSISTENCE_LAGGING, RATE_LIMITED;
---                       VALIDATION_ERROR, which the route may retry itself: a promo's
---                       currency) changes nothing and files none, so a repeat runs again
+--                       NOT_FOUND: the code may be created next; VALIDATION_ERROR, which
+--                       the route may retry itself: a promo's currency) changes nothing
+--                       and files none, so a repeat runs again
 --   each(records, n, decide, now, ttl, stale) -> the answers of requests 1..n, in order:
 --                       records[i] is request i's [field, fingerprint] (0: no key), asked
 --                       first (a repeat is answered without deciding it), else
@@ -145,7 +146,8 @@ local function dg_idem(hash, expiry, buffered)
     if rec.at + stale <= now then return nil end
     return dg_error('IDEMPOTENCY_KEY_IN_USE')
   end
-  local unfiled = {PERSISTENCE_LAGGING = true, RATE_LIMITED = true, VALIDATION_ERROR = true}
+  local unfiled = {PERSISTENCE_LAGGING = true, RATE_LIMITED = true, NOT_FOUND = true,
+    VALIDATION_ERROR = true}
   function idem.settle(field, fp, now, ttl, answer)
     if unfiled[string.match(answer, '^{"err":"([%u_]+)"') or ''] then
       if get(field) then  -- a stopped request's record, taken over
