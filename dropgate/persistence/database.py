@@ -31,6 +31,7 @@ AUTOVACUUM_OFF = (
 async def autovacuum_off(pool: asyncpg.Pool) -> bool:
     """Whether the server runs without autovacuum. Why it matters: a foreign key check
     planned on a small, never-analyzed table read a tenant's whole index per row and
-    stalled the persister (migration 0017 removed that one; the uses' keys to their
-    codes are planned the same way, though a probe of invites did not reproduce it)."""
+    stalled the persister (migration 0017 removed that one; 0019 and 0021 replaced the
+    other keys of the tables a crowd writes by statement triggers). Other plans made on
+    small tables are kept as they grow the same way."""
     return bool(await pool.fetchval("SHOW autovacuum") == "off")

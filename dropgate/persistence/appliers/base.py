@@ -27,9 +27,10 @@ the batch before being made only of pipelined events sharing none of its keys:
 - its first statement writes only its own keys' rows until its table's first statement-level
   AFTER trigger (``*_a_pipeline_wait``, migration 0020) has waited for the batch before to
   end; the rows both batches change (a code's or an offer's counters and version) are touched
-  after that wait only (by the triggers after it and by later statements). A foreign key's
-  check before it locks the code's row FOR KEY SHARE, which the batch before's updates of
-  that row do not conflict with;
+  after that wait only (by the triggers after it and by later statements). The check that
+  the code or offer exists (a statement trigger after the wait, migrations 0019 and 0021)
+  locks its row FOR KEY SHARE, which the batch before's updates of that row do not
+  conflict with;
 - what it reads before that wait gives the same answer at an older committed state of
   another batch's rows: a code's existence, or its version guarding a use against a replay
   (a later event's version is higher than every earlier one's).
