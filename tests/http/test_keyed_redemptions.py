@@ -185,7 +185,7 @@ async def test_a_404_for_what_does_not_exist_yet_is_not_filed(
         route: str, api: Api, runtime: Runtime) -> None:
     """A code or campaign that does not exist yet is a 404 that changed nothing: no record
     is filed, and the same key once it exists runs (on every hot route alike; invites
-    filed theirs until stop 44, so their retry replayed the 404 for 24 hours)."""
+    filed theirs until 2026-12-07, so their retry replayed the 404 for 24 hours)."""
     setup, body_of, used, _, _, ok = ROUTES[route]
     status, raw, _ = await send(api, _PATHS[route], body_of(1), "early")
     assert status == 404 and b'"NOT_FOUND"' in raw, raw
