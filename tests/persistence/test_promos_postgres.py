@@ -10,7 +10,6 @@ import pytest
 from dropgate.cli import promos as promos_cli
 from dropgate.engine.events import Event, PromoRedeemed, parse_entry
 from dropgate.persistence.appliers import APPLIERS
-from dropgate.persistence.appliers.promos import MissingPromoCode
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 
@@ -167,6 +166,6 @@ async def test_use_of_an_unknown_code_is_refused_not_dropped(runtime: Runtime) -
                   data=PromoRedeemed(tenant_id="t", code="GHOST", use_id="u1", customer_id="c1",
                                      currency="usd", base_amount=100, bonus_amount=5, at_ms=0))
     async with runtime.pool.acquire() as conn:
-        with pytest.raises(MissingPromoCode):
+        with pytest.raises(asyncpg.ForeignKeyViolationError, match="promo_code_uses_tenant_id_code_fkey"):
             async with conn.transaction():
                 await APPLIERS["promo.redeemed"](conn, [event])

@@ -3,7 +3,7 @@ moved to ``promo_code_rolled_back_uses`` when rolled back.
 
 The counters (``times_used``, ``total_bonus_issued``) are never written here: the
 triggers of ``0004_promos.sql`` derive them from the use rows. Each statement is
-one batch over the run (``unnest``), so a run of 1,000 uses is one INSERT and one
+one batch over the run (one json parameter), so a run of 1,000 uses is one INSERT and one
 trigger UPDATE per code. Idempotent on its own too: a use is inserted only while
 the code's row is older than the event (a replayed ``promo.redeemed`` cannot bring
 back a use that a later rollback deleted), and ``ON CONFLICT DO NOTHING``. A use
@@ -27,23 +27,6 @@ async def _bump_versions(
     await raise_versions(conn, PROMO, (((e.data.tenant_id, e.data.code), e.version) for e in events))
 
 
-class MissingPromoCode(ValueError):
-    """A data error to the persister (ValueError): retried, then dead-lettered."""
-
-
-async def _require_codes(conn: asyncpg.Connection, events: list[Event[PromoRedeemed]]) -> None:
-    """A use whose code has no row would be dropped silently by the JOIN below: refuse
-    the batch instead (retried, then dead-lettered: visible, never lost quietly)."""
-    wanted = {(e.data.tenant_id, e.data.code) for e in events}
-    found = await conn.fetchval(
-        """SELECT count(*) FROM promo_codes p
-             JOIN unnest($1::text[], $2::text[]) AS w(tenant_id, code)
-               ON p.tenant_id = w.tenant_id AND p.code = w.code""",
-        [w[0] for w in wanted], [w[1] for w in wanted])
-    if found != len(wanted):
-        raise MissingPromoCode(f"promo code row missing for one of {sorted(wanted)}")
-
-
 class _UseRow(msgspec.Struct, gc=False):
     """One use as ``promo_redeemed``'s statement reads it: the event's fields, and the code's
     version the use may be applied below (the event's, one more for a resync)."""
@@ -58,7 +41,10 @@ class _UseRow(msgspec.Struct, gc=False):
     version: int
 
 
-# the run's uses as one json parameter (``json_rows`` says why)
+# the run's uses as one json parameter (``json_rows`` says why). A use whose code has no
+# row is not filtered out by the join but inserted, so that the statement fails as every
+# use of a missing code does (migration 0021's check, SQLSTATE 23503): retried, then
+# dead-lettered, never dropped quietly.
 _USES_INSERT = """
     INSERT INTO promo_code_uses (tenant_id, code, use_id, customer_id, base_amount, bonus_amount, used_at)
     SELECT u.tenant_id, u.code, u.use_id, u.customer_id, u.base_amount, u.bonus_amount,
@@ -66,13 +52,12 @@ _USES_INSERT = """
       FROM json_to_recordset($1::json) AS u(tenant_id text, code text, use_id text, customer_id text,
                                             base_amount bigint, bonus_amount bigint, at_ms bigint,
                                             version bigint)
-      JOIN promo_codes p ON p.tenant_id = u.tenant_id AND p.code = u.code
-     WHERE p.version < u.version
+      LEFT JOIN promo_codes p ON p.tenant_id = u.tenant_id AND p.code = u.code
+     WHERE p.version IS NULL OR p.version < u.version
     ON CONFLICT DO NOTHING"""
 
 
 async def promo_redeemed(conn: asyncpg.Connection, events: list[Event[PromoRedeemed]]) -> None:
-    await _require_codes(conn, events)
     rows = [_UseRow(tenant_id=d.tenant_id, code=d.code, use_id=d.use_id, customer_id=d.customer_id,
                     base_amount=d.base_amount, bonus_amount=d.bonus_amount, at_ms=d.at_ms,
                     version=e.version + (1 if d.resync else 0))
