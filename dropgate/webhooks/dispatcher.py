@@ -515,7 +515,7 @@ class Dispatcher:
     # -- the queue ----------------------------------------------------------------------------
     async def _queue_pass(self) -> int:
         room = self._settings.dispatcher_batch_size - len(self._inflight)
-        if room <= 0:
+        if room <= 0 or self._closing.is_set():
             return 0
         rows = await self._claim(room)
         for row in rows:
@@ -525,7 +525,7 @@ class Dispatcher:
         return len(rows)
 
     _RETURNING = """RETURNING w.seq, w.endpoint_id, w.entity, w.event_id, w.body, w.attempts,
-                                w.created_at, ep.url, ep.secret,
+                                w.created_at, w.locked_until, ep.url, ep.secret,
                                 EXTRACT(EPOCH FROM w.created_at) AS created_s"""
 
     async def _claim(self, limit: int) -> list[asyncpg.Record]:
@@ -569,13 +569,30 @@ class Dispatcher:
         """Deliver ``row``; after a success, go straight on with the next delivery of the
         same (endpoint, entity), so one busy entity is not paced by the poll interval."""
         current: asyncpg.Record | None = row
-        while current is not None and not self._closing.is_set():
+        while current is not None:
+            if self._closing.is_set():
+                await self._unlock(current)
+                return
             if not await self._attempt(current):
                 return
             try:
                 current = await self._claim_next(current["endpoint_id"], current["entity"])
             except _TRANSIENT:
                 return
+
+    async def _unlock(self, row: asyncpg.Record) -> None:
+        """Give back a delivery claimed but not attempted (the dispatcher is closing).
+        Left locked, it would wait out its lock (the timeout plus ``_LOCK_MARGIN_S``)
+        before another dispatcher could take it: a graceful close must not delay a
+        delivery by half a minute. Only our own lock is lifted (its ``locked_until`` as we
+        set it); on a transient failure the lock lapses as before."""
+        try:
+            await self._pool.execute(
+                """UPDATE dg_webhook_deliveries SET locked_until = NULL
+                    WHERE seq = $1 AND status = 'pending' AND locked_until = $2""",
+                row["seq"], row["locked_until"])
+        except _TRANSIENT:
+            pass
 
     async def _attempt(self, row: asyncpg.Record) -> bool:
         """One attempt and its row; True when it was delivered."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,49 @@ async def test_retries_keep_the_event_id(api: Api, runtime: Runtime, receiver: R
     assert dispatcher.stats.retries and sum(dispatcher.stats.retries.values()) >= 3
     rows = await runtime.pool.fetch("SELECT status, attempts FROM dg_webhook_deliveries")
     assert [(r["status"], r["attempts"] >= 5) for r in rows] == [("succeeded", True)]
+
+
+async def test_a_closing_dispatcher_gives_back_what_it_claimed_and_did_not_send(
+        api: Api, runtime: Runtime, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``close()`` arriving while the queue's claim is in flight: the claimed deliveries
+    are given back at once. They were left locked for the timeout plus half a minute, so a
+    graceful close (a deploy) held them back from the next dispatcher for that long."""
+    await register(api, receiver)
+    receiver.mode = "fail"
+    users = [f"u{i}" for i in range(5)]
+    await _invite_redeems(api, "CLOSING", users)
+    first = runtime.new_dispatcher(name="d0")
+    try:
+        await first.run_once()  # the log read: the first attempt fails, the rest queue behind it
+    finally:
+        await first.aclose()
+    assert await runtime.pool.fetchval(
+        "SELECT count(*) FROM dg_webhook_deliveries WHERE status = 'pending'") == len(users)
+    receiver.mode = "ok"
+    await runtime.pool.execute("UPDATE dg_webhook_deliveries SET next_attempt_at = now()")
+    closing = runtime.new_dispatcher(name="d1")
+    claim = closing._claim
+
+    async def claim_then_close(limit: int) -> list[Any]:
+        rows = await claim(limit)
+        assert rows, "nothing was claimed: the test would prove nothing"
+        await closing.close()
+        return rows
+
+    monkeypatch.setattr(closing, "_claim", claim_then_close)
+    try:
+        await closing.run_once()
+    finally:
+        await closing.aclose()
+    assert receiver.accepted == []
+    assert await runtime.pool.fetchval(
+        "SELECT count(*) FROM dg_webhook_deliveries WHERE locked_until > now()") == 0
+    second = runtime.new_dispatcher(name="d2")
+    try:
+        await second.run_once()  # at once, not after the lock would have lapsed
+    finally:
+        await second.aclose()
+    assert sorted(e["data"]["user_id"] for e in receiver.accepted) == users
 
 
 async def test_failed_after_retry_window_and_endpoint_disabled(
