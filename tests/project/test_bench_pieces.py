@@ -6,7 +6,8 @@ own never (nothing was paused); ``coroutine_layers`` must time every depth it wa
 ``offers_script`` must split the script's Redis time into its commands and the Lua, and with
 ``--sections`` into every part ``script_sections`` names;
 ``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time every
-connection count it was given.
+connection count it was given; ``log_entries`` must read back and parse every event it wrote, in
+both layouts.
 """
 
 from __future__ import annotations
@@ -98,3 +99,13 @@ def test_purchase_concurrency_times_every_connection_count(servers: Endpoints) -
     assert [row[0] for row in rows] == ["1", "2"], out
     assert all(float(row[1].replace(",", "")) > 0 and len(row[2].split(", ")) == 2 for row in rows), out
     assert rows[0][3] == "1.00", out
+
+
+def test_log_entries_compares_both_layouts_on_what_they_wrote() -> None:
+    out = _run("benchmarks.log_entries", "--rounds", "1", "--calls", "5", "--batch", "4")
+    rows = dict(re.findall(r"^\| ([^|]+?) \| ([\d.]+ \| [\d.]+) \| [\d.]+ \|$", out, re.M))
+    assert len(rows) == 6, out
+    # every event read back and parsed into a purchase (the benchmark exits 1 otherwise),
+    # from one entry per event against one per call
+    assert rows["stream entries per round"] == "20.00 | 5.00", out
+    assert all(float(v) > 0 for pair in rows.values() for v in pair.split(" | ")), out
