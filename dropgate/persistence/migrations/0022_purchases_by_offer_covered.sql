@@ -1,0 +1,13 @@
+-- One more index that others already serve goes (#19), as 0018's two did.
+--
+-- offer_purchases_by_offer (tenant_id, offer_id, status). Every purchase a crowd holds was
+-- inserted into it, by the persister, on the same two cores as the API: about 2 us of
+-- PostgreSQL per purchase (BENCHMARKS.md, "The purchases' by_offer index").
+-- What read through it is served as well by:
+-- - offer_purchases_list_offer (0013: tenant_id, offer_id, created_at, purchase_id), the same
+--   leading columns: an offer's purchases listed, its existence check and delete (0019);
+-- - offer_purchases_pending (0005: hold_expires_at WHERE status = 'pending'): the pending
+--   holds of a set of offers that reconcile compares and restore reads back, which are the
+--   few rows of that partial index, not all of an offer's purchases.
+-- The counters are kept per statement from the changed rows (0015) and read no index.
+DROP INDEX IF EXISTS offer_purchases_by_offer;
