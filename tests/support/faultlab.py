@@ -644,23 +644,30 @@ async def slow_sockets(cluster: Cluster, load: Load, rng: random.Random) -> str:
 
 
 async def retry_storm(cluster: Cluster, load: Load, rng: random.Random) -> str:
-    """20 concurrent and 5 sequential copies of one purchase under one Idempotency-Key,
-    on an offer of its own (the offer load's history is not touched), the user's rate
-    limit long spent: never 429, and one 201 body at most (issue 21, item 4)."""
+    """A purchase made, then its user's rate limit spent on other keys, then 20 concurrent
+    and 5 sequential retries of the purchase under its Idempotency-Key, on an offer of its
+    own (the offer load's history is not touched): never 429, and one 201 body at most
+    (issue 21, item 4). The purchase itself comes first: made after the limit was spent,
+    it is new work and its 429 is the right answer (the fault spent the limit first until
+    2026-12-07, and failed every time: at 17fa21d, where it was moved, as at ae7fa92)."""
     from tests.support.hostile import buy
     from tests.support.hostile import retry_storm as storm
 
     url = f"http://127.0.0.1:{cluster.api_port}"
     offer = f"storm-{rng.randrange(10**9)}"
+    key = f"storm-{offer}"
     headers = cluster.service_headers
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
         async with http.post(url + "/v1/offers", headers=headers, json={
                 "offer_id": offer, "event_id": "storm", "name": "Storm", "price": "1.00",
                 "currency": "usd", "inventory_total": 1000}) as r:
             assert r.status == 201, await r.text()
-        for i in range(12):  # spend the user's burst on other keys first
-            await buy(http, url, offer, {**headers, "Idempotency-Key": f"spend-{offer}-{i}"}, "storm-user")
-        answers = await storm(http, url, offer, headers, "storm-user", f"storm-{offer}")
+        first = await buy(http, url, offer, {**headers, "Idempotency-Key": key}, "storm-user")
+        assert first[0] == 201, first
+        spent = [(await buy(http, url, offer, {**headers, "Idempotency-Key": f"spend-{offer}-{i}"},
+                            "storm-user"))[0] for i in range(12)]
+        assert 429 in spent, f"the user's rate limit was not spent: {spent}"
+        answers = [first, *await storm(http, url, offer, headers, "storm-user", key)]
     statuses = [status for status, _ in answers]
     assert 429 not in statuses, f"a retry under one Idempotency-Key got 429: {statuses}"
     assert len({raw for status, raw in answers if status == 201}) <= 1, "two different 201 answers"
