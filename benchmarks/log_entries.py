@@ -38,6 +38,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from benchmarks.redis_costs import private_redis
+from benchmarks.storecpu import redis_cpu_s
 from dropgate.engine.events import OfferPurchase, parse_entry
 
 # A purchase record as offer_purchase_batch-10.lua builds it: the per-hold head, the
@@ -68,11 +69,6 @@ _TAIL = (',"tenant_id":"tenant-a","offer_id":"offer-launch-0001","status":"pendi
          '"updated_ms":1764999100000,"version":1}')
 _ARRAY = msgspec.json.Decoder(list[OfferPurchase], strict=False)
 LAYOUTS = ("per_event", "per_call")
-
-
-async def redis_cpu_s(redis: Redis) -> float:
-    info = await redis.info("cpu")
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
 async def evalsha_usec(redis: Redis) -> int:

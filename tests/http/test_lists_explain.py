@@ -18,6 +18,7 @@ from typing import Any
 from dropgate.http import listspecs
 from dropgate.persistence.lists import ListSpec
 from dropgate.runtime import Runtime
+from tests.support.plans import plan_nodes
 
 N = 4000  # rows per table, over 20 tenants
 
@@ -92,13 +93,6 @@ def _filter_value(spec: ListSpec, name: str) -> Any:
     return _VALUES[f.kind]
 
 
-def _nodes(plan: dict[str, Any]) -> list[str]:
-    out = [plan["Node Type"]]
-    for child in plan.get("Plans", []):
-        out += _nodes(child)
-    return out
-
-
 async def test_every_list_query_walks_an_index(runtime: Runtime) -> None:
     async with runtime.pool.acquire() as conn:
         await conn.execute(_POPULATE)
@@ -119,7 +113,7 @@ async def test_every_list_query_walks_an_index(runtime: Runtime) -> None:
                 args = [*scope, *(values[n] for n in order), *after, 11]
                 raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {text}", *args)
                 plan = json.loads(raw)[0]["Plan"]
-                nodes = _nodes(plan)
+                nodes = [node["Node Type"] for node in plan_nodes(plan)]
                 assert "Seq Scan" not in nodes, (spec.name, filters, nodes)
                 assert not any("Sort" in n for n in nodes), (spec.name, filters, nodes, json.dumps(plan))
                 assert any("Index" in n for n in nodes), (spec.name, filters, nodes)

@@ -2,10 +2,11 @@
 it still finds its rows through a smaller one (#19).
 
 Every purchase a crowd holds was inserted into ``offer_purchases_by_offer`` by the
-persister, on the API's cores. The pending holds of a set of offers (what restore reads
-back and reconcile compares, ``reconcile/repair.py: member_rows``) are the few rows of the
-partial index ``offer_purchases_pending``: the plan must go through it, not through all of
-an offer's purchases, on a table of many paid purchases and few pending ones.
+persister, on the API's cores. The pending holds of a set of offers, which restore reads
+back and reconcile compares, are the few rows of the partial index
+``offer_purchases_pending``. ``member_rows`` (the query restore runs for them) must go
+through it, not through all of an offer's purchases, on a table of many paid purchases
+and few pending ones, and must still return exactly the pending ones.
 """
 
 from __future__ import annotations
@@ -13,9 +14,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import asyncpg
+
+from dropgate.persistence.reconcile.repair import SpecBase
 from dropgate.runtime import Runtime
+from dropgate.specs.entities import OFFER, OFFER_HOLDS
+from tests.support.plans import plan_nodes
 
 _ROWS = 20_000
+
+
+class _Explaining:
+    """The connection ``member_rows`` is given: it runs each query and keeps its plan."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.plans: list[dict[str, Any]] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.plans.append(json.loads(await self.conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args))[0]["Plan"])
+        rows: list[asyncpg.Record] = await self.conn.fetch(sql, *args)
+        return rows
 
 
 async def test_pending_holds_of_offers_are_read_through_the_pending_index(runtime: Runtime) -> None:
@@ -38,22 +57,11 @@ async def test_pending_holds_of_offers_are_read_through_the_pending_index(runtim
                       CASE WHEN i % 97 = 0 THEN 'held' ELSE 'sold' END
                  FROM generate_series(1, $1::int) i""", _ROWS)
         await conn.execute("ANALYZE offer_purchases")
-        # the shape member_rows builds for the offers' holds (Members "holds": status = 'pending')
-        query = """SELECT u.tenant_id, u.offer_id, u.purchase_id AS _id FROM offer_purchases u
-                    WHERE (u.tenant_id, u.offer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-                      AND u.status = 'pending'"""
-        offers = [f"o{i}" for i in range(1, 6)]
-        plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + query, ["t1"] * 5, offers))
-        rows = await conn.fetch(query, ["t1"] * 5, offers)
-    used: set[str] = set()
-
-    def walk(node: dict[str, Any]) -> None:
-        if "Index Name" in node:
-            used.add(node["Index Name"])
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk(plan[0]["Plan"])
+        explaining = _Explaining(conn)
+        owners = [{"_0": "t1", "_1": f"o{i}"} for i in range(1, 6)]
+        holds = await SpecBase(OFFER).member_rows(explaining, OFFER, OFFER_HOLDS, owners)
+    [plan] = explaining.plans
+    used = {node["Index Name"] for node in plan_nodes(plan) if "Index Name" in node}
     assert used == {"offer_purchases_pending"}, plan
     pending = sorted(f"p{i:08d}" for i in range(1, _ROWS + 1) if i % 97 == 0 and i % 20 + 1 <= 5)
-    assert sorted(r["_id"] for r in rows) == pending
+    assert sorted(r["_id"] for rows in holds.values() for r in rows) == pending
