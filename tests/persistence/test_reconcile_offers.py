@@ -56,8 +56,8 @@ async def test_hand_made_drift_is_found_exactly_and_repaired(api: Api, runtime: 
     await _drop(runtime)
     await _drained(persister)
     tk = runtime.keys.tenant(T)
-    await runtime.pool.execute("DELETE FROM offer_purchase_history WHERE purchase_id = 'p2'")
-    await runtime.pool.execute("DELETE FROM offer_purchases WHERE purchase_id = 'p2'")  # pending, of o3
+    # pending, of o3; its history goes with it (0017)
+    await runtime.pool.execute("DELETE FROM offer_purchases WHERE purchase_id = 'p2'")
     await runtime.pool.execute("UPDATE offers SET sold = 0 WHERE offer_id = 'o1'")
     await runtime.redis.hset(tk.offer("o2"), "reserved", 49)
     await runtime.pool.execute("UPDATE offer_purchases SET status = 'released' WHERE purchase_id = 'p5'")

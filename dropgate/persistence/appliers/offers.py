@@ -1,6 +1,6 @@
 """Offers: definitions upserted by version (from the spec); purchases upserted by version with one
-history row per version (the trigger derives offers.reserved/sold from them);
-webhook events inserted once."""
+history row per version after the first (the purchase's row holds its first: migration 0023; the
+trigger derives offers.reserved/sold from them); webhook events inserted once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from dropgate.specs.entities import OFFER
 # One statement per round: the run's records go as ONE json parameter (``json_rows``),
 # unpacked by ``json_to_recordset`` in PostgreSQL. The same rows give the purchases'
 # upsert and their history rows: the history has no key to the purchases (migration 0017),
-# so neither waits on the other.
+# so neither waits on the other. A version 1 is a new hold (pending, at its created time),
+# which its purchase row already says: offer_purchase_history, a view since 0023, shows it
+# from there, so a crowd's purchases write no history rows at all.
 _PURCHASES_APPLY = """
     WITH u AS MATERIALIZED (
         SELECT * FROM json_to_recordset($1::json) AS r (
@@ -23,10 +25,11 @@ _PURCHASES_APPLY = """
             created_ms bigint, updated_ms bigint, version bigint, units text,
             refunded_minor bigint, refunds jsonb)
     ), history AS (
-        INSERT INTO offer_purchase_history (tenant_id, purchase_id, version, status, at)
+        INSERT INTO offer_purchase_changes (tenant_id, purchase_id, version, status, at)
         SELECT tenant_id, purchase_id, version, status,
                'epoch'::timestamptz + updated_ms * interval '1 millisecond'
           FROM u
+         WHERE version > 1
         ON CONFLICT DO NOTHING
     )
     INSERT INTO offer_purchases (tenant_id, purchase_id, offer_id, user_id, quantity, status,
