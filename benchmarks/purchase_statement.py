@@ -26,13 +26,12 @@ import statistics
 import time
 from typing import Any
 
-import msgspec
-
 from benchmarks.common import private_runtime, stores
-from dropgate.engine.events import OfferPurchase
+from dropgate.engine.events import Event, OfferPurchase, parse_entry
 from dropgate.engine.offers import new_purchase_id
 from dropgate.ids import new_id, random_hex
 from dropgate.persistence.appliers import offers as offers_applier
+from dropgate.persistence.appliers.base import raw_rows
 
 _TIME = re.compile(r"actual time=[\d.]+\.\.([\d.]+)")
 
@@ -78,15 +77,29 @@ OFFER_SQL = """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_mi
                VALUES ('t1', 'a', 'drop', 'a', 500, 'usd', 1000000000, 3, true, now(), 1)"""
 
 
+def hold_events(ids: list[str], now_ms: int, first_version: int) -> list[Event[Any]]:
+    """New holds of offer ``a`` of tenant ``t1`` (``OFFER_SQL``), one per id, as the persister
+    reads their events: each record's bytes as the purchase script writes them
+    (``offer_purchase_batch-10.lua``: its keys, in its order, none of what a hold has not got
+    yet), parsed by ``parse_entry``. The offer's version grows by one a hold from
+    ``first_version``."""
+    events = []
+    for i, pid in enumerate(ids):
+        raw = (f'{{"purchase_id":"{pid}","user_id":"u{random_hex(6)}","quantity":1,"amount_minor":500,'
+               f'"offer_version":{first_version + i},"tenant_id":"t1","offer_id":"a","status":"pending",'
+               f'"units":"held","refunded_minor":0,"currency":"usd","hold_expires_ms":{now_ms + 600_000},'
+               f'"created_ms":{now_ms},"updated_ms":{now_ms},"version":1}}').encode()
+        event = parse_entry(0, f"1-{first_version + i}", {b"t": b"offer.purchase",
+                                                         b"e": f"purchase:t1:{pid}".encode(), b"v": b"1", b"d": raw})
+        if not isinstance(event.data, OfferPurchase):
+            raise ValueError(f"a hold's record did not decode: {event.data}")
+        events.append(event)
+    return events
+
+
 def new_holds(ids: list[str], now_ms: int, first_version: int) -> str:
-    """The applier's parameter for new holds of offer ``a`` of tenant ``t1`` (``OFFER_SQL``),
-    one per id, as the purchase script's events carry them: the offer's version grows by one a
-    hold from ``first_version``."""
-    return msgspec.json.encode([OfferPurchase(
-        purchase_id=pid, tenant_id="t1", offer_id="a", user_id="u" + random_hex(6),
-        quantity=1, status="pending", amount_minor=500, currency="usd",
-        hold_expires_ms=now_ms + 600_000, created_ms=now_ms, updated_ms=now_ms, version=1,
-        units="held", offer_version=first_version + i) for i, pid in enumerate(ids)]).decode()
+    """The applier's parameter for these holds (``raw_rows``: their events' bytes)."""
+    return raw_rows(hold_events(ids, now_ms, first_version))
 
 
 # what each later migration of offer_purchases took away, put back (``--undo``): the

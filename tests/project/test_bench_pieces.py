@@ -7,7 +7,7 @@ own never (nothing was paused); ``coroutine_layers`` must time every depth it wa
 ``--sections`` into every part ``script_sections`` names;
 ``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time every
 connection count it was given; ``log_entries`` must read back and parse every event it wrote, in
-both layouts.
+both layouts; ``purchase_param`` must apply every hold with both parameters.
 """
 
 from __future__ import annotations
@@ -109,3 +109,13 @@ def test_log_entries_compares_both_layouts_on_what_they_wrote() -> None:
     # from one entry per event against one per call
     assert rows["stream entries per round"] == "20.00 | 5.00", out
     assert all(float(v) > 0 for pair in rows.values() for v in pair.split(" | ")), out
+
+
+def test_purchase_param_applies_every_hold_with_both_parameters(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = _run("benchmarks.purchase_param", "--rounds", "2", "--holds", "20", env=env)
+    # every hold applied with each parameter (the benchmark exits 1 otherwise), and both timed
+    assert "(80 purchases applied)" in out, out
+    rows = dict(re.findall(r"^\| (json_rows|raw_rows) \| ([\d.]+) \(", out, re.M))
+    assert rows.keys() == {"json_rows", "raw_rows"} and all(float(v) > 0 for v in rows.values()), out

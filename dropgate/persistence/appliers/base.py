@@ -60,6 +60,19 @@ def json_rows(rows: Sequence[msgspec.Struct]) -> str:
     return _ROWS.encode(rows).decode()
 
 
+def raw_rows(events: Sequence[Event[Any]]) -> str:
+    """A run's payloads as ONE json parameter (as ``json_rows``), made of the bytes each
+    script wrote rather than of the structs encoded again. Each was decoded into its
+    struct when read (``parse_entry``: a payload that does not decode never reaches an
+    applier, it is dead-lettered), so the bytes are a valid record of its type. Joining
+    them spares the persister encoding every struct again, and PostgreSQL parsing the keys
+    that encoding adds (each default, and the tag): a purchase's 3-4 µs of the two
+    together (BENCHMARKS.md, "A purchase's first version"). A key a script leaves out is
+    NULL in the recordset, so the statement gives such a column the struct's default
+    (``COALESCE``). An event made in code, with no bytes, is encoded from its struct."""
+    return (b"[" + b",".join([e.raw or _ROWS.encode(e.data) for e in events]) + b"]").decode()
+
+
 def columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows -> one list per column: the arrays of an ``unnest($1::t[], ...)`` statement,
     which sends a whole run in ONE statement (``executemany`` sends one per row, and a

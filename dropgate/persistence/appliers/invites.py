@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncpg
 
 from dropgate.engine.events import Event, InviteRedeemed
-from dropgate.persistence.appliers.base import Applier, PipelineKey, json_rows, raise_versions, saved_upsert
+from dropgate.persistence.appliers.base import Applier, PipelineKey, raise_versions, raw_rows, saved_upsert
 from dropgate.specs.entities import INVITE
 
-# the run's uses as one json parameter (``json_rows`` says why)
+# the run's uses as one json parameter, the bytes the script wrote (``raw_rows`` says why)
 _USES_INSERT = """
     INSERT INTO invite_code_uses (tenant_id, code, user_id, used_at)
     SELECT tenant_id, code, user_id, 'epoch'::timestamptz + at_ms * interval '1 millisecond'
@@ -19,7 +19,7 @@ _USES_INSERT = """
 async def invite_redeemed(conn: asyncpg.Connection, events: list[Event[InviteRedeemed]]) -> None:
     """Two statements per run, whatever its length: the uses (a replayed one conflicts
     and is skipped), then each code's version to the run's highest."""
-    await conn.execute(_USES_INSERT, json_rows([e.data for e in events]))
+    await conn.execute(_USES_INSERT, raw_rows(events))
     await raise_versions(conn, INVITE, (((e.data.tenant_id, e.data.code), e.version) for e in events))
 
 

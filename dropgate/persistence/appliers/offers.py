@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncpg
 
 from dropgate.engine.events import Event, OfferPurchase, OfferWebhook
-from dropgate.persistence.appliers.base import Applier, PipelineKey, json_rows, raise_versions, rounds, saved_upsert, ts
+from dropgate.persistence.appliers.base import Applier, PipelineKey, raise_versions, raw_rows, rounds, saved_upsert, ts
 from dropgate.specs.entities import OFFER
 
-# One statement per round: the run's records go as ONE json parameter (``json_rows``),
-# unpacked by ``json_to_recordset`` in PostgreSQL. The same rows give the purchases'
+# One statement per round: the run's records go as ONE json parameter, the bytes the scripts
+# wrote (``raw_rows``), unpacked by ``json_to_recordset`` in PostgreSQL. A record leaves out
+# what a hold has not got yet (retaken, refunds, ...): NULL there, given the struct's default
+# (``PurchaseRecord``) here. The same rows give the purchases'
 # upsert and their history rows: the history has no key to the purchases (migration 0017),
 # so neither waits on the other. A version 1 is a new hold (pending, at its created time),
 # which its purchase row already says: offer_purchase_history, a view since 0023, shows it
@@ -38,10 +40,10 @@ _PURCHASES_APPLY = """
                                  version, units, refunded_minor, refunds)
     SELECT tenant_id, purchase_id, offer_id, user_id, quantity, status, amount_minor, currency,
            'epoch'::timestamptz + hold_expires_ms * interval '1 millisecond', session_id,
-           payment_intent, refund_id, retaken,
+           payment_intent, refund_id, COALESCE(retaken, false),
            'epoch'::timestamptz + created_ms * interval '1 millisecond',
            'epoch'::timestamptz + updated_ms * interval '1 millisecond',
-           version, units, refunded_minor, refunds
+           version, COALESCE(units, 'none'), COALESCE(refunded_minor, 0), COALESCE(refunds, '{}')
       FROM u
     ON CONFLICT (tenant_id, purchase_id) DO UPDATE SET
         status = EXCLUDED.status,
@@ -61,7 +63,7 @@ async def offer_purchase(conn: asyncpg.Connection, events: list[Event[OfferPurch
     upserting its purchases and inserting their history rows; one version bump per offer
     touched."""
     for batch in rounds(events, key=lambda e: (e.data.tenant_id, e.data.purchase_id)):
-        await conn.execute(_PURCHASES_APPLY, json_rows([e.data for e in batch]))
+        await conn.execute(_PURCHASES_APPLY, raw_rows(batch))
     # one row per refund id, whichever event carried it first (a refund counts once)
     refunds = [(e.data.tenant_id, refund_id, e.data.purchase_id, amount, ts(e.data.updated_ms))
                for e in events for refund_id, amount in e.data.refunds.items() if amount > 0]
