@@ -5,7 +5,8 @@ The persister writes history rows for the later versions alone (``offer_purchase
 and ``offer_purchase_history`` is a view that shows every version as the table did. So a
 crowd of holds writes no history rows, while the history still holds each purchase's
 every status, at the times Redis gave them. A schema migrated from 0022, with the rows an
-earlier persister wrote, must show exactly the rows it had.
+earlier persister wrote, must show exactly the rows it had, and an earlier persister's insert
+into the history must fail as something it retries, not as a data error it dead-letters.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncpg
 import msgspec
 
 from dropgate.engine.offers import HoldRequest, new_purchase_id
+from dropgate.persistence import persister as persister_module
 from dropgate.persistence.database import create_pool
 from dropgate.persistence.migrate import migrate, migration_files
 from dropgate.persistence.persister import Persister
@@ -131,6 +133,17 @@ async def test_a_schema_from_0022_keeps_its_history_rows(settings: Settings, iso
             await conn.execute("DELETE FROM offer_purchases WHERE purchase_id = 'p3'")
             assert {h for h in await _history(conn, "offer_purchase_history") if h[0] == "p3"} == set()
             assert await conn.fetchval("SELECT count(*) FROM offer_purchase_changes WHERE purchase_id = 'p3'") == 0
+            # an earlier release's persister, still running during a rolling upgrade, writes
+            # to the view: refused, and not as a data error, which it would dead-letter; it
+            # retries its batch until it is replaced
+            try:
+                await conn.execute("""INSERT INTO offer_purchase_history (tenant_id, purchase_id, version, status, at)
+                                      VALUES ('t1', 'p1', 3, 'refunded', now()) ON CONFLICT DO NOTHING""")
+            except asyncpg.PostgresError as exc:
+                assert exc.sqlstate == "55000", exc
+                assert not isinstance(exc, persister_module._POISON), exc
+            else:
+                raise AssertionError("the view took an insert")
             await conn.execute("TRUNCATE offer_purchases CASCADE")
             assert await conn.fetchval("SELECT count(*) FROM offer_purchase_history") == 0
             assert await conn.fetchval("SELECT count(*) FROM offer_purchase_changes") == 0

@@ -65,9 +65,9 @@ def raw_rows(events: Sequence[Event[Any]]) -> str:
     script wrote rather than of the structs encoded again. Each was decoded into its
     struct when read (``parse_entry``: a payload that does not decode never reaches an
     applier, it is dead-lettered), so the bytes are a valid record of its type. Joining
-    them spares the persister encoding every struct again, and PostgreSQL parsing the keys
-    that encoding adds (each default, and the tag): a purchase's 3-4 µs of the two
-    together (BENCHMARKS.md, "A purchase's first version"). A key a script leaves out is
+    them spares the persister encoding every struct again (about 0.5 µs a purchase), and
+    PostgreSQL parsing the keys that encoding adds, each default and the tag (2-6 µs:
+    BENCHMARKS.md, "A purchase's first version, and its record's own bytes"). A key a script leaves out is
     NULL in the recordset, so the statement gives such a column the struct's default
     (``COALESCE``). An event made in code, with no bytes, is encoded from its struct."""
     return (b"[" + b",".join([e.raw or _ROWS.encode(e.data) for e in events]) + b"]").decode()
