@@ -29,6 +29,14 @@ from dropgate.persistence.appliers.base import json_rows, raw_rows
 from dropgate.persistence.appliers.offers import _PURCHASES_APPLY
 
 
+def _require_local(pid: int, url: str) -> None:
+    """One line, not a traceback, when the backend's CPU cannot be read here."""
+    if not Path(f"/proc/{pid}/schedstat").exists():
+        raise SystemExit(f"benchmarks.purchase_param reads PostgreSQL's backend CPU from /proc: {url} is not "
+                         f"a PostgreSQL on this machine (its backend {pid} is not here); set "
+                         "DROPGATE_BENCH_DATABASE_URL to one that is")
+
+
 def _on_cpu_s(pid: int) -> float:
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
@@ -41,6 +49,7 @@ async def main(args: argparse.Namespace) -> None:
         async with rt.pool.acquire() as conn:
             await conn.execute(OFFER_SQL)
             backend = await conn.fetchval("SELECT pg_backend_pid()")
+            _require_local(backend, s.database_url)
             version = 1
             for rnd in range(args.rounds):
                 for mode in (("raw_rows", "json_rows") if rnd % 2 else ("json_rows", "raw_rows")):
