@@ -46,7 +46,7 @@ def _parts(plan: list[str]) -> dict[str, float]:
             node = "insert"
         elif text.startswith("Function Scan on json_to_recordset"):
             node = "json"
-        elif text.startswith(("Insert on offer_purchase_changes", "Insert on offer_purchase_history")):
+        elif text.startswith("Insert on offer_purchase_changes"):
             node = "history"
         else:
             node = ""

