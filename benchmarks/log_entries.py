@@ -41,7 +41,7 @@ from benchmarks.redis_costs import private_redis
 from benchmarks.storecpu import redis_cpu_s
 from dropgate.engine.events import OfferPurchase, parse_entry
 
-# A purchase record as offer_purchase_batch-10.lua builds it: the per-hold head, the
+# A purchase record as offer_purchase_batch-11.lua builds it: the per-hold head, the
 # call's shared tail (tenant, offer, status, expiry, timestamps).
 _WRITE = """
 local n = tonumber(ARGV[1])

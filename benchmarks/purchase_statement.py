@@ -80,7 +80,7 @@ OFFER_SQL = """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_mi
 def hold_events(ids: list[str], now_ms: int, first_version: int) -> list[Event[Any]]:
     """New holds of offer ``a`` of tenant ``t1`` (``OFFER_SQL``), one per id, as the persister
     reads their events: each record's bytes as the purchase script writes them
-    (``offer_purchase_batch-10.lua``: its keys, in its order, none of what a hold has not got
+    (``offer_purchase_batch-11.lua``: its keys, in its order, none of what a hold has not got
     yet), parsed by ``parse_entry``. The offer's version grows by one a hold from
     ``first_version``."""
     events = []

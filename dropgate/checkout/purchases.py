@@ -8,10 +8,10 @@
    the idempotency key (Stripe's semantics: replay, 422 for another body, 409 while
    running; none of these spends a rate-limit token), then for new work the user's
    rate limit (the shared GCRA, 429 with Retry-After), and the hold itself
-   (``offer_purchase_batch-10.lua``);
+   (``offer_purchase_batch-11.lua``);
 3. the payment provider's checkout session, ``expires_at`` = the hold's expiry,
    the purchase id in its metadata. If the provider fails or times out, the hold
-   is released (``offer_release-7.lua``) and the answer is 503
+   is released (``offer_release-8.lua``) and the answer is 503
    ``PAYMENT_PROVIDER_UNAVAILABLE``, logged with offer, tenant, user, quantity, error;
 4. the response is sent, and the checkout session attached to the purchase record
    with the offer's next batch (same queue, ahead of the new requests, same script

@@ -1,7 +1,7 @@
 """Cancels and refunds of purchases: the provider first, then one script step.
 
 ``POST /v1/purchases/{id}/cancel`` (pending only): the checkout session is expired at
-the provider, so it can no longer be paid, then ``offer_release-7.lua`` releases the
+the provider, so it can no longer be paid, then ``offer_release-8.lua`` releases the
 hold as ``canceled`` (units back exactly once, whoever races it: the script only
 changes a pending purchase). A provider that cannot be reached -> 503 and nothing
 changed; a provider that refuses (the session already completed or expired) does not

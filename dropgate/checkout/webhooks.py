@@ -1,7 +1,7 @@
 """The payment provider's webhooks: verified, then applied by the offer scripts.
 
 ``checkout.session.completed`` (and ``async_payment_succeeded``) confirms the hold
-(``offer_confirm-7.lua``; a payment for a released hold re-takes the units or is
+(``offer_confirm-8.lua``; a payment for a released hold re-takes the units or is
 refunded through the provider; so is one for a canceled or failed purchase),
 ``checkout.session.expired`` releases it, ``checkout.session.async_payment_failed``
 releases it as ``failed``; a repeated event id changes nothing. The charge events

@@ -4,7 +4,7 @@ Scripts that read an offer's availability release its expired holds themselves
 (lazy expiry), so a crowd never waits for this loop; the sweeper covers offers
 nobody reads, so their units and the persisted purchases do not stay reserved.
 Each partition keeps its holds in a sorted set by expiry; ``run_once`` takes the due
-ones, releases them offer by offer with ``offer_expire_holds-6.lua`` and drops
+ones, releases them offer by offer with ``offer_expire_holds-7.lua`` and drops
 expired idempotency records and recovered rate limits (``offer_housekeep-3.lua``).
 ``run()`` loops until ``close()``.
 """

@@ -222,6 +222,11 @@ class TenantKeys:
         """Hash of the tenant's purchases: purchase id -> JSON record."""
         return f"{self.base}:purchases"
 
+    def purchase_sessions(self) -> str:
+        """Hash of the checkout sessions of pending purchases, apart from their records:
+        purchase id -> ``<session id>\n<checkout url>`` (``lua/lib/dg_purchase_session.lua``)."""
+        return f"{self.base}:purchase_sessions"
+
     def webhook_event(self, event_id: str) -> str:
         """Marks a processed payment-provider event (kept for a week)."""
         return f"{self.base}:whevt:{check_id(event_id, 'event_id')}"

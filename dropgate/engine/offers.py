@@ -1,13 +1,13 @@
 """Offers: inventory where ``available = total - reserved - sold`` never goes negative.
 
 Script <-> method: ``offer_create-3.lua`` <-> ``Offers.create``,
-``offer_update-6.lua`` <-> ``Offers.update``, ``offer_read-6.lua`` <-> ``Offers.read``,
-``offer_purchase_batch-10.lua`` <-> ``Offers.purchase_batch``,
-``offer_release-7.lua`` <-> ``Offers.release``, ``offer_confirm-7.lua`` <-> ``Offers.confirm``,
+``offer_update-7.lua`` <-> ``Offers.update``, ``offer_read-7.lua`` <-> ``Offers.read``,
+``offer_purchase_batch-11.lua`` <-> ``Offers.purchase_batch``,
+``offer_release-8.lua`` <-> ``Offers.release``, ``offer_confirm-8.lua`` <-> ``Offers.confirm``,
 ``offer_refund_done-3.lua`` <-> ``Offers.refund_done``,
 ``offer_refund_hold-3.lua`` <-> ``Offers.refund_hold``, ``offer_refund-5.lua`` <-> ``Offers.refund``,
 ``offer_dispute-4.lua`` <-> ``Offers.dispute``,
-``offer_expire_holds-6.lua`` <-> ``Offers.expire_holds``,
+``offer_expire_holds-7.lua`` <-> ``Offers.expire_holds``,
 ``offer_housekeep-3.lua`` <-> ``Offers.housekeep``.
 
 The purchase flow around these (rate limits, idempotency, the payment provider,
@@ -179,9 +179,10 @@ class Offers:
         return [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
                 tk.purchases()]
 
-    def _keys6(self, tk: TenantKeys, offer_id: str) -> list[str]:
-        """``_keys5`` and the offer's users (units held or owned per user)."""
-        return [*self._keys5(tk, offer_id), tk.offer_users(offer_id)]
+    def _keys7(self, tk: TenantKeys, offer_id: str) -> list[str]:
+        """``_keys5``, the offer's users (units held or owned per user) and the pending
+        purchases' checkout sessions (a hold released takes its session in)."""
+        return [*self._keys5(tk, offer_id), tk.offer_users(offer_id), tk.purchase_sessions()]
 
     async def create(self, tenant_id: str, *, offer_id: str | None, **fields: object) -> OfferState:
         """Create an offer from ``fields``: every field of the spec (``OFFER``) but the
@@ -205,7 +206,7 @@ class Offers:
     ) -> OfferState:
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_update", self._keys6(tk, offer_id),
+            "offer_update", self._keys7(tk, offer_id),
             [self._ctx.backlog_bound, tenant_id, offer_id, keep_arg(total), keep_arg(active), keep_arg(archived),
              patch_arg(expires_at_ms), patch_arg(max_per_user), patch_arg(success_url), patch_arg(cancel_url)],
             type=OfferState,
@@ -215,7 +216,7 @@ class Offers:
         """The offer with exact availability (expired holds released first)."""
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_read", self._keys6(tk, offer_id), [self._ctx.backlog_bound, tenant_id, offer_id],
+            "offer_read", self._keys7(tk, offer_id), [self._ctx.backlog_bound, tenant_id, offer_id],
             type=OfferState,
         )
 
@@ -250,7 +251,7 @@ class Offers:
             "offer_purchase_batch",
             [tk.log, tk.offer(offer_id), tk.offer_holds(offer_id), tk.offer_hold_expiry(),
              tk.tenant(), tk.purchases(), tk.offer_idempotency(), tk.offer_idempotency_expiry(),
-             tk.purchase_ratelimit(), tk.offer_users(offer_id)],
+             tk.purchase_ratelimit(), tk.offer_users(offer_id), tk.purchase_sessions()],
             args, durable=True,
         )
         return _hold_results.decode(raw)
@@ -260,7 +261,8 @@ class Offers:
         tk = self._ctx.keys.tenant(tenant_id)
         event_key = tk.webhook_event(event_id or "none")
         return await self._ctx.scripts.call(
-            "offer_release", [*self._keys5(tk, offer_id), event_key, tk.offer_users(offer_id)],
+            "offer_release",
+            [*self._keys5(tk, offer_id), event_key, tk.offer_users(offer_id), tk.purchase_sessions()],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, status, event_id, event_type],
             type=Outcome,
         )
@@ -269,7 +271,9 @@ class Offers:
                       session_id: str, payment_intent: str) -> Outcome:
         tk = self._ctx.keys.tenant(tenant_id)
         return await self._ctx.scripts.call(
-            "offer_confirm", [*self._keys5(tk, offer_id), tk.webhook_event(event_id), tk.offer_users(offer_id)],
+            "offer_confirm",
+            [*self._keys5(tk, offer_id), tk.webhook_event(event_id), tk.offer_users(offer_id),
+             tk.purchase_sessions()],
             [self._ctx.backlog_bound, tenant_id, offer_id, purchase_id, event_id, session_id,
              payment_intent],
             type=Outcome, durable=True,
@@ -318,7 +322,7 @@ class Offers:
     async def expire_holds(self, tenant_id: str, offer_id: str, *, limit: int = 1000) -> int:
         tk = self._ctx.keys.tenant(tenant_id)
         result = await self._ctx.scripts.call(
-            "offer_expire_holds", self._keys6(tk, offer_id),
+            "offer_expire_holds", self._keys7(tk, offer_id),
             [self._ctx.backlog_bound, tenant_id, offer_id, limit])
         return int(result["released"])
 
@@ -342,10 +346,26 @@ class Offers:
         return (text(own[0] or tenant[0] or b""), text(own[1] or tenant[1] or b""))
 
     async def purchase(self, tenant_id: str, purchase_id: str) -> PurchaseRecord:
+        """The purchase's record, with its checkout session: a pending purchase's is kept
+        apart (``lua/lib/dg_purchase_session.lua``), a settled one's is in the record.
+
+        Read in that order, one after the other, and no transaction is needed: a purchase
+        settling in between took its session into its record before its entry went. (Not a
+        pipeline: on a cluster a pipeline takes a connection of its own, and a crowd's
+        webhooks, each reading its purchase, ran the pool out.)"""
         check_id(purchase_id, "purchase_id")
-        raw = await self._ctx.redis.hget(self._ctx.keys.tenant(tenant_id).purchases(), purchase_id)
+        tk = self._ctx.keys.tenant(tenant_id)
+        kept = await self._ctx.redis.hget(tk.purchase_sessions(), purchase_id)
+        raw = await self._ctx.redis.hget(tk.purchases(), purchase_id)
         if raw is None:
             raise NotFound("No such purchase.", details={"purchase_id": purchase_id})
-        return _record_decoder.decode(raw)
+        record: PurchaseRecord = _record_decoder.decode(raw)
+        if kept is not None:
+            session_id, _, url = text(kept).partition("\n")
+            if not record.session_id:
+                record.session_id, record.checkout_url = session_id, url
+            elif record.session_id == session_id and not record.checkout_url:
+                record.checkout_url = url
+        return record
 
 

@@ -96,7 +96,8 @@ OFFER = Entity(
     resync=("resync_offer",), restore="restore_swap")
 
 # A purchase is a JSON record in its tenant's purchases hash. Its checkout session is
-# attached after the hold without an event of its own: compared once it is settled.
+# attached after the hold without an event of its own, kept beside the record while it is
+# pending (``purchase_sessions``) and taken into it when it settles: compared once settled.
 PURCHASE = Entity(
     kind="purchase", domain="offers", table="offer_purchases", key="purchases", ids=(Field("purchase_id"),),
     record_in="purchases", owner=("offer", "offer_id"),

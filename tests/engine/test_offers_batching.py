@@ -334,11 +334,14 @@ async def test_a_201_is_the_purchase_records_not_stored(runtime: Runtime) -> Non
     # restored from PostgreSQL (reconcile --repair), which keeps the session of a settled
     # purchase but not its URL: no longer an answer by itself; once the key is stale the
     # answer is recovered from the provider, whose URL the record then keeps
-    purchases = runtime.keys.tenant("t3").purchases()
+    tk = runtime.keys.tenant("t3")
+    purchases = tk.purchases()
     restored = msgspec.json.decode(await runtime.redis.hget(purchases, "pu_s1"))
-    del restored["checkout_url"]
-    restored["status"] = "paid"
+    assert "session_id" not in restored  # pending: its session is kept apart
+    restored.update(status="paid", session_id="cs_s1")
     await runtime.redis.hset(purchases, "pu_s1", msgspec.json.encode(restored))
+    await runtime.redis.zrem(tk.offer_holds("o3"), "pu_s1")
+    await runtime.redis.hdel(tk.purchase_sessions(), "pu_s1")
     [young] = await runtime.offers.purchase_batch("t3", "o3", [repeat], [], **_LIMITS)
     assert young.err == "IDEMPOTENCY_KEY_IN_USE"
     [lost] = await runtime.offers.purchase_batch("t3", "o3", [repeat], [], **{**_LIMITS, "idem_stale_ms": 0})

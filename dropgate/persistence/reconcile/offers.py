@@ -7,8 +7,9 @@
   one of those waiting in the log is the offer in flight.
 - A restore swaps in an offer with its purchase records, holds and their expiry entries.
 
-Not compared or restored, deliberately: a pending purchase's checkout session (its
-spec compares it once settled), idempotency records and rate-limit state
+Not compared or restored, deliberately: a pending purchase's checkout session (kept
+beside its record, in the tenant's purchase sessions hash; its spec compares it once
+settled, when the record has taken it in), idempotency records and rate-limit state
 (short-lived), and processed-webhook markers (a redelivered webhook meets a purchase
 that is no longer pending and changes nothing).
 """

@@ -5,7 +5,7 @@
 -- are released (the log never grows past its bound, not even by expiries; the rest wait
 -- for the persister). Returns the number of holds released.
 local function dg_offer_expire_holds(log_key, offer_key, holds_key, expiry_key, purchases_key,
-                                     users_key, now, limit, bound)
+                                     users_key, sessions_key, now, limit, bound)
   limit = math.min(limit, tonumber(bound) - redis.call('XLEN', log_key))
   if limit <= 0 then return 0 end
   local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, limit)
@@ -14,8 +14,8 @@ local function dg_offer_expire_holds(log_key, offer_key, holds_key, expiry_key, 
     local raw = redis.call('HGET', purchases_key, pid)
     local p = raw and cjson.decode(raw)
     if p and p.status == 'pending' then
-      dg_offer_release(log_key, offer_key, holds_key, expiry_key, purchases_key, users_key, p,
-        'expired', now)
+      dg_offer_release(log_key, offer_key, holds_key, expiry_key, purchases_key, users_key,
+        sessions_key, p, 'expired', now)
       released = released + 1
     else
       redis.call('ZREM', holds_key, pid)

@@ -3,10 +3,13 @@
   responses of earlier requests (after the payment provider answered), then the holds
   of up to DROPGATE_PURCHASE_BATCH_SIZE (64) new requests. (One call for both: a
   second script call per purchase was a visible share of its CPU.)
-  Finishing: attach the checkout session to each purchase record (no event of its
-  own while pending: the purchase's next event carries it; a purchase already settled,
-  canceled right after its 201, gets one offer.purchase) and, for an answer other than
-  a 201, store the response the client saw under its idempotency key (running -> done).
+  Finishing: attach the checkout session to each purchase: a pending one's goes to the
+  purchase sessions hash, apart from its record (lib/dg_purchase_session.lua: one field
+  written, no record read and rebuilt; no event while pending, the record takes it in
+  when the purchase settles and that event carries it); a purchase already settled,
+  canceled right after its 201, takes it into its record with one offer.purchase. For
+  an answer other than a 201, store the response the client saw under its idempotency
+  key (running -> done).
   A 201 is not stored: it is a function of the purchase record (id, session, URL, hold
   expiry), so a key whose running record names a purchase with a session and its URL
   attached is answered, and its repeat gets the record's fields to render the same bytes
@@ -44,6 +47,7 @@
   KEYS[8] idempotency expiry  <prefix>:{pN}:idem_exp
   KEYS[9] purchase rate limit <prefix>:{pN}:rl_purchase
   KEYS[10] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
+  KEYS[11] purchase sessions   <prefix>:{pN}:t:<tenant>:purchase_sessions
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] hold ttl ms
   ARGV[5] rate limit interval ms   ARGV[6] rate limit burst   ARGV[7] idempotency ttl ms
   ARGV[8] ms after which a running idempotency record's request counts as stopped
@@ -73,7 +77,7 @@
   same: they append no event), and the holds past the room left when the call's own
   events would pass it (so the log never grows past the bound by holds).
   Errors: PERSISTENCE_LAGGING, RATE_LIMITED, IDEMPOTENCY_KEY_REUSED, IDEMPOTENCY_KEY_IN_USE, QUANTITY_LIMIT, NOT_FOUND, OFFER_UNAVAILABLE, SUBSCRIPTION_INACTIVE, USER_LIMIT, INSUFFICIENT_INVENTORY
-  Writes KEYS[2..10]; appends offer.purchase per hold (and per expired hold, and per settled
+  Writes KEYS[2..11]; appends offer.purchase per hold (and per expired hold, and per settled
   purchase given its session) to KEYS[1].
 ]]
 --- @include "dg_now_ms"
@@ -89,35 +93,54 @@
 --- @include "dg_idem"
 --- @include "dg_call_chunked"
 --- @include "dg_hset_fields"
+--- @include "dg_purchase_session"
 local tenant, offer_id = ARGV[2], ARGV[3]
 -- Buffered writes: every hash field and zset member the call writes is kept in the
 -- script and written by one variadic HSET / ZADD per key (reads see them as if
 -- written); one command per request and key was most of the call's Redis commands.
 local idem = dg_idem(KEYS[7], KEYS[8], true)
 
--- the records and idempotency records the finishes touch: one HMGET each
+-- the idempotency records the finishes touch (one HMGET), and the records of those no
+-- longer pending
 local finishes = cjson.decode(ARGV[10])
 local fin_pids, fin_fields = {}, {}
 for _, r in ipairs(finishes) do
   if r[1] ~= '' and r[2] ~= '' then fin_pids[#fin_pids + 1] = r[1] end
   if r[4] ~= '' then fin_fields[#fin_fields + 1] = tenant .. ':' .. r[4] end
 end
-local fin_raw, fin_order, fin_dirty = {}, {}, {}
+-- a purchase still pending (its hold among the offer's holds) takes its session in the
+-- sessions hash, unread; only the others' records are read (settled meanwhile: the
+-- record takes it in, with an event)
+local fin_pending, fin_raw, fin_order, fin_dirty = {}, {}, {}, {}
 if #fin_pids > 0 then
-  local got = dg_call_chunked('HMGET', KEYS[6], fin_pids, 1000)
+  local scores = dg_call_chunked('ZMSCORE', KEYS[3], fin_pids, 1000)
+  local others = {}
   for i, pid in ipairs(fin_pids) do
-    if fin_raw[pid] == nil then fin_raw[pid] = got[i] end
+    if scores[i] then fin_pending[pid] = true else others[#others + 1] = pid end
+  end
+  if #others > 0 then
+    local got = dg_call_chunked('HMGET', KEYS[6], others, 1000)
+    for i, pid in ipairs(others) do
+      if fin_raw[pid] == nil then fin_raw[pid] = got[i] end
+    end
   end
 end
 idem.load(fin_fields)
 
+local sessions_args = {}
 local body_at = 1
 for _, r in ipairs(finishes) do
   local body = string.sub(ARGV[11], body_at, body_at + r[6] - 1)
   body_at = body_at + r[6]
   local pid, session, url, digest = r[1], r[2], r[3], r[4]
-  if pid ~= '' and session ~= '' then
+  if pid ~= '' and session ~= '' and fin_pending[pid] and not string.find(session, '\n', 1, true) then
+    sessions_args[#sessions_args + 1] = pid
+    sessions_args[#sessions_args + 1] = session .. '\n' .. url
+  elseif pid ~= '' and session ~= '' then
     local raw = fin_raw[pid]
+    if raw == nil then  -- pending, with a session its entry cannot hold: in its record
+      raw = redis.call('HGET', KEYS[6], pid) or nil
+    end
     if raw then
       if not string.find(raw, '"status":"pending"', 1, true) then
         -- settled before its session was attached (a cancel right after the 201): no
@@ -157,6 +180,7 @@ for _, r in ipairs(finishes) do
   end
 end
 -- written before anything else reads them (lazy expiry reads purchase records)
+if #sessions_args > 0 then dg_call_chunked('HSET', KEYS[11], sessions_args, 1000) end
 dg_hset_fields(KEYS[6], fin_order, fin_raw)
 idem.flush()
 local requests = cjson.decode(ARGV[9])
@@ -172,7 +196,8 @@ local hold_ttl, interval, burst = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber
 local idem_ttl, idem_stale = tonumber(ARGV[7]), tonumber(ARGV[8])
 local exists = redis.call('EXISTS', KEYS[2]) == 1
 if exists then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[10], now, 1000, ARGV[1])
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[10], KEYS[11], now, 1000,
+    ARGV[1])
 end
 -- each hold appends one event: the backlog bound holds per hold, not only per call
 local bound = tonumber(ARGV[1])
@@ -272,7 +297,7 @@ for i, r in ipairs(requests) do
       local p = nil
       if rec.pid and (rec.fp == fp or stopped) then
         local held_raw = new_records[rec.pid] or redis.call('HGET', KEYS[6], rec.pid)
-        p = held_raw and cjson.decode(held_raw)
+        p = held_raw and dg_purchase_session(KEYS[11], cjson.decode(held_raw), false)
       end
       if p and rec.fp == fp and type(p.session_id) == 'string' and p.session_id ~= ''
           and type(p.checkout_url) == 'string' and p.checkout_url ~= '' then

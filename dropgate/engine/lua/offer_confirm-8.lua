@@ -17,12 +17,13 @@
   KEYS[5] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[6] webhook event mark  <prefix>:{pN}:t:<tenant>:whevt:<event>
   KEYS[7] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
+  KEYS[8] purchase sessions   <prefix>:{pN}:t:<tenant>:purchase_sessions (lib/dg_purchase_session.lua)
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] purchase id
   ARGV[5] webhook event id   ARGV[6] checkout session id   ARGV[7] payment intent id
   Returns {"outcome": "confirmed" | "retaken" | "refund" | "noop" | "duplicate",
            "status": s, "quantity": n, "payment_intent": s}
   Errors: NOT_FOUND, PERSISTENCE_LAGGING
-  Writes KEYS[2..7]; appends offer.purchase (on a change) and offer.webhook to KEYS[1].
+  Writes KEYS[2..8]; appends offer.purchase (on a change) and offer.webhook to KEYS[1].
 ]]
 --- @include "dg_error"
 --- @include "dg_now_ms"
@@ -33,6 +34,7 @@
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_purchase"
 --- @include "dg_purchase_save"
+--- @include "dg_purchase_session"
 --- @include "dg_webhook_done"
 local full = dg_backlog_full(KEYS[1], ARGV[1], 2)  -- the purchase's event, the webhook's
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
@@ -57,12 +59,13 @@ local function settle(status)
 end
 if p.status == 'pending' then
   dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')
+  dg_purchase_session(KEYS[8], p, true)  -- the record takes in its session (and its URL)
   redis.call('ZREM', KEYS[3], p.purchase_id)
   redis.call('ZREM', KEYS[4], ARGV[2] .. ':' .. ARGV[3] .. ':' .. p.purchase_id)
   settle('paid')
   outcome = 'confirmed'
 elseif p.status == 'expired' or p.status == 'released' then
-  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], now, 1000,
+  dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], KEYS[8], now, 1000,
     tonumber(ARGV[1]) - 2)  -- room kept for this script's own two events
   local o = redis.call('HMGET', KEYS[2], 'total', 'reserved', 'sold')
   if tonumber(o[1]) - tonumber(o[2]) - tonumber(o[3]) >= p.quantity then

@@ -6,10 +6,11 @@
   KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds
   KEYS[5] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[6] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
+  KEYS[7] purchase sessions   <prefix>:{pN}:t:<tenant>:purchase_sessions (lib/dg_purchase_session.lua)
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] most holds to release
   Returns {"released": n}
   Errors: PERSISTENCE_LAGGING
-  Writes KEYS[2..6]; appends offer.purchase per released hold to KEYS[1]. Queue
+  Writes KEYS[2..7]; appends offer.purchase per released hold to KEYS[1]. Queue
   entries of a vanished offer or settled purchase are dropped.
 ]]
 --- @include "dg_error"
@@ -24,7 +25,7 @@ if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local now = dg_now_ms()
 local released = 0
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  released = dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now,
+  released = dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], now,
     tonumber(ARGV[4]), ARGV[1])
 end
 -- queue entries of this offer that are due but no longer held (settled, vanished)

@@ -7,13 +7,14 @@
   KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds
   KEYS[5] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[6] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
+  KEYS[7] purchase sessions   <prefix>:{pN}:t:<tenant>:purchase_sessions (lib/dg_purchase_session.lua)
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id
   ARGV[4] inventory total ('' unchanged)   ARGV[5] active ('' | '1' | '0')
   ARGV[6] archived ('' | '1' | '0')   ARGV[7] expires_at ms ('' unchanged, 'none' clears)
   ARGV[8] max_per_user, ARGV[9] success_url, ARGV[10] cancel_url ('' unchanged, 'none' clears)
   Returns the offer hash as an object (string values).
   Errors: NOT_FOUND, INVENTORY_CONFLICT, PERSISTENCE_LAGGING
-  Writes KEYS[2] (and releases expired holds: KEYS[3], KEYS[4], KEYS[5], KEYS[6]);
+  Writes KEYS[2] (and releases expired holds: KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]);
   appends offer.purchase per released hold and offer.saved to KEYS[1].
 ]]
 --- @include "dg_error"
@@ -30,7 +31,7 @@ local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 if redis.call('EXISTS', KEYS[2]) == 0 then return dg_error('NOT_FOUND', {offer_id = ARGV[3]}) end
 local now = dg_now_ms()
-dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], now, 1000,
+dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], now, 1000,
   tonumber(ARGV[1]) - 1)  -- room kept for the offer.saved event below
 local cur = redis.call('HMGET', KEYS[2], 'reserved', 'sold')
 local reserved, sold = tonumber(cur[1]), tonumber(cur[2])

@@ -13,12 +13,13 @@
   KEYS[5] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[6] webhook event mark  <prefix>:{pN}:t:<tenant>:whevt:<event> (unused without one)
   KEYS[7] offer users hash    <prefix>:{pN}:t:<tenant>:offer:<offer>:users
+  KEYS[8] purchase sessions   <prefix>:{pN}:t:<tenant>:purchase_sessions (lib/dg_purchase_session.lua)
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] purchase id
   ARGV[5] new status ('released' | 'expired' | 'canceled' | 'failed')   ARGV[6] webhook event id ('' none)
   ARGV[7] webhook event type
   Returns {"outcome": "released" | "noop" | "duplicate", "status": <purchase status>}
   Errors: NOT_FOUND, PERSISTENCE_LAGGING
-  Writes KEYS[2..7]; appends offer.purchase (when released) and offer.webhook (with an
+  Writes KEYS[2..8]; appends offer.purchase (when released) and offer.webhook (with an
   event id) to KEYS[1].
 ]]
 --- @include "dg_error"
@@ -42,7 +43,7 @@ end
 local now = dg_now_ms()
 local outcome = 'noop'
 if p.status == 'pending' then
-  dg_offer_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], p, ARGV[5], now)
+  dg_offer_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], KEYS[8], p, ARGV[5], now)
   outcome = 'released'
 end
 if event_id ~= '' then
