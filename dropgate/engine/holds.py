@@ -3,8 +3,9 @@
 Scripts that read an offer's availability release its expired holds themselves
 (lazy expiry), so a crowd never waits for this loop; the sweeper covers offers
 nobody reads, so their units and the persisted purchases do not stay reserved.
-Each partition keeps its holds in a sorted set by expiry; ``run_once`` takes the due
-ones, releases them offer by offer with ``offer_expire_holds-7.lua`` and drops
+Each partition queues its offers with holds in a sorted set, each offer at its earliest
+hold; ``run_once`` takes the due offers, releases their due holds offer by offer with
+``offer_expire_holds-7.lua`` (which queues the offer again at its first hold left) and drops
 expired idempotency records and recovered rate limits (``offer_housekeep-3.lua``).
 ``run()`` loops until ``close()``.
 """
@@ -40,7 +41,9 @@ class HoldSweeper:
                 self._ctx.keys.offer_hold_expiry(p), "-inf", now_ms, start=0, num=self._batch)
             offers = set()
             for member in due:
-                tenant_id, offer_id, _ = text(member).split(":", 2)  # type: ignore[arg-type]
+                # '<tenant>:<offer>', or '<tenant>:<offer>:<purchase>' as an earlier release
+                # queued single holds (ids never hold ':')
+                tenant_id, offer_id = text(member).split(":", 2)[:2]  # type: ignore[arg-type]
                 offers.add((tenant_id, offer_id))
             for tenant_id, offer_id in sorted(offers):
                 released += await self._offers.expire_holds(tenant_id, offer_id, limit=self._batch)

@@ -61,7 +61,7 @@ if p.status == 'pending' then
   dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')
   dg_purchase_session(KEYS[8], p, true)  -- the record takes in its session (and its URL)
   redis.call('ZREM', KEYS[3], p.purchase_id)
-  redis.call('ZREM', KEYS[4], ARGV[2] .. ':' .. ARGV[3] .. ':' .. p.purchase_id)
+  redis.call('ZREM', KEYS[4], ARGV[2] .. ':' .. ARGV[3] .. ':' .. p.purchase_id)  -- as dg_offer_release
   settle('paid')
   outcome = 'confirmed'
 elseif p.status == 'expired' or p.status == 'released' then

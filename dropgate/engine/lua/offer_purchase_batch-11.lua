@@ -34,13 +34,14 @@
        tenant subscription active, the user's units held or owned (KEYS[10]) plus
        quantity within max_per_user (when set: else USER_LIMIT), available >= quantity;
        then reserved += quantity, the user's units += quantity,
-       the hold (expiry = now + hold ttl) enters the offer's holds and the partition's
-       expiry queue, the purchase record is written and one event appended.
+       the hold (expiry = now + hold ttl) enters the offer's holds, the offer the
+       partition's expiry queue (once, at its earliest hold), the purchase record is
+       written and one event appended.
   Expired holds of the offer are released first (lazy expiry).
   KEYS[1] partition log       <prefix>:{pN}:log
   KEYS[2] offer hash          <prefix>:{pN}:t:<tenant>:offer:<offer>
   KEYS[3] offer holds zset    <prefix>:{pN}:t:<tenant>:offer:<offer>:holds
-  KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds
+  KEYS[4] hold expiry zset    <prefix>:{pN}:offer_holds ('<tenant>:<offer>' -> its earliest hold)
   KEYS[5] tenant hash         <prefix>:{pN}:tenant:<tenant>
   KEYS[6] purchases hash      <prefix>:{pN}:t:<tenant>:purchases
   KEYS[7] idempotency hash    <prefix>:{pN}:idem
@@ -237,10 +238,10 @@ local function refuse(code, details)
   return {err = code, details = details or {}}
 end
 -- the holds' writes, buffered (see above): rate-limit values, purchase records, and
--- the members of the offer's holds and the partition's hold expiry queue
+-- the members of the offer's holds
 local rl_values, rl_order = {}, {}
 local new_records, record_order = {}, {}
-local holds_args, expiry_args = {}, {}
+local holds_args = {}
 -- and their reads: every request's rate-limit value and idempotency record, one HMGET
 -- each (a value written by an earlier request of the call is read from the buffer)
 -- (each request's fields, made once: the loop below uses them again)
@@ -277,7 +278,6 @@ end
 local units_dirty = {}
 -- a taken hold's result: one table for all of them (its answer is ok_answer's string)
 local held_ok = {ok = 1}
-local expiry_prefix = tenant .. ':' .. offer_id .. ':'
 
 for i, r in ipairs(requests) do
   local pid, user, qty, digest, fp = r[1], r[2], tonumber(r[3]), r[4], r[5]
@@ -386,8 +386,6 @@ for i, r in ipairs(requests) do
       end
       holds_args[#holds_args + 1] = expires
       holds_args[#holds_args + 1] = pid
-      expiry_args[#expiry_args + 1] = expires
-      expiry_args[#expiry_args + 1] = expiry_prefix .. pid
       dg_emit_json(KEYS[1], 'offer.purchase', 'purchase:' .. tenant .. ':' .. pid, 1, record)
       result = held_ok
     end
@@ -409,7 +407,10 @@ dg_hset_fields(KEYS[10], units_order, units_of)
 dg_hset_fields(KEYS[6], record_order, new_records)
 if #holds_args > 0 then
   dg_call_chunked('ZADD', KEYS[3], holds_args, 1000)
-  dg_call_chunked('ZADD', KEYS[4], expiry_args, 1000)
+  -- the partition's expiry queue names the offer once, at its earliest hold (LT: an
+  -- earlier one already queued stays), not each hold: the sweeper releases an offer's
+  -- due holds from its holds, and queues the offer again at the first one left
+  redis.call('ZADD', KEYS[4], 'LT', expires, tenant .. ':' .. offer_id)
 end
 idem.flush()
 return '[' .. table.concat(out, ',') .. ']'

@@ -9,8 +9,9 @@
     'm' merge: the staged members are added into the collection (a hash shared by a
         tenant's entities, an event's set of offers)
     'x' merge, after removing from the collection the members of collection 1 as it
-        was, each prefixed with ARGV[3] (the partition's hold-expiry queue mirrors an
-        offer's holds as '<tenant>:<offer>:<purchase>')
+        was, each prefixed with ARGV[3] (the partition's hold-expiry queue: an offer is
+        staged as '<tenant>:<offer>' at its earliest hold; an earlier release queued each
+        hold as '<tenant>:<offer>:<purchase>', and those go)
     '-' unused (pass the first pair's staged key twice)
   KEYS[1] entity hash         e.g. <prefix>:{pN}:t:<tenant>:invite:<code>
   KEYS[2] collection 1        e.g. <prefix>:{pN}:t:<tenant>:invite:<code>:users

@@ -175,13 +175,15 @@ class OfferReconciler(SpecReconciler):
     async def stage_related(self, rc: ReconcileContext, pipe: Any, spec: Entity, parts: list[str], row: Any,
                             related: Any, swap: list[tuple[str, str, str]]) -> str:
         """The offer's purchase records (merged into the tenant's purchases hash), its
-        holds' entries in the partition's expiry queue (so they keep their expiry; a hold
-        already past it is released by the sweeper, with its event) and its event's set."""
+        entry in the partition's expiry queue at its earliest hold (so its holds keep their
+        expiry; a hold already past it is released by the sweeper, with its event) and its
+        event's set."""
         t, o = parts
         tk = rc.keys.tenant(t)
         mine = related.get((t, o), [])
         records = [x for p in mine for x in (p[PID], json.dumps(p, separators=(",", ":")))]
-        expiry = [x for p in mine if p[STATUS] == HELD for x in (p[EXPIRY], f"{t}:{o}:{p[PID]}")]
+        held = [p[EXPIRY] for p in mine if p[STATUS] == HELD]
+        expiry = [min(held), f"{t}:{o}"] if held else []
         swap += [await stage(rc, pipe, tk.purchases(), "hash", records, mode="m",
                              staging=Keys.staging(tk.offer(o), "restore:purchases")),
                  await stage(rc, pipe, tk.offer_hold_expiry(), "zset", expiry, mode="x",

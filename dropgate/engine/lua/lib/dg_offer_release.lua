@@ -11,6 +11,8 @@ local function dg_offer_release(log_key, offer_key, holds_key, expiry_key, purch
   dg_purchase_units(offer_key, users_key, p, 'none')
   dg_purchase_session(sessions_key, p, true)
   redis.call('ZREM', holds_key, p.purchase_id)
+  -- the queue names the offer, not its holds (the sweeper queues it again); a hold an
+  -- earlier release queued on its own leaves it here
   redis.call('ZREM', expiry_key, p.tenant_id .. ':' .. p.offer_id .. ':' .. p.purchase_id)
   p.status = status
   dg_purchase_save(log_key, purchases_key, offer_key, p.tenant_id, p.purchase_id, p, now)
