@@ -56,7 +56,7 @@ OFFER_PURCHASE_SECTIONS: tuple[Section, ...] = (
             after=True),
     Section("dg_hset_fields(KEYS[10], units_order, units_of)\n", "holds: write the users' units (HSET)", after=True),
     Section("dg_hset_fields(KEYS[6], record_order, new_records)\n", "holds: write the records (HSET)", after=True),
-    Section("  dg_call_chunked('ZADD', KEYS[4], expiry_args, 1000)\nend\n",
+    Section("  redis.call('ZADD', KEYS[4], 'LT', expires, tenant .. ':' .. offer_id)\nend\n",
             "holds: the offer's holds and the expiry queue (ZADD x2)", after=True),
 )
 # the script's last lines, replaced whole: the final reading and the answer's encoding
