@@ -6,7 +6,9 @@
 --   running: "R <at ms> <expiry ms> <fingerprint> <purchase id or ->"
 --   done:    "D <at ms> <expiry ms> <fingerprint> <status> <body>"
 -- dg_idem(hash, expiry[, buffered]) gives the operations on the records of `hash`
--- (`expiry`: the zset by expiry ms that offer_housekeep drops them by):
+-- (`expiry`: the zset by expiry ms that offer_housekeep drops them by, each member the
+-- fields filed with one expiry, '\n'-separated: a buffered call files its requests' as
+-- one member, not one each; each record says its own expiry, which housekeeping checks):
 --   read(field, now) -> nil (none, or past its expiry) or
 --                       {st = 'running'|'done', at, exp, fp, pid, status, body}
 --   decide(rec, fp)  -> nil (no record: run the request), 'IDEMPOTENCY_KEY_REUSED'
@@ -49,7 +51,8 @@
 -- before it returns. Unbuffered, every operation reads and writes Redis at once.
 local function dg_idem(hash, expiry, buffered)
   local idem = {}
-  local cache, dirty, order, exp_args = {}, {}, {}, {}  -- cache: field -> raw, false = none
+  local cache, dirty, order = {}, {}, {}  -- cache: field -> raw, false = none
+  local expiring, expiries = {}, {}  -- expiry ms -> its fields; the expiries in order
   local function get(field)
     if not buffered then return redis.call('HGET', hash, field) end
     local raw = cache[field]
@@ -74,8 +77,13 @@ local function dg_idem(hash, expiry, buffered)
   -- formatted once, not per request
   local function expire_at(field, at)
     if buffered then
-      exp_args[#exp_args + 1] = at
-      exp_args[#exp_args + 1] = field
+      local fields = expiring[at]
+      if not fields then
+        fields = {}
+        expiring[at] = fields
+        expiries[#expiries + 1] = at
+      end
+      fields[#fields + 1] = field
     else
       redis.call('ZADD', expiry, at, field)
     end
@@ -200,8 +208,15 @@ local function dg_idem(hash, expiry, buffered)
       end
     end
     if #args > 0 then dg_call_chunked('HSET', hash, args, 1000) end
-    if #exp_args > 0 then dg_call_chunked('ZADD', expiry, exp_args, 1000) end
-    dirty, order, exp_args = {}, {}, {}
+    if #expiries > 0 then
+      local args = {}
+      for _, at in ipairs(expiries) do
+        args[#args + 1] = at
+        args[#args + 1] = table.concat(expiring[at], '\n')
+      end
+      dg_call_chunked('ZADD', expiry, args, 1000)
+    end
+    dirty, order, expiring, expiries = {}, {}, {}, {}
   end
   return idem
 end
