@@ -169,10 +169,19 @@ async def test_records_with_their_session_in_place_still_answer(runtime: Runtime
     assert await _sessions(runtime, "t2") == {}
     odd_record = await runtime.offers.purchase("t2", "pu_odd")
     assert (odd_record.session_id, odd_record.checkout_url) == ("cs_odd\nline", "https://pay.test/odd")
+    # an entry with no URL in it (written by hand): the session alone
+    bare = HoldRequest(purchase_id="pu_bare", user_id="u3", quantity=1)
+    [took] = await runtime.offers.purchase_batch("t2", "o", [bare], [], hold_ttl_ms=60_000, **_LIMITS)
+    assert took.ok
+    await runtime.redis.hset(runtime.keys.tenant("t2").purchase_sessions(), "pu_bare", "cs_bare")
+    bare_record = await runtime.offers.purchase("t2", "pu_bare")
+    assert (bare_record.session_id, bare_record.checkout_url) == ("cs_bare", "")
     paid = await runtime.offers.confirm("t2", "o", "pu_old", event_id="evt_1", session_id="",
                                         payment_intent="pi_1")
     assert paid.outcome == "confirmed"
     await runtime.offers.release("t2", "o", "pu_odd", status="canceled")
+    await runtime.offers.release("t2", "o", "pu_bare", status="canceled")
+    assert (await _records(runtime, "t2"))["pu_bare"]["session_id"] == "cs_bare"
     await persister.drain()
-    assert await _pg_sessions(runtime, "t2") == {"pu_old": "cs_old", "pu_odd": "cs_odd\nline"}
+    assert await _pg_sessions(runtime, "t2") == {"pu_old": "cs_old", "pu_odd": "cs_odd\nline", "pu_bare": "cs_bare"}
     assert (await reconcile(runtime, wait_s=0)).exit_code == 0

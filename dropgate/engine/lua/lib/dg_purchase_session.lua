@@ -13,7 +13,7 @@ local function dg_purchase_session(sessions_key, p, fold)
   if own and has_url and not fold then return p end
   local kept = redis.call('HGET', sessions_key, p.purchase_id)
   if kept then
-    local cut = string.find(kept, '\n', 1, true)
+    local cut = string.find(kept, '\n', 1, true) or #kept + 1  -- (no URL: the session alone)
     local session = string.sub(kept, 1, cut - 1)
     if not own then
       p.session_id = session
