@@ -360,12 +360,8 @@ class Offers:
         if raw is None:
             raise NotFound("No such purchase.", details={"purchase_id": purchase_id})
         record: PurchaseRecord = _record_decoder.decode(raw)
-        if kept is not None:
-            session_id, _, url = text(kept).partition("\n")
-            if not record.session_id:
-                record.session_id, record.checkout_url = session_id, url
-            elif record.session_id == session_id and not record.checkout_url:
-                record.checkout_url = url
+        if kept is not None and not record.session_id:
+            record.session_id, _, record.checkout_url = text(kept).partition("\n")
         return record
 
 

@@ -61,10 +61,11 @@ async def test_confirm_moves_exactly_the_held_quantity(api: Api, fake_stripe: Fa
 # 2. crashes on the checkout object
 async def test_malformed_checkout_session_is_a_provider_failure(api: Api, fake_stripe: FakeStripe) -> None:
     await create_offer(api, "o1", 10)
-    fake_stripe.mode = "malformed"  # a session without its url
-    status, body = await purchase(api, "o1", "u1", 2)
-    assert (status, body["code"]) == (503, "PAYMENT_PROVIDER_UNAVAILABLE")
-    assert await inventory(api, "o1") == {"total": 10, "available": 10, "reserved": 0, "sold": 0}
+    for mode in ("malformed", "control"):  # a session without its url; an id with a newline
+        fake_stripe.mode = mode
+        status, body = await purchase(api, "o1", "u1", 2)
+        assert (status, body["code"]) == (503, "PAYMENT_PROVIDER_UNAVAILABLE"), mode
+        assert await inventory(api, "o1") == {"total": 10, "available": 10, "reserved": 0, "sold": 0}
 
 
 # 3. inventory locked forever when the payment provider fails

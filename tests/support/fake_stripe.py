@@ -34,7 +34,7 @@ from aiohttp.test_utils import TestServer
 
 from dropgate.checkout.payments.base import sign_payload
 
-Mode = Literal["ok", "fail", "hang", "malformed"]
+Mode = Literal["ok", "fail", "hang", "malformed", "control"]
 WEBHOOK_SECRET = "whsec_test_fake"
 API_KEY = "sk_test_fake"
 MIN_EXPIRY_S = 30 * 60
@@ -180,6 +180,8 @@ class FakeStripe:
             }
             if self.mode == "malformed":
                 del session["url"]
+            if self.mode == "control":  # an id no caller can keep on one line
+                session["id"] = sid + "\nx"
             self.sessions[sid] = session
             return session
 

@@ -46,6 +46,10 @@ class CheckoutRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CheckoutSession(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider's session for a hold. Neither field holds a control character (a
+    provider checks what it was sent): a pending purchase keeps both on one line
+    (``lua/lib/dg_purchase_session.lua``)."""
+
     session_id: str
     url: str
 

@@ -118,12 +118,14 @@ class StripeProvider:
             options={"idempotency_key": f"dropgate-checkout-{request.tenant_id}-{request.purchase_id}"},
         ))
         # Never trust the shape of a provider's answer: a session without an id or a
-        # URL is a provider failure (hold released, 503), not a crash.
+        # URL, or with a control character in either (CheckoutSession), is a provider
+        # failure (hold released, 503), not a crash.
         session_id = getattr(session, "id", None)
         url = getattr(session, "url", None)
-        if not isinstance(session_id, str) or not session_id or not isinstance(url, str) or not url:
+        if not (isinstance(session_id, str) and session_id.isprintable() and session_id
+                and isinstance(url, str) and url.isprintable() and url):
             raise PaymentProviderError(
-                f"stripe checkout.sessions.create answered without an id or url: {session!r:.200}")
+                f"stripe checkout.sessions.create answered without a usable id or url: {session!r:.200}")
         return CheckoutSession(session_id=session_id, url=url)
 
     async def refund(self, *, payment_intent: str, purchase_id: str, amount_minor: int | None = None,

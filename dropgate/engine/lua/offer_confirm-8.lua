@@ -34,7 +34,7 @@
 --- @include "dg_offer_expire_holds"
 --- @include "dg_offer_purchase"
 --- @include "dg_purchase_save"
---- @include "dg_purchase_session"
+--- @include "dg_purchase_unhold"
 --- @include "dg_webhook_done"
 local full = dg_backlog_full(KEYS[1], ARGV[1], 2)  -- the purchase's event, the webhook's
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
@@ -59,9 +59,7 @@ local function settle(status)
 end
 if p.status == 'pending' then
   dg_purchase_units(KEYS[2], KEYS[7], p, 'sold')
-  dg_purchase_session(KEYS[8], p, true)  -- the record takes in its session (and its URL)
-  redis.call('ZREM', KEYS[3], p.purchase_id)
-  redis.call('ZREM', KEYS[4], ARGV[2] .. ':' .. ARGV[3] .. ':' .. p.purchase_id)  -- as dg_offer_release
+  dg_purchase_unhold(KEYS[3], KEYS[4], KEYS[8], p)
   settle('paid')
   outcome = 'confirmed'
 elseif p.status == 'expired' or p.status == 'released' then

@@ -134,14 +134,11 @@ for _, r in ipairs(finishes) do
   local body = string.sub(ARGV[11], body_at, body_at + r[6] - 1)
   body_at = body_at + r[6]
   local pid, session, url, digest = r[1], r[2], r[3], r[4]
-  if pid ~= '' and session ~= '' and fin_pending[pid] and not string.find(session, '\n', 1, true) then
+  if pid ~= '' and session ~= '' and fin_pending[pid] then
     sessions_args[#sessions_args + 1] = pid
     sessions_args[#sessions_args + 1] = session .. '\n' .. url
   elseif pid ~= '' and session ~= '' then
     local raw = fin_raw[pid]
-    if raw == nil then  -- pending, with a session its entry cannot hold: in its record
-      raw = redis.call('HGET', KEYS[6], pid) or nil
-    end
     if raw then
       if not string.find(raw, '"status":"pending"', 1, true) then
         -- settled before its session was attached (a cancel right after the 201): no
