@@ -7,7 +7,8 @@ own never (nothing was paused); ``coroutine_layers`` must time every depth it wa
 ``--sections`` into every part ``script_sections`` names;
 ``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time every
 connection count it was given; ``log_entries`` must read back and parse every event it wrote, in
-both layouts; ``purchase_param`` must apply every hold with both parameters.
+both layouts; ``purchase_param`` must apply every hold with both parameters; ``arg_decode`` must
+read the same requests both ways.
 """
 
 from __future__ import annotations
@@ -124,6 +125,15 @@ def test_log_entries_compares_both_layouts_on_what_they_wrote() -> None:
     # from one entry per event against one per call
     assert rows["stream entries per round"] == "20.00 | 5.00", out
     assert all(float(v) > 0 for pair in rows.values() for v in pair.split(" | ")), out
+
+
+def test_arg_decode_reads_the_same_requests_both_ways(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url}
+    out = _run("benchmarks.arg_decode", "--runs", "2", "--loops", "5", "--batch", "8", env=env)
+    # both decodings read every request (the benchmark exits 1 otherwise), and both are timed
+    runs = re.findall(r"^run \d: nested ([\d.]+) us per request, flat ([\d.]+)$", out, re.M)
+    assert len(runs) == 2, out
 
 
 def test_purchase_param_applies_every_hold_with_both_parameters(servers: Endpoints) -> None:
