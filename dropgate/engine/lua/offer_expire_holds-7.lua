@@ -27,23 +27,24 @@ local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then return dg_error('PERSISTENCE_LAGGING', full) end
 local now = dg_now_ms()
 local released = 0
-if redis.call('EXISTS', KEYS[2]) == 1 then
+local exists = redis.call('EXISTS', KEYS[2]) == 1
+if exists then
   released = dg_offer_expire_holds(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], now,
     tonumber(ARGV[4]), ARGV[1])
 end
 local member = ARGV[2] .. ':' .. ARGV[3]
 local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-if first[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+if first[2] and exists then
   redis.call('ZADD', KEYS[4], first[2], member)
 else
   redis.call('ZREM', KEYS[4], member)
 end
 -- single holds' entries of this offer (an earlier release's) due but no longer held
 local prefix = member .. ':'
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)) do
-  if string.sub(member, 1, #prefix) == prefix then
-    local pid = string.sub(member, #prefix + 1)
-    if redis.call('ZSCORE', KEYS[3], pid) == false then redis.call('ZREM', KEYS[4], member) end
+for _, entry in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)) do
+  if string.sub(entry, 1, #prefix) == prefix then
+    local pid = string.sub(entry, #prefix + 1)
+    if redis.call('ZSCORE', KEYS[3], pid) == false then redis.call('ZREM', KEYS[4], entry) end
   end
 end
 return cjson.encode({released = released})
