@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -210,3 +211,17 @@ async def serve_until_sigterm(runner: Any, port: int) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await runner.cleanup()
+
+
+def backend_cpu_s(pid: int) -> float:
+    """A PostgreSQL backend's own on-CPU time (``/proc/<pid>/schedstat``, ns): the work of
+    the statements it ran, which a busy machine disturbs far less than their wall time."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+
+
+def require_local_backend(pid: int, url: str, benchmark: str) -> None:
+    """One line, not a traceback, when a backend's CPU cannot be read here."""
+    if not Path(f"/proc/{pid}/schedstat").exists():
+        raise SystemExit(f"benchmarks.{benchmark} reads PostgreSQL's backend CPU from /proc: {url} is not "
+                         f"a PostgreSQL on this machine (its backend {pid} is not here); set "
+                         "DROPGATE_BENCH_DATABASE_URL to one that is")

@@ -21,24 +21,11 @@ import argparse
 import asyncio
 import statistics
 import time
-from pathlib import Path
 
-from benchmarks.common import private_runtime, stores
+from benchmarks.common import backend_cpu_s, private_runtime, require_local_backend, stores
 from benchmarks.purchase_statement import OFFER_SQL, hold_events, purchase_ids
 from dropgate.persistence.appliers.base import json_rows, raw_rows
 from dropgate.persistence.appliers.offers import _PURCHASES_APPLY
-
-
-def _require_local(pid: int, url: str) -> None:
-    """One line, not a traceback, when the backend's CPU cannot be read here."""
-    if not Path(f"/proc/{pid}/schedstat").exists():
-        raise SystemExit(f"benchmarks.purchase_param reads PostgreSQL's backend CPU from /proc: {url} is not "
-                         f"a PostgreSQL on this machine (its backend {pid} is not here); set "
-                         "DROPGATE_BENCH_DATABASE_URL to one that is")
-
-
-def _on_cpu_s(pid: int) -> float:
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -49,7 +36,7 @@ async def main(args: argparse.Namespace) -> None:
         async with rt.pool.acquire() as conn:
             await conn.execute(OFFER_SQL)
             backend = await conn.fetchval("SELECT pg_backend_pid()")
-            _require_local(backend, s.database_url)
+            require_local_backend(backend, s.database_url, "purchase_param")
             version = 1
             for rnd in range(args.rounds):
                 for mode in (("raw_rows", "json_rows") if rnd % 2 else ("json_rows", "raw_rows")):
@@ -58,10 +45,10 @@ async def main(args: argparse.Namespace) -> None:
                     t0 = time.process_time()
                     param = raw_rows(events) if mode == "raw_rows" else json_rows([e.data for e in events])
                     built = time.process_time() - t0
-                    c0 = _on_cpu_s(backend)
+                    c0 = backend_cpu_s(backend)
                     async with conn.transaction():
                         await conn.execute(_PURCHASES_APPLY, param)
-                    pg_us[mode].append((_on_cpu_s(backend) - c0) * 1e6 / args.holds)
+                    pg_us[mode].append((backend_cpu_s(backend) - c0) * 1e6 / args.holds)
                     build_us[mode].append(built * 1e6 / args.holds)
             applied = await conn.fetchval("SELECT count(*) FROM offer_purchases")
     if applied != 2 * args.rounds * args.holds:

@@ -8,7 +8,8 @@ own never (nothing was paused); ``coroutine_layers`` must time every depth it wa
 ``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time every
 connection count it was given; ``log_entries`` must read back and parse every event it wrote, in
 both layouts; ``purchase_param`` must apply every hold with both parameters; ``arg_decode`` must
-read the same requests both ways.
+read the same requests both ways; ``purchase_indexes`` must time every index of the purchases'
+table and the byte-order keys.
 """
 
 from __future__ import annotations
@@ -144,3 +145,15 @@ def test_purchase_param_applies_every_hold_with_both_parameters(servers: Endpoin
     assert "(80 purchases applied)" in out, out
     rows = dict(re.findall(r"^\| (json_rows|raw_rows) \| ([\d.]+) \(", out, re.M))
     assert rows.keys() == {"json_rows", "raw_rows"} and all(float(v) > 0 for v in rows.values()), out
+
+
+def test_purchase_indexes_times_every_index_and_the_byte_order_keys(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = _run("benchmarks.purchase_indexes", "--rounds", "2", "--holds", "50", "--rows", "500", env=env)
+    # every variant applied every hold (the benchmark exits 1 otherwise) and was timed
+    variant = r"as is|without \w+|without all of them|keys in byte order"
+    rows = dict(re.findall(rf"^\| ({variant}) \| ([\d.]+) \(", out, re.M))
+    assert {"as is", "keys in byte order", "without offer_purchases_list_user",
+            "without offer_purchases_by_purchase_id", "without all of them"} <= rows.keys(), out
+    assert all(float(v) > 0 for v in rows.values()), out
