@@ -24,7 +24,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from dropgate.errors import ValidationError
@@ -105,18 +105,43 @@ def new_ordered_id(prefix: str, nbytes: int = 8) -> str:
 
 
 # -- times --------------------------------------------------------------------------------
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_FIRST_MS = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MS  # excluded: PostgreSQL's -infinity by asyncpg
+_END_MS = (datetime(5000, 1, 1, tzinfo=UTC) - _EPOCH) // _MS  # excluded: 14 significant digits hold it
+
+
 def ms_to_dt(ms: int | None) -> datetime | None:
-    """Milliseconds since the epoch as an aware UTC datetime (None stays None)."""
+    """Milliseconds since the epoch as an aware UTC datetime (None stays None); exact, in
+    integers, where a float of seconds rounds to the microsecond)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return _EPOCH + ms * _MS
 
 
-def dt_to_ms(value: datetime | None) -> int | None:
-    """An aware datetime as milliseconds since the epoch (None stays None)."""
+def dt_to_ms(value: datetime | None, field: str = "time") -> int | None:
+    """An aware datetime as milliseconds since the epoch (None stays None), exact (floored).
+
+    RFC 3339 takes "0001-01-01T00:30:00+01:00", whose UTC time is in year 0: a time that
+    no answer can render again (``ms_to_dt`` cannot make it, and PostgreSQL's reply came
+    back as an offset-less "0001-01-01T00:00:00": make fuzz). So a time must be one in
+    UTC too, or it is a 400 naming ``field``. Two more bounds:
+    - its first instant, 0001-01-01T00:00:00Z, is refused: asyncpg sends that datetime to
+      PostgreSQL as -infinity, which came back offset-less (make fuzz found both in a
+      list's answers);
+    - so is the year 5000 and after: the scripts' events carry times as JSON numbers, which
+      Redis's cjson writes with 14 significant digits, and a time's milliseconds have 15
+      from 5138-11-16 (the last millisecond of 9999 came out in year 10000)."""
     if value is None:
         return None
-    return int(value.timestamp() * 1000)
+    try:
+        ms = (value.astimezone(UTC) - _EPOCH) // _MS
+    except (OverflowError, ValueError):
+        ms = None
+    if ms is None or not _FIRST_MS < ms < _END_MS:
+        raise ValidationError(f"{field} must be a time from 0001-01-01T00:00:00.001Z to 4999-12-31T23:59:59.999Z "
+                              "once in UTC (times are kept to the millisecond).", details={"field": field})
+    return ms
 
 
 class _HasTime(Protocol):

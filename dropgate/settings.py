@@ -410,6 +410,6 @@ def _check_cluster_seeds(origin: str, url: str) -> None:
     hosts = url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0]
     for seed in hosts.split(","):
         host, sep, port = seed.strip().rpartition(":")
-        if not sep or not host or not port.isdigit():
+        if not sep or not host or not (port.isascii() and port.isdigit()):
             raise ConfigError(f"{origin} must list cluster seeds as host:port[,host:port...], "
                               f"got {seed!r}")

@@ -30,7 +30,7 @@ PER_CALL = 5_000
 
 def pending_uploads(meta: dict[str, str]) -> dict[int, str]:
     """The meta's pending marks: upload number -> upload id."""
-    return {int(k[2:]): v for k, v in meta.items() if k.startswith("p:") and k[2:].isdigit()}
+    return {int(k[2:]): v for k, v in meta.items() if k.startswith("p:") and k[2:].isascii() and k[2:].isdigit()}
 
 
 async def marked_records(redis: Any, tk: TenantKeys, campaign_id: str,

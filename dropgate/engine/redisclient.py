@@ -50,7 +50,7 @@ def cluster_seeds(url: str) -> list[tuple[str, int]]:
     seeds: list[tuple[str, int]] = []
     for item in hosts.split(","):
         host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not port.isdigit():
+        if not sep or not host or not (port.isascii() and port.isdigit()):
             raise RedisUrlError(
                 f"DROPGATE_REDIS_URL: cluster seed {item!r} is not host:port "
                 "(redis+cluster://host:port[,host:port...])")

@@ -38,6 +38,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from dropgate.errors import DropgateError, Internal, PayloadTooLarge, ValidationError, error_for
+from dropgate.ids import random_hex
 from dropgate.models.common import error_body
 from dropgate.settings import Settings
 
@@ -225,8 +226,11 @@ class GuardedHandler(RequestHandler):
             log.info("refused an unreadable request from %s (%d)", request.remote, status)
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response")
+        # an X-Request-Id of its own, as every answer carries (docs/api.md): the request's may be
+        # in the headers the parser could not read (make fuzz: a 400 here had none)
         resp = web.Response(body=error_body(parser_refusal(status)), status=status,
-                            content_type="application/json", headers={"Server": SERVER_NAME})
+                            content_type="application/json",
+                            headers={"Server": SERVER_NAME, "X-Request-Id": random_hex(16)})
         resp.force_close()
         return resp
 

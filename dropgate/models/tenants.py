@@ -47,8 +47,10 @@ class TenantCheckout(msgspec.Struct, kw_only=True):
     cancel_url: str | None
 
 
-# who holds a key: printable, no surrounding blanks (compared case-insensitively)
-KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\s](.*[^\x00-\x1f\s])?$",
+# who holds a key: printable, no surrounding blanks (compared case-insensitively); no control
+# character anywhere (a NUL inside one never reached PostgreSQL: make fuzz)
+KeyName = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
+                                      pattern=r"^[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$",
                                       description="1-64 printable characters, compared case-insensitively")]
 
 

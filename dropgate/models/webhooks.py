@@ -17,7 +17,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 """Every event type an endpoint may subscribe to (``["*"]``: all of them)."""
 
-Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern=r"^[^\x00\s]*$",
+Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern=r"^[^\x00-\x1f\x7f\s]*$",
                                   description="absolute https URL (http only where allowed)")]
 EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
                                         description="a public event type, or \"*\"")]

@@ -173,7 +173,8 @@ async def cursor_secret(pool: asyncpg.Pool) -> bytes:
 def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII digits only: str.isdigit() also accepts '²', which int() refuses
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationError(f"limit must be 1-{MAX_LIMIT}.", details={"field": "limit"})
     return int(raw)
 

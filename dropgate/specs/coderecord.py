@@ -34,7 +34,7 @@ def parse_record(raw: str) -> CodeRecord:
     f = body.split("|") + [""] * 5
     reserved, expires, assigned = (int(v) if v else None for v in f[3:6])
     return CodeRecord(f[0], STATUS.get(f[1] or "a", f[1]), f[2] or None, reserved, expires, assigned,
-                      int(mark) if mark.isdigit() else None)
+                      int(mark) if mark.isascii() and mark.isdigit() else None)
 
 
 def pack_record(type_: str, status: str, reserve_id: str | None, reserved_ms: int | None,

@@ -28,6 +28,8 @@ def test_cluster_url_names_its_seed_nodes() -> None:
     assert cluster_seeds("redis+cluster://u:pw@[::1]:7000") == [("::1", 7000)]
     with pytest.raises(RedisUrlError, match=r"^DROPGATE_REDIS_URL: cluster seed 'b' is not host:port"):
         cluster_seeds("redis+cluster://a:7000,b")
+    with pytest.raises(RedisUrlError, match=r"^DROPGATE_REDIS_URL: cluster seed 'b:7²' is not host:port"):
+        cluster_seeds("redis+cluster://a:7000,b:7²")
 
 
 @pytest.mark.parametrize("redis_kind", ["cluster"])
@@ -62,6 +64,9 @@ def test_a_malformed_cluster_url_is_one_line_naming_the_setting() -> None:
         from_env({"DROPGATE_REDIS_URL": "redis+cluster://a:7000,b"})
     assert str(err.value) == ("DROPGATE_REDIS_URL must list cluster seeds as host:port[,host:port...], "
                               "got 'b'")
+    with pytest.raises(ConfigError) as err:
+        from_env({"DROPGATE_REDIS_URL": "redis+cluster://a:7000,b:700²"})
+    assert str(err.value).endswith("got 'b:700²'")
     assert from_env({"DROPGATE_REDIS_URL": "redis+cluster://a:7000,b:7001"}).redis_url
 
 

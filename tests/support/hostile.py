@@ -295,6 +295,8 @@ def parser_refusals(admin_key: str) -> list[bytes]:
         + b"A" * 9000 + b"\r\n\r\n",
         b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",  # request line too long
         b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nContent-Length: -5\r\n\r\n",
+        # make fuzz: a Content-Length that is no number, on a GET (its 400 had no X-Request-Id)
+        b"GET /v1/purchases/.c HTTP/1.1\r\nHost: t\r\ncontent-length: co|b.a=1r\tl\r\n\r\n",
         b"GET /v1/tenants/caf\xe9 HTTP/1.1\r\nHost: t\r\n\r\n",  # raw Latin-1 in the path
         b"GET /v1/offers HTTP/1.1\r\nHost: t\r\nX-\xe9: 1\r\n\r\n",  # and in a header name
         b"POST /v1/tenants HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
@@ -310,6 +312,7 @@ def error_shape(status: int, headers: Mapping[str, str], body: bytes) -> dict[st
     assert 400 <= status < 500, f"not a 4xx: {status} {body[:200]!r}"
     assert headers.get("content-type", "").startswith("application/json"), f"not JSON: {headers}"
     assert headers.get("server") == "dropgate", f"a version banner: {headers.get('server')}"
+    assert headers.get("x-request-id"), f"no X-Request-Id, which every answer carries: {headers}"
     doc: dict[str, Any] = msgspec.json.decode(body)
     assert set(doc) == {"error", "code", "details"}, f"not the error shape: {doc}"
     assert SECRET not in body.decode("latin-1"), "the request was echoed"

@@ -44,7 +44,7 @@ async def create_invite(call: Call[InviteCreate]) -> Invite:
     """Create an invite code (a code is generated when none is given)."""
     b = call.body
     state = await call.runtime.invites.create(
-        call.tenant_id, code=b.code, max_uses=b.max_uses, expires_at_ms=dt_to_ms(b.expires_at),
+        call.tenant_id, code=b.code, max_uses=b.max_uses, expires_at_ms=dt_to_ms(b.expires_at, "expires_at"),
         active=b.active,
     )
     return invite_view(state)
@@ -62,7 +62,7 @@ async def update_invite(call: Call[InvitePatch]) -> Invite:
     b = call.body
     state = await call.runtime.invites.update(
         call.tenant_id, call.path_id("code"), active=b.active,
-        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at),
+        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at, "expires_at"),
         max_uses=b.max_uses,
     )
     return invite_view(state)

@@ -190,7 +190,7 @@ async def update_order(call: Call[OrderUpdate]) -> Order:
 async def create_booking(call: Call[BookingCreate]) -> Booking:
     """Book a place in a resource's slot; the slot's capacity is never exceeded."""
     b = call.body
-    start_ms, end_ms = dt_to_ms(b.slot_start), dt_to_ms(b.slot_end)
+    start_ms, end_ms = dt_to_ms(b.slot_start, "slot_start"), dt_to_ms(b.slot_end, "slot_end")
     assert start_ms is not None and end_ms is not None
     if end_ms <= start_ms:
         raise ValidationError("slot_end must be after slot_start.", details={"field": "slot_end"})

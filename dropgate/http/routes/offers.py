@@ -52,7 +52,7 @@ from dropgate.models.offers import (
     SandboxResult,
     WebhookAck,
 )
-from dropgate.money import format_amount, parse_amount
+from dropgate.money import MAX_MINOR, format_amount, parse_amount
 from dropgate.persistence.lists import Page
 
 routes = ApiRoutes("offers")
@@ -93,10 +93,17 @@ def purchase_view(p: PurchaseRecord) -> Purchase:
 async def create_offer(call: Call[OfferCreate]) -> Offer:
     """Create an offer (an id is generated when none is given)."""
     b = call.body
+    price_minor = parse_amount(b.price, b.currency, field="price")
+    if price_minor * b.max_per_order > MAX_MINOR:
+        # the purchase script multiplies price by quantity in Lua's doubles and its events
+        # carry the amount through cjson (14 significant digits): one order's amount is
+        # held to what one amount may be, so every purchase is charged exactly
+        raise ValidationError(
+            f"price x max_per_order must be at most {format_amount(MAX_MINOR, b.currency)} {b.currency} "
+            "(the largest amount of one order).", details={"field": "max_per_order"})
     state = await call.runtime.offers.create(
         call.tenant_id, offer_id=b.offer_id, **{n: getattr(b, n) for n in _CREATE_SAME},
-        price_minor=parse_amount(b.price, b.currency, field="price"), total=b.inventory_total,
-        expires_at_ms=dt_to_ms(b.expires_at))
+        price_minor=price_minor, total=b.inventory_total, expires_at_ms=dt_to_ms(b.expires_at, "expires_at"))
     return offer_view(state)
 
 
@@ -137,7 +144,7 @@ async def update_offer(call: Call[OfferPatch]) -> Offer:
     state = await call.runtime.offers.update(
         call.tenant_id, call.path_id("offer_id"), total=b.inventory_total, active=b.active,
         archived=b.archived,
-        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at),
+        expires_at_ms=b.expires_at if b.expires_at is msgspec.UNSET else dt_to_ms(b.expires_at, "expires_at"),
         max_per_user=b.max_per_user, success_url=b.success_url, cancel_url=b.cancel_url)
     return offer_view(state)
 

@@ -59,9 +59,9 @@ def promo_view(state: PromoState) -> Promo:
     )
 
 
-def _ms(value: datetime | msgspec.UnsetType | None) -> int | msgspec.UnsetType | None:
+def _ms(value: datetime | msgspec.UnsetType | None, field: str) -> int | msgspec.UnsetType | None:
     """PATCH times: UNSET keeps, None clears, a time sets."""
-    return dt_to_ms(value) if isinstance(value, datetime) else value
+    return dt_to_ms(value, field) if isinstance(value, datetime) else value
 
 
 @routes.post("/v1/promos", body=PromoCreate, response=Promo, status=201,
@@ -74,7 +74,7 @@ async def create_promo(call: Call[PromoCreate]) -> Promo:
         kind, value = "fixed", parse_amount(b.bonus.amount, b.currency, field="bonus.amount")
     else:
         kind, value = "percent", parse_percent(b.bonus.percent, field="bonus.percent")
-    starts, ends = dt_to_ms(b.starts_at), dt_to_ms(b.ends_at)
+    starts, ends = dt_to_ms(b.starts_at, "starts_at"), dt_to_ms(b.ends_at, "ends_at")
     if starts is not None and ends is not None and ends <= starts:
         raise ValidationError("ends_at must be after starts_at.", details={"field": "ends_at"})
     state = await call.runtime.promos.create(
@@ -101,7 +101,7 @@ async def update_promo(call: Call[PromoPatch]) -> Promo:
     b = call.body
     state = await call.runtime.promos.update(
         call.tenant_id, call.path_id("code"), active=b.active,
-        starts_at_ms=_ms(b.starts_at), ends_at_ms=_ms(b.ends_at), max_uses=b.max_uses,
+        starts_at_ms=_ms(b.starts_at, "starts_at"), ends_at_ms=_ms(b.ends_at, "ends_at"), max_uses=b.max_uses,
         per_customer_limit=b.per_customer_limit,
     )
     return promo_view(state)

@@ -38,7 +38,7 @@ def _trial_end(status: str, trial_end: Any) -> int | None:
     if status == "trialing" and trial_end is None:
         raise ValidationError("trial_end is required when subscription_status is trialing.",
                               details={"field": "trial_end"})
-    return dt_to_ms(trial_end)
+    return dt_to_ms(trial_end, "trial_end")
 
 
 @routes.post("/v1/tenants", auth="admin", body=TenantCreate, response=Tenant, status=201,

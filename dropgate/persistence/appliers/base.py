@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
 from dropgate.engine.events import Event
+from dropgate.ids import ms_to_dt
 from dropgate.specs import Entity
 
 Applier = Callable[[asyncpg.Connection, list[Event[Any]]], Awaitable[None]]
@@ -40,10 +41,8 @@ is not pipelined."""
 
 
 def ts(ms: int | None) -> datetime | None:
-    """Event payload milliseconds -> timestamptz value."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+    """Event payload milliseconds -> timestamptz value (``ms_to_dt``: exact integers)."""
+    return ms_to_dt(ms)
 
 
 _ROWS = msgspec.json.Encoder()
