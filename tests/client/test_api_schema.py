@@ -23,6 +23,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -112,9 +113,19 @@ def test_every_operation_answers_as_documented(case: Any, live: LiveServer, fuzz
     # a generated query parameter that no URL carries (e.g. an empty list) never reaches the
     # server: a "schema-violating" case made of it is not negative on the wire, so the
     # negative-data check does not apply to it (every other check still does)
-    excluded = [negative_data_rejection] if _unsent_query(case, live, headers) else None
+    # likewise a text body (a CSV upload) generated as a number: it is sent as its text, a
+    # valid upload on the wire (make fuzz: the code "818734077780272384", rightly taken)
+    excluded = [negative_data_rejection] if _unsent_query(case, live, headers) or _text_sent_as_text(case) \
+        else None
     case.call_and_validate(base_url=live.url, headers=headers, checks=CHECKS, excluded_checks=excluded,
                            timeout=10)
+
+
+def _text_sent_as_text(case: Any) -> bool:
+    """Whether the case's body is for a text/* media type but was generated as another JSON
+    type (a number, a boolean): serialized, it is text like any valid body."""
+    media_type = case.media_type or ""
+    return media_type.startswith("text/") and not isinstance(case.body, (str, NotSet))
 
 
 def _unsent_query(case: Any, live: LiveServer, headers: dict[str, str]) -> bool:
