@@ -112,8 +112,8 @@ _END_MS = (datetime(5000, 1, 1, tzinfo=UTC) - _EPOCH) // _MS  # excluded: 14 sig
 
 
 def ms_to_dt(ms: int | None) -> datetime | None:
-    """Milliseconds since the epoch as an aware UTC datetime (None stays None); exact, in
-    integers, where a float of seconds rounds to the microsecond)."""
+    """Milliseconds since the epoch as an aware UTC datetime (None stays None): exact, in
+    integers (a float of seconds rounds to the nearest microsecond)."""
     if ms is None:
         return None
     return _EPOCH + ms * _MS
@@ -123,12 +123,11 @@ def dt_to_ms(value: datetime | None, field: str = "time") -> int | None:
     """An aware datetime as milliseconds since the epoch (None stays None), exact (floored).
 
     RFC 3339 takes "0001-01-01T00:30:00+01:00", whose UTC time is in year 0: a time that
-    no answer can render again (``ms_to_dt`` cannot make it, and PostgreSQL's reply came
-    back as an offset-less "0001-01-01T00:00:00": make fuzz). So a time must be one in
-    UTC too, or it is a 400 naming ``field``. Two more bounds:
+    no answer can render again (``ms_to_dt`` cannot make it). So a time must be one in UTC
+    too, or it is a 400 naming ``field``. Two more bounds:
     - its first instant, 0001-01-01T00:00:00Z, is refused: asyncpg sends that datetime to
-      PostgreSQL as -infinity, which came back offset-less (make fuzz found both in a
-      list's answers);
+      PostgreSQL as -infinity, which a list then answered as an offset-less
+      "0001-01-01T00:00:00" (make fuzz);
     - so is the year 5000 and after: the scripts' events carry times as JSON numbers, which
       Redis's cjson writes with 14 significant digits, and a time's milliseconds have 15
       from 5138-11-16 (the last millisecond of 9999 came out in year 10000)."""
