@@ -405,11 +405,24 @@ def from_env(environ: Mapping[str, str], *, sources: Mapping[str, str] | None = 
     return settings
 
 
-def _check_cluster_seeds(origin: str, url: str) -> None:
-    """``redis+cluster://host:port[,host:port...]``: every seed a host and a port."""
+def parse_cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """``redis+cluster://[user:pass@]h1:p1,h2:p2[/db]`` -> [(h1, p1), (h2, p2)]; a seed that
+    is not host:port (ASCII digits) raises ``ValueError`` with the seed as its message.
+    The settings' check and the client (``engine/redisclient.py``) read seeds alike."""
     hosts = url.split("://", 1)[1].rsplit("@", 1)[-1].split("/", 1)[0]
+    seeds: list[tuple[str, int]] = []
     for seed in hosts.split(","):
         host, sep, port = seed.strip().rpartition(":")
         if not sep or not host or not (port.isascii() and port.isdigit()):
-            raise ConfigError(f"{origin} must list cluster seeds as host:port[,host:port...], "
-                              f"got {seed!r}")
+            raise ValueError(seed)
+        seeds.append((host.strip("[]"), int(port)))
+    return seeds
+
+
+def _check_cluster_seeds(origin: str, url: str) -> None:
+    """``redis+cluster://host:port[,host:port...]``: every seed a host and a port."""
+    try:
+        parse_cluster_seeds(url)
+    except ValueError as exc:
+        raise ConfigError(f"{origin} must list cluster seeds as host:port[,host:port...], "
+                          f"got {str(exc)!r}") from None

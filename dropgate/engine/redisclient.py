@@ -32,6 +32,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
+from dropgate.settings import parse_cluster_seeds
+
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
@@ -44,18 +46,13 @@ def is_cluster_url(url: str) -> bool:
 
 
 def cluster_seeds(url: str) -> list[tuple[str, int]]:
-    """``redis+cluster://[user:pass@]h1:p1,h2:p2`` -> [(h1, p1), (h2, p2)]."""
-    parts = urlsplit(url)
-    hosts = parts.netloc.rsplit("@", 1)[-1]
-    seeds: list[tuple[str, int]] = []
-    for item in hosts.split(","):
-        host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not (port.isascii() and port.isdigit()):
-            raise RedisUrlError(
-                f"DROPGATE_REDIS_URL: cluster seed {item!r} is not host:port "
-                "(redis+cluster://host:port[,host:port...])")
-        seeds.append((host.strip("[]"), int(port)))
-    return seeds
+    """``redis+cluster://[user:pass@]h1:p1,h2:p2`` -> [(h1, p1), (h2, p2)] (``settings.parse_cluster_seeds``)."""
+    try:
+        return parse_cluster_seeds(url)
+    except ValueError as exc:
+        raise RedisUrlError(
+            f"DROPGATE_REDIS_URL: cluster seed {str(exc)!r} is not host:port "
+            "(redis+cluster://host:port[,host:port...])") from None
 
 
 def connect(url: str, *, max_connections: int, timeout_s: float, pool_wait_s: float) -> Redis:
