@@ -37,15 +37,15 @@ class Section:
 
 # offer_purchase_batch, in the script's order (each reading ends the section it names)
 OFFER_PURCHASE_SECTIONS: tuple[Section, ...] = (
-    Section("local finishes = cjson.decode(ARGV[10])\n", "finishes: decode ARGV[10] (cjson)", after=True),
+    Section("local finishes = cmsgpack.unpack(ARGV[10])\n", "finishes: decode ARGV[10] (cmsgpack)", after=True),
     Section("idem.load(fin_fields)\n",
             "finishes: which are pending, the others' records, idempotency records (ZMSCORE, HMGET x2)",
             after=True),
     Section("-- written before anything else reads them", "finishes: attach sessions, store responses (Lua strings)"),
     Section("dg_hset_fields(KEYS[6], fin_order, fin_raw)\n", "finishes: write the sessions and records (HSET x2)",
             after=True),
-    Section("local requests = cjson.decode(ARGV[9])\n", "finishes: write the idempotency records (HSET)"),
-    Section("local requests = cjson.decode(ARGV[9])\n", "holds: decode ARGV[9] (cjson)", after=True),
+    Section("local requests = cmsgpack.unpack(ARGV[9])\n", "finishes: write the idempotency records (HSET)"),
+    Section("local requests = cmsgpack.unpack(ARGV[9])\n", "holds: decode ARGV[9] (cmsgpack)", after=True),
     Section("-- each hold appends one event: the backlog bound", "holds: backlog check, the offer's lazy expiry"),
     Section("local function refuse(code, details)", "holds: read the offer and tenant, shared strings"),
     Section("-- each user's units held or owned (after the lazy",

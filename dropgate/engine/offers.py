@@ -166,7 +166,7 @@ class RefundOutcome(msgspec.Struct, kw_only=True):
 
 
 _hold_results = msgspec.json.Decoder(list[HoldResult])
-_encoder = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
 _record_decoder = msgspec.json.Decoder(PurchaseRecord)
 
 
@@ -240,10 +240,11 @@ class Offers:
     ) -> list[HoldResult]:
         """Store ``finishes`` (earlier requests' sessions and refusals), then hold ``requests``."""
         tk = self._ctx.keys.tenant(tenant_id)
-        batch = _encoder.encode([(r.purchase_id, r.user_id, r.quantity, r.idem_digest, r.fingerprint)
-                                 for r in requests])
-        done = _encoder.encode([(f.purchase_id, f.session_id, f.checkout_url, f.idem_digest, f.status,
-                                 len(f.body)) for f in finishes])
+        # flat msgpack arrays (the script header says why)
+        batch = _msgpack.encode([value for r in requests for value in (
+            r.purchase_id, r.user_id, r.quantity, r.idem_digest, r.fingerprint)])
+        done = _msgpack.encode([value for f in finishes for value in (
+            f.purchase_id, f.session_id, f.checkout_url, f.idem_digest, f.status, len(f.body))])
         args: list[Any] = [self._ctx.backlog_bound, tenant_id, offer_id, hold_ttl_ms,
                            rate_interval_ms, rate_burst, idem_ttl_ms, idem_stale_ms, batch, done,
                            b"".join(f.body for f in finishes)]

@@ -8,7 +8,7 @@ own never (nothing was paused); ``coroutine_layers`` must time every depth it wa
 ``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time every
 connection count it was given; ``log_entries`` must read back and parse every event it wrote, in
 both layouts; ``purchase_param`` must apply every hold with both parameters; ``arg_decode`` must
-read the same requests both ways; ``purchase_indexes`` must time every index of the purchases'
+read the same requests and finishes in every layout; ``purchase_indexes`` must time every index of the purchases'
 table and the byte-order keys.
 """
 
@@ -132,9 +132,11 @@ def test_arg_decode_reads_the_same_requests_both_ways(servers: Endpoints) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
     env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url}
     out = _run("benchmarks.arg_decode", "--runs", "2", "--loops", "5", "--batch", "8", env=env)
-    # both decodings read every request (the benchmark exits 1 otherwise), and both are timed
-    runs = re.findall(r"^run \d: nested ([\d.]+) us per request, flat ([\d.]+)$", out, re.M)
-    assert len(runs) == 2, out
+    # every layout read every request and finish (the benchmark exits 1 otherwise), and all
+    # are timed, in both runs and in the medians
+    assert len(re.findall(r"^run \d \(us per entry\): requests: .*; finishes: ", out, re.M)) == 2, out
+    medians = re.findall(r"^\| (requests|finishes) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
+    assert [row[0] for row in medians] == ["requests", "finishes"], out
 
 
 def test_purchase_param_applies_every_hold_with_both_parameters(servers: Endpoints) -> None:

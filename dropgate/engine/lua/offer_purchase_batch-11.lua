@@ -52,14 +52,17 @@
   ARGV[1] backlog bound   ARGV[2] tenant id   ARGV[3] offer id   ARGV[4] hold ttl ms
   ARGV[5] rate limit interval ms   ARGV[6] rate limit burst   ARGV[7] idempotency ttl ms
   ARGV[8] ms after which a running idempotency record's request counts as stopped
-  ARGV[9] the requests as one JSON array of [purchase id, user id, quantity,
-          idempotency digest ('' none), request fingerprint] (one argument, not 5 per
-          request: packing arguments is the caller's main cost)
-  ARGV[10] the responses to store, one JSON array of [purchase id ('' none), checkout
-          session id, checkout url, idempotency digest ('' none: a 201, or no key),
-          response status, body length in bytes]
-  ARGV[11] their bodies, one after the other in the order of ARGV[10] (raw: never
-          escaped into JSON and decoded again; one argument, not one per body)
+  ARGV[9] the requests, one flat msgpack array of 5 values a request: purchase id,
+          user id, quantity, idempotency digest ('' none), request fingerprint (one
+          argument, not 5 per request: packing arguments is the caller's main cost)
+  ARGV[10] the responses to store, one flat msgpack array of 6 values a response:
+          purchase id ('' none), checkout session id, checkout url, idempotency digest
+          ('' none: a 201, or no key), response status, body length in bytes
+  ARGV[11] their bodies, one after the other in the order of ARGV[10] (raw: a body is
+          bytes as sent, and Redis's cmsgpack reads no msgpack bin; one argument)
+  (msgpack, not JSON: cmsgpack copies a string by its length where cjson reads it a
+  character at a time, and a flat array makes one table, not one per request; the two
+  decodes cost a third of what they did: benchmarks.arg_decode)
   Returns a JSON array, one entry per request of ARGV[9]:
     {"ok": 1, "expires_ms": n, "price_minor": n, "currency": c, "name": s,
      "success_url": s, "cancel_url": s}  (the offer's, else the tenant's; '' none)
@@ -103,11 +106,11 @@ local idem = dg_idem(KEYS[7], KEYS[8], true)
 
 -- the idempotency records the finishes touch (one HMGET), and the records of those no
 -- longer pending
-local finishes = cjson.decode(ARGV[10])
+local finishes = cmsgpack.unpack(ARGV[10])
 local fin_pids, fin_fields = {}, {}
-for _, r in ipairs(finishes) do
-  if r[1] ~= '' and r[2] ~= '' then fin_pids[#fin_pids + 1] = r[1] end
-  if r[4] ~= '' then fin_fields[#fin_fields + 1] = tenant .. ':' .. r[4] end
+for f = 1, #finishes, 6 do
+  if finishes[f] ~= '' and finishes[f + 1] ~= '' then fin_pids[#fin_pids + 1] = finishes[f] end
+  if finishes[f + 3] ~= '' then fin_fields[#fin_fields + 1] = tenant .. ':' .. finishes[f + 3] end
 end
 -- a purchase still pending (its hold among the offer's holds) takes its session in the
 -- sessions hash, unread; only the others' records are read (settled meanwhile: the
@@ -130,10 +133,10 @@ idem.load(fin_fields)
 
 local sessions_args = {}
 local body_at = 1
-for _, r in ipairs(finishes) do
-  local body = string.sub(ARGV[11], body_at, body_at + r[6] - 1)
-  body_at = body_at + r[6]
-  local pid, session, url, digest = r[1], r[2], r[3], r[4]
+for f = 1, #finishes, 6 do
+  local body = string.sub(ARGV[11], body_at, body_at + finishes[f + 5] - 1)
+  body_at = body_at + finishes[f + 5]
+  local pid, session, url, digest = finishes[f], finishes[f + 1], finishes[f + 2], finishes[f + 3]
   if pid ~= '' and session ~= '' and fin_pending[pid] then
     sessions_args[#sessions_args + 1] = pid
     sessions_args[#sessions_args + 1] = session .. '\n' .. url
@@ -174,19 +177,20 @@ for _, r in ipairs(finishes) do
     end
   end
   if digest ~= '' then
-    idem.store(tenant .. ':' .. digest, r[5], body)
+    idem.store(tenant .. ':' .. digest, finishes[f + 4], body)
   end
 end
 -- written before anything else reads them (lazy expiry reads purchase records)
 if #sessions_args > 0 then dg_call_chunked('HSET', KEYS[11], sessions_args, 1000) end
 dg_hset_fields(KEYS[6], fin_order, fin_raw)
 idem.flush()
-local requests = cjson.decode(ARGV[9])
-if #requests == 0 then return '[]' end
+local requests = cmsgpack.unpack(ARGV[9])
+local n_requests = #requests / 5  -- request i's values: requests[5 * i - 4 .. 5 * i]
+if n_requests == 0 then return '[]' end
 local full = dg_backlog_full(KEYS[1], ARGV[1])
 if full then
   local refused = {}
-  for i = 1, #requests do refused[i] = {err = 'PERSISTENCE_LAGGING', details = full} end
+  for i = 1, n_requests do refused[i] = {err = 'PERSISTENCE_LAGGING', details = full} end
   return cjson.encode(refused)
 end
 local now = dg_now_ms()
@@ -243,10 +247,10 @@ local holds_args = {}
 -- each (a value written by an earlier request of the call is read from the buffer)
 -- (each request's fields, made once: the loop below uses them again)
 local rl_stored, rl_fields, idem_fields, idem_field_of = {}, {}, {}, {}
-for i, r in ipairs(requests) do
-  rl_fields[i] = tenant .. ':' .. r[2]
-  if r[4] ~= '' then
-    idem_field_of[i] = tenant .. ':' .. r[4]
+for i = 1, n_requests do
+  rl_fields[i] = tenant .. ':' .. requests[5 * i - 3]
+  if requests[5 * i - 1] ~= '' then
+    idem_field_of[i] = tenant .. ':' .. requests[5 * i - 1]
     idem_fields[#idem_fields + 1] = idem_field_of[i]
   end
 end
@@ -260,7 +264,7 @@ end
 local units_of, units_order = {}, {}
 if exists and room > 0 then
   local users = {}
-  for _, r in ipairs(requests) do users[#users + 1] = r[2] end
+  for i = 1, n_requests do users[i] = requests[5 * i - 3] end
   local got = dg_call_chunked('HMGET', KEYS[10], users, 1000)
   for i, user in ipairs(users) do units_of[user] = tonumber(got[i]) or 0 end
 end
@@ -276,8 +280,10 @@ local units_dirty = {}
 -- a taken hold's result: one table for all of them (its answer is ok_answer's string)
 local held_ok = {ok = 1}
 
-for i, r in ipairs(requests) do
-  local pid, user, qty, digest, fp = r[1], r[2], tonumber(r[3]), r[4], r[5]
+for i = 1, n_requests do
+  local at = 5 * i - 4
+  local pid, user, qty, digest, fp = requests[at], requests[at + 1], tonumber(requests[at + 2]),
+    requests[at + 3], requests[at + 4]
   local result
   if room <= 0 then  -- refused before anything of it is taken or marked
     result = refuse('PERSISTENCE_LAGGING', {backlog = bound - room, bound = bound})
