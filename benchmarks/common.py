@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -191,6 +192,16 @@ async def run_load(total: int, concurrency: int, one: Callable[[int], Awaitable[
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def host_speed_us() -> float:
+    """Microseconds one ``sum(range(1000))`` takes here, the median of 5 repeats: how fast
+    this host runs Python at the moment, the figure each BENCHMARKS.md section quotes as
+    "the host-speed command" (a fast host gives 9.5-11; the slowest seen here, 32). A ratio measured
+    on one host is not the same ratio on another: a slow host charges a purchase's larger
+    working set more than the no-op's (BENCHMARKS.md, "A noisy host")."""
+    runs = timeit.repeat("sum(range(1000))", number=20_000, repeat=5)
+    return statistics.median(runs) / 20_000 * 1e6
 
 
 def fmt_runs(values: list[float], unit: str = "/s") -> str:

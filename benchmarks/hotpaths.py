@@ -98,7 +98,15 @@ import asyncpg
 from redis.asyncio import Redis
 
 from benchmarks import revisions
-from benchmarks.common import Stores, free_port, private_settings, serve_until_sigterm, settings_env, stores
+from benchmarks.common import (
+    Stores,
+    free_port,
+    host_speed_us,
+    private_settings,
+    serve_until_sigterm,
+    settings_env,
+    stores,
+)
 from benchmarks.revisions import NOOP, Route, Server, Window, cpu_s, ensure_wrk, lua_script
 from benchmarks.storecpu import StoreCpu
 from dropgate.engine.keys import Keys
@@ -987,8 +995,10 @@ def main(args: argparse.Namespace) -> int:
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, stdin=subprocess.DEVNULL).stdout
     command = shlex.join([".venv/bin/python", "-m", "benchmarks.hotpaths", *sys.argv[1:]])
     load_start = os.getloadavg()[0]
+    speed_start = host_speed_us()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"command: {command}\nmachine: {os.cpu_count()} cores, load average {load_start:.2f} at start, {when}; "
+    print(f"command: {command}\nmachine: {os.cpu_count()} cores, load average {load_start:.2f} at start, "
+          f"host speed {speed_start:.1f} us (sum(range(1000)); a fast host: 9.5-11), {when}; "
           f"{wrk_version.split(' [')[0]} -t{args.threads} -c{args.connections}; {args.rounds} rounds of "
           f"{args.seconds} s per server and path", flush=True)
     s = stores()
@@ -1000,14 +1010,17 @@ def main(args: argparse.Namespace) -> int:
         if s.stack is not None:
             s.stack.close()
     load_end = os.getloadavg()[0]
+    speed_end = host_speed_us()
     result |= {"command": command, "when": when, "cores": os.cpu_count(), "load_average": [load_start, load_end],
+               "host_speed_us": [round(speed_start, 2), round(speed_end, 2)],
                "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections,
                "threads": args.threads, "elapsed_s": round(time.perf_counter() - started, 1),
                "title": f"dropgate hot paths under wrk -c{args.connections}, {when}, {os.cpu_count()} cores, "
                         f"load {load_start:.1f}-{load_end:.1f}; medians of {args.rounds} rounds"}
     print(f"\n{args.rounds} rounds of {args.seconds} s per server and path, wrk -t{args.threads} "
           f"-c{args.connections}; medians of the rounds, ratios as medians of the per-round ratios; "
-          f"load average {load_start:.2f} at start, {load_end:.2f} at the end; "
+          f"load average {load_start:.2f} at start, {load_end:.2f} at the end; host speed "
+          f"{speed_start:.1f} us at start, {speed_end:.1f} at the end (a fast host: 9.5-11); "
           f"{result['elapsed_s']:.0f} s in all\n")
     print(table(result))
     out = Path(args.out)

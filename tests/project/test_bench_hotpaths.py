@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
 
     result = json.loads((out / "hotpaths.json").read_text())
     assert [p["path"] for p in result["paths"]] == PATHS
+    # how fast the host ran Python at either end of the run, which each ratio depends on
+    assert len(result["host_speed_us"]) == 2 and all(us > 0 for us in result["host_speed_us"]), result
+    assert re.search(r"host speed [\d.]+ us at start, [\d.]+ at the end", done.stdout), done.stdout
     for p in result["paths"]:
         assert set(p["designs"]) == {"dropgate", "baseline", "no-op", "written no-op"}
         for d in p["designs"].values():
