@@ -15,6 +15,7 @@ from dropgate.engine.offers import FinishItem, HoldRequest, HoldResult, Offers, 
 from dropgate.engine.promos import new_use_id
 from dropgate.errors import PersistenceLagging
 from dropgate.ids import check_id, random_hex
+from dropgate.money import MAX_MINOR
 from dropgate.runtime import Runtime
 
 _LIMITS = dict(hold_ttl_ms=60_000, rate_interval_ms=1.0, rate_burst=100, idem_ttl_ms=86_400_000,
@@ -363,3 +364,23 @@ async def test_a_201_is_the_purchase_records_not_stored(runtime: Runtime) -> Non
     [replayed] = await runtime.offers.purchase_batch("t3", "o3", [again], [stored], **_LIMITS)
     assert (replayed.replay, replayed.status, replayed.body, replayed.session_id) == (
         1, 201, '{"purchase_id":"pu_s4"}', "")
+
+
+async def test_an_order_past_the_largest_amount_is_refused_whole(runtime: Runtime) -> None:
+    """An offer made before ``POST /v1/offers`` held price x max_per_order to ``MAX_MINOR``
+    (the engine itself takes one) never sells an order whose amount passes it: that amount
+    would not stay exact through the script's numbers. Up to it, the amount is exact."""
+    await runtime.tenants.create("tm", name="tm", status="active", trial_end_ms=None)
+    for offer_id, price in (("over", MAX_MINOR // 2 + 1), ("at", MAX_MINOR // 2)):
+        await runtime.offers.create("tm", offer_id=offer_id, event_id="e", name="O", price_minor=price,
+                                    currency="usd", total=10, max_per_order=3, expires_at_ms=None, active=True)
+    two, one = (HoldRequest(purchase_id=new_purchase_id(), user_id=f"u{n}", quantity=n) for n in (2, 1))
+    refused, held = await runtime.offers.purchase_batch("tm", "over", [two, one], [], **_LIMITS)
+    assert refused.err == "QUANTITY_LIMIT" and refused.details == {
+        "quantity": 2, "max_per_order": 3, "max_amount_minor": MAX_MINOR}, refused
+    assert held.ok == 1
+    assert (await runtime.offers.read("tm", "over")).reserved == 1  # the refused order took nothing
+    exact = HoldRequest(purchase_id=new_purchase_id(), user_id="u3", quantity=2)
+    [at] = await runtime.offers.purchase_batch("tm", "at", [exact], [], **_LIMITS)
+    assert at.ok == 1
+    assert (await runtime.offers.purchase("tm", exact.purchase_id)).amount_minor == MAX_MINOR

@@ -30,7 +30,11 @@
        the rate limit: a client's retry gets its answer, never 429;
     2. rate limit of its user, for new work only (GCRA, as ratelimit_take):
        RATE_LIMITED, nothing stored, the key not marked;
-    3. the hold: quantity within max_per_order, offer active/unarchived/unexpired,
+    3. the hold: quantity within max_per_order, and its amount (price x quantity)
+       within one amount's most, 10^13 minor units (dropgate.money.MAX_MINOR: an offer
+       made before POST /v1/offers held price x max_per_order to it could pass it, and
+       an amount past it is not exact through cjson; QUANTITY_LIMIT with
+       max_amount_minor), offer active/unarchived/unexpired,
        tenant subscription active, the user's units held or owned (KEYS[10]) plus
        quantity within max_per_user (when set: else USER_LIMIT), available >= quantity;
        then reserved += quantity, the user's units += quantity,
@@ -363,6 +367,9 @@ for i = 1, n_requests do
       result = refuse('NOT_FOUND', {offer_id = offer_id})
     elseif qty < 1 or qty > max_per_order then
       result = refuse('QUANTITY_LIMIT', {quantity = qty, max_per_order = max_per_order})
+    elseif price * qty > 10000000000000 then
+      result = refuse('QUANTITY_LIMIT', {quantity = qty, max_per_order = max_per_order,
+        max_amount_minor = 10000000000000})
     elseif closed then
       result = refuse('OFFER_UNAVAILABLE', closed)
     elseif inactive then
