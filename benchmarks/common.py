@@ -194,12 +194,15 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+FAST_HOST_US = "9.5-11"  # what host_speed_us gave on the fastest hosts measured here
+
+
 def host_speed_us() -> float:
     """Microseconds one ``sum(range(1000))`` takes here, the median of 5 repeats: how fast
     this host runs Python at the moment, the figure each BENCHMARKS.md section quotes as
-    "the host-speed command" (a fast host gives 9.5-11; the slowest seen here, 32). A ratio measured
-    on one host is not the same ratio on another: a slow host charges a purchase's larger
-    working set more than the no-op's (BENCHMARKS.md, "A noisy host")."""
+    "the host-speed command" (``FAST_HOST_US`` on a fast host; the slowest seen here, 32). A
+    ratio measured on one host is not the same ratio on another: a slow host charges a
+    purchase's larger working set more than the no-op's (BENCHMARKS.md, "A noisy host")."""
     runs = timeit.repeat("sum(range(1000))", number=20_000, repeat=5)
     return statistics.median(runs) / 20_000 * 1e6
 

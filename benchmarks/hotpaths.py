@@ -99,6 +99,7 @@ from redis.asyncio import Redis
 
 from benchmarks import revisions
 from benchmarks.common import (
+    FAST_HOST_US,
     Stores,
     free_port,
     host_speed_us,
@@ -998,7 +999,7 @@ def main(args: argparse.Namespace) -> int:
     speed_start = host_speed_us()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"command: {command}\nmachine: {os.cpu_count()} cores, load average {load_start:.2f} at start, "
-          f"host speed {speed_start:.1f} us (sum(range(1000)); a fast host: 9.5-11), {when}; "
+          f"host speed {speed_start:.1f} us (sum(range(1000)); a fast host: {FAST_HOST_US}), {when}; "
           f"{wrk_version.split(' [')[0]} -t{args.threads} -c{args.connections}; {args.rounds} rounds of "
           f"{args.seconds} s per server and path", flush=True)
     s = stores()
@@ -1020,7 +1021,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"\n{args.rounds} rounds of {args.seconds} s per server and path, wrk -t{args.threads} "
           f"-c{args.connections}; medians of the rounds, ratios as medians of the per-round ratios; "
           f"load average {load_start:.2f} at start, {load_end:.2f} at the end; host speed "
-          f"{speed_start:.1f} us at start, {speed_end:.1f} at the end (a fast host: 9.5-11); "
+          f"{speed_start:.1f} us at start, {speed_end:.1f} at the end (a fast host: {FAST_HOST_US}); "
           f"{result['elapsed_s']:.0f} s in all\n")
     print(table(result))
     out = Path(args.out)

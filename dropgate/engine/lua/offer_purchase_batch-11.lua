@@ -220,6 +220,7 @@ local max_per_order = tonumber(o[4])
 local max_per_user = tonumber(o[12])
 local total, reserved, sold = tonumber(o[5]), tonumber(o[6]), tonumber(o[7])
 local price = tonumber(o[8])
+local max_amount = 10000000000000  -- one amount's most (dropgate.money.MAX_MINOR)
 local expires = now + hold_ttl
 local held = 0
 -- the offer's reserved and version change once per call (the sum of the holds; one
@@ -367,9 +368,9 @@ for i = 1, n_requests do
       result = refuse('NOT_FOUND', {offer_id = offer_id})
     elseif qty < 1 or qty > max_per_order then
       result = refuse('QUANTITY_LIMIT', {quantity = qty, max_per_order = max_per_order})
-    elseif price * qty > 10000000000000 then
+    elseif price * qty > max_amount then
       result = refuse('QUANTITY_LIMIT', {quantity = qty, max_per_order = max_per_order,
-        max_amount_minor = 10000000000000})
+        max_amount_minor = max_amount})
     elseif closed then
       result = refuse('OFFER_UNAVAILABLE', closed)
     elseif inactive then
