@@ -19,11 +19,10 @@ import msgspec
 
 from dropgate.engine.offers import HoldRequest, new_purchase_id
 from dropgate.persistence import persister as persister_module
-from dropgate.persistence.database import create_pool
-from dropgate.persistence.migrate import migrate, migration_files
 from dropgate.persistence.persister import Persister
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
+from tests.support.schemas import migrate_rest, schema_at
 
 TENANT, OFFER = "t1", "hot"
 _CROWD = 300  # purchases, each its own caller
@@ -81,28 +80,9 @@ async def test_a_crowd_writes_no_history_rows_and_the_history_has_every_version(
     assert await _history(runtime.pool, "offer_purchase_changes") == {h for h in expected if h[1] > 1}
 
 
-async def _migrate_to(conn: asyncpg.Connection, last: int) -> None:
-    """Apply the migrations up to ``last`` by hand, as ``migrate`` records them."""
-    await conn.execute("""CREATE TABLE dg_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                                               applied_at timestamptz NOT NULL DEFAULT now())""")
-    for version, path in migration_files():
-        if version <= last:
-            async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute("INSERT INTO dg_schema_migrations (version, name) VALUES ($1, $2)",
-                                   version, path.name)
-
-
 async def test_a_schema_from_0022_keeps_its_history_rows(settings: Settings, isolated: str) -> None:
-    assert settings.database_url is not None
-    pool = await create_pool(settings, settings.database_url, max_size=1)
-    try:
+    async with schema_at(settings, 22) as pool:
         async with pool.acquire() as conn:
-            await _migrate_to(conn, 22)
-            await conn.execute(
-                """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency, inventory_total,
-                                       reserved, sold, max_per_order, active, archived, created_at, version)
-                   VALUES ('t1', 'o1', 'e1', 'n', 100, 'usd', 1000, 0, 0, 5, true, false, now(), 1)""")
             # as the persister of 0022 wrote them: a row per version, the first at the creation
             await conn.execute(
                 """INSERT INTO offer_purchases (tenant_id, purchase_id, offer_id, user_id, quantity, status,
@@ -121,7 +101,7 @@ async def test_a_schema_from_0022_keeps_its_history_rows(settings: Settings, iso
             before = await _history(conn, "offer_purchase_history")
             assert len(before) == 40
 
-        assert await migrate(pool) == [path.name for version, path in migration_files() if version > 22]
+        await migrate_rest(pool, 22)
 
         async with pool.acquire() as conn:
             assert await _history(conn, "offer_purchase_history") == before
@@ -147,5 +127,3 @@ async def test_a_schema_from_0022_keeps_its_history_rows(settings: Settings, iso
             await conn.execute("TRUNCATE offer_purchases CASCADE")
             assert await conn.fetchval("SELECT count(*) FROM offer_purchase_history") == 0
             assert await conn.fetchval("SELECT count(*) FROM offer_purchase_changes") == 0
-    finally:
-        await pool.close()

@@ -266,15 +266,20 @@ async def _purchase_page(call: Call[None], *, cancelled: bool) -> web.Response:
     return web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
+TENANT_OF_PURCHASE_SQL = "SELECT tenant_id FROM offer_purchases WHERE purchase_id = $1 LIMIT 2"
+"""At most two: one is the answer, two are an id two tenants share (neither is guessed)."""
+
+
 async def _tenant_of_purchase(call: Call[None], purchase_id: str) -> str:
     """The tenant of a purchase named by id alone, as docs/api.md links it.
 
     Purchase ids are random and unique across tenants; the durable record knows each
-    one's tenant (index ``offer_purchases_by_purchase_id``). A purchase not yet persisted
-    (the write-behind lag is milliseconds, a buyer returns minutes later) is a 404."""
+    one's tenant (the primary key of ``offer_purchases`` leads with the purchase id:
+    migration 0024). Should two tenants share an id, neither is guessed: 404. A purchase
+    not yet persisted (the write-behind lag is milliseconds, a buyer returns minutes
+    later) is a 404."""
     check_id(purchase_id, "purchase_id")
-    rows = await call.runtime.pool.fetch(
-        "SELECT tenant_id FROM offer_purchases WHERE purchase_id = $1 LIMIT 2", purchase_id)
+    rows = await call.runtime.pool.fetch(TENANT_OF_PURCHASE_SQL, purchase_id)
     if len(rows) != 1:
         raise NotFound("No such purchase.", details={"purchase_id": purchase_id})
     return str(rows[0]["tenant_id"])

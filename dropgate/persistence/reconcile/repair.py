@@ -148,7 +148,7 @@ class SpecBase:
         where, args = scope_sql(spec, scope)
         return await restore_in_batches(
             rc, stage=f"restore {spec.kind}s", table=f"{spec.table} c", where=where, args=args,
-            select=row_sql(spec), order_by=", ".join(spec.id_exprs("c")), batch=RESTORE_BATCH,
+            select=row_sql(spec), batch=RESTORE_BATCH,
             apply=lambda conn, rows: self.restore_rows(rc, spec, conn, rows, guard))
 
     async def member_rows(self, conn: Any, spec: Entity, m: Members,
