@@ -372,6 +372,8 @@ class PathRun:
     # the neighbours' CPU per request over each window, in us: redis, postgres (None: not on
     # this machine), persister, wrk (benchmarks/storecpu.py)
     neighbours_us: dict[str, list[dict[str, float | None]]] = field(default_factory=dict)
+    # the shares of each window no process was charged for: idle, interrupts, stolen
+    machine: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     lags: list[Lag] = field(default_factory=list)
     ceiling: dict[str, Any] = field(default_factory=dict)
 
@@ -431,9 +433,10 @@ class Bench:
                 "units_per_s": units / drain_s if timed else None, "problems": w.problems or None}
 
     async def window(self, p: PathRun, design: str, tag: str, seconds: int, logs: Logs
-                     ) -> tuple[Window, float, Lag, dict[str, float | None]]:
+                     ) -> tuple[Window, float, Lag, dict[str, float | None], dict[str, float]]:
         """One wrk window on one server: its result, the server's CPU us per request, the backlog
-        over it, and its neighbours' CPU us per request (Redis, PostgreSQL, the persister, wrk)."""
+        over it, its neighbours' CPU us per request (Redis, PostgreSQL, the persister, wrk), and
+        the shares of the machine's cores no process was charged for (``storecpu.unattributed``)."""
         server = p.servers[design]
         route = NOOP if design in NOOPS else PATHS[p.name].route
         await self.enough_codes(server, route, seconds)
@@ -459,7 +462,7 @@ class Bench:
         if route.reserves:
             server.codes_left -= w.requests
             self.fastest_codes = max(self.fastest_codes, w.per_s)
-        return w, cpu, lag, neighbours
+        return w, cpu, lag, neighbours, spent.machine
 
     async def measure(self, paths: list[PathRun], logs: Logs, persister: Server) -> None:
         args = self.args
@@ -467,7 +470,7 @@ class Bench:
         if args.warmup:  # key caches, script loads, first connections, the JIT-less interpreter's caches
             for p in paths:
                 for design in DESIGNS:
-                    w, _, _, _ = await self.window(p, design, f"{p.name[0]}w", args.warmup, logs)
+                    w, *_ = await self.window(p, design, f"{p.name[0]}w", args.warmup, logs)
                     print(f"warm-up {p.name:8s} {design:13s} {w.per_s:9,.0f}/s"
                           + (f"  ERRORS {w.problems}" if w.problems else ""), flush=True)
         for rnd in range(args.rounds):
@@ -475,9 +478,10 @@ class Bench:
                 first = rnd % len(DESIGNS)
                 order = DESIGNS[first:] + DESIGNS[:first]  # each design goes first in turn
                 for design in order:
-                    w, cpu, lag, neighbours = await self.window(p, design, f"{p.name[0]}{rnd}", args.seconds,
-                                                                logs)
+                    w, cpu, lag, neighbours, machine = await self.window(p, design, f"{p.name[0]}{rnd}",
+                                                                         args.seconds, logs)
                     p.windows.setdefault(design, []).append(w)
+                    p.machine.setdefault(design, []).append(machine)
                     p.cpu_us.setdefault(design, []).append(cpu)
                     p.neighbours_us.setdefault(design, []).append(neighbours)
                     extra = ""
@@ -708,6 +712,8 @@ def summarize(p: PathRun) -> dict[str, Any]:
             "wrk_cores": statistics.median(w.wrk_cores for w in ws),
             "neighbours_us": {k: _median([n[k] for n in p.neighbours_us[design]])
                               for k in ("redis", "persister", "postgres", "wrk")},
+            "machine": {k: statistics.median(m[k] for m in p.machine[design])
+                        for k in ("idle", "interrupts", "stolen")},
             "problems": [w.problems for w in ws if w.problems],
         }
     lags = [lag.summary() for lag in p.lags]
@@ -880,7 +886,9 @@ def machine_bound(result: dict[str, Any]) -> list[str]:
     together), whatever its own CPU efficiency; the no-op has almost no neighbours. So
     0.6 of the no-op's throughput caps that sum, at the share of the bound this run
     reached (no window keeps every core busy); less the server's CPU at #19's efficiency
-    target, the rest is what its neighbours may take."""
+    target, the rest is what its neighbours may take. What the bound's share left over went
+    to, over the same windows: the cores idle, in interrupts (the loopback sockets' network
+    work, charged to no process), stolen by a hypervisor, and, the rest, other processes."""
     cores = result.get("cores") or os.cpu_count() or 1
     lines = [f"the machine's bound on {cores} cores (throughput <= the cores / all the CPU a request costs: the "
              "server's and its neighbours', the table above); what 0.6 of the no-op's throughput asks of that CPU:"]
@@ -902,6 +910,11 @@ def machine_bound(result: dict[str, Any]) -> list[str]:
             f"no-op allows {allowed:,.0f} us in all, {reached * allowed:,.0f} at this share: with the server at "
             f"CPU efficiency 0.75 ({server_at_target:,.0f} us, now {d['cpu_us']:,.0f}), its neighbours "
             f"{reached * allowed - server_at_target:,.0f} us (now {around:,.0f})")
+        m = d.get("machine")
+        if m:
+            lines.append(f"  - the cores over dropgate's windows: {reached:.2f} this request path's, idle "
+                         f"{m['idle']:.2f}, interrupts {m['interrupts']:.2f}, stolen {m['stolen']:.2f}, other "
+                         f"processes {1 - reached - m['idle'] - m['interrupts'] - m['stolen']:.2f}")
     return lines
 
 

@@ -12,7 +12,12 @@ around each wrk window:
   WAL writer, checkpointer), per process id, so a backend that starts during the window counts
   from zero; one that ends during it is not counted (an undercount, never an overcount). ``None``
   when no such process runs here (a remote server);
-- the persister: its process (``/proc/<pid>/stat``).
+- the persister: its process (``/proc/<pid>/stat``);
+- the machine's cores (``/proc/stat``'s first line): the shares of the window no process was
+  charged for: idle, in interrupts (the kernel's network work for loopback sockets is mostly
+  softirq time, which no process's own CPU counts), and stolen by a hypervisor. So a window's
+  CPU per request times its rate, over the cores, plus these, comes to about 1, and what does
+  not is the CPU of the other processes here (the benchmark's own among them).
 
 On a shared machine Redis and PostgreSQL serve others too: their figures hold everything they
 did during the window.
@@ -47,11 +52,32 @@ async def redis_cpu_s(redis: Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+# /proc/stat's "cpu" line, in its order (proc(5)); guest time is inside user already
+_CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_ticks() -> dict[str, int]:
+    """The machine's time so far (every core, clock ticks) by what it was spent on."""
+    with open("/proc/stat") as f:
+        values = f.readline().split()[1:1 + len(_CPU_FIELDS)]
+    return dict(zip(_CPU_FIELDS, map(int, values), strict=True))
+
+
+def unattributed(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Of the time between two ``machine_ticks``, the shares no process was charged for:
+    ``idle`` (with waiting for I/O), ``interrupts`` (hard and soft) and ``stolen``."""
+    spent = {k: after[k] - before[k] for k in _CPU_FIELDS}
+    total = sum(spent.values()) or 1
+    return {"idle": (spent["idle"] + spent["iowait"]) / total,
+            "interrupts": (spent["irq"] + spent["softirq"]) / total, "stolen": spent["steal"] / total}
+
+
 @dataclass
 class Reading:
     redis_s: float
     postgres: dict[int, float]
     persister_s: float
+    machine: dict[str, int]
 
 
 @dataclass
@@ -61,6 +87,7 @@ class Spent:
     redis_s: float
     postgres_s: float | None
     persister_s: float
+    machine: dict[str, float]  # ``unattributed``
 
 
 class StoreCpu:
@@ -72,11 +99,12 @@ class StoreCpu:
 
     async def read(self) -> Reading:
         return Reading(redis_s=await redis_cpu_s(self.redis), postgres=postgres_cpu(),
-                       persister_s=cpu_s(self.persister_pid))
+                       persister_s=cpu_s(self.persister_pid), machine=machine_ticks())
 
     @staticmethod
     def spent(before: Reading, after: Reading) -> Spent:
         postgres = (sum(s - before.postgres.get(pid, 0.0) for pid, s in after.postgres.items())
                     if after.postgres else None)
         return Spent(redis_s=after.redis_s - before.redis_s, postgres_s=postgres,
-                     persister_s=after.persister_s - before.persister_s)
+                     persister_s=after.persister_s - before.persister_s,
+                     machine=unattributed(before.machine, after.machine))
