@@ -887,8 +887,9 @@ def machine_bound(result: dict[str, Any]) -> list[str]:
     0.6 of the no-op's throughput caps that sum, at the share of the bound this run
     reached (no window keeps every core busy); less the server's CPU at #19's efficiency
     target, the rest is what its neighbours may take. What the bound's share left over went
-    to, over the same windows: the cores idle, in interrupts (the loopback sockets' network
-    work, charged to no process), stolen by a hypervisor, and, the rest, other processes."""
+    to, over the same windows: the cores idle, stolen by a hypervisor, and, the rest, other
+    processes; and of the path's own share, the part in interrupts (the loopback sockets'
+    network work, charged by the tick to whichever process it interrupted)."""
     cores = result.get("cores") or os.cpu_count() or 1
     lines = [f"the machine's bound on {cores} cores (throughput <= the cores / all the CPU a request costs: the "
              "server's and its neighbours', the table above); what 0.6 of the no-op's throughput asks of that CPU:"]
@@ -912,9 +913,9 @@ def machine_bound(result: dict[str, Any]) -> list[str]:
             f"{reached * allowed - server_at_target:,.0f} us (now {around:,.0f})")
         m = d.get("machine")
         if m:
-            lines.append(f"  - the cores over dropgate's windows: {reached:.2f} this request path's, idle "
-                         f"{m['idle']:.2f}, interrupts {m['interrupts']:.2f}, stolen {m['stolen']:.2f}, other "
-                         f"processes {1 - reached - m['idle'] - m['interrupts'] - m['stolen']:.2f}")
+            lines.append(f"  - the cores over dropgate's windows: {reached:.2f} this request path's (of it "
+                         f"{m['interrupts']:.2f} in interrupts), idle {m['idle']:.2f}, stolen {m['stolen']:.2f}, "
+                         f"other processes {1 - reached - m['idle'] - m['stolen']:.2f}")
     return lines
 
 

@@ -14,10 +14,13 @@ around each wrk window:
   when no such process runs here (a remote server);
 - the persister: its process (``/proc/<pid>/stat``);
 - the machine's cores (``/proc/stat``'s first line): the shares of the window no process was
-  charged for: idle, in interrupts (the kernel's network work for loopback sockets is mostly
-  softirq time, which no process's own CPU counts), and stolen by a hypervisor. So a window's
-  CPU per request times its rate, over the cores, plus these, comes to about 1, and what does
-  not is the CPU of the other processes here (the benchmark's own among them).
+  charged for, idle and stolen by a hypervisor, and the share in interrupts (mostly the
+  kernel's network work for the loopback sockets). A kernel that accounts CPU by ticks without
+  ``CONFIG_IRQ_TIME_ACCOUNTING`` (this machine's) charges an interrupt's tick to the process it
+  interrupted too, so that share is inside the processes' figures, not beside them. A
+  window's CPU per request times its rate, over the cores, plus idle and stolen comes to
+  about 1; what does not is the CPU of the other processes here (the benchmark's own among
+  them).
 
 On a shared machine Redis and PostgreSQL serve others too: their figures hold everything they
 did during the window.
@@ -64,8 +67,8 @@ def machine_ticks() -> dict[str, int]:
 
 
 def unattributed(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
-    """Of the time between two ``machine_ticks``, the shares no process was charged for:
-    ``idle`` (with waiting for I/O), ``interrupts`` (hard and soft) and ``stolen``."""
+    """Of the time between two ``machine_ticks``, the shares ``idle`` (with waiting for I/O)
+    and ``stolen``, which no process was charged for, and ``interrupts`` (hard and soft)."""
     spent = {k: after[k] - before[k] for k in _CPU_FIELDS}
     total = sum(spent.values()) or 1
     return {"idle": (spent["idle"] + spent["iowait"]) / total,
