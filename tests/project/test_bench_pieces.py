@@ -46,6 +46,14 @@ def test_body_read_counts_the_resumes_it_saves() -> None:
     assert "GuardedHandler's / aiohttp's:" in out
 
 
+def test_wakeups_times_a_round_trip_on_one_core_and_across_two() -> None:
+    out = _run("benchmarks.wakeups", "--rounds", "2", "--trips", "300")
+    rows = dict(re.findall(r"^\| (one core|two cores) \| ([\d.]+) \|", out, re.M))
+    layouts = {"one core", "two cores"} if len(os.sched_getaffinity(0)) > 1 else {"one core"}
+    assert rows.keys() == layouts and all(float(v) > 0 for v in rows.values()), out
+    assert "the guest's halt polling: " in out, out
+
+
 def test_coroutine_layers_times_every_depth() -> None:
     out = _run("benchmarks.coroutine_layers", "--rounds", "1", "--tasks", "200", "--depths", "1,3")
     assert [line.split("|")[1].strip() for line in out.splitlines() if re.match(r"\| \d ", line)] == ["1", "3"]
