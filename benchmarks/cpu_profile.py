@@ -49,7 +49,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import FAST_HOST_US, host_speed_us, private_settings, settings_env, stores
+from benchmarks.common import FAST_HOST_US, halt_poll, host_speed_us, private_settings, settings_env, stores
 from benchmarks.revisions import (
     NOOP,
     PATHS,
@@ -436,7 +436,7 @@ def main(argv: list[str]) -> int:
     ensure_wrk()
     print(f"command: {shlex.join(['.venv/bin/python', '-m', 'benchmarks.cpu_profile', *argv])}")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start, host speed "
-          f"{host_speed_us():.1f} us (sum(range(1000)); a fast host: {FAST_HOST_US}), "
+          f"{host_speed_us():.1f} us (sum(range(1000)); a fast host: {FAST_HOST_US}), {halt_poll()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", flush=True)
     with tempfile.TemporaryDirectory(prefix="dropgate-cpu-") as tmp_name:
         tmp = Path(tmp_name)

@@ -102,6 +102,7 @@ from benchmarks.common import (
     FAST_HOST_US,
     Stores,
     free_port,
+    halt_poll,
     host_speed_us,
     private_settings,
     serve_until_sigterm,
@@ -1013,8 +1014,8 @@ def main(args: argparse.Namespace) -> int:
     speed_start = host_speed_us()
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"command: {command}\nmachine: {os.cpu_count()} cores, load average {load_start:.2f} at start, "
-          f"host speed {speed_start:.1f} us (sum(range(1000)); a fast host: {FAST_HOST_US}), {when}; "
-          f"{wrk_version.split(' [')[0]} -t{args.threads} -c{args.connections}; {args.rounds} rounds of "
+          f"host speed {speed_start:.1f} us (sum(range(1000)); a fast host: {FAST_HOST_US}), {halt_poll()}, "
+          f"{when}; {wrk_version.split(' [')[0]} -t{args.threads} -c{args.connections}; {args.rounds} rounds of "
           f"{args.seconds} s per server and path", flush=True)
     s = stores()
     started = time.perf_counter()
@@ -1027,7 +1028,7 @@ def main(args: argparse.Namespace) -> int:
     load_end = os.getloadavg()[0]
     speed_end = host_speed_us()
     result |= {"command": command, "when": when, "cores": os.cpu_count(), "load_average": [load_start, load_end],
-               "host_speed_us": [round(speed_start, 2), round(speed_end, 2)],
+               "host_speed_us": [round(speed_start, 2), round(speed_end, 2)], "halt_poll": halt_poll(),
                "seconds": args.seconds, "rounds": args.rounds, "connections": args.connections,
                "threads": args.threads, "elapsed_s": round(time.perf_counter() - started, 1),
                "title": f"dropgate hot paths under wrk -c{args.connections}, {when}, {os.cpu_count()} cores, "

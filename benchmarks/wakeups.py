@@ -25,9 +25,8 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
-HALTPOLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+from benchmarks.common import halt_poll
 
 
 def round_trip_us(trips: int, parent_core: int, child_core: int) -> float:
@@ -74,10 +73,8 @@ def main(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for name, (a, b) in layouts.items():
             times[name].append(round_trip_us(args.trips, a, b))
-    poll = HALTPOLL.read_text().strip() if HALTPOLL.exists() else None
     print(f"{args.rounds} rounds of {args.trips:,} round trips of one byte over two pipes, per layout in turn; "
-          f"cores {cores}; the guest's halt polling: "
-          + ("none here" if poll is None else f"guest_halt_poll_ns = {poll}"))
+          f"cores {cores}; {halt_poll()}")
     print("\n| processes pinned to | µs per round trip (two wakeups), median | rounds |\n| --- | --- | --- |")
     for name, values in times.items():
         print(f"| {name} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} |")

@@ -53,6 +53,8 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
     assert [p["path"] for p in result["paths"]] == PATHS
     # how fast the host ran Python at either end of the run, which each ratio depends on
     assert len(result["host_speed_us"]) == 2 and all(us > 0 for us in result["host_speed_us"]), result
+    # and whether an idle virtual CPU halts at once (a wakeup across cores then costs far more)
+    assert re.fullmatch(r"guest halt polling \d+ ns|no guest halt polling here", result["halt_poll"]), result
     assert re.search(r"host speed [\d.]+ us at start, [\d.]+ at the end", done.stdout), done.stdout
     for p in result["paths"]:
         assert set(p["designs"]) == {"dropgate", "baseline", "no-op", "written no-op"}
