@@ -13,6 +13,11 @@
 -- columns, not their order) and a persister of an earlier release still arbitrate on it, and
 -- the refunds' foreign key references the same columns (it is dropped and added again only
 -- because it depends on the old key's index).
+--
+-- It builds the new key over the whole table under the table's lock, as any new index
+-- would: on a large table that takes a while (about as long as CREATE INDEX on it), during
+-- which the persister's purchases and the lists wait; the log holds the events meanwhile
+-- (up to DROPGATE_MAX_BACKLOG). Run `dropgate migrate` at a quiet moment.
 ALTER TABLE offer_refunds DROP CONSTRAINT offer_refunds_tenant_id_purchase_id_fkey;
 ALTER TABLE offer_purchases DROP CONSTRAINT offer_purchases_pkey;
 ALTER TABLE offer_purchases ADD CONSTRAINT offer_purchases_pkey PRIMARY KEY (purchase_id, tenant_id);
