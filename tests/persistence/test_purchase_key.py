@@ -114,6 +114,11 @@ async def test_two_tenants_sharing_purchase_ids_keep_a_row_each(runtime: Runtime
                 record.user_id, record.quantity, record.status, record.version), (tenant, pid)
     assert {pid for (tenant, pid), r in rows.items() if r["status"] == "released"} == set(released)
     assert all(rows[("tb", pid)]["status"] == "pending" for pid in ids)
+    for tenant in ("ta", "tb"):  # the offers' counters, which the rows' triggers keep, agree too
+        live = await runtime.offers.read(tenant, "o1")
+        counted = await runtime.pool.fetchrow(
+            "SELECT reserved, sold FROM offers WHERE tenant_id = $1 AND offer_id = 'o1'", tenant)
+        assert (counted["reserved"], counted["sold"]) == (live.reserved, live.sold), (tenant, live)
     # an id two tenants share is nobody's by id alone (the page answers 404, not a guess)
     assert len(await runtime.pool.fetch(TENANT_OF_PURCHASE_SQL, ids[0])) == 2
 
