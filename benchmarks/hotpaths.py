@@ -912,11 +912,10 @@ def machine_bound(result: dict[str, Any]) -> list[str]:
             f"no-op allows {allowed:,.0f} us in all, {reached * allowed:,.0f} at this share: with the server at "
             f"CPU efficiency 0.75 ({server_at_target:,.0f} us, now {d['cpu_us']:,.0f}), its neighbours "
             f"{reached * allowed - server_at_target:,.0f} us (now {around:,.0f})")
-        m = d.get("machine")
-        if m:
-            lines.append(f"  - the cores over dropgate's windows: {reached:.2f} this request path's (of it "
-                         f"{m['interrupts']:.2f} in interrupts), idle {m['idle']:.2f}, stolen {m['stolen']:.2f}, "
-                         f"other processes {1 - reached - m['idle'] - m['stolen']:.2f}")
+        m = d["machine"]
+        lines.append(f"  - the cores over dropgate's windows: {reached:.2f} this request path's (of it "
+                     f"{m['interrupts']:.2f} in interrupts), idle {m['idle']:.2f}, stolen {m['stolen']:.2f}, "
+                     f"other processes {1 - reached - m['idle'] - m['stolen']:.2f}")
     return lines
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.wakeups [--rounds 5] [--trips 20000]
 
 Why (issue #19): in ``make bench`` the machine's cores idle for 0.13-0.18 of dropgate's
-windows (``storecpu.unattributed``) while its server waits for a core for 0.11-0.16 of its
+windows (``storecpu.unattributed``) while its server waits for a core for 0.09-0.16 of its
 own time, and that idle share is the part of the machine's bound a path does not reach. A
 request crosses processes (wrk, the server, Redis, the persister, PostgreSQL), and each
 crossing wakes a process, often on the other core; a core with nothing to run halts. On a

@@ -1,4 +1,5 @@
-"""A schema migrated by hand up to a given migration, for the tests of the later ones."""
+"""A schema migrated up to a given migration, with rows an earlier release wrote, for the
+tests of the later ones."""
 
 from __future__ import annotations
 
@@ -12,19 +13,6 @@ from dropgate.persistence.migrate import migrate, migration_files
 from dropgate.settings import Settings
 
 
-async def migrate_to(conn: asyncpg.Connection, last: int) -> None:
-    """Apply the migrations up to ``last`` by hand, as ``migrate`` records them, so that
-    ``migrate`` then applies the later ones to the rows a test wrote in between."""
-    await conn.execute("""CREATE TABLE dg_schema_migrations (version integer PRIMARY KEY, name text NOT NULL,
-                                                               applied_at timestamptz NOT NULL DEFAULT now())""")
-    for version, path in migration_files():
-        if version <= last:
-            async with conn.transaction():
-                await conn.execute(path.read_text())
-                await conn.execute("INSERT INTO dg_schema_migrations (version, name) VALUES ($1, $2)",
-                                   version, path.name)
-
-
 @contextlib.asynccontextmanager
 async def schema_at(settings: Settings, last: int) -> AsyncIterator[asyncpg.Pool]:
     """A pool of one connection on the test's own schema (the ``isolated`` fixture's),
@@ -33,8 +21,9 @@ async def schema_at(settings: Settings, last: int) -> AsyncIterator[asyncpg.Pool
     assert settings.database_url is not None
     pool = await create_pool(settings, settings.database_url, max_size=1)
     try:
+        assert await migrate(pool, through=last) == [path.name for version, path in migration_files()
+                                                      if version <= last]
         async with pool.acquire() as conn:
-            await migrate_to(conn, last)
             await conn.execute(
                 """INSERT INTO offers (tenant_id, offer_id, event_id, name, price_minor, currency, inventory_total,
                                        reserved, sold, max_per_order, active, archived, created_at, version)
