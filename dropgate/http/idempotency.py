@@ -20,12 +20,12 @@ Both steps are ``idem_batch`` script calls shared by the concurrent requests of 
 tenant's partition (``engine/idempotency.py``). The hot redemptions (invite and promo
 redeem, code reservation) keep their records in the script call that decides their
 effect instead (``keys_in_handler``: the route passes ``request_record`` to the engine
-and answers through ``keyed_response``), and the purchase inside its own batched
-script calls (``checkout/purchases.py``), so neither pays a call for them. Those
-scripts file no record for a refusal that changed nothing and that a repeat may not
-meet again (429, 503, a 404 for a code that may be created next, and a 400: the promo
-route retries a stale currency itself), and
-since the record is filed with the effect, none is ever left running there.
+and answers through ``Call.keyed``, with its declared status), and the purchase inside
+its own batched script calls (``checkout/purchases.py``), so neither pays a call for
+them. Those scripts file no record for a refusal that changed nothing and that a repeat
+may not meet again (429, 503, a 404 for a code that may be created next, and a 400: the
+promo route retries a stale currency itself), and since the record is filed with the
+effect, none is ever left running there.
 """
 
 from __future__ import annotations

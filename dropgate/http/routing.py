@@ -19,6 +19,7 @@ from aiohttp import web
 
 from dropgate.engine.actors.batcher import PARKED
 from dropgate.engine.apikeys import Principal
+from dropgate.engine.idempotency import Answered
 from dropgate.errors import DropgateError, PayloadTooLarge, ValidationError
 from dropgate.http.admission import Slot
 from dropgate.http.appkeys import ADMISSION, METRICS, RUNTIME
@@ -30,7 +31,7 @@ from dropgate.http.auth import (
     require_scope,
     resolve_tenant,
 )
-from dropgate.http.idempotency import replayed
+from dropgate.http.idempotency import keyed_response, replayed
 from dropgate.http.jsonresponse import JsonResponse
 from dropgate.http.metrics import Metrics
 from dropgate.http.middleware import answer_for, answered, begun
@@ -42,6 +43,7 @@ from dropgate.runtime import Runtime
 # "any": admin or service key; a service key is scoped to its tenant, an admin to none
 Auth = Literal["public", "admin", "tenant", "any"]
 B = TypeVar("B")
+T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
@@ -58,6 +60,12 @@ class Call(Generic[B]):
     runtime: Runtime
     params: Mapping[str, str]  # the path's parameters (the router's match, or the hot path's)
     raw: bytes = b""  # the body as it arrived (an Idempotency-Key's request fingerprint)
+    status: int = 200  # the route's success status, as its declaration gives it
+
+    def keyed(self, outcome: Answered[T], render: Callable[[T], Any]) -> JsonResponse:
+        """A ``keys_in_handler`` route's answer to a keyed request (``keyed_response``), with
+        the route's declared status: the OpenAPI document and the answer say the same."""
+        return keyed_response(outcome, render, self.status)
 
     def path_id(self, name: str) -> str:
         return check_id(self.params[name], name)
@@ -304,7 +312,7 @@ def make_handler(spec: RouteSpec, app: web.Application) -> RouteHandler:
                     except msgspec.MsgspecError as exc:
                         raise validation_error(exc) from None
                 call = Call(request, body, principal, tenant_id, runtime,
-                            request.match_info if params is None else params, raw)
+                            request.match_info if params is None else params, raw, spec.status)
                 response: web.StreamResponse
                 if by_key and "Idempotency-Key" in request.headers:
                     async def run() -> tuple[int, bytes]:

@@ -21,7 +21,7 @@ from dropgate.errors import (
     UnknownType,
     ValidationError,
 )
-from dropgate.http.idempotency import keyed_response, request_record
+from dropgate.http.idempotency import request_record
 from dropgate.http.routing import ApiRoutes, Call, validation_error
 from dropgate.ids import ms_to_dt
 from dropgate.models.codes import (
@@ -150,7 +150,7 @@ async def reserve_codes(call: Call[ReservationRequest]) -> ReservationResult | w
             call.tenant_id, campaign_id, b.type, b.count, ttl_ms=ttl_ms, partial=b.partial))
     outcome = await call.runtime.codes.reserve_keyed(
         call.tenant_id, campaign_id, b.type, b.count, ttl_ms=ttl_ms, partial=b.partial, record=record)
-    return keyed_response(outcome, reservation_view, 200)
+    return call.keyed(outcome, reservation_view)
 
 
 def reservation_view(r: Reservation) -> ReservationResult:

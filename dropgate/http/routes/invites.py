@@ -15,7 +15,7 @@ from dropgate.errors import (
     Inactive,
     NotFound,
 )
-from dropgate.http.idempotency import keyed_response, request_record
+from dropgate.http.idempotency import request_record
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.invites import (
@@ -78,8 +78,7 @@ async def redeem_invite(call: Call[InviteRedeem]) -> InviteRedemption | web.Stre
         used = await call.runtime.invites.redeem(call.tenant_id, code, user_id=user_id)
         return InviteRedemption(code=code, user_id=user_id, used_count=used)
     outcome = await call.runtime.invites.redeem_keyed(call.tenant_id, code, user_id=user_id, record=record)
-    return keyed_response(outcome, lambda used: InviteRedemption(code=code, user_id=user_id, used_count=used),
-                          200)
+    return call.keyed(outcome, lambda used: InviteRedemption(code=code, user_id=user_id, used_count=used))
 
 
 @routes.get("/v1/invites/{code}/eligibility", response=InviteEligibility, errors=[NotFound],

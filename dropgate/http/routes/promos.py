@@ -21,7 +21,7 @@ from dropgate.errors import (
     RateLimited,
     ValidationError,
 )
-from dropgate.http.idempotency import keyed_response, request_record
+from dropgate.http.idempotency import request_record
 from dropgate.http.routing import ApiRoutes, Call
 from dropgate.ids import dt_to_ms, ms_to_dt
 from dropgate.models.promos import (
@@ -123,7 +123,7 @@ async def redeem_promo(call: Call[PromoRedeem]) -> PromoRedemption | web.StreamR
             call.tenant_id, code, customer_id=b.customer_id, base_amount=b.base_amount, rate_limit=True))
     outcome = await promos.redeem_keyed(call.tenant_id, code, customer_id=b.customer_id,
                                         base_amount=b.base_amount, rate_limit=True, record=record)
-    return keyed_response(outcome, lambda redeemed: promo_redemption(code, b.customer_id, redeemed), 201)
+    return call.keyed(outcome, lambda redeemed: promo_redemption(code, b.customer_id, redeemed))
 
 
 def promo_redemption(code: str, customer_id: str, redeemed: tuple[str, int, Redemption]) -> PromoRedemption:
