@@ -23,6 +23,7 @@ integral float (cjson writes ``1e+15``) still decodes to ``int``, as the applier
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
 
 import msgspec
@@ -363,27 +364,47 @@ def decode_payload(etype: str, raw: bytes | str) -> EventPayload | Malformed:
 
 
 def parse_entry(
-    partition: int, entry_id: bytes | str, fields: dict[Any, Any]
+    partition: int, entry_id: bytes | str, fields: Mapping[Any, Any] | Sequence[Any]
 ) -> Event[EventPayload | Malformed]:
     """A stream entry as an ``Event``; never raises (a bad entry's data is ``Malformed``).
 
-    The persister's client reads field names as bytes (``b"t"``): those are looked up as
-    they are. Text names (a client decoding responses) are made bytes first. Decoding every
-    name of every entry was a fifth of the persister's CPU per event (BENCHMARKS.md, "The
-    persister's parsing and its parameters")."""
-    if fields and not isinstance(next(iter(fields)), bytes):
-        fields = {_bytes(k): v for k, v in fields.items()}
-    etype = _text(fields.get(b"t", b""))
-    payload = fields.get(b"d")
+    ``fields`` as the server sent them (a flat list of names and values: the persister's
+    and the dispatcher's reads, ``claims.read_new``) or as a mapping (redis-py's parsed
+    replies). The layout every script writes (``t``, ``e``, ``v``, ``d``, in that order:
+    lib/dg_emit.lua) is read by position, without a dict; any other goes through one.
+    Names in bytes (``b"t"``) are looked up as they are; text names (a client decoding
+    responses) are made bytes first. Decoding every name of every entry was a fifth of
+    the persister's CPU per event (BENCHMARKS.md, "The persister's parsing and its
+    parameters"), and redis-py's dict per entry most of what its reply cost beyond that
+    (BENCHMARKS.md, "The persister's reads as the server sent them")."""
+    named: Mapping[Any, Any]
+    if isinstance(fields, Mapping):
+        named = fields
+    else:
+        if (len(fields) == 8 and fields[0] == b"t" and fields[2] == b"e" and fields[4] == b"v"
+                and fields[6] == b"d"):
+            return _event(partition, entry_id, fields[1], fields[3], fields[5], fields[7])
+        named = dict(zip(fields[::2], fields[1::2], strict=False))
+    if named and not isinstance(next(iter(named)), bytes):
+        named = {_bytes(k): v for k, v in named.items()}
+    return _event(partition, entry_id, named.get(b"t", b""), named.get(b"e", b""), named.get(b"v"),
+                  named.get(b"d"))
+
+
+def _event(partition: int, entry_id: bytes | str, etype_raw: bytes | str, entity: bytes | str,
+           version_raw: bytes | str | None, payload: bytes | str | None) -> Event[EventPayload | Malformed]:
+    etype = _text(etype_raw)
     raw = b"" if payload is None else _bytes(payload)
     data: EventPayload | Malformed
     try:
-        version = int(fields[b"v"])
-    except (KeyError, ValueError):
+        if version_raw is None:
+            raise ValueError("no version")
+        version = int(version_raw)
+    except ValueError:
         version, data = 0, Malformed(
-            f"malformed {etype!r} event: version {fields.get(b'v')!r} is not an integer")
+            f"malformed {etype!r} event: version {version_raw!r} is not an integer")
     else:
         data = decode_payload(etype, raw) if payload is not None else Malformed(
             f"malformed {etype!r} event: no payload")
-    return Event(id=_text(entry_id), partition=partition, type=etype,
-                 entity=_text(fields.get(b"e", b"")), version=version, data=data, raw=raw)
+    return Event(id=_text(entry_id), partition=partition, type=etype, entity=_text(entity),
+                 version=version, data=data, raw=raw)

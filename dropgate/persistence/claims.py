@@ -40,11 +40,11 @@ def consumer_name() -> str:
 
 async def read_new(redis: Redis, keys: Keys, partitions: Sequence[int], *, group: str, consumer: str,
                    count: int, cluster: bool) -> tuple[Any, BaseException | None]:
-    """New entries of the partitions' logs for ``consumer`` of ``group`` (RESP2: [[stream,
-    [(id, fields), ...]], ...]), and the first failed read of a cluster, for the caller
-    to raise once it holds what the others read. One XREADGROUP over all of them on a
-    single server (its failure raised here); on a cluster one per partition (each log is
-    its own slot, and the client routes it to that slot's master, following MOVED/ASK),
+    """New entries of the partitions' logs for ``consumer`` of ``group`` (a reply for
+    ``by_partition``), and the first failed read of a cluster, for the caller to raise
+    once it holds what the others read. One XREADGROUP over all of them on a single
+    server (its failure raised here); on a cluster one per partition (each log is its
+    own slot, and the client routes it to that slot's master, following MOVED/ASK),
     every read let finish, failed or not: a read that worked has made its entries
     pending under this name, so they are done now rather than left to a claim-back a
     lease later."""
@@ -56,15 +56,19 @@ async def read_new(redis: Redis, keys: Keys, partitions: Sequence[int], *, group
         for p in partitions), return_exceptions=True)
     failure = next((r for r in replies if isinstance(r, BaseException)), None)
     streams = [stream for reply in replies if not isinstance(reply, BaseException)
-               for stream in (reply or [])]
+               for stream in (reply.items() if isinstance(reply, dict) else reply or [])]
     return streams, failure
 
 
 def by_partition(streams: Any, stream_partition: Mapping[str, int]) -> list[tuple[int, list[Event[Any]]]]:
     """A read's reply as (partition, its events), in reply order; an entry without fields
-    (deleted while pending) is skipped, and a partition left with none."""
+    (deleted while pending) is skipped, and a partition left with none. ``streams``: an
+    XREADGROUP reply as the server sent it (``redisclient.connect``'s clients: ``{stream:
+    [[id, [name, value, ...]], ...]}`` in RESP3, ``[[stream, [...]], ...]`` in RESP2) or
+    as redis-py parses it (``[[stream, [(id, {name: value}), ...]], ...]``: a client made
+    elsewhere, a cluster's)."""
     batches: list[tuple[int, list[Event[Any]]]] = []
-    for stream, entries in streams:
+    for stream, entries in (streams.items() if isinstance(streams, dict) else streams):
         p = stream_partition[text(stream)]
         events = [parse_entry(p, eid, fields) for eid, fields in entries if fields]
         if events:

@@ -99,7 +99,12 @@ class _Log:
         for p in range(keys.partitions):
             entries = await self.runtime.redis.xrange(keys.log(p), min=f"({self._tails.get(p, '0-0')}")
             for eid, fields in entries:
-                out.append(parse_entry(p, eid, fields))
+                event = parse_entry(p, eid, fields)
+                # every script writes the one layout the persister reads by position, and
+                # the fields as the server sends them (a flat list) give the same event
+                assert list(fields) == [b"t", b"e", b"v", b"d"], fields
+                assert parse_entry(p, eid, [x for pair in fields.items() for x in pair]) == event
+                out.append(event)
                 self._tails[p] = text(eid)
         return out
 
@@ -397,3 +402,20 @@ async def test_malformed_entries_are_dead_lettered_with_a_reason(
 def test_parse_entry_never_raises(fields: dict[str, str]) -> None:
     event = parse_entry(0, b"1-1", fields)
     assert isinstance(event.data, Malformed) and event.position == (1, 1)
+
+
+def test_parse_entry_reads_a_flat_list_in_any_order() -> None:
+    """The fields as the server sent them: the scripts' layout by position, any other (a
+    hand-written entry, a field added later) by name, with the same event either way."""
+    payload = b'{"tenant_id":"t1","code":"c1","user_id":"u1","at_ms":5,"used_count":1}'
+    named = {b"t": b"invite.redeemed", b"e": b"invite:t1:c1", b"v": b"3", b"d": payload}
+    expected = parse_entry(2, b"7-1", named)
+    assert isinstance(expected.data, InviteRedeemed) and expected.version == 3
+    as_written = [b"t", b"invite.redeemed", b"e", b"invite:t1:c1", b"v", b"3", b"d", payload]
+    reordered = [b"d", payload, b"v", b"3", b"t", b"invite.redeemed", b"e", b"invite:t1:c1"]
+    extra = [*as_written, b"x", b"1"]
+    for fields in (as_written, reordered, extra, tuple(as_written)):
+        assert parse_entry(2, b"7-1", fields) == expected
+    bad = parse_entry(2, b"7-1", [b"t", b"invite.redeemed", b"e", b"invite:t1:c1", b"v", b"x", b"d", payload])
+    assert isinstance(bad.data, Malformed) and "version b'x' is not an integer" in bad.data.reason
+    assert isinstance(parse_entry(2, b"7-1", [b"t", b"invite.redeemed"]).data, Malformed)
