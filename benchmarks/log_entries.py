@@ -43,7 +43,7 @@ from dropgate.engine.events import OfferPurchase, parse_entry
 
 # A purchase record as offer_purchase_batch-11.lua builds it: the per-hold head, the
 # call's shared tail (tenant, offer, status, expiry, timestamps).
-_WRITE = """
+WRITE = """
 local n = tonumber(ARGV[1])
 local tail = ARGV[2]
 local per_call = ARGV[3] == '1'
@@ -115,7 +115,7 @@ async def run(args: argparse.Namespace) -> None:
     results: dict[str, list[dict[str, float]]] = {layout: [] for layout in LAYOUTS}
     with tempfile.TemporaryDirectory(prefix="dropgate-log-entries-") as tmp:
         async with private_redis(Path(tmp), "log-entries") as (_url, redis, _pid):
-            sha = await redis.script_load(_WRITE)
+            sha = await redis.script_load(WRITE)
             for rnd in range(args.rounds):
                 for layout in (LAYOUTS if rnd % 2 == 0 else LAYOUTS[::-1]):
                     stream = f"bench:log:{layout}:{rnd}"
