@@ -5,11 +5,12 @@ Not measurements: speed is never asserted here. ``body_read`` must show aiohttp'
 own never (nothing was paused); ``coroutine_layers`` must time every depth it was given;
 ``offers_script`` must split the script's Redis time into its commands and the Lua, and with
 ``--sections`` into every part ``script_sections`` names;
-``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time every
-connection count it was given; ``log_entries`` must read back and parse every event it wrote, in
-both layouts; ``purchase_param`` must apply every hold with both parameters; ``arg_decode`` must
-read the same requests and finishes in every layout; ``purchase_indexes`` must time every index of the purchases'
-table and the byte-order keys.
+``glue`` must time every piece of a hot request's glue; ``purchase_concurrency`` must time
+every connection count it was given; ``log_entries`` must read back and parse every event it
+wrote, in both layouts; ``log_reads`` must give the same purchases from both shapes of one
+reply; ``purchase_param`` must apply every hold with both parameters; ``arg_decode`` must read
+the same requests and finishes in every layout; ``purchase_indexes`` must time every index of
+the purchases' table and the byte-order keys.
 """
 
 from __future__ import annotations
@@ -134,6 +135,15 @@ def test_log_entries_compares_both_layouts_on_what_they_wrote() -> None:
     # from one entry per event against one per call
     assert rows["stream entries per round"] == "20.00 | 5.00", out
     assert all(float(v) > 0 for pair in rows.values() for v in pair.split(" | ")), out
+
+
+def test_log_reads_times_both_shapes_of_one_reply() -> None:
+    out = _run("benchmarks.log_reads", "--rounds", "2", "--calls", "3", "--batch", "5")
+    # both ways gave the same 15 purchases (the benchmark exits 1 otherwise), in every round
+    assert len(re.findall(r"^round +\d+  parsed [\d.]+  as sent [\d.]+$", out, re.M)) == 2, out
+    assert "medians of 2 rounds of 15 entries read at once" in out, out
+    [row] = re.findall(r"^\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", out, re.M)
+    assert all(float(v) > 0 for v in row), out
 
 
 def test_arg_decode_reads_the_same_requests_both_ways(servers: Endpoints) -> None:
