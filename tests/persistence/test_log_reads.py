@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from dropgate.engine.events import Event, OfferPurchase, parse_entry
+from dropgate.engine.redisclient import connect
 from dropgate.persistence.claims import by_partition, create_group, read_new
 from dropgate.runtime import Runtime
 from dropgate.settings import Settings
@@ -70,3 +71,20 @@ async def test_a_deleted_pending_entry_is_skipped_in_either_shape(runtime: Runti
     raw: Any = await runtime.redis.xreadgroup("g", "c", {log: "0"}, count=1000)
     [(_, again)] = by_partition(raw, {log: p})
     assert again == events[:3] + events[4:]
+
+
+async def test_a_read_as_sent_in_resp2_gives_the_same_events(runtime: Runtime, settings: Settings) -> None:
+    """A deployment whose URL asks for RESP2 (``?protocol=2``) gets the reply as a list of
+    [stream, entries], not RESP3's mapping: the same events."""
+    p = await _crowd(runtime)
+    url = settings.redis_url
+    assert url is not None
+    resp2 = connect(f"{url}{'&' if '?' in url else '?'}protocol=2", max_connections=2, timeout_s=10,
+                    pool_wait_s=10)
+    try:
+        streams, as_resp2 = await _read(resp2, runtime, p, "resp2")
+    finally:
+        await resp2.aclose()
+    assert isinstance(streams, list) and all(isinstance(fields, list) for _, fields in streams[0][1])
+    _, as_resp3 = await _read(runtime.redis, runtime, p, "resp3")
+    assert len(as_resp2) == 53 and as_resp2 == as_resp3
