@@ -13,8 +13,10 @@ CPU is not counted), each on a private key prefix and schema; the bare no-op of
 ``benchmarks.revisions --noop`` runs beside them. Every round runs one wrk window per
 path and server, the revisions' order alternating from round to round; the CPU of a
 window is the server process's ``utime + stime`` (``/proc/<pid>/stat``) over it, per
-request; Redis's CPU over the window (its ``INFO cpu``), per request, beside it: the share of
-a request's cost that a change to the script or the batching moves, on the same two cores.
+request, and of it the kernel's part (``stime``: its system calls, and the interrupts the
+tick charges it: a server that talks to Redis as well as to wrk makes more); Redis's CPU over the
+window (its ``INFO cpu``), per request, beside it: the share of a request's cost that a
+change to the script or the batching moves, on the same two cores.
 Medians of the rounds, and the median of the per-round after/before ratios.
 
 ``--profile-seconds N`` (N > 0): after the rounds, one more wrk window of N seconds
@@ -79,6 +81,7 @@ class Side:
     name: str
     server: Server
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
+    kernel_us: dict[str, list[float]] = field(default_factory=dict)  # of cpu_us, in the kernel (stime)
     redis_us: dict[str, list[float]] = field(default_factory=dict)  # Redis's CPU per request, per window
     per_call: dict[str, list[float]] = field(default_factory=dict)  # items per script call, per window
     windows: dict[str, list[Window]] = field(default_factory=dict)
@@ -349,12 +352,15 @@ async def run(args: argparse.Namespace, revs: list[Revision], tmp: Path) -> list
                     w, cpu, redis_us, per_call = await window(side, path, tmp, args, f"{path[0]}{rnd}",
                                                               args.seconds, fastest)
                     side.cpu_us.setdefault(path, []).append(cpu)
+                    kernel = cpu * w.server_system_cores / w.server_cores if w.server_cores else 0.0
+                    side.kernel_us.setdefault(path, []).append(kernel)
                     side.redis_us.setdefault(path, []).append(redis_us)
                     side.windows.setdefault(path, []).append(w)
                     if per_call is not None:
                         side.per_call.setdefault(path, []).append(per_call)
                     print(f"round {rnd + 1} {path:8s} {side.name:7s} {w.per_s:9,.0f}/s  p99 {w.p99_ms:7.1f} ms  "
-                          f"CPU {cpu:6.1f} us/req ({w.server_cores:.2f} cores, waiting for one {w.server_waiting:.2f})"
+                          f"CPU {cpu:6.1f} us/req (in the kernel {kernel:5.1f}; {w.server_cores:.2f} cores, "
+                          f"waiting for one {w.server_waiting:.2f})"
                           + (f"  {per_call:.1f} items per script call" if per_call is not None else "")
                           + (f"  ERRORS {w.problems}" if w.problems else ""), flush=True)
         if args.profile_seconds:
@@ -370,9 +376,9 @@ def report(args: argparse.Namespace, sides: list[Side]) -> None:
     noop = sides[-1]
     print(f"\n{args.rounds} rounds of {args.seconds} s, wrk -t{args.threads} -c{args.connections}; medians "
           "(ratios: medians of the per-round ratios):\n")
-    print("| path | server | req/s | CPU us/req | CPU efficiency (no-op = 1) | p99 | per-round CPU us/req "
-          "| Redis CPU us/req | items per script call |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| path | server | req/s | CPU us/req | of it in the kernel | CPU efficiency (no-op = 1) | p99 "
+          "| per-round CPU us/req | Redis CPU us/req | items per script call |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for path in args.paths:
         for side in sides:
             cpus = side.cpu_us[path]
@@ -380,7 +386,7 @@ def report(args: argparse.Namespace, sides: list[Side]) -> None:
             redis = statistics.median(side.redis_us[path])
             per_call = side.per_call.get(path)
             print(f"| {path} | {side.name} | {statistics.median(w.per_s for w in side.windows[path]):,.0f} "
-                  f"| {statistics.median(cpus):.1f} | {eff:.2f} "
+                  f"| {statistics.median(cpus):.1f} | {statistics.median(side.kernel_us[path]):.1f} | {eff:.2f} "
                   f"| {statistics.median(w.p99_ms for w in side.windows[path]):.1f} ms "
                   f"| {', '.join(f'{c:.0f}' for c in cpus)} | {redis:.1f} "
                   f"| {f'{statistics.median(per_call):.1f}' if per_call else 'n/a'} |")

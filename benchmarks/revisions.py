@@ -145,6 +145,9 @@ class Window:
     # the server's time runnable but not running (waiting for a core), in cores: on 2 cores
     # shared with Redis, PostgreSQL, the persister and wrk, what the server's CPU share lost
     server_waiting: float = 0.0
+    # of server_cores, the part in the kernel (``stime``): its system calls, and what the
+    # kernel's tick charges it for (interrupts, and a guest's exits to its hypervisor)
+    server_system_cores: float = 0.0
 
     @classmethod
     def parse(cls, out: str) -> Window:
@@ -338,9 +341,15 @@ async def settle(servers: list[Server], timeout_s: float = 600) -> None:
 # -- measuring -----------------------------------------------------------------------------
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used (Linux /proc)."""
+    return sum(cpu_split_s(pid))
+
+
+def cpu_split_s(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds a process has used (Linux /proc: ``utime``, ``stime``)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def runqueue_s(pid: int) -> float:
@@ -360,7 +369,8 @@ def children_cpu_s() -> float:
 
 
 async def wrk(args: argparse.Namespace, server: Server, p: Route, script: Path, tag: str, seconds: int) -> Window:
-    server_before, wrk_before, started = cpu_s(server.proc.pid), children_cpu_s(), time.perf_counter()
+    (user_before, system_before), wrk_before = cpu_split_s(server.proc.pid), children_cpu_s()
+    started = time.perf_counter()
     waited_before = runqueue_s(server.proc.pid)
     proc = await asyncio.create_subprocess_exec(
         "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "30s", "--latency",
@@ -368,7 +378,9 @@ async def wrk(args: argparse.Namespace, server: Server, p: Route, script: Path, 
         stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     elapsed, w = time.perf_counter() - started, Window.parse(out.decode())
-    w.server_cores = (cpu_s(server.proc.pid) - server_before) / elapsed
+    user, system = cpu_split_s(server.proc.pid)
+    w.server_cores = (user - user_before + system - system_before) / elapsed
+    w.server_system_cores = (system - system_before) / elapsed
     w.wrk_cores = (children_cpu_s() - wrk_before) / elapsed
     w.server_waiting = (runqueue_s(server.proc.pid) - waited_before) / elapsed
     return w

@@ -33,16 +33,17 @@ def test_cpu_profile_measures_dropgate_bare_and_the_noop(servers: Endpoints) -> 
          "--seconds", "1", "--connections", "4"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    row = r"^\| invites \| (\S+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| .* \| ([\d.]+) \| (\S+) \|$"
+    row = r"^\| invites \| (\S+) \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| .* \| ([\d.]+) \| (\S+) \|$"
     rows = {m[0]: m for m in re.findall(row, done.stdout, re.M)}
     assert set(rows) == {"dropgate", "bare", "no-op"}, done.stdout
-    for name, (_, per_s, cpu, efficiency, _redis, _per_call) in rows.items():
+    for name, (_, per_s, cpu, kernel, efficiency, _redis, _per_call) in rows.items():
         assert float(per_s.replace(",", "")) > 0 and float(cpu) > 0 and float(efficiency) > 0, (name, rows)
+        assert 0 <= float(kernel) <= float(cpu), (name, rows)  # the kernel's part of the server's CPU
     # a redemption runs a script: Redis worked for dropgate and for bare alike
-    assert float(rows["dropgate"][4]) > 0 and float(rows["bare"][4]) > 0, rows
+    assert float(rows["dropgate"][5]) > 0 and float(rows["bare"][5]) > 0, rows
     # both serve dropgate's /metrics, whose redemption queue carried at least one item per call;
     # the no-op has no queue
-    assert float(rows["dropgate"][5]) >= 1 and float(rows["bare"][5]) >= 1 and rows["no-op"][5] == "n/a", rows
+    assert float(rows["dropgate"][6]) >= 1 and float(rows["bare"][6]) >= 1 and rows["no-op"][6] == "n/a", rows
     assert re.search(r"^invites: dropgate - bare \(the request glue\) -?[\d.]+ us/request .*; bare - no-op "
                      r"\(the domain work\) -?[\d.]+", done.stdout, re.M), done.stdout
     # how fast the host ran Python at either end, which every ratio depends on
