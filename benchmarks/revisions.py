@@ -145,8 +145,8 @@ class Window:
     # the server's time runnable but not running (waiting for a core), in cores: on 2 cores
     # shared with Redis, PostgreSQL, the persister and wrk, what the server's CPU share lost
     server_waiting: float = 0.0
-    # of server_cores, the part in the kernel (``stime``): its system calls, and what the
-    # kernel's tick charges it for (interrupts, and a guest's exits to its hypervisor)
+    # of server_cores, the part in the kernel (``stime``): its system calls, and the
+    # interrupts the kernel's tick charges it
     server_system_cores: float = 0.0
 
     @classmethod

@@ -375,8 +375,8 @@ def parse_entry(
     Names in bytes (``b"t"``) are looked up as they are; text names (a client decoding
     responses) are made bytes first. Decoding every name of every entry was a fifth of
     the persister's CPU per event (BENCHMARKS.md, "The persister's parsing and its
-    parameters"), and redis-py's dict per entry most of what its reply cost beyond that
-    (BENCHMARKS.md, "The persister's reads as the server sent them")."""
+    parameters"); redis-py's parse of a read, a dict per entry, a quarter of what reading
+    it cost (BENCHMARKS.md, "The persister's reads as the server sent them")."""
     named: Mapping[Any, Any]
     if isinstance(fields, Mapping):
         named = fields

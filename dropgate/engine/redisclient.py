@@ -85,8 +85,9 @@ def connect(url: str, *, max_connections: int, timeout_s: float, pool_wait_s: fl
     client = Redis(connection_pool=pool)
     # The logs' readers (the persister, the webhook dispatcher) take XREADGROUP's reply as
     # the server sent it: redis-py's parse makes a dict per entry and a list of tuples per
-    # stream, which ``events.parse_entry`` reads once more (about 2 µs of the reader's CPU
-    # per event: BENCHMARKS.md, "The persister's reads as the server sent them").
+    # stream, which ``events.parse_entry`` reads once more (a quarter of the reader's CPU for
+    # a read, about 0.6 µs per event: BENCHMARKS.md, "The persister's reads as the server
+    # sent them").
     # ``claims.by_partition`` reads either shape, so a client made elsewhere works too.
     client.set_response_callback("XREADGROUP", _as_sent)
     return client
