@@ -56,7 +56,7 @@ async def read_new(redis: Redis, keys: Keys, partitions: Sequence[int], *, group
         for p in partitions), return_exceptions=True)
     failure = next((r for r in replies if isinstance(r, BaseException)), None)
     streams = [stream for reply in replies if not isinstance(reply, BaseException)
-               for stream in (reply.items() if isinstance(reply, dict) else reply or [])]
+               for stream in (reply or [])]
     return streams, failure
 
 
