@@ -41,7 +41,7 @@ from dropgate.engine.tenants import Tenants
 from dropgate.errors import Conflict
 from dropgate.persistence.abandoned_uploads import AbandonedUploadSweeper
 from dropgate.persistence.database import create_pool
-from dropgate.persistence.migrate import migrate
+from dropgate.persistence.migrate import migrate_database
 from dropgate.persistence.persister import Persister
 from dropgate.settings import Settings
 from dropgate.webhooks.dispatcher import Dispatcher
@@ -191,9 +191,9 @@ async def open_runtime(
             embedded.endpoints, settings.redis_url, settings.database_url
         )
         redis = connect_redis(endpoints.redis_url, settings)
+        if apply_migrations:  # before the pool: a migration may outlast its timeout
+            await migrate_database(settings, endpoints.database_url)
         pool = await create_pool(settings, endpoints.database_url)
-        if apply_migrations:
-            await migrate(pool)
         if seal_secrets:
             sealed = await prepare_stored_secrets(pool, secret_box(settings))
             if sealed:

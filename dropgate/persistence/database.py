@@ -1,4 +1,5 @@
-"""The asyncpg pool, opened with the configured schema as search_path."""
+"""The asyncpg pool, opened with the configured schema as search_path, and the connection
+the migrations run on."""
 
 from __future__ import annotations
 
@@ -6,19 +7,37 @@ import asyncpg
 
 from dropgate.settings import Settings
 
+POOL_COMMAND_TIMEOUT_S = 60.0
+"""How long the pool's statements may run before asyncpg gives up on them (a request's
+query, a persister's batch): a statement stuck past it is a fault to report."""
 
-async def create_pool(settings: Settings, dsn: str, *, max_size: int | None = None) -> asyncpg.Pool:
+
+def _server_settings(settings: Settings) -> dict[str, str]:
     server_settings = {"application_name": "dropgate"}
     if settings.database_schema:
         server_settings["search_path"] = settings.database_schema
+    return server_settings
+
+
+async def create_pool(settings: Settings, dsn: str, *, max_size: int | None = None) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=1,
         max_size=max_size or settings.database_pool_size,
-        server_settings=server_settings,
-        command_timeout=60,
+        server_settings=_server_settings(settings),
+        command_timeout=POOL_COMMAND_TIMEOUT_S,
     )
     return pool
+
+
+async def connect_for_migrations(settings: Settings, dsn: str) -> asyncpg.Connection:
+    """A connection of its own, without the pool's client timeout: a migration that
+    re-indexes or rewrites a large table may rightly take longer than any request
+    (``benchmarks.migration_times``), and a start that gives up on it half-way would give
+    up at every start after, the schema never migrated. PostgreSQL's own
+    ``statement_timeout``, when the operator sets one, still applies."""
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=_server_settings(settings))
+    return conn
 
 
 AUTOVACUUM_OFF = (

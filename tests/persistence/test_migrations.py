@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import zlib
+from pathlib import Path
 
+import asyncpg
+import pytest
+
+from dropgate.persistence import database
 from dropgate.persistence.database import create_pool
-from dropgate.persistence.migrate import migrate, migration_files
+from dropgate.persistence.migrate import migrate, migrate_database, migration_files
 from dropgate.settings import Settings
 
 
@@ -22,6 +29,64 @@ async def test_concurrent_migrate_applies_each_once(settings: Settings, isolated
     finally:
         for p in pools:
             await p.close()
+
+
+def _slow_migrations(directory: Path) -> Path:
+    """One migration that takes 1.5 s, then leaves a table to show it ran to its end."""
+    (directory / "0001_slow.sql").write_text("SELECT pg_sleep(1.5);\nCREATE TABLE slow_done (x integer);\n")
+    return directory
+
+
+async def _has_table(settings: Settings, isolated: str, name: str) -> bool:
+    assert settings.database_url is not None
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        found = await conn.fetchval("SELECT to_regclass($1)", f'"{isolated}".{name}')
+        return found is not None
+    finally:
+        await conn.close()
+
+
+async def test_a_start_migrates_past_the_pools_timeout(settings: Settings, isolated: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration that outlasts the pool's client timeout (a key rebuilt over a large
+    table: benchmarks.migration_times) still applies at start: on the pool it would be
+    cancelled and rolled back, at this start and every one after."""
+    assert settings.database_url is not None
+    slow = _slow_migrations(tmp_path)
+    monkeypatch.setattr(database, "POOL_COMMAND_TIMEOUT_S", 0.5)
+    pool = await create_pool(settings, settings.database_url, max_size=1)
+    try:
+        with pytest.raises(TimeoutError):
+            await migrate(pool, directory=slow)
+    finally:
+        await pool.close()
+    assert not await _has_table(settings, isolated, "slow_done")
+
+    assert await migrate_database(settings, settings.database_url, directory=slow) == ["0001_slow.sql"]
+    assert await _has_table(settings, isolated, "slow_done")
+    assert await migrate_database(settings, settings.database_url, directory=slow) == []
+
+
+async def test_a_start_waits_for_another_migrating_and_says_so(
+        settings: Settings, isolated: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Two starts at once: the second waits for the first's migrations, however long
+    they take, and logs why it waits; each migration applies once."""
+    assert settings.database_url is not None
+    slow = _slow_migrations(tmp_path)
+    holder = await asyncpg.connect(settings.database_url)
+    try:  # the first start's lock, held here while the second starts
+        await holder.execute("SELECT pg_advisory_lock($1)", zlib.crc32(f"dropgate-migrate:{isolated}".encode()))
+        with caplog.at_level(logging.INFO, logger="dropgate.persistence.migrate"):
+            second = asyncio.create_task(migrate_database(settings, settings.database_url, directory=slow))
+            await asyncio.sleep(1.0)
+            assert not second.done()
+            assert any(f"another process is migrating schema {isolated}" in r.getMessage() for r in caplog.records)
+            await holder.execute("SELECT pg_advisory_unlock($1)",
+                                 zlib.crc32(f"dropgate-migrate:{isolated}".encode()))
+            assert await asyncio.wait_for(second, 30) == ["0001_slow.sql"]
+    finally:
+        await holder.close()
 
 
 async def test_invite_counter_trigger_follows_hand_written_sql(runtime: object) -> None:

@@ -10,7 +10,8 @@ every connection count it was given; ``log_entries`` must read back and parse ev
 wrote, in both layouts; ``log_reads`` must give the same purchases from both shapes of one
 reply; ``purchase_param`` must apply every hold with both parameters; ``arg_decode`` must read
 the same requests and finishes in every layout; ``purchase_indexes`` must time every index of
-the purchases' table and the byte-order keys.
+the purchases' table and the byte-order keys; ``migration_times`` must apply every migration it
+times, under both probes, leaving the rows as each promises.
 """
 
 from __future__ import annotations
@@ -177,3 +178,13 @@ def test_purchase_indexes_times_every_index_and_the_byte_order_keys(servers: End
     assert {"as is", "keys in byte order", "without offer_purchases_list_user",
             "without offer_purchases_pending", "without all of them"} <= rows.keys(), out
     assert all(float(v) > 0 for v in rows.values()), out
+
+
+def test_migration_times_applies_every_later_migration_under_its_probes(servers: Endpoints) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROPGATE_")}
+    env |= {"DROPGATE_BENCH_REDIS_URL": servers.redis_url, "DROPGATE_BENCH_DATABASE_URL": servers.database_url}
+    out = _run("benchmarks.migration_times", "--purchases", "3000", "--from-version", "21", env=env)
+    # the rows kept as each migration promises and both probes ran (it exits 1 otherwise);
+    # every migration after 21 timed
+    rows = re.findall(r"^\| (\d{4})_\w+\.sql \| ([\d.]+) s \| ([\d.]+) s \| ([\d.]+) s \|$", out, re.M)
+    assert [r[0] for r in rows] == ["0022", "0023", "0024"], out
