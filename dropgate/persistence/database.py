@@ -30,11 +30,13 @@ async def create_pool(settings: Settings, dsn: str, *, max_size: int | None = No
     return pool
 
 
-async def connect_for_migrations(settings: Settings, dsn: str) -> asyncpg.Connection:
-    """A connection of its own, without the pool's client timeout: a migration that
-    re-indexes or rewrites a large table may rightly take longer than any request
-    (``benchmarks.migration_times``), and a start that gives up on it half-way would give
-    up at every start after, the schema never migrated. PostgreSQL's own
+async def connect_for_batch_work(settings: Settings, dsn: str) -> asyncpg.Connection:
+    """A connection of its own, without the pool's client timeout, for statements whose
+    time grows with the tables: a migration that re-indexes or rewrites one
+    (``benchmarks.migration_times``: about a second per million purchases), a reconcile
+    round's aggregates (every code row hashed in one statement: 2.5 s per million codes).
+    Past the pool's timeout such a statement would be cancelled, and given up at every
+    try after, however large the installation grows. PostgreSQL's own
     ``statement_timeout``, when the operator sets one, still applies."""
     conn: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=_server_settings(settings))
     return conn

@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from dropgate.persistence.database import connect_for_migrations
+from dropgate.persistence.database import connect_for_batch_work
 from dropgate.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -51,8 +51,8 @@ async def migrate(db: asyncpg.Pool | asyncpg.Connection, *, through: int | None 
 
 async def migrate_database(settings: Settings, dsn: str, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """What every start does: apply what is missing on a connection without a client
-    timeout (``connect_for_migrations``), so a long migration runs to its end."""
-    conn = await connect_for_migrations(settings, dsn)
+    timeout (``connect_for_batch_work``), so a long migration runs to its end."""
+    conn = await connect_for_batch_work(settings, dsn)
     try:
         return await migrate(conn, directory=directory)
     finally:

@@ -14,9 +14,10 @@ import pytest
 from dropgate.cli.reconcile import format_table
 from dropgate.embedded import Endpoints
 from dropgate.errors import AlreadyUsed
+from dropgate.persistence import database
 from dropgate.persistence.persister import Persister
-from dropgate.persistence.reconcile.runner import reconcile
-from dropgate.runtime import Runtime
+from dropgate.persistence.reconcile.runner import context, reconcile
+from dropgate.runtime import Runtime, open_runtime
 from dropgate.settings import Settings
 
 TENANTS = ("t1", "t2")
@@ -191,3 +192,23 @@ async def test_a_tenants_run_and_api_keys_changed_in_postgres(runtime: Runtime, 
     assert repaired.exit_code == 0 and (f"apikey:{kid}", "deleted_from_redis") in {
         (r.entity, r.action) for r in repaired.repairs}
     assert not await runtime.redis.exists(runtime.keys.api_key(kid)[1])
+
+
+async def test_a_rounds_statements_outlast_the_pools_timeout(isolated: str, settings: Settings,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round's aggregates grow with the tables (every code row hashed in one statement,
+    2.5 s per million codes): the round reads on a connection of its own, so a statement
+    past the pool's client timeout still answers, where on the pool it is cancelled."""
+    monkeypatch.setattr(database, "POOL_COMMAND_TIMEOUT_S", 0.5)
+    async with open_runtime(settings, run_persister=False) as rt:
+        with pytest.raises(TimeoutError):
+            await rt.pool.fetch("SELECT pg_sleep(1)")
+        rc = context(rt)
+        await rc.begin_round()
+        try:
+            rows = await rc.fetch("SELECT 7 AS n FROM pg_sleep(1)")
+        finally:
+            await rc.end_round()
+        assert [r["n"] for r in rows] == [7]
+        report = await reconcile(rt)  # a whole run, the round's connection closed after it
+        assert (report.result, report.exit_code) == ("agree", 0)

@@ -77,6 +77,7 @@ async def test_a_resync_needs_room_for_every_event_it_appends(runtime: Runtime, 
                                                        (1_500, 2_000, 375), (3, 5_000, 1)])
 async def test_repair_sizes_its_resync_calls_to_a_quarter_of_the_bound(runtime: Runtime, bound: int, most: int,
                                                                          chunk: int) -> None:
-    rc = ReconcileContext(redis=runtime.redis, pool=runtime.pool, keys=runtime.keys, scripts=runtime.scripts,
+    rc = ReconcileContext(redis=runtime.redis, pool=runtime.pool, database_url=runtime.database_url,
+                          keys=runtime.keys, scripts=runtime.scripts,
                           settings=msgspec.structs.replace(runtime.settings, max_backlog=bound))
     assert reemit_chunk(rc, most) == chunk

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from dropgate.engine.keys import Keys
 from dropgate.engine.keyspace import KeyIndex, Progress
 from dropgate.engine.scripts import Scripts
+from dropgate.persistence.database import connect_for_batch_work
 from dropgate.persistence.watermark import committed_offsets, waiting_versions
 from dropgate.progressbar import ProgressBar
 from dropgate.settings import Settings
@@ -119,10 +120,13 @@ class Scope:
 class ReconcileContext:
     """The stores, the key index of this round, and the log's waiting events."""
 
-    def __init__(self, *, redis: Redis, pool: asyncpg.Pool, keys: Keys, scripts: Scripts,
+    def __init__(self, *, redis: Redis, pool: asyncpg.Pool, database_url: str, keys: Keys, scripts: Scripts,
                  settings: Settings, progress: Progress | None = None) -> None:
+        """``database_url``: where a round opens its snapshot's connection (not the pool's:
+        ``connect_for_batch_work``)."""
         self.redis = redis
         self.pool = pool
+        self.database_url = database_url
         self.keys = keys
         self.scripts = scripts
         self.settings = settings
@@ -144,18 +148,25 @@ class ReconcileContext:
         of it (or drifted)."""
         self._index, self._offsets_now = None, None  # this round reads afresh
         self._pending.clear()
-        self._conn = await self.pool.acquire()
-        self._tx = self._conn.transaction(isolation="repeatable_read", readonly=True)
-        await self._tx.start()
-        self.snapshot_offsets = await committed_offsets(self._conn)
+        # a connection of its own: the round's aggregates grow with the tables, past the
+        # pool's client timeout on a large installation
+        conn = await connect_for_batch_work(self.settings, self.database_url)
+        try:
+            tx = conn.transaction(isolation="repeatable_read", readonly=True)
+            await tx.start()
+            self.snapshot_offsets = await committed_offsets(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self._tx = conn, tx
 
     async def end_round(self) -> None:
         conn, tx, self._conn, self._tx = self._conn, self._tx, None, None
-        if tx is not None:
+        if conn is not None:
             try:
                 await tx.rollback()
             finally:
-                await self.pool.release(conn)
+                await conn.close()
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         """A query in the round's snapshot (or, outside a round, on the pool)."""

@@ -55,6 +55,7 @@ class Stores(Protocol):
 
     redis: Redis
     pool: asyncpg.Pool
+    database_url: str
     keys: Keys
     scripts: Scripts
     settings: Settings
@@ -110,7 +111,8 @@ def make_scope(tenant_id: str | None, entities: Sequence[str],
 
 
 def context(stores: Stores, progress: Progress | None = None) -> ReconcileContext:
-    return ReconcileContext(redis=stores.redis, pool=stores.pool, keys=stores.keys, scripts=stores.scripts,
+    return ReconcileContext(redis=stores.redis, pool=stores.pool, database_url=stores.database_url,
+                            keys=stores.keys, scripts=stores.scripts,
                             settings=stores.settings, progress=progress)
 
 
