@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.redis_costs --before REV [--after REV|WORKTREE]
         [--paths offers,codes] [--rounds 3] [--seconds 5] [--connections 256] [--no-persister]
-        [--before-env KEY=VALUE ...] [--after-env KEY=VALUE ...]
+        [--before-env KEY=VALUE ...] [--after-env KEY=VALUE ...] [--perf]
 
 Why: on this shared 2-core machine a throughput ratio moves by 10-30% from one window
 to the next, while what a request costs (CPU seconds, Redis's own accounting) does not.
@@ -22,6 +22,10 @@ process, and the serving process's CPU (``/proc``). Printed per request (2xx ans
 evalsha calls (= 1 / requests per script call), usec per call, usec per request, Redis
 usec per request (all commands), Redis CPU per request and server CPU per request,
 then the medians over the windows, and the top commands by usec per request.
+
+``--perf``: ``perf record`` of the after revision's ``redis-server`` over its first
+round's window on each path, and where that CPU went by function (``benchmarks.redisperf``:
+the stripped Lua core named as such), in usec per request of the window's Redis CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from benchmarks import redisperf
 from benchmarks import revisions as rv
 from benchmarks.common import Stores, free_port, private_settings, settings_env, stop_process, stores
 from dropgate.embedded import redis_server_binary
@@ -86,6 +91,8 @@ class Side:
     database_url: str
     server: rv.Server | None = None
     windows: dict[str, list[Costs]] = field(default_factory=dict)
+    # --perf: per path, the profiled window's Redis CPU per request and its shares by function
+    profiles: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
 
 
 async def snapshot(side: Side) -> Snapshot:
@@ -193,7 +200,7 @@ async def run(args: argparse.Namespace, base: Stores, revs: list[rv.Revision], t
 async def measure(args: argparse.Namespace, sides: list[Side], tmp: Path) -> None:
     servers = [s.server for s in sides if s.server is not None]
 
-    async def one(side: Side, path: str, tag: str, seconds: int) -> Costs:
+    async def one(side: Side, path: str, tag: str, seconds: int, *, profile: bool = False) -> Costs:
         assert side.server is not None
         p = rv.PATHS[path]
         if p.reserves and side.server.codes_left < 30_000 * seconds:
@@ -201,11 +208,18 @@ async def measure(args: argparse.Namespace, sides: list[Side], tmp: Path) -> Non
         if not args.no_persister:
             await rv.settle(servers)
         a = await snapshot(side)
+        out = tmp / f"redis-{path}.perf"
+        perf = await redisperf.record(side.redis_pid, seconds, out) if profile else None
         w = await rv.wrk(args, side.server, p, tmp / f"{path}.lua", tag, seconds)
         b = await snapshot(side)
         if p.reserves:
             side.server.codes_left -= w.requests
-        return costs(a, b, w)
+        c = costs(a, b, w)
+        if perf is not None:
+            await perf.wait()
+            side.profiles[path] = (c.redis_cpu_us_per_req,
+                                   await asyncio.to_thread(redisperf.read, out, side.redis_pid))
+        return c
 
     for path in args.paths:
         for side in sides:
@@ -213,7 +227,8 @@ async def measure(args: argparse.Namespace, sides: list[Side], tmp: Path) -> Non
     for rnd in range(args.rounds):
         for path in args.paths:
             for side in sides if rnd % 2 == 0 else sides[::-1]:
-                c = await one(side, path, f"{path[0]}{rnd}", args.seconds)
+                c = await one(side, path, f"{path[0]}{rnd}", args.seconds,
+                              profile=args.perf and rnd == 0 and side is sides[-1])
                 side.windows.setdefault(path, []).append(c)
                 print(f"round {rnd + 1} {path:6s} {side.rev.label:6s} {c.per_s:7,.0f}/s  "
                       f"evalsha/req {c.evalsha_per_req:.3f}  us/call {c.evalsha_us_per_call:6.1f}  "
@@ -254,6 +269,16 @@ def report(args: argparse.Namespace, sides: list[Side]) -> None:
             print(f"  {path:6s} {side.rev.label:6s} " + ", ".join(
                 f"{k} {statistics.median(w.commands.get(k, 0) for w in ws):.1f}"
                 f" ({statistics.median(w.calls.get(k, 0) for w in ws):.3f})" for k in names))
+    for path in args.paths:
+        for side in sides:
+            if path not in side.profiles:
+                continue
+            cpu, shares = side.profiles[path]
+            print(f"\nwhere the {side.rev.label} redis-server's CPU went on {path}, round 1's window "
+                  f"(perf cpu-clock; {cpu:.1f} us per request in all), us per request:")
+            for name, percent in sorted(shares.items(), key=lambda kv: -kv[1]):
+                if percent >= 0.5:
+                    print(f"  {cpu * percent / 100:6.2f}  {percent:5.1f}%  {name}")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -295,7 +320,11 @@ if __name__ == "__main__":
     parser.add_argument("--no-persister", action="store_true")
     parser.add_argument("--before-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--after-env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--perf", action="store_true",
+                        help="perf record the after side's redis-server over round 1 (benchmarks.redisperf)")
     parsed = parser.parse_args()
+    if parsed.perf and shutil.which("perf") is None:
+        parser.error("--perf: perf is not installed (Debian: linux-perf)")
     parsed.before_env, parsed.after_env = rv.parse_env(parsed.before_env), rv.parse_env(parsed.after_env)
     parsed.paths = [p.strip() for p in parsed.paths.split(",") if p.strip()]
     if not parsed.paths or any(p not in rv.PATHS for p in parsed.paths):

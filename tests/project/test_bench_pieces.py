@@ -11,7 +11,8 @@ wrote, in both layouts; ``log_reads`` must give the same purchases from both sha
 reply; ``purchase_param`` must apply every hold with both parameters; ``arg_decode`` must read
 the same requests and finishes in every layout; ``purchase_indexes`` must time every index of
 the purchases' table and the byte-order keys; ``migration_times`` must apply every migration it
-times, under both probes, leaving the rows as each promises.
+times, under both probes, leaving the rows as each promises; ``redisperf`` must name a stripped
+``redis-server``'s code by the exported symbol before it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import script_sections
+from benchmarks import redisperf, script_sections
 from benchmarks.common import stop_process
 from benchmarks.redis_costs import start_redis_server
 from dropgate.embedded import Endpoints
@@ -188,3 +189,24 @@ def test_migration_times_applies_every_later_migration_under_its_probes(servers:
     # every migration after 21 timed
     rows = re.findall(r"^\| (\d{4})_\w+\.sql \| ([\d.]+) s \| ([\d.]+) s \| ([\d.]+) s \|$", out, re.M)
     assert [r[0] for r in rows] == ["0022", "0023", "0024"], out
+
+
+def test_redisperf_names_stripped_code_by_the_export_before_it() -> None:
+    exported = redisperf.Exported([0x100, 0x200, 0x300, 0x400, 0x500],
+                                  ["dictFind", "lua_close", "luaL_where", "luaopen_cjson", "zmalloc"])
+    report = "\n".join([
+        "# Samples: 10  of event 'cpu-clock'",
+        "     40.00%             4  redis-check-rdb    [.] 0x0000000000000250",  # after lua_close
+        "     10.00%             1  redis-check-rdb    [.] 0x0000000000000260",
+        "     10.00%             1  redis-check-rdb    [.] dictFind",
+        "     10.00%             1  redis-check-rdb    [.] 0x0000000000000350",  # after luaL_where
+        "     10.00%             1  redis-check-rdb    [.] 0x0000000000000450",  # after luaopen_cjson
+        "     10.00%             1  redis-check-rdb    [.] 0x0000000000000550",  # after zmalloc
+        "     10.00%             1  [kernel.kallsyms]  [k] finish_task_switch",
+    ])
+    shares = redisperf.group(report, "redis-check-rdb", exported)
+    assert shares == {
+        redisperf.LUA_CORE: 50.0, "dictFind": 10.0, "Lua's auxiliary library, stripped (lauxlib.o)": 10.0,
+        "Lua library code after luaopen_cjson (stripped)": 10.0, "zmalloc+ (stripped)": 10.0,
+        "finish_task_switch (kernel)": 10.0}
+    assert redisperf.stripped_name(None) == "before the first exported symbol (stripped)"
