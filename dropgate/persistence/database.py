@@ -1,5 +1,5 @@
-"""The asyncpg pool, opened with the configured schema as search_path, and the connection
-the migrations run on."""
+"""The asyncpg pool, opened with the configured schema as search_path, and the connections
+of the work whose statements grow with the tables (migrations, reconcile's rounds)."""
 
 from __future__ import annotations
 
