@@ -111,6 +111,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+async def perf_record(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
+    """``perf record`` of process ``pid`` for ``seconds`` into ``out`` (cpu-clock: this guest
+    counts no cycles); await its ``wait()`` before reading ``out``."""
+    return await asyncio.create_subprocess_exec(
+        "perf", "record", "-e", "cpu-clock", "-F", "1999", "-p", str(pid), "-o", str(out), "--",
+        "sleep", str(seconds), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

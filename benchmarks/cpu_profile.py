@@ -51,7 +51,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import FAST_HOST_US, halt_poll, host_speed_us, private_settings, settings_env, stores
+from benchmarks.common import (
+    FAST_HOST_US,
+    halt_poll,
+    host_speed_us,
+    perf_record,
+    private_settings,
+    settings_env,
+    stores,
+)
 from benchmarks.revisions import (
     NOOP,
     PATHS,
@@ -247,10 +255,7 @@ async def profile(side: Side, path: str, tmp: Path, args: argparse.Namespace, fa
         os.kill(pid, signal.SIGUSR1)
     perf = None
     if args.perf:
-        perf = await asyncio.create_subprocess_exec(
-            "perf", "record", "-e", "cpu-clock", "-F", "1999", "-p", str(pid), "-o", str(raw) + ".perf",
-            "--", "sleep", str(args.profile_seconds),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        perf = await perf_record(pid, args.profile_seconds, Path(str(raw) + ".perf"))
     stats_before = await commandstats(args.redis_url)
     w, cpu, _, _ = await window(side, path, tmp, args, f"{path[0]}p", args.profile_seconds, fastest)
     stats = {k: v - stats_before.get(k, 0) for k, v in (await commandstats(args.redis_url)).items()}

@@ -52,7 +52,7 @@ from redis.exceptions import RedisError
 
 from benchmarks import redisperf
 from benchmarks import revisions as rv
-from benchmarks.common import Stores, free_port, private_settings, settings_env, stop_process, stores
+from benchmarks.common import Stores, free_port, perf_record, private_settings, settings_env, stop_process, stores
 from dropgate.embedded import redis_server_binary
 
 
@@ -208,8 +208,8 @@ async def measure(args: argparse.Namespace, sides: list[Side], tmp: Path) -> Non
         if not args.no_persister:
             await rv.settle(servers)
         a = await snapshot(side)
-        out = tmp / f"redis-{path}.perf"
-        perf = await redisperf.record(side.redis_pid, seconds, out) if profile else None
+        out = tmp / f"redis-{path}.perf"  # read only when profiling
+        perf = await perf_record(side.redis_pid, seconds, out) if profile else None
         w = await rv.wrk(args, side.server, p, tmp / f"{path}.lua", tag, seconds)
         b = await snapshot(side)
         if p.reserves:

@@ -14,7 +14,6 @@ code of the library after X (Lua's standard libraries, then cjson, struct, cmsgp
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import os
 import re
@@ -84,13 +83,6 @@ def group(report: str, binary_name: str, exported: Exported) -> dict[str, float]
         counts[name] = counts.get(name, 0) + samples
     total = sum(counts.values())
     return {name: 100 * n / total for name, n in counts.items()} if total else {}
-
-
-async def record(pid: int, seconds: float, out: Path) -> asyncio.subprocess.Process:
-    """``perf record`` of ``pid`` for ``seconds`` (cpu-clock: this guest counts no cycles)."""
-    return await asyncio.create_subprocess_exec(
-        "perf", "record", "-e", "cpu-clock", "-F", "1999", "-p", str(pid), "-o", str(out), "--",
-        "sleep", str(seconds), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
 
 
 def read(out: Path, pid: int) -> dict[str, float]:

@@ -37,6 +37,12 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
     return files
 
 
+def lock_id(schema: str) -> int:
+    """The advisory lock serialising the migrations of ``schema`` (one per schema: two
+    installations sharing a database do not wait for each other)."""
+    return zlib.crc32(f"dropgate-migrate:{schema}".encode())
+
+
 async def migrate(db: asyncpg.Pool | asyncpg.Connection, *, through: int | None = None,
                   directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what is missing (up to version ``through``, when given: a schema as an earlier
@@ -63,10 +69,10 @@ async def _migrate(conn: asyncpg.Connection | PoolConnectionProxy, through: int 
                    directory: Path) -> list[str]:
     applied_now: list[str] = []
     schema = await conn.fetchval("SELECT current_schema()")
-    lock_id = zlib.crc32(f"dropgate-migrate:{schema}".encode())
-    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_id):
+    lock = lock_id(schema)
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock):
         log.info("another process is migrating schema %s; waiting for it to finish", schema)
-        await conn.execute("SELECT pg_advisory_lock($1)", lock_id)
+        await conn.execute("SELECT pg_advisory_lock($1)", lock)
     try:
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS dg_schema_migrations (
@@ -88,5 +94,5 @@ async def _migrate(conn: asyncpg.Connection | PoolConnectionProxy, through: int 
             log.info("applied migration %s", path.name)
             applied_now.append(path.name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", lock_id)
+        await conn.execute("SELECT pg_advisory_unlock($1)", lock)
     return applied_now

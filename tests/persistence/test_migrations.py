@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import zlib
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +11,7 @@ import pytest
 
 from dropgate.persistence import database
 from dropgate.persistence.database import create_pool
-from dropgate.persistence.migrate import migrate, migrate_database, migration_files
+from dropgate.persistence.migrate import lock_id, migrate, migrate_database, migration_files
 from dropgate.settings import Settings
 
 
@@ -76,14 +75,13 @@ async def test_a_start_waits_for_another_migrating_and_says_so(
     slow = _slow_migrations(tmp_path)
     holder = await asyncpg.connect(settings.database_url)
     try:  # the first start's lock, held here while the second starts
-        await holder.execute("SELECT pg_advisory_lock($1)", zlib.crc32(f"dropgate-migrate:{isolated}".encode()))
+        await holder.execute("SELECT pg_advisory_lock($1)", lock_id(isolated))
         with caplog.at_level(logging.INFO, logger="dropgate.persistence.migrate"):
             second = asyncio.create_task(migrate_database(settings, settings.database_url, directory=slow))
             await asyncio.sleep(1.0)
             assert not second.done()
             assert any(f"another process is migrating schema {isolated}" in r.getMessage() for r in caplog.records)
-            await holder.execute("SELECT pg_advisory_unlock($1)",
-                                 zlib.crc32(f"dropgate-migrate:{isolated}".encode()))
+            await holder.execute("SELECT pg_advisory_unlock($1)", lock_id(isolated))
             assert await asyncio.wait_for(second, 30) == ["0001_slow.sql"]
     finally:
         await holder.close()
