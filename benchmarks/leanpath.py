@@ -16,7 +16,15 @@ with uvloop and ``tune_gc`` as ``dropgate serve`` runs, decode the body and answ
   middleware, no signals;
 - ``written``: ``app``, answering with dropgate's ``http/jsonresponse.py:
   JsonResponse`` (the same bytes as ``web.Response``, written in one piece) instead
-  of ``web.Response``.
+  of ``web.Response``;
+- ``protocol``: no aiohttp server at all: an ``asyncio.Protocol`` that feeds aiohttp's
+  own C parser (``HttpRequestParser``: the same header and body parsing) and writes
+  the same answer's bytes (status line, ``Content-Type``, ``Content-Length``,
+  ``Date``, ``Server``) from ``data_received``: what is left of a request's cost
+  without aiohttp's request objects, handler task and response writer (no keep-alive
+  timer, no limits, no pipelining order: a measurement, not a server);
+- ``protocol+task``: the same, answering from a task started per request (a hot
+  route's handler awaits its batch, so it needs one).
 
 Measured with wrk (one thread) in alternating windows of the same run; reported:
 median requests/s and p99 per server, each against ``app``, and the server's CPU per
@@ -33,11 +41,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import free_port, serve_until_sigterm
 from benchmarks.revisions import NOOP, Window, cpu_s, ensure_wrk, lua_script
 
-KINDS = ("app", "app+mw", "lowlevel", "written")
+KINDS = ("app", "app+mw", "lowlevel", "written", "protocol", "protocol+task")
 
 
 def serve(kind: str, port: int) -> None:
@@ -69,6 +78,9 @@ def serve(kind: str, port: int) -> None:
         response.headers["Server"] = "noop"
 
     async def run() -> None:
+        if kind.startswith("protocol"):
+            await serve_protocol(kind == "protocol+task", port)
+            return
         runner: web.BaseRunner
         if kind == "lowlevel":
             runner = web.ServerRunner(web.Server(noop, access_log=None))
@@ -82,6 +94,68 @@ def serve(kind: str, port: int) -> None:
         await serve_until_sigterm(runner, port)
 
     uvloop.run(run())
+
+
+async def serve_protocol(task_per_request: bool, port: int) -> None:
+    """The ``protocol`` kinds: aiohttp's C parser under a bare ``asyncio.Protocol``."""
+    import asyncio
+    import email.utils
+
+    import msgspec
+    from aiohttp._http_parser import HttpRequestParser  # type: ignore[import-not-found]
+    from aiohttp.base_protocol import BaseProtocol
+
+    from dropgate.gcsettings import tune_gc
+
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()  # the answers under way (a task is kept till done)
+    date = [0, b""]
+
+    def head(status: bytes, length: int) -> bytes:
+        now = int(time.time())
+        if now != date[0]:
+            date[0], date[1] = now, email.utils.formatdate(now, usegmt=True).encode()
+        return (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+                b"Content-Length: " + str(length).encode() + b"\r\nDate: " + bytes(date[1])
+                + b"\r\nServer: noop\r\n\r\n")
+
+    class Noop(BaseProtocol):
+        def __init__(self) -> None:
+            super().__init__(loop)
+            self._parser = HttpRequestParser(self, loop, 2**16)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+
+        def data_received(self, data: bytes) -> None:
+            messages, _, _ = self._parser.feed_data(data)
+            for message, payload in messages:
+                if task_per_request or not payload.is_eof():  # a body still arriving is awaited
+                    task = loop.create_task(self.answer_later(message.path, payload))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                else:
+                    self.answer(message.path, payload.read_nowait(-1))
+
+        async def answer_later(self, path: str, payload: Any) -> None:
+            self.answer(path, await payload.read())
+
+        def answer(self, path: str, raw: bytes) -> None:
+            assert self.transport is not None
+            if path == "/healthz":
+                body = b'{"status":"ok"}'
+                self.transport.write(head(b"200 OK", len(body)) + body)
+                return
+            got = msgspec.json.decode(raw)
+            body = msgspec.json.encode({"ok": True, "user_id": got.get("user_id")})
+            self.transport.write(head(b"201 Created", len(body)) + body)
+
+    server = await loop.create_server(Noop, "127.0.0.1", port, backlog=4096)
+    tune_gc()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    server.close()
 
 
 def start(kind: str) -> tuple[subprocess.Popen[bytes], str]:

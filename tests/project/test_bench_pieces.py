@@ -12,23 +12,28 @@ reply; ``purchase_param`` must apply every hold with both parameters; ``arg_deco
 the same requests and finishes in every layout; ``purchase_indexes`` must time every index of
 the purchases' table and the byte-order keys; ``migration_times`` must apply every migration it
 times, under both probes, leaving the rows as each promises; ``redisperf`` must name a stripped
-``redis-server``'s code by the exported symbol before it.
+``redis-server``'s code by the exported symbol before it; ``leanpath``'s bare protocols must
+answer the no-op's request as its aiohttp application does, twice on one connection.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks import redisperf, script_sections
+from benchmarks import leanpath, redisperf, script_sections
 from benchmarks.common import stop_process
 from benchmarks.redis_costs import start_redis_server
+from benchmarks.revisions import NOOP
 from dropgate.embedded import Endpoints
 from dropgate.engine.scripts import sources
 
@@ -210,3 +215,40 @@ def test_redisperf_names_stripped_code_by_the_export_before_it() -> None:
         "Lua library code after luaopen_cjson (stripped)": 10.0, "zmalloc+ (stripped)": 10.0,
         "finish_task_switch (kernel)": 10.0}
     assert redisperf.stripped_name(None) == "before the first exported symbol (stripped)"
+
+
+def _two_answers(url: str) -> list[tuple[int, list[str], str, bytes]]:
+    """The no-op's request twice on one keep-alive connection, its body sent after its head:
+    status, the headers' names, type, body."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    answers = []
+    try:
+        for user in ("u1", "u2"):
+            body = f'{{"user_id":"{user}","quantity":1}}'.encode()
+            conn.putrequest("POST", NOOP.route)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders()  # the head alone: the body follows in a segment of its own
+            time.sleep(0.05)
+            conn.send(body)
+            response = conn.getresponse()
+            answers.append((response.status, sorted(name.lower() for name, _ in response.getheaders()),
+                            response.getheader("Content-Type", ""), response.read()))
+    finally:
+        conn.close()
+    return answers
+
+
+def test_leanpath_protocols_answer_as_the_application_does() -> None:
+    started = {kind: leanpath.start(kind) for kind in ("app", "protocol", "protocol+task")}
+    try:
+        answers = {kind: _two_answers(url) for kind, (_, url) in started.items()}
+    finally:
+        for proc, _ in started.values():
+            stop_process(proc, timeout_s=10)
+    assert [(status, body) for status, _, _, body in answers["app"]] == [
+        (201, b'{"ok":true,"user_id":"u1"}'), (201, b'{"ok":true,"user_id":"u2"}')]
+    for kind in ("protocol", "protocol+task"):
+        assert answers[kind] == answers["app"], kind
