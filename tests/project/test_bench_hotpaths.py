@@ -74,6 +74,9 @@ def test_hotpaths_runs_every_path_and_checks_correctness(servers: Endpoints, tmp
         # a dropgate request runs a script: Redis worked for it (the no-op's window needs none)
         assert p["designs"]["dropgate"]["neighbours_us"]["redis"] > 0, p["designs"]["dropgate"]
         assert p["designs"]["no-op"]["vs_noop"] == 1.0
+        # each target's per-round ratios, whose median the targets block prints
+        assert {k: len(v) for k, v in p["designs"]["dropgate"]["rounds"].items()} == {
+            "vs_noop": 1, "cpu_efficiency": 1, "p99_vs_noop": 1}, p["designs"]["dropgate"]["rounds"]
         assert p["designs"]["written no-op"]["vs_written"] == 1.0
         assert p["designs"]["written no-op"]["name"] == "no-op, JsonResponse"
         assert p["persister"]["series"], p["path"]  # the backlog was sampled during the crowd
@@ -118,6 +121,15 @@ def test_the_machine_bound_is_the_cores_over_all_the_cpu_of_a_request() -> None:
     assert lines[2] == ("  - the cores over dropgate's windows: 0.90 this request path's (of it 0.03 in "
                         "interrupts), idle 0.06, stolen 0.01, other processes 0.03")
     assert lines[3].startswith("- promos: n/a (a neighbour's CPU was not measured")
+
+
+def test_a_targets_median_shows_its_rounds() -> None:
+    """The targets block prints each median with its rounds' range (none for one round)."""
+    from benchmarks.hotpaths import spread
+
+    assert spread([0.72, 0.55, 0.95]) == " (rounds 0.55-0.95)"
+    assert spread([1.04, 2.31], "x", 1) == " (rounds 1.0x-2.3x)"
+    assert spread([0.7]) == ""
 
 
 def test_a_p99_ratio_is_the_queue_the_throughput_sets_times_the_tails_shape() -> None:
