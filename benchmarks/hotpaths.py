@@ -36,7 +36,9 @@ ratio to the no-op's in the same round; the server process's CPU per request
 (``/proc/<pid>/stat`` utime + stime over the window, divided by its requests) and the
 no-op's CPU per request divided by it (CPU efficiency: 1.0 = as cheap as the no-op;
 Redis's and PostgreSQL's CPU are not in it); p50 and p99 (wrk ``--latency``) and p99
-over the no-op's p99. Medians of ``--rounds``; ratios are medians of per-round ratios.
+over the no-op's p99. Medians of ``--rounds``; ratios are medians of per-round ratios,
+which the targets block prints with their rounds' range (one slow no-op round moves a
+median of three).
 
 During every dropgate window the partition logs are sampled every 0.2 s: the
 unpersisted backlog (``XLEN``) and the events ever appended (``XINFO STREAM``
