@@ -124,9 +124,6 @@ async def serve_protocol(task_per_request: bool, port: int) -> None:
             super().__init__(loop)
             self._parser = HttpRequestParser(self, loop, 2**16)
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            super().connection_made(transport)
-
         def data_received(self, data: bytes) -> None:
             messages, _, _ = self._parser.feed_data(data)
             for message, payload in messages:

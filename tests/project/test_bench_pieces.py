@@ -13,7 +13,8 @@ the same requests and finishes in every layout; ``purchase_indexes`` must time e
 the purchases' table and the byte-order keys; ``migration_times`` must apply every migration it
 times, under both probes, leaving the rows as each promises; ``redisperf`` must name a stripped
 ``redis-server``'s code by the exported symbol before it; ``leanpath``'s bare protocols must
-answer the no-op's request as its aiohttp application does, twice on one connection.
+answer the no-op's request as its aiohttp application does, twice on one connection (a
+body in the head's segment and one after it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -218,26 +220,27 @@ def test_redisperf_names_stripped_code_by_the_export_before_it() -> None:
 
 
 def _two_answers(url: str) -> list[tuple[int, list[str], str, bytes]]:
-    """The no-op's request twice on one keep-alive connection, its body sent after its head:
-    status, the headers' names, type, body."""
+    """The no-op's request twice on one keep-alive connection, the first in one segment, the
+    second's body after its head (both ways a bare protocol reads a body): status, the
+    headers' names, type, body."""
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     answers = []
-    try:
-        for user in ("u1", "u2"):
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        for user, split in (("u1", False), ("u2", True)):
             body = f'{{"user_id":"{user}","quantity":1}}'.encode()
-            conn.putrequest("POST", NOOP.route)
-            conn.putheader("Content-Type", "application/json")
-            conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders()  # the head alone: the body follows in a segment of its own
-            time.sleep(0.05)
-            conn.send(body)
-            response = conn.getresponse()
+            head = (f"POST {NOOP.route} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            if split:
+                sock.sendall(head)
+                time.sleep(0.05)
+                sock.sendall(body)
+            else:
+                sock.sendall(head + body)
+            response = http.client.HTTPResponse(sock)
+            response.begin()
             answers.append((response.status, sorted(name.lower() for name, _ in response.getheaders()),
                             response.getheader("Content-Type", ""), response.read()))
-    finally:
-        conn.close()
     return answers
 
 
